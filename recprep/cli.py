@@ -1,0 +1,173 @@
+"""``recprep run | validate``: the same PreprocessJob file as ``kubectl apply`` takes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import RecprepError, SpecError
+
+err = Console(stderr=True)
+out = Console()
+
+
+class RichProgress:
+    """Rows, shards, rows/s and ETA on the terminal (rows estimated until every shard lands)."""
+
+    def __init__(self, console: Console):
+        self.bar = Progress(
+            TextColumn("[bold]{task.fields[phase]}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rows]}"),
+            TextColumn("shards {task.fields[shards]}"),
+            TextColumn("{task.fields[rate]} rows/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.shards_total = self.shards_done = 0
+        self.rows = 0
+        self.t0 = time.perf_counter()
+        self.phase_name = "plan"
+
+    def __enter__(self):
+        self.bar.__enter__()
+        self.task = self.bar.add_task("job", total=None, phase=self.phase_name, shards="-", rate="-", rows="")
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def phase(self, name: str) -> None:
+        self.phase_name = name
+        self.bar.update(self.task, phase=name)
+
+    def start(self, total_shards, est_rows, done_shards, done_rows) -> None:
+        self.shards_total, self.shards_done, self.rows = total_shards, done_shards, done_rows
+        self.t0 = time.perf_counter()
+        self._first_rows = done_rows
+        self.bar.update(self.task, total=max(est_rows, done_rows), completed=done_rows,
+                        shards=f"{done_shards}/{total_shards}", rows=f"{done_rows:,}/~{est_rows:,} rows")
+
+    def advance(self, result) -> None:
+        self.shards_done += 1
+        self.rows += result.rows + result.bad_rows
+        rate = (self.rows - self._first_rows) / max(time.perf_counter() - self.t0, 1e-9)
+        total = self.bar.tasks[0].total or 0
+        if self.shards_done == self.shards_total:
+            total = self.rows
+        else:
+            total = max(total, self.rows)
+        self.bar.update(self.task, completed=self.rows, total=total,
+                        shards=f"{self.shards_done}/{self.shards_total}", rate=f"{rate:,.0f}",
+                        rows=f"{self.rows:,}/{'' if self.shards_done == self.shards_total else '~'}{total:,} rows")
+
+
+def _summary(s) -> Table:
+    t = Table(title=f"job {s.job}", show_header=False)
+    t.add_row("output", s.output)
+    t.add_row("rows read", f"{s.rows_read:,}")
+    t.add_row("rows written", f"{s.rows_written:,}")
+    t.add_row("rows quarantined", f"{s.rows_quarantined:,}" + (f"  ({s.output}/_quarantine/)" if s.rows_quarantined else ""))
+    t.add_row("shards", f"{s.shards} ({s.shards_skipped} already committed)" if s.shards_skipped else f"{s.shards}")
+    t.add_row("seconds", f"{s.seconds:.2f}")
+    t.add_row("workers", f"{s.workers} ({s.cores} cores)")
+    t.add_row("rows/s per core", f"{s.rows_per_second_per_core:,.0f}")
+    return t
+
+
+def cmd_run(args) -> int:
+    from .spec import load_job
+    from .workloads.runner import run_job
+    from .workloads.tasks import prepare
+
+    job = load_job(args.job)
+    prepare(job)  # spec, source and plan errors surface before the progress bar
+    with RichProgress(err) as progress:
+        summary = run_job(
+            job, workers=args.workers, output=args.output, overwrite=args.overwrite,
+            scheduler=args.scheduler, progress=progress, fsync=args.fsync,
+        )
+    out.print(_summary(summary))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .spec import load_job
+    from .workloads.tasks import prepare
+
+    job = load_job(args.job)
+    source, plan = prepare(job)
+    splits = source.splits(job.spec.output.rows_per_shard)
+    out.print(
+        f"[green]ok[/green] {args.job}: job {job.metadata.name}, {len(plan.steps)} transforms, "
+        f"{len(splits)} shards (~{sum(s.est_rows for s in splits):,} rows), "
+        f"{len(plan.fit_stages)} fit stage(s); output columns: {', '.join(plan.columns)}"
+    )
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recprep", description="Elastic RecSys preprocessing.")
+    p.add_argument("--version", action="version", version=f"recprep {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a PreprocessJob on a local (embedded) or remote Dask cluster")
+    run.add_argument("job", help="PreprocessJob YAML file")
+    run.add_argument("--workers", type=_positive, default=None, help="local worker processes (default: one per core)")
+    run.add_argument("--output", default=None, help="override spec.output.uri")
+    run.add_argument("--overwrite", action="store_true", help="replace another job's shards in the output")
+    run.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
+    run.add_argument("--fsync", action="store_true", help="fsync every shard and ledger line (survives power loss)")
+    run.set_defaults(fn=cmd_run)
+
+    val = sub.add_parser("validate", help="check a PreprocessJob: spec, source, plan and output schema")
+    val.add_argument("job")
+    val.set_defaults(fn=cmd_validate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    try:
+        return args.fn(args)
+    except SpecError as exc:
+        err.print(f"[red]invalid job:[/red] {exc}", highlight=False)
+        return 2
+    except RecprepError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted: committed shards are kept; run again to resume")
+        return 130
+    except Exception as exc:  # anything else is a bug, but the user still gets one clear line
+        if args.debug:
+            raise
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)", highlight=False)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""The PreprocessJob model: one source of truth for the CLI, the CRD schema and the operator.
+
+A PreprocessJob document is the same YAML for ``recprep run job.yaml`` and ``kubectl apply``.
+Every field has a description; validation errors name the field path (``spec.transforms[2].k``)
+and, where the choice is closed, the allowed values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from .errors import SpecError
+from .workloads.ops import REGISTRY
+
+API_VERSION = "recprep.io/v1alpha1"
+KIND = "PreprocessJob"
+
+#: A column selector: a role (dense | sparse | label), a column name, a glob, or a list of them.
+Selector = str | list[str]
+
+ROLES = ("dense", "sparse", "label")
+FORMATS = ("criteo", "csv", "tsv", "parquet")
+
+
+class Model(BaseModel):
+    """Spec models: camelCase in manifests, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class SourceSpec(Model):
+    """Where the raw samples are and how to read them."""
+
+    uri: str = Field(
+        description="Path or fsspec-style URI of the raw data: a file, a directory of files, a glob, "
+        "or synthetic://criteo?rows=N&seed=S for generated Criteo-schema data."
+    )
+    format: Literal["criteo", "csv", "tsv", "parquet"] | None = Field(
+        None,
+        description="criteo (TSV, no header, label I1..I13 C1..C26) | csv | tsv | parquet; "
+        "inferred from the URI when omitted.",
+    )
+    header: bool = Field(False, description="csv/tsv: the first line of each file holds column names.")
+    columns: list[str] | None = Field(
+        None, description="Column names when the text files have no header (criteo implies them)."
+    )
+    delimiter: str | None = Field(
+        None, description="csv/tsv field delimiter (default ',' for csv, tab for tsv and criteo)."
+    )
+    label: str | None = Field("label", description="Name of the label column (none if null).")
+    dense: Selector | None = Field(
+        None, description='Dense feature columns: names or globs such as "I*" (criteo: I*).'
+    )
+    sparse: Selector | None = Field(
+        None, description='Sparse (categorical ID) columns: names or globs (criteo: C*).'
+    )
+    session: str | None = Field(
+        None, description="Optional session/user column used to group samples for deduplication."
+    )
+    max_bad_fraction: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Fail the job when more than this fraction of rows is malformed; malformed rows "
+        "are written to _quarantine/ in the output either way.",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, v: str | None) -> str | None:
+        if v is not None and len(v) != 1:
+            raise ValueError("delimiter must be exactly one character")
+        return v
+
+
+class TransformSpec(BaseModel):
+    """One step of the pipeline: ``op`` names the op, ``columns`` selects its input columns and
+    the remaining fields are the op's parameters (checked against the op when the spec loads)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    op: str = Field(description="Name of the op: " + " | ".join(REGISTRY))
+    columns: Selector = Field(
+        description="Input columns: dense | sparse | label | a name | a glob | a list of names/globs."
+    )
+
+    def params(self) -> dict[str, Any]:
+        """The op's parameters as written in the manifest (everything but op and columns)."""
+        return dict(self.model_extra or {})
+
+
+class OutputSpec(Model):
+    """Where prepared shards go."""
+
+    uri: str = Field(description="Output directory (path or file:// URI).")
+    format: Literal["parquet"] = Field("parquet", description="Shard file format: parquet.")
+    rows_per_shard: int = Field(
+        65536,
+        ge=1,
+        description="Target rows per output shard (text sources are split on line boundaries by "
+        "size, so shards hold about this many rows; a compressed file is one shard).",
+    )
+    compression: Literal["snappy", "zstd", "lz4", "gzip", "none"] = Field(
+        "snappy", description="Parquet compression codec: snappy | zstd | lz4 | gzip | none."
+    )
+
+
+class JobSpec(Model):
+    """What data, which transforms, where the results go."""
+
+    source: SourceSpec
+    transforms: list[TransformSpec] = Field(
+        default_factory=list, description="Ordered transforms applied to every shard."
+    )
+    output: OutputSpec
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(description="Job name (a DNS-1123 label).")
+    namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _dns1123(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+            raise ValueError(
+                "must be a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters"
+            )
+        return v
+
+
+class PreprocessJob(BaseModel):
+    """The PreprocessJob resource (apiVersion recprep.io/v1alpha1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    api_version: Literal["recprep.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["PreprocessJob"]
+    metadata: Metadata
+    spec: JobSpec
+    status: dict[str, Any] | None = Field(None, description="Written by the operator; ignored here.")
+
+    @model_validator(mode="after")
+    def _ops(self):
+        for i, t in enumerate(self.spec.transforms):
+            build_op(t, i)
+        return self
+
+    def identity(self) -> str:
+        """A hash of everything that decides the output bytes (not the name, not output.uri)."""
+        spec = self.spec.model_dump(mode="json", by_alias=True)
+        spec["output"].pop("uri")
+        spec["source"].pop("maxBadFraction")
+        blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def build_op(transform: TransformSpec, index: int):
+    """The op object for ``spec.transforms[index]``, or a SpecError naming the field."""
+    where = f"spec.transforms[{index}]"
+    cls = REGISTRY.get(transform.op)
+    if cls is None:
+        raise SpecError(
+            f"{where}.op: unknown op {transform.op!r}; allowed: {', '.join(sorted(REGISTRY))}"
+        )
+    try:
+        params = cls.Params.model_validate(transform.params())
+    except ValidationError as exc:
+        allowed = ", ".join(["columns", *(f.alias or n for n, f in cls.Params.model_fields.items())])
+        raise SpecError(_format_errors(exc, f"{where}", f"(op {transform.op}; fields: {allowed})")) from None
+    return cls(params)
+
+
+def _format_errors(exc: ValidationError, prefix: str, hint: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        path = prefix
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "literal_error":
+            msg = "must be one of " + err["ctx"]["expected"]
+        elif err["type"].startswith("value_error"):
+            msg = msg.removeprefix("Value error, ")
+        given = err.get("input")
+        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, (dict, list)):
+            msg += f" (got {given!r})"
+        lines.append(f"{path}: {msg}")
+    text = "; ".join(lines)
+    return f"{text} {hint}".rstrip()
+
+
+def load_job_dict(doc: Any, source: str = "<document>") -> PreprocessJob:
+    """Validate a parsed YAML/JSON document as a PreprocessJob."""
+    if not isinstance(doc, dict):
+        raise SpecError(f"{source}: expected a PreprocessJob mapping, got {type(doc).__name__}")
+    try:
+        return PreprocessJob.model_validate(doc)
+    except SpecError as exc:
+        raise SpecError(f"{source}: {exc}") from None
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {_format_errors(exc, '').lstrip('.')}") from None
+
+
+def load_job(path: str | Path) -> PreprocessJob:
+    """Read and validate a PreprocessJob YAML file (the very file ``kubectl apply`` takes)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the job file ({exc.strerror})") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(jobs) != 1:
+        raise SpecError(f"{path}: expected exactly one document of kind {KIND}, found {len(jobs)}")
+    return load_job_dict(jobs[0], str(path))

@@ -1,0 +1,150 @@
+"""The op protocol: one small class per op, registered by name.
+
+An op is built from its validated parameters (a pydantic model, so bad parameters fail when the
+spec loads, naming the field). It transforms one column at a time, as a whole Arrow array:
+
+* ``Op.transform(array, state)`` is pure and vectorized; ``state`` is what ``fit`` produced, or
+  ``None`` for ops that need no statistics.
+* Fitted ops (``fitted = True``) also implement the distributed fit protocol:
+  ``partial(array) -> S`` per shard, ``combine(S, S) -> S`` in a tree (order-preserving, so the
+  result does not depend on the number of workers), ``finalize(S) -> state`` (JSON-able, saved with
+  the output).
+
+Column *kinds* let the plan check a pipeline before any data is read: ``int``, ``float``,
+``string`` and ``list`` (a list of int64 IDs). An op declares the kinds it accepts and the kind it
+produces.
+
+:class:`ElementwiseOp` covers ops that map each value on its own: it applies them to the
+dictionary of a dictionary-encoded column (each distinct value is processed once, however often it
+repeats: the RecD idea applied to preprocessing) and to the elements of list columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+INT, FLOAT, STRING, LIST = "int", "float", "string", "list"
+KINDS = (INT, FLOAT, STRING, LIST)
+
+
+def kind_of(dtype: pa.DataType) -> str | None:
+    """The kind of an Arrow type, or None when recprep has no ops for it."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_integer(dtype) or pa.types.is_boolean(dtype):
+        return INT
+    if pa.types.is_floating(dtype):
+        return FLOAT
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_binary(dtype):
+        return STRING
+    if pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+        return LIST
+    return None
+
+
+class OpParams(BaseModel):
+    """Base of every op's parameter model. Manifests spell fields in camelCase (``maxValue``)."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class Op:
+    """Base class of all ops. Subclasses set ``name``, ``Params``, ``accepts`` and ``describe``."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[OpParams]] = OpParams
+    accepts: ClassVar[frozenset[str]] = frozenset(KINDS)
+    fitted: ClassVar[bool] = False
+    #: ops that make a new feature write to ``params.output`` when it is set
+    generates: ClassVar[bool] = False
+
+    def __init__(self, params: OpParams):
+        self.params = params
+
+    def output_kind(self, kind: str) -> str:
+        """The kind of the result for an input of ``kind`` (already checked against ``accepts``)."""
+        return kind
+
+    def transform(self, array: pa.Array, state: Any = None) -> pa.Array:
+        raise NotImplementedError
+
+    # -- fit protocol (fitted ops only) -------------------------------------------------------
+    def partial(self, array: pa.Array) -> Any:
+        raise NotImplementedError
+
+    def combine(self, left: Any, right: Any) -> Any:
+        raise NotImplementedError
+
+    def finalize(self, partial: Any) -> Any:
+        raise NotImplementedError
+
+
+class ElementwiseOp(Op):
+    """An op defined value by value. Subclasses implement :meth:`values` on a plain array.
+
+    ``transform`` handles dictionary arrays (``values`` runs on the dictionary only; null
+    indices are first pointed at an appended null entry so ops that replace nulls see them) and
+    list arrays (``values`` runs on the flat elements; offsets and list validity are kept).
+    """
+
+    def values(self, array: pa.Array, state: Any = None) -> pa.Array:
+        raise NotImplementedError
+
+    def transform(self, array: pa.Array, state: Any = None) -> pa.Array:
+        if isinstance(array, pa.DictionaryArray):
+            return map_dictionary(array, lambda d: self.values(d, state))
+        if isinstance(array, (pa.ListArray, pa.LargeListArray)):
+            return map_list_values(array, lambda v: self.values(v, state))
+        return self.values(array, state)
+
+
+def map_dictionary(array: pa.DictionaryArray, fn) -> pa.DictionaryArray:
+    """Apply ``fn`` to the dictionary of ``array``; every row keeps its index."""
+    indices, dictionary = array.indices, array.dictionary
+    if indices.null_count:
+        # Route null rows to one extra null dictionary entry, so `fn` decides what a null becomes.
+        dictionary = pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])
+        indices = indices.fill_null(len(dictionary) - 1)
+    return pa.DictionaryArray.from_arrays(indices, fn(dictionary))
+
+
+def map_list_values(array: pa.ListArray, fn) -> pa.Array:
+    """Apply ``fn`` to the elements of a list array, keeping its offsets and null lists."""
+    list_type = pa.large_list if isinstance(array, pa.LargeListArray) else pa.list_
+    new_values = fn(array.values)
+    mask = array.is_null() if array.null_count else None
+    return type(array).from_arrays(
+        array.offsets, new_values, type=list_type(new_values.type), mask=mask
+    )
+
+
+def decode(array: pa.Array) -> pa.Array:
+    """A plain (non-dictionary) array with the same values."""
+    if isinstance(array, pa.DictionaryArray):
+        return array.dictionary.take(array.indices)
+    return array
+
+
+def to_float64(array: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values as a float64 numpy array (nulls as NaN) and the validity mask (None if no nulls)."""
+    array = decode(array)
+    if not pa.types.is_float64(array.type):
+        array = array.cast(pa.float64())
+    valid = None
+    if array.null_count:
+        valid = np.asarray(array.is_valid())
+    return array.to_numpy(zero_copy_only=False), valid
+
+
+def from_numpy(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    """An Arrow array from numpy values, null where ``valid`` is False."""
+    if valid is None:
+        return pa.array(values)
+    return pa.array(values, mask=~valid)

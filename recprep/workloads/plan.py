@@ -1,0 +1,160 @@
+"""The pipeline plan: spec transforms resolved against the source schema, checked before any
+data is read, and applied to whole Arrow tables.
+
+Compilation resolves each transform's column selector (roles, names, globs) against the columns
+that exist at that point, checks every input's kind against what the op accepts, and names
+generated features. Fitted ops are grouped into *fit stages*: a stage's ops read only columns that
+no unfitted op of the same stage has touched, so one pass over the data fits a whole stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import SpecError
+from ..spec import PreprocessJob, build_op
+from .ops.base import Op, kind_of
+from .sources import Roles
+from .sources.base import select
+
+#: fitted state of one (step, input column): what Op.finalize returned
+States = dict[tuple[int, str], Any]
+
+
+@dataclass
+class Step:
+    index: int  #: position in spec.transforms
+    op: Op
+    inputs: list[str]
+    outputs: list[str]  #: same as inputs unless the op generates new features
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    schema_kinds: dict[str, str]  #: output column -> kind
+    columns: list[str]  #: output columns, in order
+    roles: Roles  #: roles after generation (generated features are sparse)
+    fit_stages: list[list[int]] = field(default_factory=list)
+
+    @property
+    def needs_fit(self) -> bool:
+        return bool(self.fit_stages)
+
+    def apply(self, table: pa.Table, states: States, stop: int | None = None) -> pa.Table:
+        """Run the steps (all, or those before ``stop``) on ``table``."""
+        for step in self.steps[:stop]:
+            table = apply_step(table, step, states)
+        return table
+
+    def fit_partials(self, table: pa.Table, stage: int, states: States) -> dict[tuple[int, str], Any]:
+        """Partial statistics of one fit stage's ops on one shard's table."""
+        fitting = set(self.fit_stages[stage])
+        last = max(fitting)
+        partials: dict[tuple[int, str], Any] = {}
+        for step in self.steps[: last + 1]:
+            if step.index in fitting:
+                for col in step.inputs:
+                    partials[(step.index, col)] = step.op.partial(_one_chunk(table[col]))
+            elif not step.op.fitted or all((step.index, c) in states for c in step.inputs):
+                table = apply_step(table, step, states)
+            # a fitted op of a later stage is left out: nothing in this stage reads its output
+        return partials
+
+
+def _one_chunk(col: pa.ChunkedArray) -> pa.Array:
+    if col.num_chunks == 1:
+        return col.chunk(0)
+    if pa.types.is_dictionary(col.type):
+        col = col.unify_dictionaries()
+    return col.combine_chunks()
+
+
+def apply_step(table: pa.Table, step: Step, states: States) -> pa.Table:
+    for inp, out in zip(step.inputs, step.outputs):
+        state = states.get((step.index, inp))
+        col = table[inp]
+        result = pa.chunked_array([step.op.transform(chunk, state) for chunk in col.chunks]) if col.num_chunks else col
+        if out == inp:
+            table = table.set_column(table.schema.get_field_index(inp), inp, result)
+        else:
+            table = table.append_column(out, result)
+    return table
+
+
+def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
+    kinds: dict[str, str] = {}
+    for f in schema:
+        k = kind_of(f.type)
+        if k is not None:
+            kinds[f.name] = k
+    columns = list(schema.names)
+    # role selectors (dense | sparse | label) name the source's columns; generated features are
+    # addressed by name, and are sparse features of the output
+    label, dense, sparse = roles.label, list(roles.dense), list(roles.sparse)
+    generated: list[str] = []
+    steps: list[Step] = []
+    for i, t in enumerate(job.spec.transforms):
+        where = f"spec.transforms[{i}]"
+        op = build_op(t, i)
+        inputs = _resolve(t.columns, columns, label, dense, sparse, f"{where}.columns")
+        for name in inputs:
+            kind = kinds.get(name)
+            if kind not in op.accepts:
+                raise SpecError(
+                    f"{where}: op {op.name} cannot take column {name!r} of kind {kind or schema.field(name).type}; "
+                    f"it takes: {', '.join(sorted(op.accepts))}"
+                )
+        outputs = list(inputs)
+        target = getattr(op.params, "output", None)
+        if op.generates and target:
+            if len(inputs) > 1 and "{column}" not in target:
+                raise SpecError(
+                    f"{where}.output: {len(inputs)} columns are selected; use {{column}} in the name "
+                    f"(e.g. '{{column}}_{op.name}') so each gets its own output"
+                )
+            outputs = [target.replace("{column}", c) for c in inputs]
+            for out in outputs:
+                if out in columns:
+                    raise SpecError(f"{where}.output: column {out!r} already exists")
+                columns.append(out)
+                generated.append(out)
+        for inp, out in zip(inputs, outputs):
+            kinds[out] = op.output_kind(kinds[inp])
+        steps.append(Step(i, op, inputs, outputs))
+    plan = Plan(steps, kinds, columns, Roles(label, tuple(dense), tuple(sparse + generated)))
+    plan.fit_stages = _fit_stages(steps)
+    return plan
+
+
+def _resolve(selector, columns, label, dense, sparse, where) -> list[str]:
+    if isinstance(selector, str) and selector in ("dense", "sparse", "label"):
+        chosen = {"dense": dense, "sparse": sparse, "label": [label] if label else []}[selector]
+        if not chosen:
+            raise SpecError(f"{where}: selects no columns (the source has no {selector} columns)")
+        return list(chosen)
+    return select(columns, selector, where)
+
+
+def _fit_stages(steps: list[Step]) -> list[list[int]]:
+    stages: list[list[int]] = []
+    current: list[int] = []
+    dirty: set[str] = set()  # columns an unfitted op of the current stage has produced
+    for step in steps:
+        if step.op.fitted:
+            if any(c in dirty for c in step.inputs):
+                stages.append(current)
+                current, dirty = [], set()
+            current.append(step.index)
+            dirty |= set(step.outputs)
+        elif any(c in dirty for c in step.inputs):
+            dirty |= set(step.outputs)
+    if current:
+        stages.append(current)
+    return stages
+
+
+__all__ = ["Plan", "Step", "States", "compile_plan"]

@@ -1,0 +1,220 @@
+"""Running a PreprocessJob on a Dask cluster: plan, fit pass, transform pass, ledger, summary.
+
+The driver (this module) lists the source into splits, checks the plan and the output before
+any work, fits the fitted ops (partials per shard combined in a fixed binary tree, so results do
+not depend on the number of workers), then submits one transform task per uncommitted shard and
+records each in the ledger as it lands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import BadDataError, OutputError, RecprepError
+from ..spec import PreprocessJob
+from .ledger import Ledger, check_writable
+from .plan import Plan, States
+from .sources import Split
+from .tasks import ShardResult, combine_partials, fit_shard, prepare, transform_shard
+
+log = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    def start(self, total_shards: int, est_rows: int, done_shards: int, done_rows: int) -> None: ...
+    def advance(self, result: ShardResult) -> None: ...
+    def phase(self, name: str) -> None: ...
+
+
+@dataclass
+class RunSummary:
+    job: str
+    output: str
+    shards: int = 0
+    shards_skipped: int = 0  #: already committed by an earlier run
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    cores: int = 0
+    quarantine_files: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_second_per_core(self) -> float:
+        return self.rows_read / self.seconds / max(self.cores, 1) if self.seconds else 0.0
+
+
+def resolve_output(uri: str) -> str:
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri:
+        raise OutputError(f"spec.output.uri: only local paths are supported, got {uri!r}")
+    return os.path.abspath(uri)
+
+
+def _identity(job: PreprocessJob, splits: list[Split]) -> str:
+    plan = json.dumps([s.describe() for s in splits], sort_keys=True)
+    return hashlib.sha256((job.identity() + plan).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _client(workers: int | None, scheduler: str | None, client):
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler, timeout="30s") as c:
+            yield c
+        return
+    n = workers or os.cpu_count() or 1
+    with LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster, Client(cluster) as c:
+        yield c
+
+
+def run_job(
+    job: PreprocessJob,
+    *,
+    workers: int | None = None,
+    output: str | None = None,
+    overwrite: bool = False,
+    scheduler: str | None = None,
+    client=None,
+    progress: Progress | None = None,
+    fsync: bool = False,
+) -> RunSummary:
+    """Run ``job`` to completion and return what it did. Raises RecprepError subclasses with
+    messages naming the field, file or line; committed shards are never removed by a failure."""
+    if output:
+        job = job.model_copy(update={"spec": job.spec.model_copy(update={"output": job.spec.output.model_copy(update={"uri": output})})})
+    directory = resolve_output(job.spec.output.uri)
+    source, plan = prepare(job)  # source exists, plan type-checks: before any work
+    splits = source.splits(job.spec.output.rows_per_shard)
+    check_writable(directory)
+    identity = _identity(job, splits)
+    ledger = Ledger(directory, fsync=fsync)
+    ledger.open(identity, {"name": job.metadata.name, "spec": job.spec.model_dump(mode="json", by_alias=True)}, overwrite)
+
+    summary = RunSummary(job.metadata.name, directory)
+    started = time.perf_counter()
+    with _client(workers, scheduler, client) as c:
+        info = c.scheduler_info(n_workers=-1)["workers"]
+        summary.workers = len(info)
+        summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
+        states: States = {}
+        if plan.needs_fit:
+            states = _fit(c, job, plan, splits, ledger, identity, progress)
+        _transform(c, job, splits, states, directory, ledger, summary, progress, fsync)
+    summary.seconds = time.perf_counter() - started
+    _check_bad_fraction(job, summary)
+    return summary
+
+
+def _fit(c, job, plan: Plan, splits, ledger: Ledger, identity: str, progress) -> States:
+    saved = ledger.load_fit(identity)
+    if saved is not None:
+        return _decode_states(saved)
+    states: States = {}
+    for stage in range(len(plan.fit_stages)):
+        if progress:
+            progress.phase(f"fit {stage + 1}/{len(plan.fit_stages)}")
+        level = [c.submit(fit_shard, job, s, stage, dict(states), pure=False) for s in splits]
+        while len(level) > 1:  # a binary tree over shard order: same shape for any worker count
+            nxt = [c.submit(combine_partials, job, a, b, pure=False) for a, b in zip(level[::2], level[1::2])]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        partials = level[0].result()
+        ops = {s.index: s.op for s in plan.steps}
+        for key, partial in partials.items():
+            try:
+                states[key] = ops[key[0]].finalize(partial)
+            except ValueError as exc:
+                raise RecprepError(f"spec.transforms[{key[0]}] ({ops[key[0]].name} on {key[1]}): {exc}") from None
+    ledger.save_fit(identity, _encode_states(states))
+    return states
+
+
+def _encode_states(states: States) -> dict[str, Any]:
+    return {f"{i}:{col}": v for (i, col), v in states.items()}
+
+
+def _decode_states(data: dict[str, Any]) -> States:
+    out: States = {}
+    for key, v in data.items():
+        i, col = key.split(":", 1)
+        out[(int(i), col)] = v
+    return out
+
+
+def _transform(c, job, splits: list[Split], states, directory, ledger: Ledger, summary: RunSummary, progress, fsync):
+    from distributed import as_completed
+
+    done = {i: e for i, e in ledger.entries.items() if i < len(splits)}
+    summary.shards = len(splits)
+    summary.shards_skipped = len(done)
+    for e in done.values():
+        summary.rows_written += e["rows"]
+        summary.rows_quarantined += e["badRows"]
+        if e.get("quarantine"):
+            summary.quarantine_files.append(e["quarantine"])
+    summary.rows_read = summary.rows_written + summary.rows_quarantined
+    todo = [s for s in splits if s.index not in done]
+    est_total = sum(s.est_rows for s in splits)
+    if progress:
+        progress.phase("transform")
+        progress.start(len(splits), est_total, len(done), summary.rows_read)
+    if not todo:
+        return
+    limit = job.spec.source.max_bad_fraction * max(est_total, 1)
+    futures = [
+        c.submit(transform_shard, job, s, states, directory, job.spec.output.compression, fsync, pure=False)
+        for s in todo
+    ]
+    try:
+        for fut in as_completed(futures):
+            r: ShardResult = fut.result()
+            ledger.record(
+                {"shard": r.index, "file": r.file, "rows": r.rows, "badRows": r.bad_rows, "bytes": r.bytes,
+                 "sha256": r.sha256, "quarantine": r.quarantine, "source": splits[r.index].describe()}
+            )
+            summary.rows_written += r.rows
+            summary.rows_quarantined += r.bad_rows
+            summary.rows_read += r.rows + r.bad_rows
+            if r.quarantine:
+                summary.quarantine_files.append(r.quarantine)
+            if progress:
+                progress.advance(r)
+            if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
+                raise BadDataError(_bad_message(job, summary, directory, estimated=True))
+    finally:
+        for f in futures:
+            if not f.done():
+                f.cancel()
+
+
+def _bad_message(job, summary: RunSummary, directory: str, estimated: bool = False) -> str:
+    frac = summary.rows_quarantined / max(summary.rows_read, 1)
+    return (
+        f"{summary.rows_quarantined} malformed rows ({frac:.2%} of {summary.rows_read} read"
+        f"{', more than the whole source allows' if estimated else ''}) exceed "
+        f"spec.source.maxBadFraction={job.spec.source.max_bad_fraction}; they are listed in "
+        f"{os.path.join(directory, '_quarantine')}; committed shards are kept"
+    )
+
+
+def _check_bad_fraction(job: PreprocessJob, summary: RunSummary) -> None:
+    if summary.rows_read and summary.rows_quarantined / summary.rows_read > job.spec.source.max_bad_fraction:
+        raise BadDataError(_bad_message(job, summary, summary.output))

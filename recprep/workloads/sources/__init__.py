@@ -1,0 +1,83 @@
+"""Sources: list a spec's input as deterministic splits and read each split as an Arrow table."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+from ...errors import SourceError, SpecError
+from .base import BadRow, ReadResult, Roles, Split, select
+
+CRITEO_NAMES = ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))]
+
+__all__ = ["BadRow", "ReadResult", "Roles", "Split", "open_source", "infer_format"]
+
+
+def infer_format(uri: str, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    if uri.startswith("synthetic://"):
+        return "criteo"
+    path = uri.lower()
+    for ext in (".gz", ".bz2", ".xz", ".zst"):
+        path = path.removesuffix(ext)
+    for suffix, name in ((".parquet", "parquet"), (".pq", "parquet"), (".tsv", "tsv"), (".csv", "csv")):
+        if path.endswith(suffix):
+            return name
+    raise SpecError(
+        f"spec.source.format: cannot infer the format of {uri!r}; allowed: criteo, csv, tsv, parquet"
+    )
+
+
+def _roles_fn(spec, fmt: str):
+    def roles(names: list[str]) -> Roles:
+        dense = spec.dense if spec.dense is not None else ("I*" if fmt == "criteo" else [])
+        sparse = spec.sparse if spec.sparse is not None else ("C*" if fmt == "criteo" else [])
+        label = spec.label
+        if label is not None and label not in names:
+            raise SpecError(f"spec.source.label: no column {label!r}; columns are: {', '.join(names)}")
+        d = select(names, dense, "spec.source.dense") if dense else []
+        s = select(names, sparse, "spec.source.sparse") if sparse else []
+        both = set(d) & set(s)
+        if both:
+            raise SpecError(f"spec.source: columns {sorted(both)} are both dense and sparse")
+        if label in d or label in s:
+            raise SpecError(f"spec.source.label: {label!r} is also selected as a feature")
+        if spec.session is not None and spec.session not in names:
+            raise SpecError(f"spec.source.session: no column {spec.session!r}")
+        return Roles(label, tuple(d), tuple(s))
+
+    return roles
+
+
+def open_source(spec):
+    """The source object for a SourceSpec (checks that the data exists before any work)."""
+    fmt = infer_format(spec.uri, spec.format)
+    roles = _roles_fn(spec, fmt)
+    if spec.uri.startswith("synthetic://"):
+        from .synthetic_source import SyntheticSource
+
+        url = urlparse(spec.uri)
+        if url.netloc != "criteo":
+            raise SpecError(f"spec.source.uri: unknown synthetic data set {url.netloc!r}; allowed: criteo")
+        query = parse_qs(url.query)
+        try:
+            rows = int(query.get("rows", ["100000"])[0])
+            seed = int(query.get("seed", ["0"])[0])
+        except ValueError:
+            raise SpecError(f"spec.source.uri: rows and seed must be integers in {spec.uri!r}") from None
+        if rows < 1:
+            raise SpecError(f"spec.source.uri: rows must be positive in {spec.uri!r}")
+        return SyntheticSource(rows, seed, roles)
+    if fmt == "parquet":
+        from .parquet import ParquetSource
+
+        return ParquetSource(spec, roles)
+    from .text import TextSource
+
+    if fmt == "criteo" and spec.columns is None:
+        return TextSource(spec, fmt, CRITEO_NAMES, roles)
+    if fmt == "criteo":
+        return TextSource(spec, fmt, list(spec.columns), roles)
+    return TextSource(spec, fmt, None, roles)
+
+

@@ -1,0 +1,90 @@
+"""The functions Dask runs on workers: one shard's fit partials, one shard's transform + write.
+
+Workers rebuild the source and the plan from the job (cached per process), so a task carries
+only the job, its split and the fitted states.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..errors import RecprepError
+from ..spec import PreprocessJob
+from .plan import Plan, States, compile_plan
+from .sources import Split, open_source
+from .writer import write_quarantine, write_shard
+
+
+@dataclass
+class ShardResult:
+    index: int
+    file: str
+    rows: int
+    bad_rows: int
+    bytes: int
+    sha256: str
+    quarantine: str | None
+    seconds: float
+
+
+class ShardError(RecprepError):
+    """A shard failed; the message names the file and the byte/row range."""
+
+
+_PREPARED: dict[str, tuple] = {}
+
+
+def _prepared(job: PreprocessJob):
+    key = job.model_dump_json()
+    if key not in _PREPARED:
+        if len(_PREPARED) > 8:
+            _PREPARED.clear()
+        source = open_source(job.spec.source)
+        _PREPARED[key] = (source, compile_plan(job, source.schema(), source.roles))
+    return _PREPARED[key]
+
+
+def _where(split: Split) -> str:
+    return f"{split.path} [{split.start}:{split.stop}]"
+
+
+def fit_shard(job: PreprocessJob, split: Split, stage: int, states: States) -> dict:
+    source, plan = _prepared(job)
+    try:
+        return plan.fit_partials(source.read(split).table, stage, states)
+    except RecprepError:
+        raise
+    except Exception as exc:  # name the shard: the user needs to know which input broke
+        raise ShardError(f"fit of shard {split.index} ({_where(split)}): {type(exc).__name__}: {exc}") from exc
+
+
+def combine_partials(job: PreprocessJob, left: dict, right: dict) -> dict:
+    _, plan = _prepared(job)
+    ops = {s.index: s.op for s in plan.steps}
+    return {key: ops[key[0]].combine(left[key], right[key]) for key in left}
+
+
+def transform_shard(
+    job: PreprocessJob, split: Split, states: States, directory: str, compression: str, fsync: bool
+) -> ShardResult:
+    started = time.perf_counter()
+    source, plan = _prepared(job)
+    try:
+        read = source.read(split)
+        table = plan.apply(read.table, states)
+        quarantine = write_quarantine(read.bad, directory, split.index, fsync) if read.bad else None
+        written = write_shard(table, directory, split.index, compression, fsync)
+    except RecprepError:
+        raise
+    except Exception as exc:
+        raise ShardError(f"shard {split.index} ({_where(split)}): {type(exc).__name__}: {exc}") from exc
+    return ShardResult(
+        split.index, written.name, written.rows, len(read.bad), written.bytes, written.sha256,
+        quarantine, time.perf_counter() - started,
+    )
+
+
+def prepare(job: PreprocessJob) -> tuple[object, Plan]:
+    """Source and plan for ``job`` (the driver's checks run the same code as the workers)."""
+    return _prepared(job)
