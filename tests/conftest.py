@@ -1,0 +1,81 @@
+"""Shared fixtures: the real samples in ../shared/data (skipped when absent), job documents,
+and one Dask cluster per test session for tests that do not care about the worker count."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CRITEO_SAMPLE = SHARED_DATA / "criteo_kaggle_train_10k.tsv.gz"
+
+CRITEO_TRANSFORMS = [
+    {"op": "fill_null", "columns": "dense", "value": 0},
+    {"op": "log", "columns": "dense", "offset": 3},
+    {"op": "bucketize", "columns": ["I1"], "borders": [0.5, 1.0, 1.5], "output": "I1_bucket"},
+    {"op": "hex_to_int", "columns": "sparse"},
+    {"op": "sigrid_hash", "columns": "sparse", "salt": 0, "maxValue": 1000000},
+    {"op": "to_list", "columns": "sparse"},
+    {"op": "firstx", "columns": "sparse", "k": 1},
+]
+
+
+def job_doc(source_uri: str, output_uri: str, transforms=None, **source) -> dict:
+    """A PreprocessJob document like the README's, with overridable source fields."""
+    return {
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "test-job"},
+        "spec": {
+            "source": {"uri": source_uri, "format": "criteo", **source},
+            "transforms": copy.deepcopy(CRITEO_TRANSFORMS if transforms is None else transforms),
+            "output": {"uri": output_uri, "format": "parquet", "rowsPerShard": 65536},
+        },
+    }
+
+
+@pytest.fixture(scope="session")
+def criteo_sample() -> Path:
+    if not CRITEO_SAMPLE.exists():
+        pytest.skip(f"real sample data not present at {CRITEO_SAMPLE}")
+    return CRITEO_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def criteo_lines(criteo_sample) -> list[bytes]:
+    return gzip.open(criteo_sample).read().splitlines(keepends=True)
+
+
+@pytest.fixture(scope="session")
+def criteo_tsv(criteo_lines, tmp_path_factory) -> Path:
+    """The real sample, uncompressed (so it splits into byte ranges)."""
+    path = tmp_path_factory.mktemp("criteo") / "criteo.tsv"
+    path.write_bytes(b"".join(criteo_lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)

@@ -1,0 +1,77 @@
+"""The PreprocessJob model: the README's manifest loads; every bad field is named."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from recprep.errors import SpecError
+from recprep.spec import load_job, load_job_dict
+
+from .conftest import REPO, job_doc
+
+
+def test_examples_load():
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        job = load_job(path)
+        assert job.kind == "PreprocessJob"
+
+
+def test_camel_case_fields():
+    job = load_job_dict(job_doc("x.tsv", "out", maxBadFraction=0.5))
+    assert job.spec.source.max_bad_fraction == 0.5
+    assert job.spec.output.rows_per_shard == 65536
+
+
+@pytest.mark.parametrize(
+    "transform, expected",
+    [
+        ({"op": "sigrid", "columns": "sparse"}, "spec.transforms[0].op: unknown op 'sigrid'; allowed: boxcox, bucketize"),
+        ({"op": "sigrid_hash", "columns": "sparse", "maxValue": 0}, "spec.transforms[0].max_value: Input should be greater than 0"),
+        ({"op": "sigrid_hash", "columns": "sparse"}, "spec.transforms[0].maxValue: Field required"),
+        ({"op": "firstx", "columns": "sparse", "k": 0}, "spec.transforms[0].k: Input should be greater than or equal to 1 (got 0)"),
+        ({"op": "bucketize", "columns": ["I1"], "borders": [2, 1]}, "spec.transforms[0].borders: borders must be non-decreasing"),
+        ({"op": "bucketize", "columns": ["I1"], "borders": []}, "spec.transforms[0].borders: borders must not be empty"),
+        ({"op": "log", "columns": "dense", "ofset": 3}, "spec.transforms[0].ofset: unknown field (op log; fields: columns, offset)"),
+        ({"op": "clamp", "columns": "dense"}, "give at least one of min, max"),
+    ],
+)
+def test_bad_transform_names_index_and_field(transform, expected):
+    with pytest.raises(SpecError) as err:
+        load_job_dict(job_doc("x.tsv", "out", transforms=[transform]))
+    assert expected.replace("max_value", "maxValue") in str(err.value) or expected in str(err.value)
+
+
+def test_bad_source_field_names_path_and_allowed_values():
+    doc = job_doc("x.tsv", "out")
+    doc["spec"]["source"]["format"] = "excel"
+    with pytest.raises(SpecError, match=r"spec\.source\.format: must be one of 'criteo', 'csv', 'tsv' or 'parquet'"):
+        load_job_dict(doc)
+    doc = job_doc("x.tsv", "out", maxBadFraction=2)
+    with pytest.raises(SpecError, match=r"spec\.source\.maxBadFraction: .*less than or equal to 1"):
+        load_job_dict(doc)
+
+
+def test_bad_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("apiVersion: recprep.io/v1alpha1\nkind: PreprocessJob\nspec: [\n")
+    with pytest.raises(SpecError, match=r"job\.yaml:\d+: not valid YAML"):
+        load_job(path)
+
+
+def test_wrong_kind_and_missing_file(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap"}))
+    with pytest.raises(SpecError, match="exactly one document of kind PreprocessJob"):
+        load_job(path)
+    with pytest.raises(SpecError, match="cannot read the job file"):
+        load_job(tmp_path / "missing.yaml")
+
+
+def test_identity_ignores_output_location_but_not_transforms():
+    a = load_job_dict(job_doc("x.tsv", "out-a"))
+    b = load_job_dict(job_doc("x.tsv", "out-b"))
+    assert a.identity() == b.identity()
+    doc = job_doc("x.tsv", "out-a")
+    doc["spec"]["transforms"][4]["salt"] = 1
+    assert load_job_dict(doc).identity() != a.identity()
