@@ -147,10 +147,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet(prefix: str) -> None:
+    """distributed sets INFO on its own loggers at import; a CLI user wants only errors."""
+    import distributed  # noqa: F401  (its logging config must exist before it is overridden)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name == prefix or name.startswith(prefix + "."):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    _quiet("distributed")
     try:
         return args.fn(args)
     except SpecError as exc:
