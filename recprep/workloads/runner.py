@@ -42,6 +42,7 @@ class RunSummary:
     rows_read: int = 0
     rows_written: int = 0
     rows_quarantined: int = 0
+    rows_processed: int = 0  #: read by this run (committed shards of an earlier run excluded)
     seconds: float = 0.0
     workers: int = 0
     cores: int = 0
@@ -49,7 +50,7 @@ class RunSummary:
 
     @property
     def rows_per_second_per_core(self) -> float:
-        return self.rows_read / self.seconds / max(self.cores, 1) if self.seconds else 0.0
+        return self.rows_processed / self.seconds / max(self.cores, 1) if self.seconds else 0.0
 
 
 def resolve_output(uri: str) -> str:
@@ -193,6 +194,7 @@ def _transform(c, job, splits: list[Split], states, directory, ledger: Ledger, s
             summary.rows_written += r.rows
             summary.rows_quarantined += r.bad_rows
             summary.rows_read += r.rows + r.bad_rows
+            summary.rows_processed += r.rows + r.bad_rows
             if r.quarantine:
                 summary.quarantine_files.append(r.quarantine)
             if progress:

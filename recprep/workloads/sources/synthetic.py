@@ -61,7 +61,6 @@ import operator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = [
     "BLOCK_ROWS",
@@ -247,29 +246,74 @@ def _column_uniforms(seed: int, stream: int, start: int, stop: int) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------
+# Inverse-CDF lookups: a guide table turns the binary search into one gather for almost all rows
+# ---------------------------------------------------------------------------------------------
+
+_GUIDE_BITS = 14
+
+
+class _Guide:
+    """``np.searchsorted(cum, u * total, side="right")`` for uniforms u, via a guide table.
+
+    Bucket j = floor(u * 2^bits) bounds the answer between S(j) and S(j + 1), where S(j) is the
+    search result at the bucket's lower edge; only rows in the few buckets that contain a boundary of
+    `cum` need the binary search. The table packs S(j) * 2 + (S(j) != S(j + 1)) into one int32 per
+    bucket. Results are identical to the plain searchsorted on v = u * total (rounding is monotone
+    and j / 2^bits is exact).
+    """
+
+    __slots__ = ("cum", "total", "m", "packed")
+
+    def __init__(self, cum: np.ndarray, total: float, bits: int = _GUIDE_BITS):
+        self.cum, self.total, self.m = cum, float(total), 1 << bits
+        edges = (np.arange(self.m + 1, dtype=np.float64) / self.m) * self.total
+        at = np.searchsorted(cum, edges, side="right").astype(np.int32)
+        self.packed = at[:-1] * 2 + (at[:-1] != at[1:])
+
+    def search(self, u: np.ndarray) -> np.ndarray:
+        g = self.packed[(u * self.m).astype(np.intp)]
+        ambiguous = np.flatnonzero(g & 1)
+        g >>= 1
+        if len(ambiguous):
+            v = u[ambiguous] * self.total if self.total != 1.0 else u[ambiguous]
+            g[ambiguous] = np.searchsorted(self.cum, v, side="right")
+        return g
+
+
+# ---------------------------------------------------------------------------------------------
 # Dense columns: inverse CDF of the measured (head, tail) tables
 # ---------------------------------------------------------------------------------------------
 
 
 class _Dense:
-    __slots__ = ("vmin", "head", "f_head", "tail_p", "tail_logx")
+    """The quantile function of a DENSE_SPECS entry as segments of u in [0, 1).
+
+    Head segment k (u in [head[k-1], head[k])) is the constant vmin + k; tail segments interpolate
+    log(x) linearly in u between the knots, starting from log(top + 0.5) at head[-1] so that rounding
+    yields only values above the head. Every segment is evaluated branch-free as
+    floor(exp(c0 + c1 * u) + 0.5) + offset, with c0 = -inf, c1 = 0 for the constant ones.
+    """
+
+    __slots__ = ("guide", "c0", "c1", "offset")
 
     def __init__(self, vmin: int, head: tuple[float, ...], tail: tuple[tuple[float, int], ...]):
-        self.vmin = vmin
-        self.head = np.asarray(head, dtype=np.float64)
-        self.f_head = float(head[-1])
         top = vmin + len(head) - 1
-        # the tail starts at top + 0.5 so that after rounding it only yields values > top
-        self.tail_p = np.array([self.f_head, *(p for p, _ in tail)], dtype=np.float64)
-        self.tail_logx = np.log(np.array([top + 0.5, *(x for _, x in tail)], dtype=np.float64))
+        tail_p = np.array([head[-1], *(p for p, _ in tail)], dtype=np.float64)
+        tail_l = np.log(np.array([top + 0.5, *(x for _, x in tail)], dtype=np.float64))
+        slope = np.diff(tail_l) / np.diff(tail_p)
+        nh = len(head)
+        self.c0 = np.concatenate([np.full(nh, -np.inf), tail_l[:-1] - tail_p[:-1] * slope])
+        self.c1 = np.concatenate([np.zeros(nh), slope])
+        self.offset = np.concatenate([np.arange(vmin, top + 1, dtype=np.float64), np.zeros(len(slope))])
+        bounds = np.concatenate([np.asarray(head, dtype=np.float64), tail_p[1:-1]])  # upper ends
+        self.guide = _Guide(bounds, 1.0)
 
     def sample(self, u: np.ndarray) -> np.ndarray:
-        out = np.searchsorted(self.head, u, side="right").astype(np.float64)
-        out += self.vmin
-        in_tail = u >= self.f_head
-        if in_tail.any():
-            x = np.exp(np.interp(u[in_tail], self.tail_p, self.tail_logx))
-            out[in_tail] = np.floor(x + 0.5)
+        s = self.guide.search(u)
+        out = np.exp(self.c0[s] + self.c1[s] * u)
+        out += 0.5
+        np.floor(out, out=out)
+        out += self.offset[s]
         return out
 
 
@@ -289,15 +333,15 @@ class _Zipf:
     (a, q) pairs do not underflow.
     """
 
-    __slots__ = ("cap", "a", "k", "cum", "head_mass", "total", "c", "s_lo")
+    __slots__ = ("cap", "a", "k", "guide", "head_mass", "total", "c", "s_lo")
 
     def __init__(self, cap: int, a: float, q: float):
         self.cap, self.a = cap, a
         self.k = k = min(cap, _HEAD_RANKS)
         c = 1.0 + q  # weights are ((r + q) / c)^-a, i.e. 1 for rank 1
         r = np.arange(1, k + 1, dtype=np.float64)
-        self.cum = np.cumsum(np.exp(-a * np.log((r + q) / c)))
-        self.head_mass = float(self.cum[-1])
+        cum = np.cumsum(np.exp(-a * np.log((r + q) / c)))
+        self.head_mass = float(cum[-1])
         self.c = c
         self.s_lo = (k + 0.5 + q) / c
         tail = 0.0
@@ -308,14 +352,14 @@ class _Zipf:
             else:
                 tail = c * (s_hi ** (1.0 - a) - self.s_lo ** (1.0 - a)) / (1.0 - a)
         self.total = self.head_mass + tail
+        self.guide = _Guide(cum, self.total)
 
     def sample(self, u: np.ndarray) -> np.ndarray:
-        v = u * self.total
-        ranks = np.searchsorted(self.cum, v, side="right")  # 0-based; == k means "in the tail"
+        ranks = self.guide.search(u)  # 0-based; == k means "in the tail"
         if self.cap > self.k:
-            in_tail = ranks >= self.k
-            if in_tail.any():
-                w = (v[in_tail] - self.head_mass) / self.c  # tail mass to cover, in units of c
+            in_tail = np.flatnonzero(ranks >= self.k)
+            if len(in_tail):
+                w = (u[in_tail] * self.total - self.head_mass) / self.c  # tail mass to cover, units of c
                 a1 = 1.0 - self.a
                 if abs(a1) < 1e-12:
                     s = self.s_lo * np.exp(w)
@@ -323,7 +367,7 @@ class _Zipf:
                     s = self.s_lo * np.exp(np.log1p(a1 * w * self.s_lo ** (-a1)) / a1)
                 x = s * self.c - (self.c - 1.0)  # back to rank space: x = s*c - q
                 r1 = np.clip(np.floor(x + 0.5), self.k + 1, self.cap)  # 1-based rank
-                ranks[in_tail] = r1.astype(np.int64) - 1
+                ranks[in_tail] = r1.astype(np.intp) - 1
         else:
             np.minimum(ranks, self.k - 1, out=ranks)  # u*total may round up to total
         return ranks
@@ -359,6 +403,38 @@ def _hex_ids(ranks: np.ndarray, keys: tuple[np.uint32, np.uint32]) -> pa.Array:
     n = len(x)
     offsets = np.arange(0, 8 * n + 1, 8, dtype=np.int32)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(chars)])
+
+
+_DENSE_RANKS = 1 << 16  # ranks below this are encoded with a presence table, the rest with np.unique
+
+
+def _encode(ranks: np.ndarray, mask: np.ndarray | None, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary-encode 0-based ranks: (int32 indices, sorted ranks used by the non-null rows).
+
+    Ranks below _DENSE_RANKS go through a presence table (no sort), larger ones (only in columns with
+    a bigger cap) through np.unique. The dictionary is sorted by rank, i.e. roughly most frequent
+    value first. Indices under null rows are arbitrary but in range.
+    """
+    present = ranks if mask is None else ranks[~mask]
+    if len(present) == 0:
+        return np.zeros(len(ranks), dtype=np.int32), np.zeros(0, dtype=np.intp)
+    size = min(cap, _DENSE_RANKS)
+    seen = np.zeros(size, dtype=bool)
+    seen[present if cap <= size else present[present < size]] = True
+    used_small = np.flatnonzero(seen)
+    lookup = np.cumsum(seen, dtype=np.int32)
+    lookup -= 1  # lookup[r] = index of rank r among used_small
+    np.maximum(lookup, 0, out=lookup)  # ranks that occur only under nulls -> any valid index
+    if cap <= size:
+        return lookup[ranks], used_small
+    big = ranks >= size
+    indices = lookup[np.where(big, 0, ranks)]
+    if mask is not None:
+        big &= ~mask
+    where_big = np.flatnonzero(big)
+    used_big, inverse = np.unique(ranks[where_big], return_inverse=True)
+    indices[where_big] = inverse.astype(np.int32) + np.int32(len(used_small))
+    return indices, np.concatenate([used_small, used_big])
 
 
 # Built once at import (a few ms).
@@ -411,10 +487,10 @@ def generate_criteo(start: int, stop: int, seed: int = 0) -> pa.Table:
 
     for col in CRITEO_SPARSE:
         ranks = _ZIPF[col].sample(_column_uniforms(seed, _STREAM[col], start, stop))
-        encoded = pc.dictionary_encode(pa.array(ranks.astype(np.int32), type=pa.int32(), mask=null_mask(col)))
-        used = encoded.dictionary.to_numpy(zero_copy_only=False)
+        mask = null_mask(col)
+        indices, used = _encode(ranks, mask, _ZIPF[col].cap)
         dictionary = _hex_ids(used, _vocab_keys(seed, _STREAM[col]))
-        arrays.append(pa.DictionaryArray.from_arrays(encoded.indices, dictionary))
+        arrays.append(pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32(), mask=mask), dictionary))
 
     return pa.Table.from_arrays(arrays, schema=schema)
 
