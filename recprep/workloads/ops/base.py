@@ -120,8 +120,12 @@ def map_list_values(array: pa.ListArray, fn) -> pa.Array:
     list_type = pa.large_list if isinstance(array, pa.LargeListArray) else pa.list_
     new_values = fn(array.values)
     mask = array.is_null() if array.null_count else None
+    offsets = array.offsets
+    if mask is not None and offsets.offset:
+        # from_arrays refuses a mask together with a sliced offsets array (a sliced list column)
+        offsets = pa.array(offsets.to_numpy())
     return type(array).from_arrays(
-        array.offsets, new_values, type=list_type(new_values.type), mask=mask
+        offsets, new_values, type=list_type(new_values.type), mask=mask
     )
 
 
@@ -136,11 +140,41 @@ def to_float64(array: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
     """Values as a float64 numpy array (nulls as NaN) and the validity mask (None if no nulls)."""
     array = decode(array)
     if not pa.types.is_float64(array.type):
-        array = array.cast(pa.float64())
+        array = array.cast(pa.float64(), safe=False)  # int64 beyond 2**53: round, don't raise
     valid = None
     if array.null_count:
         valid = np.asarray(array.is_valid())
     return array.to_numpy(zero_copy_only=False), valid
+
+
+_NUMPY = {
+    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
+    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
+    pa.float16(): np.float16, pa.float32(): np.float32, pa.float64(): np.float64,
+}
+
+
+def numeric_values(array: pa.Array) -> np.ndarray:
+    """The value buffer of a fixed-width numeric array as numpy, zero-copy (null slots hold
+    whatever the buffer has: combine with the validity mask)."""
+    dtype = _NUMPY[array.type]
+    buf = array.buffers()[1]
+    return np.frombuffer(buf, dtype=dtype, count=len(array) + array.offset)[array.offset :]
+
+
+def validity(array: pa.Array) -> np.ndarray:
+    """Row validity as a numpy bool array; for dictionary arrays, null indices and null
+    dictionary entries both count as null (without expanding the dictionary)."""
+    if isinstance(array, pa.DictionaryArray):
+        valid = np.asarray(array.indices.is_valid(), dtype=bool)
+        if array.dictionary.null_count:
+            idx = numeric_values(array.indices)
+            dict_valid = np.asarray(array.dictionary.is_valid(), dtype=bool)
+            valid &= dict_valid[np.where(valid, idx, 0)]
+        return valid
+    if not array.null_count:
+        return np.ones(len(array), dtype=bool)
+    return np.asarray(array.is_valid(), dtype=bool)
 
 
 def from_numpy(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:

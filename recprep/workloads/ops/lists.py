@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
 
-from .base import FLOAT, INT, LIST, Op, OpParams, decode
+from .base import FLOAT, INT, LIST, Op, OpParams, decode, validity
 
 
 class ToList(Op):
@@ -23,8 +23,14 @@ class ToList(Op):
     def transform(self, array: pa.Array, state=None) -> pa.Array:
         if isinstance(array, (pa.ListArray, pa.LargeListArray)):
             return array
-        array = decode(array)
         n = len(array)
+        if isinstance(array, pa.DictionaryArray):
+            # drop null rows from the (narrow) indices before expanding the dictionary
+            valid = validity(array)
+            offsets = np.zeros(n + 1, dtype=np.int32)
+            np.cumsum(valid, out=offsets[1:])
+            idx = array.indices.filter(pa.array(valid)) if not valid.all() else array.indices
+            return pa.ListArray.from_arrays(pa.array(offsets), array.dictionary.take(idx))
         if array.null_count:
             valid = np.asarray(array.is_valid())
             offsets = np.zeros(n + 1, dtype=np.int32)

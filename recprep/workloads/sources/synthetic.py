@@ -4,7 +4,8 @@ Schema (see :func:`criteo_schema`), in this order:
 
 * ``label``: int64, 0/1, never null.
 * ``I1`` .. ``I13``: float64, nullable, integer-valued counts (``I2`` can be -1 or -2, like the real data).
-* ``C1`` .. ``C26``: ``dictionary<int32, string>``, nullable, values are 8 lowercase hex digits (``68fd1e64``).
+* ``C1`` .. ``C26``: ``dictionary<int32, string>``, nullable, values are 8 lowercase hex digits
+  (``68fd1e64``).
 
 Distributions (all constants below were measured once from the public 10,000-row head of the Criteo
 Kaggle ``train.txt``; see "Where the constants come from"):
@@ -19,26 +20,30 @@ Kaggle ``train.txt``; see "Where the constants come from"):
   (exact point masses for 0, 1, 2, ...), and ``tail`` is a list of ``(p, quantile)`` knots for the
   heavy right tail, interpolated linearly in log space and rounded to integers. This reproduces the
   zero share, median, p90, p99 and maximum of every column (e.g. ``I5``: median ~2,500, max ~1.6M).
-* sparse ``C*``: ranks are drawn from a truncated Zipf-Mandelbrot law ``P(rank r) ~ (r + q)^-a`` for
-  r = 1 .. ``cap`` with per-column ``(cap, a, q)`` in ``SPARSE_SPECS``. ``cap`` is the column's
-  cardinality in the full 45.8M-row Kaggle data (from 3 for ``C9`` to ~10.1M for ``C3``); ``a`` and
-  ``q`` are fitted so that the top-1 share and the number of distinct values in ~10k rows match the
-  sample (for the large columns a ~= 1.03-1.23, a classic Zipf skew). Very large ``(a, q)`` pairs
-  (``C6``, ``C14``, ``C20``, ``C22``) mean a near-geometric decay, ``(r+q)^-a ~ exp(-r a/q)``.
+* sparse ``C*``: each row draws a rank r (1 = most frequent) and shows the ID string of that rank.
+  For the 19 columns with a large vocabulary, ranks follow a truncated Zipf-Mandelbrot law
+  ``P(r) ~ (r + q)^-a`` for r = 1 .. ``cap`` (``SPARSE_SPECS``). ``cap`` is the column's cardinality
+  in the full 45.8M-row Kaggle data (from 105 for ``C25`` to ~10.1M for ``C3``); ``a`` and ``q`` are
+  fitted so that the top-1 share and the number of distinct values in ~10k rows match the sample
+  (a ~= 1.03-1.23 for the big columns, a classic Zipf skew: in 1M rows the top 1% of ``C3``'s IDs
+  cover ~55% of the rows and ~80% of its IDs occur once). The 7 columns with at most 32 values in
+  the full data (``C6``, ``C9``, ``C14``, ``C17``, ``C20``, ``C22``, ``C23``) use the sample's value
+  counts directly (``SPARSE_COUNTS``): a power law cannot fit "a few common values plus a very rare
+  tail".
   Rank r of column j is shown as the 8-hex-digit form of a keyed 32-bit *bijection* of r (keys from
   the seed and the column), so distinct ranks never collide, the vocabulary depends only on
   (seed, column), and it is computed on demand for the ranks used: no vocabulary is materialised.
-  The dictionary of each returned column holds only the values that occur in it (in order of first
-  occurrence); two tables built from different row ranges therefore have equal *values* but may
-  have different dictionaries.
+  The dictionary of each returned column holds only the values that occur in its non-null rows,
+  ordered by rank (most frequent ID first); two tables built from different row ranges therefore
+  have equal *values* but may have different dictionaries.
 
 Determinism: row ``i`` depends only on (seed, i), never on how rows are split into calls. Rows are
 grouped into blocks of ``BLOCK_ROWS``; each (block, column) pair (and each (block, null group) pair)
 has its own PCG64 stream seeded by ``SeedSequence(seed, spawn_key=(0, block, stream))``, and every
 row consumes exactly one 64-bit output of each stream, so ``generate_criteo(a, b)`` jumps to row
-``a`` with ``PCG64.advance``. Only the raw PCG64 output and SeedSequence are used (their streams are
-stable across numpy versions); all distributions are inverse-CDF transforms written here, not
-``Generator`` methods. The transforms use float64 ``exp``/``log``/``pow``, so a platform whose libm
+``a`` with ``PCG64.advance``. Only the raw PCG64 output and SeedSequence are used (both are fixed,
+published algorithms); all distributions are inverse-CDF transforms written here, not ``Generator``
+methods, whose streams numpy's compatibility policy allows to change between versions. The transforms use float64 ``exp``/``log``/``pow``, so a platform whose libm
 differs in the last bit could in rare cases round a dense value or a far-tail rank differently.
 
 Where the constants come from: a one-off script (not part of the package; the data must not be
@@ -46,12 +51,12 @@ committed) read ``criteo_kaggle_train_10k.tsv.gz`` (first 10,000 lines of the Ka
 ``train.txt``) and measured the label mean, per-column null rates and identical null masks, the
 empirical CDF of each I column (head: P(x <= v) for every integer up to the largest value with >= 1%
 mass; tail: quantiles at 0.05, 0.10, ..., 0.95, 0.99, 0.995, 0.999 and the maximum), and per C
-column the top-1 share and the distinct count, to which ``(a, q)`` were fitted by nested bisection
-(columns whose sample already holds >= 80% of ``cap`` distinct values were fitted to the top-k share
-instead; ``C9`` to the top-1 share with q = 0). The caps are the per-column cardinalities of the full
-Kaggle train set as used for DLRM's embedding tables (1460, 583, 10131227, ...).
+column the value counts; ``(a, q)`` were fitted to each large column's top-1 share and distinct count
+by nested bisection on the exact expected values. The caps are the per-column cardinalities of the
+full Kaggle train set as used for DLRM's embedding tables (1460, 583, 10131227, 2202608, ...).
 
-Speed: fully vectorised numpy/pyarrow, about 1M rows/s-class on one core (see ``__main__``).
+Speed: fully vectorised numpy/pyarrow, roughly 1M rows per second on one core (run this module as a
+script to measure).
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ __all__ = [
     "LABEL_POSITIVE_RATE",
     "NULL_GROUPS",
     "NULL_RATES",
+    "SPARSE_COUNTS",
     "SPARSE_SPECS",
     "criteo_schema",
     "generate_criteo",
@@ -167,35 +173,43 @@ DENSE_SPECS: dict[str, tuple[int, tuple[float, ...], tuple[tuple[float, int], ..
             ((0.85, 21), (0.9, 27), (0.95, 38), (0.99, 74), (0.995, 98), (0.999, 223), (1.0, 770))),
 }
 
-#: Sparse columns: (cap, a, q) of P(rank r) ~ (r + q)^-a, r = 1..cap. cap = distinct values in the
-#: full Kaggle train set (DLRM's table sizes); a, q fitted to the sample's top-1 share and distinct count.
+#: Sparse columns with a large vocabulary: (cap, a, q) of P(rank r) ~ (r + q)^-a, r = 1..cap.
+#: cap = distinct values of the column in the full Kaggle train set (DLRM's embedding table sizes);
+#: a and q were fitted so that the expected top-1 share and distinct count in as many rows as the
+#: sample has non-null values match the sample.
 SPARSE_SPECS: dict[str, tuple[int, float, float]] = {
     "C1": (1460, 1.9665, 0.3411),  # sample: 175 distinct in 10000 non-null, top-1 share 0.500
     "C2": (583, 1.8604, 5.6574),  # sample: 386 distinct in 10000 non-null, top-1 share 0.123
     "C3": (10131227, 1.0327, 0.6306),  # sample: 5520 distinct in 9643 non-null, top-1 share 0.049
     "C4": (2202608, 1.1028, 0.7016),  # sample: 4032 distinct in 9643 non-null, top-1 share 0.076
     "C5": (305, 2.6299, 0.4064),  # sample: 56 distinct in 10000 non-null, top-1 share 0.666
-    "C6": (24, 141.7217, 184.9536),  # sample: 7 distinct in 8668 non-null, top-1 share 0.530
     "C7": (12517, 1.1712, 23.7342),  # sample: 3184 distinct in 10000 non-null, top-1 share 0.011
     "C8": (633, 2.2966, 0.3924),  # sample: 93 distinct in 10000 non-null, top-1 share 0.589
-    "C9": (3, 3.3091, 0.0),  # sample: 3 distinct in 10000 non-null, top-1 share 0.887
     "C10": (93145, 1.0435, -0.6984),  # sample: 2986 distinct in 10000 non-null, top-1 share 0.276
     "C11": (5683, 1.2852, 16.1898),  # sample: 2084 distinct in 10000 non-null, top-1 share 0.020
     "C12": (8351593, 1.0466, 0.8227),  # sample: 5283 distinct in 9643 non-null, top-1 share 0.049
     "C13": (3194, 1.2838, 15.3521),  # sample: 1725 distinct in 10000 non-null, top-1 share 0.022
-    "C14": (27, 130.3679, 286.3577),  # sample: 24 distinct in 10000 non-null, top-1 share 0.363
     "C15": (14992, 1.4553, 23.43),  # sample: 2035 distinct in 10000 non-null, top-1 share 0.019
     "C16": (5461306, 1.0822, 1.3454),  # sample: 4723 distinct in 9643 non-null, top-1 share 0.049
-    "C17": (10, 0.9722, -0.4302),  # sample: 9 distinct in 10000 non-null, top-1 share 0.430
     "C18": (5652, 1.5766, 10.3259),  # sample: 1149 distinct in 10000 non-null, top-1 share 0.051
     "C19": (2173, 1.124, -0.8426),  # sample: 546 distinct in 5504 non-null, top-1 share 0.601
-    "C20": (4, 85.3305, 6197.1105),  # sample: 3 distinct in 5504 non-null, top-1 share 0.362
     "C21": (7046547, 1.0621, 1.0426),  # sample: 5036 distinct in 9643 non-null, top-1 share 0.049
-    "C22": (18, 141.5018, 188.1218),  # sample: 7 distinct in 1818 non-null, top-1 share 0.526
-    "C23": (15, 3.2972, 2.8906),  # sample: 12 distinct in 10000 non-null, top-1 share 0.452
     "C24": (286181, 1.2341, 2.0769),  # sample: 2524 distinct in 9643 non-null, top-1 share 0.078
     "C25": (105, 5.6102, 10.5521),  # sample: 39 distinct in 5504 non-null, top-1 share 0.328
     "C26": (142572, 1.1477, 1.121),  # sample: 1938 distinct in 5504 non-null, top-1 share 0.082
+}
+
+#: Sparse columns with at most 32 values in the full data: the sample's value counts, most frequent
+#: first, used directly as the rank distribution (values never seen in the sample are left out).
+SPARSE_COUNTS: dict[str, tuple[int, ...]] = {
+    "C6": (4593, 1940, 1229, 414, 343, 146, 3),  # full data: 24 values
+    "C9": (8871, 1125, 4),  # full data: 3 values
+    "C14": (3629, 3456, 1604, 362, 245, 226, 140, 108, 70, 45, 26, 25, 12, 8, 7, 6, 6, 6, 5, 5, 4, 3, 1,
+            1),  # full data: 27 values
+    "C17": (4304, 1333, 1269, 769, 602, 494, 442, 420, 367),  # full data: 10 values
+    "C20": (1990, 1772, 1742),  # full data: 4 values
+    "C22": (956, 698, 68, 58, 33, 4, 1),  # full data: 18 values
+    "C23": (4515, 2024, 1045, 724, 605, 406, 315, 141, 107, 49, 45, 24),  # full data: 15 values
 }
 
 
@@ -324,23 +338,27 @@ class _Dense:
 _HEAD_RANKS = 1024  # ranks 1.._HEAD_RANKS are drawn from exact probabilities
 
 
-class _Zipf:
-    """Inverse CDF of P(r) ~ (r + q)^-a for r = 1..cap, as 0-based ranks.
+class _Ranks:
+    """Inverse CDF of a rank distribution, as 0-based ranks.
 
-    Ranks up to _HEAD_RANKS use the exact cumulative weights; above that the weights are replaced by
-    the density (x + q)^-a on [K + 0.5, cap + 0.5) and the inverse is closed-form (relative error of
-    a rank's probability ~ a(a+1) / (24 (r+q)^2) < 1e-6). Weights are relative to rank 1 so huge
-    (a, q) pairs do not underflow.
+    Either P(r) ~ (r + q)^-a for r = 1..cap (SPARSE_SPECS) or P(r) ~ counts[r - 1] (SPARSE_COUNTS).
+    In the first case ranks up to _HEAD_RANKS use the exact cumulative weights; above that the
+    weights are replaced by the density (x + q)^-a on [K + 0.5, cap + 0.5) and the inverse is
+    closed-form (relative error of a rank's probability ~ a(a+1) / (24 (r+q)^2) < 1e-6). Weights are
+    relative to rank 1.
     """
 
     __slots__ = ("cap", "a", "k", "guide", "head_mass", "total", "c", "s_lo")
 
-    def __init__(self, cap: int, a: float, q: float):
+    def __init__(self, cap: int, a: float = 1.0, q: float = 0.0, counts: tuple[int, ...] | None = None):
         self.cap, self.a = cap, a
         self.k = k = min(cap, _HEAD_RANKS)
         c = 1.0 + q  # weights are ((r + q) / c)^-a, i.e. 1 for rank 1
-        r = np.arange(1, k + 1, dtype=np.float64)
-        cum = np.cumsum(np.exp(-a * np.log((r + q) / c)))
+        if counts is not None:
+            cum = np.cumsum(np.asarray(counts, dtype=np.float64))
+        else:
+            r = np.arange(1, k + 1, dtype=np.float64)
+            cum = np.cumsum(np.exp(-a * np.log((r + q) / c)))
         self.head_mass = float(cum[-1])
         self.c = c
         self.s_lo = (k + 0.5 + q) / c
@@ -439,7 +457,14 @@ def _encode(ranks: np.ndarray, mask: np.ndarray | None, cap: int) -> tuple[np.nd
 
 # Built once at import (a few ms).
 _DENSE = {c: _Dense(*DENSE_SPECS[c]) for c in CRITEO_DENSE}
-_ZIPF = {c: _Zipf(*SPARSE_SPECS[c]) for c in CRITEO_SPARSE}
+_RANKS = {
+    c: (
+        _Ranks(*SPARSE_SPECS[c])
+        if c in SPARSE_SPECS
+        else _Ranks(len(SPARSE_COUNTS[c]), counts=SPARSE_COUNTS[c])
+    )
+    for c in CRITEO_SPARSE
+}
 _STREAM = {c: i for i, c in enumerate(CRITEO_COLUMNS)}
 _GROUP_OF = {c: g for g, (_, cols) in enumerate(NULL_GROUPS) for c in cols}
 
@@ -486,11 +511,12 @@ def generate_criteo(start: int, stop: int, seed: int = 0) -> pa.Table:
         arrays.append(pa.array(values, type=pa.float64(), mask=null_mask(col)))
 
     for col in CRITEO_SPARSE:
-        ranks = _ZIPF[col].sample(_column_uniforms(seed, _STREAM[col], start, stop))
+        ranks = _RANKS[col].sample(_column_uniforms(seed, _STREAM[col], start, stop))
         mask = null_mask(col)
-        indices, used = _encode(ranks, mask, _ZIPF[col].cap)
+        indices, used = _encode(ranks, mask, _RANKS[col].cap)
         dictionary = _hex_ids(used, _vocab_keys(seed, _STREAM[col]))
-        arrays.append(pa.DictionaryArray.from_arrays(pa.array(indices, type=pa.int32(), mask=mask), dictionary))
+        indices_arr = pa.array(indices, type=pa.int32(), mask=mask)
+        arrays.append(pa.DictionaryArray.from_arrays(indices_arr, dictionary))
 
     return pa.Table.from_arrays(arrays, schema=schema)
 
