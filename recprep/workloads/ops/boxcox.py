@@ -67,6 +67,7 @@ class BoxCox(ElementwiseOp):
         positive = x > 0
         lam = state["lambda"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            y = np.log(x) if lam == 0 else (np.power(x, lam) - 1.0) / lam
+            # expm1 keeps (x**lam - 1) / lam accurate when lam is close to 0
+            y = np.log(x) if lam == 0 else np.expm1(lam * np.log(x)) / lam
         valid = positive if valid is None else (valid & positive)
         return from_numpy(np.where(positive, y, 0.0), valid)

@@ -38,7 +38,7 @@ class Categorify(ElementwiseOp):
 
     def __init__(self, params: CategorifyParams):
         super().__init__(params)
-        self._cache: tuple[int, pa.Array] | None = None
+        self._cache: tuple[dict, pa.DataType, pa.Array] | None = None
 
     def output_kind(self, kind: str) -> str:
         return LIST if kind == LIST else INT
@@ -65,10 +65,13 @@ class Categorify(ElementwiseOp):
 
     # -- transform ------------------------------------------------------------------------------
     def _vocabulary(self, state: dict, value_type: pa.DataType) -> pa.Array:
-        key = id(state)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, pa.array(state["vocabulary"], type=value_type))
-        return self._cache[1]
+        # keyed on the state object itself (held here, so its id cannot be reused by a new state)
+        # and on the column's type
+        cached = self._cache
+        if cached is None or cached[0] is not state or cached[1] != value_type:
+            cached = (state, value_type, pa.array(state["vocabulary"], type=value_type))
+            self._cache = cached
+        return cached[2]
 
     def values(self, array: pa.Array, state=None) -> pa.Array:
         if state is None:

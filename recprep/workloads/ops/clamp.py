@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import model_validator
@@ -19,6 +22,8 @@ class ClampParams(OpParams):
     def _bounds(self):
         if self.min is None and self.max is None:
             raise ValueError("give at least one of min, max")
+        if any(b is not None and math.isnan(b) for b in (self.min, self.max)):
+            raise ValueError("min and max must not be NaN")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
         return self
@@ -33,13 +38,16 @@ class Clamp(ElementwiseOp):
         out = array
         lo, hi = self.params.min, self.params.max
         if pa.types.is_integer(array.type):
-            # keep integer columns integral: bounds round inwards
-            import math
-
+            # keep integer columns integral: bounds round inwards, saturated to the type's range
+            info = np.iinfo(array.type.to_pandas_dtype())
+            tmin, tmax = int(info.min), int(info.max)
+            lo = None if lo is None else min(max(lo, tmin), tmax)
+            hi = None if hi is None else min(max(hi, tmin), tmax)
             lo = None if lo is None else math.ceil(lo)
             hi = None if hi is None else math.floor(hi)
+        # skip_nulls=False: a null stays null instead of becoming the bound
         if lo is not None:
-            out = pc.max_element_wise(out, pa.scalar(lo).cast(array.type))
+            out = pc.max_element_wise(out, pa.scalar(lo, type=array.type), skip_nulls=False)
         if hi is not None:
-            out = pc.min_element_wise(out, pa.scalar(hi).cast(array.type))
+            out = pc.min_element_wise(out, pa.scalar(hi, type=array.type), skip_nulls=False)
         return out
