@@ -1,0 +1,1 @@
+"""A Kubernetes test cluster (API emulator on kmock + a process kubelet) for integration tests."""
