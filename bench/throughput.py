@@ -378,8 +378,11 @@ def recprep_client(workers: int):
             client.close()
             cluster.close()
         _CLUSTER.clear()
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
+        from recprep.workloads.runner import WORKER_CONFIG
+
+        with dask.config.set(WORKER_CONFIG):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
         _CLUSTER[workers] = (cluster, Client(cluster))
     return _CLUSTER[workers][1]
 
