@@ -1,0 +1,266 @@
+"""Pure builders: a PreprocessJob (``recprep.spec``) -> the Kubernetes manifests of its children.
+
+Children of a job ``J`` (names from ``labels``):
+
+- ConfigMap ``J-spec``              the job manifest, mounted into the driver;
+- Deployment + Service ``J-scheduler``  one ``dask scheduler``;
+- Deployment ``J-worker-cpu``       ``dask worker`` pods on (by default preemptible) CPU nodes;
+- Deployment ``J-worker-isp``       ``dask worker`` pods pinned to storage nodes, resource isp=1;
+- Job ``J-driver``                  ``recprep run /etc/recprep/job.yaml --scheduler tcp://J-scheduler:8786``.
+
+Every function returns plain dicts (tested as data); ownerReferences are added by the handlers
+(``kopf.adopt``), or from ``owner_reference(body)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from ..spec import PreprocessJob
+from . import labels
+from .podspec import container, pod_name_env, pod_spec
+from .settings import Settings
+
+SCHEDULER_PORT = 8786
+DASHBOARD_PORT = 8787
+#: Where the driver finds the job manifest (ConfigMap key JOB_FILE under JOB_DIR).
+JOB_DIR = "/etc/recprep"
+JOB_FILE = "job.yaml"
+#: Dask resources each worker advertises, per pool: tasks that need ISP emulation ask for isp=1.
+POOL_RESOURCES = {labels.CPU: "cpu=1", labels.ISP: "isp=1"}
+
+
+def namespace_of(job: PreprocessJob, settings: Settings) -> str:
+    """The job's namespace, else the operator's."""
+    return job.metadata.namespace or settings.namespace
+
+
+def scheduler_address(job: PreprocessJob) -> str:
+    """The Dask scheduler's address inside the job's namespace."""
+    return f"tcp://{labels.scheduler_name(job.metadata.name)}:{SCHEDULER_PORT}"
+
+
+def _metadata(job: PreprocessJob, settings: Settings, name: str, object_labels: dict) -> dict:
+    return {"name": name, "namespace": namespace_of(job, settings), "labels": object_labels}
+
+
+# --- the job manifest for the driver ------------------------------------------------------------
+
+
+def job_manifest(job: PreprocessJob) -> dict:
+    """The PreprocessJob as ``recprep run`` reads it: apiVersion, kind, metadata.name, spec.
+
+    Server-side metadata (uid, resourceVersion, managedFields...) and status are left out.
+    """
+    return {
+        "apiVersion": job.api_version,
+        "kind": job.kind,
+        "metadata": {"name": job.metadata.name},
+        "spec": job.spec.model_dump(mode="json", by_alias=True),
+    }
+
+
+def build_job_configmap(job: PreprocessJob, settings: Settings | None = None) -> dict:
+    """ConfigMap holding the job manifest as YAML under key ``job.yaml``."""
+    settings = settings or Settings()
+    name = job.metadata.name
+    text = yaml.safe_dump(job_manifest(job), sort_keys=False)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(job, settings, labels.configmap_name(name),
+                              labels.component_labels(name, labels.DRIVER)),
+        "data": {JOB_FILE: text},
+    }
+
+
+# --- scheduler ----------------------------------------------------------------------------------
+
+
+def build_scheduler_deployment(job: PreprocessJob, settings: Settings) -> dict:
+    """One ``dask scheduler`` pod (strategy Recreate: never two schedulers for one job)."""
+    name = job.metadata.name
+    pod_labels = labels.component_labels(name, labels.SCHEDULER)
+    command = ["dask", "scheduler", "--port", str(SCHEDULER_PORT),
+               "--dashboard-address", f":{DASHBOARD_PORT}"]
+    probe_port = {"tcpSocket": {"port": "comm"}}
+    scheduler = container(
+        labels.SCHEDULER, command, settings, settings.scheduler_resources,
+        ports=[
+            {"name": "comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
+            {"name": "dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"},
+        ],
+        readinessProbe={**probe_port, "initialDelaySeconds": 2, "periodSeconds": 5},
+        livenessProbe={**probe_port, "initialDelaySeconds": 15, "periodSeconds": 20,
+                       "failureThreshold": 6},
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(job, settings, labels.scheduler_name(name), pod_labels),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels.selector(name, labels.SCHEDULER)},
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": pod_spec([scheduler], settings),
+            },
+        },
+    }
+
+
+def build_scheduler_service(job: PreprocessJob, settings: Settings) -> dict:
+    """ClusterIP Service in front of the scheduler: comm port 8786, dashboard 8787."""
+    name = job.metadata.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(job, settings, labels.scheduler_name(name),
+                              labels.component_labels(name, labels.SCHEDULER)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels.selector(name, labels.SCHEDULER),
+            "ports": [
+                {"name": "comm", "port": SCHEDULER_PORT, "targetPort": "comm", "protocol": "TCP"},
+                {"name": "dashboard", "port": DASHBOARD_PORT, "targetPort": "dashboard",
+                 "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def clamp_replicas(job: PreprocessJob, pool: str, replicas: int) -> int:
+    """``replicas`` within the pool's [min, max] from the spec."""
+    bounds = getattr(job.spec.pools, pool)
+    return max(bounds.min, min(bounds.max, int(replicas)))
+
+
+def initial_replicas(job: PreprocessJob, pool: str) -> int:
+    """Workers a pool starts with: its min, but at least one if the pool may have any (the job
+    must make progress before the predictor has seen a single shard)."""
+    return clamp_replicas(job, pool, max(getattr(job.spec.pools, pool).min, 1))
+
+
+def _placement(job: PreprocessJob, pool: str, settings: Settings) -> dict[str, Any]:
+    """nodeSelector / tolerations / affinity of a pool's pods (copies of the settings)."""
+    defaults = settings.pool(pool)
+    tolerations = [dict(t) for t in defaults.tolerations]
+    if pool == labels.CPU and not job.spec.pools.cpu.preemptible:
+        # The CPU pool's tolerations are the spot ones: without them the pods stay off
+        # preemptible nodes (see settings.PoolDefaults).
+        tolerations = []
+    return {
+        "nodeSelector": dict(defaults.node_selector),
+        "tolerations": copy.deepcopy(tolerations),
+        "affinity": copy.deepcopy(dict(defaults.affinity)),
+    }
+
+
+def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
+                            replicas: int) -> dict:
+    """The ``dask worker`` Deployment of ``pool`` (cpu | isp) with ``replicas`` clamped to the
+    pool's bounds; one single-threaded worker process per pod, named after the pod."""
+    name = job.metadata.name
+    pod_labels = labels.component_labels(name, labels.WORKER, pool)
+    command = [
+        "dask", "worker", scheduler_address(job),
+        "--nthreads", "1", "--nworkers", "1",
+        "--name", "$(POD_NAME)",
+        "--resources", POOL_RESOURCES[pool],
+    ]
+    worker = container(
+        labels.WORKER, command, settings, settings.worker_resources,
+        env=[pod_name_env()],
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(job, settings, labels.worker_name(name, pool), pod_labels),
+        "spec": {
+            "replicas": clamp_replicas(job, pool, replicas),
+            "selector": {"matchLabels": labels.selector(name, labels.WORKER, pool)},
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": pod_spec(
+                    [worker], settings,
+                    terminationGracePeriodSeconds=settings.worker_grace_seconds,
+                    **_placement(job, pool, settings),
+                ),
+            },
+        },
+    }
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+
+def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_name: str) -> dict:
+    """The driver: a Kubernetes Job running ``recprep run`` against the job's scheduler.
+
+    Retries are spec.backoffLimit; a failed pod is not restarted in place (restartPolicy Never)
+    so each attempt leaves its logs. Committed shards survive retries (the shard ledger).
+    """
+    name = job.metadata.name
+    pod_labels = labels.component_labels(name, labels.DRIVER)
+    command = ["recprep", "run", f"{JOB_DIR}/{JOB_FILE}", "--scheduler", scheduler_address(job)]
+    driver = container(
+        labels.DRIVER, command, settings, settings.driver_resources,
+        mounts=[{"name": "job", "mountPath": JOB_DIR, "readOnly": True}],
+    )
+    job_volume = {"name": "job", "configMap": {
+        "name": manifest_configmap_name, "items": [{"key": JOB_FILE, "path": JOB_FILE}]}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(job, settings, labels.driver_name(name), pod_labels),
+        "spec": {
+            "backoffLimit": job.spec.backoff_limit,
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": pod_spec([driver], settings, volumes=[job_volume], restartPolicy="Never"),
+            },
+        },
+    }
+
+
+# --- everything ---------------------------------------------------------------------------------
+
+
+def build_children(job: PreprocessJob, settings: Settings) -> list[dict]:
+    """All children of the job, in creation order (the driver last: it needs the rest)."""
+    configmap = build_job_configmap(job, settings)
+    return [
+        configmap,
+        build_scheduler_deployment(job, settings),
+        build_scheduler_service(job, settings),
+        *(build_worker_deployment(job, pool, settings, initial_replicas(job, pool))
+          for pool in labels.POOLS),
+        build_driver_job(job, settings, configmap["metadata"]["name"]),
+    ]
+
+
+def owner_reference(body: Mapping[str, Any]) -> dict:
+    """The ownerReference that makes the PreprocessJob ``body`` its children's controller, so
+    deleting it deletes them (what ``kopf.adopt`` sets, for code that builds without kopf)."""
+    meta = body.get("metadata") or {}
+    missing = [k for k, v in (("apiVersion", body.get("apiVersion")), ("kind", body.get("kind")),
+                              ("metadata.name", meta.get("name")), ("metadata.uid", meta.get("uid")))
+               if not v]
+    if missing:
+        raise ValueError(f"cannot reference the owner: missing {', '.join(missing)}")
+    return {
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

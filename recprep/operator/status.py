@@ -1,0 +1,204 @@
+"""The status the operator writes on a PreprocessJob, as pure functions over plain dicts.
+
+The CRD's printer columns read ``.status.phase``, ``.status.progressText``,
+``.status.workers.cpu`` and ``.status.workers.isp``. Phases move along a small table::
+
+    Pending -> Fitting -> Running -> Succeeded
+       \\__________\\__________\\____> Failed
+
+Re-entering the current phase is allowed (a handler re-run after an operator restart is a
+no-op); anything else off the table raises ``InvalidTransition``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import RecprepError
+
+PENDING = "Pending"
+FITTING = "Fitting"
+RUNNING = "Running"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+PHASES = (PENDING, FITTING, RUNNING, SUCCEEDED, FAILED)
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+
+#: phase -> phases it may move to (besides itself).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({FITTING, FAILED}),
+    FITTING: frozenset({RUNNING, FAILED}),
+    RUNNING: frozenset({SUCCEEDED, FAILED}),
+    SUCCEEDED: frozenset(),
+    FAILED: frozenset(),
+}
+
+# Condition types: Progressing (True until a terminal phase), Complete, Failed.
+PROGRESSING = "Progressing"
+COMPLETE = "Complete"
+FAILED_CONDITION = "Failed"
+
+#: Reason of the failure of a spec that does not validate.
+INVALID_SPEC = "InvalidSpec"
+
+
+class InvalidTransition(RecprepError):
+    """A phase change the table does not allow."""
+
+
+def now_rfc3339(now: datetime | None = None) -> str:
+    """A Kubernetes timestamp (UTC, second precision, ``Z``)."""
+    now = now or datetime.now(timezone.utc)
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+def can_transition(current: str | None, target: str) -> bool:
+    """Whether ``current`` may move to ``target`` (a missing phase counts as Pending)."""
+    _check_phase(target)
+    current = current or PENDING
+    _check_phase(current)
+    return target == current or target in TRANSITIONS[current]
+
+
+def check_transition(current: str | None, target: str) -> None:
+    """Raise ``InvalidTransition`` unless ``current -> target`` is allowed."""
+    if not can_transition(current, target):
+        allowed = ", ".join(p for p in PHASES if p in TRANSITIONS[current or PENDING]) or "nothing"
+        raise InvalidTransition(f"status.phase: cannot move from {current} to {target}; "
+                                f"{current} may move to {allowed}")
+
+
+def transition(status: Mapping[str, Any] | None, target: str, *, reason: str | None = None,
+               message: str = "", now: datetime | None = None) -> dict:
+    """A copy of ``status`` in phase ``target``, with the conditions updated.
+
+    Re-entering the current phase returns an equal status (conditions keep their times).
+    """
+    status = copy.deepcopy(dict(status or {}))
+    check_transition(status.get("phase"), target)
+    reason = reason or target
+    conditions = status.get("conditions", [])
+    if target in TERMINAL:
+        conditions = set_condition(conditions, condition(PROGRESSING, False, reason, message, now))
+        kind = COMPLETE if target == SUCCEEDED else FAILED_CONDITION
+        conditions = set_condition(conditions, condition(kind, True, reason, message, now))
+    else:
+        conditions = set_condition(conditions, condition(PROGRESSING, True, reason, message, now))
+    status["phase"] = target
+    status["conditions"] = conditions
+    if message:
+        status["message"] = message
+    return status
+
+
+# --- whole statuses -----------------------------------------------------------------------------
+
+
+def initial_status(now: datetime | None = None, *, cpu: int = 0, isp: int = 0) -> dict:
+    """The status of a job the operator has just accepted: Pending, no shards yet."""
+    return {
+        "phase": PENDING,
+        "progressText": progress_text(0, None),
+        "shards": {"done": 0, "total": None},
+        "workers": workers(cpu, isp),
+        "conditions": [condition(PROGRESSING, True, PENDING, "creating scheduler, workers and driver", now)],
+    }
+
+
+def failed_status(message: str, reason: str = INVALID_SPEC, now: datetime | None = None) -> dict:
+    """The status of a job that cannot run (e.g. an invalid spec): Failed, with the message."""
+    return {
+        "phase": FAILED,
+        "message": message,
+        "progressText": progress_text(0, None),
+        "workers": workers(0, 0),
+        "conditions": [
+            condition(PROGRESSING, False, reason, message, now),
+            condition(FAILED_CONDITION, True, reason, message, now),
+        ],
+    }
+
+
+def with_progress(status: Mapping[str, Any], done: int, total: int | None) -> dict:
+    """A copy of ``status`` with shard counts and the printer column's progress text."""
+    status = copy.deepcopy(dict(status))
+    status["progressText"] = progress_text(done, total)
+    status["shards"] = {"done": done, "total": total}
+    return status
+
+
+def progress_text(done: int, total: int | None) -> str:
+    """Shards committed out of the total for ``kubectl get`` (``12/40``; ``0/?`` before the
+    driver has listed the source)."""
+    if done < 0:
+        raise ValueError(f"shards done must not be negative, got {done}")
+    if total is None:
+        return f"{done}/?"
+    if total < 0 or done > total:
+        raise ValueError(f"shards done ({done}) must be within 0..total ({total})")
+    return f"{done}/{total}"
+
+
+def workers(cpu: int, isp: int) -> dict[str, int]:
+    """``status.workers``: workers per pool (the CPU and ISP printer columns)."""
+    if cpu < 0 or isp < 0:
+        raise ValueError(f"worker counts must not be negative, got cpu={cpu} isp={isp}")
+    return {"cpu": int(cpu), "isp": int(isp)}
+
+
+# --- conditions ---------------------------------------------------------------------------------
+
+
+def condition(type_: str, status: bool | str, reason: str, message: str = "",
+              now: datetime | None = None) -> dict:
+    """One condition in the Kubernetes shape; ``status`` True/False or "True"/"False"/"Unknown"."""
+    if isinstance(status, bool):
+        status = "True" if status else "False"
+    if status not in ("True", "False", "Unknown"):
+        raise ValueError(f"condition status must be True, False or Unknown, got {status!r}")
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now_rfc3339(now),
+    }
+
+
+def get_condition(conditions: list[Mapping] | None, type_: str) -> dict | None:
+    """The condition of ``type_``, or None."""
+    for cond in conditions or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def set_condition(conditions: list[Mapping] | None, new: Mapping) -> list[dict]:
+    """A copy of ``conditions`` with ``new`` replacing the condition of its type (appended if
+    absent). When the status does not change, the old lastTransitionTime stays, as Kubernetes
+    conventions ask."""
+    result: list[dict] = []
+    replaced = False
+    for cond in conditions or []:
+        if cond.get("type") == new["type"]:
+            merged = dict(new)
+            if cond.get("status") == new["status"] and cond.get("lastTransitionTime"):
+                merged["lastTransitionTime"] = cond["lastTransitionTime"]
+            result.append(merged)
+            replaced = True
+        else:
+            result.append(dict(cond))
+    if not replaced:
+        result.append(dict(new))
+    return result
+
+
+def _check_phase(phase: str) -> None:
+    if phase not in PHASES:
+        raise InvalidTransition(f"status.phase: unknown phase {phase!r}; allowed: {', '.join(PHASES)}")

@@ -1,0 +1,245 @@
+"""Manifests as data: names, labels, selectors, placement, commands, and Kubernetes schemas."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from recprep.operator import builders, labels
+from recprep.spec import load_job_dict
+
+from .conftest import POD_DEFAULTS, job_document
+
+KUBERNETES_VERSION = "1.32.0"  # as tests/charts/tools.py
+OPERATOR = Path(builders.__file__).parent
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_spec(manifest):
+    return manifest["spec"]["template"]["spec"]
+
+
+def with_pods(docs):
+    """The manifests that hold a pod template (Deployments and Jobs)."""
+    return [d for d in docs if "template" in d.get("spec", {})]
+
+
+def test_children_names_labels_and_namespace(job, settings):
+    docs = builders.build_children(job, settings)
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("ConfigMap", "clicks-spec"),
+        ("Deployment", "clicks-scheduler"),
+        ("Service", "clicks-scheduler"),
+        ("Deployment", "clicks-worker-cpu"),
+        ("Deployment", "clicks-worker-isp"),
+        ("Job", "clicks-driver"),
+    ]
+    for doc in docs:
+        assert doc["metadata"]["namespace"] == "recprep"
+        assert doc["metadata"]["labels"][labels.JOB] == "clicks"
+        assert labels.job_labels("clicks").items() <= doc["metadata"]["labels"].items()
+    for doc in with_pods(docs):
+        assert doc["spec"]["template"]["metadata"]["labels"] == doc["metadata"]["labels"]
+
+
+def test_namespace_of_the_job_wins(settings):
+    job = load_job_dict({**job_document(), "metadata": {"name": "clicks", "namespace": "team-a"}})
+    assert {d["metadata"]["namespace"] for d in builders.build_children(job, settings)} == {"team-a"}
+
+
+@pytest.mark.parametrize("preemptible", [True, False])
+def test_every_manifest_passes_kubernetes_validate(settings, preemptible):
+    job = load_job_dict(job_document(preemptible=preemptible))
+    for doc in builders.build_children(job, settings):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_container_is_hardened(job, settings):
+    docs = with_pods(builders.build_children(job, settings))
+    assert len(docs) == 4
+    for doc in docs:
+        pod = pod_spec(doc)
+        assert pod["securityContext"] == POD_DEFAULTS["podSecurityContext"]
+        for container in pod["containers"]:
+            assert container["securityContext"] == POD_DEFAULTS["securityContext"]
+            assert container["image"] == "registry.example.com/recprep:1.2.3"
+            assert container["imagePullPolicy"] == "Always"
+            assert container["resources"]
+            # a read-only root filesystem still needs a writable /tmp
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+        assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+
+
+def test_manifests_do_not_alias_settings(job, settings):
+    doc = builders.build_worker_deployment(job, "cpu", settings, 2)
+    pod = pod_spec(doc)
+    pod["tolerations"].append({"key": "x", "operator": "Exists"})
+    pod["containers"][0]["securityContext"]["runAsUser"] = 0
+    assert builders.build_worker_deployment(job, "cpu", settings, 2) != doc
+
+
+def test_scheduler(job, settings):
+    deploy = builders.build_scheduler_deployment(job, settings)
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    (container,) = pod_spec(deploy)["containers"]
+    assert container["command"] == ["dask", "scheduler", "--port", "8786", "--dashboard-address", ":8787"]
+    assert container["readinessProbe"]["tcpSocket"]["port"] == "comm"
+    assert {"name": "comm", "containerPort": 8786, "protocol": "TCP"} in container["ports"]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert deploy["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_scheduler_service_selects_the_scheduler_pod_only(job, settings):
+    docs = builders.build_children(job, settings)
+    service = builders.build_scheduler_service(job, settings)
+    assert service["metadata"]["name"] == labels.scheduler_name("clicks")
+    selector = service["spec"]["selector"]
+    selected = [d["metadata"]["name"] for d in with_pods(docs)
+                if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    assert selected == ["clicks-scheduler"]
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+    assert ports == {"comm": (8786, "comm"), "dashboard": (8787, "dashboard")}
+    container_ports = {p["name"] for p in pod_spec(by_kind(docs, "Deployment")[0])["containers"][0]["ports"]}
+    assert {t for _, t in ports.values()} <= container_ports
+
+
+def test_worker_command_and_env(job, settings):
+    for pool, resource in [("cpu", "cpu=1"), ("isp", "isp=1")]:
+        deploy = builders.build_worker_deployment(job, pool, settings, 1)
+        (container,) = pod_spec(deploy)["containers"]
+        assert container["command"] == [
+            "dask", "worker", "tcp://clicks-scheduler:8786", "--nthreads", "1", "--nworkers", "1",
+            "--name", "$(POD_NAME)", "--resources", resource,
+        ]
+        assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+        assert container["resources"] == POD_DEFAULTS["worker"]["resources"]
+        assert deploy["spec"]["template"]["metadata"]["labels"][labels.POOL] == pool
+        assert deploy["spec"]["selector"]["matchLabels"] == labels.selector("clicks", "worker", pool)
+
+
+def test_cpu_workers_carry_the_cpu_placement_and_spot_toleration_when_preemptible(settings):
+    cpu = POD_DEFAULTS["pools"]["cpu"]
+    job = load_job_dict(job_document(preemptible=True))
+    pod = pod_spec(builders.build_worker_deployment(job, "cpu", settings, 1))
+    assert pod["nodeSelector"] == cpu["nodeSelector"]
+    assert pod["affinity"] == cpu["affinity"]
+    assert pod["tolerations"] == cpu["tolerations"]
+    assert "--resources" in pod["containers"][0]["command"]
+    assert "isp=1" not in pod["containers"][0]["command"]
+
+
+def test_non_preemptible_cpu_workers_do_not_tolerate_spot(settings):
+    cpu = POD_DEFAULTS["pools"]["cpu"]
+    job = load_job_dict(job_document(preemptible=False))
+    pod = pod_spec(builders.build_worker_deployment(job, "cpu", settings, 1))
+    assert pod["nodeSelector"] == cpu["nodeSelector"]
+    assert pod["affinity"] == cpu["affinity"]
+    assert "tolerations" not in pod
+
+
+def test_isp_workers_are_pinned_to_storage_nodes(job, settings):
+    isp = POD_DEFAULTS["pools"]["isp"]
+    pod = pod_spec(builders.build_worker_deployment(job, "isp", settings, 1))
+    assert pod["nodeSelector"] == {"recprep.io/storage-node": "true"}
+    assert pod["affinity"] == isp["affinity"]
+    assert pod["tolerations"] == isp["tolerations"]
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--resources") + 1] == "isp=1"
+
+
+@pytest.mark.parametrize("pool, asked, expected", [
+    ("cpu", 0, 1), ("cpu", 3, 3), ("cpu", 99, 6), ("isp", 0, 0), ("isp", 5, 2), ("isp", -1, 0),
+])
+def test_worker_replicas_are_clamped_to_the_pool_bounds(job, settings, pool, asked, expected):
+    assert builders.build_worker_deployment(job, pool, settings, asked)["spec"]["replicas"] == expected
+
+
+def test_initial_replicas(settings):
+    job = load_job_dict(job_document(pools={"cpu": {"min": 3, "max": 5}, "isp": {"min": 0, "max": 0}}))
+    docs = {d["metadata"]["name"]: d for d in builders.build_children(job, settings)}
+    assert docs["clicks-worker-cpu"]["spec"]["replicas"] == 3
+    assert docs["clicks-worker-isp"]["spec"]["replicas"] == 0  # the pool is switched off
+    job = load_job_dict(job_document())
+    docs = {d["metadata"]["name"]: d for d in builders.build_children(job, settings)}
+    assert docs["clicks-worker-isp"]["spec"]["replicas"] == 1  # min 0, but start with one
+
+
+def test_driver_job(job, settings):
+    driver = builders.build_driver_job(job, settings, "clicks-spec")
+    assert driver["spec"]["backoffLimit"] == 4
+    pod = pod_spec(driver)
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    command = " ".join(container["command"])
+    assert command.startswith("recprep run /etc/recprep/job.yaml")
+    assert "--scheduler tcp://clicks-scheduler:8786" in command
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "job"]
+    assert volume["configMap"]["name"] == "clicks-spec"
+    assert {"name": "job", "mountPath": "/etc/recprep", "readOnly": True} in container["volumeMounts"]
+
+
+def test_driver_reaches_the_scheduler_service(job, settings):
+    service = builders.build_scheduler_service(job, settings)
+    address = f"tcp://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    driver = builders.build_driver_job(job, settings, "x")
+    worker = builders.build_worker_deployment(job, "cpu", settings, 1)
+    assert address in pod_spec(driver)["containers"][0]["command"]
+    assert address in pod_spec(worker)["containers"][0]["command"]
+
+
+def test_configmap_round_trips_to_an_equal_job(job, settings):
+    children = builders.build_children(job, settings)
+    configmap = by_kind(children, "ConfigMap")[0]
+    (volume,) = [v for v in pod_spec(by_kind(children, "Job")[0])["volumes"] if "configMap" in v]
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    loaded = load_job_dict(yaml.safe_load(configmap["data"]["job.yaml"]), "job.yaml")
+    assert loaded == job
+    assert loaded.identity() == job.identity()
+
+
+def test_configmap_drops_server_metadata_and_status(settings):
+    body = job_document()
+    body["metadata"] = {"name": "clicks", "namespace": "team-a", "uid": "1234", "resourceVersion": "9",
+                        "labels": {"team": "a"}}
+    body["status"] = {"phase": "Running"}
+    job = load_job_dict(body)
+    doc = yaml.safe_load(builders.build_job_configmap(job, settings)["data"]["job.yaml"])
+    assert doc["metadata"] == {"name": "clicks"}
+    assert "status" not in doc
+    assert load_job_dict(doc).spec == job.spec
+
+
+def test_owner_reference():
+    body = {"apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob",
+            "metadata": {"name": "clicks", "uid": "u-1", "namespace": "recprep"}}
+    assert builders.owner_reference(body) == {
+        "apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob", "name": "clicks", "uid": "u-1",
+        "controller": True, "blockOwnerDeletion": True,
+    }
+    with pytest.raises(ValueError, match="missing metadata.uid"):
+        builders.owner_reference({**body, "metadata": {"name": "clicks"}})
+
+
+def test_builders_import_no_kubernetes_client_and_no_data_plane():
+    """Pure modules: no kopf, no kubernetes client, nothing of recprep.workloads but the spec."""
+    for path in OPERATOR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                root = name.lstrip(".").split(".")[0]
+                assert root not in ("kopf", "kubernetes"), f"{path.name} imports {name}"
+                assert "workloads" not in name, f"{path.name} imports {name}"
