@@ -85,12 +85,38 @@ def _summary(s) -> Table:
     return t
 
 
+def _load_job_from_env(var: str):
+    """The PreprocessJob YAML held by environment variable ``var`` (the operator's driver gets
+    it from the job's ConfigMap through ``configMapKeyRef``)."""
+    import os
+
+    import yaml
+
+    from .spec import load_job_dict
+
+    text = os.environ.get(var)
+    if not text:
+        raise SpecError(f"${var}: the environment variable is not set or empty")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"${var}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return load_job_dict(doc, f"${var}")
+
+
 def cmd_run(args) -> int:
     from .spec import load_job
     from .workloads.runner import run_job
     from .workloads.tasks import prepare
 
-    job = load_job(args.job)
+    if args.job_env:
+        if args.job != "-":
+            raise SpecError(f"give '-' as the job file with --job-env (got {args.job!r})")
+        job = _load_job_from_env(args.job_env)
+    elif args.job == "-":
+        raise SpecError("job file '-' needs --job-env VAR (the variable holding the job YAML)")
+    else:
+        job = load_job(args.job)
     prepare(job)  # spec, source and plan errors surface before the progress bar
     with RichProgress(err) as progress:
         summary = run_job(
@@ -116,6 +142,14 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_operator(args) -> int:
+    from .operator.main import run
+
+    run(namespace=args.namespace, liveness=args.liveness, standalone=args.standalone,
+        verbose=args.verbose)
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -133,17 +167,29 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a PreprocessJob on a local (embedded) or remote Dask cluster")
-    run.add_argument("job", help="PreprocessJob YAML file")
+    run.add_argument("job", help="PreprocessJob YAML file ('-' with --job-env)")
     run.add_argument("--workers", type=_positive, default=None, help="local worker processes (default: one per core)")
     run.add_argument("--output", default=None, help="override spec.output.uri")
     run.add_argument("--overwrite", action="store_true", help="replace another job's shards in the output")
     run.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
     run.add_argument("--fsync", action="store_true", help="fsync every shard and ledger line (survives power loss)")
+    run.add_argument("--job-env", metavar="VAR", default=None,
+                     help="read the job YAML from environment variable VAR (job file '-')")
     run.set_defaults(fn=cmd_run)
 
     val = sub.add_parser("validate", help="check a PreprocessJob: spec, source, plan and output schema")
     val.add_argument("job")
     val.set_defaults(fn=cmd_validate)
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for PreprocessJobs")
+    op.add_argument("--namespace", default=None,
+                    help="watch only this namespace (default: every namespace)")
+    op.add_argument("--liveness", metavar="URL", default=None,
+                    help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    op.add_argument("--standalone", action="store_true",
+                    help="no peering with other operator instances")
+    op.add_argument("--verbose", action="store_true", help="kopf's debug logging")
+    op.set_defaults(fn=cmd_operator)
     return p
 
 

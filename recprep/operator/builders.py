@@ -2,11 +2,11 @@
 
 Children of a job ``J`` (names from ``labels``):
 
-- ConfigMap ``J-spec``              the job manifest, mounted into the driver;
+- ConfigMap ``J-spec``              the job manifest, handed to the driver as env ``RECPREP_JOB``;
 - Deployment + Service ``J-scheduler``  one ``dask scheduler``;
 - Deployment ``J-worker-cpu``       ``dask worker`` pods on (by default preemptible) CPU nodes;
 - Deployment ``J-worker-isp``       ``dask worker`` pods pinned to storage nodes, resource isp=1;
-- Job ``J-driver``                  ``recprep run /etc/recprep/job.yaml --scheduler tcp://J-scheduler:8786``.
+- Job ``J-driver``                  ``recprep run - --job-env RECPREP_JOB --scheduler tcp://J-scheduler:8786``.
 
 Every function returns plain dicts (tested as data); ownerReferences are added by the handlers
 (``kopf.adopt``), or from ``owner_reference(body)``.
@@ -27,9 +27,12 @@ from .settings import Settings
 
 SCHEDULER_PORT = 8786
 DASHBOARD_PORT = 8787
-#: Where the driver finds the job manifest (ConfigMap key JOB_FILE under JOB_DIR).
-JOB_DIR = "/etc/recprep"
+#: ConfigMap key of the job manifest, and the driver's environment variable that holds it.
+#: An env var (``configMapKeyRef``) rather than a mounted file: it needs no volume, so the driver
+#: runs the same way under the process kubelet of the tests (no volumes) as on a real cluster.
+#: Job manifests are a few KiB, far below the 128 KiB limit of one environment string.
 JOB_FILE = "job.yaml"
+JOB_ENV = "RECPREP_JOB"
 #: Dask resources each worker advertises, per pool: tasks that need ISP emulation ask for isp=1.
 POOL_RESOURCES = {labels.CPU: "cpu=1", labels.ISP: "isp=1"}
 
@@ -210,13 +213,10 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
     """
     name = job.metadata.name
     pod_labels = labels.component_labels(name, labels.DRIVER)
-    command = ["recprep", "run", f"{JOB_DIR}/{JOB_FILE}", "--scheduler", scheduler_address(job)]
-    driver = container(
-        labels.DRIVER, command, settings, settings.driver_resources,
-        mounts=[{"name": "job", "mountPath": JOB_DIR, "readOnly": True}],
-    )
-    job_volume = {"name": "job", "configMap": {
-        "name": manifest_configmap_name, "items": [{"key": JOB_FILE, "path": JOB_FILE}]}}
+    command = ["recprep", "run", "-", "--job-env", JOB_ENV, "--scheduler", scheduler_address(job)]
+    job_env = {"name": JOB_ENV, "valueFrom": {"configMapKeyRef": {
+        "name": manifest_configmap_name, "key": JOB_FILE}}}
+    driver = container(labels.DRIVER, command, settings, settings.driver_resources, env=[job_env])
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -225,7 +225,7 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
             "backoffLimit": job.spec.backoff_limit,
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
-                "spec": pod_spec([driver], settings, volumes=[job_volume], restartPolicy="Never"),
+                "spec": pod_spec([driver], settings, restartPolicy="Never"),
             },
         },
     }

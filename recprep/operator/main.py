@@ -1,0 +1,30 @@
+"""Running the operator: ``recprep operator`` (kopf with the handlers of ``handlers``)."""
+
+from __future__ import annotations
+
+import logging
+
+def run(*, namespace: str | None = None, liveness: str | None = None, standalone: bool = False,
+        verbose: bool = False) -> None:
+    """Run kopf until it is stopped (SIGINT/SIGTERM).
+
+    ``namespace`` watches one namespace (a Role suffices); None watches all of them (a
+    ClusterRole). ``standalone`` skips kopf's peering (no KopfPeering objects needed; the chart
+    runs one replica with strategy Recreate, so two operators never handle the same job).
+    ``liveness`` is kopf's probe endpoint, e.g. ``http://0.0.0.0:8080/healthz``.
+    """
+    import kopf
+
+    from . import handlers  # registers the handlers in kopf's default registry
+
+    handlers.watch_namespace(namespace)  # the follower looks where kopf watches
+    # kopf's log format and levels (INFO, DEBUG if verbose) replace the CLI's basic handler,
+    # which would print every line twice.
+    logging.getLogger().handlers.clear()
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=standalone,
+        clusterwide=namespace is None,
+        namespaces=[namespace] if namespace else (),
+        liveness_endpoint=liveness,
+    )
