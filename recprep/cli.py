@@ -90,18 +90,12 @@ def _load_job_from_env(var: str):
     it from the job's ConfigMap through ``configMapKeyRef``)."""
     import os
 
-    import yaml
-
-    from .spec import load_job_dict
+    from .spec import load_job_text
 
     text = os.environ.get(var)
     if not text:
         raise SpecError(f"${var}: the environment variable is not set or empty")
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"${var}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return load_job_dict(doc, f"${var}")
+    return load_job_text(text, f"${var}")
 
 
 def cmd_run(args) -> int:

@@ -274,6 +274,20 @@ def load_job_dict(doc: Any, source: str = "<document>") -> PreprocessJob:
         raise SpecError(f"{source}: {_format_errors(exc, '').lstrip('.')}") from None
 
 
+def load_job_text(text: str, source: str) -> PreprocessJob:
+    """Validate YAML text holding exactly one PreprocessJob; errors name ``source`` and line."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(jobs) != 1:
+        raise SpecError(f"{source}: expected exactly one document of kind {KIND}, found {len(jobs)}")
+    return load_job_dict(jobs[0], source)
+
+
 def load_job(path: str | Path) -> PreprocessJob:
     """Read and validate a PreprocessJob YAML file (the very file ``kubectl apply`` takes)."""
     path = Path(path)
@@ -281,13 +295,4 @@ def load_job(path: str | Path) -> PreprocessJob:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the job file ({exc.strerror})") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
-    if len(jobs) != 1:
-        raise SpecError(f"{path}: expected exactly one document of kind {KIND}, found {len(jobs)}")
-    return load_job_dict(jobs[0], str(path))
+    return load_job_text(text, str(path))
