@@ -24,6 +24,9 @@ class ToList(Op):
         if isinstance(array, (pa.ListArray, pa.LargeListArray)):
             return array
         n = len(array)
+        if isinstance(array, pa.DictionaryArray) and not array.null_count and not array.dictionary.null_count:
+            offsets = np.arange(n + 1, dtype=np.int32)
+            return pa.ListArray.from_arrays(pa.array(offsets), array.dictionary.take(array.indices))
         if isinstance(array, pa.DictionaryArray):
             # drop null rows from the (narrow) indices before expanding the dictionary
             valid = validity(array)
