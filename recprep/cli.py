@@ -144,6 +144,12 @@ def cmd_operator(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train.command import run
+
+    return run(args, out, err)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -184,6 +190,12 @@ def parser() -> argparse.ArgumentParser:
                     help="no peering with other operator instances")
     op.add_argument("--verbose", action="store_true", help="kopf's debug logging")
     op.set_defaults(fn=cmd_operator)
+
+    from .train.command import add_arguments as add_train_arguments
+
+    tr = sub.add_parser("train", help="train a small DLRM on a job's shards (local output or the shard service)")
+    add_train_arguments(tr)
+    tr.set_defaults(fn=cmd_train)
     return p
 
 

@@ -1,0 +1,125 @@
+"""``recprep train``: its options and the command (torch is imported only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import warnings
+
+from ..errors import RecprepError
+
+TOKEN_ENV = "RECPREP_SHARD_TOKEN"
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("source (one of)")
+    src.add_argument("output", nargs="?", default=None, help="a job's local output directory")
+    src.add_argument("--service", metavar="URL", default=None,
+                     help="the shard service, grpc://host:port (recprep serve)")
+    src.add_argument("--group", default="train", help="consumer group at the shard service (default train)")
+    src.add_argument("--rank", type=int, default=0, help="this trainer's rank in the group (default 0)")
+    src.add_argument("--world-size", type=int, default=1, help="trainers in the group (default 1)")
+    src.add_argument("--token", default=None, help=f"bearer token for the shard service (default ${TOKEN_ENV})")
+    m = p.add_argument_group("model and training")
+    m.add_argument("--embedding-dim", type=int, default=16, help="embedding dimension (default 16)")
+    m.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
+    m.add_argument("--epochs", type=int, default=1, help="passes over the shards (default 1)")
+    m.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    m.add_argument("--table-rows", type=int, default=100_000,
+                   help="rows per embedding table; IDs are reduced modulo this (default 100000)")
+    m.add_argument("--bottom-mlp", type=_sizes, default=(64,), help="hidden sizes of the bottom MLP (default 64)")
+    m.add_argument("--top-mlp", type=_sizes, default=(64, 32), help="hidden sizes of the top MLP (default 64,32)")
+    m.add_argument("--optimizer", default="adagrad", help="adagrad | sgd (default adagrad)")
+    m.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
+    m.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    m.add_argument("--seed", type=int, default=0)
+    c = p.add_argument_group("embedding cache")
+    c.add_argument("--cache", default="none", help="none | lookahead | lru (default none)")
+    c.add_argument("--cache-rows", type=int, default=None, help="device rows per table (look-ahead and LRU)")
+    c.add_argument("--window", type=int, default=4, help="look-ahead window in batches (default 4)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def run(args, out, err) -> int:
+    """Exit code 2 for invalid options, 1 for runtime errors (raised as RecprepError)."""
+    from .loop import TrainConfigError
+
+    try:
+        source = _source(args)
+    except TrainConfigError as exc:
+        err.print(f"[red]invalid option:[/red] {exc}", highlight=False)
+        return 2
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RecprepError("recprep train needs torch: pip install 'recprep[train]'") from None
+    from .loop import TrainConfig, train
+
+    config = TrainConfig(
+        source=source, embedding_dim=args.embedding_dim, batch_size=args.batch_size, epochs=args.epochs,
+        steps=args.steps, table_rows=args.table_rows, bottom_mlp=args.bottom_mlp, top_mlp=args.top_mlp,
+        optimizer=args.optimizer, lr=args.lr, cache=args.cache, cache_rows=args.cache_rows,
+        window=args.window, device=args.device, seed=args.seed,
+    )
+    # torch warns once that sparse tensors skip invariant checks (Adagrad's sparse update)
+    warnings.filterwarnings("ignore", message="Sparse invariant checks")
+    try:
+        result = train(config)
+    except TrainConfigError as exc:
+        err.print(f"[red]invalid option:[/red] {exc}", highlight=False)
+        return 2
+    report = result.report
+    if args.json:
+        print(json.dumps(report.to_dict(), sort_keys=True))
+    else:
+        out.print(_summary(report))
+    return 0
+
+
+def _source(args):
+    from ..workloads.shards import LocalShards, ServiceShards
+    from .loop import TrainConfigError
+
+    if (args.output is None) == (args.service is None):
+        raise TrainConfigError("give either a job output directory or --service grpc://host:port")
+    if args.world_size < 1 or not 0 <= args.rank < args.world_size:
+        raise TrainConfigError(f"--rank {args.rank} is not in [0, --world-size {args.world_size})")
+    if args.service is not None:
+        if not args.service.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
+            raise TrainConfigError(f"--service: expected grpc://host:port, got {args.service!r}")
+        return ServiceShards(args.service, args.group, args.rank, args.world_size,
+                             args.token if args.token is not None else os.environ.get(TOKEN_ENV))
+    return LocalShards(os.path.abspath(args.output), args.rank, args.world_size)
+
+
+def _summary(r):
+    from rich.table import Table
+
+    t = Table(title=f"train ({r.device}, cache {r.cache})", show_header=False)
+    t.add_row("source", r.source)
+    t.add_row("steps", f"{r.steps:,}")
+    t.add_row("samples", f"{r.samples:,}")
+    t.add_row("seconds", f"{r.seconds:.2f}")
+    t.add_row("samples/s", f"{r.samples_per_second:,.0f}")
+    t.add_row("waiting for data", f"{r.data_wait_fraction:.1%}")
+    if r.loss_first is not None:
+        t.add_row("loss (first 10 -> last 10 steps)", f"{r.loss_first:.4f} -> {r.loss_last:.4f}")
+    t.add_row("shards acknowledged", f"{r.shards_acknowledged}")
+    if r.cache_stats is not None:
+        s = r.cache_stats
+        t.add_row("cache rows per table", f"{r.cache_rows:,}" + (f" (window {r.window})" if r.window is not None else ""))
+        t.add_row("cache hit rate", f"{s.hit_rate:.2%} of {s.lookups:,} lookups")
+        t.add_row("rows host->device / device->host", f"{s.rows_h2d:,} / {s.rows_d2h:,}")
+        t.add_row("cache seconds (training thread)", f"{r.cache_seconds:.2f}")
+    return t

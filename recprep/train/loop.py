@@ -1,0 +1,285 @@
+"""The training loop behind ``recprep train``: a DLRM fed by the shard loader, with the embedding
+tables uncached, or behind a look-ahead (ScratchPipe) or LRU device cache.
+
+Pipeline: a background thread cuts numpy batches from the shard stream, maps each sparse ID to a
+table row (``id % table_rows``, the DLRM reference's hashing of IDs into its tables), and, for
+the look-ahead cache, plans every batch ``window`` batches before it trains; the training thread
+carries out the due plans, trains (BCE loss on the logit; the dense MLPs and the embeddings each
+get the chosen optimizer, the embeddings with sparse gradients) and acknowledges the shards a
+batch completes once its step is done. The LRU cache plans and fetches on the training thread,
+when the step needs the rows, as a backward-looking cache does.
+
+Reported: samples/s over the steps, the fraction of that time the training thread waited for
+its next batch, the loss, and per cache the train-time hit rate and the rows moved.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import RecprepError
+from ..workloads.batching import ArrayBatch
+from ..workloads.cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
+from ..workloads.loader import Prefetcher, default_device, epoch_batches
+from ..workloads.shards import ShardSource
+from .cache import CacheStats, DeviceCache
+from .model import DLRM, init_table
+
+log = logging.getLogger(__name__)
+
+CACHES = ("none", "lookahead", "lru")
+OPTIMIZERS = ("adagrad", "sgd")
+
+
+class TrainConfigError(RecprepError):
+    """An invalid training option (the message names it)."""
+
+
+@dataclass
+class TrainConfig:
+    source: ShardSource
+    embedding_dim: int = 16
+    batch_size: int = 256
+    epochs: int = 1
+    steps: int | None = None  #: stop after this many steps (default: the whole epochs)
+    table_rows: int = 100_000  #: rows per embedding table; IDs are reduced modulo this
+    bottom_mlp: tuple[int, ...] = (64,)
+    top_mlp: tuple[int, ...] = (64, 32)
+    optimizer: str = "adagrad"
+    lr: float = 0.05
+    cache: str = "none"
+    cache_rows: int | None = None  #: device rows per table (look-ahead and LRU caches)
+    window: int = 4  #: look-ahead window in batches
+    device: str | None = None  #: default: cuda when available, else cpu
+    seed: int = 0
+    prefetch: int = 4  #: batches the loader thread prepares ahead
+
+    def check(self) -> None:
+        for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):
+            if getattr(self, name) < 1:
+                raise TrainConfigError(f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise TrainConfigError(f"--steps: must be positive, got {self.steps}")
+        if self.cache not in CACHES:
+            raise TrainConfigError(f"--cache: must be one of {', '.join(CACHES)}, got {self.cache!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainConfigError(f"--optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not self.lr > 0:
+            raise TrainConfigError(f"--lr: must be positive, got {self.lr}")
+        if self.cache != "none" and (self.cache_rows is None or self.cache_rows < 1):
+            raise TrainConfigError(f"--cache-rows: --cache {self.cache} needs a positive number of rows per table")
+        if self.window < 0:
+            raise TrainConfigError(f"--window: must be >= 0, got {self.window}")
+        if any(n < 1 for n in (*self.bottom_mlp, *self.top_mlp)):
+            raise TrainConfigError("--bottom-mlp/--top-mlp: layer sizes must be positive")
+
+
+@dataclass
+class TrainReport:
+    source: str
+    device: str
+    cache: str
+    steps: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    data_wait_seconds: float = 0.0
+    cache_seconds: float = 0.0  #: carrying out cache plans on the training thread
+    shards_acknowledged: int = 0
+    loss_first: float | None = None  #: mean loss of the first 10 steps
+    loss_last: float | None = None  #: mean loss of the last 10 steps
+    cache_rows: int | None = None
+    window: int | None = None
+    cache_stats: CacheStats | None = None
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.data_wait_seconds / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["samples_per_second"] = self.samples_per_second
+        d["data_wait_fraction"] = self.data_wait_fraction
+        if self.cache_stats is not None:
+            d["cache_stats"]["hit_rate"] = self.cache_stats.hit_rate
+        return d
+
+
+@dataclass
+class TrainResult:
+    report: TrainReport
+    model: DLRM
+    tables: list[torch.Tensor]  #: every embedding table in full (host copies when cached)
+    caches: list[DeviceCache] = field(default_factory=list)
+
+
+@dataclass
+class _Step:
+    """One batch ready for the training thread (CPU tensors, pinned for a GPU)."""
+
+    batch: ArrayBatch
+    rows: list[np.ndarray]  #: table rows of each feature's IDs
+    dense: torch.Tensor
+    labels: torch.Tensor
+    offsets: list[torch.Tensor]
+    lookups: list[tuple[torch.Tensor, torch.Tensor]] | None = None  #: (distinct rows or slots, inverse)
+    plans: list[TablePlan] | None = None  #: look-ahead: this batch's plan per table
+    due: list[list[TablePlan]] = field(default_factory=list)  #: look-ahead: carry out before this step
+
+
+def _prepare(batch: ArrayBatch, table_rows: int, pin: bool) -> _Step:
+    rows, offsets = [], []
+    for i in range(len(batch.keys)):
+        ids, bag_offsets = batch.feature(i)
+        rows.append(np.remainder(ids, table_rows))
+        offsets.append(torch.from_numpy(bag_offsets))
+    step = _Step(batch, rows, torch.from_numpy(batch.dense), torch.from_numpy(batch.labels), offsets)
+    if pin:
+        step.dense, step.labels = step.dense.pin_memory(), step.labels.pin_memory()
+        step.offsets = [o.pin_memory() for o in step.offsets]
+    return step
+
+
+def _lookups(pairs, pin: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    out = [(torch.from_numpy(np.ascontiguousarray(u)), torch.from_numpy(np.ascontiguousarray(i))) for u, i in pairs]
+    return [(u.pin_memory(), i.pin_memory()) for u, i in out] if pin else out
+
+
+def _with_lookups(step: _Step, pairs, pin: bool) -> _Step:
+    step.lookups = _lookups(pairs, pin)
+    return step
+
+
+def _cache_step(step: _Step, caches: list[DeviceCache], lru: list[LRUPlanner] | None):
+    """Carry out the plans due before this step and return what the tables look up. Counts the
+    lookups whose row is on the device as the step starts, and checks that every lookup hits
+    once the step's own plans (LRU: its misses) are carried out."""
+    for plans in step.due:  # look-ahead: the rows of the batch `window` steps ahead
+        for c, p in zip(caches, plans):
+            c.apply(p)
+    plans = [p.access(r) for p, r in zip(lru, step.rows)] if lru is not None else step.plans
+    for c, rows, p in zip(caches, step.rows, plans):
+        c.stats.hits += c.resident(p)
+        c.stats.lookups += rows.size
+        if lru is not None:  # the misses are fetched now, on the training step's critical path
+            c.apply(p)
+        if c.resident(p) != rows.size:
+            raise RuntimeError(f"{c.name}: a lookup missed the cache at step {p.step} (a bug)")
+    return step.lookups if lru is None else _lookups((p.unique_slots, p.inverse) for p in plans)
+
+
+def _optimizer(kind: str, params, lr: float) -> torch.optim.Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    return torch.optim.Adagrad(params, lr=lr)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train on ``config.source`` and return the report, the model and the full tables."""
+    config.check()
+    device = torch.device(config.device) if config.device else default_device()
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainConfigError("--device cuda: no GPU is available")
+    pin = device.type == "cuda"
+    report = TrainReport(config.source.describe(), str(device), config.cache)
+
+    batches = epoch_batches(config.source, config.batch_size, config.epochs)
+    first = next(batches, None)
+    if first is None:
+        raise RecprepError(f"{config.source.describe()}: no committed shards to train on")
+    n_tables = len(first.keys)
+    stream: Iterator[_Step] = (_prepare(b, config.table_rows, pin) for b in itertools.chain([first], batches))
+
+    torch.manual_seed(config.seed)
+    tables = [init_table(config.table_rows, config.embedding_dim, config.seed * 1000 + i) for i in range(n_tables)]
+    caches: list[DeviceCache] = []
+    if config.cache == "none":
+        embeddings = [torch.nn.Embedding(config.table_rows, config.embedding_dim, sparse=True, _weight=t.to(device))
+                for t in tables]
+        stream = (_with_lookups(s, [np.unique(r, return_inverse=True) for r in s.rows], pin) for s in stream)
+    else:
+        caches = [DeviceCache(t, config.cache_rows, device, name=k) for t, k in zip(tables, first.keys)]
+        embeddings = [c.table for c in caches]
+        report.cache_rows, report.window = caches[0].capacity, config.window if config.cache == "lookahead" else None
+    model = DLRM(first.dense.shape[1], embeddings, config.embedding_dim, config.bottom_mlp, config.top_mlp).to(device)
+    dense_opt = _optimizer(config.optimizer, model.dense_parameters(), config.lr)
+    sparse_opt = _optimizer(config.optimizer, model.embedding_parameters(), config.lr)
+    for c in caches:
+        c.attach_optimizer(sparse_opt)
+
+    planners: list = []
+    if config.cache == "lookahead":
+        planners = [LookaheadPlanner(config.table_rows, config.cache_rows, config.window, k) for k in first.keys]
+
+        def plan(step: _Step) -> list[TablePlan]:
+            step.plans = [p.admit(r) for p, r in zip(planners, step.rows)]
+            return step.plans
+
+        def planned(steps: Iterator[_Step]) -> Iterator[_Step]:
+            for s, plans, due in plan_ahead(steps, plan, config.window):
+                s.due = due
+                yield _with_lookups(s, [(p.unique_slots, p.inverse) for p in plans], pin)
+
+        stream = planned(stream)
+    elif config.cache == "lru":
+        planners = [LRUPlanner(config.table_rows, config.cache_rows, k) for k in first.keys]
+
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    losses: list[torch.Tensor] = []
+    acked = 0
+    started = time.perf_counter()
+    with Prefetcher(stream, config.prefetch, name="recprep-train-loader") as items:
+        while config.steps is None or report.steps < config.steps:
+            t0 = time.perf_counter()
+            step = next(items, None)
+            report.data_wait_seconds += time.perf_counter() - t0
+            if step is None:
+                break
+            lookups = step.lookups
+            if caches:
+                t1 = time.perf_counter()
+                lookups = _cache_step(step, caches, planners if config.cache == "lru" else None)
+                report.cache_seconds += time.perf_counter() - t1
+            if step.batch.size:
+                dense = step.dense.to(device, non_blocking=True)
+                labels = step.labels.to(device, non_blocking=True)
+                feats = [(u.to(device, non_blocking=True), i.to(device, non_blocking=True),
+                          o.to(device, non_blocking=True)) for (u, i), o in zip(lookups, step.offsets)]
+                loss = loss_fn(model(dense, feats), labels)
+                dense_opt.zero_grad(set_to_none=True)
+                sparse_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                dense_opt.step()
+                sparse_opt.step()
+                losses.append(loss.detach())
+                report.steps += 1
+                report.samples += step.batch.size
+            step.batch.acknowledge()
+            acked += len(step.batch.shards)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        report.seconds = time.perf_counter() - started
+    report.shards_acknowledged = acked
+    if losses:
+        values = torch.stack(losses).float().cpu()
+        report.loss_first = float(values[:10].mean())
+        report.loss_last = float(values[-10:].mean())
+    if caches:
+        full = [c.flush() for c in caches]
+        stats = CacheStats()
+        for c in caches:
+            stats.add(c.stats)
+        report.cache_stats = stats
+    else:
+        full = [b.weight.detach().to("cpu") for b in embeddings]
+    return TrainResult(report, model, full, caches)

@@ -1,0 +1,68 @@
+"""DLRM: dense features through a bottom MLP, one embedding bag (sum) per sparse feature, pairwise
+dot products of all those vectors, and a top MLP on [bottom output, dot products] to one logit.
+
+The tables are handed in as ``nn.Embedding(rows, dim, sparse=True)`` modules, so a table can be a
+whole table indexed by row, or the device cache of a larger host table indexed by cache slot
+(``recprep.train.cache``). A lookup reads each distinct row of the batch once and pools the bags
+from those (RecD's unique rows + inverse indices): ``(unique, inverse, offsets)`` per feature. The
+gradient then reaches each table row as one summed entry, computed in the same order whatever
+indexes the rows, which makes a cached run reproduce an uncached one bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def mlp(sizes: Sequence[int], last_activation: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if last_activation or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def init_table(rows: int, dim: int, seed: int) -> torch.Tensor:
+    """A table initialised as the DLRM reference does: uniform in +-sqrt(1 / rows), from its own
+    seeded generator (so a cached and an uncached run start from the same rows)."""
+    g = torch.Generator().manual_seed(seed)
+    bound = math.sqrt(1.0 / rows)
+    return torch.empty(rows, dim).uniform_(-bound, bound, generator=g)
+
+
+class DLRM(nn.Module):
+    def __init__(self, n_dense: int, embeddings: Sequence[nn.Embedding], dim: int,
+                 bottom: Sequence[int] = (64,), top: Sequence[int] = (64, 32)):
+        """``embeddings``: one ``nn.Embedding(rows, dim, sparse=True)`` per sparse feature. The
+        MLPs draw from torch's global generator: seed it before building the model."""
+        super().__init__()
+        self.bottom = mlp([n_dense, *bottom, dim])
+        n = len(embeddings) + 1
+        self.top = mlp([dim + n * (n - 1) // 2, *top, 1], last_activation=False)
+        self.embeddings = nn.ModuleList(embeddings)
+        li, lj = torch.tril_indices(n, n, offset=-1)
+        self.register_buffer("li", li, persistent=False)
+        self.register_buffer("lj", lj, persistent=False)
+
+    def forward(self, dense: torch.Tensor, lookups: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+                ) -> torch.Tensor:
+        """``lookups``: per feature ``(unique, inverse, offsets)``: the distinct indices into its
+        table, each ID's position in ``unique``, and the bag offsets (B,)."""
+        x = self.bottom(dense)
+        vectors = [x] + [F.embedding_bag(inverse, table(unique), offsets, mode="sum")
+                         for table, (unique, inverse, offsets) in zip(self.embeddings, lookups)]
+        t = torch.stack(vectors, dim=1)  # (B, n, dim)
+        z = torch.bmm(t, t.transpose(1, 2))[:, self.li, self.lj]  # (B, n(n-1)/2)
+        return self.top(torch.cat([x, z], dim=1)).squeeze(1)
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        return [*self.bottom.parameters(), *self.top.parameters()]
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        return list(self.embeddings.parameters())
