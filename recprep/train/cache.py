@@ -29,7 +29,8 @@ class CacheStats:
     lookups: int = 0  #: IDs looked up at training steps
     hits: int = 0  #: ... whose row was on the device when the step started
     rows_h2d: int = 0  #: rows (weight + optimizer state) copied host -> device
-    rows_d2h: int = 0  #: rows written back device -> host
+    rows_d2h: int = 0  #: rows written back device -> host (evictions and the final flush)
+    evictions: int = 0  #: rows evicted to make room
 
     @property
     def hit_rate(self) -> float:
@@ -40,6 +41,7 @@ class CacheStats:
         self.hits += other.hits
         self.rows_h2d += other.rows_h2d
         self.rows_d2h += other.rows_d2h
+        self.evictions += other.evictions
 
 
 class DeviceCache:
@@ -55,27 +57,31 @@ class DeviceCache:
         self.table = nn.Embedding(self.capacity, host.shape[1], sparse=True,
                                   _weight=torch.zeros(self.capacity, host.shape[1], device=self.device))
         self.mirror = SlotMirror(self.capacity)
-        self._states: list[tuple[torch.Tensor, torch.Tensor]] = []  # (device rows, host rows)
+        self._states: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name: (device rows, host rows)
         self.stats = CacheStats()
         self._pin = self.device.type == "cuda"
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Keep the optimizer's row-aligned state of this cache's weight with the rows. Call it
-        right after creating the optimizer (its state must still be the initial constant)."""
+        right after creating the optimizer (its state must still be the initial constant).
+        Supported: SGD without momentum (no state) and Adagrad (``sum``, created up front)."""
+        if isinstance(optimizer, torch.optim.SGD):
+            if any(g.get("momentum", 0) for g in optimizer.param_groups):
+                raise ValueError(f"{self.name}: SGD momentum buffers are dense and created lazily; "
+                                 "the cache supports SGD without momentum and Adagrad")
+        elif not isinstance(optimizer, torch.optim.Adagrad):
+            raise ValueError(f"{self.name}: the cache supports SGD and Adagrad, not {type(optimizer).__name__}")
         weight = self.table.weight
         for key, value in optimizer.state.get(weight, {}).items():
             if not (torch.is_tensor(value) and value.shape == weight.shape):
                 continue  # scalars such as Adagrad's step count are the same for every row
-            if value.numel() and not bool((value == value.flatten()[0]).all()):
-                raise ValueError(f"{self.name}: optimizer state {key!r} is not at its initial value")
             fill = float(value.flatten()[0]) if value.numel() else 0.0
-            self._states.append((value, torch.full(self.host.shape, fill, dtype=value.dtype)))
-        if not optimizer.state.get(weight) and optimizer.__class__.__name__ not in ("SGD",):
-            raise ValueError(f"{self.name}: {optimizer.__class__.__name__} creates its state lazily; "
-                             "the cache supports optimizers that create it up front (SGD, Adagrad)")
+            if value.numel() and not bool((value == fill).all()):
+                raise ValueError(f"{self.name}: optimizer state {key!r} is not at its initial value")
+            self._states[key] = (value, torch.full(self.host.shape, fill, dtype=value.dtype))
 
     def _pairs(self):
-        return [(self.table.weight.data, self.host), *self._states]
+        return [(self.table.weight.data, self.host), *self._states.values()]
 
     def apply(self, plan: TablePlan) -> None:
         """Carry out one plan: write back the evicted rows, then fetch the new ones."""
@@ -86,6 +92,7 @@ class DeviceCache:
             for dev, host in self._pairs():
                 host.index_copy_(0, rows, dev.index_select(0, slots).to("cpu"))
             self.stats.rows_d2h += plan.evict_slots.size
+            self.stats.evictions += plan.evict_slots.size
         if plan.fetch_slots.size:
             slots = torch.from_numpy(plan.fetch_slots).to(self.device, non_blocking=True)
             rows = torch.from_numpy(plan.fetch_rows)
@@ -111,6 +118,6 @@ class DeviceCache:
             self.stats.rows_d2h += slots.size
         return self.host
 
-    def host_state(self, index: int = 0) -> torch.Tensor:
-        """Host copy of the ``index``-th attached optimizer state (after :meth:`flush`)."""
-        return self._states[index][1]
+    def host_state(self, key: str) -> torch.Tensor:
+        """The full host copy of optimizer state ``key`` (current after :meth:`flush`)."""
+        return self._states[key][1]

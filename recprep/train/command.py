@@ -53,10 +53,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args, out, err) -> int:
     """Exit code 2 for invalid options, 1 for runtime errors (raised as RecprepError)."""
-    from .loop import TrainConfigError
+    from .config import TrainConfig, TrainConfigError
 
     try:
-        source = _source(args)
+        config = TrainConfig(
+            source=_source(args), embedding_dim=args.embedding_dim, batch_size=args.batch_size,
+            epochs=args.epochs, steps=args.steps, table_rows=args.table_rows, bottom_mlp=args.bottom_mlp,
+            top_mlp=args.top_mlp, optimizer=args.optimizer, lr=args.lr, cache=args.cache,
+            cache_rows=args.cache_rows, window=args.window, device=args.device, seed=args.seed,
+        )
+        config.check()
     except TrainConfigError as exc:
         err.print(f"[red]invalid option:[/red] {exc}", highlight=False)
         return 2
@@ -64,14 +70,8 @@ def run(args, out, err) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise RecprepError("recprep train needs torch: pip install 'recprep[train]'") from None
-    from .loop import TrainConfig, train
+    from .loop import train
 
-    config = TrainConfig(
-        source=source, embedding_dim=args.embedding_dim, batch_size=args.batch_size, epochs=args.epochs,
-        steps=args.steps, table_rows=args.table_rows, bottom_mlp=args.bottom_mlp, top_mlp=args.top_mlp,
-        optimizer=args.optimizer, lr=args.lr, cache=args.cache, cache_rows=args.cache_rows,
-        window=args.window, device=args.device, seed=args.seed,
-    )
     # torch warns once that sparse tensors skip invariant checks (Adagrad's sparse update)
     warnings.filterwarnings("ignore", message="Sparse invariant checks")
     try:
@@ -88,8 +88,8 @@ def run(args, out, err) -> int:
 
 
 def _source(args):
-    from ..workloads.shards import LocalShards, ServiceShards
-    from .loop import TrainConfigError
+    from ..workloads.shards import LocalShards, ServiceShards, read_ledger
+    from .config import TrainConfigError
 
     if (args.output is None) == (args.service is None):
         raise TrainConfigError("give either a job output directory or --service grpc://host:port")
@@ -100,7 +100,9 @@ def _source(args):
             raise TrainConfigError(f"--service: expected grpc://host:port, got {args.service!r}")
         return ServiceShards(args.service, args.group, args.rank, args.world_size,
                              args.token if args.token is not None else os.environ.get(TOKEN_ENV))
-    return LocalShards(os.path.abspath(args.output), args.rank, args.world_size)
+    directory = os.path.abspath(args.output)
+    read_ledger(directory)  # a missing or foreign directory is reported before torch loads
+    return LocalShards(directory, args.rank, args.world_size)
 
 
 def _summary(r):

@@ -28,58 +28,11 @@ from ..errors import RecprepError
 from ..workloads.batching import ArrayBatch
 from ..workloads.cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
 from ..workloads.loader import Prefetcher, default_device, epoch_batches
-from ..workloads.shards import ShardSource
 from .cache import CacheStats, DeviceCache
+from .config import TrainConfig, TrainConfigError
 from .model import DLRM, init_table
 
 log = logging.getLogger(__name__)
-
-CACHES = ("none", "lookahead", "lru")
-OPTIMIZERS = ("adagrad", "sgd")
-
-
-class TrainConfigError(RecprepError):
-    """An invalid training option (the message names it)."""
-
-
-@dataclass
-class TrainConfig:
-    source: ShardSource
-    embedding_dim: int = 16
-    batch_size: int = 256
-    epochs: int = 1
-    steps: int | None = None  #: stop after this many steps (default: the whole epochs)
-    table_rows: int = 100_000  #: rows per embedding table; IDs are reduced modulo this
-    bottom_mlp: tuple[int, ...] = (64,)
-    top_mlp: tuple[int, ...] = (64, 32)
-    optimizer: str = "adagrad"
-    lr: float = 0.05
-    cache: str = "none"
-    cache_rows: int | None = None  #: device rows per table (look-ahead and LRU caches)
-    window: int = 4  #: look-ahead window in batches
-    device: str | None = None  #: default: cuda when available, else cpu
-    seed: int = 0
-    prefetch: int = 4  #: batches the loader thread prepares ahead
-
-    def check(self) -> None:
-        for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):
-            if getattr(self, name) < 1:
-                raise TrainConfigError(f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}")
-        if self.steps is not None and self.steps < 1:
-            raise TrainConfigError(f"--steps: must be positive, got {self.steps}")
-        if self.cache not in CACHES:
-            raise TrainConfigError(f"--cache: must be one of {', '.join(CACHES)}, got {self.cache!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise TrainConfigError(f"--optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if not self.lr > 0:
-            raise TrainConfigError(f"--lr: must be positive, got {self.lr}")
-        if self.cache != "none" and (self.cache_rows is None or self.cache_rows < 1):
-            raise TrainConfigError(f"--cache-rows: --cache {self.cache} needs a positive number of rows per table")
-        if self.window < 0:
-            raise TrainConfigError(f"--window: must be >= 0, got {self.window}")
-        if any(n < 1 for n in (*self.bottom_mlp, *self.top_mlp)):
-            raise TrainConfigError("--bottom-mlp/--top-mlp: layer sizes must be positive")
-
 
 @dataclass
 class TrainReport:
@@ -120,7 +73,14 @@ class TrainResult:
     report: TrainReport
     model: DLRM
     tables: list[torch.Tensor]  #: every embedding table in full (host copies when cached)
+    sparse_optimizer: torch.optim.Optimizer
     caches: list[DeviceCache] = field(default_factory=list)
+
+    def optimizer_state(self, i: int, key: str = "sum") -> torch.Tensor:
+        """Table ``i``'s row-aligned optimizer state in full (host copy when cached)."""
+        if self.caches:
+            return self.caches[i].host_state(key)
+        return self.sparse_optimizer.state[self.model.embeddings[i].weight][key].detach().to("cpu")
 
 
 @dataclass
@@ -282,4 +242,4 @@ def train(config: TrainConfig) -> TrainResult:
         report.cache_stats = stats
     else:
         full = [b.weight.detach().to("cpu") for b in embeddings]
-    return TrainResult(report, model, full, caches)
+    return TrainResult(report, model, full, sparse_opt, caches)

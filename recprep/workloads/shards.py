@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -177,8 +177,3 @@ def service_client_class() -> Callable[..., ShardStream]:
             f"the shard service client (recprep.workloads.service.ShardClient) is not available: {exc}"
         ) from None
     return ShardClient
-
-
-def acknowledge(stream: ShardStream, indices: Iterable[int]) -> None:
-    for i in indices:
-        stream.ack(i)

@@ -1,0 +1,72 @@
+"""`recprep train` as a user runs it: a job on the Criteo sample preprocessed by `recprep run`,
+then a few dozen training steps on CPU through the look-ahead cache; one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from ..conftest import REPO, job_doc
+
+pytest.importorskip("torch")
+
+
+def recprep(*args):
+    return subprocess.run([sys.executable, "-m", "recprep.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def criteo_job_output(tmp_path_factory, criteo_tsv):
+    tmp = tmp_path_factory.mktemp("train-cli")
+    doc = job_doc(str(criteo_tsv), str(tmp / "out"))
+    doc["spec"]["output"]["rowsPerShard"] = 2500
+    (tmp / "job.yaml").write_text(yaml.safe_dump(doc))
+    res = recprep("run", str(tmp / "job.yaml"), "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    return tmp / "out"
+
+
+@pytest.mark.integration
+def test_train_runs_end_to_end_on_the_criteo_sample(criteo_job_output):
+    res = recprep("train", str(criteo_job_output), "--steps", "30", "--batch-size", "256", "--table-rows", "20000",
+                  "--cache", "lookahead", "--cache-rows", "2000", "--window", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["steps"] == 30 and report["samples"] == 30 * 256
+    assert report["samples_per_second"] > 0 and 0 <= report["data_wait_fraction"] < 1
+    assert report["cache_stats"]["hit_rate"] == 1.0 and report["cache_stats"]["rows_h2d"] > 0
+    ledger = [json.loads(line) for line in (criteo_job_output / "_ledger.jsonl").read_text().splitlines()]
+    ends = [sum(e["rows"] for e in ledger[: i + 1]) for i in range(len(ledger))]
+    assert len(ledger) >= 3
+    assert report["shards_acknowledged"] == sum(end <= 30 * 256 for end in ends)  # consumed shards only
+    assert report["loss_last"] < report["loss_first"]
+
+    res = recprep("train", str(criteo_job_output), "--epochs", "2", "--batch-size", "1024", "--cache", "lru",
+                  "--cache-rows", "5000", "--table-rows", "20000")
+    assert res.returncode == 0, res.stderr
+    for line in ("samples/s", "waiting for data", "cache hit rate", "rows host->device"):
+        assert line in res.stdout
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines()
+            if line.count("│") == 3}
+    assert rows["samples"] == "20,000" and rows["shards acknowledged"] == str(2 * len(ledger))
+    assert rows["steps"] == "20"  # 10 batches of 1,024 rows (the last 784) per epoch
+
+
+@pytest.mark.parametrize("args, code, message", [
+    ((), 2, "give either a job output directory or --service"),
+    (("OUT", "--cache", "lookahead"), 2, "--cache-rows: --cache lookahead needs a positive number"),
+    (("OUT", "--cache", "fifo", "--cache-rows", "9"), 2, "--cache: must be one of none, lookahead, lru"),
+    (("OUT", "--rank", "2", "--world-size", "2"), 2, "--rank 2 is not in [0, --world-size 2)"),
+    (("--service", "http://x:1"), 2, "--service: expected grpc://host:port"),
+    (("/nonexistent/out",), 1, "/nonexistent/out: the job output directory does not exist"),
+])
+def test_bad_options_get_one_clear_line(criteo_job_output, args, code, message):
+    res = recprep("train", *[str(criteo_job_output) if a == "OUT" else a for a in args])
+    assert res.returncode == code, res.stdout + res.stderr
+    assert message in " ".join(res.stderr.split())
+    assert "Traceback" not in res.stderr
