@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--cache", default="none", help="none | lookahead | lru (default none)")
     c.add_argument("--cache-rows", type=int, default=None, help="device rows per table (look-ahead and LRU)")
     c.add_argument("--window", type=int, default=4, help="look-ahead window in batches (default 4)")
+    c.add_argument("--horizon", type=int, default=0,
+                   help="look-ahead: batches read beyond the window to choose evictions (default 0)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -60,7 +62,8 @@ def run(args, out, err) -> int:
             source=_source(args), embedding_dim=args.embedding_dim, batch_size=args.batch_size,
             epochs=args.epochs, steps=args.steps, table_rows=args.table_rows, bottom_mlp=args.bottom_mlp,
             top_mlp=args.top_mlp, optimizer=args.optimizer, lr=args.lr, cache=args.cache,
-            cache_rows=args.cache_rows, window=args.window, device=args.device, seed=args.seed,
+            cache_rows=args.cache_rows, window=args.window, horizon=args.horizon, device=args.device,
+            seed=args.seed,
         )
         config.check()
     except TrainConfigError as exc:
@@ -120,7 +123,8 @@ def _summary(r):
     t.add_row("shards acknowledged", f"{r.shards_acknowledged}")
     if r.cache_stats is not None:
         s = r.cache_stats
-        t.add_row("cache rows per table", f"{r.cache_rows:,}" + (f" (window {r.window})" if r.window is not None else ""))
+        t.add_row("cache rows per table", f"{r.cache_rows:,}" + (
+            f" (window {r.window}, horizon {r.horizon})" if r.window is not None else ""))
         t.add_row("cache hit rate", f"{s.hit_rate:.2%} of {s.lookups:,} lookups")
         t.add_row("rows host->device / device->host", f"{s.rows_h2d:,} / {s.rows_d2h:,}")
         t.add_row("cache seconds (training thread)", f"{r.cache_seconds:.2f}")

@@ -30,6 +30,7 @@ class TrainConfig:
     cache: str = "none"
     cache_rows: int | None = None  #: device rows per table (look-ahead and LRU caches)
     window: int = 4  #: look-ahead window in batches
+    horizon: int = 0  #: look-ahead: batches read beyond the window to choose what to evict
     device: str | None = None  #: default: cuda when available, else cpu
     seed: int = 0
     prefetch: int = 4  #: batches the loader thread prepares ahead
@@ -50,5 +51,7 @@ class TrainConfig:
             raise TrainConfigError(f"--cache-rows: --cache {self.cache} needs a positive number of rows per table")
         if self.window < 0:
             raise TrainConfigError(f"--window: must be >= 0, got {self.window}")
+        if self.horizon < 0:
+            raise TrainConfigError(f"--horizon: must be >= 0, got {self.horizon}")
         if any(n < 1 for n in (*self.bottom_mlp, *self.top_mlp)):
             raise TrainConfigError("--bottom-mlp/--top-mlp: layer sizes must be positive")

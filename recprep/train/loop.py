@@ -49,6 +49,7 @@ class TrainReport:
     loss_last: float | None = None  #: mean loss of the last 10 steps
     cache_rows: int | None = None
     window: int | None = None
+    horizon: int | None = None
     cache_stats: CacheStats | None = None
 
     @property
@@ -170,7 +171,9 @@ def train(config: TrainConfig) -> TrainResult:
     else:
         caches = [DeviceCache(t, config.cache_rows, device, name=k) for t, k in zip(tables, first.keys)]
         embeddings = [c.table for c in caches]
-        report.cache_rows, report.window = caches[0].capacity, config.window if config.cache == "lookahead" else None
+        report.cache_rows = caches[0].capacity
+        if config.cache == "lookahead":
+            report.window, report.horizon = config.window, config.horizon
     model = DLRM(first.dense.shape[1], embeddings, config.embedding_dim, config.bottom_mlp, config.top_mlp).to(device)
     dense_opt = _optimizer(config.optimizer, model.dense_parameters(), config.lr)
     sparse_opt = _optimizer(config.optimizer, model.embedding_parameters(), config.lr)
@@ -181,12 +184,13 @@ def train(config: TrainConfig) -> TrainResult:
     if config.cache == "lookahead":
         planners = [LookaheadPlanner(config.table_rows, config.cache_rows, config.window, k) for k in first.keys]
 
-        def plan(step: _Step) -> list[TablePlan]:
-            step.plans = [p.admit(r) for p, r in zip(planners, step.rows)]
+        def plan(step: _Step, upcoming: list[_Step]) -> list[TablePlan]:
+            step.plans = [p.admit(rows, [u.rows[i] for u in upcoming])
+                          for i, (p, rows) in enumerate(zip(planners, step.rows))]
             return step.plans
 
         def planned(steps: Iterator[_Step]) -> Iterator[_Step]:
-            for s, plans, due in plan_ahead(steps, plan, config.window):
+            for s, plans, due in plan_ahead(steps, plan, config.window, config.horizon):
                 s.due = due
                 yield _with_lookups(s, [(p.unique_slots, p.inverse) for p in plans], pin)
 

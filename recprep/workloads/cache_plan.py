@@ -10,23 +10,26 @@ the batch, which is what the training step looks up.
 
 - :class:`LookaheadPlanner` plans batch ``t`` while batch ``t - window`` trains: rows referenced
   by any batch in ``[t - window, t]`` are never evicted, so when the plan of batch ``t`` has been
-  carried out before step ``t - window``, every lookup of steps ``t - window .. t`` hits. Among
-  the rows outside the window the least recently referenced go first (ties: lowest row). If the
-  window's distinct rows exceed the capacity, :class:`CacheTooSmallError` says so when that
-  batch is planned, before anything trains on it.
+  carried out before step ``t - window``, every lookup of steps ``t - window .. t`` hits. Which
+  of the rows outside the window go is free; with a planning *horizon* (the loader reads
+  ``horizon`` batches further ahead than it prefetches) the rows no batch of the horizon needs
+  go first, then the ones needed last (Belady's rule, within what the loader has seen), and the
+  least recently used break ties (then the lowest row). If the window's distinct rows exceed the
+  capacity, :class:`CacheTooSmallError` says so when that batch is planned, before anything
+  trains on it.
 - :class:`LRUPlanner` is the backward-looking comparison: it sees batch ``t`` only when step
   ``t`` starts, keeps the rows of that batch and evicts the least recently used others; its
   misses are fetched on the training step's critical path.
 
-:func:`plan_ahead` runs a planner ``window`` batches ahead of a batch stream and says which plans
-must be carried out before each step; :class:`SlotMirror` records which row every slot holds
+:func:`plan_ahead` runs a planner ``window`` batches ahead of a batch stream (reading ``horizon``
+more) and says which plans must be carried out before each step; :class:`SlotMirror` records which row every slot holds
 once plans are carried out, to count the lookups that find their row resident.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -79,7 +82,7 @@ class _Planner:
         self.filled = 0  #: slots [0, filled) hold rows
         self.step = 0  #: the step the next batch gets
 
-    def _place(self, ids: np.ndarray, protect_from: int) -> TablePlan:
+    def _place(self, ids: np.ndarray, protect_from: int, upcoming: Sequence[np.ndarray] = ()) -> TablePlan:
         ids = np.asarray(ids, dtype=np.int64)
         step = self.step
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_rows):
@@ -101,8 +104,7 @@ class _Planner:
                 kept = self.filled - candidates.size  # protected rows that stay
                 raise CacheTooSmallError(self._too_small(kept + missing.size, protect_from, step))
             if candidates.size > need:
-                key = self.last_use[candidates] * self.num_rows + self.row_of_slot[candidates]
-                candidates = candidates[np.argpartition(key, need - 1)[:need]]
+                candidates = candidates[self._victims(candidates, need, upcoming)]
             evict_slots = np.sort(candidates)
             evict_rows = self.row_of_slot[evict_slots]
             self.slot_of_row[evict_rows] = -1
@@ -114,6 +116,28 @@ class _Planner:
         self.step += 1
         return TablePlan(step, rows, inverse.reshape(-1), self.slot_of_row[rows], missing, fetch_slots,
                          evict_rows, evict_slots, hits, int(ids.size))
+
+    def _victims(self, candidates: np.ndarray, need: int, upcoming: Sequence[np.ndarray]) -> np.ndarray:
+        """Positions in ``candidates`` of the ``need`` slots to evict: rows no upcoming batch
+        references first, then the one referenced last; ties by least recent use, then row."""
+        rows = self.row_of_slot[candidates]
+        recency = self.last_use[candidates] * self.num_rows + rows  # < (step + 1) * num_rows
+        if not len(upcoming):
+            return np.argpartition(recency, need - 1)[:need]
+        # the first upcoming batch (1-based) that references each row, 0 if none does
+        refs = [np.unique(u) for u in upcoming]
+        seen = np.concatenate(refs)
+        if not seen.size:
+            return np.argpartition(recency, need - 1)[:need]
+        when = np.repeat(np.arange(1, len(refs) + 1), [r.size for r in refs])
+        distinct, first = np.unique(seen, return_index=True)
+        pos = np.minimum(np.searchsorted(distinct, rows), distinct.size - 1)
+        next_use = np.where(distinct[pos] == rows, when[first[pos]], 0)
+        priority = np.where(next_use == 0, 0, len(refs) + 1 - next_use)  # smaller: evicted sooner
+        span = (int(self.last_use.max()) + 1) * self.num_rows
+        if (len(refs) + 1) * span < 2**62:
+            return np.argpartition(priority * span + recency, need - 1)[:need]
+        return np.lexsort((recency, priority))[:need]  # the combined key would overflow int64
 
     def _too_small(self, needed: int, protect_from: int, step: int) -> str:
         raise NotImplementedError
@@ -128,10 +152,15 @@ class LookaheadPlanner(_Planner):
         super().__init__(num_rows, capacity, name)
         self.window = window
 
-    def admit(self, ids: np.ndarray) -> TablePlan:
+    def admit(self, ids: np.ndarray, upcoming: Sequence[np.ndarray] = ()) -> TablePlan:
         """Plan the next batch (its IDs are table rows). The plan must be carried out after step
-        ``plan.step - window - 1`` finished and before step ``plan.step - window`` starts."""
-        return self._place(ids, self.step - self.window)
+        ``plan.step - window - 1`` finished and before step ``plan.step - window`` starts.
+
+        ``upcoming``: the rows of the batches after this one that the loader has already read
+        (the planning horizon). They only choose among the rows that may be evicted: those no
+        upcoming batch needs go first, then those needed last (Belady's rule within the
+        horizon). Without them, the least recently used go first."""
+        return self._place(ids, self.step - self.window, upcoming)
 
     def _too_small(self, needed, protect_from, step):
         return (f"{self.name}: a cache of {self.capacity} rows cannot hold the {needed} distinct rows that "
@@ -167,23 +196,41 @@ class SlotMirror:
         return int(np.count_nonzero(here[plan.inverse]))
 
 
-def plan_ahead(items: Iterable[T], plan: Callable[[T], P], window: int) -> Iterator[tuple[T, P, list[P]]]:
+def plan_ahead(items: Iterable[T], plan: Callable[[T, list[T]], P], window: int,
+               horizon: int = 0) -> Iterator[tuple[T, P, list[P]]]:
     """``(item_i, plan_i, due_i)`` for each item: ``due_i`` lists the plans to carry out before
-    step ``i`` trains (plans ``0..window`` before step 0, then plan ``i + window``). ``plan`` is
-    called on each item as it enters the window, ``window`` items ahead of its step."""
-    if window < 0:
-        raise ValueError(f"the look-ahead window must be >= 0, got {window}")
-    buffer: deque = deque()
+    step ``i`` trains (plans ``0..window`` before step 0, then plan ``i + window``).
+
+    ``plan(item, upcoming)`` is called on each item as it enters the window, ``window`` items
+    ahead of its step, with the (up to) ``horizon`` items read after it: the stream is read
+    ``window + horizon`` items ahead of training."""
+    if window < 0 or horizon < 0:
+        raise ValueError(f"the look-ahead window and horizon must be >= 0, got {window} and {horizon}")
+    read: deque = deque()  # read, not yet planned
+    planned: deque = deque()  # planned, not yet yielded
     due: list[P] = []
-    for item in items:
-        p = plan(item)
-        buffer.append((item, p))
+
+    def admit_first():
+        item = read.popleft()
+        p = plan(item, list(read))
+        planned.append((item, p))
         due.append(p)
-        if len(buffer) > window:
-            first, first_plan = buffer.popleft()
-            yield first, first_plan, due
-            due = []
-    while buffer:
-        first, first_plan = buffer.popleft()
-        yield first, first_plan, due
-        due = []
+
+    def ready():
+        nonlocal due
+        first, first_plan = planned.popleft()
+        out, due = due, []
+        return first, first_plan, out
+
+    for item in items:
+        read.append(item)
+        if len(read) > horizon:
+            admit_first()
+            if len(planned) > window:
+                yield ready()
+    while read:
+        admit_first()
+        if len(planned) > window:
+            yield ready()
+    while planned:
+        yield ready()

@@ -35,7 +35,8 @@ def test_rows_and_optimizer_state_travel_with_the_plans():
     q = planner.access(np.array([1, 3]))  # slot 2 is free: one row evicted (row 2: older by id)
     cache.apply(q)
     assert q.evict_rows.tolist() == [2]
-    assert torch.equal(cache.host[2], host[2] + 100.0) and torch.equal(cache.host_state("sum")[2], torch.full((4,), 9.0))
+    assert torch.equal(cache.host[2], host[2] + 100.0)
+    assert torch.equal(cache.host_state("sum")[2], torch.full((4,), 9.0))
     assert torch.equal(cache.host[7], host[7])  # still cached: host copy not yet written
     table = cache.flush()
     assert torch.equal(table[7], host[7] + 100.0) and torch.equal(cache.host_state("sum")[7], torch.full((4,), 9.0))
@@ -95,6 +96,10 @@ def test_sgd_through_the_look_ahead_cache_matches_too(tmp_path):
     ahead = _run(source, "lookahead", "sgd", batch_size=20, cache_rows=180, window=2)
     assert ahead.report.cache_stats.evictions > 0 and ahead.report.cache_stats.hit_rate == 1.0
     _assert_same_training(plain, ahead, 3)
+    far = _run(source, "lookahead", "sgd", batch_size=20, cache_rows=180, window=2, horizon=6)
+    assert far.report.cache_stats.hit_rate == 1.0 and far.report.horizon == 6
+    assert far.report.cache_stats.rows_h2d < ahead.report.cache_stats.rows_h2d  # evictions chosen by next use
+    _assert_same_training(plain, far, 3)
 
 
 def test_a_cache_too_small_for_the_window_stops_before_training(tmp_path):

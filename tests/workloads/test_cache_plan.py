@@ -120,3 +120,60 @@ def test_mirror_refuses_plans_out_of_order():
         mirror.apply(second)
     mirror.apply(first)
     mirror.apply(second)
+
+
+def reference_lookahead(batches, capacity, window, horizon):
+    """Set-based replay: keep every row of batches t-window..t; evict rows no batch of the next
+    ``horizon`` references first, then those referenced last, then least recently used, then
+    lowest row. Returns the rows fetched."""
+    sets = [set(b.tolist()) for b in batches]
+    cache: dict[int, int] = {}  # row: last step referencing it
+    fetched = 0
+    for t, rows in enumerate(sets):
+        for r in rows & cache.keys():
+            cache[r] = t
+        missing = rows - cache.keys()
+        excess = len(cache) + len(missing) - capacity
+        if excess > 0:
+            keep = set().union(*sets[max(0, t - window) : t + 1])
+            next_use: dict[int, int] = {}
+            for j in range(min(len(sets) - 1, t + horizon), t, -1):
+                next_use.update(dict.fromkeys(sets[j], j))
+            victims = sorted((r for r in cache if r not in keep),
+                             key=lambda r: (-next_use.get(r, 10**9), cache[r], r))[:excess]
+            for r in victims:
+                del cache[r]
+        cache.update(dict.fromkeys(missing, t))
+        fetched += len(missing)
+    return fetched
+
+
+@pytest.mark.parametrize("window, horizon, capacity", [(2, 0, 150), (2, 5, 150), (4, 16, 300), (0, 8, 60)])
+def test_lookahead_with_a_horizon_matches_a_set_based_reference(window, horizon, capacity):
+    batches = zipf_batches(80, 40, 2000, seed=horizon, a=1.1)
+    planner, mirror = LookaheadPlanner(2000, capacity, window), SlotMirror(capacity)
+    fetched = 0
+    for batch, plan, due in plan_ahead(batches, planner.admit, window, horizon):
+        for p in due:
+            mirror.apply(p)
+            fetched += p.fetch_rows.size
+        assert mirror.resident(plan) == batch.size
+    assert fetched == reference_lookahead(batches, capacity, window, horizon)
+    if horizon:
+        assert fetched < reference_lookahead(batches, capacity, window, 0)  # the horizon saves copies
+
+
+def test_plan_ahead_reads_window_plus_horizon_items_ahead():
+    read = []
+
+    def items():
+        for i in range(10):
+            read.append(i)
+            yield i
+
+    seen = []
+    for item, upcoming_plan, due in plan_ahead(items(), lambda x, upcoming: (x, list(upcoming)), 2, 3):
+        seen.append(item)
+        assert max(read) == min(item + 5, 9)  # window 2 + horizon 3 ahead of the step
+        assert upcoming_plan == (item, list(range(item + 1, min(item + 4, 10))))
+    assert seen == list(range(10))
