@@ -1,0 +1,33 @@
+"""examples/trainer-job.yaml is valid Kubernetes (1.32 schemas, strict), asks for a GPU, and its
+arguments are ones `recprep train` accepts, pointed at the shard service."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from recprep.cli import parser
+
+from ..conftest import REPO
+
+MANIFEST = REPO / "examples" / "trainer-job.yaml"
+
+
+def test_trainer_job_passes_kubernetes_validate():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(yaml.safe_load(MANIFEST.read_text()), "1.32.0", strict=True)
+
+
+def test_trainer_job_requests_a_gpu_and_reads_from_the_shard_service():
+    job = yaml.safe_load(MANIFEST.read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    args = [a.replace("$(RANK)", "1") for a in container["args"]]
+    parsed = parser().parse_args(args)
+    assert parsed.command == "train" and parsed.service.startswith("grpc://") and parsed.output is None
+    assert parsed.world_size == job["spec"]["completions"] == job["spec"]["parallelism"]
+    assert parsed.cache == "lookahead" and parsed.device == "cuda"
+    env = {e["name"]: e for e in container["env"]}
+    assert "secretKeyRef" in env["RECPREP_SHARD_TOKEN"]["valueFrom"]
+    assert env["RANK"]["valueFrom"]["fieldRef"]["fieldPath"].endswith("job-completion-index']")
+    assert job["spec"]["completionMode"] == "Indexed"
