@@ -5,6 +5,11 @@ Compilation resolves each transform's column selector (roles, names, globs) agai
 that exist at that point, checks every input's kind against what the op accepts, and names
 generated features. Fitted ops are grouped into *fit stages*: a stage's ops read only columns that
 no unfitted op of the same stage has touched, so one pass over the data fits a whole stage.
+
+Scan pushdown: a ``hex_to_int`` that is the first step to touch a source string column may be
+done by the source while it parses (``Plan.scan_hex``); the step then finds the column already
+integer and leaves it as it is. A source that does not decode (or declines a split) hands the
+strings over as usual and the step decodes them: the result is the same either way.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import pyarrow as pa
 
 from ..errors import SpecError
 from ..spec import PreprocessJob, build_op
-from .ops.base import Op, kind_of
+from .ops.base import INT, STRING, Op, kind_of
+from .ops.hex_to_int import HexToInt
 from .sources import Roles
 from .sources.base import select
 
@@ -30,6 +36,8 @@ class Step:
     op: Op
     inputs: list[str]
     outputs: list[str]  #: same as inputs unless the op generates new features
+    #: inputs the source may have decoded already (hex_to_int pushed down into the scan)
+    pushed: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -43,6 +51,11 @@ class Plan:
     @property
     def needs_fit(self) -> bool:
         return bool(self.fit_stages)
+
+    @property
+    def scan_hex(self) -> frozenset[str]:
+        """Source columns the source may decode with hex_to_int while it reads them."""
+        return frozenset().union(*(s.pushed for s in self.steps))
 
     def apply(self, table: pa.Table, states: States, stop: int | None = None) -> pa.Table:
         """Run the steps (all, or those before ``stop``) on ``table``."""
@@ -77,6 +90,8 @@ def apply_step(table: pa.Table, step: Step, states: States) -> pa.Table:
     for inp, out in zip(step.inputs, step.outputs):
         state = states.get((step.index, inp))
         col = table[inp]
+        if inp in step.pushed and kind_of(col.type) == INT:
+            continue  # the source decoded it while scanning
         result = pa.chunked_array([step.op.transform(chunk, state) for chunk in col.chunks]) if col.num_chunks else col
         if out == inp:
             table = table.set_column(table.schema.get_field_index(inp), inp, result)
@@ -125,9 +140,26 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
         for inp, out in zip(inputs, outputs):
             kinds[out] = op.output_kind(kinds[inp])
         steps.append(Step(i, op, inputs, outputs))
-    plan = Plan(steps, kinds, columns, Roles(label, tuple(dense), tuple(sparse + generated)))
-    plan.fit_stages = _fit_stages(steps)
+    plan = Plan(_push_down(steps, schema), kinds, columns, Roles(label, tuple(dense), tuple(sparse + generated)))
+    plan.fit_stages = _fit_stages(plan.steps)
     return plan
+
+
+def _push_down(steps: list[Step], schema: pa.Schema) -> list[Step]:
+    """Mark each hex_to_int input that is a source string column no earlier step touches."""
+    touched: set[str] = set()
+    out = []
+    for step in steps:
+        if isinstance(step.op, HexToInt):
+            pushed = frozenset(
+                c for c in step.inputs
+                if c not in touched and c in schema.names and kind_of(schema.field(c).type) == STRING
+            )
+            if pushed:
+                step = Step(step.index, step.op, step.inputs, step.outputs, pushed)
+        touched |= set(step.inputs) | set(step.outputs)
+        out.append(step)
+    return out
 
 
 def _resolve(selector, columns, label, dense, sparse, where) -> list[str]:

@@ -52,7 +52,7 @@ def _where(split: Split) -> str:
 def fit_shard(job: PreprocessJob, split: Split, stage: int, states: States) -> dict:
     source, plan = _prepared(job)
     try:
-        return plan.fit_partials(source.read(split).table, stage, states)
+        return plan.fit_partials(source.read(split, plan.scan_hex).table, stage, states)
     except RecprepError:
         raise
     except Exception as exc:  # name the shard: the user needs to know which input broke
@@ -71,7 +71,7 @@ def transform_shard(
     started = time.perf_counter()
     source, plan = _prepared(job)
     try:
-        read = source.read(split)
+        read = source.read(split, plan.scan_hex)
         table = plan.apply(read.table, states)
         quarantine = write_quarantine(read.bad, directory, split.index, fsync) if read.bad else None
         written = write_shard(table, directory, split.index, compression, fsync)

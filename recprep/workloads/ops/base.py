@@ -91,7 +91,8 @@ class ElementwiseOp(Op):
 
     ``transform`` handles dictionary arrays (``values`` runs on the dictionary only; null
     indices are first pointed at an appended null entry so ops that replace nulls see them) and
-    list arrays (``values`` runs on the flat elements; offsets and list validity are kept).
+    list arrays (the op runs on the flat elements, themselves plain or dictionary-encoded;
+    offsets and list validity are kept).
     """
 
     def values(self, array: pa.Array, state: Any = None) -> pa.Array:
@@ -101,7 +102,7 @@ class ElementwiseOp(Op):
         if isinstance(array, pa.DictionaryArray):
             return map_dictionary(array, lambda d: self.values(d, state))
         if isinstance(array, (pa.ListArray, pa.LargeListArray)):
-            return map_list_values(array, lambda v: self.values(v, state))
+            return map_list_values(array, lambda v: self.transform(v, state))
         return self.values(array, state)
 
 
@@ -143,7 +144,7 @@ def to_float64(array: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
         array = array.cast(pa.float64(), safe=False)  # int64 beyond 2**53: round, don't raise
     valid = None
     if array.null_count:
-        valid = np.asarray(array.is_valid())
+        valid = validity(array)
     return array.to_numpy(zero_copy_only=False), valid
 
 
@@ -166,15 +167,37 @@ def validity(array: pa.Array) -> np.ndarray:
     """Row validity as a numpy bool array; for dictionary arrays, null indices and null
     dictionary entries both count as null (without expanding the dictionary)."""
     if isinstance(array, pa.DictionaryArray):
-        valid = np.asarray(array.indices.is_valid(), dtype=bool)
-        if array.dictionary.null_count:
-            idx = numeric_values(array.indices)
-            dict_valid = np.asarray(array.dictionary.is_valid(), dtype=bool)
-            valid &= dict_valid[np.where(valid, idx, 0)]
-        return valid
+        indices = array.indices
+        if not array.dictionary.null_count:
+            return validity(indices)
+        idx = numeric_values(indices)
+        dict_valid = validity(array.dictionary)
+        if not indices.null_count:
+            return dict_valid[idx]
+        valid = validity(indices)
+        return valid & dict_valid[np.where(valid, idx, 0)]  # null slots may hold any index
     if not array.null_count:
         return np.ones(len(array), dtype=bool)
-    return np.asarray(array.is_valid(), dtype=bool)
+    return bitmap_to_bool(array.buffers()[0], array.offset, len(array))
+
+
+def bitmap_to_bool(bitmap: pa.Buffer, offset: int, length: int) -> np.ndarray:
+    """An Arrow validity bitmap (LSB first) as a numpy bool array of ``length`` rows."""
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=offset + length, bitorder="little")
+    return bits[offset:].view(bool)
+
+
+def with_validity_of(array: pa.Array, values: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """``values`` (one per row of ``array``) as an Arrow array with ``array``'s nulls, reusing
+    its validity bitmap instead of rebuilding one from a mask."""
+    if not array.null_count:
+        return pa.Array.from_buffers(dtype, len(values), [None, pa.py_buffer(values)], 0)
+    if array.offset % 8 == 0:
+        bitmap = array.buffers()[0]
+        start, size = array.offset // 8, (len(array) + 7) // 8
+        return pa.Array.from_buffers(dtype, len(values), [bitmap.slice(start, size), pa.py_buffer(values)],
+                                     array.null_count)
+    return pa.array(values, type=dtype, mask=~validity(array))
 
 
 def from_numpy(values: np.ndarray, valid: np.ndarray | None) -> pa.Array:

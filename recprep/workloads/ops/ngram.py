@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from .base import LIST, Op, OpParams
+from .base import LIST, Op, OpParams, decode
 from .hashing import mix64, reduce_range
 
 
@@ -37,7 +37,7 @@ class NGram(Op):
     def transform(self, array: pa.Array, state=None) -> pa.Array:
         n = self.params.n
         offsets = np.asarray(array.offsets, dtype=np.int64)
-        values = array.values
+        values = decode(array.values)
         if not pa.types.is_integer(values.type):
             raise TypeError(f"ngram needs lists of integer IDs, got {array.type}")
         ids = values.fill_null(0).to_numpy().astype(np.int64, copy=False)

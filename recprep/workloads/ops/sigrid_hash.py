@@ -11,8 +11,13 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from .base import INT, LIST, ElementwiseOp, OpParams
+from .base import INT, LIST, ElementwiseOp, OpParams, numeric_values, with_validity_of
 from .hashing import mix64, reduce_range
+
+try:
+    from ._hashkernel import sigrid_hash as _kernel
+except ImportError:  # a source tree without the built extension: numpy does the same
+    _kernel = None
 
 
 class SigridHashParams(OpParams):
@@ -30,10 +35,13 @@ class SigridHash(ElementwiseOp):
     def values(self, array: pa.Array, state=None) -> pa.Array:
         if not pa.types.is_integer(array.type):
             raise TypeError(f"sigrid_hash needs integer IDs, got {array.type}")
-        if array.null_count:
-            valid = np.asarray(array.is_valid())
-            raw = array.fill_null(0).to_numpy()
+        if array.type.bit_width != 64:
+            array = array.cast(pa.int64())
+        raw = numeric_values(array)  # null slots hold anything: they stay null
+        salt, max_value = self.params.salt, self.params.max_value
+        if _kernel is not None:
+            out = np.empty(len(raw), dtype=np.int64)
+            _kernel(np.ascontiguousarray(raw), out, salt, max_value)
         else:
-            valid, raw = None, array.to_numpy()
-        out = reduce_range(mix64(raw.astype(np.int64, copy=False), self.params.salt), self.params.max_value)
-        return pa.array(out, mask=None if valid is None else ~valid)
+            out = reduce_range(mix64(raw.astype(np.int64, copy=False), salt), max_value)
+        return with_validity_of(array, out, pa.int64())

@@ -53,6 +53,8 @@ class ParquetSource:
                     start, rows = rg + 1, 0
         return out
 
-    def read(self, split: Split) -> ReadResult:
+    def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
+        """The split as a table of :meth:`schema`'s types (``decode_hex``: this source leaves
+        hex decoding to the plan)."""
         table = self._file(split.path).read_row_groups(range(split.start, split.stop), use_threads=False)
         return ReadResult(table.cast(self._schema) if table.schema != self._schema else table)

@@ -24,7 +24,9 @@ class SyntheticSource:
             for i, start in enumerate(range(0, self.rows, rows_per_shard))
         ]
 
-    def read(self, split: Split) -> ReadResult:
+    def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
+        """The split as a table of :meth:`schema`'s types (``decode_hex``: this source leaves
+        hex decoding to the plan)."""
         from .synthetic import generate_criteo
 
         return ReadResult(generate_criteo(split.start, split.stop, self.seed))

@@ -20,6 +20,7 @@ from ._support import (
     make,
     nullable,
     same_float,
+    value_type_of,
 )
 
 
@@ -42,8 +43,12 @@ def test_to_list(column):
     eq = same_float if pa.types.is_floating(arrow_type) else None
     for name, layout in {"plain": array, **dictionary_layouts(array)}.items():
         got = op.transform(layout)
-        assert pa.types.is_list(got.type) and got.type.value_type == arrow_type, name
-        assert got.null_count == 0, name
+        assert pa.types.is_list(got.type) and value_type_of(got.values) == arrow_type, name
+        # dictionary layouts stay dictionary-encoded inside the lists (no expansion)
+        assert pa.types.is_dictionary(got.type.value_type) == (name != "plain"), name
+        assert got.null_count == 0 and got.values.null_count == 0, name
+        if name != "plain":
+            assert got.values.dictionary.null_count == 0, name
         assert_lists(got.to_pylist(), want, eq, what=name)
 
 

@@ -3,14 +3,19 @@ element-wise on lists; nulls stay null."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from recprep.workloads.ops.hashing import mix64, reduce_range
+
 from . import _reference_hash as ref
 from ._support import (
+    INT64_MAX,
+    INT64_MIN,
     PROPERTY,
     check_elementwise,
     check_list_elementwise,
@@ -108,3 +113,16 @@ def test_empty_and_nulls():
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("sigrid_hash", **params)
+
+
+@PROPERTY
+@given(ids=st.lists(st.integers(INT64_MIN, INT64_MAX), max_size=300),
+       salt=st.one_of(st.sampled_from([0, 1, 2**64 - 1]), st.integers(0, 2**64 - 1)),
+       max_value=st.one_of(st.sampled_from([1, 2, 3, 2**32, 2**62, 2**63 - 1, 10**6]), st.integers(1, 2**63 - 1)))
+def test_kernel_equals_the_numpy_reference(ids, salt, max_value):
+    """The C kernel's reciprocal remainder equals numpy's modulo for every input."""
+    kernel = pytest.importorskip("recprep.workloads.ops._hashkernel")
+    raw = np.array(ids, dtype=np.int64)
+    out = np.empty(len(raw), dtype=np.int64)
+    kernel.sigrid_hash(raw, out, salt, max_value)
+    assert out.tolist() == reduce_range(mix64(raw, salt), max_value).tolist()
