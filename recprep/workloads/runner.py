@@ -114,7 +114,9 @@ def run_job(
     check_writable(directory)
     identity = _identity(job, splits)
     ledger = Ledger(directory, fsync=fsync)
-    ledger.open(identity, {"name": job.metadata.name, "spec": job.spec.model_dump(mode="json", by_alias=True)}, overwrite)
+    # "shards": the planned shard count, how the shard service knows the job is complete
+    ledger.open(identity, {"name": job.metadata.name, "spec": job.spec.model_dump(mode="json", by_alias=True),
+                           "shards": len(splits)}, overwrite)
 
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
