@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
     m.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: one per core)")
     c = p.add_argument_group("embedding cache")
     c.add_argument("--cache", default="none", help="none | lookahead | lru (default none)")
     c.add_argument("--cache-rows", type=int, default=None, help="device rows per table (look-ahead and LRU)")
@@ -63,7 +64,7 @@ def run(args, out, err) -> int:
             epochs=args.epochs, steps=args.steps, table_rows=args.table_rows, bottom_mlp=args.bottom_mlp,
             top_mlp=args.top_mlp, optimizer=args.optimizer, lr=args.lr, cache=args.cache,
             cache_rows=args.cache_rows, window=args.window, horizon=args.horizon, device=args.device,
-            seed=args.seed,
+            seed=args.seed, threads=args.threads,
         )
         config.check()
     except TrainConfigError as exc:

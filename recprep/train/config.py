@@ -34,11 +34,14 @@ class TrainConfig:
     device: str | None = None  #: default: cuda when available, else cpu
     seed: int = 0
     prefetch: int = 4  #: batches the loader thread prepares ahead
+    threads: int | None = None  #: torch intra-op threads (default: torch's, one per core)
 
     def check(self) -> None:
         for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):
             if getattr(self, name) < 1:
                 raise TrainConfigError(f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise TrainConfigError(f"--threads: must be positive, got {self.threads}")
         if self.steps is not None and self.steps < 1:
             raise TrainConfigError(f"--steps: must be positive, got {self.steps}")
         if self.cache not in CACHES:

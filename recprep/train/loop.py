@@ -152,6 +152,8 @@ def train(config: TrainConfig) -> TrainResult:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainConfigError("--device cuda: no GPU is available")
     pin = device.type == "cuda"
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     report = TrainReport(config.source.describe(), str(device), config.cache)
 
     batches = epoch_batches(config.source, config.batch_size, config.epochs)

@@ -67,11 +67,11 @@ def _assert_same_training(a, b, n_tables):
 def test_cached_training_ends_where_uncached_training_ends(tmp_path_factory, criteo_tsv, dask_client):
     """Adagrad: its per-row state must travel with the rows for this to hold."""
     source = LocalShards(str(criteo_output(tmp_path_factory, criteo_tsv, dask_client)))
-    plain = _run(source, "none")
-    ahead = _run(source, "lookahead", cache_rows=1100, window=4)
-    lru = _run(source, "lru", cache_rows=1100)
+    plain = _run(source, "none", steps=30)
+    ahead = _run(source, "lookahead", cache_rows=600, window=2, steps=30)  # <= 600 rows in 3 batches of 200
+    lru = _run(source, "lru", cache_rows=600, steps=30)
     n = len(plain.tables)
-    assert n == 27 and plain.report.steps == ahead.report.steps == lru.report.steps == 50
+    assert n == 27 and plain.report.steps == ahead.report.steps == lru.report.steps == 30
     for cached in (ahead, lru):
         _assert_same_training(plain, cached, n)
         assert cached.report.cache_stats.evictions > 5_000  # the cache is far smaller than the tables' use

@@ -34,7 +34,7 @@ def criteo_job_output(tmp_path_factory, criteo_tsv):
 @pytest.mark.integration
 def test_train_runs_end_to_end_on_the_criteo_sample(criteo_job_output):
     res = recprep("train", str(criteo_job_output), "--steps", "30", "--batch-size", "256", "--table-rows", "20000",
-                  "--cache", "lookahead", "--cache-rows", "2000", "--window", "3", "--json")
+                  "--cache", "lookahead", "--cache-rows", "2000", "--window", "3", "--threads", "1", "--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["steps"] == 30 and report["samples"] == 30 * 256
@@ -46,15 +46,25 @@ def test_train_runs_end_to_end_on_the_criteo_sample(criteo_job_output):
     assert report["shards_acknowledged"] == sum(end <= 30 * 256 for end in ends)  # consumed shards only
     assert report["loss_last"] < report["loss_first"]
 
-    res = recprep("train", str(criteo_job_output), "--epochs", "2", "--batch-size", "1024", "--cache", "lru",
-                  "--cache-rows", "5000", "--table-rows", "20000")
-    assert res.returncode == 0, res.stderr
-    for line in ("samples/s", "waiting for data", "cache hit rate", "rows host->device"):
-        assert line in res.stdout
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines()
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks")
+def test_train_prints_a_summary(criteo_job_output, capsys):
+    """In process (the same main() as the console script), to spare a second torch start-up."""
+    from recprep.cli import main
+
+    code = main(["train", str(criteo_job_output), "--epochs", "2", "--batch-size", "1024", "--cache", "lru",
+                 "--cache-rows", "5000", "--table-rows", "5000", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines()
             if line.count("│") == 3}
+    for field in ("samples/s", "waiting for data", "cache hit rate", "rows host->device / device->host"):
+        assert field in rows
+    ledger = (criteo_job_output / "_ledger.jsonl").read_text().splitlines()
     assert rows["samples"] == "20,000" and rows["shards acknowledged"] == str(2 * len(ledger))
     assert rows["steps"] == "20"  # 10 batches of 1,024 rows (the last 784) per epoch
+    assert rows["cache rows per table"] == "5,000"  # LRU: no window
 
 
 @pytest.mark.parametrize("args, code, message", [
