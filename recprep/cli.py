@@ -112,11 +112,35 @@ def cmd_run(args) -> int:
     else:
         job = load_job(args.job)
     prepare(job)  # spec, source and plan errors surface before the progress bar
+    if args.scheduler:
+        return _run_on_scheduler(job, args, run_job)
     with RichProgress(err) as progress:
         summary = run_job(
             job, workers=args.workers, output=args.output, overwrite=args.overwrite,
-            scheduler=args.scheduler, progress=progress, fsync=args.fsync,
+            progress=progress, fsync=args.fsync,
         )
+    out.print(_summary(summary))
+    return 0
+
+
+def _run_on_scheduler(job, args, run_job) -> int:
+    """``recprep run --scheduler``: the same run, with its progress also published on the
+    scheduler (``recprep.progress``), where the operator reads it."""
+    from distributed import Client
+
+    from .progress import SchedulerProgress
+
+    try:
+        client = Client(args.scheduler, timeout="30s")
+    except (OSError, TimeoutError) as exc:
+        raise RecprepError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
+    with client, RichProgress(err) as bar:
+        progress = SchedulerProgress(client, bar)
+        summary = run_job(
+            job, output=args.output, overwrite=args.overwrite, client=client,
+            progress=progress, fsync=args.fsync,
+        )
+        progress.finish()
     out.print(_summary(summary))
     return 0
 
@@ -215,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except SpecError as exc:
-        err.print(f"[red]invalid job:[/red] {exc}", highlight=False)
+        # soft_wrap: one line whatever the width (a pod's log is read line by line).
+        err.print(f"[red]invalid job:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     except RecprepError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted: committed shards are kept; run again to resume")
@@ -226,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything else is a bug, but the user still gets one clear line
         if args.debug:
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)", highlight=False)
+        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)", highlight=False, soft_wrap=True)
         return 3
 
 

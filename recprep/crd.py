@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .operator.status import STATUS_SCHEMA
 from .spec import API_VERSION, KIND, JobSpec
 from .workloads.ops import REGISTRY
 
@@ -151,11 +152,7 @@ def build_crd() -> dict:
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema(),
-                                "status": {
-                                    "type": "object",
-                                    "description": "Written by the operator.",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                },
+                                "status": copy.deepcopy(STATUS_SCHEMA),
                             },
                         }
                     },

@@ -1,64 +1,48 @@
-"""The kopf handlers: thin glue between PreprocessJob events and the pure modules.
+"""The kopf handlers: thin glue between PreprocessJob events and the modules that do the work.
 
-- ``startup_fn``    tunes kopf once (watch timeouts, request timeout, Events, storage).
-- ``create_fn``     validates the spec (invalid -> Failed + Event + ``kopf.PermanentError``),
-                    creates the children from ``builders.build_children`` (``kopf.adopt``ed, so
-                    deleting the job deletes them through ownerReferences; an existing child
-                    counts as created, so a re-run after an operator restart is harmless), and
-                    sets the status to Pending.
-- the follower      one loop for the whole operator (started and stopped with it): follows the driver Job, the driver pod and the worker Deployments
-                    and moves ``status.phase`` along ``status.TRANSITIONS``; after a terminal
-                    phase it scales the workers to 0, and once ``ttlSecondsAfterFinished`` has
-                    passed it deletes the scheduler Deployment and Service and the worker
-                    Deployments (the ConfigMap and the driver Job, with its logs, stay until
-                    the PreprocessJob is deleted).
+- ``startup_fn``   tunes kopf once (watch timeouts, request timeout, Events, storage).
+- ``create_fn``    validates the spec (invalid -> Failed + Event + ``kopf.PermanentError``),
+                   creates the children from ``builders.build_children`` (``kopf.adopt``ed, so
+                   deleting the job deletes them through ownerReferences; an existing child
+                   counts as created, so a re-run after an operator restart is harmless), and
+                   sets the status to Pending.
+- ``update_fn``    a spec change of a running job: ``spec.pools`` is applied at once through
+                   ``pools.apply_bounds`` (scale-down retires workers through the scheduler
+                   first), other fields are reported and not applied (``updates``); an invalid
+                   change is refused with the field named. Idempotent: kopf re-runs it after
+                   an operator restart if it had not finished.
+- the follower     one loop for the whole operator (``follow``), started and stopped with it.
 
 No finalizers: there is no ``on.delete`` handler and no per-object timer or daemon (kopf puts a
 finalizer on objects with those); children go with their owner (garbage collection).
-
-Progress (``status.shards`` / ``progressText``) is read from ``<output>/_ledger.jsonl`` (one
-line per committed shard) when the output is a local path the operator can read (the emulated
-cluster; a shared volume); otherwise it stays ``0/?``. The total number of shards is not known
-to the operator (it never plans the source): it is filled in only when the job has succeeded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
-import os
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import kopf
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from ..errors import SpecError
-from ..spec import JobSpec, load_job_dict
-from . import builders, labels
+from ..spec import load_job_dict
+from . import builders, follow, kube, pools, updates
+from . import scheduler as dask_scheduler
 from . import status as st
 from .settings import Settings
 
-GROUP, VERSION, PLURAL = "recprep.io", "v1alpha1", "preprocessjobs"
-#: Seconds between two looks at the jobs' children (the follower).
+GROUP, VERSION, PLURAL = follow.GROUP, follow.VERSION, follow.PLURAL
+#: Seconds between two passes of the follower.
 RECONCILE_INTERVAL = 1.0
-#: Delay before kopf retries after a Kubernetes API error.
+#: Delay before kopf retries after a Kubernetes API error or an unfinished scale-down.
 RETRY_DELAY = 5.0
-LEDGER_FILE = "_ledger.jsonl"
-DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
 
 log = logging.getLogger(__name__)
 
 _settings: Settings | None = None
-_api: k8s.ApiClient | None = None
-
-
-# --- process-wide state: settings and the Kubernetes client -----------------------------------
 
 
 def operator_settings() -> Settings:
@@ -75,76 +59,6 @@ def use_settings(value: Settings | None) -> None:
     _settings = value
 
 
-def api_client() -> k8s.ApiClient:
-    """A Kubernetes client: in-cluster credentials, else the kubeconfig (``KUBECONFIG``)."""
-    global _api
-    if _api is None:
-        configuration = k8s.Configuration()
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except ConfigException:
-            k8s_config.load_kube_config(client_configuration=configuration)
-        _api = k8s.ApiClient(configuration)
-    return _api
-
-
-def use_api_client(api: k8s.ApiClient | None) -> None:
-    """Replace the Kubernetes client (tests; None builds one from the environment next time)."""
-    global _api
-    _api = api
-
-
-# --- children -----------------------------------------------------------------------------------
-
-
-def _creator(api: k8s.ApiClient, obj: dict) -> Callable[..., Any]:
-    kinds = {
-        ("v1", "ConfigMap"): lambda: k8s.CoreV1Api(api).create_namespaced_config_map,
-        ("v1", "Service"): lambda: k8s.CoreV1Api(api).create_namespaced_service,
-        ("apps/v1", "Deployment"): lambda: k8s.AppsV1Api(api).create_namespaced_deployment,
-        ("batch/v1", "Job"): lambda: k8s.BatchV1Api(api).create_namespaced_job,
-    }
-    key = (obj.get("apiVersion"), obj.get("kind"))
-    if key not in kinds:
-        raise ValueError(f"the operator does not create {key[1]} ({key[0]}) objects")
-    return kinds[key]()
-
-
-def _already_exists(exc: ApiException) -> bool:
-    if exc.status != 409:
-        return False
-    try:
-        return json.loads(exc.body or "{}").get("reason") == "AlreadyExists"
-    except (TypeError, ValueError):
-        return True  # a 409 on create without a readable body: the name is taken
-
-
-def create_child(api: k8s.ApiClient, obj: dict) -> bool:
-    """Create ``obj``; True if created, False if an object of that name was already there."""
-    create = _creator(api, obj)
-    try:
-        # _preload_content=False: the answer is not needed, skip deserialising it into models.
-        create(obj["metadata"]["namespace"], obj, _preload_content=False)
-    except ApiException as exc:
-        if _already_exists(exc):
-            return False
-        raise
-    return True
-
-
-def create_children(api: k8s.ApiClient, children: list[dict], owner: Any) -> list[str]:
-    """Adopt and create every child (idempotent); the names of those newly created."""
-    created = []
-    for child in children:
-        kopf.adopt(child, owner=owner)
-        if create_child(api, child):
-            created.append(f"{child['kind']}/{child['metadata']['name']}")
-    return created
-
-
-# --- handlers -----------------------------------------------------------------------------------
-
-
 @kopf.on.startup()
 def startup_fn(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Tune kopf once, here, for every resource the operator watches."""
@@ -157,11 +71,13 @@ def startup_fn(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     # A hung API request must fail (and be retried) rather than stall a handler forever.
     settings.networking.request_timeout = 60
-    # Only warnings and errors become Kubernetes Events: the timer's INFO lines every second
-    # would flood `kubectl describe` and etcd.
+    # HTTP 429 (API priority and fairness) and 5xx: kopf retries with these delays, not at once.
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    # Only warnings and errors become Kubernetes Events: the follower's INFO lines would flood
+    # `kubectl describe` and etcd.
     settings.posting.level = logging.WARNING
     # Keep kopf's bookkeeping in annotations under our own prefix: status stays ours (the
-    # printer columns read it), and nothing of kopf's ends up in it.
+    # printer columns read it, the CRD types it), and nothing of kopf's ends up in it.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
 
@@ -178,12 +94,16 @@ def _job_document(body: Any) -> dict:
     return {key: copy.deepcopy(body[key]) for key in body if key != "status"}
 
 
+def _where(body: Any) -> str:
+    meta = body.get("metadata", {})
+    return f"PreprocessJob {meta.get('namespace')}/{meta.get('name')}"
+
+
 @kopf.on.create(GROUP, VERSION, PLURAL, id="create")
 def create_fn(body: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
     meta = body.get("metadata", {})
-    where = f"PreprocessJob {meta.get('namespace')}/{meta.get('name')}"
     try:
-        job = load_job_dict(_job_document(body), where)
+        job = load_job_dict(_job_document(body), _where(body))
     except SpecError as exc:
         message = str(exc)
         patch.status.update(st.failed_status(message))
@@ -192,7 +112,8 @@ def create_fn(body: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
         _post_event(body, "Warning", st.INVALID_SPEC, message)
         raise kopf.PermanentError(message) from None
     try:
-        created = create_children(api_client(), builders.build_children(job, operator_settings()), body)
+        created = kube.create_children(kube.api_client(),
+                                       builders.build_children(job, operator_settings()), body)
     except ApiException as exc:
         raise kopf.TemporaryError(f"cannot create the children: {exc.status} {exc.reason}",
                                   delay=RETRY_DELAY) from None
@@ -205,191 +126,56 @@ def create_fn(body: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
         patch.status["observedGeneration"] = meta.get("generation")
 
 
-# --- following the children --------------------------------------------------------------------
-
-#: The non-failure path, in order.
-_PATH = (st.PENDING, st.FITTING, st.RUNNING, st.SUCCEEDED)
-
-
-def advance(status: dict, target: str, *, reason: str | None = None, message: str = "") -> dict:
-    """``status`` moved to ``target`` through every phase the table requires on the way
-    (a job can finish between two looks: Pending -> Fitting -> Running -> Succeeded)."""
-    current = status.get("phase") or st.PENDING
-    if target == st.FAILED or current not in _PATH or target not in _PATH:
-        return st.transition(status, target, reason=reason, message=message)
-    for phase in _PATH[_PATH.index(current) + 1:_PATH.index(target)]:
-        status = st.transition(status, phase)
-    return st.transition(status, target, reason=reason, message=message)
-
-
-def committed_shards(output_uri: str) -> int | None:
-    """Lines of ``<output>/_ledger.jsonl`` if the output is a local directory; else None."""
-    path = output_uri.removeprefix("file://")
-    if "://" in path or not os.path.isabs(path):
-        return None
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec")
+def update_fn(body: Any, diff: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
+    meta, current = body.get("metadata", {}), body.get("status") or {}
+    generation = meta.get("generation")
+    live, ignored = updates.split_live(updates.changed_fields(diff, ("spec",)))
+    if current.get("phase") in st.TERMINAL:
+        if ignored or live:
+            logger.info("job finished: spec changes are not applied (%s)", ", ".join(ignored + live))
+        patch.status["observedGeneration"] = generation
+        return
     try:
-        with open(os.path.join(path, LEDGER_FILE), "rb") as f:
-            return sum(1 for line in f if line.strip())
-    except FileNotFoundError:
-        return 0  # nothing committed yet
-    except OSError:
-        return None
-
-
-def _job_condition(job: Any, type_: str) -> Any:
-    for cond in (job.status.conditions or []) if job.status else []:
-        if cond.type == type_ and cond.status == "True":
-            return cond
-    return None
-
-
-def _ready_workers(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, int]:
-    apps = k8s.AppsV1Api(api)
-    ready = {}
-    for pool in labels.POOLS:
-        try:
-            deployment = apps.read_namespaced_deployment(labels.worker_name(name, pool), namespace)
-            ready[pool] = (deployment.status.ready_replicas or 0) if deployment.status else 0
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            ready[pool] = 0
-    return ready
-
-
-def _driver_running(api: k8s.ApiClient, namespace: str, name: str) -> bool:
-    pods = k8s.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=labels.selector_string(name, labels.DRIVER))
-    return any(p.status and p.status.phase == "Running" for p in pods.items)
-
-
-def _scale_workers_to_zero(api: k8s.ApiClient, namespace: str, name: str) -> None:
-    apps = k8s.AppsV1Api(api)
-    for pool in labels.POOLS:
-        try:
-            apps.patch_namespaced_deployment(labels.worker_name(name, pool), namespace,
-                                             {"spec": {"replicas": 0}},
-                                             _content_type="application/merge-patch+json")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-
-def _delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
-    """Delete the scheduler (Deployment and Service) and the worker Deployments; 404 is fine."""
-    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
-    targets = [(apps.delete_namespaced_deployment, labels.scheduler_name(name)),
-               (core.delete_namespaced_service, labels.scheduler_name(name)),
-               *((apps.delete_namespaced_deployment, labels.worker_name(name, pool))
-                 for pool in labels.POOLS)]
-    for delete, child in targets:
-        try:
-            delete(child, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-
-
-def next_status(current: dict, *, driver: Any, driver_running: bool, ready: dict[str, int],
-                shards: int | None) -> dict:
-    """The status after one look at the children (pure apart from the clock)."""
-    status = copy.deepcopy(current)
-    phase = status.get("phase") or st.PENDING
-    if driver is not None and (failed := _job_condition(driver, "Failed")):
-        message = f"driver Job failed: {failed.reason or 'Failed'}: {failed.message or ''}".rstrip(": ")
-        status = advance(status, st.FAILED, reason=failed.reason or "DriverFailed", message=message)
-    elif driver is not None and _job_condition(driver, "Complete"):
-        status = advance(status, st.SUCCEEDED, reason="Completed", message="all shards committed")
-    elif driver_running and phase == st.PENDING:
-        # The driver plans and fits first; once a shard lands it is transforming. Without a
-        # readable ledger the operator cannot tell the two apart and reports Running at once.
-        status = advance(status, st.FITTING if shards == 0 else st.RUNNING)
-    elif phase == st.FITTING and (shards is None or shards > 0):
-        status = advance(status, st.RUNNING)
-    if status["phase"] in st.TERMINAL:
-        done = shards or 0
-        total = shards if status["phase"] == st.SUCCEEDED and shards is not None else None
-        status = st.with_progress(status, done, total)
-        status["workers"] = st.workers(0, 0)
-        completion = getattr(driver.status, "completion_time", None) if driver and driver.status else None
-        status["completionTime"] = (st.now_rfc3339(completion) if completion else st.now_rfc3339())
-    else:
-        status = st.with_progress(status, shards or 0, None)
-        status["workers"] = st.workers(ready.get(labels.CPU, 0), ready.get(labels.ISP, 0))
-    return status
-
-
-def reconcile_one(api: k8s.ApiClient, body: dict, logger: logging.Logger) -> dict:
-    """One look at a job's children: the status changes to write (empty if none)."""
-    meta, spec = body.get("metadata", {}), body.get("spec") or {}
-    name, namespace = meta["name"], meta.get("namespace") or operator_settings().namespace
-    current = copy.deepcopy(body.get("status") or {})
-    phase = current.get("phase")
-    if phase is None:
-        return {}  # the create handler has not run (or not finished) yet
-    if phase in st.TERMINAL:
-        return _clean_up(api, current, spec, namespace, name, logger)
+        job = load_job_dict(_job_document(body), _where(body))
+    except SpecError as exc:
+        message = f"spec change refused, the previous spec stays in effect: {exc}"
+        _set_condition(body, st.condition(st.SPEC_APPLIED, False, st.INVALID_SPEC, message))
+        logger.error("%s", message)
+        _post_event(body, "Warning", st.INVALID_SPEC, message)
+        raise kopf.PermanentError(message) from None
+    namespace = meta.get("namespace") or operator_settings().namespace
     try:
-        driver = k8s.BatchV1Api(api).read_namespaced_job(labels.driver_name(name), namespace)
+        changes = pools.apply_bounds(kube.api_client(), job, namespace, operator_settings(), logger)
     except ApiException as exc:
-        if exc.status != 404:
-            raise
-        driver = None
-    new = next_status(
-        current, driver=driver,
-        driver_running=_driver_running(api, namespace, name),
-        ready=_ready_workers(api, namespace, name),
-        shards=committed_shards(str((spec.get("output") or {}).get("uri", ""))),
-    )
-    if new["phase"] in st.TERMINAL:
-        _scale_workers_to_zero(api, namespace, name)  # before the status says so
-        level = logging.ERROR if new["phase"] == st.FAILED else logging.INFO
-        logger.log(level, "job %s/%s: %s: %s", namespace, name, new["phase"], new.get("message", ""))
-    new["observedGeneration"] = meta.get("generation")
-    return {key: value for key, value in new.items() if current.get(key) != value}
-
-
-def _clean_up(api: k8s.ApiClient, current: dict, spec: dict, namespace: str, name: str,
-              logger: logging.Logger) -> dict:
-    """After a terminal phase reached through the driver: once ``ttlSecondsAfterFinished`` has
-    passed, delete the scheduler and the (already scaled-down) worker Deployments."""
-    finished = current.get("completionTime")
-    if not finished or current.get("schedulerDeleted"):
-        return {}  # an invalid spec (nothing was created) or already cleaned up
-    ttl = spec.get("ttlSecondsAfterFinished", DEFAULT_TTL)
-    if datetime.now(timezone.utc) < _parse_time(finished) + timedelta(seconds=ttl):
-        return {}
-    _delete_runtime(api, namespace, name)
-    logger.info("job %s/%s: deleted the scheduler and the workers (ttlSecondsAfterFinished=%s)",
-                namespace, name, ttl)
-    return {"schedulerDeleted": True}
-
-
-def reconcile_all(api: k8s.ApiClient, namespace: str | None, logger: logging.Logger) -> None:
-    """One pass over every PreprocessJob in ``namespace`` (None: all namespaces)."""
-    objects = k8s.CustomObjectsApi(api)
-    if namespace:
-        jobs = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        raise kopf.TemporaryError(f"cannot resize the pools: {exc.status} {exc.reason}",
+                                  delay=RETRY_DELAY) from None
+    except dask_scheduler.SchedulerUnavailable as exc:
+        raise kopf.TemporaryError(f"cannot reach the scheduler to retire workers: {exc}",
+                                  delay=RETRY_DELAY) from None
+    for change in changes:
+        logger.info("%s", change.describe())
+    unfinished = [c for c in changes if not c.complete]
+    if unfinished:
+        raise kopf.TemporaryError("; ".join(c.describe() for c in unfinished), delay=RETRY_DELAY)
+    if ignored:
+        message = (f"not applied to a running job: spec.{', spec.'.join(ignored)} (only "
+                   f"spec.{', spec.'.join(updates.LIVE_FIELDS)} change live)")
+        logger.warning("%s", message)
     else:
-        jobs = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-    for body in jobs.get("items", []):
-        meta = body["metadata"]
-        try:
-            changes = reconcile_one(api, body, logger)
-            if changes:
-                objects.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], {"status": changes},
-                    _content_type="application/merge-patch+json")
-        except ApiException as exc:
-            if exc.status == 404:
-                continue  # deleted meanwhile
-            logger.warning("job %s/%s: Kubernetes API error %s %s; retrying in %ss",
-                           meta.get("namespace"), meta["name"], exc.status, exc.reason,
-                           RECONCILE_INTERVAL)
+        message = "applied: " + (", ".join(f"spec.{p}" for p in live) or "no change")
+    _set_condition(body, st.condition(st.SPEC_APPLIED, True, "Applied", message))
+    patch.status["observedGeneration"] = generation
+
+
+def _set_condition(body: Any, condition: dict) -> None:
+    """The condition written guarded by the resourceVersion (the follower writes conditions
+    too: a plain patch of the list read with this event could undo its latest change)."""
+    meta = body.get("metadata", {})
+    namespace = meta.get("namespace") or operator_settings().namespace
+    if not kube.set_job_condition(kube.api_client(), namespace, meta["name"], condition):
+        log.warning("job %s/%s: condition %s not written (the job is gone or kept changing)",
+                    namespace, meta.get("name"), condition["type"])
 
 
 # The follower: one loop per operator rather than a kopf timer or daemon per job, because kopf
@@ -410,7 +196,8 @@ def watch_namespace(namespace: str | None) -> None:
 async def _follow(logger: logging.Logger) -> None:
     while True:
         try:
-            await asyncio.to_thread(reconcile_all, api_client(), _watched_namespace, logger)
+            await asyncio.to_thread(follow.reconcile_all, kube.api_client(), _watched_namespace,
+                                    operator_settings().namespace, logger)
         except ApiException as exc:
             logger.warning("cannot list PreprocessJobs: %s %s", exc.status, exc.reason)
         except Exception:  # a bug in one pass must not stop following every job

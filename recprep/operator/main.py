@@ -16,7 +16,11 @@ def run(*, namespace: str | None = None, liveness: str | None = None, standalone
     import kopf
 
     from . import handlers  # registers the handlers in kopf's default registry
+    from .settings import Settings
 
+    # Settings first: a bad RECPREP_* value is one clear error (SettingsError names the
+    # variable and the key) before kopf starts, not a traceback in every handler.
+    handlers.use_settings(Settings.from_env())
     handlers.watch_namespace(namespace)  # the follower looks where kopf watches
     # kopf's log format and levels (INFO, DEBUG if verbose) replace the CLI's basic handler,
     # which would print every line twice.

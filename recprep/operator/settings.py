@@ -33,6 +33,7 @@ POD_DEFAULTS = "RECPREP_POD_DEFAULTS"
 LOG_LEVEL = "RECPREP_LOG_LEVEL"
 WATCH_SERVER_TIMEOUT = "RECPREP_WATCH_SERVER_TIMEOUT"
 WATCH_CLIENT_TIMEOUT = "RECPREP_WATCH_CLIENT_TIMEOUT"
+RETIRE_TIMEOUT = "RECPREP_RETIRE_TIMEOUT"
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -123,6 +124,9 @@ class Settings:
     #: kopf watch timeouts (seconds): a silently dead watch is noticed (kopf issues 585, 957).
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
+    #: Seconds the scheduler gets to move a retired worker's data, and then its running tasks
+    #: to finish, before the worker's pod is deleted on a scale-down.
+    retire_timeout: int = 60
 
     def pool(self, name: str) -> PoolDefaults:
         """The defaults of worker pool ``name`` (cpu | isp)."""
@@ -147,7 +151,8 @@ class Settings:
         if env.get(LOG_LEVEL):
             values["log_level"] = _choice(env[LOG_LEVEL].upper(), LOG_LEVEL, LOG_LEVELS)
         for var, key in ((WATCH_SERVER_TIMEOUT, "watch_server_timeout"),
-                         (WATCH_CLIENT_TIMEOUT, "watch_client_timeout")):
+                         (WATCH_CLIENT_TIMEOUT, "watch_client_timeout"),
+                         (RETIRE_TIMEOUT, "retire_timeout")):
             if env.get(var):
                 values[key] = _positive_int(env[var], var)
         if env.get(POD_DEFAULTS):

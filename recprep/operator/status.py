@@ -41,6 +41,10 @@ PROGRESSING = "Progressing"
 COMPLETE = "Complete"
 FAILED_CONDITION = "Failed"
 
+#: Whether the latest spec (metadata.generation) is in effect: True once a change was applied,
+#: False with reason InvalidSpec (and the field named) when a change was refused.
+SPEC_APPLIED = "SpecApplied"
+
 #: Reason of the failure of a spec that does not validate.
 INVALID_SPEC = "InvalidSpec"
 
@@ -101,11 +105,14 @@ def transition(status: Mapping[str, Any] | None, target: str, *, reason: str | N
 
 
 def initial_status(now: datetime | None = None, *, cpu: int = 0, isp: int = 0) -> dict:
-    """The status of a job the operator has just accepted: Pending, no shards yet."""
+    """The status of a job the operator has just accepted (its children are being created):
+    Pending, no shards yet, ``startTime`` now."""
     return {
         "phase": PENDING,
+        "startTime": now_rfc3339(now),
         "progressText": progress_text(0, None),
         "shards": {"done": 0, "total": None},
+        "rows": {"done": 0, "estimated": None},
         "workers": workers(cpu, isp),
         "conditions": [condition(PROGRESSING, True, PENDING, "creating scheduler, workers and driver", now)],
     }
@@ -125,11 +132,16 @@ def failed_status(message: str, reason: str = INVALID_SPEC, now: datetime | None
     }
 
 
-def with_progress(status: Mapping[str, Any], done: int, total: int | None) -> dict:
-    """A copy of ``status`` with shard counts and the printer column's progress text."""
+def with_progress(status: Mapping[str, Any], done: int, total: int | None, *,
+                  rows: int | None = None, rows_estimated: int | None = None) -> dict:
+    """A copy of ``status`` with shard (and row) counts and the printer column's progress text."""
     status = copy.deepcopy(dict(status))
     status["progressText"] = progress_text(done, total)
     status["shards"] = {"done": done, "total": total}
+    if rows is not None:
+        if rows < 0:
+            raise ValueError(f"rows done must not be negative, got {rows}")
+        status["rows"] = {"done": int(rows), "estimated": rows_estimated}
     return status
 
 
@@ -202,3 +214,65 @@ def set_condition(conditions: list[Mapping] | None, new: Mapping) -> list[dict]:
 def _check_phase(phase: str) -> None:
     if phase not in PHASES:
         raise InvalidTransition(f"status.phase: unknown phase {phase!r}; allowed: {', '.join(PHASES)}")
+
+
+# --- the schema of status in the CRD -------------------------------------------------------------
+
+
+def _int(description: str, nullable: bool = False) -> dict:
+    node = {"type": "integer", "format": "int64", "minimum": 0, "description": description}
+    return {**node, "nullable": True} if nullable else node
+
+
+def _str(description: str, **extra: Any) -> dict:
+    return {"type": "string", "description": description, **extra}
+
+
+#: ``status`` in the CRD's openAPIV3Schema (``recprep.crd``): every field the operator writes,
+#: typed, so ``kubectl explain`` describes it and the API server keeps exactly these.
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Written by the operator.",
+    "properties": {
+        "phase": _str("Pending -> Fitting -> Running -> Succeeded | Failed.", enum=list(PHASES)),
+        "message": _str("Why the job is in its phase (for Failed: the error, naming the field)."),
+        "progressText": _str("Shards committed out of the total, e.g. 12/40 (0/? before the "
+                             "driver has listed the source)."),
+        "shards": {"type": "object", "description": "Shards committed and in the job.",
+                   "properties": {"done": _int("Shards committed in the ledger."),
+                                  "total": _int("Shards of the job (null until known).", True)}},
+        "rows": {"type": "object", "description": "Input rows processed (committed shards).",
+                 "properties": {"done": _int("Rows read by committed shards, bad rows included."),
+                                "estimated": _int("Estimated rows of the whole job (exact once "
+                                                  "Succeeded; null until known).", True)}},
+        "workers": {"type": "object", "description": "Workers per pool that accept work.",
+                    "properties": {"cpu": _int("Workers of the CPU pool."),
+                                   "isp": _int("Workers of the ISP-emulation pool.")}},
+        "driver": {"type": "object", "description": "Attempts of the driver Job.",
+                   "properties": {"active": _int("Running attempts."),
+                                  "failed": _int("Failed attempts (retried up to spec.backoffLimit)."),
+                                  "succeeded": _int("Succeeded attempts.")}},
+        "startTime": _str("When the operator created the job's children.", format="date-time"),
+        "completionTime": _str("When the job reached Succeeded or Failed.", format="date-time"),
+        "observedGeneration": _int("The metadata.generation whose spec is in effect."),
+        "schedulerDeleted": {"type": "boolean", "description": "The scheduler and the worker "
+                             "Deployments were deleted after ttlSecondsAfterFinished."},
+        "conditions": {
+            "type": "array",
+            "description": f"{PROGRESSING}, {COMPLETE}, {FAILED_CONDITION} and {SPEC_APPLIED}.",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "items": {
+                "type": "object",
+                "required": ["type", "status"],
+                "properties": {
+                    "type": _str("Condition type."),
+                    "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+                    "reason": _str("One word, CamelCase."),
+                    "message": _str("Human-readable detail."),
+                    "lastTransitionTime": _str("When status last changed.", format="date-time"),
+                },
+            },
+        },
+    },
+}

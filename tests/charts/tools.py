@@ -75,9 +75,14 @@ def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def helm_template(*set_values: str, release: str = "rp", namespace: str = "recprep") -> list[dict]:
+def helm_template(*set_values: str, release: str = "rp", namespace: str = "recprep",
+                  values_file: Path | None = None, include_crds: bool = False) -> list[dict]:
     """`helm template` of the chart, parsed into manifests (empty documents dropped)."""
     args = ["template", release, str(CHART), "--namespace", namespace]
+    if include_crds:
+        args.append("--include-crds")
+    if values_file is not None:
+        args += ["--values", str(values_file)]
     for value in set_values:
         args += ["--set", value]
     out = run_helm(*args).stdout

@@ -53,6 +53,7 @@ from . import semantics
 
 logger = logging.getLogger(__name__)
 SHIM_DIR = Path(__file__).resolve().parent / '_shim'
+DELETION_COST = 'controller.kubernetes.io/pod-deletion-cost'
 _VAR_REF = re.compile(r'\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)')
 
 
@@ -77,6 +78,15 @@ def _condition(obj: Mapping[str, Any], ctype: str) -> dict[str, Any] | None:
 def _is_ready(pod: Mapping[str, Any]) -> bool:
     cond = _condition(pod, 'Ready')
     return bool(cond and cond.get('status') == 'True')
+
+
+def _deletion_cost(pod: Mapping[str, Any]) -> int:
+    """The pod's ``controller.kubernetes.io/pod-deletion-cost`` (0 when absent or not an int)."""
+    text = (pod['metadata'].get('annotations') or {}).get(DELETION_COST, '0')
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _short_hash(value: Any) -> str:
@@ -784,9 +794,10 @@ class ProcessKubelet:
                 await self._create_pod(namespace, f'{meta["name"]}-{template_hash}-', template,
                                        {'pod-template-hash': template_hash}, owner)
         elif len(current) > replicas:
-            # Scale down the not-ready and the newest pods first, as the ReplicaSet controller does.
+            # Scale down as the ReplicaSet controller ranks pods: not-ready first, then the lower
+            # controller.kubernetes.io/pod-deletion-cost, then the newest.
             newest_first = sorted(current, key=lambda p: p['metadata'].get('creationTimestamp', ''), reverse=True)
-            victims = sorted(newest_first, key=_is_ready)[:len(current) - replicas]
+            victims = sorted(newest_first, key=lambda p: (_is_ready(p), _deletion_cost(p)))[:len(current) - replicas]
             for pod in victims:
                 await self._delete_pod(pod)
             current = [p for p in current if p not in victims]

@@ -209,3 +209,22 @@ def test_restarts_readiness_and_scaling(cluster: Any, kubelet: Any, kubectl: Any
     kubectl('scale', 'deployment', 'late', '--replicas=1')
     wait_for(lambda: len(cluster.get(f'{PODS}?labelSelector=app=late')['items']) == 1, timeout=10)
     assert 'late' in kubectl('get', 'deployments').stdout
+
+
+def test_scale_down_honours_the_pod_deletion_cost(cluster: Any, kubelet: Any, kubectl: Any, wait_for: Any) -> None:
+    deployment = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'costly'}, 'spec': {
+        'replicas': 3, 'selector': {'matchLabels': {'app': 'costly'}}, 'template': {
+            'metadata': {'labels': {'app': 'costly'}}, 'spec': {'containers': [{
+                'name': 'main', 'image': 'python:3.11',
+                'command': ['python', '-c', 'import time; time.sleep(600)']}]}}}}
+    cluster.request('POST', DEPLOYMENTS, deployment)
+    wait_for(lambda: cluster.get(f'{DEPLOYMENTS}/costly')['status'].get('readyReplicas') == 3, timeout=10,
+             ignore=(KeyError,))
+    pods = cluster.get(f'{PODS}?labelSelector=app=costly')['items']
+    oldest = min(pods, key=lambda p: (p['metadata']['creationTimestamp'], p['metadata']['name']))['metadata']['name']
+    # Without the annotation the newest would go; the cheapest goes instead, even the oldest.
+    kubectl('annotate', 'pod', oldest, 'controller.kubernetes.io/pod-deletion-cost=-100')
+    kubectl('scale', 'deployment', 'costly', '--replicas=2')
+    wait_for(lambda: len(cluster.get(f'{PODS}?labelSelector=app=costly')['items']) == 2, timeout=10)
+    left = {p['metadata']['name'] for p in cluster.get(f'{PODS}?labelSelector=app=costly')['items']}
+    assert oldest not in left and left <= {p['metadata']['name'] for p in pods}

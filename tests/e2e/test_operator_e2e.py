@@ -1,30 +1,23 @@
-"""End to end: ``recprep operator`` (a subprocess) against the emulated API server, with the process
-kubelet running the scheduler, the workers and the driver as local processes.
+"""End to end: the chart's operator (run by the process kubelet from the chart's own Deployment)
+against the emulated API server, with the Dask scheduler, workers and driver started by the
+kubelet from the operator's manifests.
 
-Needs kmock (the emulator) and kubectl; skipped with a reason without them.
+Needs kmock (the emulator), helm (the chart tests' wheel) and kubectl; skipped with a reason
+without them.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import stat
-import subprocess
-import sys
-import urllib.request
+import json
+import random
+import time
 from pathlib import Path
 
 import pytest
-import yaml
+
+from .conftest import Deployed
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "charts" / "recprep" / "crds" / "preprocessjobs.recprep.io.yaml"
-
-# The emulated cluster's fixtures (they skip without kmock).
-from tests.cluster.conftest import cluster, kubectl, wait_for  # noqa: E402,F401
 
 CRITEO_TRANSFORMS = [
     {"op": "fill_null", "columns": "dense", "value": 0},
@@ -36,178 +29,340 @@ CRITEO_TRANSFORMS = [
 ]
 
 
-def preprocess_job(name: str, output: Path, transforms=CRITEO_TRANSFORMS) -> dict:
+def preprocess_job(name: str, output: Path, *, rows: int = 20000, rows_per_shard: int = 5000,
+                   seed: int = 1, transforms=CRITEO_TRANSFORMS, cpu=(1, 1), isp=(0, 0),
+                   backoff_limit: int = 2, ttl: int = 0, source: str | None = None) -> dict:
     return {
         "apiVersion": "recprep.io/v1alpha1",
         "kind": "PreprocessJob",
         "metadata": {"name": name},
         "spec": {
-            "source": {"uri": "synthetic://criteo?rows=20000&seed=1", "format": "criteo"},
+            "source": {"uri": source or f"synthetic://criteo?rows={rows}&seed={seed}", "format": "criteo"},
             "transforms": transforms,
-            "output": {"uri": str(output), "rowsPerShard": 5000},
-            "pools": {"cpu": {"min": 1, "max": 1}, "isp": {"min": 0, "max": 0}},
-            "ttlSecondsAfterFinished": 0,
+            "output": {"uri": str(output), "rowsPerShard": rows_per_shard},
+            "pools": {"cpu": {"min": cpu[0], "max": cpu[1]}, "isp": {"min": isp[0], "max": isp[1]}},
+            "backoffLimit": backoff_limit,
+            "ttlSecondsAfterFinished": ttl,
         },
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ledger(output: Path) -> list[dict]:
+    path = output / "_ledger.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"<{path}: {exc}>"
+def assert_committed_exactly_once(output: Path, shards: int) -> list[dict]:
+    """Every shard 0..shards-1 committed once in the ledger, its file there with that checksum."""
+    import hashlib
+
+    entries = ledger(output)
+    indices = [e["shard"] for e in entries]
+    assert sorted(indices) == list(range(shards)), f"ledger shards {sorted(indices)}"
+    for e in entries:
+        assert hashlib.sha256((output / e["file"]).read_bytes()).hexdigest() == e["sha256"], e["file"]
+    assert sorted(p.name for p in output.glob("part-*.parquet")) == sorted(e["file"] for e in entries)
+    return entries
 
 
-class Operator:
-    """``python -m recprep.cli operator`` as a subprocess in its own session."""
-
-    def __init__(self, cluster, workdir: Path, env: dict[str, str]):
-        self.port = _free_port()
-        self.log = workdir / "operator.log"
-        self._file = open(self.log, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "recprep.cli", "operator", "--standalone",
-             "--namespace", "default", "--liveness", f"http://127.0.0.1:{self.port}/healthz"],
-            cwd=REPO, env={**cluster.env, **env}, stdout=self._file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def healthy(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the operator exited with {self.proc.returncode}:\n{_tail(self.log)}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self._file.close()
-
-
-@pytest.fixture()
-def operator(cluster, kubectl, wait_for, tmp_path):
-    pytest.importorskip("kopf")
-    # `recprep` is the image's entrypoint; here the pods are local processes, so put a
-    # `recprep` on their PATH that runs this checkout with the test's interpreter.
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    wrapper = bindir / "recprep"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m recprep.cli "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    path = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
-
-    kubectl("apply", "--server-side", "-f", str(CRD))
-    kubectl("wait", "--for=condition=Established", "crd/preprocessjobs.recprep.io", "--timeout=10s")
-    # The image has recprep installed; this checkout is not, so the scheduler and the workers
-    # (which unpickle recprep's tasks) find it through PYTHONPATH.
-    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    kubelet = cluster.start_kubelet(env={"PATH": path, "PYTHONPATH": pythonpath})
-    op = Operator(cluster, tmp_path, {"PATH": path, "RECPREP_IMAGE": "unused",
-                                      "RECPREP_NAMESPACE": "default",
-                                      "RECPREP_IMAGE_PULL_POLICY": "Never"})
-    try:
-        wait_for(op.healthy, timeout=30, interval=0.2, message="the operator did not become live")
-        yield op
-    finally:
-        op.stop()
-        kubelet.stop()
-    assert not kubelet.errors, f"the kubelet failed to reconcile: {kubelet.errors!r}"
-
-
-def _ppj(cluster, name: str) -> dict:
-    return cluster.get(f"/apis/recprep.io/v1alpha1/namespaces/default/preprocessjobs/{name}")
-
-
-def _phase(cluster, name: str) -> str | None:
-    return (_ppj(cluster, name).get("status") or {}).get("phase")
-
-
-def _children(cluster, name: str) -> list[str]:
-    selector = f"recprep.io/job={name}"
-    found = []
-    for kind, path in (("configmap", "/api/v1/namespaces/default/configmaps"),
-                       ("service", "/api/v1/namespaces/default/services"),
-                       ("deployment", "/apis/apps/v1/namespaces/default/deployments"),
-                       ("job", "/apis/batch/v1/namespaces/default/jobs"),
-                       ("pod", "/api/v1/namespaces/default/pods")):
-        items = cluster.get(f"{path}?labelSelector={selector}")["items"]
-        found += [f"{kind}/{item['metadata']['name']}" for item in items]
-    return found
-
-
-def test_job_runs_to_succeeded_and_deletion_removes_children(cluster, kubectl, wait_for, operator,
-                                                               tmp_path):
+def test_job_runs_to_succeeded_and_deletion_removes_children(deployed: Deployed, tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "out"
-    kubectl("apply", "-f", "-", input=yaml.safe_dump(preprocess_job("clicks", out)))
-
-    def succeeded():
-        phase = _phase(cluster, "clicks")
-        if phase == "Failed":
-            raise AssertionError(f"job failed: {_ppj(cluster, 'clicks')['status']}\ndriver log:\n"
-                                 f"{kubectl('logs', 'job/clicks-driver', check=False).stdout[-3000:]}")
-        return phase == "Succeeded"
-
-    try:
-        wait_for(succeeded, timeout=120, interval=0.5, ignore=(LookupError,))
-    except TimeoutError:
-        pytest.fail(f"not Succeeded: {_ppj(cluster, 'clicks').get('status')}\n"
-                    f"operator log:\n{_tail(operator.log)}\n"
-                    f"driver: {kubectl('logs', 'job/clicks-driver', check=False).stdout[-3000:]}")
-
-    done = _ppj(cluster, "clicks")
+    t0 = time.monotonic()
+    deployed.apply_job(preprocess_job("clicks", out))
+    status = deployed.wait_phase("clicks", "Succeeded", timeout=120)
+    print(f"Succeeded after {time.monotonic() - t0:.1f}s")
+    done = deployed.ppj("clicks")
     assert "finalizers" not in done["metadata"]  # children go through ownerReferences alone
-    status = done["status"]
     assert status["progressText"] == "4/4"
+    assert status["shards"] == {"done": 4, "total": 4}
+    assert status["rows"] == {"done": 20000, "estimated": 20000}
     assert status["workers"] == {"cpu": 0, "isp": 0}
-    assert status["completionTime"]
+    assert status["driver"] == {"active": 0, "failed": 0, "succeeded": 1}
+    assert status["startTime"] <= status["completionTime"]
     assert status["observedGeneration"] == 1
     kinds = {c["type"]: c["status"] for c in status["conditions"]}
     assert kinds == {"Progressing": "False", "Complete": "True"}
 
-    parts = sorted(out.glob("part-*.parquet"))
-    assert len(parts) == 4, parts
-    assert sum(pq.read_metadata(p).num_rows for p in parts) == 20_000
+    assert_committed_exactly_once(out, 4)
+    assert sum(pq.read_metadata(p).num_rows for p in out.glob("part-*.parquet")) == 20_000
 
-    table = kubectl("get", "ppj").stdout.split("\n")
+    table = deployed.kubectl("get", "ppj").stdout.split("\n")
     assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "CPU", "ISP", "AGE"], table
     assert table[1].split()[:5] == ["clicks", "Succeeded", "4/4", "0", "0"], table
 
     # ttlSecondsAfterFinished: 0 -> the scheduler and the workers go at once; driver and
     # ConfigMap stay with the PreprocessJob.
-    wait_for(lambda: sorted(c for c in _children(cluster, "clicks") if not c.startswith("pod/"))
-             == ["configmap/clicks-spec", "job/clicks-driver"], timeout=15, interval=0.2,
-             message=f"the runtime was not cleaned up: {_children(cluster, 'clicks')}")
+    deployed.wait_for(lambda: [c for c in deployed.children("clicks") if not c.startswith("pod/")]
+                      == ["configmap/clicks-spec", "job/clicks-driver"], timeout=15, interval=0.2,
+                      message=f"the runtime was not cleaned up: {deployed.children('clicks')}")
 
-    kubectl("delete", "ppj", "clicks", "--timeout=20s")
-    wait_for(lambda: not _children(cluster, "clicks"), timeout=20, interval=0.2,
-             message="children survived the deletion of their PreprocessJob")
+    deployed.kubectl("delete", "ppj", "clicks", "--timeout=20s")
+    deployed.wait_for(lambda: not deployed.children("clicks"), timeout=20, interval=0.2,
+                      message="children survived the deletion of their PreprocessJob")
 
 
-def test_invalid_job_fails_with_the_field_named(cluster, kubectl, wait_for, operator, tmp_path):
+def test_invalid_job_fails_with_the_field_named(deployed: Deployed, tmp_path):
     transforms = [*CRITEO_TRANSFORMS[:-1], {"op": "firstx", "columns": "sparse", "k": 0}]
-    kubectl("apply", "-f", "-",
-            input=yaml.safe_dump(preprocess_job("broken", tmp_path / "out", transforms)))
-    wait_for(lambda: _phase(cluster, "broken") == "Failed", timeout=30, interval=0.2,
-             ignore=(LookupError,), message="the invalid job did not reach Failed")
-    status = _ppj(cluster, "broken")["status"]
+    deployed.apply_job(preprocess_job("broken", tmp_path / "out", transforms=transforms))
+    status = deployed.wait_phase("broken", "Failed", timeout=30)
     assert "spec.transforms[5].k" in status["message"]
     failed = [c for c in status["conditions"] if c["type"] == "Failed"]
     assert failed and failed[0]["reason"] == "InvalidSpec"
-    assert not _children(cluster, "broken")
+    assert not deployed.children("broken")
     assert not (tmp_path / "out").exists()
-    assert "finalizers" not in _ppj(cluster, "broken")["metadata"]
+    assert "finalizers" not in deployed.ppj("broken")["metadata"]
+    table = deployed.kubectl("get", "ppj", "broken").stdout.split("\n")
+    assert table[1].split()[:3] == ["broken", "Failed", "0/?"], table
+    events = deployed.kubectl("get", "events", "--field-selector", "involvedObject.name=broken",
+                              "-o", "json").stdout
+    assert "spec.transforms[5].k" in events
+
+
+def _reference_run(manifest: dict, output: Path) -> list[dict]:
+    """The same job run locally (an in-process Dask cluster, no Kubernetes): its ledger."""
+    from distributed import Client, LocalCluster
+
+    from recprep.spec import load_job_dict
+    from recprep.workloads.runner import run_job
+
+    job = load_job_dict(manifest)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc, \
+            Client(lc) as client:
+        run_job(job, output=str(output), client=client)
+    return ledger(output)
+
+
+def _placement(pod: dict) -> dict:
+    spec = pod["spec"]
+    return {"nodeSelector": spec.get("nodeSelector", {}), "tolerations": spec.get("tolerations", []),
+            "affinity": spec.get("affinity", {})}
+
+
+@pytest.mark.slow
+def test_an_unseen_job_succeeds_with_the_expected_shards_and_pool_placement(deployed: Deployed, tmp_path):
+    seed = random.SystemRandom().randrange(2**32)
+    rnd = random.Random(seed)
+    name = "ppj-" + "".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8))
+    rows, per_shard = rnd.randrange(6000, 20000), rnd.randrange(1500, 6000)
+    transforms = [
+        {"op": "fill_null", "columns": "dense", "value": rnd.choice([0, 1])},
+        {"op": "log", "columns": "dense", "offset": 3},
+        {"op": "bucketize", "columns": ["I2"], "output": "I2_bucket",
+         "borders": sorted(rnd.sample(range(1, 200), 3))},
+        {"op": "hex_to_int", "columns": "sparse"},
+        {"op": "sigrid_hash", "columns": "sparse", "salt": rnd.randrange(1000),
+         "maxValue": rnd.randrange(100, 100000)},
+        {"op": "to_list", "columns": "sparse"},
+        {"op": "firstx", "columns": "sparse", "k": rnd.randrange(1, 4)},
+    ]
+    out = tmp_path / "out"
+    manifest = preprocess_job(name, out, rows=rows, rows_per_shard=per_shard, seed=rnd.randrange(10**6),
+                              transforms=transforms, cpu=(1, 1), isp=(1, 1))
+    context = f"seed {seed}: {name}, {rows} rows, {per_shard} per shard"
+    deployed.apply_job(manifest)
+
+    # Both pools' pods carry the placement of the chart's values, and their Dask resource.
+    def worker_pods():
+        cpu, isp = deployed.pods(name, "worker", "cpu"), deployed.pods(name, "worker", "isp")
+        return (cpu, isp) if cpu and isp else None
+    cpu_pods, isp_pods = deployed.wait_for(worker_pods, timeout=30, interval=0.2,
+                                           message=f"{context}: no worker pods")
+    pools = deployed.values["pools"]
+    for pod in cpu_pods:
+        assert _placement(pod) == pools["cpu"], context
+        assert "--resources" in (cmd := pod["spec"]["containers"][0]["command"]) and "cpu=1" in cmd
+        assert pod["spec"]["containers"][0]["resources"] == deployed.values["worker"]["resources"]
+    for pod in isp_pods:
+        assert _placement(pod) == {**pools["isp"], "affinity": {}}, context
+        assert "isp=1" in pod["spec"]["containers"][0]["command"]
+
+    t0 = time.monotonic()
+    status = deployed.wait_phase(name, "Succeeded", timeout=120)
+    print(f"{context}: Succeeded after {time.monotonic() - t0:.1f}s")
+    entries = assert_committed_exactly_once(out, shards=-(-rows // per_shard))
+    total = len(entries)
+    assert status["progressText"] == f"{total}/{total}", context
+    assert status["rows"]["done"] == rows == sum(e["rows"] + e["badRows"] for e in entries), context
+
+    # The same bytes as the same job run locally, without Kubernetes.
+    reference = _reference_run(manifest, tmp_path / "reference")
+    assert sorted((e["shard"], e["rows"], e["sha256"]) for e in entries) == \
+        sorted((e["shard"], e["rows"], e["sha256"]) for e in reference), context
+
+
+def _wait_committed(deployed: Deployed, output: Path, at_least: int, timeout: float, name: str) -> int:
+    """Wait until the ledger holds ``at_least`` shards; how many it holds."""
+    try:
+        return deployed.wait_for(lambda: len(ledger(output)) >= at_least and len(ledger(output)),
+                                 timeout=timeout, interval=0.1)
+    except TimeoutError:
+        pytest.fail(f"fewer than {at_least} shards committed in {timeout}s\n{deployed.diagnostics(name)}")
+
+
+#: A job long enough to act on mid-run: SHARDS shards of one worker's work.
+LONG_ROWS, LONG_SHARD = 400_000, 20_000
+SHARDS = LONG_ROWS // LONG_SHARD
+
+
+@pytest.mark.slow
+def test_operator_killed_mid_job_resumes_and_the_job_completes_exactly_once(deployed: Deployed, tmp_path):
+    out = tmp_path / "out"
+    deployed.apply_job(preprocess_job("resume", out, rows=LONG_ROWS, rows_per_shard=LONG_SHARD))
+    t0 = time.monotonic()
+    _wait_committed(deployed, out, 1, timeout=60, name="resume")
+    before = deployed.operator_pod()
+    committed = len(ledger(out))
+    deployed.kill(before)
+    print(f"operator killed after {time.monotonic() - t0:.1f}s with {committed}/{SHARDS} shards committed")
+    assert committed < SHARDS, "the job finished before the operator was killed: make it longer"
+
+    # The kubelet restarts the operator's container (restartPolicy Always); the new process
+    # finds the job mid-run and carries on from the objects and the status alone.
+    deployed.wait_for(lambda: deployed.operator_pod()["status"]["containerStatuses"][0]["restartCount"] == 1
+                      and deployed.operator_ready(), timeout=30, interval=0.2,
+                      message="the operator was not restarted")
+    status = deployed.wait_phase("resume", "Succeeded", timeout=180)
+    print(f"Succeeded after {time.monotonic() - t0:.1f}s")
+    assert deployed.operator_pod()["metadata"]["name"] == before["metadata"]["name"]
+
+    assert_committed_exactly_once(out, SHARDS)
+    assert status["progressText"] == f"{SHARDS}/{SHARDS}"
+    assert status["driver"] == {"active": 0, "failed": 0, "succeeded": 1}
+    # No duplicate children: one of each (the runtime goes after ttlSecondsAfterFinished: 0),
+    # one driver attempt; the restarted operator created nothing.
+    deployed.wait_for(lambda: [c for c in deployed.children("resume") if not c.startswith("pod/")]
+                      == ["configmap/resume-spec", "job/resume-driver"], timeout=15, interval=0.2,
+                      message=f"unexpected children: {deployed.children('resume')}")
+    assert len(deployed.pods("resume", "driver")) == 1
+    # The container log spans both processes: the children were created once, before the kill.
+    assert deployed.operator_log().count("created ConfigMap/resume-spec") == 1
+
+
+@pytest.mark.slow
+def test_a_killed_driver_is_retried_and_resumes_from_the_ledger(deployed: Deployed, tmp_path):
+    out = tmp_path / "out"
+    deployed.apply_job(preprocess_job("retry", out, rows=LONG_ROWS, rows_per_shard=LONG_SHARD,
+                                      backoff_limit=1))
+    _wait_committed(deployed, out, 2, timeout=60, name="retry")
+    (first,) = deployed.pods("retry", "driver")
+    deployed.kill(first)
+    committed = len(ledger(out))
+    assert committed < SHARDS, "the job finished before the driver was killed: make it longer"
+
+    # The Job's retry (backoffLimit 1) is a second pod; the job reports the failed attempt.
+    retrying = deployed.wait_for(lambda: (s := deployed.status("retry")).get("driver", {}).get("failed") == 1
+                                 and s, timeout=30, interval=0.2)
+    assert retrying["phase"] == "Running" and "retrying" in retrying["message"], retrying
+    status = deployed.wait_phase("retry", "Succeeded", timeout=180)
+    assert status["driver"] == {"active": 0, "failed": 1, "succeeded": 1}
+    assert_committed_exactly_once(out, SHARDS)
+    assert status["progressText"] == f"{SHARDS}/{SHARDS}"
+    assert status["rows"]["done"] == LONG_ROWS
+
+    second = [p for p in deployed.pods("retry", "driver") if p["metadata"]["name"] != first["metadata"]["name"]]
+    assert len(second) == 1
+    log = deployed.kubelet.logs(second[0]["metadata"]["name"])
+    skipped = int(log.split("already committed")[0].rsplit("(", 1)[1])
+    assert committed <= skipped < SHARDS, log[-2000:]  # resumed: shards of attempt 1 were kept
+
+
+def test_a_driver_failing_past_its_backoff_limit_fails_the_job_with_its_error(deployed: Deployed, tmp_path):
+    missing = tmp_path / "no-such-day.tsv"
+    deployed.apply_job(preprocess_job("lost", tmp_path / "out", source=str(missing), backoff_limit=1))
+    status = deployed.wait_phase("lost", "Failed", timeout=90)
+    assert status["driver"]["failed"] == 2, status
+    assert "backoffLimit 1" in status["message"] and str(missing) in status["message"], status["message"]
+    failed = [c for c in status["conditions"] if c["type"] == "Failed"]
+    assert failed and failed[0]["reason"] == "BackoffLimitExceeded"
+    assert status["workers"] == {"cpu": 0, "isp": 0}
+    table = deployed.kubectl("get", "ppj", "lost").stdout.split("\n")
+    assert table[1].split()[:2] == ["lost", "Failed"], table
+
+
+def _scheduler_workers(deployed: Deployed, name: str) -> dict:
+    """The job's Dask workers as its scheduler sees them (asked at the scheduler pod's address)."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    (pod,) = deployed.pods(name, "scheduler")
+
+    async def identity():
+        async with rpc(f"tcp://{pod['status']['podIP']}:8786") as scheduler:
+            return await scheduler.identity()
+    return asyncio.run(identity())["workers"]
+
+
+def _patch_pools(deployed: Deployed, name: str, pools: dict) -> None:
+    deployed.kubectl("patch", "ppj", name, "--type", "merge", "-p", json.dumps({"spec": {"pools": pools}}))
+
+
+def _condition(status: dict, type_: str) -> dict:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+@pytest.mark.slow
+def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_everything(deployed: Deployed,
+                                                                                       tmp_path):
+    out = tmp_path / "out"
+    deployed.apply_job(preprocess_job("elastic", out, rows=3_000_000, rows_per_shard=LONG_SHARD,
+                                      cpu=(2, 2), isp=(1, 1)))
+    deployed.wait_for(lambda: deployed.status("elastic").get("workers") == {"cpu": 2, "isp": 1}
+                      and deployed.status("elastic").get("phase") == "Running", timeout=60, interval=0.2,
+                      ignore=(LookupError,), message="the pools did not fill")
+    _wait_committed(deployed, out, 1, timeout=60, name="elastic")
+    workers = _scheduler_workers(deployed, "elastic")
+    isp_pods = {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "isp")}
+    assert {w["name"] for w in workers.values() if w["resources"] == {"isp": 1}} == isp_pods
+    cpu_before = {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "cpu")}
+    assert {w["name"] for w in workers.values() if w["resources"] == {"cpu": 1}} == cpu_before
+
+    # Scale-down: one CPU worker goes, retired through the scheduler before its pod is deleted.
+    _patch_pools(deployed, "elastic", {"cpu": {"min": 1, "max": 1}})
+    deployed.wait_for(lambda: len(deployed.pods("elastic", "worker", "cpu")) == 1, timeout=40, interval=0.2,
+                      message=f"no scale-down\n{deployed.diagnostics('elastic')}")
+    (kept,) = [p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "cpu")]
+    (gone,) = cpu_before - {kept}
+    log = deployed.operator_log()
+    assert f"pool cpu: 2 -> 1 workers; retired {gone} (" in log, log[-3000:]
+    (scheduler_pod,) = deployed.pods("elastic", "scheduler")
+
+    def removal():
+        lines = deployed.kubelet.logs(scheduler_pod["metadata"]["name"]).splitlines()
+        at = [i for i, line in enumerate(lines) if "Remove worker" in line and gone in line]
+        return (lines, at[0]) if at else None
+    scheduler_log, removed = deployed.wait_for(removal, timeout=10, interval=0.2,
+                                               message=f"the scheduler never removed {gone}")
+    address = next(part for part in scheduler_log[removed].replace(",", " ").split() if part.startswith("tcp://"))
+    retired = [i for i, line in enumerate(scheduler_log) if "Retire worker" in line and address in line]
+    assert retired and retired[0] < removed, "\n".join(scheduler_log[-40:])
+    status = deployed.wait_for(lambda: (s := deployed.status("elastic")).get("workers", {}).get("cpu") == 1 and s,
+                               timeout=10, interval=0.2)
+    assert _condition(status, "SpecApplied")["status"] == "True"
+    assert status["observedGeneration"] == deployed.ppj("elastic")["metadata"]["generation"] == 2
+
+    # Scale-up: the new minimum is applied at once.
+    _patch_pools(deployed, "elastic", {"cpu": {"min": 2, "max": 3}})
+    status = deployed.wait_for(lambda: (s := deployed.status("elastic")).get("workers", {}).get("cpu") == 2 and s,
+                               timeout=40, interval=0.2, message="no scale-up")
+    assert kept in {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "cpu")}
+    deployed.wait_for(lambda: deployed.status("elastic").get("observedGeneration") == 3, timeout=10)
+
+    # An invalid change is refused with the field named; the pools stay as they are.
+    _patch_pools(deployed, "elastic", {"cpu": {"min": 3, "max": 1}})
+    refused = deployed.wait_for(lambda: _condition(deployed.status("elastic"), "SpecApplied").get("status")
+                                == "False" and _condition(deployed.status("elastic"), "SpecApplied"),
+                                timeout=15, interval=0.2)
+    assert "spec.pools.cpu" in refused["message"] and "min (3) must not exceed max (1)" in refused["message"]
+    deployment = deployed.cluster.get("/apis/apps/v1/namespaces/default/deployments/elastic-worker-cpu")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployed.status("elastic")["observedGeneration"] == 3
+    assert deployed.status("elastic")["phase"] == "Running"
+
+    # Deleting the running job removes every child, pods included.
+    deployed.kubectl("delete", "ppj", "elastic", "--timeout=20s")
+    deployed.wait_for(lambda: not deployed.children("elastic"), timeout=30, interval=0.2,
+                      message=f"children survived: {deployed.children('elastic')}")
+    shards = [e["shard"] for e in ledger(out)]
+    assert len(shards) == len(set(shards)), "a shard was committed twice"

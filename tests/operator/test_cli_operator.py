@@ -35,3 +35,11 @@ def test_job_env_errors_are_spec_errors(monkeypatch, capsys):
     monkeypatch.setenv("RECPREP_TEST_JOB", yaml.safe_dump(bad))
     assert cli.main(["run", "-", "--job-env", "RECPREP_TEST_JOB"]) == 2
     assert "spec.transforms[0].k" in capsys.readouterr().err
+
+
+def test_bad_operator_settings_are_one_clear_error_before_kopf_starts(monkeypatch, capsys):
+    monkeypatch.setenv("RECPREP_POD_DEFAULTS", '{"pools": {"cpu": {"nodeSelector": {"spot": 1}}}}')
+    assert cli.main(["operator", "--standalone"]) == 1
+    err = capsys.readouterr().err
+    assert "RECPREP_POD_DEFAULTS: pools.cpu.nodeSelector.spot must be a string" in err
+    assert "Traceback" not in err

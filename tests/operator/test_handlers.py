@@ -1,18 +1,18 @@
-"""The kopf handlers, called directly: the invalid-spec path, and idempotent creation of the
-children against the emulated API server (tests/cluster)."""
+"""The kopf handlers, called directly: the invalid-spec path, idempotent creation of the
+children, and spec updates (live pool bounds, refused and ignored changes) against the emulated
+API server (tests/cluster)."""
 
 from __future__ import annotations
 
 import copy
 import logging
-from types import SimpleNamespace
 
 import pytest
 
 kopf = pytest.importorskip("kopf")
 pytest.importorskip("kubernetes")
 
-from recprep.operator import handlers, labels  # noqa: E402
+from recprep.operator import handlers, kube, labels  # noqa: E402
 from recprep.operator import status as st  # noqa: E402
 from recprep.operator.settings import Settings  # noqa: E402
 
@@ -35,7 +35,7 @@ def _isolated_handlers():
     handlers.use_settings(Settings(namespace="default", image="unused"))
     yield
     handlers.use_settings(None)
-    handlers.use_api_client(None)
+    kube.use_api_client(None)
 
 
 def test_invalid_spec_patches_failed_and_raises_permanent_error():
@@ -46,7 +46,7 @@ def test_invalid_spec_patches_failed_and_raises_permanent_error():
         def __getattr__(self, name):
             raise AssertionError(f"API used: {name}")
 
-    handlers.use_api_client(NoApi())
+    kube.use_api_client(NoApi())
     patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError, match=r"spec\.transforms\[1\]\.k"):
         handlers.create_fn(body=body_of(doc), patch=patch, logger=LOGGER)
@@ -76,7 +76,7 @@ def _children(cluster, name: str) -> dict[str, list[str]]:
 
 
 def test_valid_spec_creates_children_idempotently(cluster):
-    handlers.use_api_client(_api_client(cluster))
+    kube.use_api_client(_api_client(cluster))
     body = body_of(job_document(name="clicks"))
     patch = kopf.Patch()
     handlers.create_fn(body=body, patch=patch, logger=LOGGER)
@@ -100,26 +100,3 @@ def test_valid_spec_creates_children_idempotently(cluster):
     deployment = cluster.get("/apis/apps/v1/namespaces/default/deployments/clicks-worker-cpu")
     (owner,) = deployment["metadata"]["ownerReferences"]
     assert owner["uid"] == "uid-1" and owner["kind"] == "PreprocessJob" and owner["controller"]
-
-
-def test_next_status_walks_the_phase_table():
-    def job(condition=None, **cond):
-        conditions = [SimpleNamespace(type=condition, status="True", reason=cond.get("reason"),
-                                      message=cond.get("message"))] if condition else []
-        return SimpleNamespace(status=SimpleNamespace(conditions=conditions, completion_time=None))
-
-    ready = {"cpu": 1, "isp": 0}
-    pending = st.initial_status()
-    fitting = handlers.next_status(pending, driver=job(), driver_running=True, ready=ready, shards=0)
-    assert fitting["phase"] == st.FITTING and fitting["workers"] == {"cpu": 1, "isp": 0}
-    running = handlers.next_status(fitting, driver=job(), driver_running=True, ready=ready, shards=2)
-    assert running["phase"] == st.RUNNING and running["progressText"] == "2/?"
-    # A job that finishes between two looks still walks Pending -> Fitting -> Running -> Succeeded.
-    done = handlers.next_status(pending, driver=job("Complete"), driver_running=False, ready=ready,
-                                shards=4)
-    assert done["phase"] == st.SUCCEEDED and done["progressText"] == "4/4"
-    assert done["workers"] == {"cpu": 0, "isp": 0} and done["completionTime"]
-    failed = handlers.next_status(running, driver=job("Failed", reason="BackoffLimitExceeded",
-                                                      message="Job has reached the backoff limit"),
-                                  driver_running=False, ready=ready, shards=2)
-    assert failed["phase"] == st.FAILED and "backoff limit" in failed["message"]

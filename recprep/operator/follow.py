@@ -1,0 +1,252 @@
+"""The follower: one pass over every PreprocessJob, reading its children and writing its status.
+
+Per job and pass it *observes* (driver Job and pods, the scheduler's workers and the driver's
+published progress, ``recprep.progress``) and computes the next status with ``next_status``, a
+pure function of the current status and the ``Observation``. Phases only move forward along
+``status.TRANSITIONS``; a job whose driver has finished is terminal: the worker pools go to 0
+(nothing is left to compute, so no retirement is needed), and once ``ttlSecondsAfterFinished``
+has passed the scheduler and the worker Deployments are deleted (the ConfigMap and the driver
+Job, with its logs, stay until the PreprocessJob is deleted).
+
+Stateless: an operator restarted mid-job picks up from the objects and the status alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from ..progress import DONE, FIT, PLAN, TRANSFORM
+from ..spec import JobSpec
+from . import kube, labels
+from . import scheduler as dask_scheduler
+from . import status as st
+
+GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
+DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
+DEFAULT_BACKOFF = JobSpec.model_fields["backoff_limit"].default
+#: Seconds the follower waits for a scheduler's answer in one pass (it retries next pass).
+SCHEDULER_TIMEOUT = 3.0
+#: Longest driver error line kept in status.message.
+MAX_ERROR = 400
+
+#: The non-failure path, in order.
+_PATH = (st.PENDING, st.FITTING, st.RUNNING, st.SUCCEEDED)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one look at a job's children found."""
+
+    driver_found: bool = False
+    #: (reason, message) of the driver Job's Failed condition.
+    driver_failed: tuple[str, str] | None = None
+    driver_complete: bool = False
+    driver_completion_time: datetime | None = None
+    #: A driver pod is running now.
+    driver_running: bool = False
+    driver_counts: dict[str, int] = field(default_factory=lambda: {"active": 0, "failed": 0, "succeeded": 0})
+    #: The last error line of the latest failed driver attempt ('' if none or unreadable).
+    driver_error: str = ""
+    backoff_limit: int = DEFAULT_BACKOFF
+    #: The driver's published progress document (None: none yet, or the scheduler is unreachable).
+    progress: dict[str, Any] | None = None
+    #: Workers per pool accepting work.
+    workers: dict[str, int] = field(default_factory=lambda: {p: 0 for p in labels.POOLS})
+
+
+def advance(status: dict, target: str, *, reason: str | None = None, message: str = "",
+            now: datetime | None = None) -> dict:
+    """``status`` moved to ``target`` through every phase the table requires on the way
+    (a job can finish between two looks: Pending -> Fitting -> Running -> Succeeded)."""
+    current = status.get("phase") or st.PENDING
+    if target == st.FAILED or current not in _PATH or target not in _PATH:
+        return st.transition(status, target, reason=reason, message=message, now=now)
+    for phase in _PATH[_PATH.index(current) + 1:_PATH.index(target)]:
+        status = st.transition(status, phase, now=now)
+    return st.transition(status, target, reason=reason, message=message, now=now)
+
+
+def _forward(status: dict, target: str, now: datetime | None) -> dict:
+    """Move forward to ``target`` unless the job is already there or further (a retried driver
+    plans and fits again: the job stays Running)."""
+    current = status.get("phase") or st.PENDING
+    if current in _PATH and _PATH.index(target) > _PATH.index(current):
+        return advance(status, target, now=now)
+    return status
+
+
+_STAGE_PHASE = {PLAN: st.FITTING, FIT: st.FITTING, TRANSFORM: st.RUNNING, DONE: st.RUNNING}
+
+
+def next_status(current: dict, obs: Observation, now: datetime | None = None) -> dict:
+    """The status after one look at the children (pure)."""
+    status = copy.deepcopy(current)
+    doc = obs.progress
+    if doc is not None:
+        status = st.with_progress(status, doc["shardsDone"], doc["shardsTotal"],
+                                  rows=doc["rows"], rows_estimated=doc["rowsEstimated"])
+    status["driver"] = dict(obs.driver_counts)
+    failures = obs.driver_counts.get("failed", 0)
+
+    if obs.driver_failed is not None:
+        reason, message = obs.driver_failed
+        text = (f"driver failed {failures} time(s), more than backoffLimit {obs.backoff_limit}"
+                f" ({reason or 'Failed'}: {message or 'no message'})")
+        if obs.driver_error:
+            text += f"; last error: {obs.driver_error}"
+        status = advance(status, st.FAILED, reason=reason or "DriverFailed", message=text, now=now)
+    elif obs.driver_complete:
+        # The driver returned from the whole run: every shard is committed.
+        total = (status.get("shards") or {}).get("total")
+        rows = (status.get("rows") or {}).get("done")
+        if total is not None:
+            status = st.with_progress(status, total, total, rows=rows, rows_estimated=rows)
+        text = f"all {total} shards committed" if total is not None else "the driver completed"
+        status = advance(status, st.SUCCEEDED, reason="Completed", message=text, now=now)
+    else:
+        if doc is not None:
+            status = _forward(status, _STAGE_PHASE[doc["stage"]], now)
+        elif obs.driver_running:
+            status = _forward(status, st.FITTING, now)
+        if failures and status["phase"] not in st.TERMINAL:
+            text = (f"driver attempt {failures} of {obs.backoff_limit + 1} failed"
+                    + (f" ({obs.driver_error})" if obs.driver_error else "") + "; retrying; "
+                    "committed shards are kept")
+            status["message"] = text
+
+    if status["phase"] in st.TERMINAL:
+        status["workers"] = st.workers(0, 0)
+        status["completionTime"] = st.now_rfc3339(obs.driver_completion_time or now)
+    else:
+        status["workers"] = st.workers(obs.workers.get(labels.CPU, 0), obs.workers.get(labels.ISP, 0))
+    return status
+
+
+# --- observing --------------------------------------------------------------------------------
+
+
+def _true_condition(job: Any, type_: str) -> Any:
+    for cond in (job.status.conditions or []) if job and job.status else []:
+        if cond.type == type_ and cond.status == "True":
+            return cond
+    return None
+
+
+def _last_error(api: k8s.ApiClient, namespace: str, pods: list[Any]) -> str:
+    failed = [p for p in pods if p.status and p.status.phase == "Failed"]
+    if not failed:
+        return ""
+    lines = [line.strip() for line in kube.pod_log_tail(api, namespace, failed[-1].metadata.name).splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1][:MAX_ERROR] if lines else ""
+
+
+def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observation:
+    """One look at the children of job ``name``."""
+    driver = kube.read_driver(api, namespace, name)
+    pods = kube.driver_pods(api, namespace, name)
+    try:
+        state = dask_scheduler.state(dask_scheduler.address(name, namespace), timeout=SCHEDULER_TIMEOUT)
+    except dask_scheduler.SchedulerUnavailable:
+        state = None
+    failed = _true_condition(driver, "Failed")
+    complete = _true_condition(driver, "Complete")
+    counts = {"active": 0, "failed": 0, "succeeded": 0}
+    if driver is not None and driver.status:
+        counts = {"active": driver.status.active or 0, "failed": driver.status.failed or 0,
+                  "succeeded": driver.status.succeeded or 0}
+    return Observation(
+        driver_found=driver is not None,
+        driver_failed=(failed.reason or "", failed.message or "") if failed else None,
+        driver_complete=complete is not None,
+        driver_completion_time=(driver.status.completion_time if complete and driver.status else None),
+        driver_running=any(p.status and p.status.phase == "Running" for p in pods),
+        driver_counts=counts,
+        driver_error=_last_error(api, namespace, pods) if counts["failed"] else "",
+        backoff_limit=int(spec.get("backoffLimit", DEFAULT_BACKOFF)),
+        progress=state.progress if state else None,
+        workers=state.running_per_pool() if state else kube.ready_workers(api, namespace, name),
+    )
+
+
+# --- one pass -----------------------------------------------------------------------------------
+
+
+def reconcile_one(api: k8s.ApiClient, body: dict, default_namespace: str,
+                  logger: logging.Logger) -> dict:
+    """One look at a job's children: the status changes to write (empty if none)."""
+    meta, spec = body.get("metadata", {}), body.get("spec") or {}
+    name, namespace = meta["name"], meta.get("namespace") or default_namespace
+    current = copy.deepcopy(body.get("status") or {})
+    phase = current.get("phase")
+    if phase is None:
+        return {}  # the create handler has not run (or not finished) yet
+    if phase in st.TERMINAL:
+        return _clean_up(api, current, spec, namespace, name, logger)
+    new = without_nulls(next_status(current, observe(api, namespace, name, spec)))
+    if new["phase"] in st.TERMINAL:
+        for pool in labels.POOLS:  # before the status says so
+            kube.set_replicas(api, namespace, name, pool, 0)
+        level = logging.ERROR if new["phase"] == st.FAILED else logging.INFO
+        logger.log(level, "job %s/%s: %s: %s", namespace, name, new["phase"], new.get("message", ""))
+    return {key: value for key, value in new.items() if current.get(key) != value}
+
+
+def without_nulls(value: Any) -> Any:
+    """``value`` without None members of mappings, as the API server stores a merge patch
+    (null deletes), so that an unchanged status compares equal and is not written again."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def _clean_up(api: k8s.ApiClient, current: dict, spec: dict, namespace: str, name: str,
+              logger: logging.Logger) -> dict:
+    """After a terminal phase reached through the driver: once ``ttlSecondsAfterFinished`` has
+    passed, delete the scheduler and the (already scaled-down) worker Deployments."""
+    finished = current.get("completionTime")
+    if not finished or current.get("schedulerDeleted"):
+        return {}  # an invalid spec (nothing was created) or already cleaned up
+    ttl = spec.get("ttlSecondsAfterFinished", DEFAULT_TTL)
+    if datetime.now(timezone.utc) < _parse_time(finished) + timedelta(seconds=ttl):
+        return {}
+    kube.delete_runtime(api, namespace, name)
+    logger.info("job %s/%s: deleted the scheduler and the workers (ttlSecondsAfterFinished=%s)",
+                namespace, name, ttl)
+    return {"schedulerDeleted": True}
+
+
+def reconcile_all(api: k8s.ApiClient, namespace: str | None, default_namespace: str,
+                  logger: logging.Logger) -> None:
+    """One pass over every PreprocessJob in ``namespace`` (None: all namespaces)."""
+    objects = k8s.CustomObjectsApi(api)
+    if namespace:
+        jobs = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    else:
+        jobs = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    for body in jobs.get("items", []):
+        meta = body["metadata"]
+        try:
+            changes = reconcile_one(api, body, default_namespace, logger)
+            if changes and not kube.patch_status(api, meta["namespace"], meta["name"],
+                                                 meta["resourceVersion"], changes):
+                logger.debug("job %s/%s changed during the pass; looking again next pass",
+                             meta["namespace"], meta["name"])
+        except ApiException as exc:
+            if exc.status == 404:
+                continue  # deleted meanwhile
+            logger.warning("job %s/%s: Kubernetes API error %s %s; retrying next pass",
+                           meta.get("namespace"), meta["name"], exc.status, exc.reason)

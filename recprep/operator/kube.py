@@ -1,0 +1,234 @@
+"""The operator's Kubernetes calls: the client, and the few reads and writes the handlers and
+the follower make on a job's children. Names and selectors come from ``labels``; the objects
+themselves from ``builders``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import kopf
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from . import labels
+
+MERGE_PATCH = "application/merge-patch+json"
+
+_api: k8s.ApiClient | None = None
+
+
+def api_client() -> k8s.ApiClient:
+    """A Kubernetes client: in-cluster credentials, else the kubeconfig (``KUBECONFIG``)."""
+    global _api
+    if _api is None:
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except ConfigException:
+            k8s_config.load_kube_config(client_configuration=configuration)
+        _api = k8s.ApiClient(configuration)
+    return _api
+
+
+def use_api_client(api: k8s.ApiClient | None) -> None:
+    """Replace the Kubernetes client (tests; None builds one from the environment next time)."""
+    global _api
+    _api = api
+
+
+# --- creating children --------------------------------------------------------------------------
+
+
+def _creator(api: k8s.ApiClient, obj: dict) -> Callable[..., Any]:
+    kinds = {
+        ("v1", "ConfigMap"): lambda: k8s.CoreV1Api(api).create_namespaced_config_map,
+        ("v1", "Service"): lambda: k8s.CoreV1Api(api).create_namespaced_service,
+        ("apps/v1", "Deployment"): lambda: k8s.AppsV1Api(api).create_namespaced_deployment,
+        ("batch/v1", "Job"): lambda: k8s.BatchV1Api(api).create_namespaced_job,
+    }
+    key = (obj.get("apiVersion"), obj.get("kind"))
+    if key not in kinds:
+        raise ValueError(f"the operator does not create {key[1]} ({key[0]}) objects")
+    return kinds[key]()
+
+
+def _already_exists(exc: ApiException) -> bool:
+    if exc.status != 409:
+        return False
+    try:
+        return json.loads(exc.body or "{}").get("reason") == "AlreadyExists"
+    except (TypeError, ValueError):
+        return True  # a 409 on create without a readable body: the name is taken
+
+
+def create_child(api: k8s.ApiClient, obj: dict) -> bool:
+    """Create ``obj``; True if created, False if an object of that name was already there."""
+    create = _creator(api, obj)
+    try:
+        # _preload_content=False: the answer is not needed, skip deserialising it into models.
+        create(obj["metadata"]["namespace"], obj, _preload_content=False)
+    except ApiException as exc:
+        if _already_exists(exc):
+            return False
+        raise
+    return True
+
+
+def create_children(api: k8s.ApiClient, children: list[dict], owner: Any) -> list[str]:
+    """Adopt and create every child (idempotent); the names of those newly created."""
+    created = []
+    for child in children:
+        kopf.adopt(child, owner=owner)
+        if create_child(api, child):
+            created.append(f"{child['kind']}/{child['metadata']['name']}")
+    return created
+
+
+# --- reading children ---------------------------------------------------------------------------
+
+
+def _or_none(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def read_driver(api: k8s.ApiClient, namespace: str, name: str) -> Any:
+    """The driver Job (a V1Job), or None."""
+    return _or_none(lambda: k8s.BatchV1Api(api).read_namespaced_job(labels.driver_name(name), namespace))
+
+
+def driver_pods(api: k8s.ApiClient, namespace: str, name: str) -> list[Any]:
+    """The driver's pods (every attempt), oldest first."""
+    pods = k8s.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=labels.selector_string(name, labels.DRIVER)).items
+    return sorted(pods, key=lambda p: (p.metadata.creation_timestamp or 0, p.metadata.name))
+
+
+def pod_log_tail(api: k8s.ApiClient, namespace: str, pod: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of a pod's log ('' when it cannot be read)."""
+    try:
+        return k8s.CoreV1Api(api).read_namespaced_pod_log(pod, namespace, tail_lines=lines) or ""
+    except ApiException:
+        return ""
+
+
+def read_worker_deployment(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> Any:
+    """The worker Deployment of ``pool`` (a V1Deployment), or None."""
+    return _or_none(lambda: k8s.AppsV1Api(api).read_namespaced_deployment(
+        labels.worker_name(name, pool), namespace))
+
+
+def worker_pods(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> list[Any]:
+    """The pods of a pool that are not being deleted."""
+    pods = k8s.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=labels.selector_string(name, labels.WORKER, pool)).items
+    return [p for p in pods if not p.metadata.deletion_timestamp]
+
+
+def ready_workers(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, int]:
+    """Ready pods per pool, from the worker Deployments (0 for a missing one)."""
+    ready = {}
+    for pool in labels.POOLS:
+        deployment = read_worker_deployment(api, namespace, name, pool)
+        ready[pool] = (deployment.status.ready_replicas or 0) if deployment and deployment.status else 0
+    return ready
+
+
+# --- writing children ---------------------------------------------------------------------------
+
+
+def set_replicas(api: k8s.ApiClient, namespace: str, name: str, pool: str, replicas: int) -> bool:
+    """Set the worker Deployment's replicas; False if the Deployment does not exist."""
+    try:
+        k8s.AppsV1Api(api).patch_namespaced_deployment(
+            labels.worker_name(name, pool), namespace, {"spec": {"replicas": int(replicas)}},
+            _content_type=MERGE_PATCH, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def annotate_pod(api: k8s.ApiClient, namespace: str, pod: str, annotations: dict[str, str]) -> bool:
+    """Merge ``annotations`` into a pod's; False if the pod is gone."""
+    try:
+        k8s.CoreV1Api(api).patch_namespaced_pod(
+            pod, namespace, {"metadata": {"annotations": annotations}},
+            _content_type=MERGE_PATCH, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
+    """Delete the scheduler (Deployment and Service) and the worker Deployments; 404 is fine."""
+    apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
+    targets = [(apps.delete_namespaced_deployment, labels.scheduler_name(name)),
+               (core.delete_namespaced_service, labels.scheduler_name(name)),
+               *((apps.delete_namespaced_deployment, labels.worker_name(name, pool))
+                 for pool in labels.POOLS)]
+    for delete, child in targets:
+        try:
+            delete(child, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+# --- the PreprocessJob's status -----------------------------------------------------------------
+
+JSON_PATCH = "application/json-patch+json"
+GROUP, VERSION, PLURAL = "recprep.io", "v1alpha1", "preprocessjobs"
+
+
+def read_job(api: k8s.ApiClient, namespace: str, name: str) -> dict | None:
+    """The PreprocessJob as a dict, or None."""
+    return _or_none(lambda: k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name))
+
+
+def patch_status(api: k8s.ApiClient, namespace: str, name: str, resource_version: str,
+                 changes: dict[str, Any]) -> bool:
+    """Set top-level ``status`` fields, only if the job is still at ``resource_version``
+    (a JSON patch that ``test``s it): False on a conflict, when someone wrote in between and the
+    caller should look again. Two writers (the follower, a handler) never undo each other."""
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
+                                  "value": resource_version}]
+    ops += [{"op": "add", "path": f"/status/{key}", "value": value} for key, value in changes.items()]
+    try:
+        k8s.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH)
+    except ApiException as exc:
+        if exc.status in (409, 422):
+            return False
+        raise
+    return True
+
+
+def set_job_condition(api: k8s.ApiClient, namespace: str, name: str, condition: dict,
+                      attempts: int = 5) -> bool:
+    """Put ``condition`` into the job's ``status.conditions`` (replacing its type), read-modify-
+    write guarded by the resourceVersion; False if the job is gone or kept changing."""
+    from .status import set_condition
+
+    for _ in range(attempts):
+        job = read_job(api, namespace, name)
+        if job is None:
+            return False
+        status = job.get("status") or {}
+        conditions = set_condition(status.get("conditions"), condition)
+        if conditions == status.get("conditions"):
+            return True
+        if patch_status(api, namespace, name, job["metadata"]["resourceVersion"], {"conditions": conditions}):
+            return True
+    return False

@@ -1,0 +1,128 @@
+"""The driver's progress as one small document on the Dask scheduler, for the operator.
+
+``recprep run --scheduler`` (the operator's driver Job) publishes where it is under the
+scheduler's metadata key ``KEY`` (``Client.set_metadata``); the operator reads it back with one
+``get_metadata`` call (``recprep.operator.scheduler``). The scheduler is the one place both can
+reach on any cluster, whatever holds the output (a local path, a shared volume, object
+storage), and it outlives a driver retry or an operator restart, so neither loses the count.
+
+The document (all counts are of the whole job, shards committed by an earlier attempt included)::
+
+    {"stage": "plan" | "fit" | "transform" | "done", "detail": "fit 1/2",
+     "shardsDone": 3, "shardsTotal": 8, "rows": 15000, "rowsEstimated": 40000}
+
+This module imports neither Kubernetes nor the data plane: the driver wraps its progress
+reporter in :class:`SchedulerProgress`; the operator calls :func:`parse`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: The scheduler metadata key (one scheduler per job, so no job name in it).
+KEY = ("recprep", "progress")
+PLAN, FIT, TRANSFORM, DONE = "plan", "fit", "transform", "done"
+STAGES = (PLAN, FIT, TRANSFORM, DONE)
+#: Least seconds between two publications while shards land (start, stage changes and the
+#: last shard are always published).
+MIN_INTERVAL = 0.5
+
+
+def document(stage: str, *, detail: str = "", shards_done: int = 0, shards_total: int | None = None,
+             rows: int = 0, rows_estimated: int | None = None) -> dict[str, Any]:
+    """The progress document (checked: a bad value is a bug in the driver, raise at once)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    return {"stage": stage, "detail": detail or stage, "shardsDone": int(shards_done),
+            "shardsTotal": None if shards_total is None else int(shards_total),
+            "rows": int(rows), "rowsEstimated": None if rows_estimated is None else int(rows_estimated)}
+
+
+def parse(value: Any) -> dict[str, Any] | None:
+    """A published document as the operator uses it, or None when there is none (nothing
+    published yet) or it is not one (another program's metadata under the key)."""
+    if not isinstance(value, Mapping) or value.get("stage") not in STAGES:
+        return None
+    try:
+        doc = document(value["stage"], detail=str(value.get("detail") or ""),
+                       shards_done=value.get("shardsDone") or 0,
+                       shards_total=value.get("shardsTotal"),
+                       rows=value.get("rows") or 0, rows_estimated=value.get("rowsEstimated"))
+    except (TypeError, ValueError):
+        return None
+    total = doc["shardsTotal"]
+    if doc["shardsDone"] < 0 or doc["rows"] < 0 or (total is not None and not 0 <= doc["shardsDone"] <= total):
+        return None
+    return doc
+
+
+class SchedulerProgress:
+    """A progress reporter (``recprep.workloads.runner.Progress``) that publishes to the
+    scheduler of ``client`` and passes every call on to ``inner`` (the terminal's bar).
+
+    Publishing is best effort: a failed ``set_metadata`` is logged and the run goes on (the
+    operator's count lags; the shards and the ledger are what matters).
+    """
+
+    def __init__(self, client, inner=None, *, clock=time.monotonic):
+        self.client, self.inner, self.clock = client, inner, clock
+        self.stage, self.detail = PLAN, PLAN
+        self.shards_done, self.shards_total = 0, None
+        self.rows, self.rows_estimated = 0, None
+        self._last = None
+        self.publish(force=True)
+
+    # --- the Progress protocol ---
+
+    def phase(self, name: str) -> None:
+        self.stage = FIT if name.startswith(FIT) else TRANSFORM if name.startswith(TRANSFORM) else PLAN
+        self.detail = name
+        if self.inner is not None:
+            self.inner.phase(name)
+        self.publish(force=True)
+
+    def start(self, total_shards: int, est_rows: int, done_shards: int, done_rows: int) -> None:
+        self.shards_total, self.shards_done = total_shards, done_shards
+        self.rows, self.rows_estimated = done_rows, max(est_rows, done_rows)
+        if self.inner is not None:
+            self.inner.start(total_shards, est_rows, done_shards, done_rows)
+        self.publish(force=True)
+
+    def advance(self, result) -> None:
+        self.shards_done += 1
+        self.rows += result.rows + result.bad_rows
+        if self.rows_estimated is not None:
+            self.rows_estimated = max(self.rows_estimated, self.rows)
+        if self.inner is not None:
+            self.inner.advance(result)
+        self.publish(force=self.shards_done == self.shards_total)
+
+    # --- publishing ---
+
+    def finish(self) -> None:
+        """The run is over: every shard is committed (called after ``run_job`` returned)."""
+        self.stage = self.detail = DONE
+        if self.shards_total is not None:
+            self.shards_done = self.shards_total
+        self.rows_estimated = self.rows
+        self.publish(force=True)
+
+    def document(self) -> dict[str, Any]:
+        return document(self.stage, detail=self.detail, shards_done=self.shards_done,
+                        shards_total=self.shards_total, rows=self.rows,
+                        rows_estimated=self.rows_estimated)
+
+    def publish(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and self._last is not None and now - self._last < MIN_INTERVAL:
+            return
+        self._last = now
+        try:
+            self.client.set_metadata(list(KEY), self.document())
+        except Exception as exc:  # noqa: BLE001 - a lost progress update must not fail the job
+            log.warning("cannot publish progress to the scheduler: %s", exc)
