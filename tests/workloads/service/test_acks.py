@@ -1,0 +1,69 @@
+"""The acknowledgement log and the state lock, on a real file system."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from recprep.workloads.service.acks import AckLog, StateLock
+from recprep.workloads.service.errors import ShardServiceError
+
+JOB = dict(identity="a" * 64, seed=0, world_size=2, total=10)
+
+
+def test_acks_survive_a_reopen_and_are_idempotent(tmp_path):
+    log = AckLog.open(str(tmp_path), "train", **JOB)
+    assert log.add(0, 0, 3) and log.add(0, 1, 4) and log.add(1, 0, 3)
+    assert not log.add(0, 0, 3)
+    log.close()
+    again = AckLog.open(str(tmp_path), "train", **JOB)
+    assert again.acked(0) == {3, 4} and again.acked(1) == {3} and again.acked(2) == frozenset()
+    assert again.counts() == {0: 2, 1: 1}
+    lines = (tmp_path / "train.acks.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["worldSize"] == 2 and len(lines) == 4  # header + 3 acks, no duplicate
+
+
+def test_a_torn_last_line_is_cut_off_and_forgotten(tmp_path):
+    log = AckLog.open(str(tmp_path), "train", **JOB)
+    log.add(0, 0, 1)
+    log.close()
+    path = tmp_path / "train.acks.jsonl"
+    with path.open("ab") as f:
+        f.write(b'{"epoch": 0, "rank": 0, "sh')  # a crash mid-append: never confirmed
+    again = AckLog.open(str(tmp_path), "train", **JOB)
+    assert again.acked(0) == {1}
+    again.add(0, 0, 2)  # the next append starts on a line of its own
+    again.close()
+    assert AckLog.open(str(tmp_path), "train", **JOB).acked(0) == {1, 2}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"world_size": 3}, "group 'train' has world_size 2"),
+    ({"seed": 9}, "group 'train' has seed 0"),
+    ({"identity": "b" * 64}, "acknowledgements of a different job"),
+])
+def test_a_group_keeps_its_parameters(tmp_path, change, message):
+    AckLog.open(str(tmp_path), "train", **JOB).close()
+    with pytest.raises(ShardServiceError, match=message):
+        AckLog.open(str(tmp_path), "train", **{**JOB, **change})
+
+
+def test_a_corrupt_line_is_reported_with_its_number(tmp_path):
+    AckLog.open(str(tmp_path), "train", **JOB).close()
+    with (tmp_path / "train.acks.jsonl").open("a") as f:
+        f.write('{"epoch": 0, "rank": 0, "shard": 99}\n')
+    with pytest.raises(ShardServiceError, match=r"line 2: shard 99 is not in \[0, 10\)"):
+        AckLog.open(str(tmp_path), "train", **JOB)
+
+
+def test_a_second_server_cannot_take_the_state_directory(tmp_path):
+    lock = StateLock(str(tmp_path))
+    code = ("import sys; from recprep.workloads.service.acks import StateLock\n"
+            "try:\n    StateLock(sys.argv[1])\nexcept Exception as e:\n    print(e); sys.exit(7)\n")
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert other.returncode == 7 and "another shard server" in other.stdout
+    lock.release()
+    assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=60).returncode == 0
