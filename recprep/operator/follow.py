@@ -89,7 +89,9 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
     """The status after one look at the children (pure)."""
     status = copy.deepcopy(current)
     doc = obs.progress
-    if doc is not None:
+    known_total = (status.get("shards") or {}).get("total") is not None
+    if doc is not None and (doc["shardsTotal"] is not None or not known_total):
+        # (A retried driver plans again before it counts: keep the counts until it has.)
         status = st.with_progress(status, doc["shardsDone"], doc["shardsTotal"],
                                   rows=doc["rows"], rows_estimated=doc["rowsEstimated"])
     status["driver"] = dict(obs.driver_counts)
@@ -152,10 +154,12 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
     """One look at the children of job ``name``."""
     driver = kube.read_driver(api, namespace, name)
     pods = kube.driver_pods(api, namespace, name)
-    try:
-        state = dask_scheduler.state(dask_scheduler.address(name, namespace), timeout=SCHEDULER_TIMEOUT)
-    except dask_scheduler.SchedulerUnavailable:
-        state = None
+    state = None
+    if kube.scheduler_ready(api, namespace, name):  # else a call would only wait for its timeout
+        try:
+            state = dask_scheduler.state(dask_scheduler.address(name, namespace), timeout=SCHEDULER_TIMEOUT)
+        except dask_scheduler.SchedulerUnavailable:
+            pass  # counts stay as they are; the next pass asks again
     failed = _true_condition(driver, "Failed")
     complete = _true_condition(driver, "Complete")
     counts = {"active": 0, "failed": 0, "succeeded": 0}

@@ -132,6 +132,13 @@ def worker_pods(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> lis
     return [p for p in pods if not p.metadata.deletion_timestamp]
 
 
+def scheduler_ready(api: k8s.ApiClient, namespace: str, name: str) -> bool:
+    """Whether the job's scheduler Deployment has a ready pod (worth calling)."""
+    deployment = _or_none(lambda: k8s.AppsV1Api(api).read_namespaced_deployment(
+        labels.scheduler_name(name), namespace))
+    return bool(deployment and deployment.status and deployment.status.ready_replicas)
+
+
 def ready_workers(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, int]:
     """Ready pods per pool, from the worker Deployments (0 for a missing one)."""
     ready = {}

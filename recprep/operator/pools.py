@@ -102,14 +102,15 @@ def resize_pool(api: k8s.ApiClient, job: PreprocessJob, namespace: str, pool: st
 
     addr = scheduler_address or dask_scheduler.address(name, namespace)
     pods = kube.worker_pods(api, namespace, name, pool)
-    try:
-        workers = dask_scheduler.state(addr).workers
-    except dask_scheduler.SchedulerUnavailable:
-        workers = {}
-        if any(_is_ready(p) for p in pods):
-            raise  # ready workers may hold data: never remove them unseen
     # Replicas without a pod yet (the controller has not created them) go first, for free.
     unborn = min(max(current - len(pods), 0), current - target)
+    workers: dict[str, dask_scheduler.DaskWorker] = {}
+    if current - target > unborn:
+        try:
+            workers = dask_scheduler.state(addr).workers
+        except dask_scheduler.SchedulerUnavailable:
+            if any(_is_ready(p) for p in pods):
+                raise  # ready workers may hold data: never remove them unseen
     chosen = scaling.choose_retirements(worker_pods_view(pods, workers), current - target - unborn)
     to_retire = {workers[r.pod].address: r.pod for r in chosen if r.needs_retire and r.pod in workers}
     retired_addresses = dask_scheduler.retire(addr, list(to_retire), settings.retire_timeout)

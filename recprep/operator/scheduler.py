@@ -76,7 +76,9 @@ def _pool_of(resources: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _run(coroutine_fn, *args, timeout: float = CALL_TIMEOUT):
+def _run(coroutine_fn, *args, timeout: float | None = None):
+    timeout = CALL_TIMEOUT if timeout is None else timeout
+
     async def bounded():
         try:
             return await asyncio.wait_for(coroutine_fn(*args), timeout)
@@ -109,7 +111,7 @@ async def _state(addr: str) -> SchedulerState:
     return SchedulerState(workers=workers, progress=progress_doc.parse(published))
 
 
-def state(addr: str, timeout: float = CALL_TIMEOUT) -> SchedulerState:
+def state(addr: str, timeout: float | None = None) -> SchedulerState:
     """The workers and the driver's progress, in one connection."""
     return _run(_state, addr, timeout=timeout)
 

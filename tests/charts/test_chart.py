@@ -112,6 +112,7 @@ def test_operator_deployment(default_manifests):
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports.get(port, port) == 8080
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "probe"}
     assert "--namespace=recprep" in container["args"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["RECPREP_LOG_LEVEL"] == "INFO"
@@ -133,6 +134,15 @@ def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
     assert rules[("recprep.io", "preprocessjobs/status")] >= {"patch"}
     assert rules[("", "events")] == {"create"}
     assert ("", "namespaces") not in rules
+    # What the operator calls, and no more (recprep/operator/kube.py): it creates the job's
+    # ConfigMap and driver Job (garbage collection deletes them), annotates worker pods before
+    # a scale-down (the Deployment deletes them), reads a failed driver's log.
+    assert rules[("", "configmaps")] == {"create", "get"}
+    assert rules[("batch", "jobs")] == {"create", "get", "list", "watch"}
+    assert rules[("", "pods")] == {"get", "list", "watch", "patch"}
+    assert rules[("", "pods/log")] == {"get"}
+    assert rules[("apps", "deployments")] == rules[("", "services")] == \
+        {"create", "get", "list", "watch", "patch", "delete"}
     for verbs in rules.values():
         assert "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
     assert all("*" not in rule["resources"] for rule in role["rules"])

@@ -72,3 +72,30 @@ def settings() -> Settings:
 @pytest.fixture
 def job():
     return load_job_dict(job_document())
+
+
+@pytest.fixture
+def dask_workers():
+    """``start({name: resources})`` -> a Dask cluster (in this process) whose workers carry
+    those names and resources, as the pods' workers do; the cluster and a Client to it."""
+    pytest.importorskip("distributed")
+    from distributed import Client, Scheduler, SpecCluster, Worker
+
+    started = []
+
+    def start(workers: dict[str, dict]):
+        cluster = SpecCluster(
+            scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+            workers={name: {"cls": Worker, "options": {"nthreads": 1, "resources": resources}}
+                     for name, resources in workers.items()},
+            silence_logs=False,
+        )
+        client = Client(cluster)
+        started.append((cluster, client))
+        client.wait_for_workers(len(workers), timeout=20)
+        return cluster, client
+
+    yield start
+    for cluster, client in started:
+        client.close()
+        cluster.close()

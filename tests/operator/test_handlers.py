@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,79 @@ def test_valid_spec_creates_children_idempotently(cluster):
     deployment = cluster.get("/apis/apps/v1/namespaces/default/deployments/clicks-worker-cpu")
     (owner,) = deployment["metadata"]["ownerReferences"]
     assert owner["uid"] == "uid-1" and owner["kind"] == "PreprocessJob" and owner["controller"]
+
+
+CRD = Path(__file__).resolve().parents[2] / "charts" / "recprep" / "crds" / "preprocessjobs.recprep.io.yaml"
+PPJ = "/apis/recprep.io/v1alpha1/namespaces/default/preprocessjobs"
+
+
+def _running_job(cluster, doc: dict) -> dict:
+    """A PreprocessJob stored in the API whose create handler has run (children, Pending)."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/preprocessjobs.recprep.io", "--timeout=10s")
+    cluster.request("POST", PPJ, doc)
+    name = doc["metadata"]["name"]
+    patch = kopf.Patch()
+    handlers.create_fn(body=cluster.get(f"{PPJ}/{name}"), patch=patch, logger=LOGGER)
+    cluster.request("PATCH", f"{PPJ}/{name}/status", {"status": dict(patch["status"])},
+                    content_type="application/merge-patch+json")
+    return cluster.get(f"{PPJ}/{name}")
+
+
+def _update(cluster, name: str, spec_patch: dict, diff: list) -> tuple[dict, kopf.Patch]:
+    cluster.request("PATCH", f"{PPJ}/{name}", {"spec": spec_patch}, content_type="application/merge-patch+json")
+    body, patch = cluster.get(f"{PPJ}/{name}"), kopf.Patch()
+    handlers.update_fn(body=body, diff=diff, patch=patch, logger=LOGGER)
+    return body, patch
+
+
+def _spec_applied(cluster, name: str) -> dict:
+    status = cluster.get(f"{PPJ}/{name}")["status"]
+    return st.get_condition(status["conditions"], st.SPEC_APPLIED)
+
+
+def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_rest(cluster):
+    kube.use_api_client(_api_client(cluster))
+    job = _running_job(cluster, job_document(name="live"))
+    replicas = lambda: cluster.get("/apis/apps/v1/namespaces/default/deployments/live-worker-cpu")["spec"]["replicas"]  # noqa: E731
+    assert replicas() == 1
+
+    # Raising the minimum scales up at once (no worker to retire, so no scheduler needed).
+    body, patch = _update(cluster, "live", {"pools": {"cpu": {"min": 3, "max": 6}}},
+                          [("change", ("pools", "cpu", "min"), 1, 3)])
+    assert replicas() == 3
+    assert patch["status"]["observedGeneration"] == body["metadata"]["generation"] == job["metadata"]["generation"] + 1
+    applied = _spec_applied(cluster, "live")
+    assert applied["status"] == "True" and applied["message"] == "applied: spec.pools.cpu.min"
+
+    # min > max: refused with the field named; nothing moves, the generation is not observed.
+    cluster.request("PATCH", f"{PPJ}/live", {"spec": {"pools": {"cpu": {"min": 9, "max": 2}}}},
+                    content_type="application/merge-patch+json")
+    patch = kopf.Patch()
+    with pytest.raises(kopf.PermanentError, match=r"spec\.pools\.cpu"):
+        handlers.update_fn(body=cluster.get(f"{PPJ}/live"), patch=patch, logger=LOGGER,
+                           diff=[("change", ("pools", "cpu", "min"), 3, 9)])
+    assert "observedGeneration" not in patch.get("status", {})
+    refused = _spec_applied(cluster, "live")
+    assert refused["status"] == "False" and refused["reason"] == st.INVALID_SPEC
+    assert "min (9) must not exceed max (2)" in refused["message"]
+    assert replicas() == 3
+
+    # A change the running job cannot take is reported, not applied.
+    body, patch = _update(cluster, "live", {"pools": {"cpu": {"min": 3, "max": 6}}, "backoffLimit": 7},
+                          [("change", ("backoffLimit",), 4, 7)])
+    assert patch["status"]["observedGeneration"] == body["metadata"]["generation"]
+    note = _spec_applied(cluster, "live")
+    assert note["status"] == "True" and "not applied to a running job: spec.backoffLimit" in note["message"]
+    assert cluster.get("/apis/batch/v1/namespaces/default/jobs/live-driver")["spec"]["backoffLimit"] == 4
+
+
+def test_update_of_a_finished_job_changes_nothing(cluster):
+    kube.use_api_client(_api_client(cluster))
+    _running_job(cluster, job_document(name="over"))
+    cluster.request("PATCH", f"{PPJ}/over/status", {"status": {"phase": st.SUCCEEDED}},
+                    content_type="application/merge-patch+json")
+    body, patch = _update(cluster, "over", {"pools": {"cpu": {"min": 4, "max": 6}}},
+                          [("change", ("pools", "cpu", "min"), 1, 4)])
+    assert dict(patch["status"]) == {"observedGeneration": body["metadata"]["generation"]}
+    assert cluster.get("/apis/apps/v1/namespaces/default/deployments/over-worker-cpu")["spec"]["replicas"] == 1

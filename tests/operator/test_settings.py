@@ -42,8 +42,9 @@ def test_the_chart_rendered_value_parses():
         "securityContext": POD_DEFAULTS["securityContext"],
     }
     s = Settings.from_env({"RECPREP_POD_DEFAULTS": json.dumps(rendered), "RECPREP_CLUSTER_WIDE": "false",
-                           "RECPREP_LOG_LEVEL": "debug", "RECPREP_WATCH_SERVER_TIMEOUT": "60"})
-    assert s == Settings(log_level="DEBUG", watch_server_timeout=60)
+                           "RECPREP_LOG_LEVEL": "debug", "RECPREP_WATCH_SERVER_TIMEOUT": "60",
+                           "RECPREP_RETIRE_TIMEOUT": "45"})
+    assert s == Settings(log_level="DEBUG", watch_server_timeout=60, retire_timeout=45)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,7 @@ def test_the_chart_rendered_value_parses():
         ({"RECPREP_IMAGE_PULL_POLICY": "Sometimes"}, "RECPREP_IMAGE_PULL_POLICY: expected one of"),
         ({"RECPREP_CLUSTER_WIDE": "maybe"}, "RECPREP_CLUSTER_WIDE: expected true or false"),
         ({"RECPREP_WATCH_CLIENT_TIMEOUT": "soon"}, "RECPREP_WATCH_CLIENT_TIMEOUT: expected a whole"),
+        ({"RECPREP_RETIRE_TIMEOUT": "0"}, "RECPREP_RETIRE_TIMEOUT: expected a positive number"),
     ],
 )
 def test_errors_name_the_variable(env, message):

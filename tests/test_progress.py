@@ -1,0 +1,93 @@
+"""The driver's progress document and its publisher (a recording client stands in for Dask)."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from recprep import progress
+
+
+class RecordingClient:
+    def __init__(self, fail: bool = False):
+        self.published, self.fail = [], fail
+
+    def set_metadata(self, key, value):
+        if self.fail:
+            raise OSError("scheduler gone")
+        assert key == list(progress.KEY)
+        self.published.append(value)
+
+
+class RecordingBar:
+    def __init__(self):
+        self.calls = []
+
+    def phase(self, name):
+        self.calls.append(("phase", name))
+
+    def start(self, *args):
+        self.calls.append(("start", *args))
+
+    def advance(self, result):
+        self.calls.append(("advance", result.rows))
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def shard(rows, bad=0):
+    return SimpleNamespace(rows=rows, bad_rows=bad)
+
+
+def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
+    client, bar, clock = RecordingClient(), RecordingBar(), Clock()
+    reporter = progress.SchedulerProgress(client, bar, clock=clock)
+    reporter.phase("fit 1/2")
+    reporter.phase("transform")
+    reporter.start(3, 3000, 1, 1000)  # one shard committed by an earlier attempt
+    clock.t += 0.1
+    reporter.advance(shard(900, 100))  # within MIN_INTERVAL: not published
+    clock.t += progress.MIN_INTERVAL
+    reporter.advance(shard(1000))      # the last shard: always published
+    reporter.finish()
+    stages = [(d["stage"], d["detail"], d["shardsDone"], d["shardsTotal"], d["rows"]) for d in client.published]
+    assert stages == [
+        ("plan", "plan", 0, None, 0),
+        ("fit", "fit 1/2", 0, None, 0),
+        ("transform", "transform", 0, None, 0),
+        ("transform", "transform", 1, 3, 1000),
+        ("transform", "transform", 3, 3, 3000),
+        ("done", "done", 3, 3, 3000),
+    ]
+    assert client.published[-1]["rowsEstimated"] == 3000
+    assert bar.calls == [("phase", "fit 1/2"), ("phase", "transform"), ("start", 3, 3000, 1, 1000),
+                         ("advance", 900), ("advance", 1000)]
+
+
+def test_a_failed_publication_is_logged_and_the_run_goes_on(caplog):
+    reporter = progress.SchedulerProgress(RecordingClient(fail=True))
+    with caplog.at_level(logging.WARNING, logger="recprep.progress"):
+        reporter.start(2, 10, 0, 0)
+        reporter.advance(shard(5))
+    assert "cannot publish progress to the scheduler: scheduler gone" in caplog.text
+    assert reporter.document()["shardsDone"] == 1
+
+
+def test_parse_takes_documents_and_refuses_anything_else():
+    good = progress.document("transform", shards_done=2, shards_total=4, rows=10, rows_estimated=20)
+    assert progress.parse(good) == good
+    assert progress.parse(None) is None
+    assert progress.parse({"stage": "other"}) is None
+    assert progress.parse({**good, "shardsDone": 5}) is None   # more done than total
+    assert progress.parse({**good, "rows": "many"}) is None
+    assert progress.parse({"stage": "plan"}) == progress.document("plan")
+    with pytest.raises(ValueError, match="stage must be one of"):
+        progress.document("fitting")
