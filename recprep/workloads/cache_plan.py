@@ -125,17 +125,16 @@ class _Planner:
         if not len(upcoming):
             return np.argpartition(recency, need - 1)[:need]
         # the first upcoming batch (1-based) that references each row, 0 if none does
-        refs = [np.unique(u) for u in upcoming]
-        seen = np.concatenate(refs)
+        seen = np.concatenate(upcoming)
         if not seen.size:
             return np.argpartition(recency, need - 1)[:need]
-        when = np.repeat(np.arange(1, len(refs) + 1), [r.size for r in refs])
-        distinct, first = np.unique(seen, return_index=True)
+        when = np.repeat(np.arange(1, len(upcoming) + 1), [len(u) for u in upcoming])
+        distinct, first = np.unique(seen, return_index=True)  # first occurrence: the earliest batch
         pos = np.minimum(np.searchsorted(distinct, rows), distinct.size - 1)
         next_use = np.where(distinct[pos] == rows, when[first[pos]], 0)
-        priority = np.where(next_use == 0, 0, len(refs) + 1 - next_use)  # smaller: evicted sooner
+        priority = np.where(next_use == 0, 0, len(upcoming) + 1 - next_use)  # smaller: evicted sooner
         span = (int(self.last_use.max()) + 1) * self.num_rows
-        if (len(refs) + 1) * span < 2**62:
+        if (len(upcoming) + 1) * span < 2**62:
             return np.argpartition(priority * span + recency, need - 1)[:need]
         return np.lexsort((recency, priority))[:need]  # the combined key would overflow int64
 
