@@ -45,6 +45,7 @@ class TrainReport:
     data_wait_seconds: float = 0.0
     cache_seconds: float = 0.0  #: carrying out cache plans on the training thread
     shards_acknowledged: int = 0
+    acknowledged: list[int] = field(default_factory=list)  #: the shards acknowledged, in order
     loss_first: float | None = None  #: mean loss of the first 10 steps
     loss_last: float | None = None  #: mean loss of the last 10 steps
     cache_rows: int | None = None
@@ -202,7 +203,6 @@ def train(config: TrainConfig) -> TrainResult:
 
     loss_fn = torch.nn.BCEWithLogitsLoss()
     losses: list[torch.Tensor] = []
-    acked = 0
     started = time.perf_counter()
     with Prefetcher(stream, config.prefetch, name="recprep-train-loader") as items:
         while config.steps is None or report.steps < config.steps:
@@ -231,11 +231,11 @@ def train(config: TrainConfig) -> TrainResult:
                 report.steps += 1
                 report.samples += step.batch.size
             step.batch.acknowledge()
-            acked += len(step.batch.shards)
+            report.acknowledged.extend(step.batch.shards)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         report.seconds = time.perf_counter() - started
-    report.shards_acknowledged = acked
+    report.shards_acknowledged = len(report.acknowledged)
     if losses:
         values = torch.stack(losses).float().cpu()
         report.loss_first = float(values[:10].mean())
