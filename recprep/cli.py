@@ -112,6 +112,10 @@ def cmd_run(args) -> int:
     else:
         job = load_job(args.job)
     prepare(job)  # spec, source and plan errors surface before the progress bar
+    if args.serve:
+        from .workloads.service.running import serve_alongside
+
+        run_job = serve_alongside(args.serve, job, run_job, err)
     if args.scheduler:
         return _run_on_scheduler(job, args, run_job)
     with RichProgress(err) as progress:
@@ -174,6 +178,12 @@ def cmd_train(args) -> int:
     return run(args, out, err)
 
 
+def cmd_serve(args) -> int:
+    from .workloads.service.running import serve_command
+
+    return serve_command(args, err)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -199,11 +209,20 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--fsync", action="store_true", help="fsync every shard and ledger line (survives power loss)")
     run.add_argument("--job-env", metavar="VAR", default=None,
                      help="read the job YAML from environment variable VAR (job file '-')")
+    run.add_argument("--serve", metavar="[HOST:]PORT", default=None,
+                     help="also serve the shards to trainers (the shard service) while the job runs, "
+                          "and after it until Ctrl-C/SIGTERM; token from $RECPREP_SHARD_TOKEN")
     run.set_defaults(fn=cmd_run)
 
     val = sub.add_parser("validate", help="check a PreprocessJob: spec, source, plan and output schema")
     val.add_argument("job")
     val.set_defaults(fn=cmd_validate)
+
+    from .workloads.service.running import add_serve_arguments
+
+    sv = sub.add_parser("serve", help="serve a job's shards to trainers over Arrow Flight (the shard service)")
+    add_serve_arguments(sv)
+    sv.set_defaults(fn=cmd_serve)
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for PreprocessJobs")
     op.add_argument("--namespace", default=None,

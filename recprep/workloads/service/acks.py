@@ -107,6 +107,8 @@ class AckLog:
     def add(self, epoch: int, rank: int, shard: int) -> bool:
         """Record the acknowledgement durably; False when it was already recorded (acks are idempotent)."""
         with self._lock:
+            if self._file.closed:
+                raise ShardServiceError("the shard server is shutting down; acknowledge again once it is back")
             done = self._acked.setdefault(epoch, set())
             if shard in done:
                 return False

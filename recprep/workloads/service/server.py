@@ -123,19 +123,28 @@ class ShardServer(flight.FlightServerBase):
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"grpc://{host}:{self.port}"
 
-    def close(self) -> None:
-        """Stop accepting calls, end every stream and release the state directory."""
+    def close(self, grace: float = 10.0) -> bool:
+        """Stop accepting calls, end every stream and release the state directory. A stream
+        whose trainer neither reads nor disconnects is stuck in gRPC's flow control, out of the
+        server's reach: after ``grace`` seconds close returns False and leaves it (every
+        acknowledgement is already on disk, so the process may exit)."""
         if self._closing.is_set():
-            return
+            return True
         self._closing.set()
         with self.shards.changed:
             self.shards.changed.notify_all()
-        self.shutdown()
+        stopper = threading.Thread(target=self.shutdown, name="recprep-shard-server-shutdown", daemon=True)
+        stopper.start()
+        stopper.join(grace)
         self.shards.stop()
         with self._lock:
             for acks in self._groups.values():
                 acks.close()
         self._state_lock.release()
+        if stopper.is_alive():
+            log.warning("%d shard stream(s) did not end within %g s of the shutdown", len(self._open), grace)
+            return False
+        return True
 
     def __enter__(self):
         return self
@@ -160,6 +169,8 @@ class ShardServer(flight.FlightServerBase):
 
     def do_action(self, context, action):
         with _as_flight_errors():
+            if self._closing.is_set():
+                raise flight.FlightUnavailableError("the shard server is shutting down")
             if action.type == ACK:
                 member, extra = Member.decode(action.body.to_pybytes(), "ack")
                 new = self._ack(member, extra.get("shard"))
@@ -174,7 +185,7 @@ class ShardServer(flight.FlightServerBase):
 
     def status(self) -> dict:
         with self._lock:
-            groups = {name: {"worldSize": a.header["worldSize"], "acked": a.counts()} for name, a in self._groups.items()}
+            groups = {name: {"worldSize": a.header["worldSize"], "acked": {str(e): n for e, n in a.counts().items()}} for name, a in self._groups.items()}
             streams = [{"id": i, "group": st.member.group, "rank": st.member.rank, "epoch": st.member.epoch,
                         "shardsSent": st.sent, "shardsLeft": len(st.todo) - st.sent, "bufferedBatches": st.queue.qsize()}
                        for i, st in sorted(self._open.items())]

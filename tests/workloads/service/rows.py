@@ -34,6 +34,8 @@ def _column_hash(col: pa.Array) -> np.ndarray:
 
 def row_digests(table: pa.Table) -> np.ndarray:
     """One uint64 per row over every column (by name, in sorted name order)."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
     digest = np.zeros(table.num_rows, dtype=np.uint64)
     for j, name in enumerate(sorted(table.column_names)):
         col = table[name].combine_chunks() if table.num_rows else pa.array([], table.schema.field(name).type)
