@@ -168,8 +168,8 @@ def train(config: TrainConfig) -> TrainResult:
     tables = [init_table(config.table_rows, config.embedding_dim, config.seed * 1000 + i) for i in range(n_tables)]
     caches: list[DeviceCache] = []
     if config.cache == "none":
-        embeddings = [torch.nn.Embedding(config.table_rows, config.embedding_dim, sparse=True, _weight=t.to(device))
-                for t in tables]
+        embeddings = [torch.nn.Embedding(config.table_rows, config.embedding_dim, sparse=True,
+                                         _weight=t.to(device)) for t in tables]
         stream = (_with_lookups(s, [np.unique(r, return_inverse=True) for r in s.rows], pin) for s in stream)
     else:
         caches = [DeviceCache(t, config.cache_rows, device, name=k) for t, k in zip(tables, first.keys)]
