@@ -112,7 +112,8 @@ def map_dictionary(array: pa.DictionaryArray, fn) -> pa.DictionaryArray:
     if indices.null_count:
         # Route null rows to one extra null dictionary entry, so `fn` decides what a null becomes.
         dictionary = pa.concat_arrays([dictionary, pa.nulls(1, dictionary.type)])
-        indices = indices.fill_null(len(dictionary) - 1)
+        routed = np.where(validity(indices), numeric_values(indices), len(dictionary) - 1)
+        indices = pa.array(routed.astype(numeric_values(indices).dtype, copy=False), type=indices.type)
     return pa.DictionaryArray.from_arrays(indices, fn(dictionary))
 
 

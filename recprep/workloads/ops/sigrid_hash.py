@@ -15,7 +15,7 @@ from .base import INT, LIST, ElementwiseOp, OpParams, numeric_values, with_valid
 from .hashing import mix64, reduce_range
 
 try:
-    from ._hashkernel import sigrid_hash as _kernel
+    from ._kernels import sigrid_hash as _kernel
 except ImportError:  # a source tree without the built extension: numpy does the same
     _kernel = None
 

@@ -125,23 +125,6 @@ done:
     return result;
 }
 
-static inline uint32_t value_at(const unsigned char *in, Py_ssize_t i, int itemsize) {
-    switch (itemsize) {
-    case 1:
-        return in[i];
-    case 2: {
-        uint16_t v;
-        memcpy(&v, in + 2 * i, 2);
-        return v;
-    }
-    default: {
-        uint32_t v;
-        memcpy(&v, in + 4 * i, 4);
-        return v;
-    }
-    }
-}
-
 static inline unsigned char *put_varint(unsigned char *out, uint64_t v) {
     while (v >= 0x80) {
         *out++ = (unsigned char)(v | 0x80);
@@ -151,14 +134,13 @@ static inline unsigned char *put_varint(unsigned char *out, uint64_t v) {
     return out;
 }
 
-/* Bit-pack values[start, start + 8 * groups) (past n: zeros) at bit_width, LSB first. */
-static unsigned char *pack_groups(unsigned char *out, const unsigned char *in, Py_ssize_t start,
-                                  Py_ssize_t groups, Py_ssize_t n, int itemsize, int width) {
+/* Bit-pack in[0, 8 * groups) (past n: zeros) at `width` bits, LSB first. */
+static unsigned char *pack_groups(unsigned char *out, const uint32_t *in, Py_ssize_t groups, Py_ssize_t n,
+                                  int width) {
     uint64_t acc = 0;
     int bits = 0;
-    for (Py_ssize_t i = start; i < start + 8 * groups; i++) {
-        uint64_t v = i < n ? value_at(in, i, itemsize) : 0;
-        acc |= v << bits;
+    for (Py_ssize_t i = 0; i < 8 * groups; i++) {
+        acc |= (uint64_t)(i < n ? in[i] : 0) << bits;
         bits += width;
         while (bits >= 8) {
             *out++ = (unsigned char)acc;
@@ -169,52 +151,80 @@ static unsigned char *pack_groups(unsigned char *out, const unsigned char *in, P
     return out; /* 8 * width bits per group: always whole bytes */
 }
 
+/* Length of the run of equal values starting at in[0] (at most n). */
+static inline Py_ssize_t run_length(const uint32_t *in, Py_ssize_t n) {
+    Py_ssize_t r = 1;
+    while (r < n && in[r] == in[0]) r++;
+    return r;
+}
+
+/* The hybrid encoding of n uint32 values into out (sized by the caller); returns the end. */
+static unsigned char *hybrid(unsigned char *out, const uint32_t *in, Py_ssize_t n, int width) {
+    const int value_bytes = (width + 7) / 8;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t run = run_length(in + i, n - i);
+        if (run >= 8) {
+            out = put_varint(out, (uint64_t)run << 1);
+            for (int b = 0; b < value_bytes; b++) *out++ = (unsigned char)(in[i] >> (8 * b));
+            i += run;
+            continue;
+        }
+        /* bit-packed groups from i until a run of 8 equal values starts at a group boundary */
+        Py_ssize_t j = i + 8;
+        while (j < n) {
+            Py_ssize_t k = 1, left = n - j < 8 ? n - j : 8;
+            while (k < left && in[j + k] == in[j]) k++;
+            if (k == 8) break;
+            j += 8;
+        }
+        Py_ssize_t groups = (j - i + 7) / 8;
+        out = put_varint(out, ((uint64_t)groups << 1) | 1);
+        out = pack_groups(out, in + i, groups, n - i, width);
+        i = j < n ? j : n;
+    }
+    return out;
+}
+
 static PyObject *rle_hybrid(PyObject *self, PyObject *args) {
     Py_buffer values;
     int itemsize, width;
     if (!PyArg_ParseTuple(args, "y*ii", &values, &itemsize, &width)) return NULL;
     PyObject *result = NULL;
+    uint32_t *wide = NULL;
     if ((itemsize != 1 && itemsize != 2 && itemsize != 4) || values.len % itemsize || width < 0 || width > 32) {
         PyErr_SetString(PyExc_ValueError, "rle_hybrid: itemsize 1, 2 or 4 and bit_width 0..32");
         goto done;
     }
     const Py_ssize_t n = values.len / itemsize;
-    const unsigned char *in = (const unsigned char *)values.buf;
     const int value_bytes = (width + 7) / 8;
     /* worst case: every value in a bit-packed group, plus one header per 8 values */
     Py_ssize_t bound = (n / 8 + 2) * ((Py_ssize_t)width + 5 + 5 + value_bytes) + 16;
     result = PyBytes_FromStringAndSize(NULL, bound);
     if (!result) goto done;
     unsigned char *start = (unsigned char *)PyBytes_AS_STRING(result), *out = start;
-    if (width > 0) {
-        Py_ssize_t i = 0;
-        while (i < n) {
-            uint32_t v = value_at(in, i, itemsize);
-            Py_ssize_t run = 1;
-            while (i + run < n && value_at(in, i + run, itemsize) == v) run++;
-            if (run >= 8) {
-                out = put_varint(out, (uint64_t)run << 1);
-                for (int b = 0; b < value_bytes; b++) *out++ = (unsigned char)(v >> (8 * b));
-                i += run;
-                continue;
-            }
-            /* bit-packed groups until a run of 8 equal values starts at a group boundary */
-            Py_ssize_t groups = 0, j = i;
-            while (j < n) {
-                uint32_t w = value_at(in, j, itemsize);
-                Py_ssize_t same = 1;
-                while (same < 8 && j + same < n && value_at(in, j + same, itemsize) == w) same++;
-                if (same == 8 && groups > 0) break;
-                groups++;
-                j += 8;
-            }
-            out = put_varint(out, ((uint64_t)groups << 1) | 1);
-            out = pack_groups(out, in, i, groups, n, itemsize, width);
-            i = j < n ? j : n;
+    const uint32_t *in = (const uint32_t *)values.buf;
+    if (itemsize != 4 && n) { /* widen once: one code path for every input width */
+        wide = PyMem_RawMalloc((size_t)n * sizeof(uint32_t));
+        if (!wide) {
+            Py_CLEAR(result);
+            PyErr_NoMemory();
+            goto done;
         }
+        if (itemsize == 1)
+            for (Py_ssize_t i = 0; i < n; i++) wide[i] = ((const uint8_t *)values.buf)[i];
+        else
+            for (Py_ssize_t i = 0; i < n; i++) wide[i] = ((const uint16_t *)values.buf)[i];
+        in = wide;
+    }
+    if (width > 0 && n) {
+        Py_BEGIN_ALLOW_THREADS
+        out = hybrid(out, in, n, width);
+        Py_END_ALLOW_THREADS
     }
     if (_PyBytes_Resize(&result, out - start) < 0) result = NULL;
 done:
+    if (wide) PyMem_RawFree(wide);
     PyBuffer_Release(&values);
     return result;
 }
@@ -266,6 +276,9 @@ static PyObject *list_levels(PyObject *self, PyObject *args) {
         if (lv && !lv[i]) {
             rep[k] = 0;
             def[k++] = 0;
+        } else if (b - a <= 1 && !iv) { /* the common case (after firstx k=1): no branch on a == b */
+            rep[k] = 0;
+            def[k++] = (unsigned char)(b > a ? element_def : empty_def);
         } else if (a == b) {
             rep[k] = 0;
             def[k++] = (unsigned char)empty_def;

@@ -9,6 +9,7 @@ same table and compression always give the same bytes.
 from __future__ import annotations
 
 import base64
+import functools
 
 import pyarrow as pa
 
@@ -18,6 +19,12 @@ from .schema import leaves, schema_elements
 
 CREATED_BY = f"recprep version {__version__}"
 MAGIC = b"PAR1"
+
+
+@functools.lru_cache(maxsize=64)
+def _schema(columns: tuple) -> list[bytes]:
+    """The encoded SchemaElements (the same for every shard of a job)."""
+    return [thrift.struct(element) for element in schema_elements(list(columns))]
 
 
 def supports(schema: pa.Schema) -> bool:
@@ -56,7 +63,7 @@ def write_table(table: pa.Table, compression: str = "snappy", statistics: frozen
     ]
     arrow_schema = base64.b64encode((logical or table.schema).serialize().to_pybytes())
     footer = thrift.struct([
-        (1, "i32", 2), (2, "list:struct", schema_elements(columns)), (3, "i64", table.num_rows),
+        (1, "i32", 2), (2, "list:raw", _schema(tuple(columns))), (3, "i64", table.num_rows),
         (4, "list:struct", [row_group]),
         (5, "list:struct", [[(1, "binary", "ARROW:schema"), (2, "binary", arrow_schema)]]),
         (6, "binary", CREATED_BY),

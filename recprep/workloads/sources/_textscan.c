@@ -14,11 +14,11 @@
  *   0 skip, 1 int64, 2 float64, 3 hex -> int64 (null unless 1-16 hex digits), 4 string.
  *
  * Outputs (one entry per column in `outputs`, None for skipped columns):
- *   int64/float64/hex: (values, validity)   values: 8 * capacity bytes; validity: a zeroed
- *                                            bitmap of (capacity + 7) / 8 bytes (Arrow layout)
+ *   int64/float64/hex: (values, validity)   values: 8 * capacity bytes; validity: capacity
+ *                                            bytes, 1 for a value, 0 for a null
  *   string:            (offsets, data, validity)  offsets: 4 * (capacity + 1) bytes;
  *                                            data: at least len(input) bytes
- * where capacity >= number of rows (the caller counts newlines).
+ * where capacity >= number of rows: count_lines(data) + 1 (a split declines if it has more).
  *
  * Returns (rows, nulls, decline, line): nulls is a list of null counts per column; decline is
  * 0 when the whole split was parsed, else a reason code (see DECLINE_*), and line the 1-based
@@ -36,6 +36,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../_hex.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -69,23 +71,9 @@ static int is_null_token(const char *f, Py_ssize_t len) {
     return 0;
 }
 
-static signed char HEX[256];
-
-static void init_hex(void) {
-    memset(HEX, -1, sizeof HEX);
-    for (int i = 0; i < 10; i++) HEX['0' + i] = (signed char)i;
-    for (int i = 0; i < 6; i++) {
-        HEX['a' + i] = (signed char)(10 + i);
-        HEX['A' + i] = (signed char)(10 + i);
-    }
-}
-
-static inline void set_valid(uint8_t *bitmap, Py_ssize_t row) {
-    bitmap[row >> 3] |= (uint8_t)(1u << (row & 7));
-}
 
 /* -?[0-9]{1,18}: 1 parsed, 0 not of that form. */
-static int parse_int(const char *f, Py_ssize_t len, int64_t *out) {
+static inline int parse_int(const char *f, Py_ssize_t len, int64_t *out) {
     Py_ssize_t i = 0;
     int neg = 0;
     if (len && f[0] == '-') {
@@ -104,10 +92,24 @@ static int parse_int(const char *f, Py_ssize_t len, int64_t *out) {
     return 1;
 }
 
+/* Decimal text that is not a short integer: the C library's strtod (correctly rounded in glibc). */
+static __attribute__((noinline)) int parse_float_slow(const char *f, Py_ssize_t len, double *out) {
+    if (len >= FLOAT_TEXT_MAX) return 0;
+    char text[FLOAT_TEXT_MAX];
+    memcpy(text, f, (size_t)len);
+    text[len] = '\0';
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(text, &end);
+    if (errno == ERANGE || end != text + len) return 0; /* overflow/underflow: let pyarrow say */
+    *out = d;
+    return 1;
+}
+
 /* [+-]?(digits[.digits?]|.digits)([eE][+-]?digits)?, correctly rounded (as pyarrow's
  * fast_float is): plain integers of up to 15 digits convert exactly; the rest go through the
  * C library's strtod (correctly rounded in glibc). 1 parsed, 0 not of that form / declined. */
-static int parse_float(const char *f, Py_ssize_t len, double *out) {
+static inline int parse_float(const char *f, Py_ssize_t len, double *out) {
     Py_ssize_t i = 0;
     int neg = 0;
     if (i < len && (f[i] == '+' || f[i] == '-')) {
@@ -146,29 +148,7 @@ static int parse_float(const char *f, Py_ssize_t len, double *out) {
         }
         if (i != len) return 0;
     }
-    if (len >= FLOAT_TEXT_MAX) return 0;
-    char text[FLOAT_TEXT_MAX];
-    memcpy(text, f, (size_t)len);
-    text[len] = '\0';
-    char *end = NULL;
-    errno = 0;
-    double d = strtod(text, &end);
-    if (errno == ERANGE || end != text + len) return 0; /* overflow/underflow: let pyarrow say */
-    *out = d;
-    return 1;
-}
-
-/* 1-16 hex digits -> 1 (value in *out); anything else -> 0 (the op makes that a null). */
-static inline int parse_hex(const char *f, Py_ssize_t len, uint64_t *out) {
-    if (len < 1 || len > 16) return 0;
-    uint64_t v = 0;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        signed char d = HEX[(unsigned char)f[i]];
-        if (d < 0) return 0;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *out = v;
-    return 1;
+    return parse_float_slow(f, len, out);
 }
 
 static int has_high_byte(const char *f, Py_ssize_t len) {
@@ -177,23 +157,28 @@ static int has_high_byte(const char *f, Py_ssize_t len) {
     return 0;
 }
 
+/* What the scan loop touches per field, kept small (one or two cache lines per column). */
 typedef struct {
     int kind;
-    Py_buffer values;   /* int64/float64/hex values, or string offsets */
-    Py_buffer data;     /* string bytes */
-    Py_buffer validity; /* bitmap */
+    int32_t data_used; /* string bytes written so far */
+    char *values;      /* int64/float64/hex values, or string offsets */
+    char *data;        /* string bytes */
+    uint8_t *valid;    /* one byte per row */
     Py_ssize_t nulls;
-    Py_ssize_t capacity;
-    int32_t data_used;
 } Column;
 
-static void release_columns(Column *cols, Py_ssize_t n) {
+/* The Python buffers behind a column (released when the scan ends). */
+typedef struct {
+    Py_buffer values, data, validity;
+} Views;
+
+static void release_views(Views *views, Py_ssize_t n) {
     for (Py_ssize_t j = 0; j < n; j++) {
-        if (cols[j].values.obj) PyBuffer_Release(&cols[j].values);
-        if (cols[j].data.obj) PyBuffer_Release(&cols[j].data);
-        if (cols[j].validity.obj) PyBuffer_Release(&cols[j].validity);
+        if (views[j].values.obj) PyBuffer_Release(&views[j].values);
+        if (views[j].data.obj) PyBuffer_Release(&views[j].data);
+        if (views[j].validity.obj) PyBuffer_Release(&views[j].validity);
     }
-    PyMem_Free(cols);
+    PyMem_Free(views);
 }
 
 static int get_writable(PyObject *obj, Py_buffer *view, Py_ssize_t need, const char *what, Py_ssize_t col) {
@@ -206,12 +191,12 @@ static int get_writable(PyObject *obj, Py_buffer *view, Py_ssize_t need, const c
     return 0;
 }
 
-static int setup_columns(Column *cols, Py_ssize_t ncols, const char *kinds, PyObject *outputs,
+static int setup_columns(Column *cols, Views *views, Py_ssize_t ncols, const char *kinds, PyObject *outputs,
                          Py_ssize_t capacity, Py_ssize_t data_len) {
     for (Py_ssize_t j = 0; j < ncols; j++) {
         Column *c = &cols[j];
+        Views *v = &views[j];
         c->kind = kinds[j];
-        c->capacity = capacity;
         PyObject *spec = PyList_GET_ITEM(outputs, j);
         if (c->kind == K_SKIP) continue;
         if (c->kind < K_SKIP || c->kind > K_STR) {
@@ -223,34 +208,37 @@ static int setup_columns(Column *cols, Py_ssize_t ncols, const char *kinds, PyOb
             PyErr_Format(PyExc_TypeError, "column %zd: expected a tuple of %zd buffers", j, want);
             return -1;
         }
-        Py_ssize_t bitmap = (capacity + 7) / 8;
         if (c->kind == K_STR) {
-            if (get_writable(PyTuple_GET_ITEM(spec, 0), &c->values, 4 * (capacity + 1), "offsets", j) < 0 ||
-                get_writable(PyTuple_GET_ITEM(spec, 1), &c->data, data_len, "data", j) < 0 ||
-                get_writable(PyTuple_GET_ITEM(spec, 2), &c->validity, bitmap, "validity", j) < 0)
+            if (get_writable(PyTuple_GET_ITEM(spec, 0), &v->values, 4 * (capacity + 1), "offsets", j) < 0 ||
+                get_writable(PyTuple_GET_ITEM(spec, 1), &v->data, data_len, "data", j) < 0 ||
+                get_writable(PyTuple_GET_ITEM(spec, 2), &v->validity, capacity, "validity", j) < 0)
                 return -1;
-            ((int32_t *)c->values.buf)[0] = 0;
+            c->data = v->data.buf;
+            ((int32_t *)v->values.buf)[0] = 0;
         } else {
-            if (get_writable(PyTuple_GET_ITEM(spec, 0), &c->values, 8 * capacity, "values", j) < 0 ||
-                get_writable(PyTuple_GET_ITEM(spec, 1), &c->validity, bitmap, "validity", j) < 0)
+            if (get_writable(PyTuple_GET_ITEM(spec, 0), &v->values, 8 * capacity, "values", j) < 0 ||
+                get_writable(PyTuple_GET_ITEM(spec, 1), &v->validity, capacity, "validity", j) < 0)
                 return -1;
         }
+        c->values = v->values.buf;
+        c->valid = v->validity.buf;
     }
     return 0;
 }
 
 /* Store one field; returns a DECLINE_* code. */
-static inline int store(Column *c, Py_ssize_t row, const char *f, Py_ssize_t len) {
-    uint8_t *bitmap = (uint8_t *)c->validity.buf;
+static inline __attribute__((always_inline)) int store(Column *c, Py_ssize_t row, const char *f, Py_ssize_t len) {
+    uint8_t *valid = c->valid;
     switch (c->kind) {
     case K_HEX: {
         uint64_t v;
         if (parse_hex(f, len, &v)) {
-            ((uint64_t *)c->values.buf)[row] = v;
-            set_valid(bitmap, row);
+            ((uint64_t *)c->values)[row] = v;
+            valid[row] = 1;
         } else {
             if (has_high_byte(f, len)) return DECLINE_NON_ASCII;
-            ((uint64_t *)c->values.buf)[row] = 0;
+            ((uint64_t *)c->values)[row] = 0;
+            valid[row] = 0;
             c->nulls++;
         }
         return DECLINE_NONE;
@@ -258,10 +246,11 @@ static inline int store(Column *c, Py_ssize_t row, const char *f, Py_ssize_t len
     case K_INT: {
         int64_t v;
         if (parse_int(f, len, &v)) {
-            ((int64_t *)c->values.buf)[row] = v;
-            set_valid(bitmap, row);
+            ((int64_t *)c->values)[row] = v;
+            valid[row] = 1;
         } else if (is_null_token(f, len)) {
-            ((int64_t *)c->values.buf)[row] = 0;
+            ((int64_t *)c->values)[row] = 0;
+            valid[row] = 0;
             c->nulls++;
         } else {
             return DECLINE_NUMBER;
@@ -271,10 +260,11 @@ static inline int store(Column *c, Py_ssize_t row, const char *f, Py_ssize_t len
     case K_FLOAT: {
         double v;
         if (parse_float(f, len, &v)) {
-            ((double *)c->values.buf)[row] = v;
-            set_valid(bitmap, row);
+            ((double *)c->values)[row] = v;
+            valid[row] = 1;
         } else if (is_null_token(f, len)) {
-            ((double *)c->values.buf)[row] = 0.0;
+            ((double *)c->values)[row] = 0.0;
+            valid[row] = 0;
             c->nulls++;
         } else {
             return DECLINE_NUMBER;
@@ -282,14 +272,15 @@ static inline int store(Column *c, Py_ssize_t row, const char *f, Py_ssize_t len
         return DECLINE_NONE;
     }
     case K_STR: {
-        int32_t *offsets = (int32_t *)c->values.buf;
+        int32_t *offsets = (int32_t *)c->values;
         if (has_high_byte(f, len)) return DECLINE_NON_ASCII;
         if (is_null_token(f, len)) {
+            valid[row] = 0;
             c->nulls++;
         } else {
-            memcpy((char *)c->data.buf + c->data_used, f, (size_t)len);
+            memcpy(c->data + c->data_used, f, (size_t)len);
             c->data_used += (int32_t)len;
-            set_valid(bitmap, row);
+            valid[row] = 1;
         }
         offsets[row + 1] = c->data_used;
         return DECLINE_NONE;
@@ -303,31 +294,30 @@ static inline int store(Column *c, Py_ssize_t row, const char *f, Py_ssize_t len
 typedef struct {
     Column *cols;
     Py_ssize_t ncols, capacity;
-    int skip_first;  /* the first line is a header */
-    Py_ssize_t rows; /* complete rows stored */
+    Py_ssize_t rows;   /* complete rows stored */
     Py_ssize_t column; /* index of the next field within the current line */
-    Py_ssize_t line; /* 1-based line of the current field */
+    Py_ssize_t line;   /* 1-based line of the current field */
     int decline;
 } Scanner;
 
-static inline void on_field(Scanner *sc, const char *f, Py_ssize_t len, int ends_line) {
-    if (sc->skip_first && sc->line == 1) {
-        if (ends_line) sc->line++;
-        return;
-    }
-    if (sc->column == 0 && ends_line && len == 0) { /* empty line: pyarrow skips it */
+static inline __attribute__((always_inline)) void on_field(Scanner *sc, const char *f, Py_ssize_t len, int ends_line) {
+    Py_ssize_t j = sc->column;
+    if (!ends_line) {
+        if (j >= sc->ncols - 1) {
+            sc->decline = DECLINE_FIELDS; /* too many fields */
+            return;
+        }
+        sc->column = j + 1;
+    } else {
         sc->line++;
-        return;
+        if (j == 0 && len == 0) return; /* an empty line: pyarrow skips it */
+        if (j != sc->ncols - 1) {
+            sc->decline = DECLINE_FIELDS; /* too few fields (or a row past the capacity) */
+            return;
+        }
+        sc->column = 0;
     }
-    if (sc->column == 0 && sc->rows >= sc->capacity) {
-        sc->decline = DECLINE_TOO_BIG;
-        return;
-    }
-    if (sc->column >= sc->ncols || (ends_line && sc->column != sc->ncols - 1)) {
-        sc->decline = DECLINE_FIELDS; /* too many or too few fields */
-        return;
-    }
-    Column *c = &sc->cols[sc->column];
+    Column *c = &sc->cols[j];
     if (c->kind != K_SKIP) {
         int d = store(c, sc->rows, f, len);
         if (d) {
@@ -335,13 +325,7 @@ static inline void on_field(Scanner *sc, const char *f, Py_ssize_t len, int ends
             return;
         }
     }
-    if (ends_line) {
-        sc->rows++;
-        sc->column = 0;
-        sc->line++;
-    } else {
-        sc->column++;
-    }
+    if (ends_line && ++sc->rows == sc->capacity) sc->column = sc->ncols; /* full: any more declines */
 }
 
 static PyObject *scan(PyObject *self, PyObject *args) {
@@ -355,19 +339,21 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     Column *cols = NULL;
+    Views *views = NULL;
     if (ncols < 1 || ncols > MAX_COLUMNS || PyList_GET_SIZE(outputs) != ncols || capacity < 0 ||
         delimiter < 1 || delimiter > 127) {
         PyErr_SetString(PyExc_ValueError, "scan: bad arguments (columns, outputs, capacity or delimiter)");
         goto done;
     }
     cols = PyMem_Calloc((size_t)ncols, sizeof(Column));
-    if (!cols) {
+    views = PyMem_Calloc((size_t)ncols, sizeof(Views));
+    if (!cols || !views) {
         PyErr_NoMemory();
         goto done;
     }
     const char *data = (const char *)input.buf;
     const Py_ssize_t n = input.len;
-    if (setup_columns(cols, ncols, kinds, outputs, capacity, n) < 0) goto done;
+    if (setup_columns(cols, views, ncols, kinds, outputs, capacity, n) < 0) goto done;
 
     int decline = DECLINE_NONE;
     Py_ssize_t rows = 0, line = 0;
@@ -376,9 +362,15 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     else if (memchr(data, '"', (size_t)n) || memchr(data, '\r', (size_t)n)) decline = DECLINE_QUOTE_OR_CR;
 
     Py_BEGIN_ALLOW_THREADS
-    Scanner sc = {cols, ncols, capacity, skip_first, 0, 0, 1, DECLINE_NONE};
+    Scanner sc = {cols, ncols, capacity, 0, capacity > 0 ? 0 : ncols, 1, DECLINE_NONE};
     if (!decline) {
-        const char *p = data, *end = data + n, *field = data;
+        const char *p = data, *end = data + n;
+        if (skip_first) { /* the header line */
+            const char *nl = memchr(p, '\n', (size_t)n);
+            p = nl ? nl + 1 : end;
+            sc.line = 2;
+        }
+        const char *field = p;
         while (p < end && !sc.decline) {
             /* bit k of `mask`: p[k] ends a field (delimiter or newline) */
             uint32_t mask = 0;
@@ -402,7 +394,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             }
             p += width;
         }
-        if (!sc.decline && (field < end || sc.column > 0)) on_field(&sc, field, end - field, 1);
+        if (!sc.decline && (field < end || (sc.column > 0 && sc.column < ncols))) on_field(&sc, field, end - field, 1);
         decline = sc.decline;
         rows = sc.rows;
         line = sc.line;
@@ -422,12 +414,29 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     result = Py_BuildValue("nNin", rows, nulls, decline, decline ? line : (Py_ssize_t)0);
 
 done:
-    if (cols) release_columns(cols, ncols);
+    if (views) release_views(views, ncols);
+    PyMem_Free(cols);
     PyBuffer_Release(&input);
     return result;
 }
 
+static PyObject *count_lines(PyObject *self, PyObject *args) {
+    Py_buffer input;
+    if (!PyArg_ParseTuple(args, "y*", &input)) return NULL;
+    Py_ssize_t lines = 0;
+    const char *p = input.buf, *end = p + input.len;
+    Py_BEGIN_ALLOW_THREADS
+    while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        lines++;
+        p++;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&input);
+    return PyLong_FromSsize_t(lines);
+}
+
 static PyMethodDef METHODS[] = {
+    {"count_lines", count_lines, METH_VARARGS, "count_lines(data) -> number of newline bytes"},
     {"scan", scan, METH_VARARGS,
      "scan(data, delimiter, skip_first_line, kinds, outputs, capacity) -> (rows, nulls, decline, line)"},
     {NULL, NULL, 0, NULL},

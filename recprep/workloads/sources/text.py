@@ -27,9 +27,10 @@ from .base import BadRow, ReadResult, Roles, Split
 from .files import is_compressed, list_files
 
 try:
+    from ._textscan import count_lines as _count_lines
     from ._textscan import scan as _scan
 except ImportError:  # a source tree without the built extension: pyarrow reads every split
-    _scan = None
+    _scan = _count_lines = None
 
 SPARSE_TYPE = pa.dictionary(pa.int32(), pa.string())
 # column kinds of the C scanner (see _textscan.c)
@@ -149,28 +150,27 @@ class TextSource:
 
     def _scan(self, data: bytes, split: Split, decode_hex: frozenset[str]) -> pa.Table | None:
         """The C scanner's table, or None when it declines the split."""
-        capacity = data.count(b"\n") + 1
-        bitmap = (capacity + 7) // 8
+        capacity = _count_lines(data) + 1
         kinds, outputs = bytearray(), []
         for name in self.names:
             t = self.types[name]
             if t == pa.int64() or t == pa.float64():
                 kinds.append(_INT if t == pa.int64() else _FLOAT)
-                outputs.append((np.empty(capacity, t.to_pandas_dtype()), np.zeros(bitmap, np.uint8)))
+                outputs.append((np.empty(capacity, t.to_pandas_dtype()), np.empty(capacity, np.uint8)))
             elif t == SPARSE_TYPE and name in decode_hex:
                 kinds.append(_HEX)
-                outputs.append((np.empty(capacity, np.int64), np.zeros(bitmap, np.uint8)))
+                outputs.append((np.empty(capacity, np.int64), np.empty(capacity, np.uint8)))
             else:
                 kinds.append(_STR)
                 outputs.append((np.empty(capacity + 1, np.int32), np.empty(len(data), np.uint8),
-                                np.zeros(bitmap, np.uint8)))
+                                np.empty(capacity, np.uint8)))
         rows, nulls, declined, _line = _scan(data, ord(self.delimiter), split.header, bytes(kinds), outputs,
                                              capacity)
         if declined:
             return None
         columns = []
         for name, kind, out, null_count in zip(self.names, kinds, outputs, nulls):
-            valid = pa.py_buffer(out[-1]) if null_count else None
+            valid = pa.py_buffer(np.packbits(out[-1][:rows], bitorder="little")) if null_count else None
             if kind == _STR:
                 used = int(out[0][rows])
                 array = pa.Array.from_buffers(pa.string(), rows, [valid, pa.py_buffer(out[0][: rows + 1]),

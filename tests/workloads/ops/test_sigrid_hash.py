@@ -121,7 +121,7 @@ def test_bad_params_rejected(params):
        max_value=st.one_of(st.sampled_from([1, 2, 3, 2**32, 2**62, 2**63 - 1, 10**6]), st.integers(1, 2**63 - 1)))
 def test_kernel_equals_the_numpy_reference(ids, salt, max_value):
     """The C kernel's reciprocal remainder equals numpy's modulo for every input."""
-    kernel = pytest.importorskip("recprep.workloads.ops._hashkernel")
+    kernel = pytest.importorskip("recprep.workloads.ops._kernels")
     raw = np.array(ids, dtype=np.int64)
     out = np.empty(len(raw), dtype=np.int64)
     kernel.sigrid_hash(raw, out, salt, max_value)
