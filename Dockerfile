@@ -3,12 +3,14 @@
 #   docker build -t recprep:0.1.0 .
 
 # ---- builder: build the project's wheel (no dependencies; they come from PyPI below) ----
-FROM python:3.11-slim AS builder
+# The full image has the C compiler and Python headers the wheel's kernels need
+# (recprep/workloads/**/_*.c); the runtime image below has no compiler.
+FROM python:3.11 AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md MANIFEST.in ./
 COPY recprep ./recprep
 RUN pip wheel --no-cache-dir --no-deps -w /wheels .
 
