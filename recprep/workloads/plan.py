@@ -59,23 +59,34 @@ class Plan:
 
     def apply(self, table: pa.Table, states: States, stop: int | None = None) -> pa.Table:
         """Run the steps (all, or those before ``stop``) on ``table``."""
+        columns = _columns(table)
         for step in self.steps[:stop]:
-            table = apply_step(table, step, states)
-        return table
+            apply_step(columns, step, states)
+        return pa.table(columns)
 
     def fit_partials(self, table: pa.Table, stage: int, states: States) -> dict[tuple[int, str], Any]:
         """Partial statistics of one fit stage's ops on one shard's table."""
         fitting = set(self.fit_stages[stage])
         last = max(fitting)
         partials: dict[tuple[int, str], Any] = {}
+        columns = _columns(table)
         for step in self.steps[: last + 1]:
             if step.index in fitting:
                 for col in step.inputs:
-                    partials[(step.index, col)] = step.op.partial(_one_chunk(table[col]))
+                    partials[(step.index, col)] = step.op.partial(_one_chunk(columns[col]))
             elif not step.op.fitted or all((step.index, c) in states for c in step.inputs):
-                table = apply_step(table, step, states)
+                apply_step(columns, step, states)
             # a fitted op of a later stage is left out: nothing in this stage reads its output
         return partials
+
+
+#: a table under transformation: column name -> column, in output order (one Table is built at
+#: the end: pyarrow's set_column copies the whole column list every time)
+Columns = dict[str, pa.ChunkedArray]
+
+
+def _columns(table: pa.Table) -> Columns:
+    return dict(zip(table.column_names, table.columns))
 
 
 def _one_chunk(col: pa.ChunkedArray) -> pa.Array:
@@ -86,18 +97,21 @@ def _one_chunk(col: pa.ChunkedArray) -> pa.Array:
     return col.combine_chunks()
 
 
-def apply_step(table: pa.Table, step: Step, states: States) -> pa.Table:
+def apply_step(columns: Columns, step: Step, states: States) -> None:
+    """Run one step on ``columns`` in place (replaced columns keep their position, generated
+    ones are appended)."""
     for inp, out in zip(step.inputs, step.outputs):
         state = states.get((step.index, inp))
-        col = table[inp]
+        col = columns[inp]
         if inp in step.pushed and kind_of(col.type) == INT:
             continue  # the source decoded it while scanning
-        result = pa.chunked_array([step.op.transform(chunk, state) for chunk in col.chunks]) if col.num_chunks else col
-        if out == inp:
-            table = table.set_column(table.schema.get_field_index(inp), inp, result)
+        if col.num_chunks == 1:
+            result = pa.chunked_array([step.op.transform(col.chunk(0), state)])
+        elif col.num_chunks:
+            result = pa.chunked_array([step.op.transform(chunk, state) for chunk in col.chunks])
         else:
-            table = table.append_column(out, result)
-    return table
+            result = col
+        columns[out] = result
 
 
 def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,6 +19,12 @@ except ImportError:  # a source tree without the built extension: numpy does the
 
 #: fixed-width types whose values the kernel copies as 4- or 8-byte words
 _WORDS = {pa.int32(): 4, pa.int64(): 8, pa.uint32(): 4, pa.uint64(): 8, pa.float32(): 4, pa.float64(): 8}
+
+
+@functools.lru_cache(maxsize=16)
+def _range_offsets(n: int) -> pa.Array:
+    """Offsets 0..n of n one-element lists (shared: every shard of a job has the same size)."""
+    return pa.array(np.arange(n + 1, dtype=np.int32))
 
 
 def _singletons_of(values: pa.Array, entry_valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +54,7 @@ def _dictionary_lists(array: pa.DictionaryArray) -> pa.ListArray:
     n = len(array)
     dictionary = array.dictionary
     if not array.null_count and not dictionary.null_count:
-        return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), array)
+        return pa.ListArray.from_arrays(_range_offsets(n), array)
     indices = array.indices
     if indices.type != pa.int32():
         indices = indices.cast(pa.int32())
@@ -77,7 +85,7 @@ class ToList(Op):
         if isinstance(array, pa.DictionaryArray):
             return _dictionary_lists(array)
         if not array.null_count:
-            return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), array)
+            return pa.ListArray.from_arrays(_range_offsets(n), array)
         if array.type in _FIXED:
             offsets, kept = _singletons_of(array, None)
             return pa.ListArray.from_arrays(pa.array(offsets), pa.array(kept, type=array.type))
@@ -106,8 +114,8 @@ class FirstX(Op):
     def transform(self, array: pa.Array, state=None) -> pa.Array:
         if not len(array):
             return array
-        lengths = pc.list_value_length(array)
-        longest = pc.max(lengths).as_py()
-        if longest is None or longest <= self.params.k:
+        k = self.params.k
+        offsets = array.offsets.to_numpy()  # zero-copy; a null list may span slots too
+        if int(offsets[-1] - offsets[0]) <= k or int(np.diff(offsets).max()) <= k:
             return array  # nothing to cut: keep the buffers as they are
-        return pc.list_slice(array, 0, self.params.k)
+        return pc.list_slice(array, 0, k)
