@@ -137,6 +137,17 @@ def build_scheduler_service(job: PreprocessJob, settings: Settings) -> dict:
     }
 
 
+# --- storage: where source and output live (driver and workers) --------------------------------
+
+
+def _storage_volumes(settings: Settings) -> list[dict]:
+    return [copy.deepcopy(dict(v)) for v in settings.storage_volumes]
+
+
+def _storage_mounts(settings: Settings) -> list[dict]:
+    return [copy.deepcopy(dict(m)) for m in settings.storage_mounts]
+
+
 # --- workers ------------------------------------------------------------------------------------
 
 
@@ -181,7 +192,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
     ]
     worker = container(
         labels.WORKER, command, settings, settings.worker_resources,
-        env=[pod_name_env()],
+        env=[pod_name_env()], mounts=_storage_mounts(settings),
     )
     return {
         "apiVersion": "apps/v1",
@@ -193,7 +204,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
                 "spec": pod_spec(
-                    [worker], settings,
+                    [worker], settings, volumes=_storage_volumes(settings),
                     terminationGracePeriodSeconds=settings.worker_grace_seconds,
                     **_placement(job, pool, settings),
                 ),
@@ -216,7 +227,8 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
     command = ["recprep", "run", "-", "--job-env", JOB_ENV, "--scheduler", scheduler_address(job)]
     job_env = {"name": JOB_ENV, "valueFrom": {"configMapKeyRef": {
         "name": manifest_configmap_name, "key": JOB_FILE}}}
-    driver = container(labels.DRIVER, command, settings, settings.driver_resources, env=[job_env])
+    driver = container(labels.DRIVER, command, settings, settings.driver_resources, env=[job_env],
+                       mounts=_storage_mounts(settings))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -225,7 +237,8 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
             "backoffLimit": job.spec.backoff_limit,
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
-                "spec": pod_spec([driver], settings, restartPolicy="Never"),
+                "spec": pod_spec([driver], settings, volumes=_storage_volumes(settings),
+                                 restartPolicy="Never"),
             },
         },
     }

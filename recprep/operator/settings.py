@@ -6,6 +6,7 @@ Helm chart sets on the operator pod (charts/recprep/templates/deployment.yaml).
     {"pools": {"cpu": {"nodeSelector": {}, "tolerations": [], "affinity": {}},
                "isp": {"nodeSelector": {}, "tolerations": [], "affinity": {}}},
      "worker": {"resources": {}},
+     "storage": {"volumes": [], "volumeMounts": []},
      "podSecurityContext": {}, "securityContext": {}}
 
 Keys left out keep the defaults below (which mirror values.yaml); ``scheduler.resources`` and
@@ -116,6 +117,10 @@ class Settings:
     worker_resources: Mapping[str, Any] = field(default_factory=_worker_resources)
     scheduler_resources: Mapping[str, Any] = field(default_factory=_scheduler_resources)
     driver_resources: Mapping[str, Any] = field(default_factory=_driver_resources)
+    #: Volumes (and their mounts) of every driver and worker pod: where the job's source and
+    #: output paths live on a real cluster (a ReadWriteMany claim, the storage nodes' disks).
+    storage_volumes: tuple[Mapping[str, Any], ...] = ()
+    storage_mounts: tuple[Mapping[str, Any], ...] = ()
     pod_security_context: Mapping[str, Any] = field(default_factory=_pod_security_context)
     security_context: Mapping[str, Any] = field(default_factory=_security_context)
     #: Seconds a worker pod gets to hand its data over when retired or preempted.
@@ -168,7 +173,8 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
         raise SettingsError(f"{POD_DEFAULTS}: not valid JSON ({exc.msg} at line {exc.lineno} "
                             f"column {exc.colno})") from None
     doc = _mapping(doc, "")
-    _known(doc, "", ("pools", "worker", "scheduler", "driver", "podSecurityContext", "securityContext"))
+    _known(doc, "", ("pools", "worker", "scheduler", "driver", "storage", "podSecurityContext",
+                     "securityContext"))
     values: dict[str, Any] = {}
     pools = _mapping(doc.get("pools", {}), "pools")
     _known(pools, "pools", ("cpu", "isp"))
@@ -182,6 +188,8 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
             _known(section, part, ("resources",))
             if "resources" in section:
                 values[f"{part}_resources"] = _mapping(section["resources"], f"{part}.resources")
+    if "storage" in doc:
+        values.update(_storage(doc["storage"]))
     if "podSecurityContext" in doc:
         values["pod_security_context"] = _mapping(doc["podSecurityContext"], "podSecurityContext")
     if "securityContext" in doc:
@@ -192,6 +200,36 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
         raise SettingsError(f"{POD_DEFAULTS}: pools.isp needs a nodeSelector or an affinity that "
                             "pins ISP workers to storage nodes")
     return values
+
+
+def _objects(value: Any, where: str) -> tuple[dict, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise SettingsError(f"{POD_DEFAULTS}: {where} must be a list, got {type(value).__name__}")
+    return tuple(_mapping(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _storage(value: Any) -> dict[str, Any]:
+    doc = _mapping(value, "storage")
+    _known(doc, "storage", ("volumes", "volumeMounts"))
+    volumes = _objects(doc.get("volumes"), "storage.volumes")
+    mounts = _objects(doc.get("volumeMounts"), "storage.volumeMounts")
+    names = [v.get("name") for v in volumes]
+    for i, volume in enumerate(volumes):
+        if not isinstance(volume.get("name"), str) or not volume["name"]:
+            raise SettingsError(f"{POD_DEFAULTS}: storage.volumes[{i}].name is required")
+        if volume["name"] == "tmp" or names.count(volume["name"]) > 1:
+            raise SettingsError(f"{POD_DEFAULTS}: storage.volumes[{i}].name {volume['name']!r} is "
+                                "used twice (\"tmp\" is the pods' own /tmp)")
+    for i, mount in enumerate(mounts):
+        if mount.get("name") not in names:
+            raise SettingsError(f"{POD_DEFAULTS}: storage.volumeMounts[{i}].name "
+                                f"{mount.get('name')!r} names no volume; volumes: {', '.join(names) or 'none'}")
+        if not isinstance(mount.get("mountPath"), str) or not mount["mountPath"].startswith("/"):
+            raise SettingsError(f"{POD_DEFAULTS}: storage.volumeMounts[{i}].mountPath must be an "
+                                "absolute path")
+    return {"storage_volumes": volumes, "storage_mounts": mounts}
 
 
 def _pool(value: Any, where: str, default: PoolDefaults) -> PoolDefaults:

@@ -61,6 +61,9 @@ def chart_values(token: str) -> dict[str, Any]:
         # Small requests: nothing schedules on them here, but the values must reach the pods.
         "worker": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
                                  "limits": {"memory": "1Gi"}}},
+        # Pods here share the machine's filesystem; on a real cluster this is the shared volume.
+        "storage": {"volumes": [{"name": "data", "hostPath": {"path": "/var/lib/recprep", "type": "DirectoryOrCreate"}}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/recprep"}]},
         "operator": {"env": {"RECPREP_RETIRE_TIMEOUT": "20"}},
     }
 
@@ -181,7 +184,7 @@ def deployed(cluster, wait_for, tmp_path) -> Iterator[Deployed]:
     try:
         cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(rest))
         try:
-            wait_for(result.operator_ready, timeout=40, interval=0.25, ignore=(LookupError,))
+            wait_for(result.operator_ready, timeout=90, interval=0.25, ignore=(LookupError,))
         except TimeoutError:
             pytest.fail(f"the operator pod did not become ready\n{_tail(result.operator_log())}")
         yield result

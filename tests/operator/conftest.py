@@ -29,6 +29,8 @@ POD_DEFAULTS = {
         },
     },
     "worker": {"resources": {"requests": {"cpu": "2", "memory": "3Gi"}, "limits": {"memory": "3Gi"}}},
+    "storage": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "recprep-data"}}],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
     "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
     "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

@@ -253,3 +253,19 @@ def test_builders_import_no_kubernetes_client_and_no_data_plane():
                 if path.name in pure:
                     assert root not in ("kopf", "kubernetes", "distributed"), f"{path.name} imports {name}"
                 assert "workloads" not in name, f"{path.name} imports {name}"
+
+
+def test_driver_and_workers_mount_the_storage_of_the_values_and_the_scheduler_does_not(job, settings):
+    by_name = {c["metadata"]["name"]: c for c in builders.build_children(job, settings)}
+    storage = POD_DEFAULTS["storage"]
+    for name, obj in by_name.items():
+        if obj["kind"] not in ("Deployment", "Job"):
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        volumes = [v for v in pod["volumes"] if v["name"] != "tmp"]
+        mounts = [m for m in container["volumeMounts"] if m["name"] != "tmp"]
+        if name == "clicks-scheduler":
+            assert volumes == [] and mounts == []
+        else:
+            assert volumes == storage["volumes"] and mounts == storage["volumeMounts"], name

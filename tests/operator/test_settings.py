@@ -64,6 +64,15 @@ def test_the_chart_rendered_value_parses():
         ({"RECPREP_CLUSTER_WIDE": "maybe"}, "RECPREP_CLUSTER_WIDE: expected true or false"),
         ({"RECPREP_WATCH_CLIENT_TIMEOUT": "soon"}, "RECPREP_WATCH_CLIENT_TIMEOUT: expected a whole"),
         ({"RECPREP_RETIRE_TIMEOUT": "0"}, "RECPREP_RETIRE_TIMEOUT: expected a positive number"),
+        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "d", "emptyDir": {}}], '
+                                  '"volumeMounts": [{"name": "e", "mountPath": "/data"}]}}'},
+         r"storage.volumeMounts\[0\].name 'e' names no volume; volumes: d"),
+        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}'},
+         r"storage.volumes\[0\].name 'tmp' is used twice"),
+        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "d"}], '
+                                  '"volumeMounts": [{"name": "d", "mountPath": "data"}]}}'},
+         r"storage.volumeMounts\[0\].mountPath must be an absolute path"),
+        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": {}}}'}, "storage.volumes must be a list"),
     ],
 )
 def test_errors_name_the_variable(env, message):
