@@ -187,7 +187,8 @@ class ShardServer(flight.FlightServerBase):
         with self._lock:
             groups = {name: {"worldSize": a.header["worldSize"], "acked": {str(e): n for e, n in a.counts().items()}} for name, a in self._groups.items()}
             streams = [{"id": i, "group": st.member.group, "rank": st.member.rank, "epoch": st.member.epoch,
-                        "shardsSent": st.sent, "shardsLeft": len(st.todo) - st.sent, "bufferedBatches": st.queue.qsize()}
+                        "shardsSent": st.sent, "shardsLeft": len(st.todo) - st.sent, "bytesSent": st.sent_bytes,
+                        "bufferedBatches": st.queue.qsize()}
                        for i, st in sorted(self._open.items())]
         return {"streams": streams, "job": self.shards.name, "identity": self.shards.identity, "directory": self.directory,
                 "shards": self.shards.total, "committed": len(self.shards.entries),
@@ -302,7 +303,8 @@ class ShardServer(flight.FlightServerBase):
             if pf.metadata.num_rows != entry.rows:
                 raise ShardServiceError(f"{path}: {pf.metadata.num_rows} rows, the ledger says {entry.rows}")
             previous = None
-            for batch in pf.iter_batches(batch_size=self.batch_rows):
+            # one thread per stream: streams decode in parallel, a stream does not crowd the others
+            for batch in pf.iter_batches(batch_size=self.batch_rows, use_threads=False):
                 if previous is not None:
                     yield previous, batch_metadata(shard, entry.rows, False)
                 previous = _conform(batch, schema, path)
@@ -326,6 +328,7 @@ class _Stream:
         self.queue: queue.Queue = queue.Queue(maxsize=server.buffer_batches)
         self.stop = threading.Event()
         self.sent = 0  #: shards whose batches all went into the queue
+        self.sent_bytes = 0  #: Arrow bytes of the batches that went into the queue
 
     def run(self):
         with self.server._lock:
@@ -403,6 +406,7 @@ class _Stream:
                 for item in server.read_shard(shard, self.schema):
                     self._check_live()
                     self._put(item)
+                    self.sent_bytes += item[0].nbytes
                 self.sent += 1
                 deadline = time.monotonic() + server.wait_timeout
                 continue

@@ -1,0 +1,134 @@
+"""`recprep serve` and `recprep run --serve` as a user runs them: exit codes, one-line errors,
+SIGTERM ends the server cleanly, and the driver serves its shards while the job runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+import yaml
+
+from recprep.workloads.service import ShardClient, ShardServer, ShardServiceError
+from recprep.workloads.service.running import check_port_free, parse_listen, resolve_token
+
+from ...conftest import REPO, wait_for
+from .conftest import ROWS, synthetic_doc
+
+
+def recprep(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "recprep.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["serve", "{tmp}"], r"not a recprep job output \(no _job.json\)"),
+    (["serve", "{out}", "--token-env", "RECPREP_TEST_UNSET_VAR"], "--token-env RECPREP_TEST_UNSET_VAR: the environment variable is not set"),
+    (["run", "{job}", "--serve", "localhost:http"], "--serve: expected PORT or HOST:PORT"),
+])
+def test_bad_arguments_get_one_clear_line(job_output, tmp_path, args, message):
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=100)))
+    args = [a.format(tmp=tmp_path, out=job_output, job=job) for a in args]
+    res = recprep(*args)
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_options_are_checked_with_the_option_named(job_output, monkeypatch):
+    monkeypatch.setenv("RECPREP_SHARD_TOKEN", "from-env")
+    assert resolve_token(None, None) == "from-env" and resolve_token("given", None) == "given"
+    with pytest.raises(ShardServiceError, match="give --token or --token-env, not both"):
+        resolve_token("a", "X")
+    with pytest.raises(ShardServiceError, match="--token: the token is empty"):
+        resolve_token("", None)
+    assert parse_listen("8815") == ("127.0.0.1", 8815) and parse_listen("0.0.0.0:9") == ("0.0.0.0", 9)
+    assert parse_listen("[::1]:7") == ("::1", 7)
+    with pytest.raises(ShardServiceError, match="port 70000 is not in 0..65535"):
+        parse_listen("70000")
+    for option in ("batch_rows", "buffer_batches"):
+        with pytest.raises(ShardServiceError, match=f"{option}: expected a positive integer, got 0"):
+            ShardServer(str(job_output), **{option: 0})
+    with pytest.raises(ShardServiceError, match="wait_timeout: expected a positive number"):
+        ShardServer(str(job_output), wait_timeout=0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(ShardServiceError, match=f"--serve 127.0.0.1:{s.getsockname()[1]}: cannot listen there"):
+            check_port_free("127.0.0.1", s.getsockname()[1])
+
+
+@pytest.mark.integration
+def test_serve_streams_with_a_token_from_the_environment_and_exits_on_sigterm(job_output, tmp_path):
+    port = free_port()
+    env = {**os.environ, "MY_TOKEN": "t0ken"}
+    proc = subprocess.Popen([sys.executable, "-m", "recprep.cli", "serve", str(job_output), "--port", str(port),
+                             "--token-env", "MY_TOKEN", "--state-dir", str(tmp_path / "state")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = ShardClient(f"grpc://127.0.0.1:{port}", "cli", token="t0ken")
+        wait_for(lambda: _reachable(client), timeout=60, message="recprep serve to listen")
+        rows = 0
+        for shard in client:
+            rows += shard.table.num_rows
+            client.ack(shard.index)
+        assert rows == ROWS
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "serving job service-test (18/18 shards committed)" in err and "bearer token required" in err
+
+
+def _reachable(client: ShardClient) -> bool:
+    try:
+        client.status()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.integration
+def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
+    port = free_port()
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=120_000, rows_per_shard=4000)))
+    proc = subprocess.Popen([sys.executable, "-m", "recprep.cli", "run", str(job), "--workers", "1",
+                             "--serve", f"127.0.0.1:{port}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "RECPREP_SHARD_TOKEN"})
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        client = ShardClient(f"grpc://127.0.0.1:{port}", "live")
+        wait_for(lambda: _reachable(client) or proc.poll() is not None, timeout=120, message="the driver's shard server")
+        assert proc.poll() is None, "".join(stderr)
+        during = []  # for each shard: was the job still running when it arrived?
+        rows = 0
+        for shard in client:
+            during.append(not any("done: still serving" in line for line in stderr))
+            rows += shard.table.num_rows
+            client.ack(shard.index)
+        assert rows == 120_000 and len(during) == 30
+        assert during[0], "the first shard arrived only after the job ended"
+        wait_for(lambda: any("done: still serving" in line for line in stderr), timeout=60, message="the job to end")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(stderr)
+    assert "rows written" in out and "120,000" in out
