@@ -37,8 +37,11 @@ from .settings import Settings
 GROUP, VERSION, PLURAL = follow.GROUP, follow.VERSION, follow.PLURAL
 #: Seconds between two passes of the follower.
 RECONCILE_INTERVAL = 1.0
-#: Delay before kopf retries after a Kubernetes API error or an unfinished scale-down.
+#: Delay before kopf retries after a Kubernetes API error.
 RETRY_DELAY = 5.0
+#: Delay before a scale-down is tried again when the scheduler would not retire a chosen worker
+#: (its data had nowhere to go): each try marks the worker retiring for a moment, so not often.
+RETIRE_RETRY_DELAY = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +160,7 @@ def update_fn(body: Any, diff: Any, patch: Any, logger: logging.Logger, **_: Any
         logger.info("%s", change.describe())
     unfinished = [c for c in changes if not c.complete]
     if unfinished:
-        raise kopf.TemporaryError("; ".join(c.describe() for c in unfinished), delay=RETRY_DELAY)
+        raise kopf.TemporaryError("; ".join(c.describe() for c in unfinished), delay=RETIRE_RETRY_DELAY)
     if ignored:
         message = (f"not applied to a running job: spec.{', spec.'.join(ignored)} (only "
                    f"spec.{', spec.'.join(updates.LIVE_FIELDS)} change live)")
