@@ -20,9 +20,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import parquet
 from .ops.base import decode
 from .sources import BadRow
+
+try:
+    from . import parquet
+except ImportError:  # a source tree without the built extension: pyarrow writes every shard
+    parquet = None
 
 QUARANTINE_DIR = "_quarantine"
 
@@ -88,7 +92,7 @@ def _atomic_write(directory: str, name: str, payload: bytes, fsync: bool) -> Non
 def shard_bytes(table: pa.Table, compression: str) -> bytes:
     """The Parquet file of one shard: one row group, statistics on the flat columns."""
     scalar_cols = [f.name for f in table.schema if not pa.types.is_nested(f.type)]
-    if parquet.supports(table.schema):
+    if parquet is not None and parquet.supports(table.schema):
         return parquet.write_table(table, compression, frozenset(scalar_cols), plain_schema(table.schema))
     table = plain_table(table)
     sink = pa.BufferOutputStream()
