@@ -190,13 +190,18 @@ def _transform(c, job, splits: list[Split], states, directory, ledger: Ledger, s
     if not todo:
         return
     limit = job.spec.source.max_bad_fraction * max(est_total, 1)
-    futures = [
-        c.submit(transform_shard, job, s, states, directory, job.spec.output.compression, fsync, pure=False)
+    pending = {
+        s.index: c.submit(transform_shard, job, s, states, directory, job.spec.output.compression, fsync,
+                          pure=False)
         for s in todo
-    ]
+    }
     try:
-        for fut in as_completed(futures):
+        for fut in as_completed(list(pending.values())):
             r: ShardResult = fut.result()
+            # a committed shard's result is not needed again: let the worker forget it, so a
+            # worker being retired (scale-down) holds nothing that must move elsewhere
+            del pending[r.index]
+            fut.release()
             ledger.record(
                 {"shard": r.index, "file": r.file, "rows": r.rows, "badRows": r.bad_rows, "bytes": r.bytes,
                  "sha256": r.sha256, "quarantine": r.quarantine, "source": splits[r.index].describe()}
@@ -212,7 +217,7 @@ def _transform(c, job, splits: list[Split], states, directory, ledger: Ledger, s
             if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
                 raise BadDataError(_bad_message(job, summary, directory, estimated=True))
     finally:
-        for f in futures:
+        for f in pending.values():
             if not f.done():
                 f.cancel()
 

@@ -219,3 +219,34 @@ def test_parquet_source_matches_text_source(criteo_tsv, tmp_path, dask_client):
     assert a.drop_columns(["I1_bucket"]).to_pydict().keys() == b.drop_columns(["I1_bucket"]).to_pydict().keys()
     for name in b.column_names:
         assert a[name].to_pylist() == b[name].to_pylist(), name
+
+
+@pytest.mark.integration
+def test_workers_hold_nothing_once_shards_are_committed(criteo_tsv, tmp_path, dask_client):
+    """Results are released as they are recorded: a worker retired while the job runs holds no
+    committed shard's result that the scheduler would have to move elsewhere."""
+    doc = job_doc(str(criteo_tsv), str(tmp_path / "out"))
+    doc["spec"]["output"]["rowsPerShard"] = 2000
+
+    def held() -> int:
+        return dask_client.run_on_scheduler(lambda dask_scheduler: sum(
+            1 for k, t in dask_scheduler.tasks.items() if "transform_shard" in str(k) and t.state == "memory"))
+
+    class Watch:
+        recorded, total, last_held = 0, 0, None
+
+        def start(self, total_shards, est_rows, done_shards, done_rows):
+            self.total = total_shards
+
+        def phase(self, name):
+            pass
+
+        def advance(self, result):
+            self.recorded += 1
+            if self.recorded == self.total:  # still inside the run: its futures are alive
+                self.last_held = wait_for(lambda: held() == 0 and "none", timeout=10,
+                                          message="committed shards' results released")
+
+    watch = Watch()
+    summary = run_job(load_job_dict(doc), client=dask_client, progress=watch)
+    assert summary.shards >= 4 and watch.recorded == summary.shards and watch.last_held == "none"
