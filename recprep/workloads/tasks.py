@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import RecprepError
 from ..spec import PreprocessJob
+from .memory import tune_allocator
 from .plan import Plan, States, compile_plan
 from .sources import Split, open_source
 from .writer import write_quarantine, write_shard
@@ -38,6 +39,7 @@ _PREPARED: dict[str, tuple] = {}
 def _prepared(job: PreprocessJob):
     key = job.model_dump_json()
     if key not in _PREPARED:
+        tune_allocator()  # once per process: the first shard task on a worker
         if len(_PREPARED) > 8:
             _PREPARED.clear()
         source = open_source(job.spec.source)
