@@ -153,9 +153,37 @@ class PoolsSpec(Model):
     )
 
 
+#: A Secret's name (a DNS-1123 subdomain).
+SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class ServeSpec(Model):
+    """The job's shard service on Kubernetes: ``recprep serve`` on the job's output in a
+    Deployment ``<job>-shards`` behind a Service of the same name, so trainers read
+    ``grpc://<job>-shards:<port>`` (does not change the output bytes)."""
+
+    port: int = Field(8815, ge=1, le=65535, description="Port of the shard service (the pod's and the Service's).")
+    token_secret: str | None = Field(
+        None,
+        json_schema_extra={"pattern": SECRET_NAME.pattern},
+        description="Name of a Secret in the job's namespace whose key `token` is the bearer token every "
+        "trainer must send (it reaches the server as an environment variable); without it anyone who can "
+        "reach the Service reads the shards.",
+    )
+    seed: int = Field(0, ge=0, description="Seed of every epoch's shard order (recprep serve --seed).")
+
+    @field_validator("token_secret")
+    @classmethod
+    def _secret_name(cls, v: str | None) -> str | None:
+        if v is not None and not SECRET_NAME.fullmatch(v):
+            raise ValueError("must be the name of a Secret: lowercase letters, digits, '-' and '.', "
+                             "at most 253 characters")
+        return v
+
+
 #: JobSpec fields that only steer how the job runs on Kubernetes, never the output bytes;
 #: PreprocessJob.identity() leaves them out.
-RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished")
+RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished", "serve")
 
 
 class JobSpec(Model):
@@ -177,7 +205,12 @@ class JobSpec(Model):
         600,
         ge=0,
         description="Seconds after Succeeded/Failed before the operator deletes the job's "
-        "scheduler and workers (the PreprocessJob itself and its output stay).",
+        "scheduler and workers (the PreprocessJob itself, its output and its shard service stay).",
+    )
+    serve: ServeSpec | None = Field(
+        None,
+        description="Run the job's shard service on Kubernetes (absent: none); it stays after the job "
+        "succeeds, until the PreprocessJob is deleted (ignored by recprep run: see --serve).",
     )
 
 
@@ -257,7 +290,7 @@ def _format_errors(exc: ValidationError, prefix: str, hint: str = "") -> str:
         given = err.get("input")
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, (dict, list)):
             msg += f" (got {given!r})"
-        lines.append(f"{path}: {msg}")
+        lines.append(f"{path.lstrip('.')}: {msg}")
     text = "; ".join(lines)
     return f"{text} {hint}".rstrip()
 

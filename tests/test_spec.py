@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -81,3 +83,25 @@ def test_identity_ignores_output_location_but_not_transforms():
     doc = job_doc("x.tsv", "out-a")
     doc["spec"]["transforms"][4]["salt"] = 1
     assert load_job_dict(doc).identity() != a.identity()
+
+
+def test_identity_ignores_the_runtime_fields_serve_included():
+    a = load_job_dict(job_doc("x.tsv", "out-a"))
+    doc = job_doc("x.tsv", "out-a")
+    doc["spec"].update(pools={"cpu": {"max": 3}}, backoffLimit=5, ttlSecondsAfterFinished=9,
+                       serve={"port": 9000, "tokenSecret": "x-shards", "seed": 4})
+    b = load_job_dict(doc)
+    assert b.spec.serve.port == 9000 and b.spec.serve.token_secret == "x-shards"
+    assert b.identity() == a.identity()
+
+
+@pytest.mark.parametrize("serve, message", [
+    ({"port": 0}, "spec.serve.port: Input should be greater than or equal to 1"),
+    ({"tokenSecret": "Bad_Name"}, "spec.serve.tokenSecret: must be the name of a Secret"),
+    ({"token": "x"}, "spec.serve.token: unknown field"),
+])
+def test_serve_errors_name_the_field(serve, message):
+    doc = job_doc("x.tsv", "out-a")
+    doc["spec"]["serve"] = serve
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_job_dict(doc)

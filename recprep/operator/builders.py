@@ -6,7 +6,10 @@ Children of a job ``J`` (names from ``labels``):
 - Deployment + Service ``J-scheduler``  one ``dask scheduler``;
 - Deployment ``J-worker-cpu``       ``dask worker`` pods on (by default preemptible) CPU nodes;
 - Deployment ``J-worker-isp``       ``dask worker`` pods pinned to storage nodes, resource isp=1;
-- Job ``J-driver``                  ``recprep run - --job-env RECPREP_JOB --scheduler tcp://J-scheduler:8786``.
+- Job ``J-driver``                  ``recprep run - --job-env RECPREP_JOB --scheduler tcp://J-scheduler:8786``;
+- Deployment + Service ``J-shards``  with ``spec.serve`` only: ``recprep serve`` on the job's output
+                                    (``build_shard_service_children``; the follower creates them once
+                                    the driver has opened the output, see ``follow``).
 
 Every function returns plain dicts (tested as data); ownerReferences are added by the handlers
 (``kopf.adopt``), or from ``owner_reference(body)``.
@@ -242,6 +245,97 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
             },
         },
     }
+
+
+# --- the shard service (spec.serve) -------------------------------------------------------------
+
+#: Name of the shard service's port (container and Service).
+SHARDS_PORT = "flight"
+#: The shard server's environment variable holding the bearer token, and the Secret's key.
+SHARD_TOKEN_ENV = "RECPREP_SHARD_TOKEN"
+SHARD_TOKEN_KEY = "token"
+
+
+def output_path(job: PreprocessJob) -> str:
+    """``spec.output.uri`` as the path ``recprep serve`` takes (a ``file://`` prefix dropped)."""
+    return job.spec.output.uri.removeprefix("file://")
+
+
+def shard_service_url(job: PreprocessJob, settings: Settings) -> str:
+    """Where trainers in any namespace reach the job's shard service."""
+    port = _serve(job).port
+    return f"grpc://{labels.shards_name(job.metadata.name)}.{namespace_of(job, settings)}.svc:{port}"
+
+
+def _serve(job: PreprocessJob):
+    if job.spec.serve is None:
+        raise ValueError(f"job {job.metadata.name!r} has no spec.serve: it has no shard service")
+    return job.spec.serve
+
+
+def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
+    """One ``recprep serve`` pod on the job's output (mounted like the driver's).
+
+    strategy Recreate: a second server on the same acknowledgement state is refused (a file
+    lock), so the old pod must be gone before the new one starts. The token comes from the
+    Secret ``spec.serve.tokenSecret`` through ``--token-env``, which fails the pod when it is
+    empty rather than serving without one. Ready once the port accepts connections.
+    """
+    serve = _serve(job)
+    name = job.metadata.name
+    pod_labels = labels.component_labels(name, labels.SHARDS)
+    command = ["recprep", "serve", output_path(job), "--host", "0.0.0.0", "--port", str(serve.port),
+               "--seed", str(serve.seed)]
+    env = []
+    if serve.token_secret:
+        command += ["--token-env", SHARD_TOKEN_ENV]
+        env.append({"name": SHARD_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
+            "name": serve.token_secret, "key": SHARD_TOKEN_KEY}}})
+    server = container(
+        labels.SHARDS, command, settings, settings.shards_resources, env=env,
+        mounts=_storage_mounts(settings),
+        ports=[{"name": SHARDS_PORT, "containerPort": serve.port, "protocol": "TCP"}],
+        readinessProbe={"tcpSocket": {"port": SHARDS_PORT}, "initialDelaySeconds": 1, "periodSeconds": 5},
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(job, settings, labels.shards_name(name), pod_labels),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels.selector(name, labels.SHARDS)},
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": pod_spec([server], settings, volumes=_storage_volumes(settings)),
+            },
+        },
+    }
+
+
+def build_shard_service(job: PreprocessJob, settings: Settings) -> dict:
+    """ClusterIP Service ``<job>-shards`` on ``spec.serve.port`` in front of the shard server."""
+    serve = _serve(job)
+    name = job.metadata.name
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(job, settings, labels.shards_name(name),
+                              labels.component_labels(name, labels.SHARDS)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels.selector(name, labels.SHARDS),
+            "ports": [{"name": SHARDS_PORT, "port": serve.port, "targetPort": SHARDS_PORT,
+                       "protocol": "TCP"}],
+        },
+    }
+
+
+def build_shard_service_children(job: PreprocessJob, settings: Settings) -> list[dict]:
+    """The shard service's Deployment and Service; none without ``spec.serve``."""
+    if job.spec.serve is None:
+        return []
+    return [build_shard_deployment(job, settings), build_shard_service(job, settings)]
 
 
 # --- everything ---------------------------------------------------------------------------------

@@ -8,6 +8,15 @@ pure function of the current status and the ``Observation``. Phases only move fo
 has passed the scheduler and the worker Deployments are deleted (the ConfigMap and the driver
 Job, with its logs, stay until the PreprocessJob is deleted).
 
+A job with ``spec.serve`` gets its shard service (``builders.build_shard_service_children``)
+from the follower, not with the other children: ``recprep serve`` needs the job's ``_job.json``,
+which the driver writes when it opens the output, so the service is created once the driver's
+published stage is past planning (``shard_service_due``). Created then, a first server finds the
+output instead of exiting and being restarted with a growing back-off. It is built from the
+spec in effect (the job's ConfigMap, which the driver runs) and stays when the job finishes
+(trainers may still be reading), until the PreprocessJob is deleted; ``status.shardService``
+records that it was created and where trainers connect.
+
 Stateless: an operator restarted mid-job picks up from the objects and the status alone.
 """
 
@@ -19,14 +28,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from ..progress import DONE, FIT, PLAN, TRANSFORM
-from ..spec import JobSpec
-from . import kube, labels
+from ..errors import SpecError
+from ..spec import JobSpec, load_job_dict
+from . import builders, kube, labels
 from . import scheduler as dask_scheduler
 from . import status as st
+from .settings import Settings
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
 DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
@@ -131,6 +143,22 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
     return status
 
 
+#: Driver stages published only after the driver has opened the job's output (``_job.json``).
+_OUTPUT_OPENED = (FIT, TRANSFORM, DONE)
+
+
+def shard_service_due(status: dict, obs: Observation | None) -> bool:
+    """Whether to create the shard service now (pure): not created yet, and the job's output is
+    opened: the driver's published stage is past planning, it completed, or the job Succeeded."""
+    if status.get("shardService"):
+        return False
+    if status.get("phase") == st.SUCCEEDED:
+        return True
+    if obs is None:
+        return False
+    return obs.driver_complete or (obs.progress is not None and obs.progress["stage"] in _OUTPUT_OPENED)
+
+
 # --- observing --------------------------------------------------------------------------------
 
 
@@ -183,18 +211,25 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
 # --- one pass -----------------------------------------------------------------------------------
 
 
-def reconcile_one(api: k8s.ApiClient, body: dict, default_namespace: str,
+def reconcile_one(api: k8s.ApiClient, body: dict, settings: Settings,
                   logger: logging.Logger) -> dict:
     """One look at a job's children: the status changes to write (empty if none)."""
     meta, spec = body.get("metadata", {}), body.get("spec") or {}
-    name, namespace = meta["name"], meta.get("namespace") or default_namespace
+    name, namespace = meta["name"], meta.get("namespace") or settings.namespace
     current = copy.deepcopy(body.get("status") or {})
     phase = current.get("phase")
     if phase is None:
         return {}  # the create handler has not run (or not finished) yet
+    serving = bool(spec.get("serve"))  # (the spec in effect, in the ConfigMap, decides below)
     if phase in st.TERMINAL:
-        return _clean_up(api, current, spec, namespace, name, logger)
-    new = without_nulls(next_status(current, observe(api, namespace, name, spec)))
+        changes = _clean_up(api, current, spec, namespace, name, logger)
+        if serving and shard_service_due(current, None):
+            changes.update(_create_shard_service(api, body, namespace, name, settings, logger))
+        return changes
+    obs = observe(api, namespace, name, spec)
+    new = without_nulls(next_status(current, obs))
+    if serving and shard_service_due(current, obs):
+        new.update(_create_shard_service(api, body, namespace, name, settings, logger))
     if new["phase"] in st.TERMINAL:
         for pool in labels.POOLS:  # before the status says so
             kube.set_replicas(api, namespace, name, pool, 0)
@@ -233,7 +268,32 @@ def _clean_up(api: k8s.ApiClient, current: dict, spec: dict, namespace: str, nam
     return {"schedulerDeleted": True}
 
 
-def reconcile_all(api: k8s.ApiClient, namespace: str | None, default_namespace: str,
+def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: str,
+                          settings: Settings, logger: logging.Logger) -> dict:
+    """Create the shard service of the spec in effect (idempotent): ``{"shardService": ...}``
+    for the status, or {} when the spec in effect has no ``serve`` (or cannot be read yet)."""
+    text = kube.read_job_manifest(api, namespace, name)
+    if text is None:
+        return {}
+    try:
+        doc = yaml.safe_load(text)
+        doc["metadata"]["namespace"] = namespace
+        job = load_job_dict(doc, f"ConfigMap {namespace}/{labels.configmap_name(name)}")
+    except (SpecError, yaml.YAMLError, TypeError, KeyError) as exc:
+        logger.error("job %s/%s: no shard service: the spec in effect does not load (%s)", namespace, name, exc)
+        return {}
+    if job.spec.serve is None:
+        return {}
+    owner = {"apiVersion": body.get("apiVersion") or f"{GROUP}/{VERSION}",
+             "kind": body.get("kind") or "PreprocessJob", "metadata": body["metadata"]}
+    created = kube.create_children(api, builders.build_shard_service_children(job, settings), owner)
+    url = builders.shard_service_url(job, settings)
+    if created:
+        logger.info("job %s/%s: created %s (%s)", namespace, name, ", ".join(created), url)
+    return {"shardService": {"name": labels.shards_name(name), "url": url}}
+
+
+def reconcile_all(api: k8s.ApiClient, namespace: str | None, settings: Settings,
                   logger: logging.Logger) -> None:
     """One pass over every PreprocessJob in ``namespace`` (None: all namespaces)."""
     objects = k8s.CustomObjectsApi(api)
@@ -244,7 +304,7 @@ def reconcile_all(api: k8s.ApiClient, namespace: str | None, default_namespace: 
     for body in jobs.get("items", []):
         meta = body["metadata"]
         try:
-            changes = reconcile_one(api, body, default_namespace, logger)
+            changes = reconcile_one(api, body, settings, logger)
             if changes and not kube.patch_status(api, meta["namespace"], meta["name"],
                                                  meta["resourceVersion"], changes):
                 logger.debug("job %s/%s changed during the pass; looking again next pass",

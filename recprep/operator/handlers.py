@@ -200,7 +200,7 @@ async def _follow(logger: logging.Logger) -> None:
     while True:
         try:
             await asyncio.to_thread(follow.reconcile_all, kube.api_client(), _watched_namespace,
-                                    operator_settings().namespace, logger)
+                                    operator_settings(), logger)
         except ApiException as exc:
             logger.warning("cannot list PreprocessJobs: %s %s", exc.status, exc.reason)
         except Exception:  # a bug in one pass must not stop following every job

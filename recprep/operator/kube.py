@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from . import labels
+from .builders import JOB_FILE
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -117,6 +118,13 @@ def pod_log_tail(api: k8s.ApiClient, namespace: str, pod: str, lines: int = 20) 
         return k8s.CoreV1Api(api).read_namespaced_pod_log(pod, namespace, tail_lines=lines) or ""
     except ApiException:
         return ""
+
+
+def read_job_manifest(api: k8s.ApiClient, namespace: str, name: str) -> str | None:
+    """The job manifest the driver runs (the job's ConfigMap), or None."""
+    configmap = _or_none(lambda: k8s.CoreV1Api(api).read_namespaced_config_map(
+        labels.configmap_name(name), namespace))
+    return (configmap.data or {}).get(JOB_FILE) if configmap is not None else None
 
 
 def read_worker_deployment(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> Any:

@@ -34,7 +34,9 @@ MANAGER = "recprep-operator"
 SCHEDULER = "scheduler"
 WORKER = "worker"
 DRIVER = "driver"
-COMPONENTS = (SCHEDULER, WORKER, DRIVER)
+#: The shard service (``recprep serve``) of a job with ``spec.serve``.
+SHARDS = "shards"
+COMPONENTS = (SCHEDULER, WORKER, DRIVER, SHARDS)
 
 CPU = "cpu"
 ISP = "isp"
@@ -109,6 +111,12 @@ def worker_name(job: str, pool: str) -> str:
 def driver_name(job: str) -> str:
     """Name of the job's driver (a Kubernetes Job)."""
     return _child_name(job, DRIVER)
+
+
+def shards_name(job: str) -> str:
+    """Name of the job's shard service Deployment and Service (trainers connect to
+    ``grpc://<this name>:<spec.serve.port>``)."""
+    return _child_name(job, SHARDS)
 
 
 def configmap_name(job: str) -> str:

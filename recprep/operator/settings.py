@@ -9,8 +9,9 @@ Helm chart sets on the operator pod (charts/recprep/templates/deployment.yaml).
      "storage": {"volumes": [], "volumeMounts": []},
      "podSecurityContext": {}, "securityContext": {}}
 
-Keys left out keep the defaults below (which mirror values.yaml); ``scheduler.resources`` and
-``driver.resources`` are accepted too. Errors name the variable and the key.
+Keys left out keep the defaults below (which mirror values.yaml); ``scheduler.resources``,
+``driver.resources`` and ``shards.resources`` (the shard service of a job with ``spec.serve``)
+are accepted too. Errors name the variable and the key.
 
 The settings are plain data: builders copy what they embed, so a manifest never aliases them.
 """
@@ -80,6 +81,11 @@ def _driver_resources() -> dict:
     return {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 
 
+def _shards_resources() -> dict:
+    # recprep serve: one shard file and a few record batches per open trainer stream.
+    return {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+
+
 def _pod_security_context() -> dict:
     return {
         "runAsNonRoot": True,
@@ -117,7 +123,8 @@ class Settings:
     worker_resources: Mapping[str, Any] = field(default_factory=_worker_resources)
     scheduler_resources: Mapping[str, Any] = field(default_factory=_scheduler_resources)
     driver_resources: Mapping[str, Any] = field(default_factory=_driver_resources)
-    #: Volumes (and their mounts) of every driver and worker pod: where the job's source and
+    shards_resources: Mapping[str, Any] = field(default_factory=_shards_resources)
+    #: Volumes (and their mounts) of every driver, worker and shard service pod: where the job's source and
     #: output paths live on a real cluster (a ReadWriteMany claim, the storage nodes' disks).
     storage_volumes: tuple[Mapping[str, Any], ...] = ()
     storage_mounts: tuple[Mapping[str, Any], ...] = ()
@@ -173,8 +180,8 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
         raise SettingsError(f"{POD_DEFAULTS}: not valid JSON ({exc.msg} at line {exc.lineno} "
                             f"column {exc.colno})") from None
     doc = _mapping(doc, "")
-    _known(doc, "", ("pools", "worker", "scheduler", "driver", "storage", "podSecurityContext",
-                     "securityContext"))
+    _known(doc, "", ("pools", "worker", "scheduler", "driver", "shards", "storage",
+                     "podSecurityContext", "securityContext"))
     values: dict[str, Any] = {}
     pools = _mapping(doc.get("pools", {}), "pools")
     _known(pools, "pools", ("cpu", "isp"))
@@ -182,7 +189,7 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
     for name in ("cpu", "isp"):
         if name in pools:
             values[f"{name}_pool"] = _pool(pools[name], f"pools.{name}", defaults[name])
-    for part in ("worker", "scheduler", "driver"):
+    for part in ("worker", "scheduler", "driver", "shards"):
         if part in doc:
             section = _mapping(doc[part], part)
             _known(section, part, ("resources",))

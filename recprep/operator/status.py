@@ -255,6 +255,11 @@ STATUS_SCHEMA: dict[str, Any] = {
         "startTime": _str("When the operator created the job's children.", format="date-time"),
         "completionTime": _str("When the job reached Succeeded or Failed.", format="date-time"),
         "observedGeneration": _int("The metadata.generation whose spec is in effect."),
+        "shardService": {"type": "object", "description": "The shard service of spec.serve, once "
+                         "created (it stays until the PreprocessJob is deleted).",
+                         "properties": {"name": _str("Name of its Deployment and Service."),
+                                        "url": _str("Where trainers connect: grpc://<name>.<namespace>"
+                                                    ".svc:<port>.")}},
         "schedulerDeleted": {"type": "boolean", "description": "The scheduler and the worker "
                              "Deployments were deleted after ttlSecondsAfterFinished."},
         "conditions": {

@@ -269,3 +269,71 @@ def test_driver_and_workers_mount_the_storage_of_the_values_and_the_scheduler_do
             assert volumes == [] and mounts == []
         else:
             assert volumes == storage["volumes"] and mounts == storage["volumeMounts"], name
+
+
+# --- the shard service (spec.serve) ---------------------------------------------------------
+
+
+def serving_job(**serve):
+    return load_job_dict(job_document(serve={"port": 9100, "tokenSecret": "clicks-token", "seed": 3, **serve}))
+
+
+def test_no_shard_service_without_serve(job, settings):
+    assert builders.build_shard_service_children(job, settings) == []
+    with pytest.raises(ValueError, match="has no spec.serve"):
+        builders.build_shard_deployment(job, settings)
+    # with it, the other children stay as they are: the follower creates the shard service
+    served = serving_job()
+    assert builders.build_children(served, settings)[1:] == builders.build_children(job, settings)[1:]
+
+
+def test_shard_deployment_runs_recprep_serve_on_the_output_with_the_token_from_the_secret(settings):
+    deploy, service = builders.build_shard_service_children(serving_job(), settings)
+    assert (deploy["kind"], deploy["metadata"]["name"]) == ("Deployment", "clicks-shards")
+    assert deploy["metadata"]["namespace"] == "recprep"
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}  # one server per acknowledgement state
+    pod = pod_spec(deploy)
+    (container,) = pod["containers"]
+    assert container["command"] == ["recprep", "serve", "/data/out/clicks", "--host", "0.0.0.0",
+                                    "--port", "9100", "--seed", "3", "--token-env", "RECPREP_SHARD_TOKEN"]
+    assert container["env"] == [{"name": "RECPREP_SHARD_TOKEN", "valueFrom": {
+        "secretKeyRef": {"name": "clicks-token", "key": "token"}}}]
+    assert container["ports"] == [{"name": "flight", "containerPort": 9100, "protocol": "TCP"}]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "flight"}
+    assert container["resources"] == settings.shards_resources
+    # hardened like every other pod, and the output where the driver wrote it
+    assert pod["securityContext"] == POD_DEFAULTS["podSecurityContext"]
+    assert container["securityContext"] == POD_DEFAULTS["securityContext"]
+    assert [v for v in pod["volumes"] if v["name"] != "tmp"] == POD_DEFAULTS["storage"]["volumes"]
+    assert [m for m in container["volumeMounts"] if m["name"] != "tmp"] == POD_DEFAULTS["storage"]["volumeMounts"]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels == deploy["metadata"]["labels"] == labels.component_labels("clicks", labels.SHARDS)
+    assert deploy["spec"]["selector"]["matchLabels"] == labels.selector("clicks", labels.SHARDS)
+
+
+def test_shard_service_selects_the_shard_server_only(settings):
+    job = serving_job()
+    service = builders.build_shard_service(job, settings)
+    assert (service["kind"], service["metadata"]["name"]) == ("Service", "clicks-shards")
+    assert service["spec"]["ports"] == [{"name": "flight", "port": 9100, "targetPort": "flight", "protocol": "TCP"}]
+    pods = with_pods(builders.build_children(job, settings) + builders.build_shard_service_children(job, settings))
+    selector = service["spec"]["selector"]
+    assert [d["metadata"]["name"] for d in pods
+            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()] == ["clicks-shards"]
+    assert builders.shard_service_url(job, settings) == "grpc://clicks-shards.recprep.svc:9100"
+
+
+def test_shard_service_without_a_token_and_with_a_file_uri(settings):
+    doc = job_document(serve={})
+    doc["spec"]["output"]["uri"] = "file:///data/out/clicks"
+    deploy = builders.build_shard_deployment(load_job_dict(doc), settings)
+    (container,) = pod_spec(deploy)["containers"]
+    assert container["command"] == ["recprep", "serve", "/data/out/clicks", "--host", "0.0.0.0",
+                                    "--port", "8815", "--seed", "0"]
+    assert "env" not in container
+
+
+def test_shard_service_manifests_pass_kubernetes_validate(settings):
+    for doc in builders.build_shard_service_children(serving_job(), settings):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)

@@ -88,3 +88,21 @@ def test_inputs_are_not_modified_and_nulls_are_dropped_like_the_server_does():
     assert repr(pending) == before
     assert without_nulls({"shards": {"done": 0, "total": None}, "x": [{"a": None, "b": 1}]}) == \
         {"shards": {"done": 0}, "x": [{"b": 1}]}
+
+
+def test_the_shard_service_is_due_once_the_driver_has_opened_the_output():
+    from recprep.operator.follow import shard_service_due
+
+    pending = st.initial_status(T0)
+    # planning: _job.json may not be written yet, so `recprep serve` would exit
+    assert not shard_service_due(pending, Observation(driver_running=True, progress=doc("plan")))
+    assert not shard_service_due(pending, Observation(driver_running=True))
+    for stage in ("fit", "transform", "done"):
+        assert shard_service_due(pending, Observation(progress=doc(stage, 0, 8)))
+    assert shard_service_due(pending, Observation(driver_complete=True))
+    succeeded = {**pending, "phase": st.SUCCEEDED}
+    assert shard_service_due(succeeded, None)  # e.g. finished while the operator was down
+    assert not shard_service_due({**pending, "phase": st.FAILED}, None)
+    created = {**succeeded, "shardService": {"name": "j-shards", "url": "grpc://j-shards.ns.svc:8815"}}
+    assert not shard_service_due(created, None)
+    assert not shard_service_due(created, Observation(progress=doc("transform", 1, 8)))

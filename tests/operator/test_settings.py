@@ -30,6 +30,15 @@ def test_env_overrides(settings):
     assert settings.pool("isp") is settings.isp_pool
 
 
+def test_shard_service_resources():
+    assert Settings().shards_resources["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    resources = {"requests": {"cpu": "2"}, "limits": {"memory": "8Gi"}}
+    s = Settings.from_env({"RECPREP_POD_DEFAULTS": json.dumps({"shards": {"resources": resources}})})
+    assert s.shards_resources == resources
+    with pytest.raises(SettingsError, match=r"unknown key shards\.replicas; allowed: resources"):
+        Settings.from_env({"RECPREP_POD_DEFAULTS": '{"shards": {"replicas": 2}}'})
+
+
 def test_the_chart_rendered_value_parses():
     """The exact shape templates/deployment.yaml renders from values.yaml (empty maps included)."""
     rendered = {
@@ -38,6 +47,7 @@ def test_the_chart_rendered_value_parses():
                   "isp": {"affinity": {}, "nodeSelector": {"recprep.io/storage-node": "true"},
                           "tolerations": []}},
         "worker": {"resources": {"limits": {"memory": "4Gi"}, "requests": {"cpu": "1", "memory": "4Gi"}}},
+        "shards": {"resources": {"limits": {"memory": "2Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}}},
         "podSecurityContext": POD_DEFAULTS["podSecurityContext"],
         "securityContext": POD_DEFAULTS["securityContext"],
     }
