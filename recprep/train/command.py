@@ -36,8 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     m.add_argument("--epochs", type=int, default=1, help="passes over the shards (default 1)")
     m.add_argument("--steps", type=int, default=None, help="stop after this many steps")
-    m.add_argument("--table-rows", type=int, default=100_000,
-                   help="rows per embedding table; IDs are reduced modulo this (default 100000)")
+    m.add_argument("--table-rows", type=int, default=None,
+                   help="rows per embedding table; IDs are reduced modulo this (default: the ID range "
+                        "the job's transforms hash into, else 100000)")
     m.add_argument("--bottom-mlp", type=_sizes, default=(64,), help="hidden sizes of the bottom MLP (default 64)")
     m.add_argument("--top-mlp", type=_sizes, default=(64, 32), help="hidden sizes of the top MLP (default 64,32)")
     m.add_argument("--optimizer", default="adagrad", help="adagrad | sgd (default adagrad)")
@@ -114,6 +115,7 @@ def _summary(r):
 
     t = Table(title=f"train ({r.device}, cache {r.cache})", show_header=False)
     t.add_row("source", r.source)
+    t.add_row("table rows", f"{r.table_rows:,} ({r.table_rows_note})")
     t.add_row("steps", f"{r.steps:,}")
     t.add_row("samples", f"{r.samples:,}")
     t.add_row("seconds", f"{r.seconds:.2f}")

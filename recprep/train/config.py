@@ -22,7 +22,8 @@ class TrainConfig:
     batch_size: int = 256
     epochs: int = 1
     steps: int | None = None  #: stop after this many steps (default: the whole epochs)
-    table_rows: int = 100_000  #: rows per embedding table; IDs are reduced modulo this
+    #: rows per embedding table; IDs are reduced modulo this (None: from the job, ``tables``)
+    table_rows: int | None = None
     bottom_mlp: tuple[int, ...] = (64,)
     top_mlp: tuple[int, ...] = (64, 32)
     optimizer: str = "adagrad"
@@ -38,7 +39,7 @@ class TrainConfig:
 
     def check(self) -> None:
         for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise TrainConfigError(f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
             raise TrainConfigError(f"--threads: must be positive, got {self.threads}")

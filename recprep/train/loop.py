@@ -19,7 +19,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from ..workloads.loader import Prefetcher, default_device, epoch_batches
 from .cache import CacheStats, DeviceCache
 from .config import TrainConfig, TrainConfigError
 from .model import DLRM, init_table
+from .tables import check_fits, physical_memory, resolve_table_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class TrainReport:
     source: str
     device: str
     cache: str
+    table_rows: int = 0  #: rows per embedding table
+    table_rows_note: str = ""  #: where table_rows comes from (the option, the job, the default)
     steps: int = 0
     samples: int = 0
     seconds: float = 0.0
@@ -162,6 +165,14 @@ def train(config: TrainConfig) -> TrainResult:
     if first is None:
         raise RecprepError(f"{config.source.describe()}: no committed shards to train on")
     n_tables = len(first.keys)
+    if config.table_rows is None:
+        sized = resolve_table_rows(config.source, first.keys)
+        check_fits(sized, n_tables, config.embedding_dim, config.optimizer, physical_memory())
+        config = replace(config, table_rows=sized.rows)
+        report.table_rows, report.table_rows_note = sized.rows, sized.note
+    else:
+        report.table_rows, report.table_rows_note = config.table_rows, "--table-rows"
+    log.info("embedding tables of %d rows (%s)", report.table_rows, report.table_rows_note)
     stream: Iterator[_Step] = (_prepare(b, config.table_rows, pin) for b in itertools.chain([first], batches))
 
     torch.manual_seed(config.seed)

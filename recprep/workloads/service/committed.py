@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from ..ledger import JOB_FILE, LEDGER_FILE
+from ..ledger import FIT_FILE, JOB_FILE, LEDGER_FILE
 from .errors import ShardServiceError
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,21 @@ def read_job(directory: str) -> dict:
     return job
 
 
+def read_vocabulary_sizes(directory: str, identity: str) -> dict[str, int]:
+    """Sizes of the vocabularies fitted for the job ``identity`` (categorify), by
+    ``"<step>:<column>"`` as ``_fit.json`` keys its states; {} without a fit file of that job."""
+    try:
+        with open(os.path.join(directory, FIT_FILE)) as f:
+            fit = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    states = fit.get("states") if isinstance(fit, dict) and fit.get("identity") == identity else None
+    if not isinstance(states, dict):
+        return {}
+    return {key: len(v["vocabulary"]) for key, v in states.items()
+            if isinstance(v, dict) and isinstance(v.get("vocabulary"), list)}
+
+
 class CommittedShards:
     """The committed shards of one job output, refreshed by :meth:`refresh` (a poller thread
     calls it every ``poll_interval`` seconds once :meth:`start` ran)."""
@@ -64,6 +79,8 @@ class CommittedShards:
         self.identity: str = job["identity"]
         self.name: str = str(job.get("name", "?"))
         self.total: int = job["shards"]
+        #: the job's spec as the driver wrote it (what trainers size their tables from)
+        self.spec: dict | None = job.get("spec") if isinstance(job.get("spec"), dict) else None
         self.poll_interval = poll_interval
         self.entries: dict[int, Committed] = {}
         self.order: list[int] = []  #: shard indices in commit order (append-only)

@@ -7,7 +7,8 @@
   ledger and whether the batch is the shard's last. A shard with no rows is one empty batch.
 - ``do_action("ack", Member + {"shard": n})``: the shard is consumed; the reply comes once the
   acknowledgement is on disk.
-- ``do_action("status")``: the job's progress and the groups' acknowledgements, as JSON.
+- ``do_action("status")``: the job's progress, its spec (``_job.json``) and fitted vocabulary
+  sizes (``_fit.json``, by ``"<step>:<column>"``), and the groups' acknowledgements, as JSON.
 
 Both sides check a member with :func:`check_member`, so a bad rank is reported before any call.
 """

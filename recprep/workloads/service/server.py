@@ -51,7 +51,7 @@ from ..ledger import LEDGER_FILE
 from .acks import AckLog, StateLock
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
-from .committed import CommittedShards
+from .committed import CommittedShards, read_vocabulary_sizes
 from .errors import ShardServiceError
 from .protocol import ACK, STATUS, Member, batch_metadata
 
@@ -104,6 +104,7 @@ class ShardServer(flight.FlightServerBase):
         self._stream_ids = itertools.count(1)
         self._open: dict[int, _Stream] = {}
         self._schema: pa.Schema | None = None
+        self._vocabulary_sizes: dict[str, int] | None = None
         self._closing = threading.Event()
         self.host = host
         middleware = {"auth": BearerTokenFactory(token)} if token else {}
@@ -181,7 +182,8 @@ class ShardServer(flight.FlightServerBase):
 
     def list_actions(self, context):
         return [(ACK, "acknowledge a consumed shard: a consumer's JSON plus {\"shard\": n}"),
-                (STATUS, "the job's progress and each group's acknowledgements, as JSON")]
+                (STATUS, "the job's progress, spec and fitted vocabulary sizes, and each group's "
+                         "acknowledgements, as JSON")]
 
     def status(self) -> dict:
         with self._lock:
@@ -192,7 +194,21 @@ class ShardServer(flight.FlightServerBase):
                        for i, st in sorted(self._open.items())]
         return {"streams": streams, "job": self.shards.name, "identity": self.shards.identity, "directory": self.directory,
                 "shards": self.shards.total, "committed": len(self.shards.entries),
-                "complete": self.shards.complete, "seed": self.seed, "groups": groups}
+                "complete": self.shards.complete, "seed": self.seed, "groups": groups,
+                "spec": self.shards.spec, "vocabularies": self._vocabularies()}
+
+    def _vocabularies(self) -> dict[str, int]:
+        """The fitted vocabulary sizes (``_fit.json``), read once it exists and only for a job
+        that fits vocabularies: with the spec, what a trainer sizes its tables from."""
+        if self._vocabulary_sizes is None:
+            ops = {t.get("op") for t in (self.shards.spec or {}).get("transforms", []) if isinstance(t, dict)}
+            if "categorify" not in ops:
+                return {}
+            sizes = read_vocabulary_sizes(self.directory, self.shards.identity)
+            if not sizes:
+                return {}  # not fitted yet: look again at the next call
+            self._vocabulary_sizes = sizes
+        return dict(self._vocabulary_sizes)
 
     # -- groups, sessions, acknowledgements --------------------------------------------------
     def _group(self, member: Member) -> AckLog:

@@ -1,0 +1,214 @@
+"""How many rows an embedding table needs: ``recprep train``'s default ``--table-rows``, from the job.
+
+The trainer reduces every sparse ID modulo the table size, so a table smaller than the range the
+job hashed into folds different IDs onto one row. The job's spec says that range: walking its
+transforms over the output's sparse features, the IDs of a feature lie in ``[0, bound)`` after
+
+- ``sigrid_hash``, ``ngram``: ``maxValue``;
+- ``categorify``: the fitted vocabulary's size + 1 (0 is unseen/null);
+- ``bucketize``: ``len(borders) + 1``;
+- ``clamp`` with ``min >= 0`` and ``max``: ``floor(max) + 1``;
+
+``to_list`` and ``firstx`` keep a bound, ``fill_null`` keeps it when its value lies inside it; any
+other op (``hex_to_int`` gives raw 64-bit IDs) leaves the IDs unbounded. The default is the largest
+bound when every feature has one, else :data:`DEFAULT_TABLE_ROWS` with a note naming the
+features without one. The spec comes from ``_job.json`` (and the vocabulary sizes from
+``_fit.json``) of a local output directory, or from the shard service's status.
+
+Selectors are resolved by name, as the plan does (``recprep.workloads.plan``): a role
+(``dense``/``sparse``/``label``) picks the source's columns of that role, names and globs pick any
+column, generated features (``output``) are named by the op.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import RecprepError, SpecError
+from ..workloads.service.committed import read_job, read_vocabulary_sizes
+from ..workloads.service.errors import ShardServiceError
+from ..workloads.shards import LocalShards, ServiceShards, service_client_class
+from ..workloads.sources import infer_format
+from .config import TrainConfigError
+
+DEFAULT_TABLE_ROWS = 100_000
+ROLES = ("dense", "sparse", "label")
+#: Ops that leave a feature's IDs where they were.
+_KEEP = ("to_list", "firstx")
+
+
+@dataclass(frozen=True)
+class TableRows:
+    rows: int
+    note: str  #: where ``rows`` comes from, for the report
+
+
+def _patterns(selector: Any) -> list[str]:
+    return [selector] if isinstance(selector, str) else [str(p) for p in selector or []]
+
+
+def _role_patterns(source: Mapping[str, Any]) -> dict[str, list[str]]:
+    try:
+        criteo = infer_format(str(source.get("uri", "")), source.get("format")) == "criteo"
+    except SpecError:
+        criteo = False
+    dense = source.get("dense") if source.get("dense") is not None else ("I*" if criteo else [])
+    sparse = source.get("sparse") if source.get("sparse") is not None else ("C*" if criteo else [])
+    label = source.get("label", "label")
+    return {"dense": _patterns(dense), "sparse": _patterns(sparse), "label": [label] if label else []}
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _selects(selector: Any, name: str, roles: Mapping[str, list[str]], source_column: bool) -> bool:
+    """Whether ``selector`` picks column ``name`` (a role picks source columns only)."""
+    if isinstance(selector, str) and selector in ROLES:
+        return source_column and _matches(name, roles[selector])
+    return _matches(name, _patterns(selector))
+
+
+def _generated(transform: Mapping[str, Any], features: Sequence[str], roles) -> list[str]:
+    """The features a generating op (``output``) makes among ``features``."""
+    target = transform.get("output")
+    if not isinstance(target, str) or transform.get("op") not in ("bucketize", "ngram"):
+        return []
+    if "{column}" not in target:
+        return [target] if target in features else []
+    head, _, tail = target.partition("{column}")
+    pattern = re.compile(re.escape(head) + "(.+)" + re.escape(tail))
+    # the input may be a column the trainer never sees (bucketize of a dense feature)
+    return [f for f in features
+            if (m := pattern.fullmatch(f)) and _selects(transform.get("columns"), m.group(1), roles, True)]
+
+
+def _param(transform: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    """An op parameter as written in the manifest: camelCase, or its snake_case form."""
+    if name in transform:
+        return transform[name]
+    return transform.get(re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name), default)
+
+
+def _bound(transform: Mapping[str, Any], index: int, column: str, before: int | None,
+           vocabularies: Mapping[str, int]) -> int | None:
+    op = transform.get("op")
+    if op in ("sigrid_hash", "ngram"):
+        return int(_param(transform, "maxValue"))
+    if op == "categorify":
+        size = vocabularies.get(f"{index}:{column}")
+        return None if size is None else size + 1
+    if op == "bucketize":
+        return len(_param(transform, "borders")) + 1
+    if op == "clamp":
+        low, high = _param(transform, "min"), _param(transform, "max")
+        return math.floor(high) + 1 if low is not None and low >= 0 and high is not None else None
+    if op == "fill_null":
+        value = _param(transform, "value", 0)
+        inside = isinstance(value, int) and before is not None and 0 <= value < before
+        return before if inside else None
+    return before if op in _KEEP else None
+
+
+def id_bounds(spec: Mapping[str, Any], features: Sequence[str],
+              vocabularies: Mapping[str, int] | None = None) -> dict[str, int | None]:
+    """Per sparse feature of the output, the bound of its IDs after the job's transforms
+    (None: unbounded or unknown). ``vocabularies``: fitted vocabulary sizes by ``"<step>:<column>"``."""
+    vocabularies = vocabularies or {}
+    transforms = list(spec.get("transforms") or [])
+    roles = _role_patterns(spec.get("source") or {})
+    made = [_generated(t, features, roles) for t in transforms]
+    generated = {f for names in made for f in names}
+    bounds: dict[str, int | None] = {f: None for f in features}
+    present = [f for f in features if f not in generated]  # the source's columns
+    for i, t in enumerate(transforms):
+        if made[i]:
+            for f in made[i]:
+                bounds[f] = _bound(t, i, f, None, vocabularies)
+            present += [f for f in made[i] if f not in present]
+            continue
+        for f in present:
+            if _selects(t.get("columns"), f, roles, f not in generated):
+                bounds[f] = _bound(t, i, f, bounds[f], vocabularies)
+    return bounds
+
+
+def table_rows_for(spec: Mapping[str, Any], features: Sequence[str],
+                   vocabularies: Mapping[str, int] | None = None) -> TableRows:
+    """The table size the job implies for ``features``, or the default with the reason."""
+    bounds = id_bounds(spec, features, vocabularies)
+    unbounded = [f for f, b in bounds.items() if b is None]
+    if unbounded or not bounds:
+        names = ", ".join(unbounded[:5]) + (f" and {len(unbounded) - 5} more" if len(unbounded) > 5 else "")
+        return TableRows(DEFAULT_TABLE_ROWS, f"default: the job does not bound the IDs of {names or 'any feature'}")
+    rows = max(bounds.values())
+    widest = [f for f in features if bounds[f] == rows]
+    return TableRows(rows, f"from the job: the ID range of {', '.join(widest[:3])}"
+                           + (f" and {len(widest) - 3} more" if len(widest) > 3 else ""))
+
+
+def _local_job(directory: str) -> tuple[dict | None, dict[str, int]]:
+    try:
+        job = read_job(directory)
+    except ShardServiceError:
+        return None, {}
+    spec = job.get("spec")
+    if not isinstance(spec, dict):
+        return None, {}
+    return spec, read_vocabulary_sizes(directory, job["identity"])
+
+
+def _service_job(source: ServiceShards) -> tuple[dict | None, dict[str, int]]:
+    client = service_client_class()(location=source.location, group=source.group, rank=source.rank,
+                                    world_size=source.world_size, token=source.token)
+    try:
+        status = client.status()
+    finally:
+        client.close()
+    spec = status.get("spec")
+    return (spec if isinstance(spec, dict) else None), dict(status.get("vocabularies") or {})
+
+
+def host_bytes(rows: int, tables: int, dim: int, optimizer: str) -> int:
+    """Host memory of the full tables (float32) and, for Adagrad, their row-aligned state."""
+    return rows * tables * dim * 4 * (2 if optimizer == "adagrad" else 1)
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(sized: TableRows, tables: int, dim: int, optimizer: str, memory: int | None) -> None:
+    """A table size taken from the job must fit in ``memory`` bytes: a job that hashes into a
+    huge range gets a one-line error naming the option, not an out-of-memory kill."""
+    need = host_bytes(sized.rows, tables, dim, optimizer)
+    if memory is not None and need > memory:
+        raise TrainConfigError(
+            f"--table-rows: the job's IDs span {sized.rows:,} rows per table ({sized.note}); {tables} tables of "
+            f"dimension {dim} need {need / 2**30:.1f} GiB of host memory, this machine has {memory / 2**30:.1f} GiB: "
+            "give a smaller --table-rows (IDs are then reduced modulo it) or --embedding-dim")
+
+
+def resolve_table_rows(source: Any, features: Sequence[str]) -> TableRows:
+    """The default ``--table-rows`` for training on ``source`` (a local output or the service)."""
+    if isinstance(source, LocalShards):
+        spec, vocabularies = _local_job(source.directory)
+    elif isinstance(source, ServiceShards):
+        try:
+            spec, vocabularies = _service_job(source)
+        except RecprepError as exc:
+            return TableRows(DEFAULT_TABLE_ROWS, f"default: the shard service's status is unavailable ({exc})")
+    else:
+        spec, vocabularies = None, {}
+    if spec is None:
+        return TableRows(DEFAULT_TABLE_ROWS, f"default: {source.describe()} does not say the job's spec")
+    return table_rows_for(spec, features, vocabularies)
