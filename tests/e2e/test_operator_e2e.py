@@ -378,3 +378,84 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
                       message=f"children survived: {deployed.children('elastic')}")
     shards = [e["shard"] for e in ledger(out)]
     assert len(shards) == len(set(shards)), "a shard was committed twice"
+
+
+def _trainer_job(name: str, service: str, rank: int, world_size: int, secret: str) -> dict:
+    """A trainer Job like examples/trainer-job.yaml, on CPU, one per rank (the kubelet has no
+    Indexed Jobs). The address comes from the Service's environment variables: the kubelet's
+    DNS emulation covers Python sockets, and Flight's gRPC core resolves names itself."""
+    env_name = service.upper().replace("-", "_")
+    command = ["recprep", "train", f"--service=grpc://$({env_name}_SERVICE_HOST):$({env_name}_SERVICE_PORT_FLIGHT)",
+               "--group=e2e", f"--rank={rank}", f"--world-size={world_size}", "--batch-size=1000",
+               "--embedding-dim=4", "--threads=1", "--device=cpu", "--json"]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{
+            "name": "trainer", "image": "recprep-train:0.1.0", "command": command,
+            "env": [{"name": "RECPREP_SHARD_TOKEN",
+                     "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]}]}}},
+    }
+
+
+def _json_line(log: str) -> dict:
+    return json.loads(next(line for line in reversed(log.splitlines()) if line.startswith("{")))
+
+
+def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: Deployed, tmp_path):
+    import secrets
+
+    out = tmp_path / "out"
+    deployed.kubectl("create", "secret", "generic", "feed-token", f"--from-literal=token={secrets.token_hex(8)}")
+    manifest = preprocess_job("feed", out, ttl=0)
+    manifest["spec"]["serve"] = {"port": 8815, "tokenSecret": "feed-token"}
+    t0 = time.monotonic()
+    deployed.apply_job(manifest)
+
+    # The follower creates the shard service once the driver has opened the output.
+    deployments = "/apis/apps/v1/namespaces/default/deployments"
+    deployed.wait_for(lambda: (deployed.cluster.get(f"{deployments}/feed-shards").get("status") or {})
+                      .get("readyReplicas") == 1, timeout=60, interval=0.2, ignore=(LookupError,),
+                      message=f"no ready shard service\n{deployed.diagnostics('feed')}")
+    (pod,) = deployed.pods("feed", "shards")
+    (server,) = pod["spec"]["containers"]
+    assert server["command"][:3] == ["recprep", "serve", str(out)] and "--token-env" in server["command"]
+    hosts = deployed.kubelet.hosts_file
+    deployed.wait_for(lambda: json.loads(hosts.read_text())["services"].get("feed-shards.default", {}).get("links"),
+                      timeout=10, interval=0.1, message="the Service has no ready endpoint")
+
+    # Two ranks of one group, each a Job reading the Service with the token from the Secret.
+    for rank in (0, 1):
+        deployed.cluster.apply(_trainer_job(f"feed-trainer-{rank}", "feed-shards", rank, 2, "feed-token"))
+    jobs = "/apis/batch/v1/namespaces/default/jobs"
+
+    def trained():
+        done = [deployed.cluster.get(f"{jobs}/feed-trainer-{r}").get("status") or {} for r in (0, 1)]
+        if any(s.get("failed") for s in done):
+            raise AssertionError(deployed.kubectl("logs", "job/feed-trainer-0", check=False).stdout[-3000:]
+                                 + deployed.kubectl("logs", "job/feed-trainer-1", check=False).stdout[-3000:])
+        return all(s.get("succeeded") for s in done)
+    deployed.wait_for(trained, timeout=90, interval=0.25, message="the trainers did not finish")
+    reports = [_json_line(deployed.kubectl("logs", f"job/feed-trainer-{r}").stdout) for r in (0, 1)]
+    print(f"both trainers done after {time.monotonic() - t0:.1f}s")
+
+    entries = assert_committed_exactly_once(out, 4)
+    rows = {e["shard"]: e["rows"] for e in entries}
+    acked = [r["acknowledged"] for r in reports]
+    assert all(acked) and not set(acked[0]) & set(acked[1]), acked  # disjoint ranks
+    assert sorted(acked[0] + acked[1]) == [0, 1, 2, 3]  # every shard, each once
+    assert [r["samples"] for r in reports] == [sum(rows[s] for s in a) for a in acked]
+    assert {(r["table_rows"], r["table_rows_note"].split(":")[0]) for r in reports} == {(1000, "from the job")}
+    # the acknowledgements are on the job's storage, where a restarted server finds them
+    (log,) = out.glob("_service/*/e2e.acks.jsonl")
+    assert sorted(json.loads(line)["shard"] for line in log.read_text().splitlines()[1:]) == [0, 1, 2, 3]
+
+    # After ttlSecondsAfterFinished (0) the runtime goes; the shard service stays with the job.
+    status = deployed.wait_phase("feed", "Succeeded", timeout=60)
+    assert status["shardService"] == {"name": "feed-shards", "url": "grpc://feed-shards.default.svc:8815"}
+    deployed.wait_for(lambda: [c for c in deployed.children("feed") if not c.startswith("pod/")]
+                      == ["configmap/feed-spec", "deployment/feed-shards", "job/feed-driver", "service/feed-shards"],
+                      timeout=30, interval=0.2, message=f"unexpected children: {deployed.children('feed')}")
+    assert deployed.operator_log().count("created Deployment/feed-shards, Service/feed-shards") == 1
+    deployed.kubectl("delete", "ppj", "feed", "--timeout=20s")
+    deployed.wait_for(lambda: not deployed.children("feed"), timeout=30, interval=0.2,
+                      message=f"children survived: {deployed.children('feed')}")
