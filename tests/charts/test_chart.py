@@ -187,11 +187,43 @@ def test_dockerfile_passes_hadolint():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _stages(text: str) -> dict[str, list[str]]:
+    """The Dockerfile's stages: name -> its instruction lines (continuations joined), in order."""
+    stages: dict[str, list[str]] = {}
+    current = None
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            current = line.split(" AS ")[-1] if " AS " in line else line
+            stages[current] = [line]
+        elif current is not None:
+            stages[current].append(line)
+    return stages
+
+
 def test_dockerfile_shape():
     text = tools.DOCKERFILE.read_text()
-    # a full image builds the wheel (its C kernels need a compiler), a slim one runs it
-    assert "FROM python:3.11 AS builder" in text and text.count("FROM python:3.11-slim") == 1
-    assert "pip wheel --no-cache-dir --no-deps -w /wheels ." in text
-    assert "USER 10001" in text and 'ENTRYPOINT ["recprep"]' in text
+    stages = _stages(text)
+    # a full image builds the wheel (its C kernels need a compiler), slim ones run it
+    assert list(stages) == ["builder", "base", "trainer", "runtime"]
+    assert stages["builder"][0] == "FROM python:3.11 AS builder"
+    assert "RUN pip wheel --no-cache-dir --no-deps -w /wheels ." in stages["builder"]
+    assert stages["base"][0] == "FROM python:3.11-slim AS base" and text.count("FROM python:3.11-slim") == 1
+    assert any("useradd --system --uid 10001" in line for line in stages["base"])
+    # `docker build .` builds the last stage: the slim operator/worker image, without torch;
+    # `--target trainer` the trainer image, with the train extra
+    for name, extra in (("trainer", "train"), ("runtime", "operator")):
+        lines = stages[name]
+        assert lines[0] == f"FROM base AS {name}"
+        installs = [line for line in lines if line.startswith("RUN pip install")]
+        assert len(installs) == 1 and f'"recprep[{extra}]==${{RECPREP_VERSION}}"' in installs[0], installs
+        assert "--find-links /wheels" in installs[0] and "rm -rf /wheels" in installs[0]
+        assert "USER 10001" in lines and 'ENTRYPOINT ["recprep"]' in lines
+        assert lines.index("USER 10001") > lines.index(installs[0])
+    assert "torch" not in " ".join(stages["runtime"])
+    for command in ("docker build -t recprep:0.1.0 .", "docker build --target trainer -t recprep-train:0.1.0 ."):
+        assert command in text
     ignored = (tools.REPO / ".dockerignore").read_text().split()
     assert {".git", "out", ".pytest_cache", ".hypothesis", "tests"} <= set(ignored)
