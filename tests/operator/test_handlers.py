@@ -177,3 +177,36 @@ def test_update_of_a_finished_job_changes_nothing(cluster):
                           [("change", ("pools", "cpu", "min"), 1, 4)])
     assert dict(patch["status"]) == {"observedGeneration": body["metadata"]["generation"]}
     assert cluster.get("/apis/apps/v1/namespaces/default/deployments/over-worker-cpu")["spec"]["replicas"] == 1
+
+
+def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(cluster):
+    from recprep.operator import follow
+
+    api = _api_client(cluster)
+    kube.use_api_client(api)
+    settings = Settings(namespace="default", image="unused")
+    shards = "/apis/apps/v1/namespaces/default/deployments/feed-shards"
+    finished = {"phase": st.SUCCEEDED, "completionTime": "2026-01-01T00:00:00Z", "schedulerDeleted": True}
+
+    # spec.serve added after the driver got its spec: the spec in effect has none, so no service
+    late = _running_job(cluster, job_document(name="late"))
+    cluster.request("PATCH", f"{PPJ}/late", {"spec": {"serve": {"port": 9000}}},
+                    content_type="application/merge-patch+json")
+    body = {**cluster.get(f"{PPJ}/late"), "status": finished}
+    assert follow.reconcile_one(api, body, settings, LOGGER) == {}
+    assert not cluster.exists("/apis/apps/v1/namespaces/default/deployments/late-shards")
+
+    # a job that finished while the operator was down gets its service on the next pass
+    _running_job(cluster, job_document(name="feed", serve={"port": 9000, "tokenSecret": "feed-token"}))
+    assert not cluster.exists(shards)  # not with the other children: the output is not opened yet
+    body = {**cluster.get(f"{PPJ}/feed"), "status": finished}
+    changes = follow.reconcile_one(api, body, settings, LOGGER)
+    assert changes == {"shardService": {"name": "feed-shards", "url": "grpc://feed-shards.default.svc:9000"}}
+    deployment = cluster.get(shards)
+    (owner,) = deployment["metadata"]["ownerReferences"]
+    assert owner["kind"] == "PreprocessJob" and owner["name"] == "feed" and owner["controller"]
+    assert cluster.get("/api/v1/namespaces/default/services/feed-shards")["spec"]["ports"][0]["port"] == 9000
+    # recorded in the status: nothing more to do; a lost status write is harmless (AlreadyExists)
+    assert follow.reconcile_one(api, {**body, "status": {**finished, **changes}}, settings, LOGGER) == {}
+    assert follow.reconcile_one(api, body, settings, LOGGER) == changes
+    assert cluster.get(shards)["metadata"]["uid"] == deployment["metadata"]["uid"]
