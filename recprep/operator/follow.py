@@ -271,7 +271,8 @@ def _clean_up(api: k8s.ApiClient, current: dict, spec: dict, namespace: str, nam
 def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: str,
                           settings: Settings, logger: logging.Logger) -> dict:
     """Create the shard service of the spec in effect (idempotent): ``{"shardService": ...}``
-    for the status, or {} when the spec in effect has no ``serve`` (or cannot be read yet)."""
+    for the status (a message instead of name and url when the spec in effect has no
+    ``serve``), or {} when it cannot be read yet."""
     text = kube.read_job_manifest(api, namespace, name)
     if text is None:
         return {}
@@ -282,8 +283,9 @@ def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: 
     except (SpecError, yaml.YAMLError, TypeError, KeyError) as exc:
         logger.error("job %s/%s: no shard service: the spec in effect does not load (%s)", namespace, name, exc)
         return {}
-    if job.spec.serve is None:
-        return {}
+    if job.spec.serve is None:  # recorded, so that later passes do not read the ConfigMap again
+        return {"shardService": {"message": "not created: spec.serve was added after the job started "
+                                            "(a running job's spec.serve does not change)"}}
     owner = {"apiVersion": body.get("apiVersion") or f"{GROUP}/{VERSION}",
              "kind": body.get("kind") or "PreprocessJob", "metadata": body["metadata"]}
     created = kube.create_children(api, builders.build_shard_service_children(job, settings), owner)

@@ -259,7 +259,8 @@ STATUS_SCHEMA: dict[str, Any] = {
                          "created (it stays until the PreprocessJob is deleted).",
                          "properties": {"name": _str("Name of its Deployment and Service."),
                                         "url": _str("Where trainers connect: grpc://<name>.<namespace>"
-                                                    ".svc:<port>.")}},
+                                                    ".svc:<port>."),
+                                        "message": _str("Why there is none (spec.serve not in effect).")}},
         "schedulerDeleted": {"type": "boolean", "description": "The scheduler and the worker "
                              "Deployments were deleted after ttlSecondsAfterFinished."},
         "conditions": {

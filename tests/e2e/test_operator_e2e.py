@@ -401,6 +401,7 @@ def _json_line(log: str) -> dict:
     return json.loads(next(line for line in reversed(log.splitlines()) if line.startswith("{")))
 
 
+@pytest.mark.slow
 def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: Deployed, tmp_path):
     import secrets
 

@@ -193,8 +193,10 @@ def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(clu
     cluster.request("PATCH", f"{PPJ}/late", {"spec": {"serve": {"port": 9000}}},
                     content_type="application/merge-patch+json")
     body = {**cluster.get(f"{PPJ}/late"), "status": finished}
-    assert follow.reconcile_one(api, body, settings, LOGGER) == {}
+    changes = follow.reconcile_one(api, body, settings, LOGGER)
+    assert "spec.serve was added after the job started" in changes["shardService"]["message"]
     assert not cluster.exists("/apis/apps/v1/namespaces/default/deployments/late-shards")
+    assert follow.reconcile_one(api, {**body, "status": {**finished, **changes}}, settings, LOGGER) == {}
 
     # a job that finished while the operator was down gets its service on the next pass
     _running_job(cluster, job_document(name="feed", serve={"port": 9000, "tokenSecret": "feed-token"}))
