@@ -128,7 +128,8 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
         wait_for(lambda: any("done: still serving" in line for line in stderr), timeout=60, message="the job to end")
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        reader.join(10)
+        proc.wait(timeout=60)
+        reader.join(10)  # the reader owns stderr until its end (communicate() would close it under it)
+        out = proc.stdout.read()
     assert proc.returncode == 0, "".join(stderr)
     assert "rows written" in out and "120,000" in out
