@@ -48,19 +48,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from recipe import criteo_transforms  # noqa: E402  (bench/ is the script's directory)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_FILE = "criteo_kaggle_train_10k.tsv.gz"
 
-# The README's Criteo recipe (examples/criteo-sample.yaml).
-TRANSFORMS = [
-    {"op": "fill_null", "columns": "dense", "value": 0},
-    {"op": "log", "columns": "dense", "offset": 3},
-    {"op": "bucketize", "columns": ["I1"], "borders": [0.5, 1.0, 1.5], "output": "I1_bucket"},
-    {"op": "hex_to_int", "columns": "sparse"},
-    {"op": "sigrid_hash", "columns": "sparse", "salt": 0, "maxValue": 1_000_000},
-    {"op": "to_list", "columns": "sparse"},
-    {"op": "firstx", "columns": "sparse", "k": 1},
-]
 
 
 def log(message: str) -> None:
@@ -76,7 +68,7 @@ def preprocess(sample: Path, outdir: Path) -> dict:
         "apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob", "metadata": {"name": "bench-cache"},
         "spec": {
             "source": {"uri": str(sample), "format": "criteo", "dense": "I*", "sparse": ["C*"], "label": "label"},
-            "transforms": TRANSFORMS,
+            "transforms": criteo_transforms(),
             "output": {"uri": str(outdir), "format": "parquet", "rowsPerShard": 65536},
         },
     }

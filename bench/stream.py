@@ -37,6 +37,8 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
+
+from recipe import criteo_transforms  # noqa: E402  (bench/ is the script's directory)
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -184,15 +186,7 @@ def make_output(source: str, rows_per_shard: int, output: Path):
         "apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob", "metadata": {"name": "bench-stream"},
         "spec": {
             "source": {"uri": source, "format": "criteo"},
-            "transforms": [
-                {"op": "fill_null", "columns": "dense", "value": 0},
-                {"op": "log", "columns": "dense", "offset": 3},
-                {"op": "bucketize", "columns": ["I1"], "borders": [0.5, 1.0, 1.5], "output": "I1_bucket"},
-                {"op": "hex_to_int", "columns": "sparse"},
-                {"op": "sigrid_hash", "columns": "sparse", "salt": 0, "maxValue": 1000000},
-                {"op": "to_list", "columns": "sparse"},
-                {"op": "firstx", "columns": "sparse", "k": 1},
-            ],
+            "transforms": criteo_transforms(),
             "output": {"uri": str(output), "format": "parquet", "rowsPerShard": rows_per_shard},
         },
     }

@@ -10,20 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CRITEO_SAMPLE = SHARED_DATA / "criteo_kaggle_train_10k.tsv.gz"
 
-CRITEO_TRANSFORMS = [
-    {"op": "fill_null", "columns": "dense", "value": 0},
-    {"op": "log", "columns": "dense", "offset": 3},
-    {"op": "bucketize", "columns": ["I1"], "borders": [0.5, 1.0, 1.5], "output": "I1_bucket"},
-    {"op": "hex_to_int", "columns": "sparse"},
-    {"op": "sigrid_hash", "columns": "sparse", "salt": 0, "maxValue": 1000000},
-    {"op": "to_list", "columns": "sparse"},
-    {"op": "firstx", "columns": "sparse", "k": 1},
-]
+#: the README's recipe, as examples/criteo-sample.yaml has it (tests and example cannot drift)
+CRITEO_TRANSFORMS = yaml.safe_load((REPO / "examples" / "criteo-sample.yaml").read_text())["spec"]["transforms"]
 
 
 def job_doc(source_uri: str, output_uri: str, transforms=None, **source) -> dict:
