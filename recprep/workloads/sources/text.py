@@ -142,7 +142,7 @@ class TextSource:
         """The split as a table of :meth:`schema`'s types, except that sparse columns named in
         ``decode_hex`` may come back already decoded by ``hex_to_int`` (int64)."""
         data = self._bytes(split)
-        if _scan is not None:
+        if _scan is not None and ord(self.delimiter) < 128:  # the scanner splits on one ASCII byte
             table = self._scan(data, split, decode_hex)
             if table is not None:
                 return ReadResult(table)
