@@ -208,7 +208,7 @@ def _wait_committed(deployed: Deployed, output: Path, at_least: int, timeout: fl
 
 
 #: A job long enough to act on mid-run: SHARDS shards of one worker's work.
-LONG_ROWS, LONG_SHARD = 400_000, 20_000
+LONG_ROWS, LONG_SHARD = 1_000_000, 20_000  # 50 shards: still running when the tests kill a process
 SHARDS = LONG_ROWS // LONG_SHARD
 
 
@@ -318,7 +318,9 @@ def _condition(status: dict, type_: str) -> dict:
 def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_everything(deployed: Deployed,
                                                                                        tmp_path):
     out = tmp_path / "out"
-    deployed.apply_job(preprocess_job("elastic", out, rows=3_000_000, rows_per_shard=LONG_SHARD,
+    # long enough to stay Running through every step below on a fast data plane (~600 shards;
+    # the job is deleted mid-run at the end)
+    deployed.apply_job(preprocess_job("elastic", out, rows=12_000_000, rows_per_shard=LONG_SHARD,
                                       cpu=(2, 2), isp=(1, 1)))
     deployed.wait_for(lambda: deployed.status("elastic").get("workers") == {"cpu": 2, "isp": 1}
                       and deployed.status("elastic").get("phase") == "Running", timeout=60, interval=0.2,
