@@ -105,7 +105,7 @@ def _reachable(client: ShardClient) -> bool:
 def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
     port = free_port()
     job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=120_000, rows_per_shard=4000)))
+    job.write_text(yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=600_000, rows_per_shard=4000)))  # long enough to be joined mid-run
     proc = subprocess.Popen([sys.executable, "-m", "recprep.cli", "run", str(job), "--workers", "1",
                              "--serve", f"127.0.0.1:{port}"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -123,7 +123,7 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
             during.append(not any("done: still serving" in line for line in stderr))
             rows += shard.table.num_rows
             client.ack(shard.index)
-        assert rows == 120_000 and len(during) == 30
+        assert rows == 600_000 and len(during) == 150
         assert during[0], "the first shard arrived only after the job ended"
         wait_for(lambda: any("done: still serving" in line for line in stderr), timeout=60, message="the job to end")
     finally:
@@ -132,4 +132,4 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
         reader.join(10)  # the reader owns stderr until its end (communicate() would close it under it)
         out = proc.stdout.read()
     assert proc.returncode == 0, "".join(stderr)
-    assert "rows written" in out and "120,000" in out
+    assert "rows written" in out and "600,000" in out
