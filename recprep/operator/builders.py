@@ -90,7 +90,6 @@ def build_job_configmap(job: PreprocessJob, settings: Settings | None = None) ->
 def build_scheduler_deployment(job: PreprocessJob, settings: Settings) -> dict:
     """One ``dask scheduler`` pod (strategy Recreate: never two schedulers for one job)."""
     name = job.metadata.name
-    pod_labels = labels.component_labels(name, labels.SCHEDULER)
     command = ["dask", "scheduler", "--port", str(SCHEDULER_PORT),
                "--dashboard-address", f":{DASHBOARD_PORT}"]
     probe_port = {"tcpSocket": {"port": "comm"}}
@@ -104,17 +103,25 @@ def build_scheduler_deployment(job: PreprocessJob, settings: Settings) -> dict:
         livenessProbe={**probe_port, "initialDelaySeconds": 15, "periodSeconds": 20,
                        "failureThreshold": 6},
     )
+    return _single_pod_deployment(job, settings, labels.SCHEDULER, labels.scheduler_name(name), scheduler)
+
+
+def _single_pod_deployment(job: PreprocessJob, settings: Settings, component: str, object_name: str,
+                           main: dict, **pod: Any) -> dict:
+    """A one-replica Deployment of ``main`` with strategy Recreate: the old pod is gone before
+    the new one starts (one scheduler per job; one server per acknowledgement state)."""
+    pod_labels = labels.component_labels(job.metadata.name, component)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(job, settings, labels.scheduler_name(name), pod_labels),
+        "metadata": _metadata(job, settings, object_name, pod_labels),
         "spec": {
             "replicas": 1,
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": labels.selector(name, labels.SCHEDULER)},
+            "selector": {"matchLabels": labels.selector(job.metadata.name, component)},
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
-                "spec": pod_spec([scheduler], settings),
+                "spec": pod_spec([main], settings, **pod),
             },
         },
     }
@@ -283,7 +290,6 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
     """
     serve = _serve(job)
     name = job.metadata.name
-    pod_labels = labels.component_labels(name, labels.SHARDS)
     command = ["recprep", "serve", output_path(job), "--host", "0.0.0.0", "--port", str(serve.port),
                "--seed", str(serve.seed)]
     env = []
@@ -297,20 +303,8 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
         ports=[{"name": SHARDS_PORT, "containerPort": serve.port, "protocol": "TCP"}],
         readinessProbe={"tcpSocket": {"port": SHARDS_PORT}, "initialDelaySeconds": 1, "periodSeconds": 5},
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(job, settings, labels.shards_name(name), pod_labels),
-        "spec": {
-            "replicas": 1,
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": labels.selector(name, labels.SHARDS)},
-            "template": {
-                "metadata": {"labels": dict(pod_labels)},
-                "spec": pod_spec([server], settings, volumes=_storage_volumes(settings)),
-            },
-        },
-    }
+    return _single_pod_deployment(job, settings, labels.SHARDS, labels.shards_name(name), server,
+                                  volumes=_storage_volumes(settings))
 
 
 def build_shard_service(job: PreprocessJob, settings: Settings) -> dict:

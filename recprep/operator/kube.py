@@ -100,6 +100,17 @@ def _or_none(read: Callable[[], Any]) -> Any:
         raise
 
 
+def _unless_gone(write: Callable[[], Any]) -> bool:
+    """Run ``write``; False if its object does not exist (404)."""
+    try:
+        write()
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def read_driver(api: k8s.ApiClient, namespace: str, name: str) -> Any:
     """The driver Job (a V1Job), or None."""
     return _or_none(lambda: k8s.BatchV1Api(api).read_namespaced_job(labels.driver_name(name), namespace))
@@ -161,28 +172,16 @@ def ready_workers(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, in
 
 def set_replicas(api: k8s.ApiClient, namespace: str, name: str, pool: str, replicas: int) -> bool:
     """Set the worker Deployment's replicas; False if the Deployment does not exist."""
-    try:
-        k8s.AppsV1Api(api).patch_namespaced_deployment(
-            labels.worker_name(name, pool), namespace, {"spec": {"replicas": int(replicas)}},
-            _content_type=MERGE_PATCH, _preload_content=False)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return _unless_gone(lambda: k8s.AppsV1Api(api).patch_namespaced_deployment(
+        labels.worker_name(name, pool), namespace, {"spec": {"replicas": int(replicas)}},
+        _content_type=MERGE_PATCH, _preload_content=False))
 
 
 def annotate_pod(api: k8s.ApiClient, namespace: str, pod: str, annotations: dict[str, str]) -> bool:
     """Merge ``annotations`` into a pod's; False if the pod is gone."""
-    try:
-        k8s.CoreV1Api(api).patch_namespaced_pod(
-            pod, namespace, {"metadata": {"annotations": annotations}},
-            _content_type=MERGE_PATCH, _preload_content=False)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return _unless_gone(lambda: k8s.CoreV1Api(api).patch_namespaced_pod(
+        pod, namespace, {"metadata": {"annotations": annotations}},
+        _content_type=MERGE_PATCH, _preload_content=False))
 
 
 def delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
@@ -193,11 +192,7 @@ def delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
                *((apps.delete_namespaced_deployment, labels.worker_name(name, pool))
                  for pool in labels.POOLS)]
     for delete, child in targets:
-        try:
-            delete(child, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        _unless_gone(lambda: delete(child, namespace, _preload_content=False))
 
 
 # --- the PreprocessJob's status -----------------------------------------------------------------
