@@ -25,6 +25,7 @@
 
 #include <stdint.h>
 
+#include "../_buffers.h"
 #include "../_hex.h"
 
 static inline uint64_t mix64(uint64_t z) {
@@ -86,13 +87,8 @@ static PyObject *singleton_lists(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "singleton_lists: 4- or 8-byte values and outputs that hold them");
         goto done;
     }
-    if (bitmap_obj != Py_None) {
-        if (PyObject_GetBuffer(bitmap_obj, &bitmap, PyBUF_SIMPLE) < 0) goto done;
-        if (bitmap.len * 8 < bit_offset + n) {
-            PyErr_SetString(PyExc_ValueError, "singleton_lists: validity bitmap too short");
-            goto done;
-        }
-    }
+    if (optional_buffer(bitmap_obj, &bitmap, (bit_offset + n + 7) / 8, "singleton_lists: validity bitmap too short") < 0)
+        goto done;
     if (entry_obj != Py_None) {
         if (itemsize != 4 || PyObject_GetBuffer(entry_obj, &entry, PyBUF_SIMPLE) < 0) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "singleton_lists: entry_valid needs int32 indices");
@@ -160,13 +156,8 @@ static PyObject *hex_strings(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "hex_strings: 4- or 8-byte offsets and outputs for every row");
         goto done;
     }
-    if (bitmap_obj != Py_None) {
-        if (PyObject_GetBuffer(bitmap_obj, &bitmap, PyBUF_SIMPLE) < 0) goto done;
-        if (bitmap.len * 8 < bit_offset + n) {
-            PyErr_SetString(PyExc_ValueError, "hex_strings: validity bitmap too short");
-            goto done;
-        }
-    }
+    if (optional_buffer(bitmap_obj, &bitmap, (bit_offset + n + 7) / 8, "hex_strings: validity bitmap too short") < 0)
+        goto done;
     const uint8_t *bits = bitmap.buf;
     const char *text = data.buf;
     uint64_t *out = values_out.buf;

@@ -23,6 +23,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "../_buffers.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -250,20 +252,9 @@ static PyObject *list_levels(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "list_levels: bad offsets, levels or output sizes");
         goto done;
     }
-    if (list_valid_obj != Py_None) {
-        if (PyObject_GetBuffer(list_valid_obj, &list_valid, PyBUF_SIMPLE) < 0) goto done;
-        if (list_valid.len < n) {
-            PyErr_SetString(PyExc_ValueError, "list_levels: list_valid shorter than the rows");
-            goto done;
-        }
-    }
-    if (item_valid_obj != Py_None) {
-        if (PyObject_GetBuffer(item_valid_obj, &item_valid, PyBUF_SIMPLE) < 0) goto done;
-        if (item_valid.len < children) {
-            PyErr_SetString(PyExc_ValueError, "list_levels: item_valid shorter than the child slots");
-            goto done;
-        }
-    }
+    if (optional_buffer(list_valid_obj, &list_valid, n, "list_levels: list_valid shorter than the rows") < 0 ||
+        optional_buffer(item_valid_obj, &item_valid, children, "list_levels: item_valid shorter than the child slots") < 0)
+        goto done;
     const unsigned char *lv = list_valid.buf, *iv = item_valid.buf;
     unsigned char *rep = rep_out.buf, *def = def_out.buf;
     Py_ssize_t k = 0;
