@@ -15,7 +15,6 @@ by pyarrow's CSV reader, which also quarantines malformed rows.
 
 from __future__ import annotations
 
-import re
 
 import numpy as np
 import pyarrow as pa
