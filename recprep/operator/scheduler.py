@@ -94,8 +94,10 @@ async def _state(addr: str) -> SchedulerState:
         identity = await scheduler.identity()
         has_what = await scheduler.has_what()
         processing = await scheduler.processing()
-        keys = sorted({k for ks in has_what.values() for k in ks}, key=str)
-        nbytes = await scheduler.nbytes(keys=keys, summary=False) if keys else {}
+        # Every task's size in one call, not the sizes of has_what's keys: a key released between
+        # the two calls (the driver drops each shard's result once the ledger has it) would make
+        # the scheduler's lookup fail. A key gone by then counts 0 bytes below.
+        nbytes = await scheduler.nbytes(summary=False)
         published = await scheduler.get_metadata(keys=list(progress_doc.KEY), default=None)
     workers = {}
     for addr_, info in identity.get("workers", {}).items():

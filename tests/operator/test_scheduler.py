@@ -41,6 +41,22 @@ def test_state_names_workers_by_pod_with_their_pool_and_what_they_hold(dask_work
     assert link.state(cluster.scheduler_address).progress["shardsDone"] == 2
 
 
+def test_state_survives_a_key_released_between_its_calls(dask_workers):
+    """The driver releases each shard's result once the ledger has it, so a key the scheduler
+    listed a moment ago may be gone by the next call (CI saw a KeyError from the scheduler)."""
+    cluster, client = dask_workers({"job-worker-cpu-a": {"cpu": 1}})
+    held = client.scatter(b"x" * 1000)
+    has_what = cluster.scheduler.handlers["has_what"]
+
+    def has_what_then_release(*args, **kwargs):
+        answer = has_what(*args, **kwargs)
+        return {addr: [*keys, "transform_shard-released-meanwhile"] for addr, keys in answer.items()}
+    cluster.scheduler.handlers["has_what"] = has_what_then_release
+    state = link.state(cluster.scheduler_address)
+    assert state.workers["job-worker-cpu-a"].stored_bytes >= 1000
+    del held
+
+
 def test_retire_moves_the_data_and_leaves_the_worker_taking_no_work(dask_workers):
     cluster, client = dask_workers({"a": {"cpu": 1}, "b": {"cpu": 1}})
     workers = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
