@@ -355,7 +355,10 @@ class ProcessKubelet:
         else:
             todo = runtime.containers
         for container in todo:
-            if not container.running and not container.done and now >= container.next_start:
+            # process is None: never started, or its exit has been recorded (_check_processes).
+            # A process that has exited but is not reaped yet is neither running nor startable:
+            # starting it again here ran a restartPolicy Never container twice.
+            if container.process is None and not container.done and now >= container.next_start:
                 await self._start(runtime, container)
 
     async def _start(self, runtime: _Pod, container: _Container) -> None:

@@ -228,3 +228,27 @@ def test_scale_down_honours_the_pod_deletion_cost(cluster: Any, kubelet: Any, ku
     wait_for(lambda: len(cluster.get(f'{PODS}?labelSelector=app=costly')['items']) == 2, timeout=10)
     left = {p['metadata']['name'] for p in cluster.get(f'{PODS}?labelSelector=app=costly')['items']}
     assert oldest not in left and left <= {p['metadata']['name'] for p in pods}
+
+
+def test_an_exited_container_is_not_started_again_before_its_exit_is_recorded(tmp_path: Any) -> None:
+    """A process can exit between the loop's reaping pass and the reconcile that follows it;
+    that container must wait for its exit to be recorded (and restartPolicy to decide), not be
+    started again (seen: a restartPolicy Never trainer Job ran its command twice in one pod)."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from .kubelet import ProcessKubelet
+
+    kubelet = ProcessKubelet('http://127.0.0.1:9', workdir=tmp_path)
+    runtime = kubelet._admit({**pod('once', 'pass'), 'metadata': {'name': 'once', 'namespace': 'default',
+                                                                   'uid': 'u-once'}})
+    (container,) = runtime.containers
+    container.process = subprocess.Popen([sys.executable, '-c', 'pass'])
+    container.process.wait()  # exited, not yet reaped by _check_processes
+    exited = container.process
+    asyncio.run(kubelet._start_due(runtime))
+    assert container.process is exited
+    assert kubelet._check_processes() and container.done and container.exit_code == 0
+    asyncio.run(kubelet._start_due(runtime))
+    assert container.process is None  # restartPolicy Never: done for good
