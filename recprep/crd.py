@@ -1,7 +1,8 @@
 """The PreprocessJob CustomResourceDefinition, generated from the pydantic spec model.
 
 ``python -m recprep.crd > charts/recprep/crds/preprocessjobs.recprep.io.yaml`` regenerates the
-committed file; ``tests/test_crd.py`` fails when the two drift.
+committed file; ``python -m recprep.crd --check`` (run by ``.ci/run``) and ``tests/test_crd.py``
+fail when the two drift.
 
 Kubernetes only accepts *structural* schemas for ``apiextensions.k8s.io/v1``: every node names a
 ``type`` (except under ``x-kubernetes-preserve-unknown-fields``), ``anyOf``/``oneOf`` may not carry
@@ -13,19 +14,19 @@ from __future__ import annotations
 
 import copy
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .op_params import PARAMS
 from .operator.status import STATUS_SCHEMA
-from .spec import API_VERSION, KIND, JobSpec
-from .workloads.ops import REGISTRY
+from .spec import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, JobSpec
 
-GROUP, VERSION = API_VERSION.split("/")
-PLURAL = "preprocessjobs"
-SINGULAR = "preprocessjob"
-SHORT_NAMES = ["ppj"]
 CRD_NAME = f"{PLURAL}.{GROUP}"
+#: Where the chart keeps the generated CRD, relative to the repository root.
+CRD_PATH = Path("charts") / "recprep" / "crds" / f"{CRD_NAME}.yaml"
+REGENERATE = f"python -m recprep.crd > {CRD_PATH}"
 
 #: Keys of a pydantic JSON schema that a CRD schema keeps (JSONSchemaProps has no const/title use).
 _KEEP = {
@@ -90,20 +91,39 @@ def structural(schema: dict, defs: dict) -> dict:
     return out
 
 
+def op_parameters() -> dict[str, dict]:
+    """Every op parameter a transform may carry, with its description from ``recprep.op_params``.
+
+    Parameters are checked by the operator against the named op's model, so here each keeps its
+    value as written (x-kubernetes-preserve-unknown-fields, as ``columns``): the CRD documents
+    them for ``kubectl explain`` without a second, weaker validation. A name shared by several
+    ops gets each op's description."""
+    docs: dict[str, list[str]] = {}
+    for name, model in PARAMS.items():
+        for field, text in model.field_docs().items():
+            docs.setdefault(field, []).append(f"{name}: {text}")
+    return {
+        field: {"x-kubernetes-preserve-unknown-fields": True, "description": " ".join(texts)}
+        for field, texts in sorted(docs.items())
+    }
+
+
 def transform_schema() -> dict:
     """A transform item: ``op`` and ``columns`` checked here, op parameters by the operator."""
+    ops = "; ".join(f"{name}: {model.summary}" for name, model in sorted(PARAMS.items()))
     return {
         "type": "object",
         "description": "One step of the pipeline: op names the op, columns selects its input "
         "columns, the other fields are the op's parameters (validated by the operator).",
         "required": ["op", "columns"],
         "properties": {
-            "op": {"type": "string", "enum": sorted(REGISTRY), "description": "Name of the op."},
+            "op": {"type": "string", "enum": sorted(PARAMS), "description": f"Name of the op. {ops}."},
             "columns": {
                 "x-kubernetes-preserve-unknown-fields": True,
                 "description": "Input columns: dense | sparse | label | a name | a glob | "
                 "a list of names/globs.",
             },
+            **op_parameters(),
         },
         "x-kubernetes-preserve-unknown-fields": True,
     }
@@ -170,9 +190,27 @@ def render() -> str:
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 
-def main() -> None:
+def drift(path: Path) -> str | None:
+    """None when ``path`` holds what :func:`render` gives; otherwise what is wrong and the fix."""
+    try:
+        committed = path.read_text()
+    except OSError as exc:
+        return f"{path}: cannot read the committed CRD ({exc.strerror}); generate it: {REGENERATE}"
+    if committed != render():
+        return f"{path}: the committed CRD differs from recprep/spec.py; regenerate it: {REGENERATE}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recprep.crd`` prints the CRD; ``--check [PATH]`` compares the committed one."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--check"]:
+        problem = drift(Path(args[1]) if len(args) > 1 else CRD_PATH)
+        print(problem or f"{CRD_PATH}: up to date", file=sys.stderr if problem else sys.stdout)
+        return 1 if problem else 0
     sys.stdout.write(render())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

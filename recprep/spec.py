@@ -3,6 +3,10 @@
 A PreprocessJob document is the same YAML for ``recprep run job.yaml`` and ``kubectl apply``.
 Every field has a description; validation errors name the field path (``spec.transforms[2].k``)
 and, where the choice is closed, the allowed values.
+
+Plain data: this module (with ``recprep.op_params``, the ops' parameters) imports no numpy,
+pyarrow or C extension, so the operator and the CRD generator load none of them.
+The resource's API facts (group, version, kind, plural) are defined here, once.
 """
 
 from __future__ import annotations
@@ -18,10 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from .errors import SpecError
-from .workloads.ops import REGISTRY
+from .op_params import PARAMS, OpParams
 
-API_VERSION = "recprep.io/v1alpha1"
+#: The Kubernetes API of the resource: ``recprep.io/v1alpha1``, kind PreprocessJob, plural
+#: preprocessjobs (short name ppj). Everything else (CRD, operator, kubectl in tests) reads these.
+GROUP = "recprep.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "PreprocessJob"
+PLURAL = "preprocessjobs"
+SINGULAR = "preprocessjob"
+SHORT_NAMES = ("ppj",)
 
 #: A column selector: a role (dense | sparse | label), a column name, a glob, or a list of them.
 Selector = str | list[str]
@@ -89,7 +100,7 @@ class TransformSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    op: str = Field(description="Name of the op: " + " | ".join(REGISTRY))
+    op: str = Field(description="Name of the op: " + " | ".join(PARAMS))
     columns: Selector = Field(
         description="Input columns: dense | sparse | label | a name | a glob | a list of names/globs."
     )
@@ -231,11 +242,11 @@ class Metadata(BaseModel):
 
 
 class PreprocessJob(BaseModel):
-    """The PreprocessJob resource (apiVersion recprep.io/v1alpha1)."""
+    """The PreprocessJob resource (apiVersion ``API_VERSION``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    api_version: Literal["recprep.io/v1alpha1"] = Field(alias="apiVersion")
+    api_version: Literal[API_VERSION] = Field(alias="apiVersion")  # type: ignore[valid-type]
     kind: Literal["PreprocessJob"]
     metadata: Metadata
     spec: JobSpec
@@ -244,7 +255,7 @@ class PreprocessJob(BaseModel):
     @model_validator(mode="after")
     def _ops(self):
         for i, t in enumerate(self.spec.transforms):
-            build_op(t, i)
+            validate_params(t, i)
         return self
 
     def identity(self) -> str:
@@ -258,23 +269,24 @@ class PreprocessJob(BaseModel):
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def build_op(transform: TransformSpec, index: int):
-    """The op object for ``spec.transforms[index]``, or a SpecError naming the field."""
+def validate_params(transform: TransformSpec, index: int) -> OpParams:
+    """The validated parameters of ``spec.transforms[index]``, or a SpecError naming the field,
+    with the field's description (``recprep.op_params``) and the op's fields."""
     where = f"spec.transforms[{index}]"
-    cls = REGISTRY.get(transform.op)
-    if cls is None:
-        raise SpecError(
-            f"{where}.op: unknown op {transform.op!r}; allowed: {', '.join(sorted(REGISTRY))}"
-        )
+    model = PARAMS.get(transform.op)
+    if model is None:
+        raise SpecError(f"{where}.op: unknown op {transform.op!r}; allowed: {', '.join(sorted(PARAMS))}")
     try:
-        params = cls.Params.model_validate(transform.params())
+        return model.model_validate(transform.params())
     except ValidationError as exc:
-        allowed = ", ".join(["columns", *(f.alias or n for n, f in cls.Params.model_fields.items())])
-        raise SpecError(_format_errors(exc, f"{where}", f"(op {transform.op}; fields: {allowed})")) from None
-    return cls(params)
+        docs = model.field_docs()
+        hint = f"(op {transform.op}; fields: {', '.join(['columns', *docs])})"
+        raise SpecError(_format_errors(exc, where, hint, docs)) from None
 
 
-def _format_errors(exc: ValidationError, prefix: str, hint: str = "") -> str:
+def _format_errors(exc: ValidationError, prefix: str, hint: str = "", docs: dict[str, str] | None = None) -> str:
+    """One line per error: the field path, what is wrong, the value given and (with ``docs``,
+    field -> description) what the field is for."""
     lines = []
     for err in exc.errors():
         path = prefix
@@ -290,6 +302,9 @@ def _format_errors(exc: ValidationError, prefix: str, hint: str = "") -> str:
         given = err.get("input")
         if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, (dict, list)):
             msg += f" (got {given!r})"
+        field = err["loc"][0] if err["loc"] else None
+        if docs and docs.get(field):
+            msg += f" -- {field}: {docs[field].rstrip('.')}"
         lines.append(f"{path.lstrip('.')}: {msg}")
     text = "; ".join(lines)
     return f"{text} {hint}".rstrip()

@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recprep.crd import build_crd, render
+from recprep.crd import CRD_PATH, REGENERATE, build_crd, drift, main, render
+from recprep.op_params import PARAMS
 from recprep.spec import JobSpec, load_job, load_job_dict
-from recprep.workloads.ops import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
-CRD_FILE = REPO / "charts" / "recprep" / "crds" / "preprocessjobs.recprep.io.yaml"
+CRD_FILE = REPO / CRD_PATH
 #: The example PreprocessJobs (examples/ also holds other manifests, e.g. a trainer Job).
 EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml")
                   if any((d or {}).get("kind") == "PreprocessJob" for d in yaml.safe_load_all(p.read_text())))
-REGENERATE = "python -m recprep.crd > charts/recprep/crds/preprocessjobs.recprep.io.yaml"
 
 
 def _version(crd: dict) -> dict:
@@ -31,8 +30,18 @@ def _spec_schema(crd: dict) -> dict:
 
 
 def test_committed_crd_matches_the_spec_model():
-    assert CRD_FILE.read_text() == render(), f"the committed CRD is stale; regenerate it: {REGENERATE}"
+    assert drift(CRD_FILE) is None
     assert yaml.safe_load(CRD_FILE.read_text()) == build_crd(), f"regenerate: {REGENERATE}"
+
+
+def test_the_drift_check_names_the_file_and_the_fix(tmp_path, capsys):
+    stale = tmp_path / "crd.yaml"
+    stale.write_text(render().replace("Pending", "Waiting"))
+    assert main(["--check", str(stale)]) == 1
+    assert f"{stale}: the committed CRD differs" in capsys.readouterr().err
+    assert main(["--check", str(tmp_path / "missing.yaml")]) == 1
+    assert REGENERATE in capsys.readouterr().err
+    assert main(["--check", str(CRD_FILE)]) == 0
 
 
 def test_names_scope_subresources_and_columns():
@@ -112,7 +121,7 @@ def test_schema_keeps_what_the_model_says():
     assert "type" not in source["dense"]
     transform = spec["properties"]["transforms"]["items"]
     assert transform["type"] == "object" and transform["required"] == ["op", "columns"]
-    assert transform["properties"]["op"]["enum"] == sorted(REGISTRY)
+    assert transform["properties"]["op"]["enum"] == sorted(PARAMS)
     assert transform["x-kubernetes-preserve-unknown-fields"] is True
     output = spec["properties"]["output"]["properties"]
     assert output["format"]["enum"] == ["parquet"]
@@ -125,6 +134,19 @@ def test_schema_keeps_what_the_model_says():
     # every field of the model has a description in the CRD (kubectl explain shows them)
     for name in JobSpec.model_json_schema(by_alias=True)["properties"]:
         assert spec["properties"][name].get("description"), name
+
+
+def test_op_parameters_are_described_for_kubectl_explain():
+    transform = _spec_schema(build_crd())["properties"]["transforms"]["items"]
+    for name, model in PARAMS.items():
+        assert f"{name}: {model.summary}" in transform["properties"]["op"]["description"]
+        for field, text in model.field_docs().items():
+            node = transform["properties"][field]
+            assert f"{name}: {text}" in node["description"], (name, field)
+            # kept as written: the operator validates the value against the named op's model
+            assert node["x-kubernetes-preserve-unknown-fields"] is True and "type" not in node
+    assert "sigrid_hash: Size of the embedding table" in transform["properties"]["maxValue"]["description"]
+    assert "ngram: Hash n-grams" in transform["properties"]["maxValue"]["description"]
 
 
 def test_kubernetes_validate_accepts_the_crd():

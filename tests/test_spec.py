@@ -37,6 +37,8 @@ def test_camel_case_fields():
         ({"op": "sigrid", "columns": "sparse"}, "spec.transforms[0].op: unknown op 'sigrid'; allowed: boxcox, bucketize"),
         ({"op": "sigrid_hash", "columns": "sparse", "maxValue": 0}, "spec.transforms[0].max_value: Input should be greater than 0"),
         ({"op": "sigrid_hash", "columns": "sparse"}, "spec.transforms[0].maxValue: Field required"),
+        ({"op": "sigrid_hash", "columns": "sparse", "maxValue": -1},
+         "maxValue: Input should be greater than 0 (got -1) -- maxValue: Size of the embedding table"),
         ({"op": "firstx", "columns": "sparse", "k": 0}, "spec.transforms[0].k: Input should be greater than or equal to 1 (got 0)"),
         ({"op": "bucketize", "columns": ["I1"], "borders": [2, 1]}, "spec.transforms[0].borders: borders must be non-decreasing"),
         ({"op": "bucketize", "columns": ["I1"], "borders": []}, "spec.transforms[0].borders: borders must not be empty"),

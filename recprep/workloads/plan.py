@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 
 from ..errors import SpecError
-from ..spec import PreprocessJob, build_op
+from ..spec import PreprocessJob
+from .ops import build_op
 from .ops.base import INT, STRING, Op, kind_of
 from .ops.hex_to_int import HexToInt
 from .sources import Roles

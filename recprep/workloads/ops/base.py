@@ -1,7 +1,8 @@
 """The op protocol: one small class per op, registered by name.
 
-An op is built from its validated parameters (a pydantic model, so bad parameters fail when the
-spec loads, naming the field). It transforms one column at a time, as a whole Arrow array:
+An op is built from its validated parameters (a plain pydantic model in ``recprep.op_params``,
+which the spec validates when it loads, naming the field). It transforms one column at a time, as
+a whole Arrow array:
 
 * ``Op.transform(array, state)`` is pure and vectorized; ``state`` is what ``fit`` produced, or
   ``None`` for ops that need no statistics.
@@ -25,8 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+
+from ...op_params import OpParams
 
 INT, FLOAT, STRING, LIST = "int", "float", "string", "list"
 KINDS = (INT, FLOAT, STRING, LIST)
@@ -47,16 +48,9 @@ def kind_of(dtype: pa.DataType) -> str | None:
     return None
 
 
-class OpParams(BaseModel):
-    """Base of every op's parameter model. Manifests spell fields in camelCase (``maxValue``)."""
-
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
-
-
 class Op:
-    """Base class of all ops. Subclasses set ``name``, ``Params``, ``accepts`` and ``describe``."""
+    """Base class of all ops. Subclasses set ``Params`` (their model in ``recprep.op_params``),
+    ``name = Params.op``, ``accepts`` and, where it differs from the input's, ``output_kind``."""
 
     name: ClassVar[str]
     Params: ClassVar[type[OpParams]] = OpParams

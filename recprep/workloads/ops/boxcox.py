@@ -12,16 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
-from .base import FLOAT, INT, ElementwiseOp, OpParams, from_numpy, to_float64
-
-
-class BoxCoxParams(OpParams):
-    shift: float = 0.0
-    """Added to every value first; Box-Cox needs x + shift > 0."""
-    sample_size: int = Field(100_000, ge=10)
-    """Number of values the lambda is fitted on (a deterministic, evenly strided sample)."""
+from ...op_params import BoxCoxParams
+from .base import FLOAT, INT, ElementwiseOp, from_numpy, to_float64
 
 
 def _thin(x: np.ndarray, size: int) -> np.ndarray:
@@ -31,8 +24,8 @@ def _thin(x: np.ndarray, size: int) -> np.ndarray:
 
 
 class BoxCox(ElementwiseOp):
-    name = "boxcox"
     Params = BoxCoxParams
+    name = BoxCoxParams.op
     accepts = frozenset({INT, FLOAT})
     fitted = True
 

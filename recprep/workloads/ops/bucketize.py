@@ -9,33 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import field_validator
 
-from .base import FLOAT, INT, ElementwiseOp, OpParams, from_numpy, to_float64
-
-
-class BucketizeParams(OpParams):
-    borders: list[float]
-    """Bucket borders: non-empty and non-decreasing."""
-    output: str | None = None
-    """Name of a new column for the result (feature generation); omit to replace the column.
-    With several input columns, use ``{column}`` in the name (e.g. ``"{column}_bucket"``)."""
-
-    @field_validator("borders")
-    @classmethod
-    def _sorted(cls, borders: list[float]) -> list[float]:
-        if not borders:
-            raise ValueError("borders must not be empty")
-        if any(b < a for a, b in zip(borders, borders[1:])):
-            raise ValueError("borders must be non-decreasing")
-        if any(np.isnan(b) for b in borders):
-            raise ValueError("borders must not contain NaN")
-        return borders
+from ...op_params import BucketizeParams
+from .base import FLOAT, INT, ElementwiseOp, from_numpy, to_float64
 
 
 class Bucketize(ElementwiseOp):
-    name = "bucketize"
     Params = BucketizeParams
+    name = BucketizeParams.op
     accepts = frozenset({INT, FLOAT})
     generates = True
 

@@ -11,14 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
 
-from .base import INT, LIST, STRING, ElementwiseOp, OpParams
-
-
-class CategorifyParams(OpParams):
-    min_count: int = Field(1, ge=1)
-    """Keep values that occur at least this many times in the source; rarer values map to 0."""
+from ...op_params import CategorifyParams
+from .base import INT, LIST, STRING, ElementwiseOp
 
 
 def _counts(values: pa.Array, weights: np.ndarray | None = None) -> pa.Table:
@@ -31,8 +26,8 @@ def _counts(values: pa.Array, weights: np.ndarray | None = None) -> pa.Table:
 
 
 class Categorify(ElementwiseOp):
-    name = "categorify"
     Params = CategorifyParams
+    name = CategorifyParams.op
     accepts = frozenset({INT, STRING, LIST})
     fitted = True
 

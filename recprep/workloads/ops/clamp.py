@@ -7,31 +7,14 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import model_validator
 
-from .base import FLOAT, INT, LIST, ElementwiseOp, OpParams
-
-
-class ClampParams(OpParams):
-    min: float | None = None
-    """Lower bound (inclusive); omit for none."""
-    max: float | None = None
-    """Upper bound (inclusive); omit for none."""
-
-    @model_validator(mode="after")
-    def _bounds(self):
-        if self.min is None and self.max is None:
-            raise ValueError("give at least one of min, max")
-        if any(b is not None and math.isnan(b) for b in (self.min, self.max)):
-            raise ValueError("min and max must not be NaN")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
-        return self
+from ...op_params import ClampParams
+from .base import FLOAT, INT, LIST, ElementwiseOp
 
 
 class Clamp(ElementwiseOp):
-    name = "clamp"
     Params = ClampParams
+    name = ClampParams.op
     accepts = frozenset({INT, FLOAT, LIST})
 
     def values(self, array: pa.Array, state=None) -> pa.Array:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .base import FLOAT, INT, LIST, STRING, ElementwiseOp, OpParams, numeric_values, validity
-
-
-class FillNullParams(OpParams):
-    value: float | int | str = 0
-    """The value that replaces nulls (cast to the column's type)."""
+from ...op_params import FillNullParams
+from .base import FLOAT, INT, LIST, STRING, ElementwiseOp, numeric_values, validity
 
 
 class FillNull(ElementwiseOp):
-    name = "fill_null"
     Params = FillNullParams
+    name = FillNullParams.op
     accepts = frozenset({INT, FLOAT, STRING, LIST})
 
     def __init__(self, params: FillNullParams):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .base import INT, STRING, ElementwiseOp, OpParams
+from ...op_params import HexToIntParams
+from .base import INT, STRING, ElementwiseOp
 
 try:
     from ._kernels import hex_strings as _kernel
@@ -41,8 +42,8 @@ def _pack8(nibbles: np.ndarray) -> np.ndarray:
 
 
 class HexToInt(ElementwiseOp):
-    name = "hex_to_int"
-    Params = OpParams
+    Params = HexToIntParams
+    name = HexToIntParams.op
     accepts = frozenset({STRING})
 
     def output_kind(self, kind: str) -> str:

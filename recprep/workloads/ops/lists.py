@@ -7,9 +7,9 @@ import functools
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field
 
-from .base import FLOAT, INT, LIST, STRING, Op, OpParams, kind_of, numeric_values, validity
+from ...op_params import FirstXParams, ToListParams
+from .base import FLOAT, INT, LIST, STRING, Op, kind_of, numeric_values, validity
 
 
 try:
@@ -71,8 +71,8 @@ def _dictionary_lists(array: pa.DictionaryArray) -> pa.ListArray:
 class ToList(Op):
     """to_list: a scalar becomes a one-element list; a null becomes an empty list."""
 
-    name = "to_list"
-    Params = OpParams
+    Params = ToListParams
+    name = ToListParams.op
     accepts = frozenset({INT, FLOAT, LIST})
 
     def output_kind(self, kind: str) -> str:
@@ -99,16 +99,11 @@ _FIXED = frozenset({pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), p
                     pa.uint64(), pa.float32(), pa.float64()})
 
 
-class FirstXParams(OpParams):
-    k: int = Field(..., ge=1)
-    """Keep the first min(k, len) elements of each list (k >= 1)."""
-
-
 class FirstX(Op):
     """firstx(k): truncate each list to its first k elements (null lists stay null)."""
 
-    name = "firstx"
     Params = FirstXParams
+    name = FirstXParams.op
     accepts = frozenset({LIST})
 
     def transform(self, array: pa.Array, state=None) -> pa.Array:

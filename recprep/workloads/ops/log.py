@@ -9,17 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .base import FLOAT, INT, ElementwiseOp, OpParams, from_numpy, to_float64
-
-
-class LogParams(OpParams):
-    offset: float = 3.0
-    """Added before the logarithm; values below 1 - offset are raised to 1 - offset first."""
+from ...op_params import LogParams
+from .base import FLOAT, INT, ElementwiseOp, from_numpy, to_float64
 
 
 class Log(ElementwiseOp):
-    name = "log"
     Params = LogParams
+    name = LogParams.op
     accepts = frozenset({INT, FLOAT})
 
     def output_kind(self, kind: str) -> str:

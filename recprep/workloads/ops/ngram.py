@@ -10,27 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
-from .base import LIST, Op, OpParams, decode
+from ...op_params import NGramParams
+from .base import LIST, Op, decode
 from .hashing import mix64, reduce_range
 
 
-class NGramParams(OpParams):
-    n: int = Field(..., ge=1, le=16)
-    """Length of the n-grams (1 <= n <= 16)."""
-    max_value: int = Field(..., gt=0, le=2**63 - 1)
-    """Hash n-grams into [0, maxValue)."""
-    salt: int = Field(0, ge=0, lt=2**64)
-    """Salt of the n-gram hash."""
-    output: str | None = None
-    """Name of a new column for the n-grams; omit to replace the list. With several input
-    columns, use ``{column}`` in the name."""
-
-
 class NGram(Op):
-    name = "ngram"
     Params = NGramParams
+    name = NGramParams.op
     accepts = frozenset({LIST})
     generates = True
 

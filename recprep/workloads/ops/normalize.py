@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .base import FLOAT, INT, ElementwiseOp, OpParams, from_numpy, to_float64
+from ...op_params import NormalizeParams
+from .base import FLOAT, INT, ElementwiseOp, from_numpy, to_float64
 
 
 class Normalize(ElementwiseOp):
-    name = "normalize"
-    Params = OpParams
+    Params = NormalizeParams
+    name = NormalizeParams.op
     accepts = frozenset({INT, FLOAT})
     fitted = True
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
-from .base import INT, LIST, ElementwiseOp, OpParams, numeric_values, with_validity_of
+from ...op_params import SigridHashParams
+from .base import INT, LIST, ElementwiseOp, numeric_values, with_validity_of
 from .hashing import mix64, reduce_range
 
 try:
@@ -20,16 +20,9 @@ except ImportError:  # a source tree without the built extension: numpy does the
     _kernel = None
 
 
-class SigridHashParams(OpParams):
-    salt: int = Field(0, ge=0, lt=2**64)
-    """Salt mixed into every ID (0 <= salt < 2**64); different salts give independent hashes."""
-    max_value: int = Field(..., gt=0, le=2**63 - 1)
-    """Size of the embedding table: results fall in [0, maxValue)."""
-
-
 class SigridHash(ElementwiseOp):
-    name = "sigrid_hash"
     Params = SigridHashParams
+    name = SigridHashParams.op
     accepts = frozenset({INT, LIST})
 
     def values(self, array: pa.Array, state=None) -> pa.Array:

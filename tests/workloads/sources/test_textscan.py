@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recprep.spec import SourceSpec
-from recprep.workloads.ops.base import OpParams, decode
+from recprep.op_params import HexToIntParams
+from recprep.workloads.ops.base import decode
 from recprep.workloads.ops.hex_to_int import HexToInt
 from recprep.workloads.sources import open_source
 from recprep.workloads.sources import text
@@ -43,7 +44,7 @@ def float_bits(array: pa.Array) -> tuple[list, np.ndarray]:
 
 def assert_same(fast: pa.Table, slow: pa.Table, decode_hex: set[str]) -> None:
     assert fast.column_names == slow.column_names
-    hex_op = HexToInt(OpParams())
+    hex_op = HexToInt(HexToIntParams())
     for name in fast.column_names:
         got = decode(fast[name].combine_chunks())
         want = decode(slow[name].combine_chunks())
