@@ -78,8 +78,8 @@ def preprocess(sample: Path, outdir: Path) -> dict:
 
 def batch_rows(outdir: Path, batch_size: int, epochs: int, table_rows: int) -> tuple[list[str], list[list[np.ndarray]]]:
     """Per step, per table: the rows the batch looks up (what the trainer plans with)."""
-    from recprep.workloads.batching import iter_batches
-    from recprep.workloads.shards import LocalShards
+    from recprep.delivery.batching import iter_batches
+    from recprep.delivery.shards import LocalShards
 
     source = LocalShards(str(outdir))
     keys, steps = [], []
@@ -102,7 +102,7 @@ def policies(args) -> dict[str, int | None]:
 def simulate(keys: list[str], steps: list[list[np.ndarray]], table_rows: int, capacity: int,
              horizon: int | None, window: int) -> dict:
     """Replay the planners over every step and table, carrying plans out on slot mirrors."""
-    from recprep.workloads.cache_plan import (
+    from recprep.train.cache_plan import (
         CacheTooSmallError, LookaheadPlanner, LRUPlanner, SlotMirror, plan_ahead,
     )
 
@@ -146,7 +146,7 @@ def train_once(outdir: Path, args, cache: str, capacity: int | None, horizon: in
                steps: int | None = None) -> dict:
     from recprep.errors import RecprepError
     from recprep.train.loop import TrainConfig, train
-    from recprep.workloads.shards import LocalShards
+    from recprep.delivery.shards import LocalShards
 
     config = TrainConfig(LocalShards(str(outdir)), embedding_dim=args.embedding_dim, batch_size=args.batch_size,
                          epochs=args.epochs, steps=steps, table_rows=args.table_rows, cache=cache,

@@ -2,7 +2,7 @@
 trainers reading the same shards from local Parquet, measured in the same run.
 
   parquet-1 / parquet-2   trainer processes read the job's shards from the output directory
-                          (recprep.workloads.shards.LocalShards: read the file, check its sha256
+                          (recprep.delivery.shards.LocalShards: read the file, check its sha256
                           against the ledger, decode the Parquet), each rank every 2nd shard
   service-1 / service-2   trainer processes read the same shards from the shard service
                           (`recprep serve` in its own process, a bearer token, sha256 checked by
@@ -63,12 +63,12 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 def trainer_main(kind: str, where: str, group: str, rank: int, world: int) -> int:
     if kind == "parquet":
-        from recprep.workloads.shards import LocalShards
+        from recprep.delivery.shards import LocalShards
 
         stream = LocalShards(where, rank, world).open()
         next(iter(stream))  # warm-up: one shard, untimed
     else:
-        from recprep.workloads.service import ShardClient
+        from recprep.delivery.service import ShardClient
 
         warm = ShardClient(where, group=f"{group}-warmup", rank=rank, world_size=world, token=TOKEN)
         with contextlib.closing(iter(warm)) as it:
@@ -202,7 +202,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def shard_service(output: Path, state: Path, batch_rows: int):
     """`recprep serve` in its own process, as a deployment runs it; yields its location."""
-    from recprep.workloads.service import ShardClient, ShardServiceError
+    from recprep.delivery.service import ShardClient, ShardServiceError
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),

@@ -113,7 +113,7 @@ def cmd_run(args) -> int:
         job = load_job(args.job)
     prepare(job)  # spec, source and plan errors surface before the progress bar
     if args.serve:
-        from .workloads.service.running import serve_alongside
+        from .delivery.service.running import serve_alongside
 
         run_job = serve_alongside(args.serve, job, run_job, err)
     if args.scheduler:
@@ -179,7 +179,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .workloads.service.running import serve_command
+    from .delivery.service.running import serve_command
 
     return serve_command(args, err)
 
@@ -218,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     val.add_argument("job")
     val.set_defaults(fn=cmd_validate)
 
-    from .workloads.service.running import add_serve_arguments
+    from .delivery.service.running import add_serve_arguments
 
     sv = sub.add_parser("serve", help="serve a job's shards to trainers over Arrow Flight (the shard service)")
     add_serve_arguments(sv)

@@ -40,6 +40,14 @@ Selector = str | list[str]
 ROLES = ("dense", "sparse", "label")
 FORMATS = ("criteo", "csv", "tsv", "parquet")
 
+#: The Criteo schema (format criteo, and synthetic://criteo): a 0/1 label, 13 dense and 26 sparse
+#: columns, and the role selectors a criteo source gets when dense/sparse are omitted.
+CRITEO_LABEL = "label"
+CRITEO_DENSE = tuple(f"I{i}" for i in range(1, 14))
+CRITEO_SPARSE = tuple(f"C{i}" for i in range(1, 27))
+CRITEO_COLUMNS = (CRITEO_LABEL, *CRITEO_DENSE, *CRITEO_SPARSE)
+CRITEO_SELECTORS = {"dense": "I*", "sparse": "C*"}
+
 
 class Model(BaseModel):
     """Spec models: camelCase in manifests, unknown fields rejected."""
@@ -92,6 +100,13 @@ class SourceSpec(Model):
         if v is not None and len(v) != 1:
             raise ValueError("delimiter must be exactly one character")
         return v
+
+    def role_selectors(self, fmt: str) -> dict[str, Selector]:
+        """The dense and sparse selectors as written; for a ``fmt`` of criteo, the schema's
+        (``CRITEO_SELECTORS``) where they are omitted, otherwise none."""
+        defaults = CRITEO_SELECTORS if fmt == "criteo" else {}
+        given = {"dense": self.dense, "sparse": self.sparse}
+        return {role: given[role] if given[role] is not None else defaults.get(role, []) for role in given}
 
 
 class TransformSpec(BaseModel):
@@ -164,6 +179,12 @@ class PoolsSpec(Model):
     )
 
 
+#: The shard service's default port (``spec.serve.port``, ``recprep serve --port``).
+DEFAULT_SHARD_PORT = 8815
+#: The environment variable holding the shard service's bearer token, for ``recprep serve``,
+#: ``recprep run --serve`` and ``recprep train`` alike (the operator sets it from the Secret).
+SHARD_TOKEN_ENV = "RECPREP_SHARD_TOKEN"
+
 #: A Secret's name (a DNS-1123 subdomain).
 SECRET_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -173,7 +194,7 @@ class ServeSpec(Model):
     Deployment ``<job>-shards`` behind a Service of the same name, so trainers read
     ``grpc://<job>-shards:<port>`` (does not change the output bytes)."""
 
-    port: int = Field(8815, ge=1, le=65535, description="Port of the shard service (the pod's and the Service's).")
+    port: int = Field(DEFAULT_SHARD_PORT, ge=1, le=65535, description="Port of the shard service (the pod's and the Service's).")
     token_secret: str | None = Field(
         None,
         json_schema_extra={"pattern": SECRET_NAME.pattern},
@@ -247,7 +268,7 @@ class PreprocessJob(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     api_version: Literal[API_VERSION] = Field(alias="apiVersion")  # type: ignore[valid-type]
-    kind: Literal["PreprocessJob"]
+    kind: Literal[KIND]  # type: ignore[valid-type]
     metadata: Metadata
     spec: JobSpec
     status: dict[str, Any] | None = Field(None, description="Written by the operator; ignored here.")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recprep.spec import load_job_dict
-from recprep.workloads.ledger import JOB_FILE, LEDGER_FILE
+from recprep.workloads.output import JOB_FILE, LEDGER_FILE
 from recprep.workloads.runner import run_job
 
 from .conftest import job_doc

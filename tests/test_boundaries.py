@@ -46,3 +46,101 @@ def test_the_probe_would_see_an_indirect_import():
     # the same check on the data plane's op library does find pyarrow: the probe is not blind
     loaded = _loaded_by("import json, sys; import recprep.workloads.ops; print(json.dumps(sorted(sys.modules)))")
     assert "pyarrow" in loaded and "recprep.op_params" in loaded
+
+
+# --- who may import whom, read from the source (the layout in README.md) ------------------------
+
+PACKAGE = REPO / "recprep"
+
+#: module prefix -> (recprep modules it may import, third-party roots it must not import).
+#: The most specific prefix applies. Imports inside functions count too.
+RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "recprep.errors": ((), ("pyarrow", "numpy")),
+    "recprep.op_params": ((), ("pyarrow", "numpy")),
+    "recprep.uris": (("recprep.errors",), ("pyarrow", "numpy")),
+    "recprep.spec": (("recprep.errors", "recprep.op_params"), ("pyarrow", "numpy")),
+    "recprep.progress": ((), ("pyarrow", "numpy")),
+    "recprep.workloads": (
+        ("recprep.errors", "recprep.spec", "recprep.op_params", "recprep.uris", "recprep.workloads",
+         "recprep._moved", "recprep", "recprep.__version__"),
+        ("kopf", "kubernetes", "torch"),
+    ),
+    "recprep.delivery": (
+        ("recprep.errors", "recprep.spec", "recprep.uris", "recprep.delivery", "recprep.workloads.output",
+         "recprep.workloads.ops.hashing"),
+        ("kopf", "kubernetes", "torch"),
+    ),
+    "recprep.train": (
+        ("recprep.errors", "recprep.spec", "recprep.op_params", "recprep.uris", "recprep.train",
+         "recprep.delivery", "recprep.workloads.output"),
+        ("kopf", "kubernetes"),
+    ),
+    "recprep.operator": (
+        ("recprep", "recprep.__version__", "recprep.errors", "recprep.spec", "recprep.op_params", "recprep.uris",
+         "recprep.progress", "recprep.operator"),
+        ("pyarrow", "numpy", "torch"),
+    ),
+    "recprep.crd": (("recprep.spec", "recprep.op_params", "recprep.operator.status"), ("pyarrow", "numpy")),
+}
+
+
+def _module_name(path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path) -> set[str]:
+    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
+    import ast
+
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module
+            if node.module is not None:
+                found.add(name)
+            # from pkg import a: a may be a submodule; pkg.a is checked (names in pkg are allowed with it)
+            found.update(f"{name}.{a.name}" for a in node.names)
+    return found
+
+
+def _rule(module: str):
+    prefixes = [p for p in RULES if module == p or module.startswith(p + ".")]
+    return RULES[max(prefixes, key=len)] if prefixes else None
+
+
+def _allowed(name: str, allowed: tuple[str, ...]) -> bool:
+    return any(name == a or (a != "recprep" and name.startswith(a + ".")) for a in allowed)
+
+
+def test_every_package_imports_only_what_the_layout_allows():
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path)
+        rule = _rule(module)
+        if rule is None:
+            continue
+        allowed, banned = rule
+        for name in sorted(_imports(path)):
+            if name.split(".")[0] == "recprep":
+                if not _allowed(name, allowed):
+                    problems.append(f"{module} imports {name}")
+            elif name.split(".")[0] in banned:
+                problems.append(f"{module} imports {name}")
+    assert problems == []
+
+
+def test_the_layout_check_sees_a_forbidden_import(tmp_path, monkeypatch):
+    # the reader resolves relative imports: an operator module reaching the data plane is found
+    fake = PACKAGE / "operator" / "_probe_for_test.py"
+    monkeypatch.setattr(type(fake), "read_text", lambda self, *a, **k: "from ..workloads import runner\n")
+    assert _imports(fake) == {"recprep.workloads", "recprep.workloads.runner"}
+    assert not _allowed("recprep.workloads.runner", _rule("recprep.operator.x")[0])

@@ -23,8 +23,9 @@ from typing import Any
 
 import yaml
 
-from ..spec import PreprocessJob
-from . import labels
+from ..spec import SHARD_TOKEN_ENV, PreprocessJob
+from ..uris import local_path
+from . import labels, scaling
 from .podspec import container, pod_name_env, pod_spec
 from .settings import Settings
 
@@ -161,18 +162,6 @@ def _storage_mounts(settings: Settings) -> list[dict]:
 # --- workers ------------------------------------------------------------------------------------
 
 
-def clamp_replicas(job: PreprocessJob, pool: str, replicas: int) -> int:
-    """``replicas`` within the pool's [min, max] from the spec."""
-    bounds = getattr(job.spec.pools, pool)
-    return max(bounds.min, min(bounds.max, int(replicas)))
-
-
-def initial_replicas(job: PreprocessJob, pool: str) -> int:
-    """Workers a pool starts with: its min, but at least one if the pool may have any (the job
-    must make progress before the predictor has seen a single shard)."""
-    return clamp_replicas(job, pool, max(getattr(job.spec.pools, pool).min, 1))
-
-
 def _placement(job: PreprocessJob, pool: str, settings: Settings) -> dict[str, Any]:
     """nodeSelector / tolerations / affinity of a pool's pods (copies of the settings)."""
     defaults = settings.pool(pool)
@@ -190,8 +179,9 @@ def _placement(job: PreprocessJob, pool: str, settings: Settings) -> dict[str, A
 
 def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
                             replicas: int) -> dict:
-    """The ``dask worker`` Deployment of ``pool`` (cpu | isp) with ``replicas`` clamped to the
-    pool's bounds; one single-threaded worker process per pod, named after the pod."""
+    """The ``dask worker`` Deployment of ``pool`` (cpu | isp) with ``replicas`` held to the
+    pool's bounds (``scaling.clamp``); one single-threaded worker process per pod, named after
+    the pod."""
     name = job.metadata.name
     pod_labels = labels.component_labels(name, labels.WORKER, pool)
     command = [
@@ -209,7 +199,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
         "kind": "Deployment",
         "metadata": _metadata(job, settings, labels.worker_name(name, pool), pod_labels),
         "spec": {
-            "replicas": clamp_replicas(job, pool, replicas),
+            "replicas": scaling.clamp(replicas, getattr(job.spec.pools, pool)),
             "selector": {"matchLabels": labels.selector(name, labels.WORKER, pool)},
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
@@ -258,14 +248,16 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
 
 #: Name of the shard service's port (container and Service).
 SHARDS_PORT = "flight"
-#: The shard server's environment variable holding the bearer token, and the Secret's key.
-SHARD_TOKEN_ENV = "RECPREP_SHARD_TOKEN"
+#: The Secret's key holding the bearer token (its value reaches the server as SHARD_TOKEN_ENV).
 SHARD_TOKEN_KEY = "token"
 
 
 def output_path(job: PreprocessJob) -> str:
-    """``spec.output.uri`` as the path ``recprep serve`` takes (a ``file://`` prefix dropped)."""
-    return job.spec.output.uri.removeprefix("file://")
+    """``spec.output.uri`` as the path ``recprep serve`` takes (``uris.local_path``: a ``file://``
+    prefix dropped; any other URI is passed as written, and ``recprep serve`` names it)."""
+    uri = job.spec.output.uri
+    path = local_path(uri)
+    return uri if path is None else path
 
 
 def shard_service_url(job: PreprocessJob, settings: Settings) -> str:
@@ -342,7 +334,8 @@ def build_children(job: PreprocessJob, settings: Settings) -> list[dict]:
         configmap,
         build_scheduler_deployment(job, settings),
         build_scheduler_service(job, settings),
-        *(build_worker_deployment(job, pool, settings, initial_replicas(job, pool))
+        *(build_worker_deployment(job, pool, settings,
+                                  scaling.initial_replicas(pool, getattr(job.spec.pools, pool)))
           for pool in labels.POOLS),
         build_driver_job(job, settings, configmap["metadata"]["name"]),
     ]

@@ -34,13 +34,12 @@ from kubernetes.client.exceptions import ApiException
 
 from ..progress import DONE, FIT, PLAN, TRANSFORM
 from ..errors import SpecError
-from ..spec import JobSpec, load_job_dict
+from ..spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, load_job_dict
 from . import builders, kube, labels
 from . import scheduler as dask_scheduler
 from . import status as st
 from .settings import Settings
 
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
 DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
 DEFAULT_BACKOFF = JobSpec.model_fields["backoff_limit"].default
 #: Seconds the follower waits for a scheduler's answer in one pass (it retries next pass).
@@ -286,8 +285,8 @@ def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: 
     if job.spec.serve is None:  # recorded, so that later passes do not read the ConfigMap again
         return {"shardService": {"message": "not created: spec.serve was added after the job started "
                                             "(a running job's spec.serve does not change)"}}
-    owner = {"apiVersion": body.get("apiVersion") or f"{GROUP}/{VERSION}",
-             "kind": body.get("kind") or "PreprocessJob", "metadata": body["metadata"]}
+    owner = {"apiVersion": body.get("apiVersion") or API_VERSION,
+             "kind": body.get("kind") or KIND, "metadata": body["metadata"]}
     created = kube.create_children(api, builders.build_shard_service_children(job, settings), owner)
     url = builders.shard_service_url(job, settings)
     if created:

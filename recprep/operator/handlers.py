@@ -13,6 +13,11 @@
                    an operator restart if it had not finished.
 - the follower     one loop for the whole operator (``follow``), started and stopped with it.
 
+The operator's state lives in kopf's ``memo`` (set up by ``main.run`` and ``startup_fn``), not in
+module globals: ``memo.settings`` (the ``RECPREP_*`` settings), ``memo.namespace`` (the one
+namespace watched, or None), ``memo.api`` (the Kubernetes client) and ``memo.follower`` (the
+follower's task). kopf hands every handler a copy of that memo.
+
 No finalizers: there is no ``on.delete`` handler and no per-object timer or daemon (kopf puts a
 finalizer on objects with those); children go with their owner (garbage collection).
 """
@@ -28,13 +33,12 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from ..errors import SpecError
-from ..spec import load_job_dict
+from ..spec import GROUP, PLURAL, VERSION, load_job_dict
 from . import builders, follow, kube, pools, updates
 from . import scheduler as dask_scheduler
 from . import status as st
 from .settings import Settings
 
-GROUP, VERSION, PLURAL = follow.GROUP, follow.VERSION, follow.PLURAL
 #: Seconds between two passes of the follower.
 RECONCILE_INTERVAL = 1.0
 #: Delay before kopf retries after a Kubernetes API error.
@@ -45,27 +49,29 @@ RETIRE_RETRY_DELAY = 30.0
 
 log = logging.getLogger(__name__)
 
-_settings: Settings | None = None
+
+def operator_memo(settings: Settings | None = None, namespace: str | None = None,
+                  api: Any = None) -> kopf.Memo:
+    """The operator's state as kopf's ``memo``: settings (default: from ``RECPREP_*``), the
+    namespace watched (None: all), the Kubernetes client (default: made at startup)."""
+    return kopf.Memo(settings=settings, namespace=namespace, api=api, follower=None)
 
 
-def operator_settings() -> Settings:
-    """The operator settings (``RECPREP_*`` variables), read once."""
-    global _settings
-    if _settings is None:
-        _settings = Settings.from_env()
-    return _settings
-
-
-def use_settings(value: Settings | None) -> None:
-    """Replace the settings (tests; None re-reads the environment next time)."""
-    global _settings
-    _settings = value
+def _ensure_memo(memo: kopf.Memo) -> None:
+    """Fill what ``main.run`` did not (``kopf run`` on this module directly)."""
+    if getattr(memo, "settings", None) is None:
+        memo.settings = Settings.from_env()
+    if getattr(memo, "api", None) is None:
+        memo.api = kube.new_api_client()
+    if "namespace" not in memo:
+        memo.namespace = None
 
 
 @kopf.on.startup()
-def startup_fn(settings: kopf.OperatorSettings, **_: Any) -> None:
+def startup_fn(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Tune kopf once, here, for every resource the operator watches."""
-    ours = operator_settings()
+    _ensure_memo(memo)
+    ours: Settings = memo.settings
     # A watch that the server or a proxy silently stops would leave the operator blind forever:
     # let the server close it regularly and give up on the client side a bit later
     # (kopf issues 585, 957, 698).
@@ -103,7 +109,7 @@ def _where(body: Any) -> str:
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, id="create")
-def create_fn(body: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
+def create_fn(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, memo: kopf.Memo, **_: Any) -> None:
     meta = body.get("metadata", {})
     try:
         job = load_job_dict(_job_document(body), _where(body))
@@ -115,8 +121,7 @@ def create_fn(body: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
         _post_event(body, "Warning", st.INVALID_SPEC, message)
         raise kopf.PermanentError(message) from None
     try:
-        created = kube.create_children(kube.api_client(),
-                                       builders.build_children(job, operator_settings()), body)
+        created = kube.create_children(memo.api, builders.build_children(job, memo.settings), body)
     except ApiException as exc:
         raise kopf.TemporaryError(f"cannot create the children: {exc.status} {exc.reason}",
                                   delay=RETRY_DELAY) from None
@@ -130,7 +135,8 @@ def create_fn(body: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec")
-def update_fn(body: Any, diff: Any, patch: Any, logger: logging.Logger, **_: Any) -> None:
+def update_fn(body: kopf.Body, diff: kopf.Diff, patch: kopf.Patch, logger: kopf.Logger, memo: kopf.Memo,
+              **_: Any) -> None:
     meta, current = body.get("metadata", {}), body.get("status") or {}
     generation = meta.get("generation")
     live, ignored = updates.split_live(updates.changed_fields(diff, ("spec",)))
@@ -143,13 +149,13 @@ def update_fn(body: Any, diff: Any, patch: Any, logger: logging.Logger, **_: Any
         job = load_job_dict(_job_document(body), _where(body))
     except SpecError as exc:
         message = f"spec change refused, the previous spec stays in effect: {exc}"
-        _set_condition(body, st.condition(st.SPEC_APPLIED, False, st.INVALID_SPEC, message))
+        _set_condition(memo, body, st.condition(st.SPEC_APPLIED, False, st.INVALID_SPEC, message))
         logger.error("%s", message)
         _post_event(body, "Warning", st.INVALID_SPEC, message)
         raise kopf.PermanentError(message) from None
-    namespace = meta.get("namespace") or operator_settings().namespace
+    namespace = meta.get("namespace") or memo.settings.namespace
     try:
-        changes = pools.apply_bounds(kube.api_client(), job, namespace, operator_settings(), logger)
+        changes = pools.apply_bounds(memo.api, job, namespace, memo.settings, logger)
     except ApiException as exc:
         raise kopf.TemporaryError(f"cannot resize the pools: {exc.status} {exc.reason}",
                                   delay=RETRY_DELAY) from None
@@ -167,16 +173,16 @@ def update_fn(body: Any, diff: Any, patch: Any, logger: logging.Logger, **_: Any
         logger.warning("%s", message)
     else:
         message = "applied: " + (", ".join(f"spec.{p}" for p in live) or "no change")
-    _set_condition(body, st.condition(st.SPEC_APPLIED, True, "Applied", message))
+    _set_condition(memo, body, st.condition(st.SPEC_APPLIED, True, "Applied", message))
     patch.status["observedGeneration"] = generation
 
 
-def _set_condition(body: Any, condition: dict) -> None:
+def _set_condition(memo: kopf.Memo, body: kopf.Body, condition: dict) -> None:
     """The condition written guarded by the resourceVersion (the follower writes conditions
     too: a plain patch of the list read with this event could undo its latest change)."""
     meta = body.get("metadata", {})
-    namespace = meta.get("namespace") or operator_settings().namespace
-    if not kube.set_job_condition(kube.api_client(), namespace, meta["name"], condition):
+    namespace = meta.get("namespace") or memo.settings.namespace
+    if not kube.set_job_condition(memo.api, namespace, meta["name"], condition):
         log.warning("job %s/%s: condition %s not written (the job is gone or kept changing)",
                     namespace, meta.get("name"), condition["type"])
 
@@ -185,22 +191,12 @@ def _set_condition(body: Any, condition: dict) -> None:
 # puts a finalizer on every object that has a timer or a daemon (to stop it before the object
 # goes), and the children must go through ownerReferences alone: with a finalizer, deleting a
 # job would hang whenever the operator is down.
-_follower: asyncio.Task | None = None
-#: The namespace the follower looks at (None: all); ``main.run`` sets it from ``--namespace``.
-_watched_namespace: str | None = None
 
 
-def watch_namespace(namespace: str | None) -> None:
-    """Scope of the follower: one namespace, or None for the whole cluster."""
-    global _watched_namespace
-    _watched_namespace = namespace
-
-
-async def _follow(logger: logging.Logger) -> None:
+async def _follow(memo: kopf.Memo, logger: logging.Logger) -> None:
     while True:
         try:
-            await asyncio.to_thread(follow.reconcile_all, kube.api_client(), _watched_namespace,
-                                    operator_settings(), logger)
+            await asyncio.to_thread(follow.reconcile_all, memo.api, memo.namespace, memo.settings, logger)
         except ApiException as exc:
             logger.warning("cannot list PreprocessJobs: %s %s", exc.status, exc.reason)
         except Exception:  # a bug in one pass must not stop following every job
@@ -209,15 +205,15 @@ async def _follow(logger: logging.Logger) -> None:
 
 
 @kopf.on.startup()
-async def start_follower(**_: Any) -> None:
-    global _follower
-    _follower = asyncio.create_task(_follow(log), name="recprep-follower")
+async def start_follower(memo: kopf.Memo, **_: Any) -> None:
+    _ensure_memo(memo)
+    memo.follower = asyncio.create_task(_follow(memo, log), name="recprep-follower")
 
 
 @kopf.on.cleanup()
-async def stop_follower(**_: Any) -> None:
-    global _follower
-    if _follower is not None:
-        _follower.cancel()
-        await asyncio.gather(_follower, return_exceptions=True)
-        _follower = None
+async def stop_follower(memo: kopf.Memo, **_: Any) -> None:
+    follower = getattr(memo, "follower", None)
+    if follower is not None:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        memo.follower = None

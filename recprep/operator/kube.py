@@ -13,31 +13,22 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from ..spec import GROUP, PLURAL, VERSION
 from . import labels
 from .builders import JOB_FILE
 
 MERGE_PATCH = "application/merge-patch+json"
 
-_api: k8s.ApiClient | None = None
 
-
-def api_client() -> k8s.ApiClient:
-    """A Kubernetes client: in-cluster credentials, else the kubeconfig (``KUBECONFIG``)."""
-    global _api
-    if _api is None:
-        configuration = k8s.Configuration()
-        try:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-        except ConfigException:
-            k8s_config.load_kube_config(client_configuration=configuration)
-        _api = k8s.ApiClient(configuration)
-    return _api
-
-
-def use_api_client(api: k8s.ApiClient | None) -> None:
-    """Replace the Kubernetes client (tests; None builds one from the environment next time)."""
-    global _api
-    _api = api
+def new_api_client() -> k8s.ApiClient:
+    """A Kubernetes client: in-cluster credentials, else the kubeconfig (``KUBECONFIG``). The
+    operator makes one at startup and keeps it in kopf's ``memo`` (``handlers``)."""
+    configuration = k8s.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except ConfigException:
+        k8s_config.load_kube_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)
 
 
 # --- creating children --------------------------------------------------------------------------
@@ -198,7 +189,6 @@ def delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
 # --- the PreprocessJob's status -----------------------------------------------------------------
 
 JSON_PATCH = "application/json-patch+json"
-GROUP, VERSION, PLURAL = "recprep.io", "v1alpha1", "preprocessjobs"
 
 
 def read_job(api: k8s.ApiClient, namespace: str, name: str) -> dict | None:

@@ -17,6 +17,8 @@ JOB = "recprep.io/job"
 COMPONENT = "recprep.io/component"
 #: The worker pool of a worker object: one of POOLS.
 POOL = "recprep.io/pool"
+#: Node label of the storage nodes the ISP pool is pinned to by default (values.yaml says the same).
+STORAGE_NODE = "recprep.io/storage-node"
 
 # Kubernetes' recommended labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/).
 APP_NAME = "app.kubernetes.io/name"

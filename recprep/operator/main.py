@@ -19,9 +19,9 @@ def run(*, namespace: str | None = None, liveness: str | None = None, standalone
     from .settings import Settings
 
     # Settings first: a bad RECPREP_* value is one clear error (SettingsError names the
-    # variable and the key) before kopf starts, not a traceback in every handler.
-    handlers.use_settings(Settings.from_env())
-    handlers.watch_namespace(namespace)  # the follower looks where kopf watches
+    # variable and the key) before kopf starts, not a traceback in every handler. They and the
+    # namespace (the follower looks where kopf watches) go to the handlers in kopf's memo.
+    memo = handlers.operator_memo(Settings.from_env(), namespace)
     # kopf's log format and levels (INFO, DEBUG if verbose) replace the CLI's basic handler,
     # which would print every line twice.
     logging.getLogger().handlers.clear()
@@ -31,4 +31,5 @@ def run(*, namespace: str | None = None, liveness: str | None = None, standalone
         clusterwide=namespace is None,
         namespaces=[namespace] if namespace else (),
         liveness_endpoint=liveness,
+        memo=memo,
     )

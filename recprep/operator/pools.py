@@ -132,17 +132,16 @@ def resize_pool(api: k8s.ApiClient, job: PreprocessJob, namespace: str, pool: st
 
 def apply_bounds(api: k8s.ApiClient, job: PreprocessJob, namespace: str, settings: Settings,
                  logger: logging.Logger, scheduler_address: str | None = None) -> list[PoolChange]:
-    """Every pool brought within its spec bounds (``scaling.pool_target``); the changes made."""
+    """Every pool brought to the size ``scaling.pool_target`` decides; the changes made."""
     changes = []
     for pool in labels.POOLS:
-        bounds = getattr(job.spec.pools, pool)
         deployment = kube.read_worker_deployment(api, namespace, job.metadata.name, pool)
         if deployment is None:
             continue
-        current = int(deployment.spec.replicas or 0)
-        target = scaling.pool_target(current, bounds.min, bounds.max)
-        if target != current:
-            change = resize_pool(api, job, namespace, pool, target, settings, logger,
+        decision = scaling.pool_target(pool, int(deployment.spec.replicas or 0), getattr(job.spec.pools, pool))
+        if decision.changes:
+            logger.info("pool %s: %d -> %d workers (%s)", pool, decision.current, decision.target, decision.reason)
+            change = resize_pool(api, job, namespace, pool, decision.target, settings, logger,
                                  scheduler_address)
             if change is not None:
                 changes.append(change)

@@ -1,7 +1,14 @@
 """Pool sizing and scale-down choice: pure policy, no Kubernetes and no Dask calls.
 
-``pool_target`` says how many workers a pool should have within its spec bounds;
-``choose_retirements`` says which pods go when it shrinks, with the reason for each. The
+This module is the one place that decides how many workers a pool has:
+
+- ``pool_target`` asks a :class:`PoolPolicy` what the pool should have (the hook the predictive
+  autoscaler fills; until then :class:`KeepWithinBounds`), clamps the answer to the pool's spec
+  bounds (``clamp``) and returns a :class:`Decision` with its reason;
+- ``initial_replicas`` is the same decision for a pool that has no worker yet (the builders
+  create the worker Deployments with it).
+
+``choose_retirements`` says which pods go when a pool shrinks, with the reason for each. The
 mechanism (``pools``) retires the chosen workers through the Dask scheduler, marks their pods
 with ``DELETION_COST`` and only then lowers the Deployment's replicas, so the ReplicaSet
 controller deletes exactly those pods.
@@ -18,6 +25,9 @@ Never the newest pod just because it is the newest: that one may hold data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+from ..spec import PoolBounds
 
 #: Annotation the ReplicaSet controller reads to choose which pods to delete first.
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
@@ -25,17 +35,60 @@ DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 DELETION_COST = "-1000"
 
 
-def pool_target(replicas: int, minimum: int, maximum: int) -> int:
-    """Workers a pool should have, given how many it has now and its spec bounds.
+def clamp(replicas: int, bounds: PoolBounds) -> int:
+    """``replicas`` within the pool's ``[min, max]``."""
+    if bounds.min < 0 or bounds.max < bounds.min:
+        raise ValueError(f"pool bounds must satisfy 0 <= min <= max, got min={bounds.min} max={bounds.max}")
+    return max(bounds.min, min(bounds.max, int(replicas)))
 
-    Within [minimum, maximum]; a pool that may have workers keeps at least one, so the job
-    makes progress (until a predictor sizes the pools, this is the whole policy: the bounds
-    move, the pool follows).
-    """
-    if minimum < 0 or maximum < minimum:
-        raise ValueError(f"pool bounds must satisfy 0 <= min <= max, got min={minimum} max={maximum}")
-    wanted = max(int(replicas), 1)
-    return max(minimum, min(maximum, wanted))
+
+class PoolPolicy(Protocol):
+    """What a pool should have before its bounds apply, and why: the slot of the predictor."""
+
+    def wanted(self, pool: str, current: int) -> tuple[int, str]: ...
+
+
+class KeepWithinBounds:
+    """The policy until a predictor sizes the pools: a pool keeps the workers it has, and at least
+    one so the job makes progress; the spec bounds move, the pool follows."""
+
+    def wanted(self, pool: str, current: int) -> tuple[int, str]:
+        if current < 1:
+            return 1, "at least one worker, so the job makes progress"
+        return int(current), "keeps its workers"
+
+
+#: The policy the operator runs.
+DEFAULT_POLICY: PoolPolicy = KeepWithinBounds()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How many workers a pool is to have, from how many, and why."""
+
+    pool: str
+    current: int
+    target: int
+    reason: str
+
+    @property
+    def changes(self) -> bool:
+        return self.target != self.current
+
+
+def pool_target(pool: str, current: int, bounds: PoolBounds, policy: PoolPolicy = DEFAULT_POLICY) -> Decision:
+    """The size of ``pool`` (now ``current`` workers): the policy's answer within the bounds."""
+    wanted, reason = policy.wanted(pool, current)
+    target = clamp(wanted, bounds)
+    if target != wanted:
+        reason += f"; held to spec.pools.{pool} [min {bounds.min}, max {bounds.max}]"
+    return Decision(pool, int(current), target, reason)
+
+
+def initial_replicas(pool: str, bounds: PoolBounds, policy: PoolPolicy = DEFAULT_POLICY) -> int:
+    """Workers a pool starts with: what the policy wants for an empty pool, within the bounds
+    (with the default policy: its min, but at least one if the pool may have any)."""
+    return pool_target(pool, 0, bounds, policy).target
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,13 @@ Helm chart sets on the operator pod (charts/recprep/templates/deployment.yaml).
 
     {"pools": {"cpu": {"nodeSelector": {}, "tolerations": [], "affinity": {}},
                "isp": {"nodeSelector": {}, "tolerations": [], "affinity": {}}},
-     "worker": {"resources": {}},
+     "worker": {"resources": {}}, "scheduler": {"resources": {}}, "driver": {"resources": {}},
+     "shards": {"resources": {}},
      "storage": {"volumes": [], "volumeMounts": []},
      "podSecurityContext": {}, "securityContext": {}}
 
-Keys left out keep the defaults below (which mirror values.yaml); ``scheduler.resources``,
-``driver.resources`` and ``shards.resources`` (the shard service of a job with ``spec.serve``)
-are accepted too. Errors name the variable and the key.
+Keys left out keep the defaults below (which mirror values.yaml; ``shards`` is the shard service
+of a job with ``spec.serve``). Errors name the variable and the key.
 
 The settings are plain data: builders copy what they embed, so a manifest never aliases them.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import RecprepError
+from . import labels
 
 NAMESPACE = "RECPREP_NAMESPACE"
 CLUSTER_WIDE = "RECPREP_CLUSTER_WIDE"
@@ -65,7 +66,7 @@ def _cpu_pool() -> PoolDefaults:
 
 
 def _isp_pool() -> PoolDefaults:
-    return PoolDefaults(node_selector={"recprep.io/storage-node": "true"})
+    return PoolDefaults(node_selector={labels.STORAGE_NODE: "true"})
 
 
 def _worker_resources() -> dict:

@@ -1,5 +1,5 @@
 """The mechanism of the embedding cache: a table's rows in host memory, ``capacity`` of them in a
-tensor on the training device, moved as the plans of ``recprep.workloads.cache_plan`` say.
+tensor on the training device, moved as the plans of ``recprep.train.cache_plan`` say.
 
 The device rows are the weight of an ``nn.Embedding(capacity, dim, sparse=True)``, looked up
 by cache slot; the optimizer updates them in place. Row-aligned optimizer state (Adagrad's
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..workloads.cache_plan import SlotMirror, TablePlan
+from .cache_plan import SlotMirror, TablePlan
 
 
 @dataclass

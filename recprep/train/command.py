@@ -8,8 +8,7 @@ import os
 import warnings
 
 from ..errors import RecprepError
-
-TOKEN_ENV = "RECPREP_SHARD_TOKEN"
+from ..spec import SHARD_TOKEN_ENV as TOKEN_ENV
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -93,7 +92,7 @@ def run(args, out, err) -> int:
 
 
 def _source(args):
-    from ..workloads.shards import LocalShards, ServiceShards, read_ledger
+    from ..delivery.shards import LocalShards, ServiceShards, read_ledger
     from .config import TrainConfigError
 
     if (args.output is None) == (args.service is None):

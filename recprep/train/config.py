@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import RecprepError
-from ..workloads.shards import ShardSource
+from ..delivery.shards import ShardSource
 
 CACHES = ("none", "lookahead", "lru")
 OPTIMIZERS = ("adagrad", "sgd")

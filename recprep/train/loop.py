@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from ..errors import RecprepError
-from ..workloads.batching import ArrayBatch
-from ..workloads.cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
-from ..workloads.loader import Prefetcher, default_device, epoch_batches
+from ..delivery.batching import ArrayBatch
+from .cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
+from .loader import Prefetcher, default_device, epoch_batches
 from .cache import CacheStats, DeviceCache
 from .config import TrainConfig, TrainConfigError
 from .model import DLRM, init_table

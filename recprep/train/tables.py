@@ -30,17 +30,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RecprepError, SpecError
-from ..workloads.service.committed import read_job, read_vocabulary_sizes
-from ..workloads.service.errors import ShardServiceError
-from ..workloads.shards import LocalShards, ServiceShards, service_client_class
-from ..workloads.sources import infer_format
+from pydantic import ValidationError
+
+from ..errors import OutputError, RecprepError, SpecError
+from ..op_params import (
+    PARAMS, BucketizeParams, CategorifyParams, ClampParams, FillNullParams, FirstXParams, NGramParams, OpParams,
+    SigridHashParams, ToListParams,
+)
+from ..spec import ROLES, SourceSpec
+from ..delivery.shards import LocalShards, ServiceShards, service_client_class
+from ..uris import infer_format
+from ..workloads.output import read_job, read_vocabulary_sizes
 from .config import TrainConfigError
 
 DEFAULT_TABLE_ROWS = 100_000
-ROLES = ("dense", "sparse", "label")
-#: Ops that leave a feature's IDs where they were.
-_KEEP = ("to_list", "firstx")
 
 
 @dataclass(frozen=True)
@@ -54,14 +57,15 @@ def _patterns(selector: Any) -> list[str]:
 
 
 def _role_patterns(source: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The source's role selectors as the data plane resolves them (``SourceSpec.role_selectors``);
+    no roles when the source does not load (an output of another recprep version)."""
     try:
-        criteo = infer_format(str(source.get("uri", "")), source.get("format")) == "criteo"
-    except SpecError:
-        criteo = False
-    dense = source.get("dense") if source.get("dense") is not None else ("I*" if criteo else [])
-    sparse = source.get("sparse") if source.get("sparse") is not None else ("C*" if criteo else [])
-    label = source.get("label", "label")
-    return {"dense": _patterns(dense), "sparse": _patterns(sparse), "label": [label] if label else []}
+        spec = SourceSpec.model_validate(source)
+        selectors = spec.role_selectors(infer_format(spec.uri, spec.format))
+    except (ValidationError, SpecError):
+        return {"dense": [], "sparse": [], "label": []}
+    return {"dense": _patterns(selectors["dense"]), "sparse": _patterns(selectors["sparse"]),
+            "label": [spec.label] if spec.label else []}
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -77,8 +81,8 @@ def _selects(selector: Any, name: str, roles: Mapping[str, list[str]], source_co
 
 def _generated(transform: Mapping[str, Any], features: Sequence[str], roles) -> list[str]:
     """The features a generating op (``output``) makes among ``features``."""
-    target = transform.get("output")
-    if not isinstance(target, str) or transform.get("op") not in ("bucketize", "ngram"):
+    target = getattr(_params(transform), "output", None)  # the generating ops have an output
+    if not isinstance(target, str):
         return []
     if "{column}" not in target:
         return [target] if target in features else []
@@ -89,31 +93,35 @@ def _generated(transform: Mapping[str, Any], features: Sequence[str], roles) -> 
             if (m := pattern.fullmatch(f)) and _selects(transform.get("columns"), m.group(1), roles, True)]
 
 
-def _param(transform: Mapping[str, Any], name: str, default: Any = None) -> Any:
-    """An op parameter as written in the manifest: camelCase, or its snake_case form."""
-    if name in transform:
-        return transform[name]
-    return transform.get(re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name), default)
+def _params(transform: Mapping[str, Any]) -> OpParams | None:
+    """The transform's op parameters, parsed as the spec parses them (``recprep.op_params``);
+    None for an op this version does not know or parameters it does not accept."""
+    model = PARAMS.get(transform.get("op"))
+    if model is None:
+        return None
+    try:
+        return model.model_validate({k: v for k, v in transform.items() if k not in ("op", "columns")})
+    except ValidationError:
+        return None
 
 
 def _bound(transform: Mapping[str, Any], index: int, column: str, before: int | None,
            vocabularies: Mapping[str, int]) -> int | None:
-    op = transform.get("op")
-    if op in ("sigrid_hash", "ngram"):
-        return int(_param(transform, "maxValue"))
-    if op == "categorify":
+    params = _params(transform)
+    if isinstance(params, (SigridHashParams, NGramParams)):
+        return params.max_value
+    if isinstance(params, CategorifyParams):
         size = vocabularies.get(f"{index}:{column}")
         return None if size is None else size + 1
-    if op == "bucketize":
-        return len(_param(transform, "borders")) + 1
-    if op == "clamp":
-        low, high = _param(transform, "min"), _param(transform, "max")
+    if isinstance(params, BucketizeParams):
+        return len(params.borders) + 1
+    if isinstance(params, ClampParams):
+        low, high = params.min, params.max
         return math.floor(high) + 1 if low is not None and low >= 0 and high is not None else None
-    if op == "fill_null":
-        value = _param(transform, "value", 0)
-        inside = isinstance(value, int) and before is not None and 0 <= value < before
+    if isinstance(params, FillNullParams):
+        inside = isinstance(params.value, int) and before is not None and 0 <= params.value < before
         return before if inside else None
-    return before if op in _KEEP else None
+    return before if isinstance(params, (ToListParams, FirstXParams)) else None
 
 
 def id_bounds(spec: Mapping[str, Any], features: Sequence[str],
@@ -156,12 +164,11 @@ def table_rows_for(spec: Mapping[str, Any], features: Sequence[str],
 def _local_job(directory: str) -> tuple[dict | None, dict[str, int]]:
     try:
         job = read_job(directory)
-    except ShardServiceError:
+    except OutputError:
         return None, {}
-    spec = job.get("spec")
-    if not isinstance(spec, dict):
+    if job.spec is None:
         return None, {}
-    return spec, read_vocabulary_sizes(directory, job["identity"])
+    return job.spec, read_vocabulary_sizes(directory, job.identity)
 
 
 def _service_job(source: ServiceShards) -> tuple[dict | None, dict[str, int]]:

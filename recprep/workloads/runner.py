@@ -15,13 +15,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import dask
 
-from ..errors import BadDataError, OutputError, RecprepError
+from ..errors import BadDataError, RecprepError
 from ..spec import PreprocessJob
-from .ledger import Ledger, check_writable
+from ..uris import output_directory
+from .output import QUARANTINE_DIR, CommitRecord, JobRecord, OutputWriter, check_writable
 from .plan import Plan, States
 from .sources import Split
 from .tasks import ShardResult, combine_partials, fit_shard, prepare, transform_shard
@@ -53,14 +54,6 @@ class RunSummary:
     @property
     def rows_per_second_per_core(self) -> float:
         return self.rows_processed / self.seconds / max(self.cores, 1) if self.seconds else 0.0
-
-
-def resolve_output(uri: str) -> str:
-    if uri.startswith("file://"):
-        uri = uri[len("file://") :]
-    elif "://" in uri:
-        raise OutputError(f"spec.output.uri: only local paths are supported, got {uri!r}")
-    return os.path.abspath(uri)
 
 
 def _identity(job: PreprocessJob, splits: list[Split]) -> str:
@@ -108,15 +101,15 @@ def run_job(
     messages naming the field, file or line; committed shards are never removed by a failure."""
     if output:
         job = job.model_copy(update={"spec": job.spec.model_copy(update={"output": job.spec.output.model_copy(update={"uri": output})})})
-    directory = resolve_output(job.spec.output.uri)
+    directory = output_directory(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
     splits = source.splits(job.spec.output.rows_per_shard)
     check_writable(directory)
     identity = _identity(job, splits)
-    ledger = Ledger(directory, fsync=fsync)
+    ledger = OutputWriter(directory, fsync=fsync)
     # "shards": the planned shard count, how the shard service knows the job is complete
-    ledger.open(identity, {"name": job.metadata.name, "spec": job.spec.model_dump(mode="json", by_alias=True),
-                           "shards": len(splits)}, overwrite)
+    ledger.open(JobRecord(identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True),
+                          len(splits)), overwrite)
 
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
@@ -133,10 +126,10 @@ def run_job(
     return summary
 
 
-def _fit(c, job, plan: Plan, splits, ledger: Ledger, identity: str, progress) -> States:
+def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progress) -> States:
     saved = ledger.load_fit(identity)
     if saved is not None:
-        return _decode_states(saved)
+        return saved
     states: States = {}
     for stage in range(len(plan.fit_stages)):
         if progress:
@@ -154,33 +147,22 @@ def _fit(c, job, plan: Plan, splits, ledger: Ledger, identity: str, progress) ->
                 states[key] = ops[key[0]].finalize(partial)
             except ValueError as exc:
                 raise RecprepError(f"spec.transforms[{key[0]}] ({ops[key[0]].name} on {key[1]}): {exc}") from None
-    ledger.save_fit(identity, _encode_states(states))
+    ledger.save_fit(identity, states)
     return states
 
 
-def _encode_states(states: States) -> dict[str, Any]:
-    return {f"{i}:{col}": v for (i, col), v in states.items()}
-
-
-def _decode_states(data: dict[str, Any]) -> States:
-    out: States = {}
-    for key, v in data.items():
-        i, col = key.split(":", 1)
-        out[(int(i), col)] = v
-    return out
-
-
-def _transform(c, job, splits: list[Split], states, directory, ledger: Ledger, summary: RunSummary, progress, fsync):
+def _transform(c, job, splits: list[Split], states, directory, ledger: OutputWriter, summary: RunSummary, progress,
+               fsync):
     from distributed import as_completed
 
-    done = {i: e for i, e in ledger.entries.items() if i < len(splits)}
+    done = {i: e for i, e in ledger.commits.items() if i < len(splits)}
     summary.shards = len(splits)
     summary.shards_skipped = len(done)
     for e in done.values():
-        summary.rows_written += e["rows"]
-        summary.rows_quarantined += e["badRows"]
-        if e.get("quarantine"):
-            summary.quarantine_files.append(e["quarantine"])
+        summary.rows_written += e.rows
+        summary.rows_quarantined += e.bad_rows
+        if e.quarantine:
+            summary.quarantine_files.append(e.quarantine)
     summary.rows_read = summary.rows_written + summary.rows_quarantined
     todo = [s for s in splits if s.index not in done]
     est_total = sum(s.est_rows for s in splits)
@@ -202,10 +184,8 @@ def _transform(c, job, splits: list[Split], states, directory, ledger: Ledger, s
             # worker being retired (scale-down) holds nothing that must move elsewhere
             del pending[r.index]
             fut.release()
-            ledger.record(
-                {"shard": r.index, "file": r.file, "rows": r.rows, "badRows": r.bad_rows, "bytes": r.bytes,
-                 "sha256": r.sha256, "quarantine": r.quarantine, "source": splits[r.index].describe()}
-            )
+            ledger.commit(CommitRecord(r.index, r.file, r.rows, r.bad_rows, r.bytes, r.sha256, r.quarantine,
+                                       splits[r.index].describe()))
             summary.rows_written += r.rows
             summary.rows_quarantined += r.bad_rows
             summary.rows_read += r.rows + r.bad_rows
@@ -228,7 +208,7 @@ def _bad_message(job, summary: RunSummary, directory: str, estimated: bool = Fal
         f"{summary.rows_quarantined} malformed rows ({frac:.2%} of {summary.rows_read} read"
         f"{', more than the whole source allows' if estimated else ''}) exceed "
         f"spec.source.maxBadFraction={job.spec.source.max_bad_fraction}; they are listed in "
-        f"{os.path.join(directory, '_quarantine')}; committed shards are kept"
+        f"{os.path.join(directory, QUARANTINE_DIR)}; committed shards are kept"
     )
 
 

@@ -14,7 +14,8 @@ from ..spec import PreprocessJob
 from .memory import tune_allocator
 from .plan import Plan, States, compile_plan
 from .sources import Split, open_source
-from .writer import write_quarantine, write_shard
+from .output import put_quarantine, put_shard
+from .writer import shard_bytes
 
 
 @dataclass
@@ -75,14 +76,14 @@ def transform_shard(
     try:
         read = source.read(split, plan.scan_hex)
         table = plan.apply(read.table, states)
-        quarantine = write_quarantine(read.bad, directory, split.index, fsync) if read.bad else None
-        written = write_shard(table, directory, split.index, compression, fsync)
+        quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
+        written = put_shard(directory, split.index, shard_bytes(table, compression), fsync)
     except RecprepError:
         raise
     except Exception as exc:
         raise ShardError(f"shard {split.index} ({_where(split)}): {type(exc).__name__}: {exc}") from exc
     return ShardResult(
-        split.index, written.name, written.rows, len(read.bad), written.bytes, written.sha256,
+        split.index, written.name, table.num_rows, len(read.bad), written.bytes, written.sha256,
         quarantine, time.perf_counter() - started,
     )
 

@@ -13,7 +13,7 @@ import pytest
 kopf = pytest.importorskip("kopf")
 pytest.importorskip("kubernetes")
 
-from recprep.operator import handlers, kube, labels  # noqa: E402
+from recprep.operator import handlers, labels  # noqa: E402
 from recprep.operator import status as st  # noqa: E402
 from recprep.operator.settings import Settings  # noqa: E402
 
@@ -31,15 +31,40 @@ def body_of(doc: dict, namespace: str = "default", uid: str = "uid-1") -> dict:
     return body
 
 
-@pytest.fixture(autouse=True)
-def _isolated_handlers():
-    handlers.use_settings(Settings(namespace="default", image="unused"))
-    yield
-    handlers.use_settings(None)
-    kube.use_api_client(None)
+@pytest.fixture()
+def memo() -> kopf.Memo:
+    """The operator's state as the handlers get it from kopf (the API client set per test)."""
+    return handlers.operator_memo(Settings(namespace="default", image="unused"))
 
 
-def test_invalid_spec_patches_failed_and_raises_permanent_error():
+def test_startup_tunes_kopf_and_keeps_the_operator_state_in_the_memo(memo):
+    import asyncio
+
+    class NoApi:  # the follower's pass fails on it: logged, and the loop goes on
+        def __getattr__(self, name):
+            raise AssertionError(f"API used: {name}")
+
+    memo.api = NoApi()
+    kopf_settings = kopf.OperatorSettings()
+    handlers.startup_fn(settings=kopf_settings, memo=memo)
+    assert kopf_settings.watching.server_timeout == memo.settings.watch_server_timeout
+    assert kopf_settings.posting.level == logging.WARNING
+    assert isinstance(memo.api, NoApi) and memo.namespace is None  # kept as main.run set them
+
+    async def lifecycle():
+        await handlers.start_follower(memo=memo)
+        follower = memo.follower
+        assert not follower.done()
+        await asyncio.sleep(0.05)  # one failing pass: the follower survives it
+        assert not follower.done()
+        await handlers.stop_follower(memo=memo)
+        return follower
+
+    follower = asyncio.run(lifecycle())
+    assert follower.cancelled() and memo.follower is None
+
+
+def test_invalid_spec_patches_failed_and_raises_permanent_error(memo):
     doc = job_document(transforms=[{"op": "fill_null", "columns": "dense", "value": 0},
                                    {"op": "firstx", "columns": "sparse", "k": 0}])
 
@@ -47,10 +72,10 @@ def test_invalid_spec_patches_failed_and_raises_permanent_error():
         def __getattr__(self, name):
             raise AssertionError(f"API used: {name}")
 
-    kube.use_api_client(NoApi())
+    memo.api = NoApi()
     patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError, match=r"spec\.transforms\[1\]\.k"):
-        handlers.create_fn(body=body_of(doc), patch=patch, logger=LOGGER)
+        handlers.create_fn(body=body_of(doc), patch=patch, logger=LOGGER, memo=memo)
     status = patch["status"]
     assert status["phase"] == st.FAILED
     assert "spec.transforms[1].k" in status["message"]
@@ -76,11 +101,11 @@ def _children(cluster, name: str) -> dict[str, list[str]]:
             for kind, path in paths.items()}
 
 
-def test_valid_spec_creates_children_idempotently(cluster):
-    kube.use_api_client(_api_client(cluster))
+def test_valid_spec_creates_children_idempotently(cluster, memo):
+    memo.api = _api_client(cluster)
     body = body_of(job_document(name="clicks"))
     patch = kopf.Patch()
-    handlers.create_fn(body=body, patch=patch, logger=LOGGER)
+    handlers.create_fn(body=body, patch=patch, logger=LOGGER, memo=memo)
     assert patch["status"]["phase"] == st.PENDING
     expected = {
         "ConfigMap": ["clicks-spec"],
@@ -94,7 +119,7 @@ def test_valid_spec_creates_children_idempotently(cluster):
     # and a job that already has a phase is not moved back to Pending.
     body["status"] = {"phase": st.RUNNING}
     again = kopf.Patch()
-    handlers.create_fn(body=body, patch=again, logger=LOGGER)
+    handlers.create_fn(body=body, patch=again, logger=LOGGER, memo=memo)
     assert "status" not in again
     assert _children(cluster, "clicks") == expected
 
@@ -107,23 +132,23 @@ CRD = Path(__file__).resolve().parents[2] / "charts" / "recprep" / "crds" / "pre
 PPJ = "/apis/recprep.io/v1alpha1/namespaces/default/preprocessjobs"
 
 
-def _running_job(cluster, doc: dict) -> dict:
+def _running_job(cluster, memo: kopf.Memo, doc: dict) -> dict:
     """A PreprocessJob stored in the API whose create handler has run (children, Pending)."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
     cluster.kubectl("wait", "--for=condition=Established", "crd/preprocessjobs.recprep.io", "--timeout=10s")
     cluster.request("POST", PPJ, doc)
     name = doc["metadata"]["name"]
     patch = kopf.Patch()
-    handlers.create_fn(body=cluster.get(f"{PPJ}/{name}"), patch=patch, logger=LOGGER)
+    handlers.create_fn(body=cluster.get(f"{PPJ}/{name}"), patch=patch, logger=LOGGER, memo=memo)
     cluster.request("PATCH", f"{PPJ}/{name}/status", {"status": dict(patch["status"])},
                     content_type="application/merge-patch+json")
     return cluster.get(f"{PPJ}/{name}")
 
 
-def _update(cluster, name: str, spec_patch: dict, diff: list) -> tuple[dict, kopf.Patch]:
+def _update(cluster, memo: kopf.Memo, name: str, spec_patch: dict, diff: list) -> tuple[dict, kopf.Patch]:
     cluster.request("PATCH", f"{PPJ}/{name}", {"spec": spec_patch}, content_type="application/merge-patch+json")
     body, patch = cluster.get(f"{PPJ}/{name}"), kopf.Patch()
-    handlers.update_fn(body=body, diff=diff, patch=patch, logger=LOGGER)
+    handlers.update_fn(body=body, diff=diff, patch=patch, logger=LOGGER, memo=memo)
     return body, patch
 
 
@@ -132,14 +157,14 @@ def _spec_applied(cluster, name: str) -> dict:
     return st.get_condition(status["conditions"], st.SPEC_APPLIED)
 
 
-def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_rest(cluster):
-    kube.use_api_client(_api_client(cluster))
-    job = _running_job(cluster, job_document(name="live"))
+def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_rest(cluster, memo):
+    memo.api = _api_client(cluster)
+    job = _running_job(cluster, memo, job_document(name="live"))
     replicas = lambda: cluster.get("/apis/apps/v1/namespaces/default/deployments/live-worker-cpu")["spec"]["replicas"]  # noqa: E731
     assert replicas() == 1
 
     # Raising the minimum scales up at once (no worker to retire, so no scheduler needed).
-    body, patch = _update(cluster, "live", {"pools": {"cpu": {"min": 3, "max": 6}}},
+    body, patch = _update(cluster, memo, "live", {"pools": {"cpu": {"min": 3, "max": 6}}},
                           [("change", ("pools", "cpu", "min"), 1, 3)])
     assert replicas() == 3
     assert patch["status"]["observedGeneration"] == body["metadata"]["generation"] == job["metadata"]["generation"] + 1
@@ -151,7 +176,7 @@ def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_re
                     content_type="application/merge-patch+json")
     patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError, match=r"spec\.pools\.cpu"):
-        handlers.update_fn(body=cluster.get(f"{PPJ}/live"), patch=patch, logger=LOGGER,
+        handlers.update_fn(body=cluster.get(f"{PPJ}/live"), patch=patch, logger=LOGGER, memo=memo,
                            diff=[("change", ("pools", "cpu", "min"), 3, 9)])
     assert "observedGeneration" not in patch.get("status", {})
     refused = _spec_applied(cluster, "live")
@@ -160,7 +185,7 @@ def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_re
     assert replicas() == 3
 
     # A change the running job cannot take is reported, not applied.
-    body, patch = _update(cluster, "live", {"pools": {"cpu": {"min": 3, "max": 6}}, "backoffLimit": 7},
+    body, patch = _update(cluster, memo, "live", {"pools": {"cpu": {"min": 3, "max": 6}}, "backoffLimit": 7},
                           [("change", ("backoffLimit",), 4, 7)])
     assert patch["status"]["observedGeneration"] == body["metadata"]["generation"]
     note = _spec_applied(cluster, "live")
@@ -168,28 +193,27 @@ def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_re
     assert cluster.get("/apis/batch/v1/namespaces/default/jobs/live-driver")["spec"]["backoffLimit"] == 4
 
 
-def test_update_of_a_finished_job_changes_nothing(cluster):
-    kube.use_api_client(_api_client(cluster))
-    _running_job(cluster, job_document(name="over"))
+def test_update_of_a_finished_job_changes_nothing(cluster, memo):
+    memo.api = _api_client(cluster)
+    _running_job(cluster, memo, job_document(name="over"))
     cluster.request("PATCH", f"{PPJ}/over/status", {"status": {"phase": st.SUCCEEDED}},
                     content_type="application/merge-patch+json")
-    body, patch = _update(cluster, "over", {"pools": {"cpu": {"min": 4, "max": 6}}},
+    body, patch = _update(cluster, memo, "over", {"pools": {"cpu": {"min": 4, "max": 6}}},
                           [("change", ("pools", "cpu", "min"), 1, 4)])
     assert dict(patch["status"]) == {"observedGeneration": body["metadata"]["generation"]}
     assert cluster.get("/apis/apps/v1/namespaces/default/deployments/over-worker-cpu")["spec"]["replicas"] == 1
 
 
-def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(cluster):
+def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(cluster, memo):
     from recprep.operator import follow
 
-    api = _api_client(cluster)
-    kube.use_api_client(api)
-    settings = Settings(namespace="default", image="unused")
+    api = memo.api = _api_client(cluster)
+    settings = memo.settings
     shards = "/apis/apps/v1/namespaces/default/deployments/feed-shards"
     finished = {"phase": st.SUCCEEDED, "completionTime": "2026-01-01T00:00:00Z", "schedulerDeleted": True}
 
     # spec.serve added after the driver got its spec: the spec in effect has none, so no service
-    late = _running_job(cluster, job_document(name="late"))
+    late = _running_job(cluster, memo, job_document(name="late"))
     cluster.request("PATCH", f"{PPJ}/late", {"spec": {"serve": {"port": 9000}}},
                     content_type="application/merge-patch+json")
     body = {**cluster.get(f"{PPJ}/late"), "status": finished}
@@ -199,7 +223,7 @@ def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(clu
     assert follow.reconcile_one(api, {**body, "status": {**finished, **changes}}, settings, LOGGER) == {}
 
     # a job that finished while the operator was down gets its service on the next pass
-    _running_job(cluster, job_document(name="feed", serve={"port": 9000, "tokenSecret": "feed-token"}))
+    _running_job(cluster, memo, job_document(name="feed", serve={"port": 9000, "tokenSecret": "feed-token"}))
     assert not cluster.exists(shards)  # not with the other children: the output is not opened yet
     body = {**cluster.get(f"{PPJ}/feed"), "status": finished}
     changes = follow.reconcile_one(api, body, settings, LOGGER)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from recprep.operator.scaling import WorkerPod, choose_retirements, pool_target
+from recprep.operator.scaling import (
+    Decision, KeepWithinBounds, WorkerPod, choose_retirements, clamp, initial_replicas, pool_target,
+)
+from recprep.spec import PoolBounds
 
 
 @pytest.mark.parametrize(("replicas", "minimum", "maximum", "target"), [
@@ -15,13 +18,38 @@ from recprep.operator.scaling import WorkerPod, choose_retirements, pool_target
     (2, 2, 2, 2),
 ])
 def test_pool_target(replicas, minimum, maximum, target):
-    assert pool_target(replicas, minimum, maximum) == target
+    decision = pool_target("cpu", replicas, PoolBounds(min=minimum, max=maximum))
+    assert decision.target == target and decision.current == replicas and decision.reason
+    assert decision.changes == (target != replicas)
 
 
 @pytest.mark.parametrize(("minimum", "maximum"), [(3, 1), (-1, 2)])
-def test_pool_target_refuses_bad_bounds(minimum, maximum):
+def test_clamp_refuses_bad_bounds(minimum, maximum):
+    bounds = PoolBounds.model_construct(min=minimum, max=maximum)  # the spec itself refuses these
     with pytest.raises(ValueError, match="0 <= min <= max"):
-        pool_target(1, minimum, maximum)
+        clamp(1, bounds)
+
+
+def test_a_policy_fills_the_hook_and_the_bounds_hold_it():
+    class Wants:
+        def __init__(self, n):
+            self.n = n
+
+        def wanted(self, pool, current):
+            return self.n, f"forecast needs {self.n}"
+
+    bounds = PoolBounds(min=1, max=6)
+    assert pool_target("isp", 2, bounds, Wants(4)) == Decision("isp", 2, 4, "forecast needs 4")
+    held = pool_target("isp", 2, bounds, Wants(40))
+    assert held.target == 6 and held.reason == "forecast needs 40; held to spec.pools.isp [min 1, max 6]"
+    assert pool_target("isp", 2, bounds, Wants(0)).target == 1
+
+
+def test_initial_replicas_is_the_decision_for_an_empty_pool():
+    assert initial_replicas("cpu", PoolBounds(min=0, max=20)) == 1
+    assert initial_replicas("cpu", PoolBounds(min=3, max=5)) == 3
+    assert initial_replicas("isp", PoolBounds(min=0, max=0)) == 0
+    assert KeepWithinBounds().wanted("cpu", 0) == (1, "at least one worker, so the job makes progress")
 
 
 def joined(name, executing=0, stored=0, processing=0, retiring=False):

@@ -13,8 +13,8 @@ from recprep.errors import RecprepError  # noqa: E402
 from recprep.train.cache import DeviceCache  # noqa: E402
 from recprep.train.loop import TrainConfig, train  # noqa: E402
 from recprep.train.model import init_table  # noqa: E402
-from recprep.workloads.cache_plan import CacheTooSmallError, LRUPlanner  # noqa: E402
-from recprep.workloads.shards import LocalShards  # noqa: E402
+from recprep.train.cache_plan import CacheTooSmallError, LRUPlanner  # noqa: E402
+from recprep.delivery.shards import LocalShards  # noqa: E402
 
 from ..shard_outputs import criteo_output, layout_table, write_output  # noqa: E402
 

@@ -106,7 +106,7 @@ def job_output(tmp_path_factory, dask_client):
 def test_train_sizes_its_tables_from_the_local_output_unless_told(job_output):
     pytest.importorskip("torch")
     from recprep.train.loop import TrainConfig, train
-    from recprep.workloads.shards import LocalShards
+    from recprep.delivery.shards import LocalShards
 
     out, vocabulary = job_output
     assert 0 < vocabulary < 777
@@ -121,8 +121,8 @@ def test_train_sizes_its_tables_from_the_local_output_unless_told(job_output):
 def test_the_shard_service_status_carries_the_spec_and_the_vocabulary_sizes(job_output, tmp_path):
     pytest.importorskip("pyarrow.flight")
     from recprep.train.tables import resolve_table_rows
-    from recprep.workloads.service import ShardServer
-    from recprep.workloads.shards import ServiceShards
+    from recprep.delivery.service import ShardServer
+    from recprep.delivery.shards import ServiceShards
 
     out, vocabulary = job_output
     with ShardServer(str(out), token="t", state_dir=str(tmp_path / "state")) as server:
@@ -132,7 +132,7 @@ def test_the_shard_service_status_carries_the_spec_and_the_vocabulary_sizes(job_
         assert sized.rows == 777 and sized.note.startswith("from the job")
         assert id_bounds(json.loads((out / "_job.json").read_text())["spec"], ["C3"], {"4:C3": vocabulary}) == \
             {"C3": vocabulary + 1}
-        from recprep.workloads.service import ShardClient
+        from recprep.delivery.service import ShardClient
 
         with ShardClient(server.location, token="t") as client:
             status = client.status()

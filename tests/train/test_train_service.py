@@ -13,7 +13,7 @@ pytest.importorskip("pyarrow.flight")
 
 from recprep.errors import RecprepError  # noqa: E402
 from recprep.train.loop import TrainConfig, train  # noqa: E402
-from recprep.workloads.shards import ServiceShards  # noqa: E402
+from recprep.delivery.shards import ServiceShards  # noqa: E402
 
 from ..shard_outputs import criteo_output  # noqa: E402
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:Sparse
 
 @pytest.fixture()
 def service(tmp_path_factory, criteo_tsv, dask_client, tmp_path):
-    from recprep.workloads.service import ShardServer
+    from recprep.delivery.service import ShardServer
 
     out = criteo_output(tmp_path_factory, criteo_tsv, dask_client)
     server = ShardServer(str(out), token="s3cret", state_dir=str(tmp_path / "state"), wait_timeout=30.0)

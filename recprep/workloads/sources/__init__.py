@@ -5,33 +5,19 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlparse
 
 from ...errors import SourceError, SpecError
+from ...spec import CRITEO_COLUMNS
+from ...uris import SYNTHETIC_SCHEME, infer_format
 from .base import BadRow, ReadResult, Roles, Split, select
 
-CRITEO_NAMES = ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))]
+CRITEO_NAMES = list(CRITEO_COLUMNS)
 
 __all__ = ["BadRow", "ReadResult", "Roles", "Split", "open_source", "infer_format"]
 
 
-def infer_format(uri: str, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    if uri.startswith("synthetic://"):
-        return "criteo"
-    path = uri.lower()
-    for ext in (".gz", ".bz2", ".xz", ".zst"):
-        path = path.removesuffix(ext)
-    for suffix, name in ((".parquet", "parquet"), (".pq", "parquet"), (".tsv", "tsv"), (".csv", "csv")):
-        if path.endswith(suffix):
-            return name
-    raise SpecError(
-        f"spec.source.format: cannot infer the format of {uri!r}; allowed: criteo, csv, tsv, parquet"
-    )
-
-
 def _roles_fn(spec, fmt: str):
     def roles(names: list[str]) -> Roles:
-        dense = spec.dense if spec.dense is not None else ("I*" if fmt == "criteo" else [])
-        sparse = spec.sparse if spec.sparse is not None else ("C*" if fmt == "criteo" else [])
+        selectors = spec.role_selectors(fmt)
+        dense, sparse = selectors["dense"], selectors["sparse"]
         label = spec.label
         if label is not None and label not in names:
             raise SpecError(f"spec.source.label: no column {label!r}; columns are: {', '.join(names)}")
@@ -53,7 +39,7 @@ def open_source(spec):
     """The source object for a SourceSpec (checks that the data exists before any work)."""
     fmt = infer_format(spec.uri, spec.format)
     roles = _roles_fn(spec, fmt)
-    if spec.uri.startswith("synthetic://"):
+    if spec.uri.startswith(SYNTHETIC_SCHEME):
         from .synthetic_source import SyntheticSource
 
         url = urlparse(spec.uri)

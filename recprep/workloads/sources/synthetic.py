@@ -67,6 +67,8 @@ import operator
 import numpy as np
 import pyarrow as pa
 
+from ... import spec
+
 __all__ = [
     "BLOCK_ROWS",
     "CRITEO_COLUMNS",
@@ -83,9 +85,9 @@ __all__ = [
     "generate_criteo",
 ]
 
-CRITEO_LABEL = "label"
-CRITEO_DENSE = [f"I{i}" for i in range(1, 14)]
-CRITEO_SPARSE = [f"C{i}" for i in range(1, 27)]
+CRITEO_LABEL = spec.CRITEO_LABEL
+CRITEO_DENSE = list(spec.CRITEO_DENSE)
+CRITEO_SPARSE = list(spec.CRITEO_SPARSE)
 CRITEO_COLUMNS = [CRITEO_LABEL, *CRITEO_DENSE, *CRITEO_SPARSE]
 
 SPARSE_TYPE = pa.dictionary(pa.int32(), pa.string())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...uris import SYNTHETIC_SCHEME
 from .base import ReadResult, Roles, Split
 
 
@@ -18,7 +19,7 @@ class SyntheticSource:
         return self._schema
 
     def splits(self, rows_per_shard: int) -> list[Split]:
-        uri = f"synthetic://criteo?rows={self.rows}&seed={self.seed}"
+        uri = f"{SYNTHETIC_SCHEME}criteo?rows={self.rows}&seed={self.seed}"
         return [
             Split(i, uri, start, min(start + rows_per_shard, self.rows), min(rows_per_shard, self.rows - start))
             for i, start in enumerate(range(0, self.rows, rows_per_shard))

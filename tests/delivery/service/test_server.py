@@ -12,8 +12,8 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 
-from recprep.workloads.service import ShardAuthError, ShardClient, ShardServer, ShardServiceError
-from recprep.workloads.service.assignment import rank_shards
+from recprep.delivery.service import ShardAuthError, ShardClient, ShardServer, ShardServiceError
+from recprep.delivery.service.assignment import rank_shards
 
 from ...conftest import wait_for
 from .conftest import ROWS, ROWS_PER_SHARD

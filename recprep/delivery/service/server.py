@@ -31,7 +31,6 @@ one shard file (as read, to check its sha256) and the queue per stream, however 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import heapq
 import itertools
 import json
@@ -47,17 +46,17 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 
-from ..ledger import LEDGER_FILE
+from ...errors import OutputError
+from ...workloads.output import LEDGER_FILE, SERVICE_DIR, read_shard, read_vocabulary_sizes
 from .acks import AckLog, StateLock
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
-from .committed import CommittedShards, read_vocabulary_sizes
+from .committed import CommittedShards
 from .errors import ShardServiceError
 from .protocol import ACK, STATUS, Member, batch_metadata
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = "_service"
 _TICK = 0.25  #: how often a waiting stream looks at cancellation, shutdown and takeover
 
 
@@ -90,7 +89,7 @@ class ShardServer(flight.FlightServerBase):
         self.seed = int(seed)
         self.batch_rows, self.buffer_batches = batch_rows, buffer_batches
         self.wait_timeout, self.verify = float(wait_timeout), verify
-        root = os.path.abspath(state_dir) if state_dir else os.path.join(self.directory, STATE_DIR)
+        root = os.path.abspath(state_dir) if state_dir else os.path.join(self.directory, SERVICE_DIR)
         self.state_dir = os.path.join(root, self.shards.identity[:16])
         try:
             self._state_lock = StateLock(self.state_dir)
@@ -308,12 +307,9 @@ class ShardServer(flight.FlightServerBase):
         entry = self.shards.entries[shard]
         path = self.shards.path(shard)
         try:
-            with open(path, "rb") as f:
-                payload = f.read()
-        except OSError as exc:
-            raise ShardServiceError(f"{path}: cannot read the committed shard ({exc.strerror or exc})") from None
-        if self.verify and entry.sha256 and hashlib.sha256(payload).hexdigest() != entry.sha256:
-            raise ShardServiceError(f"{path}: content does not match its sha256 in {LEDGER_FILE}")
+            payload = read_shard(self.directory, entry, self.verify)
+        except OutputError as exc:
+            raise ShardServiceError(str(exc)) from None
         try:
             pf = pq.ParquetFile(pa.BufferReader(payload))
             if pf.metadata.num_rows != entry.rows:

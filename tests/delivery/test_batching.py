@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recprep.errors import SourceError
-from recprep.workloads.batching import Features, iter_batches
-from recprep.workloads.shards import LocalShards, read_ledger
+from recprep.delivery.batching import Features, iter_batches
+from recprep.delivery.shards import LocalShards, read_ledger
 
 from ..shard_outputs import criteo_output, layout_table, write_output
 

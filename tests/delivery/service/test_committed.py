@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from recprep.workloads.service.committed import CommittedShards
-from recprep.workloads.service.errors import ShardServiceError
+from recprep.delivery.service.committed import CommittedShards
+from recprep.delivery.service.errors import ShardServiceError
 
 
 def make_output(path, shards=3, identity="x" * 64):

@@ -11,15 +11,15 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+# TOKEN_ENV: where ``recprep serve``, ``recprep run --serve`` and ``recprep train`` look for the
+# bearer token when none is given (a token on the command line is visible to every user of the
+# machine).
+from ...spec import DEFAULT_SHARD_PORT as DEFAULT_PORT
+from ...spec import SHARD_TOKEN_ENV as TOKEN_ENV
 from .errors import ShardServiceError
 
 if TYPE_CHECKING:
     from .server import ShardServer
-
-#: Where ``recprep serve``, ``recprep run --serve`` and ``recprep train`` look for the bearer token
-#: when none is given (a token on the command line is visible to every user of the machine).
-TOKEN_ENV = "RECPREP_SHARD_TOKEN"
-DEFAULT_PORT = 8815
 
 
 def resolve_token(token: str | None, token_env: str | None) -> str | None:
@@ -161,7 +161,7 @@ def serve_alongside(listen: str, job, run_job, console):
     """``recprep run --serve [HOST:]PORT``: ``run_job`` wrapped so that a shard server starts on
     the job's output at the driver's first phase and, once the job is done, serves until SIGINT
     or SIGTERM (the bearer token comes from $RECPREP_SHARD_TOKEN)."""
-    from ..runner import resolve_output
+    from ...uris import output_directory
 
     host, port = parse_listen(listen)
     if port:
@@ -169,7 +169,7 @@ def serve_alongside(listen: str, job, run_job, console):
     token = resolve_token(None, None)
 
     def run(*args, output=None, progress=None, **kwargs):
-        directory = resolve_output(output or job.spec.output.uri)
+        directory = output_directory(output or job.spec.output.uri)
         serving = ServeWhileRunning(progress, directory, host=host, port=port, token=token,
                                     on_start=lambda server: console.print(_serving_line(server, token),
                                                                           highlight=False, soft_wrap=True))

@@ -13,14 +13,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from recprep.errors import RecprepError  # noqa: E402
-from recprep.workloads.loader import (  # noqa: E402
+from recprep.train.loader import (  # noqa: E402
     Batch, KeyedJagged, Prefetcher, ShardDataset, ShardLoader, to_torch,
 )
-from recprep.workloads.batching import iter_batches  # noqa: E402
-from recprep.workloads.shards import LocalShards, ServiceShards  # noqa: E402
+from recprep.delivery.batching import iter_batches  # noqa: E402
+from recprep.delivery.shards import LocalShards, ServiceShards  # noqa: E402
 
 from ..shard_outputs import criteo_output, layout_table, write_output  # noqa: E402
-from .test_batching import reference_batch, reference_rows  # noqa: E402
+from ..delivery.test_batching import reference_batch, reference_rows  # noqa: E402
 
 
 def test_batches_match_the_reference_on_the_criteo_sample(tmp_path_factory, criteo_tsv, dask_client):
@@ -94,7 +94,7 @@ class Delivery:
 
 
 class FakeClient:
-    """Shaped like recprep.workloads.service.ShardClient: deliveries with .index/.table, ack()."""
+    """Shaped like recprep.delivery.service.ShardClient: deliveries with .index/.table, ack()."""
 
     def __init__(self, tables, log):
         self.tables, self.log = tables, log

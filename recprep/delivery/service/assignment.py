@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.hashing import mix64
+from ...workloads.ops.hashing import mix64
 
 
 def epoch_salt(seed: int, epoch: int) -> int:

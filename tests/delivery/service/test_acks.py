@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from recprep.workloads.service.acks import AckLog, StateLock
-from recprep.workloads.service.errors import ShardServiceError
+from recprep.delivery.service.acks import AckLog, StateLock
+from recprep.delivery.service.errors import ShardServiceError
 
 JOB = dict(identity="a" * 64, seed=0, world_size=2, total=10)
 
@@ -61,7 +61,7 @@ def test_a_corrupt_line_is_reported_with_its_number(tmp_path):
 
 def test_a_second_server_cannot_take_the_state_directory(tmp_path):
     lock = StateLock(str(tmp_path))
-    code = ("import sys; from recprep.workloads.service.acks import StateLock\n"
+    code = ("import sys; from recprep.delivery.service.acks import StateLock\n"
             "try:\n    StateLock(sys.argv[1])\nexcept Exception as e:\n    print(e); sys.exit(7)\n")
     other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert other.returncode == 7 and "another shard server" in other.stdout

@@ -12,8 +12,8 @@ import pytest
 
 from recprep.spec import load_job_dict
 from recprep.workloads.runner import run_job
-from recprep.workloads.service import ShardClient, ShardServer
-from recprep.workloads.service.assignment import rank_shards
+from recprep.delivery.service import ShardClient, ShardServer
+from recprep.delivery.service.assignment import rank_shards
 
 from ...conftest import wait_for
 from .conftest import synthetic_doc

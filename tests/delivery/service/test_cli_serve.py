@@ -14,8 +14,8 @@ import threading
 import pytest
 import yaml
 
-from recprep.workloads.service import ShardClient, ShardServer, ShardServiceError
-from recprep.workloads.service.running import check_port_free, parse_listen, resolve_token
+from recprep.delivery.service import ShardClient, ShardServer, ShardServiceError
+from recprep.delivery.service.running import check_port_free, parse_listen, resolve_token
 
 from ...conftest import REPO, wait_for
 from .conftest import ROWS, synthetic_doc

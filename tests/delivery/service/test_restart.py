@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recprep.workloads.service import ShardServer
-from recprep.workloads.service.assignment import rank_shards
+from recprep.delivery.service import ShardServer
+from recprep.delivery.service.assignment import rank_shards
 
 from ...conftest import REPO
 from .conftest import ROWS, ROWS_PER_SHARD
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 class Trainer:
     def __init__(self, location: str, state: Path, *args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.workloads.service.trainer_proc", location, "--state", str(state), *args],
+            [sys.executable, "-m", "tests.delivery.service.trainer_proc", location, "--state", str(state), *args],
             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

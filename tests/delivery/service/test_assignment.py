@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recprep.workloads.service.assignment import epoch_order, owners, rank_shards
+from recprep.delivery.service.assignment import epoch_order, owners, rank_shards
 
 
 @pytest.mark.parametrize("total", [0, 1, 5, 18, 1000])

@@ -10,7 +10,7 @@ and wait for stdin (the test SIGKILLs it there: a shard half consumed, never sav
 ``--block-before-ack N``: after saving the N-th shard of this run, before acknowledging it.
 At the end, prints one JSON line: shards received, shards already held, rows counted.
 
-    python -m tests.workloads.service.trainer_proc grpc://127.0.0.1:PORT --state DIR [--rank R ...]
+    python -m tests.delivery.service.trainer_proc grpc://127.0.0.1:PORT --state DIR [--rank R ...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from recprep.workloads.service import ShardClient
+from recprep.delivery.service import ShardClient
 
 from .rows import row_digests
 

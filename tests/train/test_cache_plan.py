@@ -8,7 +8,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from recprep.workloads.cache_plan import (
+from recprep.train.cache_plan import (
     CacheTooSmallError, LookaheadPlanner, LRUPlanner, SlotMirror, plan_ahead,
 )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from recprep.workloads.service import ShardClient, ShardServiceError
-from recprep.workloads.service.protocol import Member
+from recprep.delivery.service import ShardClient, ShardServiceError
+from recprep.delivery.service.protocol import Member
 
 
 @pytest.mark.parametrize("kwargs, message", [

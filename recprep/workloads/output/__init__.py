@@ -1,0 +1,24 @@
+"""The output contract: what a job's output directory holds, and the one reader and the one
+writer of it.
+
+- :mod:`.layout`: the names (``_job.json``, ``_ledger.jsonl``, ``_fit.json``, shards,
+  quarantine, the shard service's state, temporaries);
+- :mod:`.records`: the job record and the commit record, and the one parser of each;
+- :mod:`.reader`: reading a job output (snapshot, or following the ledger as it grows);
+- :mod:`.writer`: the commit protocol (shard in place, then its record in the ledger).
+
+The data plane writes it, delivery to trainers reads it; nothing else parses these files.
+"""
+
+from __future__ import annotations
+
+from .layout import FIT_FILE, JOB_FILE, LEDGER_FILE, QUARANTINE_DIR, SERVICE_DIR, shard_name
+from .reader import LedgerTail, read_commits, read_fit, read_job, read_shard, read_vocabulary_sizes
+from .records import CommitRecord, JobRecord
+from .writer import OutputWriter, WrittenFile, check_writable, put_quarantine, put_shard
+
+__all__ = [
+    "FIT_FILE", "JOB_FILE", "LEDGER_FILE", "QUARANTINE_DIR", "SERVICE_DIR", "CommitRecord", "JobRecord",
+    "LedgerTail", "OutputWriter", "WrittenFile", "check_writable", "put_quarantine", "put_shard",
+    "read_commits", "read_fit", "read_job", "read_shard", "read_vocabulary_sizes", "shard_name",
+]

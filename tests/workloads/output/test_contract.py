@@ -1,0 +1,146 @@
+"""The output contract: the one parser of commit records and job files, the snapshot reader and
+the tail that follows a growing ledger, and the writer's claim on a directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from recprep.errors import OutputError
+from recprep.workloads.output import (
+    JOB_FILE, LEDGER_FILE, CommitRecord, JobRecord, LedgerTail, OutputWriter, put_quarantine, put_shard,
+    read_commits, read_fit, read_job, read_shard, read_vocabulary_sizes, shard_name,
+)
+from recprep.workloads.output.records import parse_commit, parse_job
+
+
+def line(shard, file=None, rows=10, **extra) -> str:
+    return json.dumps({"shard": shard, "file": file or shard_name(shard), "rows": rows, **extra})
+
+
+@pytest.mark.parametrize("text", [
+    '{"shard": 1, "file": "part-00001.parquet", "rows"',        # torn by a crash mid-append
+    line(-1), line(True), line(1, rows="10"), line(1, rows=None),
+    line(1, file="../part-00001.parquet"), line(1, file="sub/part-00001.parquet"),
+    line(1, file="_job.json"), '["not", "an", "object"]', "\xff\xfe",
+])
+def test_a_line_that_records_no_commit_is_skipped(text):
+    assert parse_commit(text) is None
+
+
+def test_a_commit_record_round_trips_and_optional_fields_default():
+    record = CommitRecord(3, shard_name(3), 7, bad_rows=2, bytes=99, sha256="ab", quarantine="_quarantine/x",
+                          source={"path": "a.tsv", "start": 0, "stop": 10})
+    assert parse_commit(record.to_json()) == record
+    assert parse_commit(line(4)) == CommitRecord(4, shard_name(4), 10)
+    assert parse_commit(line(4), total=4) is None and parse_commit(line(3), total=4) is not None
+
+
+def test_job_records():
+    assert parse_job({"identity": "x", "name": "j", "shards": 3}) == JobRecord("x", "j", None, 3)
+    assert parse_job({"identity": "x", "shards": True}).shards is None  # not a count
+    assert parse_job({"name": "j"}) is None and parse_job([1]) is None
+
+
+def test_read_job_names_what_is_wrong(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        read_job(str(tmp_path / "missing"))
+    with pytest.raises(OutputError, match=r"not a recprep job output \(no _job.json\)"):
+        read_job(str(tmp_path))
+    (tmp_path / JOB_FILE).write_text("{not json")
+    with pytest.raises(OutputError, match="_job.json: unreadable"):
+        read_job(str(tmp_path))
+    (tmp_path / JOB_FILE).write_text("{}")
+    with pytest.raises(OutputError, match="no identity"):
+        read_job(str(tmp_path))
+
+
+def test_commit_order_is_the_first_record_and_contents_the_last(tmp_path):
+    for s in (2, 0, 1):
+        (tmp_path / shard_name(s)).write_bytes(b"")
+    (tmp_path / LEDGER_FILE).write_text("\n".join([
+        line(2, rows=1), "garbage", line(0), line(2, rows=5), line(1), line(9),  # shard 9: no file
+        '{"shard": 1, "file": "part-0',  # the driver is mid-append
+    ]))
+    commits = read_commits(str(tmp_path))
+    assert [c.shard for c in commits] == [2, 0, 1] and commits[0].rows == 5
+    assert [c.shard for c in read_commits(str(tmp_path), require_files=False)] == [2, 0, 1, 9]
+    assert [c.shard for c in read_commits(str(tmp_path), total=2)] == [0, 1]
+
+
+def test_the_tail_reads_complete_lines_only_and_notices_a_rewritten_ledger(tmp_path):
+    ledger = tmp_path / LEDGER_FILE
+    tail = LedgerTail(str(tmp_path))
+    assert tail.read() == [] and not tail.changed_underneath()
+    ledger.write_text(line(0) + "\n" + '{"shard": 1, ')
+    assert [c.shard for c in tail.read()] == [0]
+    with ledger.open("a") as f:
+        f.write('"file": "part-00001.parquet", "rows": 3}\n')
+    assert [c.shard for c in tail.read()] == [1] and tail.read() == []
+    ledger.write_text(line(5) + "\n" + line(6) + "\n" + line(7) + "\n")  # rewritten in place, longer
+    assert tail.changed_underneath()
+    tail.restart()
+    assert [c.shard for c in tail.read()] == [5, 6, 7] and not tail.changed_underneath()
+    ledger.unlink()
+    assert tail.changed_underneath()
+
+
+def job(identity="a" * 64, name="j") -> JobRecord:
+    return JobRecord(identity, name, {"source": {}}, 2)
+
+
+def test_the_writer_resumes_its_job_and_refuses_another(tmp_path):
+    out = str(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    writer = OutputWriter(out)
+    writer.open(job(), overwrite=False)
+    assert read_job(out) == job()
+    written = put_shard(out, 0, b"shard bytes")
+    writer.commit(CommitRecord(0, written.name, 4, sha256=written.sha256, bytes=written.bytes))
+    (tmp_path / "out" / ".part-00001.parquet.tmp-123").write_bytes(b"half")  # a crashed worker's
+    again = OutputWriter(out)
+    again.open(job(), overwrite=False)
+    assert list(again.commits) == [0] and again.commits[0].sha256 == written.sha256
+    assert not list((tmp_path / "out").glob("*.tmp-*"))  # swept
+    with pytest.raises(OutputError, match=r"holds shards of a different job \(job 'j', identity aaaaaaaaaaaa\); pass --overwrite"):
+        OutputWriter(out).open(job("b" * 64, "other"), overwrite=False)
+    OutputWriter(out).open(job("b" * 64, "other"), overwrite=True)
+    assert read_job(out).identity == "b" * 64 and read_commits(out) == []
+    assert not (tmp_path / "out" / shard_name(0)).exists()
+
+
+def test_fit_states_and_quarantine(tmp_path):
+    out = str(tmp_path)
+    writer = OutputWriter(out)
+    writer.open(job(), overwrite=False)
+    states = {(3, "C1"): {"vocabulary": ["a", "b"], "counts": [2, 1]}, (0, "I1"): [1, 2.0, 3.0]}
+    writer.save_fit(job().identity, states)
+    assert read_fit(out, job().identity) == states and read_fit(out, "other") is None
+    assert read_vocabulary_sizes(out, job().identity) == {"3:C1": 2}
+
+    @dataclass
+    class Bad:
+        file: str
+        line: int
+        reason: str
+        text: str
+
+    path = put_quarantine(out, 4, [Bad("a.tsv", 7, "3 fields, expected 40", "x\ty")])
+    assert path == "_quarantine/part-00004.jsonl"
+    assert json.loads((tmp_path / path).read_text()) == {
+        "file": "a.tsv", "line": 7, "reason": "3 fields, expected 40", "text": "x\ty"}
+
+
+def test_a_committed_shard_is_read_checked_against_its_record(tmp_path):
+    written = put_shard(str(tmp_path), 2, b"the shard")
+    record = CommitRecord(2, written.name, 1, sha256=written.sha256)
+    assert read_shard(str(tmp_path), record) == b"the shard"
+    (tmp_path / written.name).write_bytes(b"changed!!")
+    with pytest.raises(OutputError, match=r"part-00002.parquet: content does not match its sha256 in _ledger"):
+        read_shard(str(tmp_path), record)
+    assert read_shard(str(tmp_path), record, verify=False) == b"changed!!"
+    (tmp_path / written.name).unlink()
+    with pytest.raises(OutputError, match=r"part-00002.parquet: cannot read the committed shard"):
+        read_shard(str(tmp_path), record)
