@@ -37,9 +37,9 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
-
-from recipe import criteo_transforms  # noqa: E402  (bench/ is the script's directory)
 from pathlib import Path
+
+from recipe import criteo_transforms
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -90,17 +90,41 @@ def trainer_main(kind: str, where: str, group: str, rank: int, world: int) -> in
         shards += 1
         stream.ack(delivery.index)
     end = time.time()
-    print(json.dumps({"rows": rows, "bytes": nbytes, "shards": shards, "start": start,
-                      "first": first or end, "end": end}), flush=True)
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "bytes": nbytes,
+                "shards": shards,
+                "start": start,
+                "first": first or end,
+                "end": end,
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
 class Trainer:
     def __init__(self, kind: str, where: str, group: str, rank: int, world: int):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--trainer", kind, where, group, str(rank), str(world)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--trainer",
+            kind,
+            where,
+            group,
+            str(rank),
+            str(world),
+        ]
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -116,7 +140,9 @@ class Trainer:
             self.proc.kill()
             raise RuntimeError(f"a trainer sent nothing in {DEADLINE:g} s (waiting for {what})") from None
         if line is None:
-            raise RuntimeError(f"a trainer ended (exit {self.proc.wait()}) before {what}: {self.proc.stderr.read()[-2000:]}")
+            raise RuntimeError(
+                f"a trainer ended (exit {self.proc.wait()}) before {what}: {self.proc.stderr.read()[-2000:]}"
+            )
         return line
 
     def go(self):
@@ -148,8 +174,11 @@ class Result:
         return self.bytes / 1e6 / self.seconds if self.seconds else 0.0
 
     def as_json(self) -> dict:
-        return {**asdict(self), "rows_per_second": round(self.rows_per_second),
-                "mb_per_second": round(self.mb_per_second, 1)}
+        return {
+            **asdict(self),
+            "rows_per_second": round(self.rows_per_second),
+            "mb_per_second": round(self.mb_per_second, 1),
+        }
 
 
 def run_contender(contender: str, output: Path, location: str, round_: int) -> Result:
@@ -170,9 +199,15 @@ def run_contender(contender: str, output: Path, location: str, round_: int) -> R
             if t.proc.poll() is None:
                 t.proc.kill()
     start = min(r["start"] for r in results)
-    return Result(contender, world, sum(r["rows"] for r in results), sum(r["bytes"] for r in results),
-                  sum(r["shards"] for r in results), max(r["end"] for r in results) - start,
-                  min(r["first"] for r in results) - start)
+    return Result(
+        contender,
+        world,
+        sum(r["rows"] for r in results),
+        sum(r["bytes"] for r in results),
+        sum(r["shards"] for r in results),
+        max(r["end"] for r in results) - start,
+        min(r["first"] for r in results) - start,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +218,9 @@ def make_output(source: str, rows_per_shard: int, output: Path):
     from recprep.workloads.runner import run_job
 
     doc = {
-        "apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob", "metadata": {"name": "bench-stream"},
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "bench-stream"},
         "spec": {
             "source": {"uri": source, "format": "criteo"},
             "transforms": criteo_transforms(),
@@ -205,12 +242,32 @@ def shard_service(output: Path, state: Path, batch_rows: int):
     from recprep.delivery.service import ShardClient, ShardServiceError
 
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "BENCH_SHARD_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "recprep.cli", "serve", str(output), "--port", str(port),
-                             "--token-env", "BENCH_SHARD_TOKEN", "--state-dir", str(state),
-                             "--batch-rows", str(batch_rows)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "BENCH_SHARD_TOKEN": TOKEN,
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recprep.cli",
+            "serve",
+            str(output),
+            "--port",
+            str(port),
+            "--token-env",
+            "BENCH_SHARD_TOKEN",
+            "--state-dir",
+            str(state),
+            "--batch-rows",
+            str(batch_rows),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     location = f"grpc://127.0.0.1:{port}"
     try:
         probe = ShardClient(location, token=TOKEN, timeout=5)
@@ -221,7 +278,9 @@ def shard_service(output: Path, state: Path, batch_rows: int):
                 break
             except ShardServiceError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"recprep serve did not come up: {proc.stderr.read()[-2000:]}") from None
+                    raise RuntimeError(
+                        f"recprep serve did not come up: {proc.stderr.read()[-2000:]}"
+                    ) from None
                 time.sleep(0.1)
         probe.close()
         yield location
@@ -243,19 +302,31 @@ def ratios(best: dict[str, Result]) -> dict[str, float]:
         "service_2_vs_service_1": (SERVICE_2, SERVICE_1),
         "parquet_2_vs_parquet_1": (PARQUET_2, PARQUET_1),
     }
-    return {name: round(best[a].rows_per_second / best[b].rows_per_second, 3)
-            for name, (a, b) in pairs.items() if a in best and b in best and best[b].rows_per_second}
+    return {
+        name: round(best[a].rows_per_second / best[b].rows_per_second, 3)
+        for name, (a, b) in pairs.items()
+        if a in best and b in best and best[b].rows_per_second
+    }
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Shard service throughput to 1 and 2 trainers vs local Parquet.")
-    p.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic job (default 1,000,000)")
+    p.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows of the synthetic job (default 1,000,000)"
+    )
     p.add_argument("--rows-per-shard", type=int, default=32_768, help="rows per shard (default 32,768)")
-    p.add_argument("--source", default=None,
-                   help="any recprep source URI instead of synthetic://criteo?rows=ROWS&seed=1 (Criteo schema)")
-    p.add_argument("--batch-rows", type=int, default=16_384, help="rows per streamed record batch (default 16,384)")
+    p.add_argument(
+        "--source",
+        default=None,
+        help="any recprep source URI instead of synthetic://criteo?rows=ROWS&seed=1 (Criteo schema)",
+    )
+    p.add_argument(
+        "--batch-rows", type=int, default=16_384, help="rows per streamed record batch (default 16,384)"
+    )
     p.add_argument("--repeat", type=int, default=1, help="best of N runs per contender (default 1)")
-    p.add_argument("--workdir", type=Path, help="keep the job output here and reuse it (default: a temporary dir)")
+    p.add_argument(
+        "--workdir", type=Path, help="keep the job output here and reuse it (default: a temporary dir)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = p.parse_args(argv)
     if min(args.rows, args.rows_per_shard, args.batch_rows, args.repeat) < 1:
@@ -276,9 +347,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"stream: --workdir {args.workdir} is inside the repository; choose a directory outside it")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="recprep-bench-stream-"))
     source = args.source or f"synthetic://criteo?rows={args.rows}&seed=1"
-    figures = {"source": source, "rows_per_shard": args.rows_per_shard, "batch_rows": args.batch_rows,
-               "repeat": args.repeat, "cpu_count": os.cpu_count(),
-               "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    figures = {
+        "source": source,
+        "rows_per_shard": args.rows_per_shard,
+        "batch_rows": args.batch_rows,
+        "repeat": args.repeat,
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
     best: dict[str, Result] = {}
     try:
         output = workdir / "out"
@@ -292,30 +368,40 @@ def main(argv: list[str] | None = None) -> int:
             for round_ in range(args.repeat):
                 for contender in (PARQUET_1, SERVICE_1, PARQUET_2, SERVICE_2):
                     r = run_contender(contender, output, location, round_)
-                    log(f"{LABELS[contender]:<28} {r.rows_per_second:>12,.0f} rows/s {r.mb_per_second:>8,.1f} MB/s "
-                        f"({r.rows:,} rows, {r.seconds:.2f} s, first shard after {r.first_shard_seconds * 1000:.0f} ms)")
+                    log(
+                        f"{LABELS[contender]:<28} {r.rows_per_second:>12,.0f} rows/s "
+                        f"{r.mb_per_second:>8,.1f} MB/s ({r.rows:,} rows, {r.seconds:.2f} s, "
+                        f"first shard after {r.first_shard_seconds * 1000:.0f} ms)"
+                    )
                     if contender not in best or r.rows_per_second > best[contender].rows_per_second:
                         best[contender] = r
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     figures["ratios"] = ratios(best)
-    warnings = [f"{LABELS[c]}: {r.rows:,} rows, the job wrote {figures['rows']:,}"
-                for c, r in best.items() if r.rows != figures["rows"]]
+    warnings = [
+        f"{LABELS[c]}: {r.rows:,} rows, the job wrote {figures['rows']:,}"
+        for c, r in best.items()
+        if r.rows != figures["rows"]
+    ]
     figures["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     if args.json:
         figures.update(results={c: r.as_json() for c, r in best.items()}, warnings=warnings)
         print(json.dumps(figures, indent=2))
         return 0
-    print(f"\n{figures['rows']:,} rows in {figures['shards']} shards of {args.rows_per_shard:,} rows; "
-          f"record batches of {args.batch_rows:,} rows; best of {args.repeat}; {os.cpu_count()} cores; "
-          f"load average {figures['loadavg_start'][0]} at the start")
+    print(
+        f"\n{figures['rows']:,} rows in {figures['shards']} shards of {args.rows_per_shard:,} rows; "
+        f"record batches of {args.batch_rows:,} rows; best of {args.repeat}; {os.cpu_count()} cores; "
+        f"load average {figures['loadavg_start'][0]} at the start"
+    )
     print(f"{'contender':<28} {'rows/s':>12} {'MB/s':>8} {'seconds':>8} {'first shard':>12}")
     for c in (PARQUET_1, SERVICE_1, PARQUET_2, SERVICE_2):
         if c in best:
             r = best[c]
-            print(f"{LABELS[c]:<28} {r.rows_per_second:>12,.0f} {r.mb_per_second:>8,.1f} {r.seconds:>8.2f} "
-                  f"{r.first_shard_seconds * 1000:>9.0f} ms")
+            print(
+                f"{LABELS[c]:<28} {r.rows_per_second:>12,.0f} {r.mb_per_second:>8,.1f} {r.seconds:>8.2f} "
+                f"{r.first_shard_seconds * 1000:>9.0f} ms"
+            )
     print()
     for name, value in figures["ratios"].items():
         print(f"{name:<28} {value:.2f}x")

@@ -97,7 +97,13 @@ RAW_TYPES = {LABEL: pa.int64(), **{c: pa.int64() for c in DENSE}, **{c: pa.strin
 
 # Contender keys (in results and JSON) and the names --skip accepts.
 NAIVE, DASK, FLOOR, FLOOR_DICT, RECPREP_1W, RECPREP_2W = (
-    "naive", "dask_pandas", "floor", "floor_dict", "recprep_1w", "recprep_2w")
+    "naive",
+    "dask_pandas",
+    "floor",
+    "floor_dict",
+    "recprep_1w",
+    "recprep_2w",
+)
 LABELS = {
     NAIVE: "naive row-wise pandas",
     DASK: "dask.dataframe + vectorised pandas",
@@ -107,8 +113,11 @@ LABELS = {
     RECPREP_2W: "recprep, 2 workers",
 }
 SKIP_CHOICES = {
-    "naive": {NAIVE}, "dask": {DASK}, "floor": {FLOOR, FLOOR_DICT},
-    "recprep": {RECPREP_1W, RECPREP_2W}, "recprep-2w": {RECPREP_2W},
+    "naive": {NAIVE},
+    "dask": {DASK},
+    "floor": {FLOOR, FLOOR_DICT},
+    "recprep": {RECPREP_1W, RECPREP_2W},
+    "recprep-2w": {RECPREP_2W},
 }
 CORES = {NAIVE: 1, DASK: 1, FLOOR: 1, FLOOR_DICT: 1, RECPREP_1W: 1, RECPREP_2W: 2}
 FORMATS = ("tsv", "parquet")
@@ -381,8 +390,13 @@ def recprep_client(workers: int):
         from recprep.workloads.runner import WORKER_CONFIG
 
         with dask.config.set(WORKER_CONFIG):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR)
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            )
         _CLUSTER[workers] = (cluster, Client(cluster))
     return _CLUSTER[workers][1]
 
@@ -421,11 +435,16 @@ class Result:
         return None if rate is None else rate / self.cores
 
     def as_json(self) -> dict:
-        return {**asdict(self), "rows_per_s": self.rows_per_s, "rows_per_s_per_core": self.rows_per_s_per_core}
+        return {
+            **asdict(self),
+            "rows_per_s": self.rows_per_s,
+            "rows_per_s_per_core": self.rows_per_s_per_core,
+        }
 
 
-def measure(result: Result, warmup: Callable[[Path], int], run: Callable[[Path], int],
-            outdir: Path, repeat: int) -> Result:
+def measure(
+    result: Result, warmup: Callable[[Path], int], run: Callable[[Path], int], outdir: Path, repeat: int
+) -> Result:
     """Best of `repeat` runs of run(outdir) -> rows, after one untimed warm-up run (imports and
     first-call costs would otherwise fall on whichever contender happens to go first)."""
     for attempt in range(repeat + 1):
@@ -499,22 +518,32 @@ def log(message: str) -> None:
 def contender_runs(fmt: str, path: Path, rows: int, naive_rows: int) -> dict[str, Callable[[Path], int]]:
     """run(outdir) -> rows, for each contender that applies to an input of `rows` rows."""
     if fmt == "tsv":
-        runs = {NAIVE: partial(naive_tsv, path, rows=naive_rows),
-                DASK: partial(dask_tsv, path, rows=rows),
-                FLOOR: partial(floor_tsv, path),
-                FLOOR_DICT: partial(floor_tsv, path, dictionary=True)}
+        runs = {
+            NAIVE: partial(naive_tsv, path, rows=naive_rows),
+            DASK: partial(dask_tsv, path, rows=rows),
+            FLOOR: partial(floor_tsv, path),
+            FLOOR_DICT: partial(floor_tsv, path, dictionary=True),
+        }
     else:
-        runs = {NAIVE: partial(naive_parquet, path, rows=naive_rows),
-                DASK: partial(dask_parquet, path),
-                FLOOR: partial(floor_parquet, path),
-                FLOOR_DICT: partial(floor_parquet, path, dictionary=True)}
+        runs = {
+            NAIVE: partial(naive_parquet, path, rows=naive_rows),
+            DASK: partial(dask_parquet, path),
+            FLOOR: partial(floor_parquet, path),
+            FLOOR_DICT: partial(floor_parquet, path, dictionary=True),
+        }
     runs[RECPREP_1W] = partial(run_recprep, path, fmt, workers=1)
     runs[RECPREP_2W] = partial(run_recprep, path, fmt, workers=2)
     return runs
 
 
-def run_contenders(args, inputs: dict[str, Path], warmup_inputs: dict[str, Path], workdir: Path,
-                   skip: set[str], recprep_error: str | None) -> list[Result]:
+def run_contenders(
+    args,
+    inputs: dict[str, Path],
+    warmup_inputs: dict[str, Path],
+    workdir: Path,
+    skip: set[str],
+    recprep_error: str | None,
+) -> list[Result]:
     results = []
     warmup_rows = min(args.rows, WARMUP_ROWS)
     for fmt in (f for f in FORMATS if f not in skip):
@@ -532,7 +561,7 @@ def run_contenders(args, inputs: dict[str, Path], warmup_inputs: dict[str, Path]
                 warm = run if key in (FLOOR, FLOOR_DICT) else warmup[key]
                 try:
                     measure(result, warm, run, workdir / "out" / f"{key}-{fmt}", args.repeat)
-                except Exception as exc:  # noqa: BLE001 - report the contender, keep the others
+                except Exception as exc:
                     if key not in (RECPREP_1W, RECPREP_2W):
                         raise  # the baselines are this script's own code: a failure is a bug
                     traceback.print_exc(file=sys.stderr)
@@ -544,16 +573,41 @@ def run_contenders(args, inputs: dict[str, Path], warmup_inputs: dict[str, Path]
 # The ratios the project tracks: (key, label, numerator, denominator, per core?). The worker
 # ratio compares total rows/s: the speed-up a second worker gives (ideal 2.0 on 2 cores).
 TRACKED_RATIOS = [
-    ("recprep_tsv_vs_tsv_floor", "recprep TSV / TSV read-only floor",
-     (RECPREP_1W, "tsv"), (FLOOR, "tsv"), True),
-    ("recprep_tsv_vs_naive", "recprep TSV / naive row-wise pandas",
-     (RECPREP_1W, "tsv"), (NAIVE, "tsv"), True),
-    ("recprep_tsv_vs_dask_pandas", "recprep TSV / dask + vectorised pandas",
-     (RECPREP_1W, "tsv"), (DASK, "tsv"), True),
-    ("recprep_parquet_vs_parquet_floor", "recprep Parquet / Parquet read-only floor",
-     (RECPREP_1W, "parquet"), (FLOOR, "parquet"), True),
-    ("recprep_2_workers_vs_1_tsv", "recprep 2 workers / 1 worker (TSV, total rows/s)",
-     (RECPREP_2W, "tsv"), (RECPREP_1W, "tsv"), False),
+    (
+        "recprep_tsv_vs_tsv_floor",
+        "recprep TSV / TSV read-only floor",
+        (RECPREP_1W, "tsv"),
+        (FLOOR, "tsv"),
+        True,
+    ),
+    (
+        "recprep_tsv_vs_naive",
+        "recprep TSV / naive row-wise pandas",
+        (RECPREP_1W, "tsv"),
+        (NAIVE, "tsv"),
+        True,
+    ),
+    (
+        "recprep_tsv_vs_dask_pandas",
+        "recprep TSV / dask + vectorised pandas",
+        (RECPREP_1W, "tsv"),
+        (DASK, "tsv"),
+        True,
+    ),
+    (
+        "recprep_parquet_vs_parquet_floor",
+        "recprep Parquet / Parquet read-only floor",
+        (RECPREP_1W, "parquet"),
+        (FLOOR, "parquet"),
+        True,
+    ),
+    (
+        "recprep_2_workers_vs_1_tsv",
+        "recprep 2 workers / 1 worker (TSV, total rows/s)",
+        (RECPREP_2W, "tsv"),
+        (RECPREP_1W, "tsv"),
+        False,
+    ),
 ]
 
 
@@ -585,21 +639,29 @@ def check_outputs(args, results: list[Result], workdir: Path) -> list[str]:
                 warnings.append(f"{LABELS[key]} [{fmt}] wrote {written:,} rows, input has {args.rows:,}")
             reported = next(r.rows for r in results if (r.contender, r.format) == (key, fmt))
             if reported != written:
-                warnings.append(f"{LABELS[key]} [{fmt}] reported {reported:,} rows, its shards hold {written:,}")
+                warnings.append(
+                    f"{LABELS[key]} [{fmt}] reported {reported:,} rows, its shards hold {written:,}"
+                )
         if (DASK, fmt) not in ran:
             continue
         vectorised = head_rows(workdir / "out" / f"{DASK}-{fmt}", args.naive_rows)
         # The baselines must do the same work: naive vs vectorised output on the subsample.
         if (NAIVE, fmt) in ran:
-            bad = differing_columns(head_rows(workdir / "out" / f"{NAIVE}-{fmt}", args.naive_rows), vectorised)
+            bad = differing_columns(
+                head_rows(workdir / "out" / f"{NAIVE}-{fmt}", args.naive_rows), vectorised
+            )
             if bad:
                 warnings.append(f"naive and vectorised baselines differ [{fmt}]: {', '.join(bad)}")
         # Informational: recprep's values against the baseline on the same rows.
         if (RECPREP_1W, fmt) in ran:
-            bad = differing_columns(vectorised, head_rows(workdir / "out" / f"{RECPREP_1W}-{fmt}", args.naive_rows))
+            bad = differing_columns(
+                vectorised, head_rows(workdir / "out" / f"{RECPREP_1W}-{fmt}", args.naive_rows)
+            )
             if bad:
-                warnings.append(f"recprep values differ from the baselines [{fmt}, first "
-                                f"{args.naive_rows:,} rows]: {', '.join(bad)}")
+                warnings.append(
+                    f"recprep values differ from the baselines [{fmt}, first "
+                    f"{args.naive_rows:,} rows]: {', '.join(bad)}"
+                )
     return warnings
 
 
@@ -612,17 +674,23 @@ def report_text(args, results: list[Result], figures: dict, warnings: list[str],
         return f"{r.rows_per_s_per_core:,.0f} ({r.seconds:.2f} s)"
 
     by_key = {(r.contender, r.format): r for r in results}
-    print(f"Criteo preprocessing throughput: {args.rows:,} rows, best of {args.repeat}, "
-          f"{os.cpu_count()} CPUs, load average at start {figures['loadavg_start']}")
+    print(
+        f"Criteo preprocessing throughput: {args.rows:,} rows, best of {args.repeat}, "
+        f"{os.cpu_count()} CPUs, load average at start {figures['loadavg_start']}"
+    )
     print(f"recprep: {recprep}")
     print()
-    print(f"{'contender':<40}{'cores':>6}  {'TSV rows/s/core (wall)':>26}  {'Parquet rows/s/core (wall)':>28}")
+    print(
+        f"{'contender':<40}{'cores':>6}  {'TSV rows/s/core (wall)':>26}  {'Parquet rows/s/core (wall)':>28}"
+    )
     for key in LABELS:
         if not any(c == key for c, _ in by_key):
             continue
         name = LABELS[key] + (" *" if key == NAIVE else "")
-        print(f"{name:<40}{CORES[key]:>6}  {cell(by_key.get((key, 'tsv'))):>26}  "
-              f"{cell(by_key.get((key, 'parquet'))):>28}")
+        print(
+            f"{name:<40}{CORES[key]:>6}  {cell(by_key.get((key, 'tsv'))):>26}  "
+            f"{cell(by_key.get((key, 'parquet'))):>28}"
+        )
     if any(r.contender == NAIVE for r in results):
         print(f"  * measured on a subsample: the first {args.naive_rows:,} rows")
     if args.repeat == 1:
@@ -643,17 +711,34 @@ def report_text(args, results: list[Result], figures: dict, warnings: list[str],
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Criteo preprocessing throughput: recprep against baselines, in one run.")
+        description="Criteo preprocessing throughput: recprep against baselines, in one run."
+    )
     parser.add_argument("--rows", type=int, default=2_000_000, help="input rows (default 2,000,000)")
-    parser.add_argument("--naive-rows", type=int, default=100_000,
-                        help="subsample for the naive row-wise baseline (default 100,000)")
-    parser.add_argument("--workdir", type=Path,
-                        help="keep inputs and outputs here, reusing inputs (default: a temporary dir, removed)")
-    parser.add_argument("--data", type=Path, default=REPO_ROOT.parent / "shared" / "data",
-                        help=f"directory holding {SAMPLE_FILE} (default: ../shared/data from the repo root)")
+    parser.add_argument(
+        "--naive-rows",
+        type=int,
+        default=100_000,
+        help="subsample for the naive row-wise baseline (default 100,000)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep inputs and outputs here, reusing inputs (default: a temporary dir, removed)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO_ROOT.parent / "shared" / "data",
+        help=f"directory holding {SAMPLE_FILE} (default: ../shared/data from the repo root)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs per contender (default 1)")
-    parser.add_argument("--skip", nargs="+", default=[], choices=[*SKIP_CHOICES, *FORMATS],
-                        help="contenders or input formats to skip")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=[*SKIP_CHOICES, *FORMATS],
+        help="contenders or input formats to skip",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.naive_rows < 1 or args.repeat < 1:
@@ -666,10 +751,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sample = args.data / SAMPLE_FILE
     if not sample.is_file():
-        sys.exit(f"throughput: the Criteo sample {sample} is missing; "
-                 f"give the directory that holds {SAMPLE_FILE} with --data")
+        sys.exit(
+            f"throughput: the Criteo sample {sample} is missing; "
+            f"give the directory that holds {SAMPLE_FILE} with --data"
+        )
     if args.workdir is not None and args.workdir.resolve().is_relative_to(REPO_ROOT):
-        sys.exit(f"throughput: --workdir {args.workdir} is inside the repository; choose a directory outside it")
+        sys.exit(
+            f"throughput: --workdir {args.workdir} is inside the repository; choose a directory outside it"
+        )
     skip = set().union(*(SKIP_CHOICES.get(name, {name}) for name in args.skip))
 
     # One core for pyarrow too (its CPU and I/O pools), for every contender in this process.
@@ -682,8 +771,13 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="recprep-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    figures = {"rows": args.rows, "naive_rows": args.naive_rows, "repeat": args.repeat,
-               "cpu_count": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    figures = {
+        "rows": args.rows,
+        "naive_rows": args.naive_rows,
+        "repeat": args.repeat,
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
     try:
         inputs = prepare_inputs(sample, args.rows, workdir)
         warmup_inputs = prepare_inputs(sample, min(args.rows, WARMUP_ROWS), workdir)

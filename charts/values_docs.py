@@ -85,8 +85,8 @@ def _description(comments: list[str]) -> tuple[int, str] | None:
     if not marks:
         return None
     first = marks[-1]
-    parts = [comments[first][len(DOC_MARK):].strip()]
-    parts += [text.lstrip("#").strip() for text in comments[first + 1:]]
+    parts = [comments[first][len(DOC_MARK) :].strip()]
+    parts += [text.lstrip("#").strip() for text in comments[first + 1 :]]
     return first, " ".join(part for part in parts if part)
 
 
@@ -108,8 +108,10 @@ def _documented(text: str) -> tuple[list[_Key], dict[tuple[str, ...], str]]:
             used.add(start + offset)
     for number, line in enumerate(lines):
         if line.strip().startswith(DOC_MARK) and number not in used:
-            raise ValuesDocError(f"values.yaml:{number + 1}: this '# --' comment documents no key: put it "
-                                 "directly above the key (no blank line, no other '# --' between)")
+            raise ValuesDocError(
+                f"values.yaml:{number + 1}: this '# --' comment documents no key: put it "
+                "directly above the key (no blank line, no other '# --' between)"
+            )
     return keys, docs
 
 
@@ -159,17 +161,21 @@ def undocumented(text: str) -> list[str]:
     """Dotted paths of the leaf values (scalars, lists, empty mappings) that neither they nor an
     enclosing key document with a ``# --`` comment."""
     keys, docs = _documented(text)
-    return [".".join(key.path) for key in keys
-            if not key.has_children
-            and not any(key.path[:n] in docs for n in range(1, len(key.path) + 1))]
+    return [
+        ".".join(key.path)
+        for key in keys
+        if not key.has_children and not any(key.path[:n] in docs for n in range(1, len(key.path) + 1))
+    ]
 
 
 def table(text: str) -> str:
     """The Markdown Values table of a values.yaml text."""
     out = ["| Key | Type | Default | Description |", "|-----|------|---------|-------------|"]
     for row in rows(text):
-        out.append(f"| {_cell(_code(row.key))} | {row.type} | {_cell(_code(row.default))} "
-                   f"| {_cell(row.description)} |")
+        out.append(
+            f"| {_cell(_code(row.key))} | {row.type} | {_cell(_code(row.default))} "
+            f"| {_cell(row.description)} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -208,8 +214,11 @@ This file is generated from the `# --` comments of values.yaml by
 def main(argv: list[str] | None = None) -> int:
     """Print the README, or with ``--check`` compare it with the committed one (exit 1 if stale)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if charts/recprep/README.md differs from what would be generated")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if charts/recprep/README.md differs from what would be generated",
+    )
     args = parser.parse_args(argv)
     try:
         text = render()

@@ -30,8 +30,11 @@ def forward(old: str) -> None:
     """Make module ``old`` (being imported) the module it moved to, with a warning that points
     at the import statement."""
     new = MOVED[old]
-    warnings.warn(f"{old} moved to {new}; the old import path goes in recprep {REMOVED_IN}",
-                  DeprecationWarning, stacklevel=3)
+    warnings.warn(
+        f"{old} moved to {new}; the old import path goes in recprep {REMOVED_IN}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     module = importlib.import_module(new)
     sys.modules[old] = module
     if hasattr(module, "__path__"):

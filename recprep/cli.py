@@ -55,8 +55,13 @@ class RichProgress:
         self.shards_total, self.shards_done, self.rows = total_shards, done_shards, done_rows
         self.t0 = time.perf_counter()
         self._first_rows = done_rows
-        self.bar.update(self.task, total=max(est_rows, done_rows), completed=done_rows,
-                        shards=f"{done_shards}/{total_shards}", rows=f"{done_rows:,}/~{est_rows:,} rows")
+        self.bar.update(
+            self.task,
+            total=max(est_rows, done_rows),
+            completed=done_rows,
+            shards=f"{done_shards}/{total_shards}",
+            rows=f"{done_rows:,}/~{est_rows:,} rows",
+        )
 
     def advance(self, result) -> None:
         self.shards_done += 1
@@ -67,18 +72,30 @@ class RichProgress:
             total = self.rows
         else:
             total = max(total, self.rows)
-        self.bar.update(self.task, completed=self.rows, total=total,
-                        shards=f"{self.shards_done}/{self.shards_total}", rate=f"{rate:,.0f}",
-                        rows=f"{self.rows:,}/{'' if self.shards_done == self.shards_total else '~'}{total:,} rows")
+        self.bar.update(
+            self.task,
+            completed=self.rows,
+            total=total,
+            shards=f"{self.shards_done}/{self.shards_total}",
+            rate=f"{rate:,.0f}",
+            rows=f"{self.rows:,}/{'' if self.shards_done == self.shards_total else '~'}{total:,} rows",
+        )
 
 
 def _summary(s) -> Table:
+    from .workloads.output import QUARANTINE_DIR
+
     t = Table(title=f"job {s.job}", show_header=False)
     t.add_row("output", s.output)
     t.add_row("rows read", f"{s.rows_read:,}")
     t.add_row("rows written", f"{s.rows_written:,}")
-    t.add_row("rows quarantined", f"{s.rows_quarantined:,}" + (f"  ({s.output}/_quarantine/)" if s.rows_quarantined else ""))
-    t.add_row("shards", f"{s.shards} ({s.shards_skipped} already committed)" if s.shards_skipped else f"{s.shards}")
+    t.add_row(
+        "rows quarantined",
+        f"{s.rows_quarantined:,}" + (f"  ({s.output}/{QUARANTINE_DIR}/)" if s.rows_quarantined else ""),
+    )
+    t.add_row(
+        "shards", f"{s.shards} ({s.shards_skipped} already committed)" if s.shards_skipped else f"{s.shards}"
+    )
     t.add_row("seconds", f"{s.seconds:.2f}")
     t.add_row("workers", f"{s.workers} ({s.cores} cores)")
     t.add_row("rows/s per core", f"{s.rows_per_second_per_core:,.0f}")
@@ -120,8 +137,12 @@ def cmd_run(args) -> int:
         return _run_on_scheduler(job, args, run_job)
     with RichProgress(err) as progress:
         summary = run_job(
-            job, workers=args.workers, output=args.output, overwrite=args.overwrite,
-            progress=progress, fsync=args.fsync,
+            job,
+            workers=args.workers,
+            output=args.output,
+            overwrite=args.overwrite,
+            progress=progress,
+            fsync=args.fsync,
         )
     out.print(_summary(summary))
     return 0
@@ -141,8 +162,12 @@ def _run_on_scheduler(job, args, run_job) -> int:
     with client, RichProgress(err) as bar:
         progress = SchedulerProgress(client, bar)
         summary = run_job(
-            job, output=args.output, overwrite=args.overwrite, client=client,
-            progress=progress, fsync=args.fsync,
+            job,
+            output=args.output,
+            overwrite=args.overwrite,
+            client=client,
+            progress=progress,
+            fsync=args.fsync,
         )
         progress.finish()
     out.print(_summary(summary))
@@ -167,8 +192,7 @@ def cmd_validate(args) -> int:
 def cmd_operator(args) -> int:
     from .operator.main import run
 
-    run(namespace=args.namespace, liveness=args.liveness, standalone=args.standalone,
-        verbose=args.verbose)
+    run(namespace=args.namespace, liveness=args.liveness, standalone=args.standalone, verbose=args.verbose)
     return 0
 
 
@@ -202,16 +226,30 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a PreprocessJob on a local (embedded) or remote Dask cluster")
     run.add_argument("job", help="PreprocessJob YAML file ('-' with --job-env)")
-    run.add_argument("--workers", type=_positive, default=None, help="local worker processes (default: one per core)")
+    run.add_argument(
+        "--workers", type=_positive, default=None, help="local worker processes (default: one per core)"
+    )
     run.add_argument("--output", default=None, help="override spec.output.uri")
     run.add_argument("--overwrite", action="store_true", help="replace another job's shards in the output")
-    run.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
-    run.add_argument("--fsync", action="store_true", help="fsync every shard and ledger line (survives power loss)")
-    run.add_argument("--job-env", metavar="VAR", default=None,
-                     help="read the job YAML from environment variable VAR (job file '-')")
-    run.add_argument("--serve", metavar="[HOST:]PORT", default=None,
-                     help="also serve the shards to trainers (the shard service) while the job runs, "
-                          "and after it until Ctrl-C/SIGTERM; token from $RECPREP_SHARD_TOKEN")
+    run.add_argument(
+        "--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)"
+    )
+    run.add_argument(
+        "--fsync", action="store_true", help="fsync every shard and ledger line (survives power loss)"
+    )
+    run.add_argument(
+        "--job-env",
+        metavar="VAR",
+        default=None,
+        help="read the job YAML from environment variable VAR (job file '-')",
+    )
+    run.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        default=None,
+        help="also serve the shards to trainers (the shard service) while the job runs, "
+        "and after it until Ctrl-C/SIGTERM; token from $RECPREP_SHARD_TOKEN",
+    )
     run.set_defaults(fn=cmd_run)
 
     val = sub.add_parser("validate", help="check a PreprocessJob: spec, source, plan and output schema")
@@ -220,23 +258,29 @@ def parser() -> argparse.ArgumentParser:
 
     from .delivery.service.running import add_serve_arguments
 
-    sv = sub.add_parser("serve", help="serve a job's shards to trainers over Arrow Flight (the shard service)")
+    sv = sub.add_parser(
+        "serve", help="serve a job's shards to trainers over Arrow Flight (the shard service)"
+    )
     add_serve_arguments(sv)
     sv.set_defaults(fn=cmd_serve)
 
     op = sub.add_parser("operator", help="run the Kubernetes operator (kopf) for PreprocessJobs")
-    op.add_argument("--namespace", default=None,
-                    help="watch only this namespace (default: every namespace)")
-    op.add_argument("--liveness", metavar="URL", default=None,
-                    help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
-    op.add_argument("--standalone", action="store_true",
-                    help="no peering with other operator instances")
+    op.add_argument("--namespace", default=None, help="watch only this namespace (default: every namespace)")
+    op.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
+    )
+    op.add_argument("--standalone", action="store_true", help="no peering with other operator instances")
     op.add_argument("--verbose", action="store_true", help="kopf's debug logging")
     op.set_defaults(fn=cmd_operator)
 
     from .train.command import add_arguments as add_train_arguments
 
-    tr = sub.add_parser("train", help="train a small DLRM on a job's shards (local output or the shard service)")
+    tr = sub.add_parser(
+        "train", help="train a small DLRM on a job's shards (local output or the shard service)"
+    )
     add_train_arguments(tr)
     tr.set_defaults(fn=cmd_train)
     return p
@@ -270,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # anything else is a bug, but the user still gets one clear line
         if args.debug:
             raise
-        err.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)", highlight=False, soft_wrap=True)
+        err.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 3
 
 

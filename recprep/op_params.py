@@ -25,7 +25,7 @@ SALT_LIMIT = 2**64
 
 _OUTPUT = (
     "Name of a new column for the result (feature generation); omit to replace the column. With "
-    "several input columns, use {column} in the name (e.g. \"{column}_bucket\")."
+    'several input columns, use {column} in the name (e.g. "{column}_bucket").'
 )
 
 
@@ -49,7 +49,9 @@ class FillNullParams(OpParams):
     op = "fill_null"
     summary = "nulls become value"
 
-    value: float | int | str = Field(0, description="The value that replaces nulls (cast to the column's type).")
+    value: float | int | str = Field(
+        0, description="The value that replaces nulls (cast to the column's type)."
+    )
 
 
 class ClampParams(OpParams):
@@ -108,7 +110,9 @@ class SigridHashParams(OpParams):
     summary = "salted 64-bit mix of int64 IDs reduced into [0, maxValue); element-wise on lists"
 
     salt: int = Field(
-        0, ge=0, lt=SALT_LIMIT,
+        0,
+        ge=0,
+        lt=SALT_LIMIT,
         description="Salt mixed into every ID (0 <= salt < 2**64); different salts give independent hashes.",
     )
     max_value: int = Field(
@@ -143,7 +147,9 @@ class CategorifyParams(OpParams):
     summary = "fitted vocabulary: ID = rank by count + 1, unseen or null -> 0"
 
     min_count: int = Field(
-        1, ge=1, description="Keep values that occur at least this many times in the source; rarer values map to 0."
+        1,
+        ge=1,
+        description="Keep values that occur at least this many times in the source; rarer values map to 0.",
     )
 
 
@@ -158,7 +164,8 @@ class BoxCoxParams(OpParams):
 
     shift: float = Field(0.0, description="Added to every value first; Box-Cox needs x + shift > 0.")
     sample_size: int = Field(
-        100_000, ge=10,
+        100_000,
+        ge=10,
         description="Number of values the lambda is fitted on (a deterministic, evenly strided sample).",
     )
 

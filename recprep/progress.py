@@ -33,14 +33,26 @@ STAGES = (PLAN, FIT, TRANSFORM, DONE)
 MIN_INTERVAL = 0.5
 
 
-def document(stage: str, *, detail: str = "", shards_done: int = 0, shards_total: int | None = None,
-             rows: int = 0, rows_estimated: int | None = None) -> dict[str, Any]:
+def document(
+    stage: str,
+    *,
+    detail: str = "",
+    shards_done: int = 0,
+    shards_total: int | None = None,
+    rows: int = 0,
+    rows_estimated: int | None = None,
+) -> dict[str, Any]:
     """The progress document (checked: a bad value is a bug in the driver, raise at once)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
-    return {"stage": stage, "detail": detail or stage, "shardsDone": int(shards_done),
-            "shardsTotal": None if shards_total is None else int(shards_total),
-            "rows": int(rows), "rowsEstimated": None if rows_estimated is None else int(rows_estimated)}
+    return {
+        "stage": stage,
+        "detail": detail or stage,
+        "shardsDone": int(shards_done),
+        "shardsTotal": None if shards_total is None else int(shards_total),
+        "rows": int(rows),
+        "rowsEstimated": None if rows_estimated is None else int(rows_estimated),
+    }
 
 
 def parse(value: Any) -> dict[str, Any] | None:
@@ -49,14 +61,22 @@ def parse(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, Mapping) or value.get("stage") not in STAGES:
         return None
     try:
-        doc = document(value["stage"], detail=str(value.get("detail") or ""),
-                       shards_done=value.get("shardsDone") or 0,
-                       shards_total=value.get("shardsTotal"),
-                       rows=value.get("rows") or 0, rows_estimated=value.get("rowsEstimated"))
+        doc = document(
+            value["stage"],
+            detail=str(value.get("detail") or ""),
+            shards_done=value.get("shardsDone") or 0,
+            shards_total=value.get("shardsTotal"),
+            rows=value.get("rows") or 0,
+            rows_estimated=value.get("rowsEstimated"),
+        )
     except (TypeError, ValueError):
         return None
     total = doc["shardsTotal"]
-    if doc["shardsDone"] < 0 or doc["rows"] < 0 or (total is not None and not 0 <= doc["shardsDone"] <= total):
+    if (
+        doc["shardsDone"] < 0
+        or doc["rows"] < 0
+        or (total is not None and not 0 <= doc["shardsDone"] <= total)
+    ):
         return None
     return doc
 
@@ -113,9 +133,14 @@ class SchedulerProgress:
         self.publish(force=True)
 
     def document(self) -> dict[str, Any]:
-        return document(self.stage, detail=self.detail, shards_done=self.shards_done,
-                        shards_total=self.shards_total, rows=self.rows,
-                        rows_estimated=self.rows_estimated)
+        return document(
+            self.stage,
+            detail=self.detail,
+            shards_done=self.shards_done,
+            shards_total=self.shards_total,
+            rows=self.rows,
+            rows_estimated=self.rows_estimated,
+        )
 
     def publish(self, force: bool = False) -> None:
         now = self.clock()
@@ -124,5 +149,5 @@ class SchedulerProgress:
         self._last = now
         try:
             self.client.set_metadata(list(KEY), self.document())
-        except Exception as exc:  # noqa: BLE001 - a lost progress update must not fail the job
+        except Exception as exc:
             log.warning("cannot publish progress to the scheduler: %s", exc)

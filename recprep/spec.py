@@ -52,9 +52,7 @@ CRITEO_SELECTORS = {"dense": "I*", "sparse": "C*"}
 class Model(BaseModel):
     """Spec models: camelCase in manifests, unknown fields rejected."""
 
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 class SourceSpec(Model):
@@ -81,7 +79,7 @@ class SourceSpec(Model):
         None, description='Dense feature columns: names or globs such as "I*" (criteo: I*).'
     )
     sparse: Selector | None = Field(
-        None, description='Sparse (categorical ID) columns: names or globs (criteo: C*).'
+        None, description="Sparse (categorical ID) columns: names or globs (criteo: C*)."
     )
     session: str | None = Field(
         None, description="Optional session/user column used to group samples for deduplication."
@@ -194,7 +192,12 @@ class ServeSpec(Model):
     Deployment ``<job>-shards`` behind a Service of the same name, so trainers read
     ``grpc://<job>-shards:<port>`` (does not change the output bytes)."""
 
-    port: int = Field(DEFAULT_SHARD_PORT, ge=1, le=65535, description="Port of the shard service (the pod's and the Service's).")
+    port: int = Field(
+        DEFAULT_SHARD_PORT,
+        ge=1,
+        le=65535,
+        description="Port of the shard service (the pod's and the Service's).",
+    )
     token_secret: str | None = Field(
         None,
         json_schema_extra={"pattern": SECRET_NAME.pattern},
@@ -208,8 +211,9 @@ class ServeSpec(Model):
     @classmethod
     def _secret_name(cls, v: str | None) -> str | None:
         if v is not None and not SECRET_NAME.fullmatch(v):
-            raise ValueError("must be the name of a Secret: lowercase letters, digits, '-' and '.', "
-                             "at most 253 characters")
+            raise ValueError(
+                "must be the name of a Secret: lowercase letters, digits, '-' and '.', at most 253 characters"
+            )
         return v
 
 
@@ -305,7 +309,9 @@ def validate_params(transform: TransformSpec, index: int) -> OpParams:
         raise SpecError(_format_errors(exc, where, hint, docs)) from None
 
 
-def _format_errors(exc: ValidationError, prefix: str, hint: str = "", docs: dict[str, str] | None = None) -> str:
+def _format_errors(
+    exc: ValidationError, prefix: str, hint: str = "", docs: dict[str, str] | None = None
+) -> str:
     """One line per error: the field path, what is wrong, the value given and (with ``docs``,
     field -> description) what the field is for."""
     lines = []

@@ -18,7 +18,7 @@ def local_path(uri: str) -> str | None:
     """The local path a URI names (a path as written, or a ``file://`` URI's path), or None for
     any other scheme (``s3://``, ``synthetic://``, ...)."""
     if uri.startswith(FILE_SCHEME):
-        return uri[len(FILE_SCHEME):]
+        return uri[len(FILE_SCHEME) :]
     if "://" in uri:
         return None
     return uri
@@ -52,4 +52,6 @@ def infer_format(uri: str, fmt: str | None) -> str:
     for suffix, name in _SUFFIXES:
         if path.endswith(suffix):
             return name
-    raise SpecError(f"spec.source.format: cannot infer the format of {uri!r}; allowed: criteo, csv, tsv, parquet")
+    raise SpecError(
+        f"spec.source.format: cannot infer the format of {uri!r}; allowed: criteo, csv, tsv, parquet"
+    )

@@ -17,7 +17,9 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 CRITEO_SAMPLE = SHARED_DATA / "criteo_kaggle_train_10k.tsv.gz"
 
 #: the README's recipe, as examples/criteo-sample.yaml has it (tests and example cannot drift)
-CRITEO_TRANSFORMS = yaml.safe_load((REPO / "examples" / "criteo-sample.yaml").read_text())["spec"]["transforms"]
+CRITEO_TRANSFORMS = yaml.safe_load((REPO / "examples" / "criteo-sample.yaml").read_text())["spec"][
+    "transforms"
+]
 
 
 def job_doc(source_uri: str, output_uri: str, transforms=None, **source) -> dict:
@@ -58,8 +60,16 @@ def criteo_tsv(criteo_lines, tmp_path_factory) -> Path:
 def dask_client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 

@@ -55,11 +55,13 @@ def layout_table(rows: int, seed: int, start: int = 0) -> pa.Table:
         n = int(rng.integers(0, 5))
         lists.append(None if n == 4 else [int(x) for x in rng.integers(0, 1000, n)])
     scalars = [None if rng.random() < 0.2 else int(x) for x in rng.integers(0, 7, rows)]
-    return pa.table({
-        "label": pa.array(rng.integers(0, 2, rows), pa.int64()),
-        "row_id": pa.array(np.arange(start, start + rows, dtype=np.float64)),
-        "d": pa.array(rng.normal(size=rows)),
-        "multi": pa.array(lists, pa.list_(pa.int64())),
-        "bucket": pa.array(scalars, pa.int32()),
-        "small": pa.array([[int(x)] for x in rng.integers(0, 50, rows)], pa.list_(pa.int32())),
-    })
+    return pa.table(
+        {
+            "label": pa.array(rng.integers(0, 2, rows), pa.int64()),
+            "row_id": pa.array(np.arange(start, start + rows, dtype=np.float64)),
+            "d": pa.array(rng.normal(size=rows)),
+            "multi": pa.array(lists, pa.list_(pa.int64())),
+            "bucket": pa.array(scalars, pa.int32()),
+            "small": pa.array([[int(x)] for x in rng.integers(0, 50, rows)], pa.list_(pa.int32())),
+        }
+    )

@@ -30,8 +30,9 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def _loaded_by(code: str, *args: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -44,7 +45,9 @@ def test_the_operator_and_the_crd_generator_load_no_data_plane():
 
 def test_the_probe_would_see_an_indirect_import():
     # the same check on the data plane's op library does find pyarrow: the probe is not blind
-    loaded = _loaded_by("import json, sys; import recprep.workloads.ops; print(json.dumps(sorted(sys.modules)))")
+    loaded = _loaded_by(
+        "import json, sys; import recprep.workloads.ops; print(json.dumps(sorted(sys.modules)))"
+    )
     assert "pyarrow" in loaded and "recprep.op_params" in loaded
 
 
@@ -61,23 +64,52 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "recprep.spec": (("recprep.errors", "recprep.op_params"), ("pyarrow", "numpy")),
     "recprep.progress": ((), ("pyarrow", "numpy")),
     "recprep.workloads": (
-        ("recprep.errors", "recprep.spec", "recprep.op_params", "recprep.uris", "recprep.workloads",
-         "recprep._moved", "recprep", "recprep.__version__"),
+        (
+            "recprep.errors",
+            "recprep.spec",
+            "recprep.op_params",
+            "recprep.uris",
+            "recprep.workloads",
+            "recprep._moved",
+            "recprep",
+            "recprep.__version__",
+        ),
         ("kopf", "kubernetes", "torch"),
     ),
     "recprep.delivery": (
-        ("recprep.errors", "recprep.spec", "recprep.uris", "recprep.delivery", "recprep.workloads.output",
-         "recprep.workloads.ops.hashing"),
+        (
+            "recprep.errors",
+            "recprep.spec",
+            "recprep.uris",
+            "recprep.delivery",
+            "recprep.workloads.output",
+            "recprep.workloads.ops.hashing",
+        ),
         ("kopf", "kubernetes", "torch"),
     ),
     "recprep.train": (
-        ("recprep.errors", "recprep.spec", "recprep.op_params", "recprep.uris", "recprep.train",
-         "recprep.delivery", "recprep.workloads.output"),
+        (
+            "recprep.errors",
+            "recprep.spec",
+            "recprep.op_params",
+            "recprep.uris",
+            "recprep.train",
+            "recprep.delivery",
+            "recprep.workloads.output",
+        ),
         ("kopf", "kubernetes"),
     ),
     "recprep.operator": (
-        ("recprep", "recprep.__version__", "recprep.errors", "recprep.spec", "recprep.op_params", "recprep.uris",
-         "recprep.progress", "recprep.operator"),
+        (
+            "recprep",
+            "recprep.__version__",
+            "recprep.errors",
+            "recprep.spec",
+            "recprep.op_params",
+            "recprep.uris",
+            "recprep.progress",
+            "recprep.operator",
+        ),
         ("pyarrow", "numpy", "torch"),
     ),
     "recprep.crd": (("recprep.spec", "recprep.op_params", "recprep.operator.status"), ("pyarrow", "numpy")),

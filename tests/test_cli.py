@@ -13,8 +13,9 @@ from .conftest import REPO, job_doc
 
 
 def recprep(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "recprep.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "recprep.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def write_job(tmp_path, doc) -> str:
@@ -43,14 +44,20 @@ def test_run_synthetic_job_prints_summary(tmp_path):
     assert "30,000" in res.stdout
     assert pq.read_table(tmp_path / "out").num_rows == 30000
     assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == [
-        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
 
 
 @pytest.mark.parametrize(
     "mutate, code, message",
     [
-        (lambda d: d["spec"]["transforms"].append({"op": "explode", "columns": "dense"}), 2,
-         "spec.transforms[7].op: unknown op 'explode'"),
+        (
+            lambda d: d["spec"]["transforms"].append({"op": "explode", "columns": "dense"}),
+            2,
+            "spec.transforms[7].op: unknown op 'explode'",
+        ),
         (lambda d: d["spec"]["transforms"][6].update(k=-1), 2, "spec.transforms[6].k"),
         (lambda d: d["spec"]["source"].update(uri="/nonexistent/x.tsv"), 1, "does not exist"),
         (lambda d: d["spec"]["output"].update(uri="/proc/forbidden/out"), 1, "spec.output.uri: cannot write"),

@@ -16,8 +16,11 @@ from recprep.spec import JobSpec, load_job, load_job_dict
 REPO = Path(__file__).resolve().parents[1]
 CRD_FILE = REPO / CRD_PATH
 #: The example PreprocessJobs (examples/ also holds other manifests, e.g. a trainer Job).
-EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml")
-                  if any((d or {}).get("kind") == "PreprocessJob" for d in yaml.safe_load_all(p.read_text())))
+EXAMPLES = sorted(
+    p
+    for p in (REPO / "examples").glob("*.yaml")
+    if any((d or {}).get("kind") == "PreprocessJob" for d in yaml.safe_load_all(p.read_text()))
+)
 
 
 def _version(crd: dict) -> dict:
@@ -112,8 +115,12 @@ def test_schema_keeps_what_the_model_says():
     spec = _spec_schema(build_crd())
     assert spec["required"] == ["source", "output"]
     source = spec["properties"]["source"]["properties"]
-    assert source["format"] == {**source["format"], "type": "string", "nullable": True,
-                                "enum": ["criteo", "csv", "tsv", "parquet"]}
+    assert source["format"] == {
+        **source["format"],
+        "type": "string",
+        "nullable": True,
+        "enum": ["criteo", "csv", "tsv", "parquet"],
+    }
     assert source["maxBadFraction"]["minimum"] == 0 and source["maxBadFraction"]["maximum"] == 1
     assert source["maxBadFraction"]["default"] == 0.01
     # Selectors (string or list of strings) keep their value as written; the operator checks them.
@@ -126,8 +133,12 @@ def test_schema_keeps_what_the_model_says():
     output = spec["properties"]["output"]["properties"]
     assert output["format"]["enum"] == ["parquet"]
     pools = spec["properties"]["pools"]["properties"]
-    assert pools["cpu"]["properties"]["max"] == {**pools["cpu"]["properties"]["max"],
-                                                 "type": "integer", "minimum": 0, "default": 20}
+    assert pools["cpu"]["properties"]["max"] == {
+        **pools["cpu"]["properties"]["max"],
+        "type": "integer",
+        "minimum": 0,
+        "default": 20,
+    }
     assert pools["isp"]["properties"]["max"]["default"] == 4
     assert spec["properties"]["backoffLimit"]["default"] == 2
     assert spec["properties"]["ttlSecondsAfterFinished"]["default"] == 600

@@ -56,9 +56,11 @@ def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
     clock.t += 0.1
     reporter.advance(shard(900, 100))  # within MIN_INTERVAL: not published
     clock.t += progress.MIN_INTERVAL
-    reporter.advance(shard(1000))      # the last shard: always published
+    reporter.advance(shard(1000))  # the last shard: always published
     reporter.finish()
-    stages = [(d["stage"], d["detail"], d["shardsDone"], d["shardsTotal"], d["rows"]) for d in client.published]
+    stages = [
+        (d["stage"], d["detail"], d["shardsDone"], d["shardsTotal"], d["rows"]) for d in client.published
+    ]
     assert stages == [
         ("plan", "plan", 0, None, 0),
         ("fit", "fit 1/2", 0, None, 0),
@@ -68,8 +70,13 @@ def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
         ("done", "done", 3, 3, 3000),
     ]
     assert client.published[-1]["rowsEstimated"] == 3000
-    assert bar.calls == [("phase", "fit 1/2"), ("phase", "transform"), ("start", 3, 3000, 1, 1000),
-                         ("advance", 900), ("advance", 1000)]
+    assert bar.calls == [
+        ("phase", "fit 1/2"),
+        ("phase", "transform"),
+        ("start", 3, 3000, 1, 1000),
+        ("advance", 900),
+        ("advance", 1000),
+    ]
 
 
 def test_a_failed_publication_is_logged_and_the_run_goes_on(caplog):
@@ -86,7 +93,7 @@ def test_parse_takes_documents_and_refuses_anything_else():
     assert progress.parse(good) == good
     assert progress.parse(None) is None
     assert progress.parse({"stage": "other"}) is None
-    assert progress.parse({**good, "shardsDone": 5}) is None   # more done than total
+    assert progress.parse({**good, "shardsDone": 5}) is None  # more done than total
     assert progress.parse({**good, "rows": "many"}) is None
     assert progress.parse({"stage": "plan"}) == progress.document("plan")
     with pytest.raises(ValueError, match="stage must be one of"):

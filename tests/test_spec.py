@@ -12,7 +12,6 @@ from recprep.spec import load_job, load_job_dict
 
 from .conftest import REPO, job_doc
 
-
 #: examples that are not PreprocessJobs (a batch/v1 Job: tests/train/test_trainer_job.py checks it)
 NOT_JOBS = {"trainer-job.yaml"}
 
@@ -34,15 +33,35 @@ def test_camel_case_fields():
 @pytest.mark.parametrize(
     "transform, expected",
     [
-        ({"op": "sigrid", "columns": "sparse"}, "spec.transforms[0].op: unknown op 'sigrid'; allowed: boxcox, bucketize"),
-        ({"op": "sigrid_hash", "columns": "sparse", "maxValue": 0}, "spec.transforms[0].max_value: Input should be greater than 0"),
+        (
+            {"op": "sigrid", "columns": "sparse"},
+            "spec.transforms[0].op: unknown op 'sigrid'; allowed: boxcox, bucketize",
+        ),
+        (
+            {"op": "sigrid_hash", "columns": "sparse", "maxValue": 0},
+            "spec.transforms[0].max_value: Input should be greater than 0",
+        ),
         ({"op": "sigrid_hash", "columns": "sparse"}, "spec.transforms[0].maxValue: Field required"),
-        ({"op": "sigrid_hash", "columns": "sparse", "maxValue": -1},
-         "maxValue: Input should be greater than 0 (got -1) -- maxValue: Size of the embedding table"),
-        ({"op": "firstx", "columns": "sparse", "k": 0}, "spec.transforms[0].k: Input should be greater than or equal to 1 (got 0)"),
-        ({"op": "bucketize", "columns": ["I1"], "borders": [2, 1]}, "spec.transforms[0].borders: borders must be non-decreasing"),
-        ({"op": "bucketize", "columns": ["I1"], "borders": []}, "spec.transforms[0].borders: borders must not be empty"),
-        ({"op": "log", "columns": "dense", "ofset": 3}, "spec.transforms[0].ofset: unknown field (op log; fields: columns, offset)"),
+        (
+            {"op": "sigrid_hash", "columns": "sparse", "maxValue": -1},
+            "maxValue: Input should be greater than 0 (got -1) -- maxValue: Size of the embedding table",
+        ),
+        (
+            {"op": "firstx", "columns": "sparse", "k": 0},
+            "spec.transforms[0].k: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"op": "bucketize", "columns": ["I1"], "borders": [2, 1]},
+            "spec.transforms[0].borders: borders must be non-decreasing",
+        ),
+        (
+            {"op": "bucketize", "columns": ["I1"], "borders": []},
+            "spec.transforms[0].borders: borders must not be empty",
+        ),
+        (
+            {"op": "log", "columns": "dense", "ofset": 3},
+            "spec.transforms[0].ofset: unknown field (op log; fields: columns, offset)",
+        ),
         ({"op": "clamp", "columns": "dense"}, "give at least one of min, max"),
     ],
 )
@@ -55,7 +74,9 @@ def test_bad_transform_names_index_and_field(transform, expected):
 def test_bad_source_field_names_path_and_allowed_values():
     doc = job_doc("x.tsv", "out")
     doc["spec"]["source"]["format"] = "excel"
-    with pytest.raises(SpecError, match=r"spec\.source\.format: must be one of 'criteo', 'csv', 'tsv' or 'parquet'"):
+    with pytest.raises(
+        SpecError, match=r"spec\.source\.format: must be one of 'criteo', 'csv', 'tsv' or 'parquet'"
+    ):
         load_job_dict(doc)
     doc = job_doc("x.tsv", "out", maxBadFraction=2)
     with pytest.raises(SpecError, match=r"spec\.source\.maxBadFraction: .*less than or equal to 1"):
@@ -90,18 +111,25 @@ def test_identity_ignores_output_location_but_not_transforms():
 def test_identity_ignores_the_runtime_fields_serve_included():
     a = load_job_dict(job_doc("x.tsv", "out-a"))
     doc = job_doc("x.tsv", "out-a")
-    doc["spec"].update(pools={"cpu": {"max": 3}}, backoffLimit=5, ttlSecondsAfterFinished=9,
-                       serve={"port": 9000, "tokenSecret": "x-shards", "seed": 4})
+    doc["spec"].update(
+        pools={"cpu": {"max": 3}},
+        backoffLimit=5,
+        ttlSecondsAfterFinished=9,
+        serve={"port": 9000, "tokenSecret": "x-shards", "seed": 4},
+    )
     b = load_job_dict(doc)
     assert b.spec.serve.port == 9000 and b.spec.serve.token_secret == "x-shards"
     assert b.identity() == a.identity()
 
 
-@pytest.mark.parametrize("serve, message", [
-    ({"port": 0}, "spec.serve.port: Input should be greater than or equal to 1"),
-    ({"tokenSecret": "Bad_Name"}, "spec.serve.tokenSecret: must be the name of a Secret"),
-    ({"token": "x"}, "spec.serve.token: unknown field"),
-])
+@pytest.mark.parametrize(
+    "serve, message",
+    [
+        ({"port": 0}, "spec.serve.port: Input should be greater than or equal to 1"),
+        ({"tokenSecret": "Bad_Name"}, "spec.serve.tokenSecret: must be the name of a Secret"),
+        ({"token": "x"}, "spec.serve.token: unknown field"),
+    ],
+)
 def test_serve_errors_name_the_field(serve, message):
     doc = job_doc("x.tsv", "out-a")
     doc["spec"]["serve"] = serve

@@ -55,8 +55,10 @@ class Features:
             elif _is_id_type(f.type):
                 sparse.append(f.name)
             else:
-                raise SourceError(f"shard schema: column {f.name!r} has type {f.type}, which is neither a "
-                                  "dense (floating) nor a sparse (integer or list of integers) feature")
+                raise SourceError(
+                    f"shard schema: column {f.name!r} has type {f.type}, which is neither a "
+                    "dense (floating) nor a sparse (integer or list of integers) feature"
+                )
         return cls(label, tuple(dense), tuple(sparse))
 
     def check(self, schema: pa.Schema, where: str) -> None:
@@ -72,8 +74,10 @@ class Features:
                 raise SourceError(f"{where}: dense column {name!r} has type {types[name]}, expected a number")
         for name in self.sparse:
             if not _is_id_type(types[name]):
-                raise SourceError(f"{where}: sparse column {name!r} has type {types[name]}, expected "
-                                  "integers or lists of integers")
+                raise SourceError(
+                    f"{where}: sparse column {name!r} has type {types[name]}, expected "
+                    "integers or lists of integers"
+                )
 
 
 def _is_id_type(t: pa.DataType) -> bool:
@@ -135,7 +139,9 @@ def to_arrays(table: pa.Table, features: Features) -> ArrayBatch:
     b = table.num_rows
     for name in (features.label, *features.dense):
         if table[name].null_count:
-            raise SourceError(f"column {name!r} holds nulls: fill them in the job (fill_null) before training")
+            raise SourceError(
+                f"column {name!r} holds nulls: fill them in the job (fill_null) before training"
+            )
     if features.dense:
         dense = np.empty((b, len(features.dense)), dtype=np.float32)
         for j, name in enumerate(features.dense):
@@ -197,6 +203,10 @@ def iter_batches(
 
 
 def _empty(features: Features) -> pa.Table:
-    return pa.table({features.label: pa.array([], pa.float32()),
-                     **{n: pa.array([], pa.float32()) for n in features.dense},
-                     **{n: pa.array([], pa.list_(pa.int64())) for n in features.sparse}})
+    return pa.table(
+        {
+            features.label: pa.array([], pa.float32()),
+            **{n: pa.array([], pa.float32()) for n in features.dense},
+            **{n: pa.array([], pa.list_(pa.int64())) for n in features.sparse},
+        }
+    )

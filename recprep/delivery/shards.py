@@ -142,8 +142,14 @@ class ServiceShards:
                 "(shards are acknowledged by the training process): use num_workers=0"
             )
         client_class = service_client_class()
-        return client_class(location=self.location, group=self.group, rank=self.rank,
-                            world_size=self.world_size, token=self.token, epoch=epoch)
+        return client_class(
+            location=self.location,
+            group=self.group,
+            rank=self.rank,
+            world_size=self.world_size,
+            token=self.token,
+            epoch=epoch,
+        )
 
     def describe(self) -> str:
         return f"{self.location} (group {self.group}, rank {self.rank}/{self.world_size})"

@@ -79,8 +79,9 @@ def build_job_configmap(job: PreprocessJob, settings: Settings | None = None) ->
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(job, settings, labels.configmap_name(name),
-                              labels.component_labels(name, labels.DRIVER)),
+        "metadata": _metadata(
+            job, settings, labels.configmap_name(name), labels.component_labels(name, labels.DRIVER)
+        ),
         "data": {JOB_FILE: text},
     }
 
@@ -91,24 +92,33 @@ def build_job_configmap(job: PreprocessJob, settings: Settings | None = None) ->
 def build_scheduler_deployment(job: PreprocessJob, settings: Settings) -> dict:
     """One ``dask scheduler`` pod (strategy Recreate: never two schedulers for one job)."""
     name = job.metadata.name
-    command = ["dask", "scheduler", "--port", str(SCHEDULER_PORT),
-               "--dashboard-address", f":{DASHBOARD_PORT}"]
+    command = [
+        "dask",
+        "scheduler",
+        "--port",
+        str(SCHEDULER_PORT),
+        "--dashboard-address",
+        f":{DASHBOARD_PORT}",
+    ]
     probe_port = {"tcpSocket": {"port": "comm"}}
     scheduler = container(
-        labels.SCHEDULER, command, settings, settings.scheduler_resources,
+        labels.SCHEDULER,
+        command,
+        settings,
+        settings.scheduler_resources,
         ports=[
             {"name": "comm", "containerPort": SCHEDULER_PORT, "protocol": "TCP"},
             {"name": "dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"},
         ],
         readinessProbe={**probe_port, "initialDelaySeconds": 2, "periodSeconds": 5},
-        livenessProbe={**probe_port, "initialDelaySeconds": 15, "periodSeconds": 20,
-                       "failureThreshold": 6},
+        livenessProbe={**probe_port, "initialDelaySeconds": 15, "periodSeconds": 20, "failureThreshold": 6},
     )
     return _single_pod_deployment(job, settings, labels.SCHEDULER, labels.scheduler_name(name), scheduler)
 
 
-def _single_pod_deployment(job: PreprocessJob, settings: Settings, component: str, object_name: str,
-                           main: dict, **pod: Any) -> dict:
+def _single_pod_deployment(
+    job: PreprocessJob, settings: Settings, component: str, object_name: str, main: dict, **pod: Any
+) -> dict:
     """A one-replica Deployment of ``main`` with strategy Recreate: the old pod is gone before
     the new one starts (one scheduler per job; one server per acknowledgement state)."""
     pod_labels = labels.component_labels(job.metadata.name, component)
@@ -134,15 +144,15 @@ def build_scheduler_service(job: PreprocessJob, settings: Settings) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(job, settings, labels.scheduler_name(name),
-                              labels.component_labels(name, labels.SCHEDULER)),
+        "metadata": _metadata(
+            job, settings, labels.scheduler_name(name), labels.component_labels(name, labels.SCHEDULER)
+        ),
         "spec": {
             "type": "ClusterIP",
             "selector": labels.selector(name, labels.SCHEDULER),
             "ports": [
                 {"name": "comm", "port": SCHEDULER_PORT, "targetPort": "comm", "protocol": "TCP"},
-                {"name": "dashboard", "port": DASHBOARD_PORT, "targetPort": "dashboard",
-                 "protocol": "TCP"},
+                {"name": "dashboard", "port": DASHBOARD_PORT, "targetPort": "dashboard", "protocol": "TCP"},
             ],
         },
     }
@@ -177,22 +187,32 @@ def _placement(job: PreprocessJob, pool: str, settings: Settings) -> dict[str, A
     }
 
 
-def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
-                            replicas: int) -> dict:
+def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, replicas: int) -> dict:
     """The ``dask worker`` Deployment of ``pool`` (cpu | isp) with ``replicas`` held to the
     pool's bounds (``scaling.clamp``); one single-threaded worker process per pod, named after
     the pod."""
     name = job.metadata.name
     pod_labels = labels.component_labels(name, labels.WORKER, pool)
     command = [
-        "dask", "worker", scheduler_address(job),
-        "--nthreads", "1", "--nworkers", "1",
-        "--name", "$(POD_NAME)",
-        "--resources", POOL_RESOURCES[pool],
+        "dask",
+        "worker",
+        scheduler_address(job),
+        "--nthreads",
+        "1",
+        "--nworkers",
+        "1",
+        "--name",
+        "$(POD_NAME)",
+        "--resources",
+        POOL_RESOURCES[pool],
     ]
     worker = container(
-        labels.WORKER, command, settings, settings.worker_resources,
-        env=[pod_name_env()], mounts=_storage_mounts(settings),
+        labels.WORKER,
+        command,
+        settings,
+        settings.worker_resources,
+        env=[pod_name_env()],
+        mounts=_storage_mounts(settings),
     )
     return {
         "apiVersion": "apps/v1",
@@ -204,7 +224,9 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings,
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
                 "spec": pod_spec(
-                    [worker], settings, volumes=_storage_volumes(settings),
+                    [worker],
+                    settings,
+                    volumes=_storage_volumes(settings),
                     terminationGracePeriodSeconds=settings.worker_grace_seconds,
                     **_placement(job, pool, settings),
                 ),
@@ -225,10 +247,18 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
     name = job.metadata.name
     pod_labels = labels.component_labels(name, labels.DRIVER)
     command = ["recprep", "run", "-", "--job-env", JOB_ENV, "--scheduler", scheduler_address(job)]
-    job_env = {"name": JOB_ENV, "valueFrom": {"configMapKeyRef": {
-        "name": manifest_configmap_name, "key": JOB_FILE}}}
-    driver = container(labels.DRIVER, command, settings, settings.driver_resources, env=[job_env],
-                       mounts=_storage_mounts(settings))
+    job_env = {
+        "name": JOB_ENV,
+        "valueFrom": {"configMapKeyRef": {"name": manifest_configmap_name, "key": JOB_FILE}},
+    }
+    driver = container(
+        labels.DRIVER,
+        command,
+        settings,
+        settings.driver_resources,
+        env=[job_env],
+        mounts=_storage_mounts(settings),
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -237,8 +267,9 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
             "backoffLimit": job.spec.backoff_limit,
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
-                "spec": pod_spec([driver], settings, volumes=_storage_volumes(settings),
-                                 restartPolicy="Never"),
+                "spec": pod_spec(
+                    [driver], settings, volumes=_storage_volumes(settings), restartPolicy="Never"
+                ),
             },
         },
     }
@@ -282,21 +313,39 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
     """
     serve = _serve(job)
     name = job.metadata.name
-    command = ["recprep", "serve", output_path(job), "--host", "0.0.0.0", "--port", str(serve.port),
-               "--seed", str(serve.seed)]
+    command = [
+        "recprep",
+        "serve",
+        output_path(job),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(serve.port),
+        "--seed",
+        str(serve.seed),
+    ]
     env = []
     if serve.token_secret:
         command += ["--token-env", SHARD_TOKEN_ENV]
-        env.append({"name": SHARD_TOKEN_ENV, "valueFrom": {"secretKeyRef": {
-            "name": serve.token_secret, "key": SHARD_TOKEN_KEY}}})
+        env.append(
+            {
+                "name": SHARD_TOKEN_ENV,
+                "valueFrom": {"secretKeyRef": {"name": serve.token_secret, "key": SHARD_TOKEN_KEY}},
+            }
+        )
     server = container(
-        labels.SHARDS, command, settings, settings.shards_resources, env=env,
+        labels.SHARDS,
+        command,
+        settings,
+        settings.shards_resources,
+        env=env,
         mounts=_storage_mounts(settings),
         ports=[{"name": SHARDS_PORT, "containerPort": serve.port, "protocol": "TCP"}],
         readinessProbe={"tcpSocket": {"port": SHARDS_PORT}, "initialDelaySeconds": 1, "periodSeconds": 5},
     )
-    return _single_pod_deployment(job, settings, labels.SHARDS, labels.shards_name(name), server,
-                                  volumes=_storage_volumes(settings))
+    return _single_pod_deployment(
+        job, settings, labels.SHARDS, labels.shards_name(name), server, volumes=_storage_volumes(settings)
+    )
 
 
 def build_shard_service(job: PreprocessJob, settings: Settings) -> dict:
@@ -306,13 +355,15 @@ def build_shard_service(job: PreprocessJob, settings: Settings) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(job, settings, labels.shards_name(name),
-                              labels.component_labels(name, labels.SHARDS)),
+        "metadata": _metadata(
+            job, settings, labels.shards_name(name), labels.component_labels(name, labels.SHARDS)
+        ),
         "spec": {
             "type": "ClusterIP",
             "selector": labels.selector(name, labels.SHARDS),
-            "ports": [{"name": SHARDS_PORT, "port": serve.port, "targetPort": SHARDS_PORT,
-                       "protocol": "TCP"}],
+            "ports": [
+                {"name": SHARDS_PORT, "port": serve.port, "targetPort": SHARDS_PORT, "protocol": "TCP"}
+            ],
         },
     }
 
@@ -334,9 +385,12 @@ def build_children(job: PreprocessJob, settings: Settings) -> list[dict]:
         configmap,
         build_scheduler_deployment(job, settings),
         build_scheduler_service(job, settings),
-        *(build_worker_deployment(job, pool, settings,
-                                  scaling.initial_replicas(pool, getattr(job.spec.pools, pool)))
-          for pool in labels.POOLS),
+        *(
+            build_worker_deployment(
+                job, pool, settings, scaling.initial_replicas(pool, getattr(job.spec.pools, pool))
+            )
+            for pool in labels.POOLS
+        ),
         build_driver_job(job, settings, configmap["metadata"]["name"]),
     ]
 
@@ -345,9 +399,16 @@ def owner_reference(body: Mapping[str, Any]) -> dict:
     """The ownerReference that makes the PreprocessJob ``body`` its children's controller, so
     deleting it deletes them (what ``kopf.adopt`` sets, for code that builds without kopf)."""
     meta = body.get("metadata") or {}
-    missing = [k for k, v in (("apiVersion", body.get("apiVersion")), ("kind", body.get("kind")),
-                              ("metadata.name", meta.get("name")), ("metadata.uid", meta.get("uid")))
-               if not v]
+    missing = [
+        k
+        for k, v in (
+            ("apiVersion", body.get("apiVersion")),
+            ("kind", body.get("kind")),
+            ("metadata.name", meta.get("name")),
+            ("metadata.uid", meta.get("uid")),
+        )
+        if not v
+    ]
     if missing:
         raise ValueError(f"cannot reference the owner: missing {', '.join(missing)}")
     return {

@@ -25,15 +25,15 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from ..progress import DONE, FIT, PLAN, TRANSFORM
 from ..errors import SpecError
+from ..progress import DONE, FIT, PLAN, TRANSFORM
 from ..spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, JobSpec, load_job_dict
 from . import builders, kube, labels
 from . import scheduler as dask_scheduler
@@ -72,14 +72,15 @@ class Observation:
     workers: dict[str, int] = field(default_factory=lambda: {p: 0 for p in labels.POOLS})
 
 
-def advance(status: dict, target: str, *, reason: str | None = None, message: str = "",
-            now: datetime | None = None) -> dict:
+def advance(
+    status: dict, target: str, *, reason: str | None = None, message: str = "", now: datetime | None = None
+) -> dict:
     """``status`` moved to ``target`` through every phase the table requires on the way
     (a job can finish between two looks: Pending -> Fitting -> Running -> Succeeded)."""
     current = status.get("phase") or st.PENDING
     if target == st.FAILED or current not in _PATH or target not in _PATH:
         return st.transition(status, target, reason=reason, message=message, now=now)
-    for phase in _PATH[_PATH.index(current) + 1:_PATH.index(target)]:
+    for phase in _PATH[_PATH.index(current) + 1 : _PATH.index(target)]:
         status = st.transition(status, phase, now=now)
     return st.transition(status, target, reason=reason, message=message, now=now)
 
@@ -103,15 +104,22 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
     known_total = (status.get("shards") or {}).get("total") is not None
     if doc is not None and (doc["shardsTotal"] is not None or not known_total):
         # (A retried driver plans again before it counts: keep the counts until it has.)
-        status = st.with_progress(status, doc["shardsDone"], doc["shardsTotal"],
-                                  rows=doc["rows"], rows_estimated=doc["rowsEstimated"])
+        status = st.with_progress(
+            status,
+            doc["shardsDone"],
+            doc["shardsTotal"],
+            rows=doc["rows"],
+            rows_estimated=doc["rowsEstimated"],
+        )
     status["driver"] = dict(obs.driver_counts)
     failures = obs.driver_counts.get("failed", 0)
 
     if obs.driver_failed is not None:
         reason, message = obs.driver_failed
-        text = (f"driver failed {failures} time(s), more than backoffLimit {obs.backoff_limit}"
-                f" ({reason or 'Failed'}: {message or 'no message'})")
+        text = (
+            f"driver failed {failures} time(s), more than backoffLimit {obs.backoff_limit}"
+            f" ({reason or 'Failed'}: {message or 'no message'})"
+        )
         if obs.driver_error:
             text += f"; last error: {obs.driver_error}"
         status = advance(status, st.FAILED, reason=reason or "DriverFailed", message=text, now=now)
@@ -129,9 +137,12 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
         elif obs.driver_running:
             status = _forward(status, st.FITTING, now)
         if failures and status["phase"] not in st.TERMINAL:
-            text = (f"driver attempt {failures} of {obs.backoff_limit + 1} failed"
-                    + (f" ({obs.driver_error})" if obs.driver_error else "") + "; retrying; "
-                    "committed shards are kept")
+            text = (
+                f"driver attempt {failures} of {obs.backoff_limit + 1} failed"
+                + (f" ({obs.driver_error})" if obs.driver_error else "")
+                + "; retrying; "
+                "committed shards are kept"
+            )
             status["message"] = text
 
     if status["phase"] in st.TERMINAL:
@@ -172,7 +183,9 @@ def _last_error(api: k8s.ApiClient, namespace: str, pods: list[Any]) -> str:
     failed = [p for p in pods if p.status and p.status.phase == "Failed"]
     if not failed:
         return ""
-    lines = [line.strip() for line in kube.pod_log_tail(api, namespace, failed[-1].metadata.name).splitlines()]
+    lines = [
+        line.strip() for line in kube.pod_log_tail(api, namespace, failed[-1].metadata.name).splitlines()
+    ]
     lines = [line for line in lines if line]
     return lines[-1][:MAX_ERROR] if lines else ""
 
@@ -191,8 +204,11 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
     complete = _true_condition(driver, "Complete")
     counts = {"active": 0, "failed": 0, "succeeded": 0}
     if driver is not None and driver.status:
-        counts = {"active": driver.status.active or 0, "failed": driver.status.failed or 0,
-                  "succeeded": driver.status.succeeded or 0}
+        counts = {
+            "active": driver.status.active or 0,
+            "failed": driver.status.failed or 0,
+            "succeeded": driver.status.succeeded or 0,
+        }
     return Observation(
         driver_found=driver is not None,
         driver_failed=(failed.reason or "", failed.message or "") if failed else None,
@@ -210,8 +226,7 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
 # --- one pass -----------------------------------------------------------------------------------
 
 
-def reconcile_one(api: k8s.ApiClient, body: dict, settings: Settings,
-                  logger: logging.Logger) -> dict:
+def reconcile_one(api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger) -> dict:
     """One look at a job's children: the status changes to write (empty if none)."""
     meta, spec = body.get("metadata", {}), body.get("spec") or {}
     name, namespace = meta["name"], meta.get("namespace") or settings.namespace
@@ -248,27 +263,30 @@ def without_nulls(value: Any) -> Any:
 
 
 def _parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def _clean_up(api: k8s.ApiClient, current: dict, spec: dict, namespace: str, name: str,
-              logger: logging.Logger) -> dict:
+def _clean_up(
+    api: k8s.ApiClient, current: dict, spec: dict, namespace: str, name: str, logger: logging.Logger
+) -> dict:
     """After a terminal phase reached through the driver: once ``ttlSecondsAfterFinished`` has
     passed, delete the scheduler and the (already scaled-down) worker Deployments."""
     finished = current.get("completionTime")
     if not finished or current.get("schedulerDeleted"):
         return {}  # an invalid spec (nothing was created) or already cleaned up
     ttl = spec.get("ttlSecondsAfterFinished", DEFAULT_TTL)
-    if datetime.now(timezone.utc) < _parse_time(finished) + timedelta(seconds=ttl):
+    if datetime.now(UTC) < _parse_time(finished) + timedelta(seconds=ttl):
         return {}
     kube.delete_runtime(api, namespace, name)
-    logger.info("job %s/%s: deleted the scheduler and the workers (ttlSecondsAfterFinished=%s)",
-                namespace, name, ttl)
+    logger.info(
+        "job %s/%s: deleted the scheduler and the workers (ttlSecondsAfterFinished=%s)", namespace, name, ttl
+    )
     return {"schedulerDeleted": True}
 
 
-def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: str,
-                          settings: Settings, logger: logging.Logger) -> dict:
+def _create_shard_service(
+    api: k8s.ApiClient, body: dict, namespace: str, name: str, settings: Settings, logger: logging.Logger
+) -> dict:
     """Create the shard service of the spec in effect (idempotent): ``{"shardService": ...}``
     for the status (a message instead of name and url when the spec in effect has no
     ``serve``), or {} when it cannot be read yet."""
@@ -280,13 +298,22 @@ def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: 
         doc["metadata"]["namespace"] = namespace
         job = load_job_dict(doc, f"ConfigMap {namespace}/{labels.configmap_name(name)}")
     except (SpecError, yaml.YAMLError, TypeError, KeyError) as exc:
-        logger.error("job %s/%s: no shard service: the spec in effect does not load (%s)", namespace, name, exc)
+        logger.error(
+            "job %s/%s: no shard service: the spec in effect does not load (%s)", namespace, name, exc
+        )
         return {}
     if job.spec.serve is None:  # recorded, so that later passes do not read the ConfigMap again
-        return {"shardService": {"message": "not created: spec.serve was added after the job started "
-                                            "(a running job's spec.serve does not change)"}}
-    owner = {"apiVersion": body.get("apiVersion") or API_VERSION,
-             "kind": body.get("kind") or KIND, "metadata": body["metadata"]}
+        return {
+            "shardService": {
+                "message": "not created: spec.serve was added after the job started "
+                "(a running job's spec.serve does not change)"
+            }
+        }
+    owner = {
+        "apiVersion": body.get("apiVersion") or API_VERSION,
+        "kind": body.get("kind") or KIND,
+        "metadata": body["metadata"],
+    }
     created = kube.create_children(api, builders.build_shard_service_children(job, settings), owner)
     url = builders.shard_service_url(job, settings)
     if created:
@@ -294,8 +321,9 @@ def _create_shard_service(api: k8s.ApiClient, body: dict, namespace: str, name: 
     return {"shardService": {"name": labels.shards_name(name), "url": url}}
 
 
-def reconcile_all(api: k8s.ApiClient, namespace: str | None, settings: Settings,
-                  logger: logging.Logger) -> None:
+def reconcile_all(
+    api: k8s.ApiClient, namespace: str | None, settings: Settings, logger: logging.Logger
+) -> None:
     """One pass over every PreprocessJob in ``namespace`` (None: all namespaces)."""
     objects = k8s.CustomObjectsApi(api)
     if namespace:
@@ -306,12 +334,21 @@ def reconcile_all(api: k8s.ApiClient, namespace: str | None, settings: Settings,
         meta = body["metadata"]
         try:
             changes = reconcile_one(api, body, settings, logger)
-            if changes and not kube.patch_status(api, meta["namespace"], meta["name"],
-                                                 meta["resourceVersion"], changes):
-                logger.debug("job %s/%s changed during the pass; looking again next pass",
-                             meta["namespace"], meta["name"])
+            if changes and not kube.patch_status(
+                api, meta["namespace"], meta["name"], meta["resourceVersion"], changes
+            ):
+                logger.debug(
+                    "job %s/%s changed during the pass; looking again next pass",
+                    meta["namespace"],
+                    meta["name"],
+                )
         except ApiException as exc:
             if exc.status == 404:
                 continue  # deleted meanwhile
-            logger.warning("job %s/%s: Kubernetes API error %s %s; retrying next pass",
-                           meta.get("namespace"), meta["name"], exc.status, exc.reason)
+            logger.warning(
+                "job %s/%s: Kubernetes API error %s %s; retrying next pass",
+                meta.get("namespace"),
+                meta["name"],
+                exc.status,
+                exc.reason,
+            )

@@ -50,8 +50,9 @@ RETIRE_RETRY_DELAY = 30.0
 log = logging.getLogger(__name__)
 
 
-def operator_memo(settings: Settings | None = None, namespace: str | None = None,
-                  api: Any = None) -> kopf.Memo:
+def operator_memo(
+    settings: Settings | None = None, namespace: str | None = None, api: Any = None
+) -> kopf.Memo:
     """The operator's state as kopf's ``memo``: settings (default: from ``RECPREP_*``), the
     namespace watched (None: all), the Kubernetes client (default: made at startup)."""
     return kopf.Memo(settings=settings, namespace=namespace, api=api, follower=None)
@@ -123,8 +124,9 @@ def create_fn(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, memo: kop
     try:
         created = kube.create_children(memo.api, builders.build_children(job, memo.settings), body)
     except ApiException as exc:
-        raise kopf.TemporaryError(f"cannot create the children: {exc.status} {exc.reason}",
-                                  delay=RETRY_DELAY) from None
+        raise kopf.TemporaryError(
+            f"cannot create the children: {exc.status} {exc.reason}", delay=RETRY_DELAY
+        ) from None
     if created:
         logger.info("created %s", ", ".join(created))
     if not (body.get("status") or {}).get("phase"):
@@ -135,8 +137,9 @@ def create_fn(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, memo: kop
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec")
-def update_fn(body: kopf.Body, diff: kopf.Diff, patch: kopf.Patch, logger: kopf.Logger, memo: kopf.Memo,
-              **_: Any) -> None:
+def update_fn(
+    body: kopf.Body, diff: kopf.Diff, patch: kopf.Patch, logger: kopf.Logger, memo: kopf.Memo, **_: Any
+) -> None:
     meta, current = body.get("metadata", {}), body.get("status") or {}
     generation = meta.get("generation")
     live, ignored = updates.split_live(updates.changed_fields(diff, ("spec",)))
@@ -157,19 +160,23 @@ def update_fn(body: kopf.Body, diff: kopf.Diff, patch: kopf.Patch, logger: kopf.
     try:
         changes = pools.apply_bounds(memo.api, job, namespace, memo.settings, logger)
     except ApiException as exc:
-        raise kopf.TemporaryError(f"cannot resize the pools: {exc.status} {exc.reason}",
-                                  delay=RETRY_DELAY) from None
+        raise kopf.TemporaryError(
+            f"cannot resize the pools: {exc.status} {exc.reason}", delay=RETRY_DELAY
+        ) from None
     except dask_scheduler.SchedulerUnavailable as exc:
-        raise kopf.TemporaryError(f"cannot reach the scheduler to retire workers: {exc}",
-                                  delay=RETRY_DELAY) from None
+        raise kopf.TemporaryError(
+            f"cannot reach the scheduler to retire workers: {exc}", delay=RETRY_DELAY
+        ) from None
     for change in changes:
         logger.info("%s", change.describe())
     unfinished = [c for c in changes if not c.complete]
     if unfinished:
         raise kopf.TemporaryError("; ".join(c.describe() for c in unfinished), delay=RETIRE_RETRY_DELAY)
     if ignored:
-        message = (f"not applied to a running job: spec.{', spec.'.join(ignored)} (only "
-                   f"spec.{', spec.'.join(updates.LIVE_FIELDS)} change live)")
+        message = (
+            f"not applied to a running job: spec.{', spec.'.join(ignored)} (only "
+            f"spec.{', spec.'.join(updates.LIVE_FIELDS)} change live)"
+        )
         logger.warning("%s", message)
     else:
         message = "applied: " + (", ".join(f"spec.{p}" for p in live) or "no change")
@@ -183,8 +190,12 @@ def _set_condition(memo: kopf.Memo, body: kopf.Body, condition: dict) -> None:
     meta = body.get("metadata", {})
     namespace = meta.get("namespace") or memo.settings.namespace
     if not kube.set_job_condition(memo.api, namespace, meta["name"], condition):
-        log.warning("job %s/%s: condition %s not written (the job is gone or kept changing)",
-                    namespace, meta.get("name"), condition["type"])
+        log.warning(
+            "job %s/%s: condition %s not written (the job is gone or kept changing)",
+            namespace,
+            meta.get("name"),
+            condition["type"],
+        )
 
 
 # The follower: one loop per operator rather than a kopf timer or daemon per job, because kopf

@@ -4,8 +4,10 @@ themselves from ``builders``."""
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import kopf
 from kubernetes import client as k8s
@@ -109,8 +111,11 @@ def read_driver(api: k8s.ApiClient, namespace: str, name: str) -> Any:
 
 def driver_pods(api: k8s.ApiClient, namespace: str, name: str) -> list[Any]:
     """The driver's pods (every attempt), oldest first."""
-    pods = k8s.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=labels.selector_string(name, labels.DRIVER)).items
+    pods = (
+        k8s.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=labels.selector_string(name, labels.DRIVER))
+        .items
+    )
     return sorted(pods, key=lambda p: (p.metadata.creation_timestamp or 0, p.metadata.name))
 
 
@@ -124,28 +129,34 @@ def pod_log_tail(api: k8s.ApiClient, namespace: str, pod: str, lines: int = 20) 
 
 def read_job_manifest(api: k8s.ApiClient, namespace: str, name: str) -> str | None:
     """The job manifest the driver runs (the job's ConfigMap), or None."""
-    configmap = _or_none(lambda: k8s.CoreV1Api(api).read_namespaced_config_map(
-        labels.configmap_name(name), namespace))
+    configmap = _or_none(
+        lambda: k8s.CoreV1Api(api).read_namespaced_config_map(labels.configmap_name(name), namespace)
+    )
     return (configmap.data or {}).get(JOB_FILE) if configmap is not None else None
 
 
 def read_worker_deployment(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> Any:
     """The worker Deployment of ``pool`` (a V1Deployment), or None."""
-    return _or_none(lambda: k8s.AppsV1Api(api).read_namespaced_deployment(
-        labels.worker_name(name, pool), namespace))
+    return _or_none(
+        lambda: k8s.AppsV1Api(api).read_namespaced_deployment(labels.worker_name(name, pool), namespace)
+    )
 
 
 def worker_pods(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> list[Any]:
     """The pods of a pool that are not being deleted."""
-    pods = k8s.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector=labels.selector_string(name, labels.WORKER, pool)).items
+    pods = (
+        k8s.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=labels.selector_string(name, labels.WORKER, pool))
+        .items
+    )
     return [p for p in pods if not p.metadata.deletion_timestamp]
 
 
 def scheduler_ready(api: k8s.ApiClient, namespace: str, name: str) -> bool:
     """Whether the job's scheduler Deployment has a ready pod (worth calling)."""
-    deployment = _or_none(lambda: k8s.AppsV1Api(api).read_namespaced_deployment(
-        labels.scheduler_name(name), namespace))
+    deployment = _or_none(
+        lambda: k8s.AppsV1Api(api).read_namespaced_deployment(labels.scheduler_name(name), namespace)
+    )
     return bool(deployment and deployment.status and deployment.status.ready_replicas)
 
 
@@ -163,27 +174,40 @@ def ready_workers(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, in
 
 def set_replicas(api: k8s.ApiClient, namespace: str, name: str, pool: str, replicas: int) -> bool:
     """Set the worker Deployment's replicas; False if the Deployment does not exist."""
-    return _unless_gone(lambda: k8s.AppsV1Api(api).patch_namespaced_deployment(
-        labels.worker_name(name, pool), namespace, {"spec": {"replicas": int(replicas)}},
-        _content_type=MERGE_PATCH, _preload_content=False))
+    return _unless_gone(
+        lambda: k8s.AppsV1Api(api).patch_namespaced_deployment(
+            labels.worker_name(name, pool),
+            namespace,
+            {"spec": {"replicas": int(replicas)}},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        )
+    )
 
 
 def annotate_pod(api: k8s.ApiClient, namespace: str, pod: str, annotations: dict[str, str]) -> bool:
     """Merge ``annotations`` into a pod's; False if the pod is gone."""
-    return _unless_gone(lambda: k8s.CoreV1Api(api).patch_namespaced_pod(
-        pod, namespace, {"metadata": {"annotations": annotations}},
-        _content_type=MERGE_PATCH, _preload_content=False))
+    return _unless_gone(
+        lambda: k8s.CoreV1Api(api).patch_namespaced_pod(
+            pod,
+            namespace,
+            {"metadata": {"annotations": annotations}},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        )
+    )
 
 
 def delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
     """Delete the scheduler (Deployment and Service) and the worker Deployments; 404 is fine."""
     apps, core = k8s.AppsV1Api(api), k8s.CoreV1Api(api)
-    targets = [(apps.delete_namespaced_deployment, labels.scheduler_name(name)),
-               (core.delete_namespaced_service, labels.scheduler_name(name)),
-               *((apps.delete_namespaced_deployment, labels.worker_name(name, pool))
-                 for pool in labels.POOLS)]
+    targets = [
+        (apps.delete_namespaced_deployment, labels.scheduler_name(name)),
+        (core.delete_namespaced_service, labels.scheduler_name(name)),
+        *((apps.delete_namespaced_deployment, labels.worker_name(name, pool)) for pool in labels.POOLS),
+    ]
     for delete, child in targets:
-        _unless_gone(lambda: delete(child, namespace, _preload_content=False))
+        _unless_gone(functools.partial(delete, child, namespace, _preload_content=False))
 
 
 # --- the PreprocessJob's status -----------------------------------------------------------------
@@ -193,21 +217,27 @@ JSON_PATCH = "application/json-patch+json"
 
 def read_job(api: k8s.ApiClient, namespace: str, name: str) -> dict | None:
     """The PreprocessJob as a dict, or None."""
-    return _or_none(lambda: k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name))
+    return _or_none(
+        lambda: k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    )
 
 
-def patch_status(api: k8s.ApiClient, namespace: str, name: str, resource_version: str,
-                 changes: dict[str, Any]) -> bool:
+def patch_status(
+    api: k8s.ApiClient, namespace: str, name: str, resource_version: str, changes: dict[str, Any]
+) -> bool:
     """Set top-level ``status`` fields, only if the job is still at ``resource_version``
     (a JSON patch that ``test``s it): False on a conflict, when someone wrote in between and the
     caller should look again. Two writers (the follower, a handler) never undo each other."""
-    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion",
-                                  "value": resource_version}]
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
+    ]
     ops += [{"op": "add", "path": f"/status/{key}", "value": value} for key, value in changes.items()]
     try:
         k8s.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH)
+            GROUP, VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
+        )
     except ApiException as exc:
         if exc.status in (409, 422):
             return False
@@ -215,8 +245,9 @@ def patch_status(api: k8s.ApiClient, namespace: str, name: str, resource_version
     return True
 
 
-def set_job_condition(api: k8s.ApiClient, namespace: str, name: str, condition: dict,
-                      attempts: int = 5) -> bool:
+def set_job_condition(
+    api: k8s.ApiClient, namespace: str, name: str, condition: dict, attempts: int = 5
+) -> bool:
     """Put ``condition`` into the job's ``status.conditions`` (replacing its type), read-modify-
     write guarded by the resourceVersion; False if the job is gone or kept changing."""
     from .status import set_condition

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import logging
 
-def run(*, namespace: str | None = None, liveness: str | None = None, standalone: bool = False,
-        verbose: bool = False) -> None:
+
+def run(
+    *,
+    namespace: str | None = None,
+    liveness: str | None = None,
+    standalone: bool = False,
+    verbose: bool = False,
+) -> None:
     """Run kopf until it is stopped (SIGINT/SIGTERM).
 
     ``namespace`` watches one namespace (a Role suffices); None watches all of them (a

@@ -13,9 +13,16 @@ TMP_VOLUME = "tmp"
 TMP_PATH = "/tmp"
 
 
-def container(name: str, command: list[str], settings: Settings, resources, *,
-              env: list[dict] | None = None, mounts: list[dict] | None = None,
-              **extra: Any) -> dict:
+def container(
+    name: str,
+    command: list[str],
+    settings: Settings,
+    resources,
+    *,
+    env: list[dict] | None = None,
+    mounts: list[dict] | None = None,
+    **extra: Any,
+) -> dict:
     """A recprep container: image, pull policy, the container securityContext, /tmp mounted.
 
     ``command`` replaces the image's entrypoint (``recprep``) so scheduler and workers can run
@@ -36,8 +43,9 @@ def container(name: str, command: list[str], settings: Settings, resources, *,
     return spec
 
 
-def pod_spec(containers: list[dict], settings: Settings, *, volumes: list[dict] | None = None,
-             **extra: Any) -> dict:
+def pod_spec(
+    containers: list[dict], settings: Settings, *, volumes: list[dict] | None = None, **extra: Any
+) -> dict:
     """A pod spec with the pod securityContext and the /tmp emptyDir; ``extra`` adds fields."""
     spec: dict[str, Any] = {
         "securityContext": copy.deepcopy(dict(settings.pod_security_context)),

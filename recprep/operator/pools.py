@@ -65,24 +65,37 @@ def _is_ready(pod: Any) -> bool:
     return False
 
 
-def worker_pods_view(pods: list[Any], workers: dict[str, dask_scheduler.DaskWorker]) -> list[scaling.WorkerPod]:
+def worker_pods_view(
+    pods: list[Any], workers: dict[str, dask_scheduler.DaskWorker]
+) -> list[scaling.WorkerPod]:
     """The policy's view of a pool's pods, joined with the scheduler's workers by name."""
     view = []
     for pod in pods:
         worker = workers.get(pod.metadata.name)
-        view.append(scaling.WorkerPod(
-            name=pod.metadata.name, ready=_is_ready(pod), joined=worker is not None,
-            retiring=worker is not None and worker.status == dask_scheduler.RETIRING,
-            executing=worker.executing if worker else 0,
-            stored_bytes=worker.stored_bytes if worker else 0,
-            processing=worker.processing if worker else 0,
-        ))
+        view.append(
+            scaling.WorkerPod(
+                name=pod.metadata.name,
+                ready=_is_ready(pod),
+                joined=worker is not None,
+                retiring=worker is not None and worker.status == dask_scheduler.RETIRING,
+                executing=worker.executing if worker else 0,
+                stored_bytes=worker.stored_bytes if worker else 0,
+                processing=worker.processing if worker else 0,
+            )
+        )
     return view
 
 
-def resize_pool(api: k8s.ApiClient, job: PreprocessJob, namespace: str, pool: str, target: int,
-                settings: Settings, logger: logging.Logger,
-                scheduler_address: str | None = None) -> PoolChange | None:
+def resize_pool(
+    api: k8s.ApiClient,
+    job: PreprocessJob,
+    namespace: str,
+    pool: str,
+    target: int,
+    settings: Settings,
+    logger: logging.Logger,
+    scheduler_address: str | None = None,
+) -> PoolChange | None:
     """Bring ``pool`` to ``target`` workers; None if its Deployment does not exist (yet).
 
     ``scheduler_address`` defaults to the job's scheduler Service (``scheduler.address``).
@@ -116,13 +129,15 @@ def resize_pool(api: k8s.ApiClient, job: PreprocessJob, namespace: str, pool: st
     retired_addresses = dask_scheduler.retire(addr, list(to_retire), settings.retire_timeout)
     retired_names = [to_retire[a] for a in retired_addresses if a in to_retire]
     if retired_names and not dask_scheduler.wait_idle(addr, retired_names, settings.retire_timeout):
-        logger.warning("pool %s: retired workers still ran tasks after %ss; those are recomputed "
-                       "elsewhere", pool, settings.retire_timeout)
+        logger.warning(
+            "pool %s: retired workers still ran tasks after %ss; those are recomputed elsewhere",
+            pool,
+            settings.retire_timeout,
+        )
     going = [r for r in chosen if not r.needs_retire or r.pod in retired_names]
     change.kept = [r.pod for r in chosen if r not in going]
     for r in going:
-        kube.annotate_pod(api, namespace, r.pod,
-                          {scaling.DELETION_COST_ANNOTATION: scaling.DELETION_COST})
+        kube.annotate_pod(api, namespace, r.pod, {scaling.DELETION_COST_ANNOTATION: scaling.DELETION_COST})
     change.retired = going
     change.after = current - unborn - len(going)
     if change.after != current:
@@ -130,19 +145,30 @@ def resize_pool(api: k8s.ApiClient, job: PreprocessJob, namespace: str, pool: st
     return change
 
 
-def apply_bounds(api: k8s.ApiClient, job: PreprocessJob, namespace: str, settings: Settings,
-                 logger: logging.Logger, scheduler_address: str | None = None) -> list[PoolChange]:
+def apply_bounds(
+    api: k8s.ApiClient,
+    job: PreprocessJob,
+    namespace: str,
+    settings: Settings,
+    logger: logging.Logger,
+    scheduler_address: str | None = None,
+) -> list[PoolChange]:
     """Every pool brought to the size ``scaling.pool_target`` decides; the changes made."""
     changes = []
     for pool in labels.POOLS:
         deployment = kube.read_worker_deployment(api, namespace, job.metadata.name, pool)
         if deployment is None:
             continue
-        decision = scaling.pool_target(pool, int(deployment.spec.replicas or 0), getattr(job.spec.pools, pool))
+        decision = scaling.pool_target(
+            pool, int(deployment.spec.replicas or 0), getattr(job.spec.pools, pool)
+        )
         if decision.changes:
-            logger.info("pool %s: %d -> %d workers (%s)", pool, decision.current, decision.target, decision.reason)
-            change = resize_pool(api, job, namespace, pool, decision.target, settings, logger,
-                                 scheduler_address)
+            logger.info(
+                "pool %s: %d -> %d workers (%s)", pool, decision.current, decision.target, decision.reason
+            )
+            change = resize_pool(
+                api, job, namespace, pool, decision.target, settings, logger, scheduler_address
+            )
             if change is not None:
                 changes.append(change)
     return changes

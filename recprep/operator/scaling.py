@@ -135,8 +135,7 @@ def _reason(pod: WorkerPod) -> str:
         return "already retiring"
     if not pod.joined:
         return "its worker has not joined the scheduler: holds no data"
-    return (f"{pod.executing} running task(s), {pod.stored_bytes} bytes held, "
-            f"{pod.processing} assigned")
+    return f"{pod.executing} running task(s), {pod.stored_bytes} bytes held, {pod.processing} assigned"
 
 
 def choose_retirements(pods: list[WorkerPod], count: int) -> list[Retirement]:
@@ -144,5 +143,4 @@ def choose_retirements(pods: list[WorkerPod], count: int) -> list[Retirement]:
     if count < 0:
         raise ValueError(f"count must not be negative, got {count}")
     chosen = sorted(pods, key=_rank)[:count]
-    return [Retirement(pod.name, _reason(pod), needs_retire=pod.ready and pod.joined)
-            for pod in chosen]
+    return [Retirement(pod.name, _reason(pod), needs_retire=pod.ready and pod.joined) for pod in chosen]

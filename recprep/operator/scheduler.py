@@ -82,8 +82,9 @@ def _run(coroutine_fn, *args, timeout: float | None = None):
     async def bounded():
         try:
             return await asyncio.wait_for(coroutine_fn(*args), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise SchedulerUnavailable(f"{args[0]}: {type(exc).__name__}: {exc}") from None
+
     return asyncio.run(bounded())
 
 
@@ -104,7 +105,9 @@ async def _state(addr: str) -> SchedulerState:
         name = str(info.get("name", addr_))
         counts = (info.get("metrics") or {}).get("task_counts") or {}
         workers[name] = DaskWorker(
-            address=addr_, name=name, status=str(info.get("status", "")),
+            address=addr_,
+            name=name,
+            status=str(info.get("status", "")),
             pool=_pool_of(info.get("resources")),
             executing=int(counts.get("executing", 0)) + int(counts.get("long-running", 0)),
             processing=len(processing.get(addr_, ())),
@@ -126,8 +129,9 @@ async def _retire(addr: str, worker_addresses: list[str]) -> set[str]:
         # workers elsewhere and marks them closing_gracefully (no new tasks), and leaves them
         # connected; their pods' deletion then stops them. Workers whose data could not be
         # placed anywhere are not in the answer and keep running.
-        retired = await scheduler.retire_workers(workers=list(worker_addresses),
-                                                 close_workers=False, remove=False)
+        retired = await scheduler.retire_workers(
+            workers=list(worker_addresses), close_workers=False, remove=False
+        )
     return set(retired or ())
 
 

@@ -149,7 +149,7 @@ class Settings:
         return pools[name]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Defaults overridden by the ``RECPREP_*`` variables present in ``environ``."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -163,9 +163,11 @@ class Settings:
             values["image_pull_policy"] = _choice(env[IMAGE_PULL_POLICY], IMAGE_PULL_POLICY, PULL_POLICIES)
         if env.get(LOG_LEVEL):
             values["log_level"] = _choice(env[LOG_LEVEL].upper(), LOG_LEVEL, LOG_LEVELS)
-        for var, key in ((WATCH_SERVER_TIMEOUT, "watch_server_timeout"),
-                         (WATCH_CLIENT_TIMEOUT, "watch_client_timeout"),
-                         (RETIRE_TIMEOUT, "retire_timeout")):
+        for var, key in (
+            (WATCH_SERVER_TIMEOUT, "watch_server_timeout"),
+            (WATCH_CLIENT_TIMEOUT, "watch_client_timeout"),
+            (RETIRE_TIMEOUT, "retire_timeout"),
+        ):
             if env.get(var):
                 values[key] = _positive_int(env[var], var)
         if env.get(POD_DEFAULTS):
@@ -178,11 +180,24 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"{POD_DEFAULTS}: not valid JSON ({exc.msg} at line {exc.lineno} "
-                            f"column {exc.colno})") from None
+        raise SettingsError(
+            f"{POD_DEFAULTS}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     doc = _mapping(doc, "")
-    _known(doc, "", ("pools", "worker", "scheduler", "driver", "shards", "storage",
-                     "podSecurityContext", "securityContext"))
+    _known(
+        doc,
+        "",
+        (
+            "pools",
+            "worker",
+            "scheduler",
+            "driver",
+            "shards",
+            "storage",
+            "podSecurityContext",
+            "securityContext",
+        ),
+    )
     values: dict[str, Any] = {}
     pools = _mapping(doc.get("pools", {}), "pools")
     _known(pools, "pools", ("cpu", "isp"))
@@ -205,8 +220,10 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
     isp = values.get("isp_pool", defaults["isp"])
     if not isp.node_selector and not isp.affinity:
         # ISP emulation is data-local: an unpinned ISP worker would run anywhere and mean nothing.
-        raise SettingsError(f"{POD_DEFAULTS}: pools.isp needs a nodeSelector or an affinity that "
-                            "pins ISP workers to storage nodes")
+        raise SettingsError(
+            f"{POD_DEFAULTS}: pools.isp needs a nodeSelector or an affinity that "
+            "pins ISP workers to storage nodes"
+        )
     return values
 
 
@@ -228,15 +245,20 @@ def _storage(value: Any) -> dict[str, Any]:
         if not isinstance(volume.get("name"), str) or not volume["name"]:
             raise SettingsError(f"{POD_DEFAULTS}: storage.volumes[{i}].name is required")
         if volume["name"] == "tmp" or names.count(volume["name"]) > 1:
-            raise SettingsError(f"{POD_DEFAULTS}: storage.volumes[{i}].name {volume['name']!r} is "
-                                "used twice (\"tmp\" is the pods' own /tmp)")
+            raise SettingsError(
+                f"{POD_DEFAULTS}: storage.volumes[{i}].name {volume['name']!r} is "
+                'used twice ("tmp" is the pods\' own /tmp)'
+            )
     for i, mount in enumerate(mounts):
         if mount.get("name") not in names:
-            raise SettingsError(f"{POD_DEFAULTS}: storage.volumeMounts[{i}].name "
-                                f"{mount.get('name')!r} names no volume; volumes: {', '.join(names) or 'none'}")
+            raise SettingsError(
+                f"{POD_DEFAULTS}: storage.volumeMounts[{i}].name "
+                f"{mount.get('name')!r} names no volume; volumes: {', '.join(names) or 'none'}"
+            )
         if not isinstance(mount.get("mountPath"), str) or not mount["mountPath"].startswith("/"):
-            raise SettingsError(f"{POD_DEFAULTS}: storage.volumeMounts[{i}].mountPath must be an "
-                                "absolute path")
+            raise SettingsError(
+                f"{POD_DEFAULTS}: storage.volumeMounts[{i}].mountPath must be an absolute path"
+            )
     return {"storage_volumes": volumes, "storage_mounts": mounts}
 
 
@@ -246,14 +268,14 @@ def _pool(value: Any, where: str, default: PoolDefaults) -> PoolDefaults:
     selector = _mapping(doc.get("nodeSelector", default.node_selector), f"{where}.nodeSelector")
     for key, val in selector.items():
         if not isinstance(val, str):
-            raise SettingsError(f"{POD_DEFAULTS}: {where}.nodeSelector.{key} must be a string, "
-                                f"got {val!r}")
+            raise SettingsError(f"{POD_DEFAULTS}: {where}.nodeSelector.{key} must be a string, got {val!r}")
     tolerations = doc.get("tolerations", list(default.tolerations))
     if tolerations is None:
         tolerations = []
     if not isinstance(tolerations, list):
-        raise SettingsError(f"{POD_DEFAULTS}: {where}.tolerations must be a list, "
-                            f"got {type(tolerations).__name__}")
+        raise SettingsError(
+            f"{POD_DEFAULTS}: {where}.tolerations must be a list, got {type(tolerations).__name__}"
+        )
     tolerations = [_mapping(t, f"{where}.tolerations[{i}]") for i, t in enumerate(tolerations)]
     affinity = _mapping(doc.get("affinity", default.affinity), f"{where}.affinity")
     return PoolDefaults(node_selector=selector, tolerations=tuple(tolerations), affinity=affinity)
@@ -263,8 +285,9 @@ def _mapping(value: Any, where: str) -> dict:
     if value is None:  # Helm renders an empty value as null
         return {}
     if not isinstance(value, dict):
-        raise SettingsError(f"{POD_DEFAULTS}: {where or 'the document'} must be a JSON object, "
-                            f"got {type(value).__name__}")
+        raise SettingsError(
+            f"{POD_DEFAULTS}: {where or 'the document'} must be a JSON object, got {type(value).__name__}"
+        )
     return dict(value)
 
 
@@ -272,8 +295,9 @@ def _known(doc: Mapping, where: str, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(doc) - set(allowed))
     if unknown:
         prefix = f"{where}." if where else ""
-        raise SettingsError(f"{POD_DEFAULTS}: unknown key {prefix}{unknown[0]}; allowed: "
-                            f"{', '.join(allowed)}")
+        raise SettingsError(
+            f"{POD_DEFAULTS}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(allowed)}"
+        )
 
 
 def _bool(text: str, var: str) -> bool:

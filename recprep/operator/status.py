@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import RecprepError
@@ -55,8 +55,8 @@ class InvalidTransition(RecprepError):
 
 def now_rfc3339(now: datetime | None = None) -> str:
     """A Kubernetes timestamp (UTC, second precision, ``Z``)."""
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- phases -------------------------------------------------------------------------------------
@@ -74,12 +74,19 @@ def check_transition(current: str | None, target: str) -> None:
     """Raise ``InvalidTransition`` unless ``current -> target`` is allowed."""
     if not can_transition(current, target):
         allowed = ", ".join(p for p in PHASES if p in TRANSITIONS[current or PENDING]) or "nothing"
-        raise InvalidTransition(f"status.phase: cannot move from {current} to {target}; "
-                                f"{current} may move to {allowed}")
+        raise InvalidTransition(
+            f"status.phase: cannot move from {current} to {target}; {current} may move to {allowed}"
+        )
 
 
-def transition(status: Mapping[str, Any] | None, target: str, *, reason: str | None = None,
-               message: str = "", now: datetime | None = None) -> dict:
+def transition(
+    status: Mapping[str, Any] | None,
+    target: str,
+    *,
+    reason: str | None = None,
+    message: str = "",
+    now: datetime | None = None,
+) -> dict:
     """A copy of ``status`` in phase ``target``, with the conditions updated.
 
     Re-entering the current phase returns an equal status (conditions keep their times).
@@ -132,8 +139,14 @@ def failed_status(message: str, reason: str = INVALID_SPEC, now: datetime | None
     }
 
 
-def with_progress(status: Mapping[str, Any], done: int, total: int | None, *,
-                  rows: int | None = None, rows_estimated: int | None = None) -> dict:
+def with_progress(
+    status: Mapping[str, Any],
+    done: int,
+    total: int | None,
+    *,
+    rows: int | None = None,
+    rows_estimated: int | None = None,
+) -> dict:
     """A copy of ``status`` with shard (and row) counts and the printer column's progress text."""
     status = copy.deepcopy(dict(status))
     status["progressText"] = progress_text(done, total)
@@ -167,8 +180,9 @@ def workers(cpu: int, isp: int) -> dict[str, int]:
 # --- conditions ---------------------------------------------------------------------------------
 
 
-def condition(type_: str, status: bool | str, reason: str, message: str = "",
-              now: datetime | None = None) -> dict:
+def condition(
+    type_: str, status: bool | str, reason: str, message: str = "", now: datetime | None = None
+) -> dict:
     """One condition in the Kubernetes shape; ``status`` True/False or "True"/"False"/"Unknown"."""
     if isinstance(status, bool):
         status = "True" if status else "False"
@@ -236,33 +250,62 @@ STATUS_SCHEMA: dict[str, Any] = {
     "properties": {
         "phase": _str("Pending -> Fitting -> Running -> Succeeded | Failed.", enum=list(PHASES)),
         "message": _str("Why the job is in its phase (for Failed: the error, naming the field)."),
-        "progressText": _str("Shards committed out of the total, e.g. 12/40 (0/? before the "
-                             "driver has listed the source)."),
-        "shards": {"type": "object", "description": "Shards committed and in the job.",
-                   "properties": {"done": _int("Shards committed in the ledger."),
-                                  "total": _int("Shards of the job (null until known).", True)}},
-        "rows": {"type": "object", "description": "Input rows processed (committed shards).",
-                 "properties": {"done": _int("Rows read by committed shards, bad rows included."),
-                                "estimated": _int("Estimated rows of the whole job (exact once "
-                                                  "Succeeded; null until known).", True)}},
-        "workers": {"type": "object", "description": "Workers per pool that accept work.",
-                    "properties": {"cpu": _int("Workers of the CPU pool."),
-                                   "isp": _int("Workers of the ISP-emulation pool.")}},
-        "driver": {"type": "object", "description": "Attempts of the driver Job.",
-                   "properties": {"active": _int("Running attempts."),
-                                  "failed": _int("Failed attempts (retried up to spec.backoffLimit)."),
-                                  "succeeded": _int("Succeeded attempts.")}},
+        "progressText": _str(
+            "Shards committed out of the total, e.g. 12/40 (0/? before the driver has listed the source)."
+        ),
+        "shards": {
+            "type": "object",
+            "description": "Shards committed and in the job.",
+            "properties": {
+                "done": _int("Shards committed in the ledger."),
+                "total": _int("Shards of the job (null until known).", True),
+            },
+        },
+        "rows": {
+            "type": "object",
+            "description": "Input rows processed (committed shards).",
+            "properties": {
+                "done": _int("Rows read by committed shards, bad rows included."),
+                "estimated": _int(
+                    "Estimated rows of the whole job (exact once Succeeded; null until known).", True
+                ),
+            },
+        },
+        "workers": {
+            "type": "object",
+            "description": "Workers per pool that accept work.",
+            "properties": {
+                "cpu": _int("Workers of the CPU pool."),
+                "isp": _int("Workers of the ISP-emulation pool."),
+            },
+        },
+        "driver": {
+            "type": "object",
+            "description": "Attempts of the driver Job.",
+            "properties": {
+                "active": _int("Running attempts."),
+                "failed": _int("Failed attempts (retried up to spec.backoffLimit)."),
+                "succeeded": _int("Succeeded attempts."),
+            },
+        },
         "startTime": _str("When the operator created the job's children.", format="date-time"),
         "completionTime": _str("When the job reached Succeeded or Failed.", format="date-time"),
         "observedGeneration": _int("The metadata.generation whose spec is in effect."),
-        "shardService": {"type": "object", "description": "The shard service of spec.serve, once "
-                         "created (it stays until the PreprocessJob is deleted).",
-                         "properties": {"name": _str("Name of its Deployment and Service."),
-                                        "url": _str("Where trainers connect: grpc://<name>.<namespace>"
-                                                    ".svc:<port>."),
-                                        "message": _str("Why there is none (spec.serve not in effect).")}},
-        "schedulerDeleted": {"type": "boolean", "description": "The scheduler and the worker "
-                             "Deployments were deleted after ttlSecondsAfterFinished."},
+        "shardService": {
+            "type": "object",
+            "description": "The shard service of spec.serve, once "
+            "created (it stays until the PreprocessJob is deleted).",
+            "properties": {
+                "name": _str("Name of its Deployment and Service."),
+                "url": _str("Where trainers connect: grpc://<name>.<namespace>.svc:<port>."),
+                "message": _str("Why there is none (spec.serve not in effect)."),
+            },
+        },
+        "schedulerDeleted": {
+            "type": "boolean",
+            "description": "The scheduler and the worker "
+            "Deployments were deleted after ttlSecondsAfterFinished.",
+        },
         "conditions": {
             "type": "array",
             "description": f"{PROGRESSING}, {COMPLETE}, {FAILED_CONDITION} and {SPEC_APPLIED}.",

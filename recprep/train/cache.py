@@ -54,8 +54,12 @@ class DeviceCache:
         self.host = host
         self.device = torch.device(device)
         self.capacity = min(capacity, host.shape[0])
-        self.table = nn.Embedding(self.capacity, host.shape[1], sparse=True,
-                                  _weight=torch.zeros(self.capacity, host.shape[1], device=self.device))
+        self.table = nn.Embedding(
+            self.capacity,
+            host.shape[1],
+            sparse=True,
+            _weight=torch.zeros(self.capacity, host.shape[1], device=self.device),
+        )
         self.mirror = SlotMirror(self.capacity)
         self._states: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name: (device rows, host rows)
         self.stats = CacheStats()
@@ -67,10 +71,14 @@ class DeviceCache:
         Supported: SGD without momentum (no state) and Adagrad (``sum``, created up front)."""
         if isinstance(optimizer, torch.optim.SGD):
             if any(g.get("momentum", 0) for g in optimizer.param_groups):
-                raise ValueError(f"{self.name}: SGD momentum buffers are dense and created lazily; "
-                                 "the cache supports SGD without momentum and Adagrad")
+                raise ValueError(
+                    f"{self.name}: SGD momentum buffers are dense and created lazily; "
+                    "the cache supports SGD without momentum and Adagrad"
+                )
         elif not isinstance(optimizer, torch.optim.Adagrad):
-            raise ValueError(f"{self.name}: the cache supports SGD and Adagrad, not {type(optimizer).__name__}")
+            raise ValueError(
+                f"{self.name}: the cache supports SGD and Adagrad, not {type(optimizer).__name__}"
+            )
         weight = self.table.weight
         for key, value in optimizer.state.get(weight, {}).items():
             if not (torch.is_tensor(value) and value.shape == weight.shape):

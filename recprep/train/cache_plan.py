@@ -22,8 +22,9 @@ the batch, which is what the training step looks up.
   misses are fetched on the training step's critical path.
 
 :func:`plan_ahead` runs a planner ``window`` batches ahead of a batch stream (reading ``horizon``
-more) and says which plans must be carried out before each step; :class:`SlotMirror` records which row every slot holds
-once plans are carried out, to count the lookups that find their row resident.
+more) and says which plans must be carried out before each step; :class:`SlotMirror` records
+which row every slot holds once plans are carried out, to count the lookups that find their row
+resident.
 """
 
 from __future__ import annotations
@@ -114,8 +115,18 @@ class _Planner:
         self.slot_of_row[missing] = fetch_slots
         self.last_use[fetch_slots] = step
         self.step += 1
-        return TablePlan(step, rows, inverse.reshape(-1), self.slot_of_row[rows], missing, fetch_slots,
-                         evict_rows, evict_slots, hits, int(ids.size))
+        return TablePlan(
+            step,
+            rows,
+            inverse.reshape(-1),
+            self.slot_of_row[rows],
+            missing,
+            fetch_slots,
+            evict_rows,
+            evict_slots,
+            hits,
+            int(ids.size),
+        )
 
     def _victims(self, candidates: np.ndarray, need: int, upcoming: Sequence[np.ndarray]) -> np.ndarray:
         """Positions in ``candidates`` of the ``need`` slots to evict: rows no upcoming batch
@@ -162,9 +173,11 @@ class LookaheadPlanner(_Planner):
         return self._place(ids, self.step - self.window, upcoming)
 
     def _too_small(self, needed, protect_from, step):
-        return (f"{self.name}: a cache of {self.capacity} rows cannot hold the {needed} distinct rows that "
-                f"batches {max(protect_from, 0)}..{step} reference (look-ahead window {self.window}); "
-                "raise the cache rows or lower the window or the batch size")
+        return (
+            f"{self.name}: a cache of {self.capacity} rows cannot hold the {needed} distinct rows that "
+            f"batches {max(protect_from, 0)}..{step} reference (look-ahead window {self.window}); "
+            "raise the cache rows or lower the window or the batch size"
+        )
 
 
 class LRUPlanner(_Planner):
@@ -174,8 +187,10 @@ class LRUPlanner(_Planner):
         return self._place(ids, self.step)
 
     def _too_small(self, needed, protect_from, step):
-        return (f"{self.name}: a cache of {self.capacity} rows cannot hold the {needed} distinct rows of "
-                f"batch {step}; raise the cache rows or lower the batch size")
+        return (
+            f"{self.name}: a cache of {self.capacity} rows cannot hold the {needed} distinct rows of "
+            f"batch {step}; raise the cache rows or lower the batch size"
+        )
 
 
 class SlotMirror:
@@ -186,7 +201,9 @@ class SlotMirror:
 
     def apply(self, plan: TablePlan) -> None:
         if plan.evict_slots.size and not np.array_equal(self.row_of_slot[plan.evict_slots], plan.evict_rows):
-            raise RuntimeError(f"step {plan.step}: the plan evicts rows its slots do not hold (plans out of order?)")
+            raise RuntimeError(
+                f"step {plan.step}: the plan evicts rows its slots do not hold (plans out of order?)"
+            )
         self.row_of_slot[plan.fetch_slots] = plan.fetch_rows
 
     def resident(self, plan: TablePlan) -> int:
@@ -195,8 +212,9 @@ class SlotMirror:
         return int(np.count_nonzero(here[plan.inverse]))
 
 
-def plan_ahead(items: Iterable[T], plan: Callable[[T, list[T]], P], window: int,
-               horizon: int = 0) -> Iterator[tuple[T, P, list[P]]]:
+def plan_ahead(
+    items: Iterable[T], plan: Callable[[T, list[T]], P], window: int, horizon: int = 0
+) -> Iterator[tuple[T, P, list[P]]]:
     """``(item_i, plan_i, due_i)`` for each item: ``due_i`` lists the plans to carry out before
     step ``i`` trains (plans ``0..window`` before step 0, then plan ``i + window``).
 

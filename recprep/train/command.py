@@ -24,22 +24,33 @@ def _sizes(text: str) -> tuple[int, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("source (one of)")
     src.add_argument("output", nargs="?", default=None, help="a job's local output directory")
-    src.add_argument("--service", metavar="URL", default=None,
-                     help="the shard service, grpc://host:port (recprep serve)")
+    src.add_argument(
+        "--service", metavar="URL", default=None, help="the shard service, grpc://host:port (recprep serve)"
+    )
     src.add_argument("--group", default="train", help="consumer group at the shard service (default train)")
     src.add_argument("--rank", type=int, default=0, help="this trainer's rank in the group (default 0)")
     src.add_argument("--world-size", type=int, default=1, help="trainers in the group (default 1)")
-    src.add_argument("--token", default=None, help=f"bearer token for the shard service (default ${TOKEN_ENV})")
+    src.add_argument(
+        "--token", default=None, help=f"bearer token for the shard service (default ${TOKEN_ENV})"
+    )
     m = p.add_argument_group("model and training")
     m.add_argument("--embedding-dim", type=int, default=16, help="embedding dimension (default 16)")
     m.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     m.add_argument("--epochs", type=int, default=1, help="passes over the shards (default 1)")
     m.add_argument("--steps", type=int, default=None, help="stop after this many steps")
-    m.add_argument("--table-rows", type=int, default=None,
-                   help="rows per embedding table; IDs are reduced modulo this (default: the ID range "
-                        "the job's transforms hash into, else 100000)")
-    m.add_argument("--bottom-mlp", type=_sizes, default=(64,), help="hidden sizes of the bottom MLP (default 64)")
-    m.add_argument("--top-mlp", type=_sizes, default=(64, 32), help="hidden sizes of the top MLP (default 64,32)")
+    m.add_argument(
+        "--table-rows",
+        type=int,
+        default=None,
+        help="rows per embedding table; IDs are reduced modulo this (default: the ID range "
+        "the job's transforms hash into, else 100000)",
+    )
+    m.add_argument(
+        "--bottom-mlp", type=_sizes, default=(64,), help="hidden sizes of the bottom MLP (default 64)"
+    )
+    m.add_argument(
+        "--top-mlp", type=_sizes, default=(64, 32), help="hidden sizes of the top MLP (default 64,32)"
+    )
     m.add_argument("--optimizer", default="adagrad", help="adagrad | sgd (default adagrad)")
     m.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
     m.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
@@ -49,8 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--cache", default="none", help="none | lookahead | lru (default none)")
     c.add_argument("--cache-rows", type=int, default=None, help="device rows per table (look-ahead and LRU)")
     c.add_argument("--window", type=int, default=4, help="look-ahead window in batches (default 4)")
-    c.add_argument("--horizon", type=int, default=0,
-                   help="look-ahead: batches read beyond the window to choose evictions (default 0)")
+    c.add_argument(
+        "--horizon",
+        type=int,
+        default=0,
+        help="look-ahead: batches read beyond the window to choose evictions (default 0)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -60,11 +75,23 @@ def run(args, out, err) -> int:
 
     try:
         config = TrainConfig(
-            source=_source(args), embedding_dim=args.embedding_dim, batch_size=args.batch_size,
-            epochs=args.epochs, steps=args.steps, table_rows=args.table_rows, bottom_mlp=args.bottom_mlp,
-            top_mlp=args.top_mlp, optimizer=args.optimizer, lr=args.lr, cache=args.cache,
-            cache_rows=args.cache_rows, window=args.window, horizon=args.horizon, device=args.device,
-            seed=args.seed, threads=args.threads,
+            source=_source(args),
+            embedding_dim=args.embedding_dim,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            steps=args.steps,
+            table_rows=args.table_rows,
+            bottom_mlp=args.bottom_mlp,
+            top_mlp=args.top_mlp,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            cache=args.cache,
+            cache_rows=args.cache_rows,
+            window=args.window,
+            horizon=args.horizon,
+            device=args.device,
+            seed=args.seed,
+            threads=args.threads,
         )
         config.check()
     except TrainConfigError as exc:
@@ -102,8 +129,13 @@ def _source(args):
     if args.service is not None:
         if not args.service.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
             raise TrainConfigError(f"--service: expected grpc://host:port, got {args.service!r}")
-        return ServiceShards(args.service, args.group, args.rank, args.world_size,
-                             args.token if args.token is not None else os.environ.get(TOKEN_ENV))
+        return ServiceShards(
+            args.service,
+            args.group,
+            args.rank,
+            args.world_size,
+            args.token if args.token is not None else os.environ.get(TOKEN_ENV),
+        )
     directory = os.path.abspath(args.output)
     read_ledger(directory)  # a missing or foreign directory is reported before torch loads
     return LocalShards(directory, args.rank, args.world_size)
@@ -125,8 +157,11 @@ def _summary(r):
     t.add_row("shards acknowledged", f"{r.shards_acknowledged}")
     if r.cache_stats is not None:
         s = r.cache_stats
-        t.add_row("cache rows per table", f"{r.cache_rows:,}" + (
-            f" (window {r.window}, horizon {r.horizon})" if r.window is not None else ""))
+        t.add_row(
+            "cache rows per table",
+            f"{r.cache_rows:,}"
+            + (f" (window {r.window}, horizon {r.horizon})" if r.window is not None else ""),
+        )
         t.add_row("cache hit rate", f"{s.hit_rate:.2%} of {s.lookups:,} lookups")
         t.add_row("rows host->device / device->host", f"{s.rows_h2d:,} / {s.rows_d2h:,}")
         t.add_row("cache seconds (training thread)", f"{r.cache_seconds:.2f}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import RecprepError
 from ..delivery.shards import ShardSource
+from ..errors import RecprepError
 
 CACHES = ("none", "lookahead", "lru")
 OPTIMIZERS = ("adagrad", "sgd")
@@ -40,7 +40,9 @@ class TrainConfig:
     def check(self) -> None:
         for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise TrainConfigError(f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}")
+                raise TrainConfigError(
+                    f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}"
+                )
         if self.threads is not None and self.threads < 1:
             raise TrainConfigError(f"--threads: must be positive, got {self.threads}")
         if self.steps is not None and self.steps < 1:
@@ -48,11 +50,15 @@ class TrainConfig:
         if self.cache not in CACHES:
             raise TrainConfigError(f"--cache: must be one of {', '.join(CACHES)}, got {self.cache!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise TrainConfigError(f"--optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise TrainConfigError(
+                f"--optimizer: must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if not self.lr > 0:
             raise TrainConfigError(f"--lr: must be positive, got {self.lr}")
         if self.cache != "none" and (self.cache_rows is None or self.cache_rows < 1):
-            raise TrainConfigError(f"--cache-rows: --cache {self.cache} needs a positive number of rows per table")
+            raise TrainConfigError(
+                f"--cache-rows: --cache {self.cache} needs a positive number of rows per table"
+            )
         if self.window < 0:
             raise TrainConfigError(f"--window: must be >= 0, got {self.window}")
         if self.horizon < 0:

@@ -84,7 +84,9 @@ class KeyedJagged:
         return self._inverse_indices
 
     def offset_per_key(self) -> list[int]:
-        return self._offsets[:: max(self._stride, 1)].tolist() if self._stride else [0] * (len(self._keys) + 1)
+        return (
+            self._offsets[:: max(self._stride, 1)].tolist() if self._stride else [0] * (len(self._keys) + 1)
+        )
 
     def length_per_key(self) -> list[int]:
         o = self.offset_per_key()
@@ -94,14 +96,19 @@ class KeyedJagged:
         i = self._keys.index(key)
         b = self._stride
         start, stop = int(self._offsets[i * b]), int(self._offsets[(i + 1) * b])
-        return Jagged(self._values[start:stop], self._lengths[i * b : (i + 1) * b],
-                      self._offsets[i * b : (i + 1) * b + 1] - start)
+        return Jagged(
+            self._values[start:stop],
+            self._lengths[i * b : (i + 1) * b],
+            self._offsets[i * b : (i + 1) * b + 1] - start,
+        )
 
     def _map(self, fn) -> KeyedJagged:
         inv = self._inverse_indices
         if inv is not None:
             inv = (inv[0], fn(inv[1]))
-        return KeyedJagged(self._keys, fn(self._values), fn(self._lengths), fn(self._offsets), inv, self._stride)
+        return KeyedJagged(
+            self._keys, fn(self._values), fn(self._lengths), fn(self._offsets), inv, self._stride
+        )
 
     def to(self, device, non_blocking: bool = False) -> KeyedJagged:
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
@@ -113,9 +120,14 @@ class KeyedJagged:
         """The same batch as a ``torchrec`` KeyedJaggedTensor (ImportError without torchrec)."""
         from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-        return KeyedJaggedTensor(keys=self._keys, values=self._values, lengths=self._lengths,
-                                 offsets=self._offsets, stride=self._stride,
-                                 inverse_indices=self._inverse_indices)
+        return KeyedJaggedTensor(
+            keys=self._keys,
+            values=self._values,
+            lengths=self._lengths,
+            offsets=self._offsets,
+            stride=self._stride,
+            inverse_indices=self._inverse_indices,
+        )
 
 
 def torchrec_available() -> bool:
@@ -144,13 +156,18 @@ class Batch:
                 self.ack(index)
 
     def pin_memory(self) -> Batch:
-        return Batch(self.dense.pin_memory(), self.labels.pin_memory(), self.sparse.pin_memory(),
-                     self.shards, self.ack)
+        return Batch(
+            self.dense.pin_memory(), self.labels.pin_memory(), self.sparse.pin_memory(), self.shards, self.ack
+        )
 
     def to(self, device, non_blocking: bool = False) -> Batch:
-        return Batch(self.dense.to(device, non_blocking=non_blocking),
-                     self.labels.to(device, non_blocking=non_blocking),
-                     self.sparse.to(device, non_blocking=non_blocking), self.shards, self.ack)
+        return Batch(
+            self.dense.to(device, non_blocking=non_blocking),
+            self.labels.to(device, non_blocking=non_blocking),
+            self.sparse.to(device, non_blocking=non_blocking),
+            self.shards,
+            self.ack,
+        )
 
     def __getstate__(self):  # the ack callable stays in the process that owns the stream
         state = dict(self.__dict__)
@@ -161,17 +178,31 @@ class Batch:
 def to_torch(batch: ArrayBatch, kjt: str = "native") -> Batch:
     """Zero-copy tensors over the numpy batch; ``kjt`` is ``native`` (:class:`KeyedJagged`),
     ``torchrec`` (requires torchrec) or ``auto`` (torchrec when importable)."""
-    sparse = KeyedJagged(batch.keys, torch.from_numpy(batch.values), torch.from_numpy(batch.lengths),
-                         torch.from_numpy(batch.offsets), stride=batch.size)
+    sparse = KeyedJagged(
+        batch.keys,
+        torch.from_numpy(batch.values),
+        torch.from_numpy(batch.lengths),
+        torch.from_numpy(batch.offsets),
+        stride=batch.size,
+    )
     if kjt == "torchrec" or (kjt == "auto" and torchrec_available()):
         sparse = sparse.to_torchrec()
     elif kjt not in ("native", "auto"):
         raise ValueError(f"kjt must be native, torchrec or auto, got {kjt!r}")
-    return Batch(torch.from_numpy(batch.dense), torch.from_numpy(batch.labels), sparse, batch.shards, batch.ack)
+    return Batch(
+        torch.from_numpy(batch.dense), torch.from_numpy(batch.labels), sparse, batch.shards, batch.ack
+    )
 
 
-def epoch_batches(source: ShardSource, batch_size: int, epochs: int = 1, features: Features | None = None,
-                  part: int = 0, parts: int = 1, first_epoch: int = 0) -> Iterator[ArrayBatch]:
+def epoch_batches(
+    source: ShardSource,
+    batch_size: int,
+    epochs: int = 1,
+    features: Features | None = None,
+    part: int = 0,
+    parts: int = 1,
+    first_epoch: int = 0,
+) -> Iterator[ArrayBatch]:
     """Numpy batches of ``epochs`` epochs, each from a freshly opened stream of ``source``."""
     for epoch in range(first_epoch, first_epoch + epochs):
         stream = source.open(epoch, part, parts)
@@ -181,11 +212,24 @@ def epoch_batches(source: ShardSource, batch_size: int, epochs: int = 1, feature
 class ShardDataset(IterableDataset):
     """Batches of one epoch of ``source`` as an IterableDataset (``DataLoader(ds, batch_size=None)``)."""
 
-    def __init__(self, source: ShardSource, batch_size: int, *, epoch: int = 0,
-                 features: Features | None = None, kjt: str = "native"):
+    def __init__(
+        self,
+        source: ShardSource,
+        batch_size: int,
+        *,
+        epoch: int = 0,
+        features: Features | None = None,
+        kjt: str = "native",
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.source, self.batch_size, self.epoch, self.features, self.kjt = source, batch_size, epoch, features, kjt
+        self.source, self.batch_size, self.epoch, self.features, self.kjt = (
+            source,
+            batch_size,
+            epoch,
+            features,
+            kjt,
+        )
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
@@ -265,8 +309,17 @@ class ShardLoader:
     Iterate it, train on each batch, then call ``batch.acknowledge()`` (or ``loader.ack(batch)``):
     a shard is acknowledged only once the batch holding its last row was consumed."""
 
-    def __init__(self, source: ShardSource, batch_size: int, *, epochs: int = 1, device=None,
-                 prefetch: int = 4, features: Features | None = None, kjt: str = "native"):
+    def __init__(
+        self,
+        source: ShardSource,
+        batch_size: int,
+        *,
+        epochs: int = 1,
+        device=None,
+        prefetch: int = 4,
+        features: Features | None = None,
+        kjt: str = "native",
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if epochs < 1:

@@ -24,16 +24,17 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from ..errors import RecprepError
 from ..delivery.batching import ArrayBatch
-from .cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
-from .loader import Prefetcher, default_device, epoch_batches
+from ..errors import RecprepError
 from .cache import CacheStats, DeviceCache
+from .cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
 from .config import TrainConfig, TrainConfigError
+from .loader import Prefetcher, default_device, epoch_batches
 from .model import DLRM, init_table
 from .tables import check_fits, physical_memory, resolve_table_rows
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainReport:
@@ -116,7 +117,10 @@ def _prepare(batch: ArrayBatch, table_rows: int, pin: bool) -> _Step:
 
 
 def _lookups(pairs, pin: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    out = [(torch.from_numpy(np.ascontiguousarray(u)), torch.from_numpy(np.ascontiguousarray(i))) for u, i in pairs]
+    out = [
+        (torch.from_numpy(np.ascontiguousarray(u)), torch.from_numpy(np.ascontiguousarray(i)))
+        for u, i in pairs
+    ]
     return [(u.pin_memory(), i.pin_memory()) for u, i in out] if pin else out
 
 
@@ -176,11 +180,15 @@ def train(config: TrainConfig) -> TrainResult:
     stream: Iterator[_Step] = (_prepare(b, config.table_rows, pin) for b in itertools.chain([first], batches))
 
     torch.manual_seed(config.seed)
-    tables = [init_table(config.table_rows, config.embedding_dim, config.seed * 1000 + i) for i in range(n_tables)]
+    tables = [
+        init_table(config.table_rows, config.embedding_dim, config.seed * 1000 + i) for i in range(n_tables)
+    ]
     caches: list[DeviceCache] = []
     if config.cache == "none":
-        embeddings = [torch.nn.Embedding(config.table_rows, config.embedding_dim, sparse=True,
-                                         _weight=t.to(device)) for t in tables]
+        embeddings = [
+            torch.nn.Embedding(config.table_rows, config.embedding_dim, sparse=True, _weight=t.to(device))
+            for t in tables
+        ]
         stream = (_with_lookups(s, [np.unique(r, return_inverse=True) for r in s.rows], pin) for s in stream)
     else:
         caches = [DeviceCache(t, config.cache_rows, device, name=k) for t, k in zip(tables, first.keys)]
@@ -188,7 +196,9 @@ def train(config: TrainConfig) -> TrainResult:
         report.cache_rows = caches[0].capacity
         if config.cache == "lookahead":
             report.window, report.horizon = config.window, config.horizon
-    model = DLRM(first.dense.shape[1], embeddings, config.embedding_dim, config.bottom_mlp, config.top_mlp).to(device)
+    model = DLRM(
+        first.dense.shape[1], embeddings, config.embedding_dim, config.bottom_mlp, config.top_mlp
+    ).to(device)
     dense_opt = _optimizer(config.optimizer, model.dense_parameters(), config.lr)
     sparse_opt = _optimizer(config.optimizer, model.embedding_parameters(), config.lr)
     for c in caches:
@@ -196,11 +206,15 @@ def train(config: TrainConfig) -> TrainResult:
 
     planners: list = []
     if config.cache == "lookahead":
-        planners = [LookaheadPlanner(config.table_rows, config.cache_rows, config.window, k) for k in first.keys]
+        planners = [
+            LookaheadPlanner(config.table_rows, config.cache_rows, config.window, k) for k in first.keys
+        ]
 
         def plan(step: _Step, upcoming: list[_Step]) -> list[TablePlan]:
-            step.plans = [p.admit(rows, [u.rows[i] for u in upcoming])
-                          for i, (p, rows) in enumerate(zip(planners, step.rows))]
+            step.plans = [
+                p.admit(rows, [u.rows[i] for u in upcoming])
+                for i, (p, rows) in enumerate(zip(planners, step.rows))
+            ]
             return step.plans
 
         def planned(steps: Iterator[_Step]) -> Iterator[_Step]:
@@ -230,8 +244,14 @@ def train(config: TrainConfig) -> TrainResult:
             if step.batch.size:
                 dense = step.dense.to(device, non_blocking=True)
                 labels = step.labels.to(device, non_blocking=True)
-                feats = [(u.to(device, non_blocking=True), i.to(device, non_blocking=True),
-                          o.to(device, non_blocking=True)) for (u, i), o in zip(lookups, step.offsets)]
+                feats = [
+                    (
+                        u.to(device, non_blocking=True),
+                        i.to(device, non_blocking=True),
+                        o.to(device, non_blocking=True),
+                    )
+                    for (u, i), o in zip(lookups, step.offsets)
+                ]
                 loss = loss_fn(model(dense, feats), labels)
                 dense_opt.zero_grad(set_to_none=True)
                 sparse_opt.zero_grad(set_to_none=True)

@@ -37,8 +37,14 @@ def init_table(rows: int, dim: int, seed: int) -> torch.Tensor:
 
 
 class DLRM(nn.Module):
-    def __init__(self, n_dense: int, embeddings: Sequence[nn.Embedding], dim: int,
-                 bottom: Sequence[int] = (64,), top: Sequence[int] = (64, 32)):
+    def __init__(
+        self,
+        n_dense: int,
+        embeddings: Sequence[nn.Embedding],
+        dim: int,
+        bottom: Sequence[int] = (64,),
+        top: Sequence[int] = (64, 32),
+    ):
         """``embeddings``: one ``nn.Embedding(rows, dim, sparse=True)`` per sparse feature. The
         MLPs draw from torch's global generator: seed it before building the model."""
         super().__init__()
@@ -50,13 +56,16 @@ class DLRM(nn.Module):
         self.register_buffer("li", li, persistent=False)
         self.register_buffer("lj", lj, persistent=False)
 
-    def forward(self, dense: torch.Tensor, lookups: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-                ) -> torch.Tensor:
+    def forward(
+        self, dense: torch.Tensor, lookups: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         """``lookups``: per feature ``(unique, inverse, offsets)``: the distinct indices into its
         table, each ID's position in ``unique``, and the bag offsets (B,)."""
         x = self.bottom(dense)
-        vectors = [x] + [F.embedding_bag(inverse, table(unique), offsets, mode="sum")
-                         for table, (unique, inverse, offsets) in zip(self.embeddings, lookups)]
+        vectors = [x] + [
+            F.embedding_bag(inverse, table(unique), offsets, mode="sum")
+            for table, (unique, inverse, offsets) in zip(self.embeddings, lookups)
+        ]
         t = torch.stack(vectors, dim=1)  # (B, n, dim)
         z = torch.bmm(t, t.transpose(1, 2))[:, self.li, self.lj]  # (B, n(n-1)/2)
         return self.top(torch.cat([x, z], dim=1)).squeeze(1)

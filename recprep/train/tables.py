@@ -32,13 +32,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..delivery.shards import LocalShards, ServiceShards, service_client_class
 from ..errors import OutputError, RecprepError, SpecError
 from ..op_params import (
-    PARAMS, BucketizeParams, CategorifyParams, ClampParams, FillNullParams, FirstXParams, NGramParams, OpParams,
-    SigridHashParams, ToListParams,
+    PARAMS,
+    BucketizeParams,
+    CategorifyParams,
+    ClampParams,
+    FillNullParams,
+    FirstXParams,
+    NGramParams,
+    OpParams,
+    SigridHashParams,
+    ToListParams,
 )
 from ..spec import ROLES, SourceSpec
-from ..delivery.shards import LocalShards, ServiceShards, service_client_class
 from ..uris import infer_format
 from ..workloads.output import read_job, read_vocabulary_sizes
 from .config import TrainConfigError
@@ -64,8 +72,11 @@ def _role_patterns(source: Mapping[str, Any]) -> dict[str, list[str]]:
         selectors = spec.role_selectors(infer_format(spec.uri, spec.format))
     except (ValidationError, SpecError):
         return {"dense": [], "sparse": [], "label": []}
-    return {"dense": _patterns(selectors["dense"]), "sparse": _patterns(selectors["sparse"]),
-            "label": [spec.label] if spec.label else []}
+    return {
+        "dense": _patterns(selectors["dense"]),
+        "sparse": _patterns(selectors["sparse"]),
+        "label": [spec.label] if spec.label else [],
+    }
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
@@ -89,8 +100,11 @@ def _generated(transform: Mapping[str, Any], features: Sequence[str], roles) -> 
     head, _, tail = target.partition("{column}")
     pattern = re.compile(re.escape(head) + "(.+)" + re.escape(tail))
     # the input may be a column the trainer never sees (bucketize of a dense feature)
-    return [f for f in features
-            if (m := pattern.fullmatch(f)) and _selects(transform.get("columns"), m.group(1), roles, True)]
+    return [
+        f
+        for f in features
+        if (m := pattern.fullmatch(f)) and _selects(transform.get("columns"), m.group(1), roles, True)
+    ]
 
 
 def _params(transform: Mapping[str, Any]) -> OpParams | None:
@@ -105,8 +119,9 @@ def _params(transform: Mapping[str, Any]) -> OpParams | None:
         return None
 
 
-def _bound(transform: Mapping[str, Any], index: int, column: str, before: int | None,
-           vocabularies: Mapping[str, int]) -> int | None:
+def _bound(
+    transform: Mapping[str, Any], index: int, column: str, before: int | None, vocabularies: Mapping[str, int]
+) -> int | None:
     params = _params(transform)
     if isinstance(params, (SigridHashParams, NGramParams)):
         return params.max_value
@@ -124,8 +139,9 @@ def _bound(transform: Mapping[str, Any], index: int, column: str, before: int | 
     return before if isinstance(params, (ToListParams, FirstXParams)) else None
 
 
-def id_bounds(spec: Mapping[str, Any], features: Sequence[str],
-              vocabularies: Mapping[str, int] | None = None) -> dict[str, int | None]:
+def id_bounds(
+    spec: Mapping[str, Any], features: Sequence[str], vocabularies: Mapping[str, int] | None = None
+) -> dict[str, int | None]:
     """Per sparse feature of the output, the bound of its IDs after the job's transforms
     (None: unbounded or unknown). ``vocabularies``: fitted vocabulary sizes by ``"<step>:<column>"``."""
     vocabularies = vocabularies or {}
@@ -147,18 +163,24 @@ def id_bounds(spec: Mapping[str, Any], features: Sequence[str],
     return bounds
 
 
-def table_rows_for(spec: Mapping[str, Any], features: Sequence[str],
-                   vocabularies: Mapping[str, int] | None = None) -> TableRows:
+def table_rows_for(
+    spec: Mapping[str, Any], features: Sequence[str], vocabularies: Mapping[str, int] | None = None
+) -> TableRows:
     """The table size the job implies for ``features``, or the default with the reason."""
     bounds = id_bounds(spec, features, vocabularies)
     unbounded = [f for f, b in bounds.items() if b is None]
     if unbounded or not bounds:
         names = ", ".join(unbounded[:5]) + (f" and {len(unbounded) - 5} more" if len(unbounded) > 5 else "")
-        return TableRows(DEFAULT_TABLE_ROWS, f"default: the job does not bound the IDs of {names or 'any feature'}")
+        return TableRows(
+            DEFAULT_TABLE_ROWS, f"default: the job does not bound the IDs of {names or 'any feature'}"
+        )
     rows = max(bounds.values())
     widest = [f for f in features if bounds[f] == rows]
-    return TableRows(rows, f"from the job: the ID range of {', '.join(widest[:3])}"
-                           + (f" and {len(widest) - 3} more" if len(widest) > 3 else ""))
+    return TableRows(
+        rows,
+        f"from the job: the ID range of {', '.join(widest[:3])}"
+        + (f" and {len(widest) - 3} more" if len(widest) > 3 else ""),
+    )
 
 
 def _local_job(directory: str) -> tuple[dict | None, dict[str, int]]:
@@ -172,8 +194,13 @@ def _local_job(directory: str) -> tuple[dict | None, dict[str, int]]:
 
 
 def _service_job(source: ServiceShards) -> tuple[dict | None, dict[str, int]]:
-    client = service_client_class()(location=source.location, group=source.group, rank=source.rank,
-                                    world_size=source.world_size, token=source.token)
+    client = service_client_class()(
+        location=source.location,
+        group=source.group,
+        rank=source.rank,
+        world_size=source.world_size,
+        token=source.token,
+    )
     try:
         status = client.status()
     finally:
@@ -200,9 +227,11 @@ def check_fits(sized: TableRows, tables: int, dim: int, optimizer: str, memory: 
     need = host_bytes(sized.rows, tables, dim, optimizer)
     if memory is not None and need > memory:
         raise TrainConfigError(
-            f"--table-rows: the job's IDs span {sized.rows:,} rows per table ({sized.note}); {tables} tables of "
-            f"dimension {dim} need {need / 2**30:.1f} GiB of host memory, this machine has {memory / 2**30:.1f} GiB: "
-            "give a smaller --table-rows (IDs are then reduced modulo it) or --embedding-dim")
+            f"--table-rows: the job's IDs span {sized.rows:,} rows per table ({sized.note}); "
+            f"{tables} tables of dimension {dim} need {need / 2**30:.1f} GiB of host memory, "
+            f"this machine has {memory / 2**30:.1f} GiB: "
+            "give a smaller --table-rows (IDs are then reduced modulo it) or --embedding-dim"
+        )
 
 
 def resolve_table_rows(source: Any, features: Sequence[str]) -> TableRows:
@@ -213,7 +242,9 @@ def resolve_table_rows(source: Any, features: Sequence[str]) -> TableRows:
         try:
             spec, vocabularies = _service_job(source)
         except RecprepError as exc:
-            return TableRows(DEFAULT_TABLE_ROWS, f"default: the shard service's status is unavailable ({exc})")
+            return TableRows(
+                DEFAULT_TABLE_ROWS, f"default: the shard service's status is unavailable ({exc})"
+            )
     else:
         spec, vocabularies = None, {}
     if spec is None:

@@ -135,8 +135,8 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
             kind = kinds.get(name)
             if kind not in op.accepts:
                 raise SpecError(
-                    f"{where}: op {op.name} cannot take column {name!r} of kind {kind or schema.field(name).type}; "
-                    f"it takes: {', '.join(sorted(op.accepts))}"
+                    f"{where}: op {op.name} cannot take column {name!r} of kind "
+                    f"{kind or schema.field(name).type}; it takes: {', '.join(sorted(op.accepts))}"
                 )
         outputs = list(inputs)
         target = getattr(op.params, "output", None)
@@ -155,7 +155,9 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
         for inp, out in zip(inputs, outputs):
             kinds[out] = op.output_kind(kinds[inp])
         steps.append(Step(i, op, inputs, outputs))
-    plan = Plan(_push_down(steps, schema), kinds, columns, Roles(label, tuple(dense), tuple(sparse + generated)))
+    plan = Plan(
+        _push_down(steps, schema), kinds, columns, Roles(label, tuple(dense), tuple(sparse + generated))
+    )
     plan.fit_stages = _fit_stages(plan.steps)
     return plan
 
@@ -167,7 +169,8 @@ def _push_down(steps: list[Step], schema: pa.Schema) -> list[Step]:
     for step in steps:
         if isinstance(step.op, HexToInt):
             pushed = frozenset(
-                c for c in step.inputs
+                c
+                for c in step.inputs
                 if c not in touched and c in schema.names and kind_of(schema.field(c).type) == STRING
             )
             if pushed:

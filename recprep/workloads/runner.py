@@ -79,10 +79,17 @@ def _client(workers: int | None, scheduler: str | None, client):
             yield c
         return
     n = workers or os.cpu_count() or 1
-    with dask.config.set(WORKER_CONFIG), LocalCluster(
-        n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as c:
+    with (
+        dask.config.set(WORKER_CONFIG),
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -100,7 +107,13 @@ def run_job(
     """Run ``job`` to completion and return what it did. Raises RecprepError subclasses with
     messages naming the field, file or line; committed shards are never removed by a failure."""
     if output:
-        job = job.model_copy(update={"spec": job.spec.model_copy(update={"output": job.spec.output.model_copy(update={"uri": output})})})
+        job = job.model_copy(
+            update={
+                "spec": job.spec.model_copy(
+                    update={"output": job.spec.output.model_copy(update={"uri": output})}
+                )
+            }
+        )
     directory = output_directory(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
     splits = source.splits(job.spec.output.rows_per_shard)
@@ -108,8 +121,10 @@ def run_job(
     identity = _identity(job, splits)
     ledger = OutputWriter(directory, fsync=fsync)
     # "shards": the planned shard count, how the shard service knows the job is complete
-    ledger.open(JobRecord(identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True),
-                          len(splits)), overwrite)
+    ledger.open(
+        JobRecord(identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True), len(splits)),
+        overwrite,
+    )
 
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
@@ -146,13 +161,16 @@ def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progre
             try:
                 states[key] = ops[key[0]].finalize(partial)
             except ValueError as exc:
-                raise RecprepError(f"spec.transforms[{key[0]}] ({ops[key[0]].name} on {key[1]}): {exc}") from None
+                raise RecprepError(
+                    f"spec.transforms[{key[0]}] ({ops[key[0]].name} on {key[1]}): {exc}"
+                ) from None
     ledger.save_fit(identity, states)
     return states
 
 
-def _transform(c, job, splits: list[Split], states, directory, ledger: OutputWriter, summary: RunSummary, progress,
-               fsync):
+def _transform(
+    c, job, splits: list[Split], states, directory, ledger: OutputWriter, summary: RunSummary, progress, fsync
+):
     from distributed import as_completed
 
     done = {i: e for i, e in ledger.commits.items() if i < len(splits)}
@@ -173,8 +191,9 @@ def _transform(c, job, splits: list[Split], states, directory, ledger: OutputWri
         return
     limit = job.spec.source.max_bad_fraction * max(est_total, 1)
     pending = {
-        s.index: c.submit(transform_shard, job, s, states, directory, job.spec.output.compression, fsync,
-                          pure=False)
+        s.index: c.submit(
+            transform_shard, job, s, states, directory, job.spec.output.compression, fsync, pure=False
+        )
         for s in todo
     }
     try:
@@ -184,8 +203,18 @@ def _transform(c, job, splits: list[Split], states, directory, ledger: OutputWri
             # worker being retired (scale-down) holds nothing that must move elsewhere
             del pending[r.index]
             fut.release()
-            ledger.commit(CommitRecord(r.index, r.file, r.rows, r.bad_rows, r.bytes, r.sha256, r.quarantine,
-                                       splits[r.index].describe()))
+            ledger.commit(
+                CommitRecord(
+                    r.index,
+                    r.file,
+                    r.rows,
+                    r.bad_rows,
+                    r.bytes,
+                    r.sha256,
+                    r.quarantine,
+                    splits[r.index].describe(),
+                )
+            )
             summary.rows_written += r.rows
             summary.rows_quarantined += r.bad_rows
             summary.rows_read += r.rows + r.bad_rows

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from ..errors import RecprepError
 from ..spec import PreprocessJob
 from .memory import tune_allocator
+from .output import put_quarantine, put_shard
 from .plan import Plan, States, compile_plan
 from .sources import Split, open_source
-from .output import put_quarantine, put_shard
 from .writer import shard_bytes
 
 
@@ -59,7 +59,9 @@ def fit_shard(job: PreprocessJob, split: Split, stage: int, states: States) -> d
     except RecprepError:
         raise
     except Exception as exc:  # name the shard: the user needs to know which input broke
-        raise ShardError(f"fit of shard {split.index} ({_where(split)}): {type(exc).__name__}: {exc}") from exc
+        raise ShardError(
+            f"fit of shard {split.index} ({_where(split)}): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def combine_partials(job: PreprocessJob, left: dict, right: dict) -> dict:
@@ -83,8 +85,14 @@ def transform_shard(
     except Exception as exc:
         raise ShardError(f"shard {split.index} ({_where(split)}): {type(exc).__name__}: {exc}") from exc
     return ShardResult(
-        split.index, written.name, table.num_rows, len(read.bad), written.bytes, written.sha256,
-        quarantine, time.perf_counter() - started,
+        split.index,
+        written.name,
+        table.num_rows,
+        len(read.bad),
+        written.bytes,
+        written.sha256,
+        quarantine,
+        time.perf_counter() - started,
     )
 
 

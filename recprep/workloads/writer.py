@@ -22,6 +22,7 @@ try:
 except ImportError:  # a source tree without the built extension: pyarrow writes every shard
     parquet = None
 
+
 def plain_type(dtype: pa.DataType) -> pa.DataType:
     """``dtype`` with dictionary encoding removed (also inside lists)."""
     if pa.types.is_dictionary(dtype):

@@ -57,8 +57,15 @@ def test_chart_metadata():
 
 #: keys whose whole block is one value (a resources dict, a securityContext...): the key carries
 #: the comment, the Kubernetes fields inside it do not need one each
-VALUE_BLOCKS = {"resources", "podSecurityContext", "securityContext", "nodeSelector",
-                "tolerations", "affinity", "annotations"}
+VALUE_BLOCKS = {
+    "resources",
+    "podSecurityContext",
+    "securityContext",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "annotations",
+}
 
 
 def test_every_value_is_commented():
@@ -76,7 +83,7 @@ def test_every_value_is_commented():
         stack.append((indent, key))
         if inside_value:
             continue
-        above = next((l.strip() for l in reversed(lines[:i]) if l.strip()), "")
+        above = next((text.strip() for text in reversed(lines[:i]) if text.strip()), "")
         assert above.startswith("#"), f"values.yaml:{i + 1}: {key!r} has no comment above it"
 
 
@@ -164,10 +171,12 @@ def test_resources_values_default_to_the_operators_defaults(part):
 
 
 def test_scheduler_and_driver_resources_overrides_reach_the_operator():
-    docs = tools.helm_template("scheduler.resources.requests.cpu=1500m",
-                               "scheduler.resources.limits.memory=6Gi",
-                               "driver.resources.requests.memory=3Gi",
-                               "driver.resources.limits.memory=3Gi")
+    docs = tools.helm_template(
+        "scheduler.resources.requests.cpu=1500m",
+        "scheduler.resources.limits.memory=6Gi",
+        "driver.resources.requests.memory=3Gi",
+        "driver.resources.limits.memory=3Gi",
+    )
     expected = {
         "scheduler": {"requests": {"cpu": "1500m", "memory": "1Gi"}, "limits": {"memory": "6Gi"}},
         "driver": {"requests": {"cpu": "250m", "memory": "3Gi"}, "limits": {"memory": "3Gi"}},
@@ -190,10 +199,17 @@ def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
     (role,) = _by_kind(default_manifests, "Role")
     (binding,) = _by_kind(default_manifests, "RoleBinding")
     assert role["metadata"]["namespace"] == "recprep"
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                  "name": role["metadata"]["name"]}
-    rules = {(g, r): set(rule["verbs"]) for rule in role["rules"]
-             for g in rule["apiGroups"] for r in rule["resources"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
     assert rules[("recprep.io", "preprocessjobs")] == {"get", "list", "watch", "patch", "update"}
     assert rules[("recprep.io", "preprocessjobs/status")] >= {"patch"}
     assert rules[("", "events")] == {"create"}
@@ -205,8 +221,11 @@ def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
     assert rules[("batch", "jobs")] == {"create", "get", "list", "watch"}
     assert rules[("", "pods")] == {"get", "list", "watch", "patch"}
     assert rules[("", "pods/log")] == {"get"}
-    assert rules[("apps", "deployments")] == rules[("", "services")] == \
-        {"create", "get", "list", "watch", "patch", "delete"}
+    assert (
+        rules[("apps", "deployments")]
+        == rules[("", "services")]
+        == {"create", "get", "list", "watch", "patch", "delete"}
+    )
     for verbs in rules.values():
         assert "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
     assert all("*" not in rule["resources"] for rule in role["rules"])
@@ -219,12 +238,15 @@ def test_cluster_wide_rbac(cluster_wide_manifests):
     assert binding["roleRef"]["kind"] == "ClusterRole"
     assert binding["subjects"][0]["namespace"] == "recprep"
     (deploy,) = _by_kind(cluster_wide_manifests, "Deployment")
-    assert not any(a.startswith("--namespace") for a in deploy["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert not any(
+        a.startswith("--namespace") for a in deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
 
 
 def test_rbac_and_service_account_can_be_turned_off():
-    docs = tools.helm_template("rbac.create=false", "serviceAccount.create=false",
-                               "serviceAccount.name=existing")
+    docs = tools.helm_template(
+        "rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=existing"
+    )
     assert {d["kind"] for d in docs} == {"Deployment"}
     assert docs[0]["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
 
@@ -287,7 +309,10 @@ def test_dockerfile_shape():
         assert "USER 10001" in lines and 'ENTRYPOINT ["recprep"]' in lines
         assert lines.index("USER 10001") > lines.index(installs[0])
     assert "torch" not in " ".join(stages["runtime"])
-    for command in ("docker build -t recprep:0.1.0 .", "docker build --target trainer -t recprep-train:0.1.0 ."):
+    for command in (
+        "docker build -t recprep:0.1.0 .",
+        "docker build --target trainer -t recprep-train:0.1.0 .",
+    ):
         assert command in text
     ignored = (tools.REPO / ".dockerignore").read_text().split()
     assert {".git", "out", ".pytest_cache", ".hypothesis", "tests"} <= set(ignored)

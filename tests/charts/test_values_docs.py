@@ -29,7 +29,7 @@ def _load_generator() -> ModuleType:
 
 values_docs = _load_generator()
 
-SYNTHETIC = '''\
+SYNTHETIC = """\
 # A section header: it documents nothing.
 top:
   # -- A string value.
@@ -51,19 +51,21 @@ top:
 resources:
   requests:
     cpu: 100m
-'''
+"""
 
 
 def test_committed_readme_is_generated():
     assert README.read_text(encoding="utf-8") == values_docs.render(), (
-        f"charts/recprep/README.md is stale; regenerate it: {values_docs.REGENERATE}")
+        f"charts/recprep/README.md is stale; regenerate it: {values_docs.REGENERATE}"
+    )
 
 
 def test_generator_cli_prints_the_readme_and_checks_it():
     printed = subprocess.run([sys.executable, str(GENERATOR)], capture_output=True, timeout=60, check=True)
     assert printed.stdout.decode("utf-8") == values_docs.render()
-    check = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True,
-                           timeout=60)
+    check = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, timeout=60
+    )
     assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
 
 
@@ -83,8 +85,9 @@ def test_check_fails_on_a_missing_or_stale_readme(committed, tmp_path: Path, mon
 
 def test_every_value_is_documented():
     missing = values_docs.undocumented((tools.CHART / "values.yaml").read_text(encoding="utf-8"))
-    assert not missing, ("values.yaml values with no '# --' comment on them or on an enclosing key: "
-                         f"{', '.join(missing)}")
+    assert not missing, (
+        f"values.yaml values with no '# --' comment on them or on an enclosing key: {', '.join(missing)}"
+    )
 
 
 def test_every_documented_key_has_a_row():
@@ -92,8 +95,13 @@ def test_every_documented_key_has_a_row():
     keys = [row.key for row in values_docs.rows(text)]
     marks = [line for line in text.splitlines() if line.strip().startswith("# --")]
     assert len(marks) == len(keys) == len(set(keys))
-    assert {"scheduler.resources", "driver.resources", "operator.env",
-            "operator.env.RECPREP_LOG_LEVEL", "pools.cpu.nodeSelector"} <= set(keys)
+    assert {
+        "scheduler.resources",
+        "driver.resources",
+        "operator.env",
+        "operator.env.RECPREP_LOG_LEVEL",
+        "pools.cpu.nodeSelector",
+    } <= set(keys)
     readme = README.read_text(encoding="utf-8")
     assert all(f"| `{key}` |" in readme for key in keys)
 
@@ -107,8 +115,9 @@ def test_rows_of_a_synthetic_values_file():
         Row("top.nested.enabled", "bool", "true", "Whether it is on."),
         Row("top.nested.inner.ratio", "float", "0.5", "A ratio | with a pipe."),
         Row("top.items", "list", '["a","b"]', "Items."),
-        Row("resources", "object", '{"requests":{"cpu":"100m"}}',
-            "A block whose fields need no comment each."),
+        Row(
+            "resources", "object", '{"requests":{"cpu":"100m"}}', "A block whose fields need no comment each."
+        ),
     ]
     assert values_docs.undocumented(SYNTHETIC) == []
     table = values_docs.table(SYNTHETIC).splitlines()
@@ -117,8 +126,9 @@ def test_rows_of_a_synthetic_values_file():
 
 
 def test_undocumented_leaves_are_named():
-    text = SYNTHETIC + "extra:\n  flag: false\n  # -- Documented.\n  kept: 1\n  sub:\n    deep: x\n" \
-        "empty: {}\n"
+    text = (
+        SYNTHETIC + "extra:\n  flag: false\n  # -- Documented.\n  kept: 1\n  sub:\n    deep: x\nempty: {}\n"
+    )
     assert values_docs.undocumented(text) == ["extra.flag", "extra.sub.deep", "empty"]
 
 

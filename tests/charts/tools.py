@@ -67,16 +67,19 @@ def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         "HELM_CACHE_HOME": str(home / "cache"),
         "HELM_DATA_HOME": str(home / "data"),
     }
-    proc = subprocess.run(
-        [str(helm_binary()), *args], capture_output=True, text=True, env=env, timeout=120
-    )
+    proc = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, env=env, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
 
 
-def helm_template(*set_values: str, release: str = "rp", namespace: str = "recprep",
-                  values_file: Path | None = None, include_crds: bool = False) -> list[dict]:
+def helm_template(
+    *set_values: str,
+    release: str = "rp",
+    namespace: str = "recprep",
+    values_file: Path | None = None,
+    include_crds: bool = False,
+) -> list[dict]:
     """`helm template` of the chart, parsed into manifests (empty documents dropped)."""
     args = ["template", release, str(CHART), "--namespace", namespace]
     if include_crds:
@@ -100,7 +103,9 @@ def hadolint_binary() -> Path:
 def run_hadolint(path: Path = DOCKERFILE) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(hadolint_binary()), "--no-color", str(path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -11,6 +11,7 @@ Fixtures for tests against the emulated cluster (see README.md in this directory
 The test modules import nothing from this package at import time, so that a machine
 without kmock skips these tests (with a reason) instead of failing their collection.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -22,9 +23,10 @@ import pytest
 
 @pytest.fixture()
 def cluster(tmp_path: Path) -> Iterator[Any]:
-    pytest.importorskip('kmock', reason='the emulated cluster is built on kmock (pip install "kmock==0.8")')
+    pytest.importorskip("kmock", reason='the emulated cluster is built on kmock (pip install "kmock==0.8")')
     from .harness import Cluster
-    with Cluster(tmp_path / 'cluster') as started:
+
+    with Cluster(tmp_path / "cluster") as started:
         yield started
 
 
@@ -40,10 +42,11 @@ def kubelet(cluster: Any) -> Iterator[Any]:
         yield kubelet
     finally:
         kubelet.stop()
-        assert not kubelet.errors, f'the kubelet failed to reconcile: {kubelet.errors!r}'
+        assert not kubelet.errors, f"the kubelet failed to reconcile: {kubelet.errors!r}"
 
 
 @pytest.fixture()
 def wait_for() -> Callable[..., Any]:
     from .harness import wait_for as wait_for_fn
+
     return wait_for_fn

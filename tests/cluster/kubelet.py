@@ -26,6 +26,7 @@ rewrites that file whenever the ready endpoints of a Service change.
 Reconciliation is level-triggered: watch events (or a process exiting, or a probe result)
 wake it up, and a periodic resync catches anything else. Every wait has a deadline.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,37 +53,39 @@ import aiohttp
 from . import semantics
 
 logger = logging.getLogger(__name__)
-SHIM_DIR = Path(__file__).resolve().parent / '_shim'
-DELETION_COST = 'controller.kubernetes.io/pod-deletion-cost'
-_VAR_REF = re.compile(r'\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)')
+SHIM_DIR = Path(__file__).resolve().parent / "_shim"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 
 
 def _expand(text: str, env: Mapping[str, str]) -> str:
     """Kubernetes' ``$(VAR)`` expansion in command/args/env values (``$$`` escapes a dollar)."""
+
     def replace(match: re.Match[str]) -> str:
-        if match.group(0) == '$$':
-            return '$'
+        if match.group(0) == "$$":
+            return "$"
         name = match.group(1)
         return env[name] if name in env else match.group(0)
+
     return _VAR_REF.sub(replace, text)
 
 
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
-    return any(ref.get('uid') == uid for ref in obj.get('metadata', {}).get('ownerReferences') or [])
+    return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
 def _condition(obj: Mapping[str, Any], ctype: str) -> dict[str, Any] | None:
-    return next((c for c in obj.get('status', {}).get('conditions') or [] if c.get('type') == ctype), None)
+    return next((c for c in obj.get("status", {}).get("conditions") or [] if c.get("type") == ctype), None)
 
 
 def _is_ready(pod: Mapping[str, Any]) -> bool:
-    cond = _condition(pod, 'Ready')
-    return bool(cond and cond.get('status') == 'True')
+    cond = _condition(pod, "Ready")
+    return bool(cond and cond.get("status") == "True")
 
 
 def _deletion_cost(pod: Mapping[str, Any]) -> int:
     """The pod's ``controller.kubernetes.io/pod-deletion-cost`` (0 when absent or not an int)."""
-    text = (pod['metadata'].get('annotations') or {}).get(DELETION_COST, '0')
+    text = (pod["metadata"].get("annotations") or {}).get(DELETION_COST, "0")
     try:
         return int(text)
     except (TypeError, ValueError):
@@ -96,6 +99,7 @@ def _short_hash(value: Any) -> str:
 @dataclasses.dataclass
 class _Container:
     """The runtime state of one container (one local process at a time)."""
+
     name: str
     spec: dict[str, Any]
     log_path: Path
@@ -132,7 +136,9 @@ class _Pod:
     containers: list[_Container]
     start_time: str
     terminating: bool = False
-    transitions: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)  # type -> (status, since)
+    transitions: dict[str, tuple[str, str]] = dataclasses.field(
+        default_factory=dict
+    )  # type -> (status, since)
     reported: dict[str, Any] | None = None
 
     @property
@@ -147,14 +153,24 @@ class _Pod:
 class ProcessKubelet:
     """Runs the cluster's Deployments, Jobs and Pods as local processes (see the module docstring)."""
 
-    def __init__(self, api_url: str, *, workdir: Path | str, cwd: Path | str | None = None,
-                 namespaces: Iterable[str] | None = None, env: Mapping[str, str] | None = None,
-                 kubeconfig: Path | str | None = None, python: str = sys.executable,
-                 max_grace: float = 3.0, resync_interval: float = 1.0, restart_backoff: float = 0.2) -> None:
-        self.api_url = api_url.rstrip('/')
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        workdir: Path | str,
+        cwd: Path | str | None = None,
+        namespaces: Iterable[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        kubeconfig: Path | str | None = None,
+        python: str = sys.executable,
+        max_grace: float = 3.0,
+        resync_interval: float = 1.0,
+        restart_backoff: float = 0.2,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
         self.workdir = Path(workdir)
-        self.logdir = self.workdir / 'logs'
-        self.hosts_file = self.workdir / 'hosts.json'
+        self.logdir = self.workdir / "logs"
+        self.hosts_file = self.workdir / "hosts.json"
         self.cwd = Path(cwd) if cwd is not None else Path.cwd()
         self.namespaces = set(namespaces) if namespaces is not None else None
         self.extra_env = dict(env or {})
@@ -163,7 +179,7 @@ class ProcessKubelet:
         self.max_grace = max_grace
         self.resync_interval = resync_interval
         self.restart_backoff = restart_backoff
-        self.ip_prefix = f'127.{random.randint(64, 191)}'
+        self.ip_prefix = f"127.{random.randint(64, 191)}"
         self._ip_counter = 0
         self._pods: dict[str, _Pod] = {}  # by uid
         self._hosts: dict[str, Any] | None = None
@@ -177,24 +193,31 @@ class ProcessKubelet:
 
     # Lifecycle --------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> 'ProcessKubelet':
+    def start(self, timeout: float = 10.0) -> ProcessKubelet:
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self._write_hosts({'services': {}})
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), name='process-kubelet', daemon=True)
+        self._write_hosts({"services": {}})
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name="process-kubelet", daemon=True
+        )
         self._thread.start()
         if not self._started.wait(timeout):
-            raise TimeoutError(f'the kubelet did not start within {timeout}s')
+            raise TimeoutError(f"the kubelet did not start within {timeout}s")
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop reconciling and terminate all pod processes (bounded by ``max_grace``)."""
-        if self._loop is not None and self._stop is not None and self._thread is not None and self._thread.is_alive():
+        if (
+            self._loop is not None
+            and self._stop is not None
+            and self._thread is not None
+            and self._thread.is_alive()
+        ):
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout)
             if self._thread.is_alive():
-                raise TimeoutError(f'the kubelet did not stop within {timeout}s')
+                raise TimeoutError(f"the kubelet did not stop within {timeout}s")
 
-    def __enter__(self) -> 'ProcessKubelet':
+    def __enter__(self) -> ProcessKubelet:
         return self.start() if self._thread is None else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -202,24 +225,26 @@ class ProcessKubelet:
 
     # Inspection (thread-safe: files only) ---------------------------------------------------------
 
-    def log_path(self, pod: str, container: str | None = None, namespace: str = 'default') -> Path:
+    def log_path(self, pod: str, container: str | None = None, namespace: str = "default") -> Path:
         """The log file of a pod's container (the only/first container if not given)."""
         pod_dir = self.logdir / namespace / pod
         if container is None:
-            candidates = sorted(pod_dir.glob('*.log')) if pod_dir.exists() else []
-            regular = [p for p in candidates if not p.name.startswith('init-')]
-            return (regular or candidates or [pod_dir / 'unknown.log'])[0]
-        path = pod_dir / f'{container}.log'
-        return path if path.exists() else pod_dir / f'init-{container}.log'
+            candidates = sorted(pod_dir.glob("*.log")) if pod_dir.exists() else []
+            regular = [p for p in candidates if not p.name.startswith("init-")]
+            return (regular or candidates or [pod_dir / "unknown.log"])[0]
+        path = pod_dir / f"{container}.log"
+        return path if path.exists() else pod_dir / f"init-{container}.log"
 
-    def logs(self, pod: str, container: str | None = None, namespace: str = 'default') -> str:
+    def logs(self, pod: str, container: str | None = None, namespace: str = "default") -> str:
         path = self.log_path(pod, container, namespace)
-        return path.read_text(errors='replace') if path.exists() else ''
+        return path.read_text(errors="replace") if path.exists() else ""
 
-    def read_logs(self, namespace: str, pod: str, container: str | None, params: Mapping[str, str]) -> str | None:
+    def read_logs(
+        self, namespace: str, pod: str, container: str | None, params: Mapping[str, str]
+    ) -> str | None:
         """The emulator's ``pods/<name>/log`` provider (so ``kubectl logs`` works)."""
         path = self.log_path(pod, container, namespace)
-        return path.read_text(errors='replace') if path.exists() else None
+        return path.read_text(errors="replace") if path.exists() else None
 
     # The main loop ------------------------------------------------------------------------------------
 
@@ -230,8 +255,15 @@ class ProcessKubelet:
         timeout = aiohttp.ClientTimeout(total=10, sock_connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self._session = session
-            watches = [asyncio.create_task(self._watch(path)) for path in (
-                '/api/v1/pods', '/apis/apps/v1/deployments', '/apis/batch/v1/jobs', '/api/v1/services')]
+            watches = [
+                asyncio.create_task(self._watch(path))
+                for path in (
+                    "/api/v1/pods",
+                    "/apis/apps/v1/deployments",
+                    "/apis/batch/v1/jobs",
+                    "/api/v1/services",
+                )
+            ]
             self._started.set()
             next_resync = 0.0
             try:
@@ -244,7 +276,7 @@ class ProcessKubelet:
                         try:
                             await self._reconcile()
                         except Exception as e:  # keep running; the next resync retries
-                            logger.exception('The process kubelet failed to reconcile')
+                            logger.exception("The process kubelet failed to reconcile")
                             self.errors.append(e)
                         next_resync = time.monotonic() + self.resync_interval
                     with contextlib.suppress(asyncio.TimeoutError):
@@ -260,21 +292,25 @@ class ProcessKubelet:
         assert self._session is not None and self._wake is not None and self._stop is not None
         while not self._stop.is_set():
             try:
-                url = f'{self.api_url}{path}?watch=true&timeoutSeconds=30'
-                async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=40, sock_connect=5)) as response:
+                url = f"{self.api_url}{path}?watch=true&timeoutSeconds=30"
+                async with self._session.get(
+                    url, timeout=aiohttp.ClientTimeout(total=40, sock_connect=5)
+                ) as response:
                     async for _line in response.content:
                         self._wake.set()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=0.2)
 
-    async def _api(self, method: str, path: str, body: Any = None,
-                   content_type: str = 'application/json') -> tuple[int, Any]:
+    async def _api(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> tuple[int, Any]:
         assert self._session is not None
         data = None if body is None else json.dumps(body)
-        async with self._session.request(method, f'{self.api_url}{path}', data=data,
-                                         headers={'Content-Type': content_type}) as response:
+        async with self._session.request(
+            method, f"{self.api_url}{path}", data=data, headers={"Content-Type": content_type}
+        ) as response:
             text = await response.text()
             try:
                 return response.status, json.loads(text) if text else None
@@ -282,43 +318,43 @@ class ProcessKubelet:
                 return response.status, text
 
     async def _list(self, path: str) -> list[dict[str, Any]]:
-        status, body = await self._api('GET', path)
+        status, body = await self._api("GET", path)
         if status != 200:
-            raise RuntimeError(f'GET {path}: HTTP {status}: {body}')
-        items = body.get('items', [])
+            raise RuntimeError(f"GET {path}: HTTP {status}: {body}")
+        items = body.get("items", [])
         if self.namespaces is not None:
-            items = [i for i in items if i.get('metadata', {}).get('namespace') in self.namespaces]
+            items = [i for i in items if i.get("metadata", {}).get("namespace") in self.namespaces]
         return items
 
     async def _reconcile(self) -> None:
-        pods = await self._list('/api/v1/pods')
-        services = await self._list('/api/v1/services')
+        pods = await self._list("/api/v1/pods")
+        services = await self._list("/api/v1/services")
         await self._sync_pods(pods)
         self._sync_endpoints(services)
         await self._report_pods()
-        pods = await self._list('/api/v1/pods')
-        for deployment in await self._list('/apis/apps/v1/deployments'):
+        pods = await self._list("/api/v1/pods")
+        for deployment in await self._list("/apis/apps/v1/deployments"):
             await self._sync_deployment(deployment, pods)
-        for job in await self._list('/apis/batch/v1/jobs'):
+        for job in await self._list("/apis/batch/v1/jobs"):
             await self._sync_job(job, pods)
 
     # Pods: admission, processes, probes, status ------------------------------------------------------
 
     def _allocate_ip(self) -> str:
         self._ip_counter += 1
-        return f'{self.ip_prefix}.{self._ip_counter // 250}.{self._ip_counter % 250 + 1}'
+        return f"{self.ip_prefix}.{self._ip_counter // 250}.{self._ip_counter % 250 + 1}"
 
     async def _sync_pods(self, pods: list[dict[str, Any]]) -> None:
         seen = set()
         for pod in pods:
-            meta, uid = pod['metadata'], pod['metadata']['uid']
+            meta, uid = pod["metadata"], pod["metadata"]["uid"]
             seen.add(uid)
             runtime = self._pods.get(uid)
-            if meta.get('deletionTimestamp'):
+            if meta.get("deletionTimestamp"):
                 if runtime is not None:
                     self._terminate(runtime)
                 continue
-            if runtime is None and pod.get('status', {}).get('phase') in ('Succeeded', 'Failed'):
+            if runtime is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 continue  # finished before this kubelet saw it
             if runtime is None:
                 runtime = self._admit(pod)
@@ -332,18 +368,28 @@ class ProcessKubelet:
                 await self._start_due(runtime)
 
     def _admit(self, pod: dict[str, Any]) -> _Pod:
-        meta, spec = pod['metadata'], pod.get('spec') or {}
-        log_dir = self.logdir / meta['namespace'] / meta['name']
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        log_dir = self.logdir / meta["namespace"] / meta["name"]
         log_dir.mkdir(parents=True, exist_ok=True)
 
         def containers(key: str, init: bool) -> list[_Container]:
-            prefix = 'init-' if init else ''
-            return [_Container(name=c['name'], spec=c, init=init, log_path=log_dir / f'{prefix}{c["name"]}.log')
-                    for c in spec.get(key) or []]
+            prefix = "init-" if init else ""
+            return [
+                _Container(name=c["name"], spec=c, init=init, log_path=log_dir / f"{prefix}{c['name']}.log")
+                for c in spec.get(key) or []
+            ]
 
-        runtime = _Pod(uid=meta['uid'], namespace=meta['namespace'], name=meta['name'], ip=self._allocate_ip(),
-                       spec=spec, labels=dict(meta.get('labels') or {}), start_time=semantics.now_rfc3339(),
-                       init_containers=containers('initContainers', True), containers=containers('containers', False))
+        runtime = _Pod(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            ip=self._allocate_ip(),
+            spec=spec,
+            labels=dict(meta.get("labels") or {}),
+            start_time=semantics.now_rfc3339(),
+            init_containers=containers("initContainers", True),
+            containers=containers("containers", False),
+        )
         self._pods[runtime.uid] = runtime
         return runtime
 
@@ -365,140 +411,175 @@ class ProcessKubelet:
         spec = container.spec
         try:
             env = await self._container_env(runtime, spec)
-            argv = [_expand(str(a), env) for a in (spec.get('command') or []) + (spec.get('args') or [])]
-            if not spec.get('command'):
-                raise ValueError('the process kubelet runs no images: the container needs an explicit command')
-            if argv[0] in ('python', 'python3'):
+            argv = [_expand(str(a), env) for a in (spec.get("command") or []) + (spec.get("args") or [])]
+            if not spec.get("command"):
+                raise ValueError(
+                    "the process kubelet runs no images: the container needs an explicit command"
+                )
+            if argv[0] in ("python", "python3"):
                 argv[0] = self.python
-            working_dir = spec.get('workingDir')
+            working_dir = spec.get("workingDir")
             cwd = working_dir if working_dir and Path(working_dir).is_dir() else self.cwd
-            with open(container.log_path, 'ab') as log:
-                container.process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                                     stderr=subprocess.STDOUT, start_new_session=True)
+            with open(container.log_path, "ab") as log:
+                container.process = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             container.started_at = semantics.now_rfc3339()
             container.exit_code = container.reason = container.message = None
             container.ready = False
-            probe = spec.get('readinessProbe') or {}
-            container.probe_due = time.monotonic() + min(float(probe.get('initialDelaySeconds', 0)), 10.0)
+            probe = spec.get("readinessProbe") or {}
+            container.probe_due = time.monotonic() + min(float(probe.get("initialDelaySeconds", 0)), 10.0)
             container.probe_failures = 0
         except Exception as e:  # cannot start: report it as a failed run (and let restartPolicy decide)
-            with open(container.log_path, 'a') as log:
-                log.write(f'[process-kubelet] cannot start container {container.name!r}: {e}\n')
+            with open(container.log_path, "a") as log:
+                log.write(f"[process-kubelet] cannot start container {container.name!r}: {e}\n")
             container.started_at = container.finished_at = semantics.now_rfc3339()
-            self._finished(runtime, container, 128, 'StartError', str(e))
+            self._finished(runtime, container, 128, "StartError", str(e))
 
     async def _container_env(self, runtime: _Pod, spec: Mapping[str, Any]) -> dict[str, str]:
         env = {**os.environ, **self.extra_env}
-        env.pop('KUBECONFIG', None)
+        env.pop("KUBECONFIG", None)
         if self.kubeconfig is not None:
-            env['KUBECONFIG'] = str(self.kubeconfig)
+            env["KUBECONFIG"] = str(self.kubeconfig)
         # Kubernetes-style service links (for non-Python processes, which the shim cannot help).
-        for key, service in (self._hosts or {}).get('services', {}).items():
-            svc_name, svc_ns = key.rsplit('.', 1)
-            if svc_ns != runtime.namespace or not service.get('links'):
+        for key, service in (self._hosts or {}).get("services", {}).items():
+            svc_name, svc_ns = key.rsplit(".", 1)
+            if svc_ns != runtime.namespace or not service.get("links"):
                 continue
-            prefix = svc_name.upper().replace('-', '_')
-            env[f'{prefix}_SERVICE_HOST'], first_port = service['links']['host'], None
-            for port_name, port in service['links']['ports'].items():
+            prefix = svc_name.upper().replace("-", "_")
+            env[f"{prefix}_SERVICE_HOST"], first_port = service["links"]["host"], None
+            for port_name, port in service["links"]["ports"].items():
                 first_port = first_port or port
                 if port_name:
-                    env[f'{prefix}_SERVICE_PORT_{port_name.upper().replace("-", "_")}'] = str(port)
+                    env[f"{prefix}_SERVICE_PORT_{port_name.upper().replace('-', '_')}"] = str(port)
             if first_port is not None:
-                env[f'{prefix}_SERVICE_PORT'] = str(first_port)
-        env.update({
-            'HOSTNAME': runtime.name, 'PYTHONUNBUFFERED': '1',
-            'PYTHONPATH': os.pathsep.join([str(SHIM_DIR)] + [p for p in [env.get('PYTHONPATH')] if p]),
-            'KUBELET_SHIM_POD_IP': runtime.ip, 'KUBELET_SHIM_HOSTS': str(self.hosts_file),
-            'KUBELET_SHIM_NAMESPACE': runtime.namespace, 'KUBELET_SHIM_HOSTNAME': runtime.name,
-        })
+                env[f"{prefix}_SERVICE_PORT"] = str(first_port)
+        env.update(
+            {
+                "HOSTNAME": runtime.name,
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join([str(SHIM_DIR)] + [p for p in [env.get("PYTHONPATH")] if p]),
+                "KUBELET_SHIM_POD_IP": runtime.ip,
+                "KUBELET_SHIM_HOSTS": str(self.hosts_file),
+                "KUBELET_SHIM_NAMESPACE": runtime.namespace,
+                "KUBELET_SHIM_HOSTNAME": runtime.name,
+            }
+        )
         declared: dict[str, str] = {}  # what $(VAR) may refer to: the container's own variables
-        for source in spec.get('envFrom') or []:
-            prefix = source.get('prefix', '')
+        for source in spec.get("envFrom") or []:
+            prefix = source.get("prefix", "")
             for key, value in (await self._env_source(runtime.namespace, source)).items():
                 declared[prefix + key] = value
-        for item in spec.get('env') or []:
-            if 'value' in item:
-                declared[item['name']] = _expand(str(item['value']), declared)
-            elif 'valueFrom' in item:
-                value = await self._env_value_from(runtime, item['valueFrom'])
+        for item in spec.get("env") or []:
+            if "value" in item:
+                declared[item["name"]] = _expand(str(item["value"]), declared)
+            elif "valueFrom" in item:
+                value = await self._env_value_from(runtime, item["valueFrom"])
                 if value is not None:
-                    declared[item['name']] = value
+                    declared[item["name"]] = value
             else:
-                declared[item['name']] = ''
+                declared[item["name"]] = ""
         env.update(declared)
         return env
 
     async def _env_source(self, namespace: str, source: Mapping[str, Any]) -> dict[str, str]:
-        if 'configMapRef' in source:
-            ref, kind = source['configMapRef'], 'configmaps'
-        elif 'secretRef' in source:
-            ref, kind = source['secretRef'], 'secrets'
+        if "configMapRef" in source:
+            ref, kind = source["configMapRef"], "configmaps"
+        elif "secretRef" in source:
+            ref, kind = source["secretRef"], "secrets"
         else:
             return {}
-        status, obj = await self._api('GET', f'/api/v1/namespaces/{namespace}/{kind}/{ref["name"]}')
+        status, obj = await self._api("GET", f"/api/v1/namespaces/{namespace}/{kind}/{ref['name']}")
         if status != 200:
-            if ref.get('optional'):
+            if ref.get("optional"):
                 return {}
-            raise ValueError(f'{kind[:-1]} {ref["name"]!r} not found')
-        data = obj.get('data') or {}
-        if kind == 'secrets':
+            raise ValueError(f"{kind[:-1]} {ref['name']!r} not found")
+        data = obj.get("data") or {}
+        if kind == "secrets":
             return {k: base64.b64decode(v).decode() for k, v in data.items()}
         return dict(data)
 
     async def _env_value_from(self, runtime: _Pod, source: Mapping[str, Any]) -> str | None:
-        if 'fieldRef' in source:
-            path = source['fieldRef'].get('fieldPath', '')
-            simple = {'metadata.name': runtime.name, 'metadata.namespace': runtime.namespace,
-                      'metadata.uid': runtime.uid, 'status.podIP': runtime.ip, 'status.hostIP': '127.0.0.1',
-                      'spec.nodeName': 'process-kubelet',
-                      'spec.serviceAccountName': runtime.spec.get('serviceAccountName', 'default')}
+        if "fieldRef" in source:
+            path = source["fieldRef"].get("fieldPath", "")
+            simple = {
+                "metadata.name": runtime.name,
+                "metadata.namespace": runtime.namespace,
+                "metadata.uid": runtime.uid,
+                "status.podIP": runtime.ip,
+                "status.hostIP": "127.0.0.1",
+                "spec.nodeName": "process-kubelet",
+                "spec.serviceAccountName": runtime.spec.get("serviceAccountName", "default"),
+            }
             if path in simple:
                 return simple[path]
             match = re.match(r"^metadata\.(labels|annotations)\['(.+)'\]$", path)
             if match:
-                status, pod = await self._api('GET', f'/api/v1/namespaces/{runtime.namespace}/pods/{runtime.name}')
-                return ((pod or {}).get('metadata', {}).get(match.group(1)) or {}).get(match.group(2), '')
-            raise ValueError(f'unsupported fieldRef: {path}')
-        for key, kind in (('configMapKeyRef', 'configmaps'), ('secretKeyRef', 'secrets')):
+                status, pod = await self._api(
+                    "GET", f"/api/v1/namespaces/{runtime.namespace}/pods/{runtime.name}"
+                )
+                return ((pod or {}).get("metadata", {}).get(match.group(1)) or {}).get(match.group(2), "")
+            raise ValueError(f"unsupported fieldRef: {path}")
+        for key, kind in (("configMapKeyRef", "configmaps"), ("secretKeyRef", "secrets")):
             if key in source:
                 ref = source[key]
-                status, obj = await self._api('GET', f'/api/v1/namespaces/{runtime.namespace}/{kind}/{ref["name"]}')
-                data = (obj or {}).get('data') or {} if status == 200 else {}
-                if ref['key'] not in data:
-                    if ref.get('optional'):
+                status, obj = await self._api(
+                    "GET", f"/api/v1/namespaces/{runtime.namespace}/{kind}/{ref['name']}"
+                )
+                data = (obj or {}).get("data") or {} if status == 200 else {}
+                if ref["key"] not in data:
+                    if ref.get("optional"):
                         return None
-                    raise ValueError(f'{kind[:-1]} {ref["name"]!r} has no key {ref["key"]!r}')
-                value = data[ref['key']]
-                return base64.b64decode(value).decode() if kind == 'secrets' else value
-        if 'resourceFieldRef' in source:
-            return '0'  # no resource accounting here
-        raise ValueError(f'unsupported valueFrom: {source}')
+                    raise ValueError(f"{kind[:-1]} {ref['name']!r} has no key {ref['key']!r}")
+                value = data[ref["key"]]
+                return base64.b64decode(value).decode() if kind == "secrets" else value
+        if "resourceFieldRef" in source:
+            return "0"  # no resource accounting here
+        raise ValueError(f"unsupported valueFrom: {source}")
 
-    def _finished(self, runtime: _Pod, container: _Container, code: int, reason: str | None = None,
-                  message: str | None = None) -> None:
+    def _finished(
+        self,
+        runtime: _Pod,
+        container: _Container,
+        code: int,
+        reason: str | None = None,
+        message: str | None = None,
+    ) -> None:
         """Record a container's exit and decide on its restart (restartPolicy, with a short backoff)."""
         container.exit_code = code
-        container.reason = reason or ('Completed' if code == 0 else 'Error')
+        container.reason = reason or ("Completed" if code == 0 else "Error")
         container.message = message
         container.finished_at = container.finished_at or semantics.now_rfc3339()
         container.ready = False
-        policy = runtime.spec.get('restartPolicy', 'Always')
+        policy = runtime.spec.get("restartPolicy", "Always")
         restart = not runtime.terminating and (
-            policy == 'Always' and not container.init or
-            (policy in ('Always', 'OnFailure') and code != 0))
+            policy == "Always" and not container.init or (policy in ("Always", "OnFailure") and code != 0)
+        )
         if restart:
-            container.last_state = {'terminated': self._terminated_state(container)}
+            container.last_state = {"terminated": self._terminated_state(container)}
             container.restart_count += 1
-            container.next_start = time.monotonic() + min(self.restart_backoff * 2 ** (container.restart_count - 1), 5.0)
+            container.next_start = time.monotonic() + min(
+                self.restart_backoff * 2 ** (container.restart_count - 1), 5.0
+            )
         else:
             container.done = True
 
     @staticmethod
     def _terminated_state(container: _Container) -> dict[str, Any]:
-        state = {'exitCode': container.exit_code, 'reason': container.reason,
-                 'startedAt': container.started_at, 'finishedAt': container.finished_at}
+        state = {
+            "exitCode": container.exit_code,
+            "reason": container.reason,
+            "startedAt": container.started_at,
+            "finishedAt": container.finished_at,
+        }
         if container.message:
-            state['message'] = container.message
+            state["message"] = container.message
         return state
 
     def _check_processes(self) -> bool:
@@ -530,7 +611,7 @@ class ProcessKubelet:
         if runtime.terminating:
             return
         runtime.terminating = True
-        grace = min(float(runtime.spec.get('terminationGracePeriodSeconds', 30)), self.max_grace)
+        grace = min(float(runtime.spec.get("terminationGracePeriodSeconds", 30)), self.max_grace)
         for container in runtime.all_containers:
             container.done = True
             if container.running:
@@ -543,7 +624,9 @@ class ProcessKubelet:
         for runtime in self._pods.values():
             self._terminate(runtime)
         deadline = time.monotonic() + self.max_grace + 2.0
-        while time.monotonic() < deadline and any(c.running for r in self._pods.values() for c in r.all_containers):
+        while time.monotonic() < deadline and any(
+            c.running for r in self._pods.values() for c in r.all_containers
+        ):
             self._check_processes()
             await asyncio.sleep(0.05)
         for runtime in self._pods.values():  # the last resort, should the kill deadlines not suffice
@@ -563,112 +646,141 @@ class ProcessKubelet:
             for container in runtime.containers:
                 if not container.running or runtime.terminating or now < container.probe_due:
                     continue
-                probe = container.spec.get('readinessProbe')
+                probe = container.spec.get("readinessProbe")
                 if not probe:
                     ready = True  # no probe: ready as soon as the process runs
                 else:
                     ready = await self._run_probe(runtime, container, probe)
-                    period = min(float(probe.get('periodSeconds', 10)), 1.0)
+                    period = min(float(probe.get("periodSeconds", 10)), 1.0)
                     container.probe_due = now + (period if ready else min(period, 0.2))
                     if not ready:
                         container.probe_failures += 1
-                        threshold = int(probe.get('failureThreshold', 3))
+                        threshold = int(probe.get("failureThreshold", 3))
                         ready = container.ready and container.probe_failures < threshold
                     else:
                         container.probe_failures = 0
                 if not probe:
-                    container.probe_due = float('inf')
+                    container.probe_due = float("inf")
                 if ready != container.ready:
                     container.ready = ready
                     changed = True
         return changed
 
     async def _run_probe(self, runtime: _Pod, container: _Container, probe: Mapping[str, Any]) -> bool:
-        timeout = min(float(probe.get('timeoutSeconds', 1)), 2.0)
+        timeout = min(float(probe.get("timeoutSeconds", 1)), 2.0)
 
         def port_of(value: Any) -> int:
             if isinstance(value, int) or str(value).isdigit():
                 return int(value)
-            for port in container.spec.get('ports') or []:
-                if port.get('name') == value:
-                    return int(port['containerPort'])
-            raise ValueError(f'unknown named port {value!r}')
+            for port in container.spec.get("ports") or []:
+                if port.get("name") == value:
+                    return int(port["containerPort"])
+            raise ValueError(f"unknown named port {value!r}")
 
         try:
-            if 'tcpSocket' in probe:
+            if "tcpSocket" in probe:
                 _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(runtime.ip, port_of(probe['tcpSocket']['port'])), timeout)
+                    asyncio.open_connection(runtime.ip, port_of(probe["tcpSocket"]["port"])), timeout
+                )
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
                 return True
-            if 'httpGet' in probe:
-                get = probe['httpGet']
+            if "httpGet" in probe:
+                get = probe["httpGet"]
                 assert self._session is not None
-                url = f'http://{runtime.ip}:{port_of(get["port"])}{get.get("path", "/")}'
+                url = f"http://{runtime.ip}:{port_of(get['port'])}{get.get('path', '/')}"
                 async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                     return 200 <= response.status < 400
-            if 'exec' in probe:
+            if "exec" in probe:
                 process = await asyncio.create_subprocess_exec(
-                    *probe['exec']['command'], cwd=self.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    *probe["exec"]["command"],
+                    cwd=self.cwd,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 try:
                     return await asyncio.wait_for(process.wait(), timeout) == 0
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     process.kill()
                     await process.wait()
                     return False
-        except (OSError, ValueError, asyncio.TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, OSError, ValueError, aiohttp.ClientError):
             return False
         return True  # an unsupported probe kind (e.g. grpc) does not block readiness
 
-    def _container_status(self, container: _Container, waiting_reason: str = 'ContainerCreating') -> dict[str, Any]:
+    def _container_status(
+        self, container: _Container, waiting_reason: str = "ContainerCreating"
+    ) -> dict[str, Any]:
         if container.running:
-            state: dict[str, Any] = {'running': {'startedAt': container.started_at}}
+            state: dict[str, Any] = {"running": {"startedAt": container.started_at}}
         elif container.exit_code is not None and container.done:
-            state = {'terminated': self._terminated_state(container)}
+            state = {"terminated": self._terminated_state(container)}
         elif container.exit_code is not None:  # exited, a restart is scheduled
-            state = {'waiting': {'reason': 'CrashLoopBackOff', 'message': 'back-off restarting the failed container'}}
+            state = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": "back-off restarting the failed container",
+                }
+            }
         else:
-            state = {'waiting': {'reason': waiting_reason}}
+            state = {"waiting": {"reason": waiting_reason}}
         process = container.process
         return {
-            'name': container.name, 'image': container.spec.get('image', ''), 'imageID': '',
-            'containerID': f'process://{process.pid}' if process is not None else '',
-            'ready': container.ready, 'started': container.running, 'restartCount': container.restart_count,
-            'state': state, 'lastState': container.last_state,
+            "name": container.name,
+            "image": container.spec.get("image", ""),
+            "imageID": "",
+            "containerID": f"process://{process.pid}" if process is not None else "",
+            "ready": container.ready,
+            "started": container.running,
+            "restartCount": container.restart_count,
+            "state": state,
+            "lastState": container.last_state,
         }
 
     def _pod_status(self, runtime: _Pod) -> dict[str, Any]:
         main = runtime.containers
         if runtime.init_containers and any(c.done and c.exit_code != 0 for c in runtime.init_containers):
-            phase = 'Failed'
+            phase = "Failed"
         elif not runtime.init_done:
-            phase = 'Pending'
+            phase = "Pending"
         elif main and all(c.done for c in main):
-            phase = 'Succeeded' if all(c.exit_code == 0 for c in main) else 'Failed'
+            phase = "Succeeded" if all(c.exit_code == 0 for c in main) else "Failed"
         elif all(c.started_at is None for c in main):
-            phase = 'Pending'
+            phase = "Pending"
         else:
-            phase = 'Running'
-        ready = phase == 'Running' and all(c.ready for c in main) and not runtime.terminating
-        flags = {'PodScheduled': True, 'Initialized': runtime.init_done, 'ContainersReady': ready, 'Ready': ready}
+            phase = "Running"
+        ready = phase == "Running" and all(c.ready for c in main) and not runtime.terminating
+        flags = {
+            "PodScheduled": True,
+            "Initialized": runtime.init_done,
+            "ContainersReady": ready,
+            "Ready": ready,
+        }
         now = semantics.now_rfc3339()
         conditions = []
         for ctype, value in flags.items():
-            status = 'True' if value else 'False'
+            status = "True" if value else "False"
             previous = runtime.transitions.get(ctype)
             since = previous[1] if previous and previous[0] == status else now
             runtime.transitions[ctype] = (status, since)
-            conditions.append({'type': ctype, 'status': status, 'lastTransitionTime': since})
+            conditions.append({"type": ctype, "status": status, "lastTransitionTime": since})
         status = {
-            'phase': phase, 'conditions': conditions, 'hostIP': '127.0.0.1', 'hostIPs': [{'ip': '127.0.0.1'}],
-            'podIP': runtime.ip, 'podIPs': [{'ip': runtime.ip}], 'startTime': runtime.start_time,
-            'qosClass': 'BestEffort',
-            'containerStatuses': [self._container_status(c, 'ContainerCreating' if runtime.init_done else 'PodInitializing')
-                                  for c in main],
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": runtime.ip,
+            "podIPs": [{"ip": runtime.ip}],
+            "startTime": runtime.start_time,
+            "qosClass": "BestEffort",
+            "containerStatuses": [
+                self._container_status(c, "ContainerCreating" if runtime.init_done else "PodInitializing")
+                for c in main
+            ],
         }
         if runtime.init_containers:
-            status['initContainerStatuses'] = [self._container_status(c) for c in runtime.init_containers]
+            status["initContainerStatuses"] = [self._container_status(c) for c in runtime.init_containers]
         return status
 
     async def _report_pods(self) -> None:
@@ -678,41 +790,60 @@ class ProcessKubelet:
             status = self._pod_status(runtime)
             if status == runtime.reported:
                 continue
-            path = f'/api/v1/namespaces/{runtime.namespace}/pods/{runtime.name}/status'
-            code, body = await self._api('PATCH', path, [{'op': 'add', 'path': '/status', 'value': status}],
-                                         content_type='application/json-patch+json')
+            path = f"/api/v1/namespaces/{runtime.namespace}/pods/{runtime.name}/status"
+            code, body = await self._api(
+                "PATCH",
+                path,
+                [{"op": "add", "path": "/status", "value": status}],
+                content_type="application/json-patch+json",
+            )
             if code == 200:
                 runtime.reported = status
             elif code != 404:
-                logger.warning('Cannot report the status of pod %s/%s: %s %s', runtime.namespace, runtime.name, code, body)
+                logger.warning(
+                    "Cannot report the status of pod %s/%s: %s %s",
+                    runtime.namespace,
+                    runtime.name,
+                    code,
+                    body,
+                )
 
     # Services: the name -> endpoints mapping for the shim -------------------------------------------
 
     def _sync_endpoints(self, services: list[dict[str, Any]]) -> None:
-        ready_pods = [r for r in self._pods.values() if not r.terminating and r.init_done
-                      and r.containers and all(c.ready for c in r.containers)]
-        mapping: dict[str, Any] = {'services': {}}
+        ready_pods = [
+            r
+            for r in self._pods.values()
+            if not r.terminating and r.init_done and r.containers and all(c.ready for c in r.containers)
+        ]
+        mapping: dict[str, Any] = {"services": {}}
         for service in services:
-            meta, spec = service['metadata'], service.get('spec') or {}
-            selector = spec.get('selector')
+            meta, spec = service["metadata"], service.get("spec") or {}
+            selector = spec.get("selector")
             if not selector:
                 continue  # endpoints of selector-less services are not managed
-            backends = [r for r in ready_pods if r.namespace == meta['namespace']
-                        and all(r.labels.get(k) == v for k, v in selector.items())]
+            backends = [
+                r
+                for r in ready_pods
+                if r.namespace == meta["namespace"] and all(r.labels.get(k) == v for k, v in selector.items())
+            ]
             backends.sort(key=lambda r: r.name)
             ports: dict[str, list[tuple[str, int]]] = {}
-            links: dict[str, Any] = {'host': backends[0].ip, 'ports': {}} if backends else {}
-            for port in spec.get('ports') or []:
+            links: dict[str, Any] = {"host": backends[0].ip, "ports": {}} if backends else {}
+            for port in spec.get("ports") or []:
                 endpoints = []
                 for runtime in backends:
-                    target = self._target_port(runtime, port.get('targetPort', port['port']))
+                    target = self._target_port(runtime, port.get("targetPort", port["port"]))
                     if target is not None:
                         endpoints.append((runtime.ip, target))
-                ports[str(port['port'])] = endpoints
+                ports[str(port["port"])] = endpoints
                 if endpoints and links:
-                    links['ports'][port.get('name', '')] = endpoints[0][1]
-            mapping['services'][f'{meta["name"]}.{meta["namespace"]}'] = {
-                'ips': [r.ip for r in backends], 'ports': ports, 'links': links}
+                    links["ports"][port.get("name", "")] = endpoints[0][1]
+            mapping["services"][f"{meta['name']}.{meta['namespace']}"] = {
+                "ips": [r.ip for r in backends],
+                "ports": ports,
+                "links": links,
+            }
         if mapping != self._hosts:
             self._write_hosts(mapping)
 
@@ -721,15 +852,15 @@ class ProcessKubelet:
         if isinstance(target, int) or str(target).isdigit():
             return int(target)
         for container in runtime.containers:
-            for port in container.spec.get('ports') or []:
-                if port.get('name') == target:
-                    return int(port['containerPort'])
+            for port in container.spec.get("ports") or []:
+                if port.get("name") == target:
+                    return int(port["containerPort"])
         return None
 
     def _write_hosts(self, mapping: dict[str, Any]) -> None:
         """Replace the mapping file atomically: the shims may read it at any moment."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        tmp = self.hosts_file.with_suffix(f'.{os.getpid()}.tmp')
+        tmp = self.hosts_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(mapping, indent=1))
         os.replace(tmp, self.hosts_file)
         self._hosts = mapping
@@ -737,170 +868,272 @@ class ProcessKubelet:
     # Controllers ------------------------------------------------------------------------------------
 
     def _owner_ref(self, obj: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
-        return {'apiVersion': api_version, 'kind': kind, 'name': obj['metadata']['name'],
-                'uid': obj['metadata']['uid'], 'controller': True, 'blockOwnerDeletion': True}
-
-    async def _create_pod(self, namespace: str, name_prefix: str, template: Mapping[str, Any],
-                          labels: Mapping[str, str], owner: dict[str, Any]) -> None:
-        template_meta = template.get('metadata') or {}
-        pod = {
-            'apiVersion': 'v1', 'kind': 'Pod',
-            'metadata': {'generateName': name_prefix, 'namespace': namespace,
-                         'labels': {**(template_meta.get('labels') or {}), **labels},
-                         'annotations': dict(template_meta.get('annotations') or {}),
-                         'ownerReferences': [owner]},
-            'spec': json.loads(json.dumps(template.get('spec') or {})),
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "name": obj["metadata"]["name"],
+            "uid": obj["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
-        status, body = await self._api('POST', f'/api/v1/namespaces/{namespace}/pods', pod)
+
+    async def _create_pod(
+        self,
+        namespace: str,
+        name_prefix: str,
+        template: Mapping[str, Any],
+        labels: Mapping[str, str],
+        owner: dict[str, Any],
+    ) -> None:
+        template_meta = template.get("metadata") or {}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": name_prefix,
+                "namespace": namespace,
+                "labels": {**(template_meta.get("labels") or {}), **labels},
+                "annotations": dict(template_meta.get("annotations") or {}),
+                "ownerReferences": [owner],
+            },
+            "spec": json.loads(json.dumps(template.get("spec") or {})),
+        }
+        status, body = await self._api("POST", f"/api/v1/namespaces/{namespace}/pods", pod)
         if status != 201:
-            logger.warning('Cannot create a pod for %s/%s: %s %s', namespace, owner['name'], status, body)
+            logger.warning("Cannot create a pod for %s/%s: %s %s", namespace, owner["name"], status, body)
 
     async def _delete_pod(self, pod: Mapping[str, Any]) -> None:
-        meta = pod['metadata']
-        await self._api('DELETE', f'/api/v1/namespaces/{meta["namespace"]}/pods/{meta["name"]}')
+        meta = pod["metadata"]
+        await self._api("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
 
     async def _patch_status(self, path: str, obj: Mapping[str, Any], status: dict[str, Any]) -> None:
-        if obj.get('status') == status:
+        if obj.get("status") == status:
             return
-        code, body = await self._api('PATCH', f'{path}/status', [{'op': 'add', 'path': '/status', 'value': status}],
-                                     content_type='application/json-patch+json')
+        code, body = await self._api(
+            "PATCH",
+            f"{path}/status",
+            [{"op": "add", "path": "/status", "value": status}],
+            content_type="application/json-patch+json",
+        )
         if code not in (200, 404):
-            logger.warning('Cannot update the status of %s: %s %s', path, code, body)
+            logger.warning("Cannot update the status of %s: %s %s", path, code, body)
 
     @staticmethod
     def _keep_transition(old: Mapping[str, Any], conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Keep the lastTransitionTime of conditions whose status did not change."""
         for cond in conditions:
-            previous = _condition(old, cond['type'])
-            if previous and previous.get('status') == cond['status']:
-                cond['lastTransitionTime'] = previous.get('lastTransitionTime', cond['lastTransitionTime'])
-                if 'lastUpdateTime' in cond:
-                    cond['lastUpdateTime'] = previous.get('lastUpdateTime', cond['lastUpdateTime'])
+            previous = _condition(old, cond["type"])
+            if previous and previous.get("status") == cond["status"]:
+                cond["lastTransitionTime"] = previous.get("lastTransitionTime", cond["lastTransitionTime"])
+                if "lastUpdateTime" in cond:
+                    cond["lastUpdateTime"] = previous.get("lastUpdateTime", cond["lastUpdateTime"])
         return conditions
 
     async def _sync_deployment(self, deployment: dict[str, Any], pods: list[dict[str, Any]]) -> None:
-        meta, spec = deployment['metadata'], deployment.get('spec') or {}
-        if meta.get('deletionTimestamp'):
+        meta, spec = deployment["metadata"], deployment.get("spec") or {}
+        if meta.get("deletionTimestamp"):
             return
-        namespace, uid = meta['namespace'], meta['uid']
-        template = spec.get('template') or {}
-        replicas = int(spec.get('replicas', 1))
+        namespace, uid = meta["namespace"], meta["uid"]
+        template = spec.get("template") or {}
+        replicas = int(spec.get("replicas", 1))
         template_hash = _short_hash(template)
-        owned = [p for p in pods if _owned_by(p, uid) and not p['metadata'].get('deletionTimestamp')]
-        current = [p for p in owned if p['metadata'].get('labels', {}).get('pod-template-hash') == template_hash]
+        owned = [p for p in pods if _owned_by(p, uid) and not p["metadata"].get("deletionTimestamp")]
+        current = [
+            p for p in owned if p["metadata"].get("labels", {}).get("pod-template-hash") == template_hash
+        ]
         for pod in owned:
             if pod not in current:
                 await self._delete_pod(pod)  # an outdated template: replace (a simplified rollout)
         if len(current) < replicas:
-            owner = self._owner_ref(deployment, 'apps/v1', 'Deployment')
+            owner = self._owner_ref(deployment, "apps/v1", "Deployment")
             for _ in range(replicas - len(current)):
-                await self._create_pod(namespace, f'{meta["name"]}-{template_hash}-', template,
-                                       {'pod-template-hash': template_hash}, owner)
+                await self._create_pod(
+                    namespace,
+                    f"{meta['name']}-{template_hash}-",
+                    template,
+                    {"pod-template-hash": template_hash},
+                    owner,
+                )
         elif len(current) > replicas:
             # Scale down as the ReplicaSet controller ranks pods: not-ready first, then the lower
             # controller.kubernetes.io/pod-deletion-cost, then the newest.
-            newest_first = sorted(current, key=lambda p: p['metadata'].get('creationTimestamp', ''), reverse=True)
-            victims = sorted(newest_first, key=lambda p: (_is_ready(p), _deletion_cost(p)))[:len(current) - replicas]
+            newest_first = sorted(
+                current, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True
+            )
+            victims = sorted(newest_first, key=lambda p: (_is_ready(p), _deletion_cost(p)))[
+                : len(current) - replicas
+            ]
             for pod in victims:
                 await self._delete_pod(pod)
             current = [p for p in current if p not in victims]
         ready = sum(1 for p in current if _is_ready(p))
         now = semantics.now_rfc3339()
         available = ready >= replicas
-        conditions = self._keep_transition(deployment, [
-            {'type': 'Available', 'status': 'True' if available else 'False',
-             'reason': 'MinimumReplicasAvailable' if available else 'MinimumReplicasUnavailable',
-             'message': 'Deployment has minimum availability.' if available else
-                        'Deployment does not have minimum availability.',
-             'lastTransitionTime': now, 'lastUpdateTime': now},
-            {'type': 'Progressing', 'status': 'True', 'reason': 'NewReplicaSetAvailable' if available else 'ReplicaSetUpdated',
-             'message': f'Pods of template {template_hash} are progressing.',
-             'lastTransitionTime': now, 'lastUpdateTime': now},
-        ])
-        status = {'observedGeneration': meta.get('generation', 1), 'replicas': len(current),
-                  'updatedReplicas': len(current), 'readyReplicas': ready, 'availableReplicas': ready,
-                  'unavailableReplicas': max(replicas - ready, 0), 'conditions': conditions}
-        await self._patch_status(f'/apis/apps/v1/namespaces/{namespace}/deployments/{meta["name"]}', deployment, status)
+        conditions = self._keep_transition(
+            deployment,
+            [
+                {
+                    "type": "Available",
+                    "status": "True" if available else "False",
+                    "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                    "message": "Deployment has minimum availability."
+                    if available
+                    else "Deployment does not have minimum availability.",
+                    "lastTransitionTime": now,
+                    "lastUpdateTime": now,
+                },
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "NewReplicaSetAvailable" if available else "ReplicaSetUpdated",
+                    "message": f"Pods of template {template_hash} are progressing.",
+                    "lastTransitionTime": now,
+                    "lastUpdateTime": now,
+                },
+            ],
+        )
+        status = {
+            "observedGeneration": meta.get("generation", 1),
+            "replicas": len(current),
+            "updatedReplicas": len(current),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": max(replicas - ready, 0),
+            "conditions": conditions,
+        }
+        await self._patch_status(
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{meta['name']}", deployment, status
+        )
 
     async def _sync_job(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
-        meta, spec = job['metadata'], job.get('spec') or {}
-        old = job.get('status') or {}
-        if meta.get('deletionTimestamp'):
+        meta, spec = job["metadata"], job.get("spec") or {}
+        old = job.get("status") or {}
+        if meta.get("deletionTimestamp"):
             return
-        namespace, uid = meta['namespace'], meta['uid']
+        namespace, uid = meta["namespace"], meta["uid"]
         owned = [p for p in pods if _owned_by(p, uid)]
-        finished = any((_condition(job, t) or {}).get('status') == 'True' for t in ('Complete', 'Failed'))
-        active = [p for p in owned if p.get('status', {}).get('phase') not in ('Succeeded', 'Failed')
-                  and not p['metadata'].get('deletionTimestamp')]
+        finished = any((_condition(job, t) or {}).get("status") == "True" for t in ("Complete", "Failed"))
+        active = [
+            p
+            for p in owned
+            if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            and not p["metadata"].get("deletionTimestamp")
+        ]
         if finished:
             for pod in active:
                 await self._delete_pod(pod)
             return
-        completions = int(spec.get('completions') or 1)
-        parallelism = int(spec.get('parallelism', 1))
-        backoff_limit = int(spec.get('backoffLimit', 6))
-        succeeded = sum(1 for p in owned if p.get('status', {}).get('phase') == 'Succeeded')
-        restarts = sum(cs.get('restartCount', 0) for p in owned for cs in p.get('status', {}).get('containerStatuses') or [])
-        failed = max(int(old.get('failed', 0)), sum(1 for p in owned if p.get('status', {}).get('phase') == 'Failed'))
+        completions = int(spec.get("completions") or 1)
+        parallelism = int(spec.get("parallelism", 1))
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        succeeded = sum(1 for p in owned if p.get("status", {}).get("phase") == "Succeeded")
+        restarts = sum(
+            cs.get("restartCount", 0)
+            for p in owned
+            for cs in p.get("status", {}).get("containerStatuses") or []
+        )
+        failed = max(
+            int(old.get("failed", 0)), sum(1 for p in owned if p.get("status", {}).get("phase") == "Failed")
+        )
         now = semantics.now_rfc3339()
-        status: dict[str, Any] = {'startTime': old.get('startTime', now), 'active': len(active),
-                                  'ready': sum(1 for p in active if _is_ready(p)), 'terminating': 0,
-                                  'succeeded': succeeded, 'failed': failed, 'uncountedTerminatedPods': {}}
+        status: dict[str, Any] = {
+            "startTime": old.get("startTime", now),
+            "active": len(active),
+            "ready": sum(1 for p in active if _is_ready(p)),
+            "terminating": 0,
+            "succeeded": succeeded,
+            "failed": failed,
+            "uncountedTerminatedPods": {},
+        }
         conditions: list[dict[str, Any]] = []
         if succeeded >= completions:
             conditions = [
-                {'type': 'SuccessCriteriaMet', 'status': 'True', 'reason': 'CompletionsReached',
-                 'message': 'Reached expected number of succeeded pods'},
-                {'type': 'Complete', 'status': 'True', 'reason': 'CompletionsReached',
-                 'message': 'Reached expected number of succeeded pods'}]
-            status['completionTime'] = now
+                {
+                    "type": "SuccessCriteriaMet",
+                    "status": "True",
+                    "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods",
+                },
+                {
+                    "type": "Complete",
+                    "status": "True",
+                    "reason": "CompletionsReached",
+                    "message": "Reached expected number of succeeded pods",
+                },
+            ]
+            status["completionTime"] = now
         elif failed + restarts > backoff_limit:
             conditions = [
-                {'type': 'FailureTarget', 'status': 'True', 'reason': 'BackoffLimitExceeded',
-                 'message': 'Job has reached the specified backoff limit'},
-                {'type': 'Failed', 'status': 'True', 'reason': 'BackoffLimitExceeded',
-                 'message': 'Job has reached the specified backoff limit'}]
-        elif not spec.get('suspend'):
+                {
+                    "type": "FailureTarget",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                },
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                },
+            ]
+        elif not spec.get("suspend"):
             missing = min(parallelism, completions - succeeded) - len(active)
-            owner = self._owner_ref(job, 'batch/v1', 'Job')
-            labels = {'batch.kubernetes.io/job-name': meta['name'], 'job-name': meta['name'],
-                      'batch.kubernetes.io/controller-uid': uid, 'controller-uid': uid}
+            owner = self._owner_ref(job, "batch/v1", "Job")
+            labels = {
+                "batch.kubernetes.io/job-name": meta["name"],
+                "job-name": meta["name"],
+                "batch.kubernetes.io/controller-uid": uid,
+                "controller-uid": uid,
+            }
             for _ in range(max(missing, 0)):
-                await self._create_pod(namespace, f'{meta["name"]}-', spec.get('template') or {}, labels, owner)
-            status['active'] = len(active) + max(missing, 0)
+                await self._create_pod(
+                    namespace, f"{meta['name']}-", spec.get("template") or {}, labels, owner
+                )
+            status["active"] = len(active) + max(missing, 0)
         if conditions:
             for cond in conditions:
                 cond.update(lastProbeTime=now, lastTransitionTime=now)
-            status['conditions'] = conditions
-            status['active'] = 0
+            status["conditions"] = conditions
+            status["active"] = 0
             for pod in active:
                 await self._delete_pod(pod)
-        elif old.get('conditions'):
-            status['conditions'] = old['conditions']
-        await self._patch_status(f'/apis/batch/v1/namespaces/{namespace}/jobs/{meta["name"]}', job, status)
+        elif old.get("conditions"):
+            status["conditions"] = old["conditions"]
+        await self._patch_status(f"/apis/batch/v1/namespaces/{namespace}/jobs/{meta['name']}", job, status)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run a kubelet against any API server: ``python -m tests.cluster.kubelet --server URL --workdir DIR``."""
+    """Run a kubelet against any API server:
+    ``python -m tests.cluster.kubelet --server URL --workdir DIR``."""
     import argparse
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--server', required=True, help='the API server URL, e.g. http://127.0.0.1:6443')
-    parser.add_argument('--workdir', required=True, help='where logs and the hosts mapping go')
-    parser.add_argument('--cwd', default=None, help='the working directory of pod processes')
-    parser.add_argument('--namespace', action='append', dest='namespaces', help='serve only these namespaces')
-    parser.add_argument('--kubeconfig', default=None, help='passed to pods as KUBECONFIG')
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--server", required=True, help="the API server URL, e.g. http://127.0.0.1:6443")
+    parser.add_argument("--workdir", required=True, help="where logs and the hosts mapping go")
+    parser.add_argument("--cwd", default=None, help="the working directory of pod processes")
+    parser.add_argument("--namespace", action="append", dest="namespaces", help="serve only these namespaces")
+    parser.add_argument("--kubeconfig", default=None, help="passed to pods as KUBECONFIG")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    kubelet = ProcessKubelet(args.server, workdir=args.workdir, cwd=args.cwd, namespaces=args.namespaces,
-                             kubeconfig=args.kubeconfig).start()
+    kubelet = ProcessKubelet(
+        args.server,
+        workdir=args.workdir,
+        cwd=args.cwd,
+        namespaces=args.namespaces,
+        kubeconfig=args.kubeconfig,
+    ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f'process kubelet serving {args.server}; pod logs in {kubelet.logdir}; pod IPs {kubelet.ip_prefix}.x.y',
-          flush=True)
+    print(
+        f"process kubelet serving {args.server}; pod logs in {kubelet.logdir}; "
+        f"pod IPs {kubelet.ip_prefix}.x.y",
+        flush=True,
+    )
     stop.wait()
     kubelet.stop()
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recprep.errors import SourceError
 from recprep.delivery.batching import Features, iter_batches
 from recprep.delivery.shards import LocalShards, read_ledger
+from recprep.errors import SourceError
 
 from ..shard_outputs import criteo_output, layout_table, write_output
 
@@ -53,7 +53,8 @@ def check_against_reference(directory, batch_size: int):
     start = 0
     for b in batches:
         values, lengths, offsets, dense, labels = reference_batch(
-            rows[start : start + b.size], features.label, list(features.dense), list(features.sparse))
+            rows[start : start + b.size], features.label, list(features.dense), list(features.sparse)
+        )
         assert b.keys == features.sparse
         assert b.values.dtype == np.int64 and b.values.tolist() == values
         assert b.lengths.dtype == np.int64 and b.lengths.tolist() == lengths
@@ -102,7 +103,7 @@ def test_layout_with_every_sparse_kind_across_shards(tmp_path, batch_size):
 def test_feature_accessor_matches_the_layout(tmp_path):
     out = write_output(tmp_path / "out", [layout_table(40, seed=1)])
     (b,) = iter_batches(LocalShards(str(out)).open(), 40)
-    for i, key in enumerate(b.keys):
+    for i in range(len(b.keys)):
         ids, bag_offsets = b.feature(i)
         lengths = b.lengths[i * 40 : (i + 1) * 40]
         assert bag_offsets.tolist() == np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()

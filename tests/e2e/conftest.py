@@ -45,12 +45,29 @@ def chart_values(token: str) -> dict[str, Any]:
         "pools": {
             "cpu": {
                 "nodeSelector": {"cloud.google.com/gke-spot": "true", "e2e.recprep.io/run": token},
-                "tolerations": [{"key": "cloud.google.com/gke-spot", "operator": "Equal",
-                                 "value": "true", "effect": "NoSchedule"},
-                                {"key": f"spot-{token}", "operator": "Exists", "effect": "NoSchedule"}],
-                "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-                    {"weight": 10, "preference": {"matchExpressions": [
-                        {"key": "e2e.recprep.io/zone", "operator": "In", "values": [token]}]}}]}},
+                "tolerations": [
+                    {
+                        "key": "cloud.google.com/gke-spot",
+                        "operator": "Equal",
+                        "value": "true",
+                        "effect": "NoSchedule",
+                    },
+                    {"key": f"spot-{token}", "operator": "Exists", "effect": "NoSchedule"},
+                ],
+                "affinity": {
+                    "nodeAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 10,
+                                "preference": {
+                                    "matchExpressions": [
+                                        {"key": "e2e.recprep.io/zone", "operator": "In", "values": [token]}
+                                    ]
+                                },
+                            }
+                        ]
+                    }
+                },
             },
             "isp": {
                 "nodeSelector": {"recprep.io/storage-node": "true", "e2e.recprep.io/run": token},
@@ -59,11 +76,16 @@ def chart_values(token: str) -> dict[str, Any]:
             },
         },
         # Small requests: nothing schedules on them here, but the values must reach the pods.
-        "worker": {"resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
-                                 "limits": {"memory": "1Gi"}}},
+        "worker": {
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+        },
         # Pods here share the machine's filesystem; on a real cluster this is the shared volume.
-        "storage": {"volumes": [{"name": "data", "hostPath": {"path": "/var/lib/recprep", "type": "DirectoryOrCreate"}}],
-                    "volumeMounts": [{"name": "data", "mountPath": "/var/lib/recprep"}]},
+        "storage": {
+            "volumes": [
+                {"name": "data", "hostPath": {"path": "/var/lib/recprep", "type": "DirectoryOrCreate"}}
+            ],
+            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/recprep"}],
+        },
         "operator": {"env": {"RECPREP_RETIRE_TIMEOUT": "20"}},
     }
 
@@ -83,7 +105,12 @@ class Deployed:
     # --- the operator ---
 
     def operator_pod(self) -> dict:
-        pods = [p for p in self.cluster.get(f"{CHILD_KINDS['pod']}?labelSelector=recprep.io/component=operator")["items"]]
+        pods = [
+            p
+            for p in self.cluster.get(f"{CHILD_KINDS['pod']}?labelSelector=recprep.io/component=operator")[
+                "items"
+            ]
+        ]
         assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
         return pods[0]
 
@@ -131,17 +158,23 @@ class Deployed:
             status = self.status(name)
         except LookupError:
             status = "<gone>"
-        return (f"status: {status}\nchildren: {self.children(name)}\n"
-                f"operator log:\n{_tail(self.operator_log())}\ndriver log:\n{_tail(driver, 30)}")
+        return (
+            f"status: {status}\nchildren: {self.children(name)}\n"
+            f"operator log:\n{_tail(self.operator_log())}\ndriver log:\n{_tail(driver, 30)}"
+        )
 
     def wait_phase(self, name: str, phase: str, timeout: float) -> dict:
         """Wait until job ``name`` is in ``phase``; fail at once (with diagnostics) if it ends
         in another terminal phase."""
+
         def reached():
             status = self.status(name)
             if status.get("phase") in ("Succeeded", "Failed") and status["phase"] != phase:
-                raise AssertionError(f"{name} is {status['phase']}, expected {phase}\n{self.diagnostics(name)}")
+                raise AssertionError(
+                    f"{name} is {status['phase']}, expected {phase}\n{self.diagnostics(name)}"
+                )
             return status if status.get("phase") == phase else None
+
         try:
             return self.wait_for(reached, timeout=timeout, interval=0.25, ignore=(LookupError,))
         except TimeoutError:
@@ -159,8 +192,9 @@ def deployed(cluster, wait_for, tmp_path) -> Iterator[Deployed]:
     values = chart_values("run-" + secrets.token_hex(4))  # a string to YAML and helm alike
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    manifests = tools.helm_template(release=RELEASE, namespace=NAMESPACE, values_file=values_file,
-                                    include_crds=True)
+    manifests = tools.helm_template(
+        release=RELEASE, namespace=NAMESPACE, values_file=values_file, include_crds=True
+    )
 
     # `recprep` is the image's entrypoint; here pods are local processes, so put a `recprep`
     # on their PATH that runs this checkout with the test's interpreter, and let the Dask

@@ -29,9 +29,20 @@ CRITEO_TRANSFORMS = [
 ]
 
 
-def preprocess_job(name: str, output: Path, *, rows: int = 20000, rows_per_shard: int = 5000,
-                   seed: int = 1, transforms=CRITEO_TRANSFORMS, cpu=(1, 1), isp=(0, 0),
-                   backoff_limit: int = 2, ttl: int = 0, source: str | None = None) -> dict:
+def preprocess_job(
+    name: str,
+    output: Path,
+    *,
+    rows: int = 20000,
+    rows_per_shard: int = 5000,
+    seed: int = 1,
+    transforms=CRITEO_TRANSFORMS,
+    cpu=(1, 1),
+    isp=(0, 0),
+    backoff_limit: int = 2,
+    ttl: int = 0,
+    source: str | None = None,
+) -> dict:
     return {
         "apiVersion": "recprep.io/v1alpha1",
         "kind": "PreprocessJob",
@@ -49,7 +60,9 @@ def preprocess_job(name: str, output: Path, *, rows: int = 20000, rows_per_shard
 
 def ledger(output: Path) -> list[dict]:
     path = output / "_ledger.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
 
 
 def assert_committed_exactly_once(output: Path, shards: int) -> list[dict]:
@@ -93,13 +106,23 @@ def test_job_runs_to_succeeded_and_deletion_removes_children(deployed: Deployed,
 
     # ttlSecondsAfterFinished: 0 -> the scheduler and the workers go at once; driver and
     # ConfigMap stay with the PreprocessJob.
-    deployed.wait_for(lambda: [c for c in deployed.children("clicks") if not c.startswith("pod/")]
-                      == ["configmap/clicks-spec", "job/clicks-driver"], timeout=30, interval=0.2,
-                      message=f"the runtime was not cleaned up: {deployed.children('clicks')}")
+    deployed.wait_for(
+        lambda: (
+            [c for c in deployed.children("clicks") if not c.startswith("pod/")]
+            == ["configmap/clicks-spec", "job/clicks-driver"]
+        ),
+        timeout=30,
+        interval=0.2,
+        message=f"the runtime was not cleaned up: {deployed.children('clicks')}",
+    )
 
     deployed.kubectl("delete", "ppj", "clicks", "--timeout=20s")
-    deployed.wait_for(lambda: not deployed.children("clicks"), timeout=30, interval=0.2,
-                      message="children survived the deletion of their PreprocessJob")
+    deployed.wait_for(
+        lambda: not deployed.children("clicks"),
+        timeout=30,
+        interval=0.2,
+        message="children survived the deletion of their PreprocessJob",
+    )
 
 
 def test_invalid_job_fails_with_the_field_named(deployed: Deployed, tmp_path):
@@ -114,8 +137,9 @@ def test_invalid_job_fails_with_the_field_named(deployed: Deployed, tmp_path):
     assert "finalizers" not in deployed.ppj("broken")["metadata"]
     table = deployed.kubectl("get", "ppj", "broken").stdout.split("\n")
     assert table[1].split()[:3] == ["broken", "Failed", "0/?"], table
-    events = deployed.kubectl("get", "events", "--field-selector", "involvedObject.name=broken",
-                              "-o", "json").stdout
+    events = deployed.kubectl(
+        "get", "events", "--field-selector", "involvedObject.name=broken", "-o", "json"
+    ).stdout
     assert "spec.transforms[5].k" in events
 
 
@@ -127,16 +151,21 @@ def _reference_run(manifest: dict, output: Path) -> list[dict]:
     from recprep.workloads.runner import run_job
 
     job = load_job_dict(manifest)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc, \
-            Client(lc) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc,
+        Client(lc) as client,
+    ):
         run_job(job, output=str(output), client=client)
     return ledger(output)
 
 
 def _placement(pod: dict) -> dict:
     spec = pod["spec"]
-    return {"nodeSelector": spec.get("nodeSelector", {}), "tolerations": spec.get("tolerations", []),
-            "affinity": spec.get("affinity", {})}
+    return {
+        "nodeSelector": spec.get("nodeSelector", {}),
+        "tolerations": spec.get("tolerations", []),
+        "affinity": spec.get("affinity", {}),
+    }
 
 
 @pytest.mark.slow
@@ -148,27 +177,48 @@ def test_an_unseen_job_succeeds_with_the_expected_shards_and_pool_placement(depl
     transforms = [
         {"op": "fill_null", "columns": "dense", "value": rnd.choice([0, 1])},
         {"op": "log", "columns": "dense", "offset": 3},
-        {"op": "bucketize", "columns": ["I2"], "output": "I2_bucket",
-         "borders": sorted(rnd.sample(range(1, 200), 3))},
+        {
+            "op": "bucketize",
+            "columns": ["I2"],
+            "output": "I2_bucket",
+            "borders": sorted(rnd.sample(range(1, 200), 3)),
+        },
         {"op": "hex_to_int", "columns": "sparse"},
-        {"op": "sigrid_hash", "columns": "sparse", "salt": rnd.randrange(1000),
-         "maxValue": rnd.randrange(100, 100000)},
+        {
+            "op": "sigrid_hash",
+            "columns": "sparse",
+            "salt": rnd.randrange(1000),
+            "maxValue": rnd.randrange(100, 100000),
+        },
         {"op": "to_list", "columns": "sparse"},
         {"op": "firstx", "columns": "sparse", "k": rnd.randrange(1, 4)},
     ]
     out = tmp_path / "out"
-    manifest = preprocess_job(name, out, rows=rows, rows_per_shard=per_shard, seed=rnd.randrange(10**6),
-                              transforms=transforms, cpu=(1, 1), isp=(1, 1))
+    manifest = preprocess_job(
+        name,
+        out,
+        rows=rows,
+        rows_per_shard=per_shard,
+        seed=rnd.randrange(10**6),
+        transforms=transforms,
+        cpu=(1, 1),
+        isp=(1, 1),
+    )
     context = f"seed {seed}: {name}, {rows} rows, {per_shard} per shard"
     deployed.apply_job(manifest)
 
     # Both pools' pods carry the placement of the chart's values, and their Dask resource.
     def job_pods():
-        found = (deployed.pods(name, "worker", "cpu"), deployed.pods(name, "worker", "isp"),
-                 deployed.pods(name, "driver"))
+        found = (
+            deployed.pods(name, "worker", "cpu"),
+            deployed.pods(name, "worker", "isp"),
+            deployed.pods(name, "driver"),
+        )
         return found if all(found) else None
-    cpu_pods, isp_pods, driver_pods = deployed.wait_for(job_pods, timeout=60, interval=0.2,
-                                                        message=f"{context}: no worker or driver pods")
+
+    cpu_pods, isp_pods, driver_pods = deployed.wait_for(
+        job_pods, timeout=60, interval=0.2, message=f"{context}: no worker or driver pods"
+    )
     pools = deployed.values["pools"]
     for pod in cpu_pods:
         assert _placement(pod) == pools["cpu"], context
@@ -181,8 +231,9 @@ def test_an_unseen_job_succeeds_with_the_expected_shards_and_pool_placement(depl
     storage = deployed.values["storage"]
     for pod in [*cpu_pods, *isp_pods, *driver_pods]:
         assert [v for v in pod["spec"]["volumes"] if v["name"] != "tmp"] == storage["volumes"]
-        assert [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] != "tmp"] == \
-            storage["volumeMounts"]
+        assert [m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] != "tmp"] == storage[
+            "volumeMounts"
+        ]
 
     t0 = time.monotonic()
     status = deployed.wait_phase(name, "Succeeded", timeout=120)
@@ -194,15 +245,17 @@ def test_an_unseen_job_succeeds_with_the_expected_shards_and_pool_placement(depl
 
     # The same bytes as the same job run locally, without Kubernetes.
     reference = _reference_run(manifest, tmp_path / "reference")
-    assert sorted((e["shard"], e["rows"], e["sha256"]) for e in entries) == \
-        sorted((e["shard"], e["rows"], e["sha256"]) for e in reference), context
+    assert sorted((e["shard"], e["rows"], e["sha256"]) for e in entries) == sorted(
+        (e["shard"], e["rows"], e["sha256"]) for e in reference
+    ), context
 
 
 def _wait_committed(deployed: Deployed, output: Path, at_least: int, timeout: float, name: str) -> int:
     """Wait until the ledger holds ``at_least`` shards; how many it holds."""
     try:
-        return deployed.wait_for(lambda: len(ledger(output)) >= at_least and len(ledger(output)),
-                                 timeout=timeout, interval=0.1)
+        return deployed.wait_for(
+            lambda: len(ledger(output)) >= at_least and len(ledger(output)), timeout=timeout, interval=0.1
+        )
     except TimeoutError:
         pytest.fail(f"fewer than {at_least} shards committed in {timeout}s\n{deployed.diagnostics(name)}")
 
@@ -228,11 +281,19 @@ def test_operator_killed_mid_job_resumes_and_the_job_completes_exactly_once(depl
     # finds the job mid-run and carries on from the objects and the status alone.
     try:
         # (The deadline allows for a loaded machine: kopf's start-up is most of it.)
-        deployed.wait_for(lambda: deployed.operator_pod()["status"]["containerStatuses"][0]["restartCount"] >= 1
-                          and deployed.operator_ready(), timeout=90, interval=0.2)
+        deployed.wait_for(
+            lambda: (
+                deployed.operator_pod()["status"]["containerStatuses"][0]["restartCount"] >= 1
+                and deployed.operator_ready()
+            ),
+            timeout=90,
+            interval=0.2,
+        )
     except TimeoutError:
-        pytest.fail(f"the operator was not restarted: {deployed.operator_pod()['status']}\n"
-                    f"{deployed.diagnostics('resume')}")
+        pytest.fail(
+            f"the operator was not restarted: {deployed.operator_pod()['status']}\n"
+            f"{deployed.diagnostics('resume')}"
+        )
     status = deployed.wait_phase("resume", "Succeeded", timeout=180)
     print(f"Succeeded after {time.monotonic() - t0:.1f}s")
     assert deployed.operator_pod()["metadata"]["name"] == before["metadata"]["name"]
@@ -242,9 +303,15 @@ def test_operator_killed_mid_job_resumes_and_the_job_completes_exactly_once(depl
     assert status["driver"] == {"active": 0, "failed": 0, "succeeded": 1}
     # No duplicate children: one of each (the runtime goes after ttlSecondsAfterFinished: 0),
     # one driver attempt; the restarted operator created nothing.
-    deployed.wait_for(lambda: [c for c in deployed.children("resume") if not c.startswith("pod/")]
-                      == ["configmap/resume-spec", "job/resume-driver"], timeout=30, interval=0.2,
-                      message=f"unexpected children: {deployed.children('resume')}")
+    deployed.wait_for(
+        lambda: (
+            [c for c in deployed.children("resume") if not c.startswith("pod/")]
+            == ["configmap/resume-spec", "job/resume-driver"]
+        ),
+        timeout=30,
+        interval=0.2,
+        message=f"unexpected children: {deployed.children('resume')}",
+    )
     assert len(deployed.pods("resume", "driver")) == 1
     assert deployed.operator_pod()["status"]["containerStatuses"][0]["restartCount"] == 1
     # The container log spans both processes: the children were created once, before the kill.
@@ -254,8 +321,9 @@ def test_operator_killed_mid_job_resumes_and_the_job_completes_exactly_once(depl
 @pytest.mark.slow
 def test_a_killed_driver_is_retried_and_resumes_from_the_ledger(deployed: Deployed, tmp_path):
     out = tmp_path / "out"
-    deployed.apply_job(preprocess_job("retry", out, rows=LONG_ROWS, rows_per_shard=LONG_SHARD,
-                                      backoff_limit=1))
+    deployed.apply_job(
+        preprocess_job("retry", out, rows=LONG_ROWS, rows_per_shard=LONG_SHARD, backoff_limit=1)
+    )
     _wait_committed(deployed, out, 2, timeout=60, name="retry")
     (first,) = deployed.pods("retry", "driver")
     deployed.kill(first)
@@ -263,8 +331,11 @@ def test_a_killed_driver_is_retried_and_resumes_from_the_ledger(deployed: Deploy
     assert committed < SHARDS, "the job finished before the driver was killed: make it longer"
 
     # The Job's retry (backoffLimit 1) is a second pod; the job reports the failed attempt.
-    retrying = deployed.wait_for(lambda: (s := deployed.status("retry")).get("driver", {}).get("failed") == 1
-                                 and s, timeout=30, interval=0.2)
+    retrying = deployed.wait_for(
+        lambda: (s := deployed.status("retry")).get("driver", {}).get("failed") == 1 and s,
+        timeout=30,
+        interval=0.2,
+    )
     assert retrying["phase"] == "Running" and "retrying" in retrying["message"], retrying
     status = deployed.wait_phase("retry", "Succeeded", timeout=180)
     assert status["driver"] == {"active": 0, "failed": 1, "succeeded": 1}
@@ -272,7 +343,9 @@ def test_a_killed_driver_is_retried_and_resumes_from_the_ledger(deployed: Deploy
     assert status["progressText"] == f"{SHARDS}/{SHARDS}"
     assert status["rows"]["done"] == LONG_ROWS
 
-    second = [p for p in deployed.pods("retry", "driver") if p["metadata"]["name"] != first["metadata"]["name"]]
+    second = [
+        p for p in deployed.pods("retry", "driver") if p["metadata"]["name"] != first["metadata"]["name"]
+    ]
     assert len(second) == 1
     log = deployed.kubelet.logs(second[0]["metadata"]["name"])
     skipped = int(log.split("already committed")[0].rsplit("(", 1)[1])
@@ -303,6 +376,7 @@ def _scheduler_workers(deployed: Deployed, name: str) -> dict:
     async def identity():
         async with rpc(f"tcp://{pod['status']['podIP']}:8786") as scheduler:
             return await scheduler.identity()
+
     return asyncio.run(identity())["workers"]
 
 
@@ -315,16 +389,25 @@ def _condition(status: dict, type_: str) -> dict:
 
 
 @pytest.mark.slow
-def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_everything(deployed: Deployed,
-                                                                                       tmp_path):
+def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_everything(
+    deployed: Deployed, tmp_path
+):
     out = tmp_path / "out"
     # long enough to stay Running through every step below on a fast data plane (~600 shards;
     # the job is deleted mid-run at the end)
-    deployed.apply_job(preprocess_job("elastic", out, rows=12_000_000, rows_per_shard=LONG_SHARD,
-                                      cpu=(2, 2), isp=(1, 1)))
-    deployed.wait_for(lambda: deployed.status("elastic").get("workers") == {"cpu": 2, "isp": 1}
-                      and deployed.status("elastic").get("phase") == "Running", timeout=60, interval=0.2,
-                      ignore=(LookupError,), message="the pools did not fill")
+    deployed.apply_job(
+        preprocess_job("elastic", out, rows=12_000_000, rows_per_shard=LONG_SHARD, cpu=(2, 2), isp=(1, 1))
+    )
+    deployed.wait_for(
+        lambda: (
+            deployed.status("elastic").get("workers") == {"cpu": 2, "isp": 1}
+            and deployed.status("elastic").get("phase") == "Running"
+        ),
+        timeout=60,
+        interval=0.2,
+        ignore=(LookupError,),
+        message="the pools did not fill",
+    )
     _wait_committed(deployed, out, 1, timeout=60, name="elastic")
     workers = _scheduler_workers(deployed, "elastic")
     isp_pods = {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "isp")}
@@ -334,8 +417,12 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
 
     # Scale-down: one CPU worker goes, retired through the scheduler before its pod is deleted.
     _patch_pools(deployed, "elastic", {"cpu": {"min": 1, "max": 1}})
-    deployed.wait_for(lambda: len(deployed.pods("elastic", "worker", "cpu")) == 1, timeout=60, interval=0.2,
-                      message=f"no scale-down\n{deployed.diagnostics('elastic')}")
+    deployed.wait_for(
+        lambda: len(deployed.pods("elastic", "worker", "cpu")) == 1,
+        timeout=60,
+        interval=0.2,
+        message=f"no scale-down\n{deployed.diagnostics('elastic')}",
+    )
     (kept,) = [p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "cpu")]
     (gone,) = cpu_before - {kept}
     log = deployed.operator_log()
@@ -346,28 +433,44 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
         lines = deployed.kubelet.logs(scheduler_pod["metadata"]["name"]).splitlines()
         at = [i for i, line in enumerate(lines) if "Remove worker" in line and gone in line]
         return (lines, at[0]) if at else None
-    scheduler_log, removed = deployed.wait_for(removal, timeout=30, interval=0.2,
-                                               message=f"the scheduler never removed {gone}")
-    address = next(part for part in scheduler_log[removed].replace(",", " ").split() if part.startswith("tcp://"))
+
+    scheduler_log, removed = deployed.wait_for(
+        removal, timeout=30, interval=0.2, message=f"the scheduler never removed {gone}"
+    )
+    address = next(
+        part for part in scheduler_log[removed].replace(",", " ").split() if part.startswith("tcp://")
+    )
     retired = [i for i, line in enumerate(scheduler_log) if "Retire worker" in line and address in line]
     assert retired and retired[0] < removed, "\n".join(scheduler_log[-40:])
-    status = deployed.wait_for(lambda: (s := deployed.status("elastic")).get("workers", {}).get("cpu") == 1 and s,
-                               timeout=30, interval=0.2)
+    status = deployed.wait_for(
+        lambda: (s := deployed.status("elastic")).get("workers", {}).get("cpu") == 1 and s,
+        timeout=30,
+        interval=0.2,
+    )
     assert _condition(status, "SpecApplied")["status"] == "True"
     assert status["observedGeneration"] == deployed.ppj("elastic")["metadata"]["generation"] == 2
 
     # Scale-up: the new minimum is applied at once.
     _patch_pools(deployed, "elastic", {"cpu": {"min": 2, "max": 3}})
-    status = deployed.wait_for(lambda: (s := deployed.status("elastic")).get("workers", {}).get("cpu") == 2 and s,
-                               timeout=60, interval=0.2, message="no scale-up")
+    status = deployed.wait_for(
+        lambda: (s := deployed.status("elastic")).get("workers", {}).get("cpu") == 2 and s,
+        timeout=60,
+        interval=0.2,
+        message="no scale-up",
+    )
     assert kept in {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "cpu")}
     deployed.wait_for(lambda: deployed.status("elastic").get("observedGeneration") == 3, timeout=30)
 
     # An invalid change is refused with the field named; the pools stay as they are.
     _patch_pools(deployed, "elastic", {"cpu": {"min": 3, "max": 1}})
-    refused = deployed.wait_for(lambda: _condition(deployed.status("elastic"), "SpecApplied").get("status")
-                                == "False" and _condition(deployed.status("elastic"), "SpecApplied"),
-                                timeout=30, interval=0.2)
+    refused = deployed.wait_for(
+        lambda: (
+            _condition(deployed.status("elastic"), "SpecApplied").get("status") == "False"
+            and _condition(deployed.status("elastic"), "SpecApplied")
+        ),
+        timeout=30,
+        interval=0.2,
+    )
     assert "spec.pools.cpu" in refused["message"] and "min (3) must not exceed max (1)" in refused["message"]
     deployment = deployed.cluster.get("/apis/apps/v1/namespaces/default/deployments/elastic-worker-cpu")
     assert deployment["spec"]["replicas"] == 2
@@ -376,8 +479,12 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
 
     # Deleting the running job removes every child, pods included.
     deployed.kubectl("delete", "ppj", "elastic", "--timeout=20s")
-    deployed.wait_for(lambda: not deployed.children("elastic"), timeout=30, interval=0.2,
-                      message=f"children survived: {deployed.children('elastic')}")
+    deployed.wait_for(
+        lambda: not deployed.children("elastic"),
+        timeout=30,
+        interval=0.2,
+        message=f"children survived: {deployed.children('elastic')}",
+    )
     shards = [e["shard"] for e in ledger(out)]
     assert len(shards) == len(set(shards)), "a shard was committed twice"
 
@@ -387,15 +494,44 @@ def _trainer_job(name: str, service: str, rank: int, world_size: int, secret: st
     Indexed Jobs). The address comes from the Service's environment variables: the kubelet's
     DNS emulation covers Python sockets, and Flight's gRPC core resolves names itself."""
     env_name = service.upper().replace("-", "_")
-    command = ["recprep", "train", f"--service=grpc://$({env_name}_SERVICE_HOST):$({env_name}_SERVICE_PORT_FLIGHT)",
-               "--group=e2e", f"--rank={rank}", f"--world-size={world_size}", "--batch-size=1000",
-               "--embedding-dim=4", "--threads=1", "--device=cpu", "--json"]
+    command = [
+        "recprep",
+        "train",
+        f"--service=grpc://$({env_name}_SERVICE_HOST):$({env_name}_SERVICE_PORT_FLIGHT)",
+        "--group=e2e",
+        f"--rank={rank}",
+        f"--world-size={world_size}",
+        "--batch-size=1000",
+        "--embedding-dim=4",
+        "--threads=1",
+        "--device=cpu",
+        "--json",
+    ]
     return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{
-            "name": "trainer", "image": "recprep-train:0.1.0", "command": command,
-            "env": [{"name": "RECPREP_SHARD_TOKEN",
-                     "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]}]}}},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": "recprep-train:0.1.0",
+                            "command": command,
+                            "env": [
+                                {
+                                    "name": "RECPREP_SHARD_TOKEN",
+                                    "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}},
+                                }
+                            ],
+                        }
+                    ],
+                }
+            },
+        },
     }
 
 
@@ -408,7 +544,9 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
     import secrets
 
     out = tmp_path / "out"
-    deployed.kubectl("create", "secret", "generic", "feed-token", f"--from-literal=token={secrets.token_hex(8)}")
+    deployed.kubectl(
+        "create", "secret", "generic", "feed-token", f"--from-literal=token={secrets.token_hex(8)}"
+    )
     manifest = preprocess_job("feed", out, ttl=0)
     manifest["spec"]["serve"] = {"port": 8815, "tokenSecret": "feed-token"}
     t0 = time.monotonic()
@@ -416,15 +554,25 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
 
     # The follower creates the shard service once the driver has opened the output.
     deployments = "/apis/apps/v1/namespaces/default/deployments"
-    deployed.wait_for(lambda: (deployed.cluster.get(f"{deployments}/feed-shards").get("status") or {})
-                      .get("readyReplicas") == 1, timeout=60, interval=0.2, ignore=(LookupError,),
-                      message=f"no ready shard service\n{deployed.diagnostics('feed')}")
+    deployed.wait_for(
+        lambda: (
+            (deployed.cluster.get(f"{deployments}/feed-shards").get("status") or {}).get("readyReplicas") == 1
+        ),
+        timeout=60,
+        interval=0.2,
+        ignore=(LookupError,),
+        message=f"no ready shard service\n{deployed.diagnostics('feed')}",
+    )
     (pod,) = deployed.pods("feed", "shards")
     (server,) = pod["spec"]["containers"]
     assert server["command"][:3] == ["recprep", "serve", str(out)] and "--token-env" in server["command"]
     hosts = deployed.kubelet.hosts_file
-    deployed.wait_for(lambda: json.loads(hosts.read_text())["services"].get("feed-shards.default", {}).get("links"),
-                      timeout=10, interval=0.1, message="the Service has no ready endpoint")
+    deployed.wait_for(
+        lambda: json.loads(hosts.read_text())["services"].get("feed-shards.default", {}).get("links"),
+        timeout=10,
+        interval=0.1,
+        message="the Service has no ready endpoint",
+    )
 
     # Two ranks of one group, each a Job reading the Service with the token from the Secret.
     for rank in (0, 1):
@@ -434,9 +582,12 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
     def trained():
         done = [deployed.cluster.get(f"{jobs}/feed-trainer-{r}").get("status") or {} for r in (0, 1)]
         if any(s.get("failed") for s in done):
-            raise AssertionError(deployed.kubectl("logs", "job/feed-trainer-0", check=False).stdout[-3000:]
-                                 + deployed.kubectl("logs", "job/feed-trainer-1", check=False).stdout[-3000:])
+            raise AssertionError(
+                deployed.kubectl("logs", "job/feed-trainer-0", check=False).stdout[-3000:]
+                + deployed.kubectl("logs", "job/feed-trainer-1", check=False).stdout[-3000:]
+            )
         return all(s.get("succeeded") for s in done)
+
     deployed.wait_for(trained, timeout=90, interval=0.25, message="the trainers did not finish")
     reports = [_json_line(deployed.kubectl("logs", f"job/feed-trainer-{r}").stdout) for r in (0, 1)]
     print(f"both trainers done after {time.monotonic() - t0:.1f}s")
@@ -447,7 +598,9 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
     assert all(acked) and not set(acked[0]) & set(acked[1]), acked  # disjoint ranks
     assert sorted(acked[0] + acked[1]) == [0, 1, 2, 3]  # every shard, each once
     assert [r["samples"] for r in reports] == [sum(rows[s] for s in a) for a in acked]
-    assert {(r["table_rows"], r["table_rows_note"].split(":")[0]) for r in reports} == {(1000, "from the job")}
+    assert {(r["table_rows"], r["table_rows_note"].split(":")[0]) for r in reports} == {
+        (1000, "from the job")
+    }
     # the acknowledgements are on the job's storage, where a restarted server finds them
     (log,) = out.glob("_service/*/e2e.acks.jsonl")
     assert sorted(json.loads(line)["shard"] for line in log.read_text().splitlines()[1:]) == [0, 1, 2, 3]
@@ -455,10 +608,20 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
     # After ttlSecondsAfterFinished (0) the runtime goes; the shard service stays with the job.
     status = deployed.wait_phase("feed", "Succeeded", timeout=60)
     assert status["shardService"] == {"name": "feed-shards", "url": "grpc://feed-shards.default.svc:8815"}
-    deployed.wait_for(lambda: [c for c in deployed.children("feed") if not c.startswith("pod/")]
-                      == ["configmap/feed-spec", "deployment/feed-shards", "job/feed-driver", "service/feed-shards"],
-                      timeout=30, interval=0.2, message=f"unexpected children: {deployed.children('feed')}")
+    deployed.wait_for(
+        lambda: (
+            [c for c in deployed.children("feed") if not c.startswith("pod/")]
+            == ["configmap/feed-spec", "deployment/feed-shards", "job/feed-driver", "service/feed-shards"]
+        ),
+        timeout=30,
+        interval=0.2,
+        message=f"unexpected children: {deployed.children('feed')}",
+    )
     assert deployed.operator_log().count("created Deployment/feed-shards, Service/feed-shards") == 1
     deployed.kubectl("delete", "ppj", "feed", "--timeout=20s")
-    deployed.wait_for(lambda: not deployed.children("feed"), timeout=30, interval=0.2,
-                      message=f"children survived: {deployed.children('feed')}")
+    deployed.wait_for(
+        lambda: not deployed.children("feed"),
+        timeout=30,
+        interval=0.2,
+        message=f"children survived: {deployed.children('feed')}",
+    )

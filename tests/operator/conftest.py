@@ -15,27 +15,59 @@ POD_DEFAULTS = {
         "cpu": {
             "nodeSelector": {"node.example.com/pool": "batch"},
             "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
-            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 50, "preference": {"matchExpressions": [
-                    {"key": "node.example.com/zone", "operator": "In", "values": ["a"]}]}}]}},
+            "affinity": {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 50,
+                            "preference": {
+                                "matchExpressions": [
+                                    {"key": "node.example.com/zone", "operator": "In", "values": ["a"]}
+                                ]
+                            },
+                        }
+                    ]
+                }
+            },
         },
         "isp": {
             "nodeSelector": {"recprep.io/storage-node": "true"},
-            "tolerations": [{"key": "storage", "operator": "Equal", "value": "only",
-                             "effect": "NoSchedule"}],
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": [
-                    {"key": "node.example.com/disk", "operator": "In", "values": ["nvme"]}]}]}}},
+            "tolerations": [{"key": "storage", "operator": "Equal", "value": "only", "effect": "NoSchedule"}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "node.example.com/disk", "operator": "In", "values": ["nvme"]}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
         },
     },
     "worker": {"resources": {"requests": {"cpu": "2", "memory": "3Gi"}, "limits": {"memory": "3Gi"}}},
-    "storage": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "recprep-data"}}],
-                "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
-    "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                           "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
-    "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                        "runAsNonRoot": True, "runAsUser": 10001, "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"}},
+    "storage": {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "recprep-data"}}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    },
+    "podSecurityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
 }
 
 ENV = {
@@ -58,8 +90,7 @@ def job_document(name: str = "clicks", preemptible: bool = True, **spec) -> dict
                 {"op": "sigrid_hash", "columns": "sparse", "salt": 7, "maxValue": 1000},
             ],
             "output": {"uri": "/data/out/clicks", "rowsPerShard": 4096},
-            "pools": {"cpu": {"min": 1, "max": 6, "preemptible": preemptible},
-                      "isp": {"min": 0, "max": 2}},
+            "pools": {"cpu": {"min": 1, "max": 6, "preemptible": preemptible}, "isp": {"min": 0, "max": 2}},
             "backoffLimit": 4,
             **spec,
         },
@@ -88,8 +119,10 @@ def dask_workers():
     def start(workers: dict[str, dict]):
         cluster = SpecCluster(
             scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
-            workers={name: {"cls": Worker, "options": {"nthreads": 1, "resources": resources}}
-                     for name, resources in workers.items()},
+            workers={
+                name: {"cls": Worker, "options": {"nthreads": 1, "resources": resources}}
+                for name, resources in workers.items()
+            },
             silence_logs=False,
         )
         client = Client(cluster)

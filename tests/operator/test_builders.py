@@ -102,8 +102,11 @@ def test_scheduler_service_selects_the_scheduler_pod_only(job, settings):
     service = builders.build_scheduler_service(job, settings)
     assert service["metadata"]["name"] == labels.scheduler_name("clicks")
     selector = service["spec"]["selector"]
-    selected = [d["metadata"]["name"] for d in with_pods(docs)
-                if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+    selected = [
+        d["metadata"]["name"]
+        for d in with_pods(docs)
+        if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
     assert selected == ["clicks-scheduler"]
     ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
     assert ports == {"comm": (8786, "comm"), "dashboard": (8787, "dashboard")}
@@ -116,10 +119,21 @@ def test_worker_command_and_env(job, settings):
         deploy = builders.build_worker_deployment(job, pool, settings, 1)
         (container,) = pod_spec(deploy)["containers"]
         assert container["command"] == [
-            "dask", "worker", "tcp://clicks-scheduler:8786", "--nthreads", "1", "--nworkers", "1",
-            "--name", "$(POD_NAME)", "--resources", resource,
+            "dask",
+            "worker",
+            "tcp://clicks-scheduler:8786",
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "1",
+            "--name",
+            "$(POD_NAME)",
+            "--resources",
+            resource,
         ]
-        assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+        assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container[
+            "env"
+        ]
         assert container["resources"] == POD_DEFAULTS["worker"]["resources"]
         assert deploy["spec"]["template"]["metadata"]["labels"][labels.POOL] == pool
         assert deploy["spec"]["selector"]["matchLabels"] == labels.selector("clicks", "worker", pool)
@@ -155,9 +169,17 @@ def test_isp_workers_are_pinned_to_storage_nodes(job, settings):
     assert command[command.index("--resources") + 1] == "isp=1"
 
 
-@pytest.mark.parametrize("pool, asked, expected", [
-    ("cpu", 0, 1), ("cpu", 3, 3), ("cpu", 99, 6), ("isp", 0, 0), ("isp", 5, 2), ("isp", -1, 0),
-])
+@pytest.mark.parametrize(
+    "pool, asked, expected",
+    [
+        ("cpu", 0, 1),
+        ("cpu", 3, 3),
+        ("cpu", 99, 6),
+        ("isp", 0, 0),
+        ("isp", 5, 2),
+        ("isp", -1, 0),
+    ],
+)
 def test_worker_replicas_are_clamped_to_the_pool_bounds(job, settings, pool, asked, expected):
     assert builders.build_worker_deployment(job, pool, settings, asked)["spec"]["replicas"] == expected
 
@@ -197,8 +219,9 @@ def test_driver_reaches_the_scheduler_service(job, settings):
 def test_configmap_round_trips_to_an_equal_job(job, settings):
     children = builders.build_children(job, settings)
     configmap = by_kind(children, "ConfigMap")[0]
-    (env,) = [e for e in pod_spec(by_kind(children, "Job")[0])["containers"][0]["env"]
-              if e["name"] == "RECPREP_JOB"]
+    (env,) = [
+        e for e in pod_spec(by_kind(children, "Job")[0])["containers"][0]["env"] if e["name"] == "RECPREP_JOB"
+    ]
     assert env["valueFrom"]["configMapKeyRef"]["name"] == configmap["metadata"]["name"]
     assert env["valueFrom"]["configMapKeyRef"]["key"] in configmap["data"]
     loaded = load_job_dict(yaml.safe_load(configmap["data"]["job.yaml"]), "job.yaml")
@@ -208,8 +231,13 @@ def test_configmap_round_trips_to_an_equal_job(job, settings):
 
 def test_configmap_drops_server_metadata_and_status(settings):
     body = job_document()
-    body["metadata"] = {"name": "clicks", "namespace": "team-a", "uid": "1234", "resourceVersion": "9",
-                        "labels": {"team": "a"}}
+    body["metadata"] = {
+        "name": "clicks",
+        "namespace": "team-a",
+        "uid": "1234",
+        "resourceVersion": "9",
+        "labels": {"team": "a"},
+    }
     body["status"] = {"phase": "Running"}
     job = load_job_dict(body)
     doc = yaml.safe_load(builders.build_job_configmap(job, settings)["data"]["job.yaml"])
@@ -219,11 +247,18 @@ def test_configmap_drops_server_metadata_and_status(settings):
 
 
 def test_owner_reference():
-    body = {"apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob",
-            "metadata": {"name": "clicks", "uid": "u-1", "namespace": "recprep"}}
+    body = {
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "clicks", "uid": "u-1", "namespace": "recprep"},
+    }
     assert builders.owner_reference(body) == {
-        "apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob", "name": "clicks", "uid": "u-1",
-        "controller": True, "blockOwnerDeletion": True,
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "name": "clicks",
+        "uid": "u-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
     }
     with pytest.raises(ValueError, match="missing metadata.uid"):
         builders.owner_reference({**body, "metadata": {"name": "clicks"}})
@@ -234,8 +269,16 @@ def test_builders_import_no_kubernetes_client_and_no_data_plane():
 
     The mechanisms (kopf glue, API calls, the scheduler link) may import kopf, the client or
     distributed; no operator module imports the data plane."""
-    pure = {"__init__.py", "labels.py", "settings.py", "podspec.py", "builders.py", "status.py",
-            "scaling.py", "updates.py"}
+    pure = {
+        "__init__.py",
+        "labels.py",
+        "settings.py",
+        "podspec.py",
+        "builders.py",
+        "status.py",
+        "scaling.py",
+        "updates.py",
+    }
     mechanisms = {"handlers.py", "main.py", "kube.py", "follow.py", "pools.py", "scheduler.py"}
     found = {path.name for path in OPERATOR.glob("*.py")}
     assert found == pure | mechanisms, f"classify the new modules: {found - pure - mechanisms}"
@@ -275,7 +318,9 @@ def test_driver_and_workers_mount_the_storage_of_the_values_and_the_scheduler_do
 
 
 def serving_job(**serve):
-    return load_job_dict(job_document(serve={"port": 9100, "tokenSecret": "clicks-token", "seed": 3, **serve}))
+    return load_job_dict(
+        job_document(serve={"port": 9100, "tokenSecret": "clicks-token", "seed": 3, **serve})
+    )
 
 
 def test_no_shard_service_without_serve(job, settings):
@@ -295,10 +340,25 @@ def test_shard_deployment_runs_recprep_serve_on_the_output_with_the_token_from_t
     assert deploy["spec"]["strategy"] == {"type": "Recreate"}  # one server per acknowledgement state
     pod = pod_spec(deploy)
     (container,) = pod["containers"]
-    assert container["command"] == ["recprep", "serve", "/data/out/clicks", "--host", "0.0.0.0",
-                                    "--port", "9100", "--seed", "3", "--token-env", "RECPREP_SHARD_TOKEN"]
-    assert container["env"] == [{"name": "RECPREP_SHARD_TOKEN", "valueFrom": {
-        "secretKeyRef": {"name": "clicks-token", "key": "token"}}}]
+    assert container["command"] == [
+        "recprep",
+        "serve",
+        "/data/out/clicks",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9100",
+        "--seed",
+        "3",
+        "--token-env",
+        "RECPREP_SHARD_TOKEN",
+    ]
+    assert container["env"] == [
+        {
+            "name": "RECPREP_SHARD_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "clicks-token", "key": "token"}},
+        }
+    ]
     assert container["ports"] == [{"name": "flight", "containerPort": 9100, "protocol": "TCP"}]
     assert container["readinessProbe"]["tcpSocket"] == {"port": "flight"}
     assert container["resources"] == settings.shards_resources
@@ -306,7 +366,9 @@ def test_shard_deployment_runs_recprep_serve_on_the_output_with_the_token_from_t
     assert pod["securityContext"] == POD_DEFAULTS["podSecurityContext"]
     assert container["securityContext"] == POD_DEFAULTS["securityContext"]
     assert [v for v in pod["volumes"] if v["name"] != "tmp"] == POD_DEFAULTS["storage"]["volumes"]
-    assert [m for m in container["volumeMounts"] if m["name"] != "tmp"] == POD_DEFAULTS["storage"]["volumeMounts"]
+    assert [m for m in container["volumeMounts"] if m["name"] != "tmp"] == POD_DEFAULTS["storage"][
+        "volumeMounts"
+    ]
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert pod_labels == deploy["metadata"]["labels"] == labels.component_labels("clicks", labels.SHARDS)
     assert deploy["spec"]["selector"]["matchLabels"] == labels.selector("clicks", labels.SHARDS)
@@ -316,11 +378,18 @@ def test_shard_service_selects_the_shard_server_only(settings):
     job = serving_job()
     service = builders.build_shard_service(job, settings)
     assert (service["kind"], service["metadata"]["name"]) == ("Service", "clicks-shards")
-    assert service["spec"]["ports"] == [{"name": "flight", "port": 9100, "targetPort": "flight", "protocol": "TCP"}]
-    pods = with_pods(builders.build_children(job, settings) + builders.build_shard_service_children(job, settings))
+    assert service["spec"]["ports"] == [
+        {"name": "flight", "port": 9100, "targetPort": "flight", "protocol": "TCP"}
+    ]
+    pods = with_pods(
+        builders.build_children(job, settings) + builders.build_shard_service_children(job, settings)
+    )
     selector = service["spec"]["selector"]
-    assert [d["metadata"]["name"] for d in pods
-            if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()] == ["clicks-shards"]
+    assert [
+        d["metadata"]["name"]
+        for d in pods
+        if selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    ] == ["clicks-shards"]
     assert builders.shard_service_url(job, settings) == "grpc://clicks-shards.recprep.svc:9100"
 
 
@@ -329,8 +398,17 @@ def test_shard_service_without_a_token_and_with_a_file_uri(settings):
     doc["spec"]["output"]["uri"] = "file:///data/out/clicks"
     deploy = builders.build_shard_deployment(load_job_dict(doc), settings)
     (container,) = pod_spec(deploy)["containers"]
-    assert container["command"] == ["recprep", "serve", "/data/out/clicks", "--host", "0.0.0.0",
-                                    "--port", "8815", "--seed", "0"]
+    assert container["command"] == [
+        "recprep",
+        "serve",
+        "/data/out/clicks",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8815",
+        "--seed",
+        "0",
+    ]
     assert "env" not in container
 
 

@@ -11,8 +11,9 @@ from .conftest import job_document
 
 
 def test_operator_subcommand_parses():
-    args = cli.parser().parse_args(["operator", "--standalone", "--namespace", "ns",
-                                    "--liveness", "http://0.0.0.0:8080/healthz"])
+    args = cli.parser().parse_args(
+        ["operator", "--standalone", "--namespace", "ns", "--liveness", "http://0.0.0.0:8080/healthz"]
+    )
     assert (args.standalone, args.namespace, args.liveness) == (True, "ns", "http://0.0.0.0:8080/healthz")
     assert args.fn is cli.cmd_operator
     default = cli.parser().parse_args(["operator"])

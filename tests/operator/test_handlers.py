@@ -17,10 +17,10 @@ from recprep.operator import handlers, labels  # noqa: E402
 from recprep.operator import status as st  # noqa: E402
 from recprep.operator.settings import Settings  # noqa: E402
 
-from .conftest import job_document  # noqa: E402
-
 # The emulated cluster's fixtures (they skip without kmock).
 from tests.cluster.conftest import cluster, kubectl  # noqa: E402,F401
+
+from .conftest import job_document  # noqa: E402
 
 LOGGER = logging.getLogger("test.handlers")
 
@@ -65,8 +65,12 @@ def test_startup_tunes_kopf_and_keeps_the_operator_state_in_the_memo(memo):
 
 
 def test_invalid_spec_patches_failed_and_raises_permanent_error(memo):
-    doc = job_document(transforms=[{"op": "fill_null", "columns": "dense", "value": 0},
-                                   {"op": "firstx", "columns": "sparse", "k": 0}])
+    doc = job_document(
+        transforms=[
+            {"op": "fill_null", "columns": "dense", "value": 0},
+            {"op": "firstx", "columns": "sparse", "k": 0},
+        ]
+    )
 
     class NoApi:  # the invalid path must not touch the cluster
         def __getattr__(self, name):
@@ -85,6 +89,7 @@ def test_invalid_spec_patches_failed_and_raises_permanent_error(memo):
 
 def _api_client(cluster):
     from kubernetes import config as k8s_config
+
     return k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
 
 
@@ -96,9 +101,12 @@ def _children(cluster, name: str) -> dict[str, list[str]]:
         "Deployment": "/apis/apps/v1/namespaces/default/deployments",
         "Job": "/apis/batch/v1/namespaces/default/jobs",
     }
-    return {kind: sorted(item["metadata"]["name"]
-                         for item in cluster.get(f"{path}?labelSelector={selector}")["items"])
-            for kind, path in paths.items()}
+    return {
+        kind: sorted(
+            item["metadata"]["name"] for item in cluster.get(f"{path}?labelSelector={selector}")["items"]
+        )
+        for kind, path in paths.items()
+    }
 
 
 def test_valid_spec_creates_children_idempotently(cluster, memo):
@@ -140,13 +148,19 @@ def _running_job(cluster, memo: kopf.Memo, doc: dict) -> dict:
     name = doc["metadata"]["name"]
     patch = kopf.Patch()
     handlers.create_fn(body=cluster.get(f"{PPJ}/{name}"), patch=patch, logger=LOGGER, memo=memo)
-    cluster.request("PATCH", f"{PPJ}/{name}/status", {"status": dict(patch["status"])},
-                    content_type="application/merge-patch+json")
+    cluster.request(
+        "PATCH",
+        f"{PPJ}/{name}/status",
+        {"status": dict(patch["status"])},
+        content_type="application/merge-patch+json",
+    )
     return cluster.get(f"{PPJ}/{name}")
 
 
 def _update(cluster, memo: kopf.Memo, name: str, spec_patch: dict, diff: list) -> tuple[dict, kopf.Patch]:
-    cluster.request("PATCH", f"{PPJ}/{name}", {"spec": spec_patch}, content_type="application/merge-patch+json")
+    cluster.request(
+        "PATCH", f"{PPJ}/{name}", {"spec": spec_patch}, content_type="application/merge-patch+json"
+    )
     body, patch = cluster.get(f"{PPJ}/{name}"), kopf.Patch()
     handlers.update_fn(body=body, diff=diff, patch=patch, logger=LOGGER, memo=memo)
     return body, patch
@@ -160,24 +174,45 @@ def _spec_applied(cluster, name: str) -> dict:
 def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_rest(cluster, memo):
     memo.api = _api_client(cluster)
     job = _running_job(cluster, memo, job_document(name="live"))
-    replicas = lambda: cluster.get("/apis/apps/v1/namespaces/default/deployments/live-worker-cpu")["spec"]["replicas"]  # noqa: E731
+
+    def replicas() -> int:
+        return cluster.get("/apis/apps/v1/namespaces/default/deployments/live-worker-cpu")["spec"]["replicas"]
+
     assert replicas() == 1
 
     # Raising the minimum scales up at once (no worker to retire, so no scheduler needed).
-    body, patch = _update(cluster, memo, "live", {"pools": {"cpu": {"min": 3, "max": 6}}},
-                          [("change", ("pools", "cpu", "min"), 1, 3)])
+    body, patch = _update(
+        cluster,
+        memo,
+        "live",
+        {"pools": {"cpu": {"min": 3, "max": 6}}},
+        [("change", ("pools", "cpu", "min"), 1, 3)],
+    )
     assert replicas() == 3
-    assert patch["status"]["observedGeneration"] == body["metadata"]["generation"] == job["metadata"]["generation"] + 1
+    assert (
+        patch["status"]["observedGeneration"]
+        == body["metadata"]["generation"]
+        == job["metadata"]["generation"] + 1
+    )
     applied = _spec_applied(cluster, "live")
     assert applied["status"] == "True" and applied["message"] == "applied: spec.pools.cpu.min"
 
     # min > max: refused with the field named; nothing moves, the generation is not observed.
-    cluster.request("PATCH", f"{PPJ}/live", {"spec": {"pools": {"cpu": {"min": 9, "max": 2}}}},
-                    content_type="application/merge-patch+json")
+    cluster.request(
+        "PATCH",
+        f"{PPJ}/live",
+        {"spec": {"pools": {"cpu": {"min": 9, "max": 2}}}},
+        content_type="application/merge-patch+json",
+    )
     patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError, match=r"spec\.pools\.cpu"):
-        handlers.update_fn(body=cluster.get(f"{PPJ}/live"), patch=patch, logger=LOGGER, memo=memo,
-                           diff=[("change", ("pools", "cpu", "min"), 3, 9)])
+        handlers.update_fn(
+            body=cluster.get(f"{PPJ}/live"),
+            patch=patch,
+            logger=LOGGER,
+            memo=memo,
+            diff=[("change", ("pools", "cpu", "min"), 3, 9)],
+        )
     assert "observedGeneration" not in patch.get("status", {})
     refused = _spec_applied(cluster, "live")
     assert refused["status"] == "False" and refused["reason"] == st.INVALID_SPEC
@@ -185,8 +220,13 @@ def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_re
     assert replicas() == 3
 
     # A change the running job cannot take is reported, not applied.
-    body, patch = _update(cluster, memo, "live", {"pools": {"cpu": {"min": 3, "max": 6}}, "backoffLimit": 7},
-                          [("change", ("backoffLimit",), 4, 7)])
+    body, patch = _update(
+        cluster,
+        memo,
+        "live",
+        {"pools": {"cpu": {"min": 3, "max": 6}}, "backoffLimit": 7},
+        [("change", ("backoffLimit",), 4, 7)],
+    )
     assert patch["status"]["observedGeneration"] == body["metadata"]["generation"]
     note = _spec_applied(cluster, "live")
     assert note["status"] == "True" and "not applied to a running job: spec.backoffLimit" in note["message"]
@@ -196,12 +236,23 @@ def test_update_applies_pool_bounds_live_refuses_invalid_ones_and_reports_the_re
 def test_update_of_a_finished_job_changes_nothing(cluster, memo):
     memo.api = _api_client(cluster)
     _running_job(cluster, memo, job_document(name="over"))
-    cluster.request("PATCH", f"{PPJ}/over/status", {"status": {"phase": st.SUCCEEDED}},
-                    content_type="application/merge-patch+json")
-    body, patch = _update(cluster, memo, "over", {"pools": {"cpu": {"min": 4, "max": 6}}},
-                          [("change", ("pools", "cpu", "min"), 1, 4)])
+    cluster.request(
+        "PATCH",
+        f"{PPJ}/over/status",
+        {"status": {"phase": st.SUCCEEDED}},
+        content_type="application/merge-patch+json",
+    )
+    body, patch = _update(
+        cluster,
+        memo,
+        "over",
+        {"pools": {"cpu": {"min": 4, "max": 6}}},
+        [("change", ("pools", "cpu", "min"), 1, 4)],
+    )
     assert dict(patch["status"]) == {"observedGeneration": body["metadata"]["generation"]}
-    assert cluster.get("/apis/apps/v1/namespaces/default/deployments/over-worker-cpu")["spec"]["replicas"] == 1
+    assert (
+        cluster.get("/apis/apps/v1/namespaces/default/deployments/over-worker-cpu")["spec"]["replicas"] == 1
+    )
 
 
 def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(cluster, memo):
@@ -213,9 +264,13 @@ def test_the_follower_creates_the_shard_service_once_from_the_spec_in_effect(clu
     finished = {"phase": st.SUCCEEDED, "completionTime": "2026-01-01T00:00:00Z", "schedulerDeleted": True}
 
     # spec.serve added after the driver got its spec: the spec in effect has none, so no service
-    late = _running_job(cluster, memo, job_document(name="late"))
-    cluster.request("PATCH", f"{PPJ}/late", {"spec": {"serve": {"port": 9000}}},
-                    content_type="application/merge-patch+json")
+    _running_job(cluster, memo, job_document(name="late"))
+    cluster.request(
+        "PATCH",
+        f"{PPJ}/late",
+        {"spec": {"serve": {"port": 9000}}},
+        content_type="application/merge-patch+json",
+    )
     body = {**cluster.get(f"{PPJ}/late"), "status": finished}
     changes = follow.reconcile_one(api, body, settings, LOGGER)
     assert "spec.serve was added after the job started" in changes["shardService"]["message"]

@@ -44,8 +44,13 @@ def test_component_labels_refuse_inconsistent_pools(component, pool, message):
 
 
 def test_selectors_are_subsets_of_the_labels_they_select():
-    for component, pool in [("scheduler", None), ("driver", None), ("shards", None), ("worker", "cpu"),
-                            ("worker", "isp")]:
+    for component, pool in [
+        ("scheduler", None),
+        ("driver", None),
+        ("shards", None),
+        ("worker", "cpu"),
+        ("worker", "isp"),
+    ]:
         sel = labels.selector("demo", component, pool)
         assert sel.items() <= labels.component_labels("demo", component, pool).items()
     assert labels.selector("demo") == {"recprep.io/job": "demo"}
@@ -75,8 +80,14 @@ def test_child_names():
 
 @pytest.mark.parametrize("job", ["a" * 63, "7up", "x" * 50 + "-" + "y" * 12])
 def test_child_names_stay_valid_service_names(job):
-    names = [labels.scheduler_name(job), labels.driver_name(job), labels.configmap_name(job),
-             labels.worker_name(job, "cpu"), labels.worker_name(job, "isp"), labels.shards_name(job)]
+    names = [
+        labels.scheduler_name(job),
+        labels.driver_name(job),
+        labels.configmap_name(job),
+        labels.worker_name(job, "cpu"),
+        labels.worker_name(job, "isp"),
+        labels.shards_name(job),
+    ]
     for name in names:
         assert len(name) <= 63 and DNS1035.fullmatch(name), name
     assert len(set(names)) == len(names)

@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("kubernetes")
 
-from recprep.operator import builders, labels, pools, scaling  # noqa: E402
-from recprep.operator import scheduler as link  # noqa: E402
-from recprep.operator.settings import Settings  # noqa: E402
-
-from .conftest import job_document  # noqa: E402
+from recprep.operator import builders, labels, pools, scaling
+from recprep.operator import scheduler as link
+from recprep.operator.settings import Settings
 
 # The emulated cluster's fixtures (they skip without kmock).
-from tests.cluster.conftest import cluster  # noqa: E402,F401
+from tests.cluster.conftest import cluster  # noqa: F401
+
+from .conftest import job_document
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,7 @@ SETTINGS = Settings(namespace="default", image="unused", retire_timeout=10)
 
 def _api(cluster):
     from kubernetes import config as k8s_config
+
     return k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
 
 
@@ -41,23 +42,39 @@ def _pool(cluster, replicas: int, pods: dict[str, bool]):
     deployment["spec"]["replicas"] = replicas  # beyond the spec bounds if the test says so
     cluster.request("POST", "/apis/apps/v1/namespaces/default/deployments", deployment)
     for name, ready in pods.items():
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "labels": labels.component_labels("clicks", labels.WORKER, labels.CPU)},
-               "spec": deployment["spec"]["template"]["spec"]}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "labels": labels.component_labels("clicks", labels.WORKER, labels.CPU),
+            },
+            "spec": deployment["spec"]["template"]["spec"],
+        }
         cluster.request("POST", PODS, pod)
-        cluster.request("PATCH", f"{PODS}/{name}/status", {"status": {
-            "phase": "Running" if ready else "Pending",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}},
-            content_type="application/merge-patch+json")
+        cluster.request(
+            "PATCH",
+            f"{PODS}/{name}/status",
+            {
+                "status": {
+                    "phase": "Running" if ready else "Pending",
+                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                }
+            },
+            content_type="application/merge-patch+json",
+        )
     return job
 
 
 def _cost(cluster, pod: str) -> str | None:
-    return (cluster.get(f"{PODS}/{pod}")["metadata"].get("annotations") or {}).get(scaling.DELETION_COST_ANNOTATION)
+    return (cluster.get(f"{PODS}/{pod}")["metadata"].get("annotations") or {}).get(
+        scaling.DELETION_COST_ANNOTATION
+    )
 
 
 def test_scale_down_retires_the_cheapest_workers_first_and_never_one_whose_data_would_be_lost(
-        cluster, dask_workers):
+    cluster, dask_workers
+):
     api = _api(cluster)
     job = _pool(cluster, 4, {"w-a": True, "w-b": True, "w-c": True, "w-d": False})
     dask, client = dask_workers({"w-a": {"cpu": 1}, "w-b": {"cpu": 1}, "w-c": {"cpu": 1}})
@@ -66,8 +83,16 @@ def test_scale_down_retires_the_cheapest_workers_first_and_never_one_whose_data_
     big = client.scatter(b"B" * 1_000_000, workers=[addresses["w-b"]])
 
     def resize(target):
-        return pools.resize_pool(api, job, "default", labels.CPU, target, SETTINGS, LOGGER,
-                                 scheduler_address=dask.scheduler_address)
+        return pools.resize_pool(
+            api,
+            job,
+            "default",
+            labels.CPU,
+            target,
+            SETTINGS,
+            LOGGER,
+            scheduler_address=dask.scheduler_address,
+        )
 
     # 4 -> 3: the pod that is not ready goes; no worker is touched.
     change = resize(3)
@@ -109,8 +134,9 @@ def test_no_ready_pod_goes_unseen_when_the_scheduler_cannot_be_asked(cluster, mo
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(link.SchedulerUnavailable):
-        pools.resize_pool(api, job, "default", labels.CPU, 1, SETTINGS, LOGGER,
-                          scheduler_address=f"tcp://127.0.0.1:{port}")
+        pools.resize_pool(
+            api, job, "default", labels.CPU, 1, SETTINGS, LOGGER, scheduler_address=f"tcp://127.0.0.1:{port}"
+        )
     assert cluster.get(DEPLOYMENT)["spec"]["replicas"] == 2
     assert _cost(cluster, "w-a") is None and _cost(cluster, "w-b") is None
 
@@ -118,8 +144,9 @@ def test_no_ready_pod_goes_unseen_when_the_scheduler_cannot_be_asked(cluster, mo
 def test_scale_up_and_replicas_without_pods(cluster):
     api = _api(cluster)
     job = _pool(cluster, 3, {"w-a": True})  # two replicas not created yet
-    change = pools.resize_pool(api, job, "default", labels.CPU, 1, SETTINGS, LOGGER,
-                               scheduler_address="tcp://127.0.0.1:1")  # not asked: no pod goes
+    change = pools.resize_pool(
+        api, job, "default", labels.CPU, 1, SETTINGS, LOGGER, scheduler_address="tcp://127.0.0.1:1"
+    )  # not asked: no pod goes
     assert change.after == 1 and not change.retired  # the unborn replicas went, w-a stays
     assert cluster.get(DEPLOYMENT)["spec"]["replicas"] == 1
     change = pools.resize_pool(api, job, "default", labels.CPU, 4, SETTINGS, LOGGER)

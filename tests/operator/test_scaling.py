@@ -5,18 +5,30 @@ from __future__ import annotations
 import pytest
 
 from recprep.operator.scaling import (
-    Decision, KeepWithinBounds, WorkerPod, choose_retirements, clamp, initial_replicas, pool_target,
+    Decision,
+    KeepWithinBounds,
+    WorkerPod,
+    choose_retirements,
+    clamp,
+    initial_replicas,
+    pool_target,
 )
 from recprep.spec import PoolBounds
 
 
-@pytest.mark.parametrize(("replicas", "minimum", "maximum", "target"), [
-    (1, 0, 20, 1), (5, 0, 20, 5),      # within bounds: unchanged
-    (5, 0, 3, 3), (1, 2, 4, 2),        # clamped to max / raised to min
-    (0, 0, 4, 1),                      # a pool that may have workers keeps one (no predictor yet)
-    (0, 0, 0, 0), (3, 0, 0, 0),        # max 0: none
-    (2, 2, 2, 2),
-])
+@pytest.mark.parametrize(
+    ("replicas", "minimum", "maximum", "target"),
+    [
+        (1, 0, 20, 1),
+        (5, 0, 20, 5),  # within bounds: unchanged
+        (5, 0, 3, 3),
+        (1, 2, 4, 2),  # clamped to max / raised to min
+        (0, 0, 4, 1),  # a pool that may have workers keeps one (no predictor yet)
+        (0, 0, 0, 0),
+        (3, 0, 0, 0),  # max 0: none
+        (2, 2, 2, 2),
+    ],
+)
 def test_pool_target(replicas, minimum, maximum, target):
     decision = pool_target("cpu", replicas, PoolBounds(min=minimum, max=maximum))
     assert decision.target == target and decision.current == replicas and decision.reason
@@ -53,8 +65,15 @@ def test_initial_replicas_is_the_decision_for_an_empty_pool():
 
 
 def joined(name, executing=0, stored=0, processing=0, retiring=False):
-    return WorkerPod(name, ready=True, joined=True, retiring=retiring, executing=executing,
-                     stored_bytes=stored, processing=processing)
+    return WorkerPod(
+        name,
+        ready=True,
+        joined=True,
+        retiring=retiring,
+        executing=executing,
+        stored_bytes=stored,
+        processing=processing,
+    )
 
 
 def test_not_ready_pods_go_first_then_retiring_then_unjoined_then_the_least_loaded():

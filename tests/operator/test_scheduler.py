@@ -11,7 +11,7 @@ from recprep import progress
 from recprep.operator import scheduler as link
 
 # wait_for: the deadline-bounded poll of the cluster tests.
-from tests.cluster.conftest import wait_for  # noqa: E402,F401
+from tests.cluster.conftest import wait_for  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,18 @@ def _free_port() -> int:
 
 
 def test_state_names_workers_by_pod_with_their_pool_and_what_they_hold(dask_workers):
-    cluster, client = dask_workers({"job-worker-cpu-a": {"cpu": 1}, "job-worker-cpu-b": {"cpu": 1},
-                                    "job-worker-isp-c": {"isp": 1}})
+    cluster, client = dask_workers(
+        {"job-worker-cpu-a": {"cpu": 1}, "job-worker-cpu-b": {"cpu": 1}, "job-worker-isp-c": {"isp": 1}}
+    )
     addr_a = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "job-worker-cpu-a")
     held = client.scatter(b"x" * 1_000_000, workers=[addr_a])
     state = link.state(cluster.scheduler_address)
     assert set(state.workers) == {"job-worker-cpu-a", "job-worker-cpu-b", "job-worker-isp-c"}
     assert {n: w.pool for n, w in state.workers.items()} == {
-        "job-worker-cpu-a": "cpu", "job-worker-cpu-b": "cpu", "job-worker-isp-c": "isp"}
+        "job-worker-cpu-a": "cpu",
+        "job-worker-cpu-b": "cpu",
+        "job-worker-isp-c": "isp",
+    }
     assert state.workers["job-worker-cpu-a"].stored_bytes >= 1_000_000
     assert state.workers["job-worker-cpu-b"].stored_bytes == 0
     assert state.running_per_pool() == {"cpu": 2, "isp": 1}
@@ -51,6 +55,7 @@ def test_state_survives_a_key_released_between_its_calls(dask_workers):
     def has_what_then_release(*args, **kwargs):
         answer = has_what(*args, **kwargs)
         return {addr: [*keys, "transform_shard-released-meanwhile"] for addr, keys in answer.items()}
+
     cluster.scheduler.handlers["has_what"] = has_what_then_release
     state = link.state(cluster.scheduler_address)
     assert state.workers["job-worker-cpu-a"].stored_bytes >= 1000
@@ -94,11 +99,18 @@ def test_the_driver_s_progress_of_a_real_run_reaches_the_operator(dask_workers, 
     from recprep.workloads.runner import run_job
 
     cluster, client = dask_workers({"w": {"cpu": 1}})
-    job = load_job_dict({"apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob",
-                         "metadata": {"name": "p"},
-                         "spec": {"source": {"uri": "synthetic://criteo?rows=3000&seed=2", "format": "criteo"},
-                                  "transforms": [{"op": "fill_null", "columns": "dense", "value": 0}],
-                                  "output": {"uri": str(tmp_path / "out"), "rowsPerShard": 1000}}})
+    job = load_job_dict(
+        {
+            "apiVersion": "recprep.io/v1alpha1",
+            "kind": "PreprocessJob",
+            "metadata": {"name": "p"},
+            "spec": {
+                "source": {"uri": "synthetic://criteo?rows=3000&seed=2", "format": "criteo"},
+                "transforms": [{"op": "fill_null", "columns": "dense", "value": 0}],
+                "output": {"uri": str(tmp_path / "out"), "rowsPerShard": 1000},
+            },
+        }
+    )
     reporter = progress.SchedulerProgress(client)
     run_job(job, client=client, progress=reporter)
     reporter.finish()

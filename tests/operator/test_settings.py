@@ -42,18 +42,28 @@ def test_shard_service_resources():
 def test_the_chart_rendered_value_parses():
     """The exact shape templates/deployment.yaml renders from values.yaml (empty maps included)."""
     rendered = {
-        "pools": {"cpu": {"affinity": {}, "nodeSelector": {}, "tolerations": [
-                      {"effect": "NoSchedule", "key": "spot", "operator": "Exists"}]},
-                  "isp": {"affinity": {}, "nodeSelector": {"recprep.io/storage-node": "true"},
-                          "tolerations": []}},
+        "pools": {
+            "cpu": {
+                "affinity": {},
+                "nodeSelector": {},
+                "tolerations": [{"effect": "NoSchedule", "key": "spot", "operator": "Exists"}],
+            },
+            "isp": {"affinity": {}, "nodeSelector": {"recprep.io/storage-node": "true"}, "tolerations": []},
+        },
         "worker": {"resources": {"limits": {"memory": "4Gi"}, "requests": {"cpu": "1", "memory": "4Gi"}}},
         "shards": {"resources": {"limits": {"memory": "2Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}}},
         "podSecurityContext": POD_DEFAULTS["podSecurityContext"],
         "securityContext": POD_DEFAULTS["securityContext"],
     }
-    s = Settings.from_env({"RECPREP_POD_DEFAULTS": json.dumps(rendered), "RECPREP_CLUSTER_WIDE": "false",
-                           "RECPREP_LOG_LEVEL": "debug", "RECPREP_WATCH_SERVER_TIMEOUT": "60",
-                           "RECPREP_RETIRE_TIMEOUT": "45"})
+    s = Settings.from_env(
+        {
+            "RECPREP_POD_DEFAULTS": json.dumps(rendered),
+            "RECPREP_CLUSTER_WIDE": "false",
+            "RECPREP_LOG_LEVEL": "debug",
+            "RECPREP_WATCH_SERVER_TIMEOUT": "60",
+            "RECPREP_RETIRE_TIMEOUT": "45",
+        }
+    )
     assert s == Settings(log_level="DEBUG", watch_server_timeout=60, retire_timeout=45)
 
 
@@ -64,24 +74,40 @@ def test_the_chart_rendered_value_parses():
         ({"RECPREP_POD_DEFAULTS": "[]"}, "RECPREP_POD_DEFAULTS: the document must be a JSON object"),
         ({"RECPREP_POD_DEFAULTS": '{"pool": {}}'}, "RECPREP_POD_DEFAULTS: unknown key pool;"),
         ({"RECPREP_POD_DEFAULTS": '{"pools": {"gpu": {}}}'}, "unknown key pools.gpu; allowed: cpu, isp"),
-        ({"RECPREP_POD_DEFAULTS": '{"pools": {"cpu": {"tolerations": {}}}}'},
-         "pools.cpu.tolerations must be a list"),
-        ({"RECPREP_POD_DEFAULTS": '{"pools": {"cpu": {"nodeSelector": {"a": 1}}}}'},
-         "pools.cpu.nodeSelector.a must be a string"),
-        ({"RECPREP_POD_DEFAULTS": '{"pools": {"isp": {"nodeSelector": {}}}}'},
-         "pools.isp needs a nodeSelector or an affinity"),
+        (
+            {"RECPREP_POD_DEFAULTS": '{"pools": {"cpu": {"tolerations": {}}}}'},
+            "pools.cpu.tolerations must be a list",
+        ),
+        (
+            {"RECPREP_POD_DEFAULTS": '{"pools": {"cpu": {"nodeSelector": {"a": 1}}}}'},
+            "pools.cpu.nodeSelector.a must be a string",
+        ),
+        (
+            {"RECPREP_POD_DEFAULTS": '{"pools": {"isp": {"nodeSelector": {}}}}'},
+            "pools.isp needs a nodeSelector or an affinity",
+        ),
         ({"RECPREP_IMAGE_PULL_POLICY": "Sometimes"}, "RECPREP_IMAGE_PULL_POLICY: expected one of"),
         ({"RECPREP_CLUSTER_WIDE": "maybe"}, "RECPREP_CLUSTER_WIDE: expected true or false"),
         ({"RECPREP_WATCH_CLIENT_TIMEOUT": "soon"}, "RECPREP_WATCH_CLIENT_TIMEOUT: expected a whole"),
         ({"RECPREP_RETIRE_TIMEOUT": "0"}, "RECPREP_RETIRE_TIMEOUT: expected a positive number"),
-        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "d", "emptyDir": {}}], '
-                                  '"volumeMounts": [{"name": "e", "mountPath": "/data"}]}}'},
-         r"storage.volumeMounts\[0\].name 'e' names no volume; volumes: d"),
-        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}'},
-         r"storage.volumes\[0\].name 'tmp' is used twice"),
-        ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "d"}], '
-                                  '"volumeMounts": [{"name": "d", "mountPath": "data"}]}}'},
-         r"storage.volumeMounts\[0\].mountPath must be an absolute path"),
+        (
+            {
+                "RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "d", "emptyDir": {}}], '
+                '"volumeMounts": [{"name": "e", "mountPath": "/data"}]}}'
+            },
+            r"storage.volumeMounts\[0\].name 'e' names no volume; volumes: d",
+        ),
+        (
+            {"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}'},
+            r"storage.volumes\[0\].name 'tmp' is used twice",
+        ),
+        (
+            {
+                "RECPREP_POD_DEFAULTS": '{"storage": {"volumes": [{"name": "d"}], '
+                '"volumeMounts": [{"name": "d", "mountPath": "data"}]}}'
+            },
+            r"storage.volumeMounts\[0\].mountPath must be an absolute path",
+        ),
         ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": {}}}'}, "storage.volumes must be a list"),
     ],
 )

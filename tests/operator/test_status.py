@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from recprep.operator import status as st
 
-T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-T1 = datetime(2026, 1, 2, 3, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+T1 = datetime(2026, 1, 2, 3, 9, 0, tzinfo=UTC)
 
 VALID = [
-    ("Pending", "Fitting"), ("Fitting", "Running"), ("Running", "Succeeded"),
-    ("Pending", "Failed"), ("Fitting", "Failed"), ("Running", "Failed"),
+    ("Pending", "Fitting"),
+    ("Fitting", "Running"),
+    ("Running", "Succeeded"),
+    ("Pending", "Failed"),
+    ("Fitting", "Failed"),
+    ("Running", "Failed"),
     (None, "Fitting"),
     *((p, p) for p in st.PHASES),  # re-running a handler is a no-op
 ]
 INVALID = [
-    ("Pending", "Running"), ("Pending", "Succeeded"), ("Fitting", "Pending"),
-    ("Fitting", "Succeeded"), ("Running", "Fitting"), ("Running", "Pending"),
-    ("Succeeded", "Failed"), ("Succeeded", "Running"), ("Failed", "Pending"),
+    ("Pending", "Running"),
+    ("Pending", "Succeeded"),
+    ("Fitting", "Pending"),
+    ("Fitting", "Succeeded"),
+    ("Running", "Fitting"),
+    ("Running", "Pending"),
+    ("Succeeded", "Failed"),
+    ("Succeeded", "Running"),
+    ("Failed", "Pending"),
     ("Failed", "Succeeded"),
 ]
 

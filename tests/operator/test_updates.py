@@ -16,7 +16,9 @@ def test_changed_fields_relative_to_the_handler_field():
 
 
 def test_changed_fields_of_a_whole_spec_replacement():
-    diff = [("change", (), {"a": 1, "pools": {"cpu": {"max": 1}}}, {"a": 1, "pools": {"cpu": {"max": 2}}, "b": 2})]
+    diff = [
+        ("change", (), {"a": 1, "pools": {"cpu": {"max": 1}}}, {"a": 1, "pools": {"cpu": {"max": 2}}, "b": 2})
+    ]
     assert changed_fields(diff, ("spec",)) == ["b", "pools"]
     assert changed_fields([("change", ("spec", "backoffLimit"), 1, 2)]) == ["backoffLimit"]
 

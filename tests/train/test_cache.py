@@ -9,12 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from recprep.delivery.shards import LocalShards  # noqa: E402
 from recprep.errors import RecprepError  # noqa: E402
 from recprep.train.cache import DeviceCache  # noqa: E402
+from recprep.train.cache_plan import CacheTooSmallError, LRUPlanner  # noqa: E402
 from recprep.train.loop import TrainConfig, train  # noqa: E402
 from recprep.train.model import init_table  # noqa: E402
-from recprep.train.cache_plan import CacheTooSmallError, LRUPlanner  # noqa: E402
-from recprep.delivery.shards import LocalShards  # noqa: E402
 
 from ..shard_outputs import criteo_output, layout_table, write_output  # noqa: E402
 
@@ -39,7 +39,9 @@ def test_rows_and_optimizer_state_travel_with_the_plans():
     assert torch.equal(cache.host_state("sum")[2], torch.full((4,), 9.0))
     assert torch.equal(cache.host[7], host[7])  # still cached: host copy not yet written
     table = cache.flush()
-    assert torch.equal(table[7], host[7] + 100.0) and torch.equal(cache.host_state("sum")[7], torch.full((4,), 9.0))
+    assert torch.equal(table[7], host[7] + 100.0) and torch.equal(
+        cache.host_state("sum")[7], torch.full((4,), 9.0)
+    )
     assert torch.equal(cache.host_state("sum")[5], torch.full((4,), 0.5))  # never cached: initial state
     assert cache.stats.rows_h2d == 4 and cache.stats.evictions == 1 and cache.stats.rows_d2h == 1 + 3
 
@@ -53,8 +55,21 @@ def test_unsupported_optimizers_are_refused():
 
 
 def _run(source, cache, optimizer="adagrad", batch_size=200, **kw):
-    return train(TrainConfig(source, batch_size=batch_size, epochs=1, table_rows=4000, embedding_dim=8,
-                             optimizer=optimizer, lr=0.05, cache=cache, device="cpu", seed=7, **kw))
+    return train(
+        TrainConfig(
+            source,
+            batch_size=batch_size,
+            epochs=1,
+            table_rows=4000,
+            embedding_dim=8,
+            optimizer=optimizer,
+            lr=0.05,
+            cache=cache,
+            device="cpu",
+            seed=7,
+            **kw,
+        )
+    )
 
 
 def _assert_same_training(a, b, n_tables):
@@ -76,7 +91,9 @@ def test_cached_training_ends_where_uncached_training_ends(tmp_path_factory, cri
         _assert_same_training(plain, cached, n)
         assert cached.report.cache_stats.evictions > 5_000  # the cache is far smaller than the tables' use
         for i in range(n):
-            torch.testing.assert_close(cached.optimizer_state(i), plain.optimizer_state(i), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                cached.optimizer_state(i), plain.optimizer_state(i), rtol=1e-5, atol=1e-6
+            )
     assert ahead.report.cache_stats.hit_rate == 1.0
     assert ahead.report.cache_stats.lookups == lru.report.cache_stats.lookups
     assert 0.5 < lru.report.cache_stats.hit_rate < 1.0
@@ -105,8 +122,17 @@ def test_sgd_through_the_look_ahead_cache_matches_too(tmp_path):
 def test_a_cache_too_small_for_the_window_stops_before_training(tmp_path):
     out = write_output(tmp_path / "o", [layout_table(500, seed=1)])
     with pytest.raises(CacheTooSmallError, match="multi: a cache of 40 rows cannot hold"):
-        train(TrainConfig(LocalShards(str(out)), batch_size=50, table_rows=1000, cache="lookahead",
-                          cache_rows=40, window=2, device="cpu"))
+        train(
+            TrainConfig(
+                LocalShards(str(out)),
+                batch_size=50,
+                table_rows=1000,
+                cache="lookahead",
+                cache_rows=40,
+                window=2,
+                device="cpu",
+            )
+        )
 
 
 def test_an_output_without_shards_is_an_error(tmp_path):

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 
 from recprep.train.cache_plan import (
-    CacheTooSmallError, LookaheadPlanner, LRUPlanner, SlotMirror, plan_ahead,
+    CacheTooSmallError,
+    LookaheadPlanner,
+    LRUPlanner,
+    SlotMirror,
+    plan_ahead,
 )
 
 
@@ -66,8 +70,11 @@ def test_lookahead_every_lookup_hits_and_nothing_in_the_window_is_evicted(window
     step = 0
     for batch, plan, due in plan_ahead(batches, planner.admit, window):
         assert plan.step == step
-        assert [p.step for p in due] == (list(range(window + 1)) if step == 0 else
-                                         ([step + window] if step + window < len(batches) else []))
+        assert [p.step for p in due] == (
+            list(range(window + 1))
+            if step == 0
+            else ([step + window] if step + window < len(batches) else [])
+        )
         for p in due:
             # rows used by batches step..p.step are never evicted
             window_rows = np.unique(np.concatenate(batches[step : p.step + 1]))
@@ -93,8 +100,11 @@ def test_lookahead_with_window_zero_moves_what_lru_moves():
 def test_a_cache_too_small_for_the_window_is_refused_when_planned():
     batches = [np.arange(i * 10, i * 10 + 10) for i in range(10)]  # 10 new rows per batch
     planner = LookaheadPlanner(1000, 35, window=3)  # the window needs 40
-    with pytest.raises(CacheTooSmallError, match="a cache of 35 rows cannot hold the 40 distinct rows that "
-                                                  r"batches 0\.\.3 reference \(look-ahead window 3\)"):
+    with pytest.raises(
+        CacheTooSmallError,
+        match="a cache of 35 rows cannot hold the 40 distinct rows that "
+        r"batches 0\.\.3 reference \(look-ahead window 3\)",
+    ):
         list(plan_ahead(batches, planner.admit, 3))
     planner = LookaheadPlanner(1000, 40, window=3)
     assert len(list(plan_ahead(batches, planner.admit, 3))) == 10
@@ -139,8 +149,9 @@ def reference_lookahead(batches, capacity, window, horizon):
             next_use: dict[int, int] = {}
             for j in range(min(len(sets) - 1, t + horizon), t, -1):
                 next_use.update(dict.fromkeys(sets[j], j))
-            victims = sorted((r for r in cache if r not in keep),
-                             key=lambda r: (-next_use.get(r, 10**9), cache[r], r))[:excess]
+            victims = sorted(
+                (r for r in cache if r not in keep), key=lambda r: (-next_use.get(r, 10**9), cache[r], r)
+            )[:excess]
             for r in victims:
                 del cache[r]
         cache.update(dict.fromkeys(missing, t))
@@ -172,7 +183,7 @@ def test_plan_ahead_reads_window_plus_horizon_items_ahead():
             yield i
 
     seen = []
-    for item, upcoming_plan, due in plan_ahead(items(), lambda x, upcoming: (x, list(upcoming)), 2, 3):
+    for item, upcoming_plan, _due in plan_ahead(items(), lambda x, upcoming: (x, list(upcoming)), 2, 3):
         seen.append(item)
         assert max(read) == min(item + 5, 9)  # window 2 + horizon 3 ahead of the step
         assert upcoming_plan == (item, list(range(item + 1, min(item + 4, 10))))

@@ -12,15 +12,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recprep.errors import RecprepError  # noqa: E402
-from recprep.train.loader import (  # noqa: E402
-    Batch, KeyedJagged, Prefetcher, ShardDataset, ShardLoader, to_torch,
-)
 from recprep.delivery.batching import iter_batches  # noqa: E402
 from recprep.delivery.shards import LocalShards, ServiceShards  # noqa: E402
+from recprep.errors import RecprepError  # noqa: E402
+from recprep.train.loader import (  # noqa: E402
+    Batch,
+    KeyedJagged,
+    Prefetcher,
+    ShardDataset,
+    ShardLoader,
+    to_torch,
+)
 
-from ..shard_outputs import criteo_output, layout_table, write_output  # noqa: E402
 from ..delivery.test_batching import reference_batch, reference_rows  # noqa: E402
+from ..shard_outputs import criteo_output, layout_table, write_output  # noqa: E402
 
 
 def test_batches_match_the_reference_on_the_criteo_sample(tmp_path_factory, criteo_tsv, dask_client):
@@ -30,8 +35,9 @@ def test_batches_match_the_reference_on_the_criteo_sample(tmp_path_factory, crit
     dense = [f"I{i}" for i in range(1, 14)]
     start = 0
     for batch in ShardLoader(LocalShards(str(out)), 2048, device="cpu"):
-        values, lengths, offsets, dense_rows, labels = reference_batch(rows[start : start + len(batch)],
-                                                                       "label", dense, keys)
+        values, lengths, offsets, dense_rows, labels = reference_batch(
+            rows[start : start + len(batch)], "label", dense, keys
+        )
         kjt = batch.sparse
         assert kjt.keys() == keys and kjt.stride() == len(batch)
         assert kjt.values().dtype == torch.int64 and kjt.values().tolist() == values
@@ -51,7 +57,9 @@ def test_keyed_jagged_accessors_follow_the_kjt_layout(tmp_path):
     per_key = []
     for key in kjt.keys():
         jt = kjt[key]
-        expected = [r[key] if isinstance(r[key], list) else ([] if r[key] is None else [r[key]]) for r in rows]
+        expected = [
+            r[key] if isinstance(r[key], list) else ([] if r[key] is None else [r[key]]) for r in rows
+        ]
         expected = [[] if e is None else e for e in expected]
         assert jt.lengths.tolist() == [len(e) for e in expected]
         assert jt.values.tolist() == [x for e in expected for x in e]
@@ -76,8 +84,9 @@ def test_dataloader_workers_read_disjoint_shards_that_cover_the_output(tmp_path)
         start += n
     out = write_output(tmp_path / "o", tables)
     for workers in (0, 2):
-        loader = torch.utils.data.DataLoader(ShardDataset(LocalShards(str(out)), 16), batch_size=None,
-                                             num_workers=workers)
+        loader = torch.utils.data.DataLoader(
+            ShardDataset(LocalShards(str(out)), 16), batch_size=None, num_workers=workers
+        )
         batches = list(loader)
         assert all(isinstance(b, Batch) for b in batches)
         ids = torch.cat([b.dense[:, 0] for b in batches]).to(torch.int64).tolist()

@@ -15,8 +15,13 @@ def test_forward_matches_a_plain_recomputation():
     torch.manual_seed(0)
     dim, b = 4, 5
     tables = [init_table(20, dim, seed=i) for i in range(3)]
-    model = DLRM(2, [torch.nn.Embedding(20, dim, sparse=True, _weight=t.clone()) for t in tables], dim,
-                 bottom=(8,), top=(6,))
+    model = DLRM(
+        2,
+        [torch.nn.Embedding(20, dim, sparse=True, _weight=t.clone()) for t in tables],
+        dim,
+        bottom=(8,),
+        top=(6,),
+    )
     rng = np.random.default_rng(0)
     dense = torch.tensor(rng.normal(size=(b, 2)), dtype=torch.float32)
     lookups, raw = [], []

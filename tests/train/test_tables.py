@@ -29,17 +29,19 @@ def test_the_readme_recipe_hashes_every_feature_into_its_max_value():
 
 
 def test_each_feature_keeps_the_bound_of_the_last_op_that_set_its_ids():
-    s = spec({"op": "hex_to_int", "columns": "sparse"},
-             {"op": "sigrid_hash", "columns": "sparse", "maxValue": 5000},
-             {"op": "categorify", "columns": ["C2"]},
-             {"op": "sigrid_hash", "columns": "C1?", "max_value": 70_000},  # C10..C19; snake_case too
-             {"op": "clamp", "columns": ["C20"], "min": 0, "max": 99.5},
-             {"op": "fill_null", "columns": ["C21"], "value": 4999},
-             {"op": "fill_null", "columns": ["C22"], "value": 5000},
-             {"op": "to_list", "columns": "sparse"},
-             {"op": "ngram", "columns": ["C3"], "n": 2, "maxValue": 123, "output": "C3_pairs"},
-             {"op": "bucketize", "columns": "dense", "borders": [1, 2], "output": "{column}_b"},
-             {"op": "firstx", "columns": "sparse", "k": 1})
+    s = spec(
+        {"op": "hex_to_int", "columns": "sparse"},
+        {"op": "sigrid_hash", "columns": "sparse", "maxValue": 5000},
+        {"op": "categorify", "columns": ["C2"]},
+        {"op": "sigrid_hash", "columns": "C1?", "max_value": 70_000},  # C10..C19; snake_case too
+        {"op": "clamp", "columns": ["C20"], "min": 0, "max": 99.5},
+        {"op": "fill_null", "columns": ["C21"], "value": 4999},
+        {"op": "fill_null", "columns": ["C22"], "value": 5000},
+        {"op": "to_list", "columns": "sparse"},
+        {"op": "ngram", "columns": ["C3"], "n": 2, "maxValue": 123, "output": "C3_pairs"},
+        {"op": "bucketize", "columns": "dense", "borders": [1, 2], "output": "{column}_b"},
+        {"op": "firstx", "columns": "sparse", "k": 1},
+    )
     features = [*SPARSE, "C3_pairs", "I1_b", "I13_b"]
     bounds = id_bounds(s, features, {"2:C2": 41})
     assert bounds["C1"] == 5000 and bounds["C2"] == 42 and bounds["C10"] == bounds["C19"] == 70_000
@@ -50,15 +52,20 @@ def test_each_feature_keeps_the_bound_of_the_last_op_that_set_its_ids():
 
 
 def test_role_selectors_pick_source_columns_and_generated_features_are_named():
-    s = spec({"op": "bucketize", "columns": ["I1"], "borders": [0.5], "output": "C_extra"},
-             {"op": "sigrid_hash", "columns": "sparse", "maxValue": 10},  # C*, but not C_extra
-             {"op": "hex_to_int", "columns": ["C_*"]},  # names reach generated features
-             dense=["I1"], sparse=["C1", "C2"])
+    s = spec(
+        {"op": "bucketize", "columns": ["I1"], "borders": [0.5], "output": "C_extra"},
+        {"op": "sigrid_hash", "columns": "sparse", "maxValue": 10},  # C*, but not C_extra
+        {"op": "hex_to_int", "columns": ["C_*"]},  # names reach generated features
+        dense=["I1"],
+        sparse=["C1", "C2"],
+    )
     assert id_bounds(s, ["C1", "C2", "C_extra"]) == {"C1": 10, "C2": 10, "C_extra": None}
 
 
 def test_unbounded_ids_fall_back_to_the_default_and_say_which_features():
-    s = spec({"op": "hex_to_int", "columns": "sparse"}, {"op": "sigrid_hash", "columns": ["C1"], "maxValue": 9})
+    s = spec(
+        {"op": "hex_to_int", "columns": "sparse"}, {"op": "sigrid_hash", "columns": ["C1"], "maxValue": 9}
+    )
     sized = table_rows_for(s, SPARSE[:8])
     assert sized.rows == DEFAULT_TABLE_ROWS
     assert sized.note == "default: the job does not bound the IDs of C2, C3, C4, C5, C6 and 2 more"
@@ -68,8 +75,11 @@ def test_unbounded_ids_fall_back_to_the_default_and_say_which_features():
 def test_a_range_too_large_for_the_machine_is_a_clear_error():
     sized = TableRows(40_000_000, "from the job: the ID range of C1")
     check_fits(sized, 26, 16, "adagrad", memory=200 * 2**30)
-    with pytest.raises(TrainConfigError, match=r"--table-rows: the job's IDs span 40,000,000 rows per table "
-                                               r".*26 tables of dimension 16 need 124\.0 GiB .* has 64\.0 GiB"):
+    with pytest.raises(
+        TrainConfigError,
+        match=r"--table-rows: the job's IDs span 40,000,000 rows per table "
+        r".*26 tables of dimension 16 need 124\.0 GiB .* has 64\.0 GiB",
+    ):
         check_fits(sized, 26, 16, "adagrad", memory=64 * 2**30)
     check_fits(sized, 26, 16, "sgd", memory=64 * 2**30)  # no optimizer state: 62 GiB
 
@@ -105,24 +115,29 @@ def job_output(tmp_path_factory, dask_client):
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")
 def test_train_sizes_its_tables_from_the_local_output_unless_told(job_output):
     pytest.importorskip("torch")
-    from recprep.train.loop import TrainConfig, train
     from recprep.delivery.shards import LocalShards
+    from recprep.train.loop import TrainConfig, train
 
     out, vocabulary = job_output
     assert 0 < vocabulary < 777
-    report = train(TrainConfig(LocalShards(str(out)), batch_size=500, steps=2, embedding_dim=4, device="cpu")).report
+    report = train(
+        TrainConfig(LocalShards(str(out)), batch_size=500, steps=2, embedding_dim=4, device="cpu")
+    ).report
     assert report.table_rows == 777 and report.table_rows_note.startswith("from the job: the ID range of C1,")
-    told = train(TrainConfig(LocalShards(str(out)), batch_size=500, steps=2, table_rows=50, embedding_dim=4,
-                             device="cpu")).report
+    told = train(
+        TrainConfig(
+            LocalShards(str(out)), batch_size=500, steps=2, table_rows=50, embedding_dim=4, device="cpu"
+        )
+    ).report
     assert (told.table_rows, told.table_rows_note) == (50, "--table-rows")
 
 
 @pytest.mark.integration
 def test_the_shard_service_status_carries_the_spec_and_the_vocabulary_sizes(job_output, tmp_path):
     pytest.importorskip("pyarrow.flight")
-    from recprep.train.tables import resolve_table_rows
     from recprep.delivery.service import ShardServer
     from recprep.delivery.shards import ServiceShards
+    from recprep.train.tables import resolve_table_rows
 
     out, vocabulary = job_output
     with ShardServer(str(out), token="t", state_dir=str(tmp_path / "state")) as server:
@@ -130,8 +145,9 @@ def test_the_shard_service_status_carries_the_spec_and_the_vocabulary_sizes(job_
         features = ["I2_bucket", *SPARSE]
         sized = resolve_table_rows(source, features)
         assert sized.rows == 777 and sized.note.startswith("from the job")
-        assert id_bounds(json.loads((out / "_job.json").read_text())["spec"], ["C3"], {"4:C3": vocabulary}) == \
-            {"C3": vocabulary + 1}
+        assert id_bounds(
+            json.loads((out / "_job.json").read_text())["spec"], ["C3"], {"4:C3": vocabulary}
+        ) == {"C3": vocabulary + 1}
         from recprep.delivery.service import ShardClient
 
         with ShardClient(server.location, token="t") as client:

@@ -16,8 +16,9 @@ pytest.importorskip("torch")
 
 
 def recprep(*args):
-    return subprocess.run([sys.executable, "-m", "recprep.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "recprep.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,25 @@ def criteo_job_output(tmp_path_factory, criteo_tsv):
 
 @pytest.mark.integration
 def test_train_runs_end_to_end_on_the_criteo_sample(criteo_job_output):
-    res = recprep("train", str(criteo_job_output), "--steps", "30", "--batch-size", "256", "--table-rows", "20000",
-                  "--cache", "lookahead", "--cache-rows", "2000", "--window", "3", "--threads", "1", "--json")
+    res = recprep(
+        "train",
+        str(criteo_job_output),
+        "--steps",
+        "30",
+        "--batch-size",
+        "256",
+        "--table-rows",
+        "20000",
+        "--cache",
+        "lookahead",
+        "--cache-rows",
+        "2000",
+        "--window",
+        "3",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["steps"] == 30 and report["samples"] == 30 * 256
@@ -47,18 +65,36 @@ def test_train_runs_end_to_end_on_the_criteo_sample(criteo_job_output):
     assert report["loss_last"] < report["loss_first"]
 
 
-
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")
 def test_train_prints_a_summary(criteo_job_output, capsys):
     """In process (the same main() as the console script), to spare a second torch start-up."""
     from recprep.cli import main
 
-    code = main(["train", str(criteo_job_output), "--epochs", "2", "--batch-size", "1024", "--cache", "lru",
-                 "--cache-rows", "5000", "--table-rows", "5000", "--threads", "1"])
+    code = main(
+        [
+            "train",
+            str(criteo_job_output),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "1024",
+            "--cache",
+            "lru",
+            "--cache-rows",
+            "5000",
+            "--table-rows",
+            "5000",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines()
-            if line.count("│") == 3}
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in out.splitlines()
+        if line.count("│") == 3
+    }
     for field in ("samples/s", "waiting for data", "cache hit rate", "rows host->device / device->host"):
         assert field in rows
     ledger = (criteo_job_output / "_ledger.jsonl").read_text().splitlines()
@@ -67,14 +103,17 @@ def test_train_prints_a_summary(criteo_job_output, capsys):
     assert rows["cache rows per table"] == "5,000"  # LRU: no window
 
 
-@pytest.mark.parametrize("args, code, message", [
-    ((), 2, "give either a job output directory or --service"),
-    (("OUT", "--cache", "lookahead"), 2, "--cache-rows: --cache lookahead needs a positive number"),
-    (("OUT", "--cache", "fifo", "--cache-rows", "9"), 2, "--cache: must be one of none, lookahead, lru"),
-    (("OUT", "--rank", "2", "--world-size", "2"), 2, "--rank 2 is not in [0, --world-size 2)"),
-    (("--service", "http://x:1"), 2, "--service: expected grpc://host:port"),
-    (("/nonexistent/out",), 1, "/nonexistent/out: the job output directory does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        ((), 2, "give either a job output directory or --service"),
+        (("OUT", "--cache", "lookahead"), 2, "--cache-rows: --cache lookahead needs a positive number"),
+        (("OUT", "--cache", "fifo", "--cache-rows", "9"), 2, "--cache: must be one of none, lookahead, lru"),
+        (("OUT", "--rank", "2", "--world-size", "2"), 2, "--rank 2 is not in [0, --world-size 2)"),
+        (("--service", "http://x:1"), 2, "--service: expected grpc://host:port"),
+        (("/nonexistent/out",), 1, "/nonexistent/out: the job output directory does not exist"),
+    ],
+)
 def test_bad_options_get_one_clear_line(criteo_job_output, args, code, message):
     res = recprep("train", *[str(criteo_job_output) if a == "OUT" else a for a in args])
     assert res.returncode == code, res.stdout + res.stderr

@@ -21,9 +21,14 @@ TAOBAO = SHARED_DATA / "taobao_userbehavior_84k.csv.gz"
 
 def doc(source: dict, transforms: list, out) -> dict:
     return {
-        "apiVersion": "recprep.io/v1alpha1", "kind": "PreprocessJob", "metadata": {"name": "csv"},
-        "spec": {"source": source, "transforms": transforms,
-                 "output": {"uri": str(out), "rowsPerShard": 4000}},
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "csv"},
+        "spec": {
+            "source": source,
+            "transforms": transforms,
+            "output": {"uri": str(out), "rowsPerShard": 4000},
+        },
     }
 
 
@@ -33,14 +38,25 @@ def test_avazu_with_header(tmp_path, dask_client):
         pytest.skip(f"{AVAZU} not present")
     plain = tmp_path / "avazu.csv"
     plain.write_bytes(gzip.open(AVAZU).read())  # uncompressed: several byte-range shards
-    job = load_job_dict(doc(
-        {"uri": str(plain), "format": "csv", "header": True, "label": "click",
-         "dense": ["hour"], "sparse": ["site_*", "app_*", "device_model", "C1*"]},
-        [{"op": "categorify", "columns": ["site_id", "app_id"], "minCount": 2},
-         {"op": "hex_to_int", "columns": ["device_model"]},
-         {"op": "sigrid_hash", "columns": ["device_model"], "maxValue": 1000},
-         {"op": "to_list", "columns": ["site_id", "app_id", "device_model"]}],
-        tmp_path / "out"))
+    job = load_job_dict(
+        doc(
+            {
+                "uri": str(plain),
+                "format": "csv",
+                "header": True,
+                "label": "click",
+                "dense": ["hour"],
+                "sparse": ["site_*", "app_*", "device_model", "C1*"],
+            },
+            [
+                {"op": "categorify", "columns": ["site_id", "app_id"], "minCount": 2},
+                {"op": "hex_to_int", "columns": ["device_model"]},
+                {"op": "sigrid_hash", "columns": ["device_model"], "maxValue": 1000},
+                {"op": "to_list", "columns": ["site_id", "app_id", "device_model"]},
+            ],
+            tmp_path / "out",
+        )
+    )
     summary = run_job(job, client=dask_client)
     assert summary.shards >= 2 and summary.rows_written == 9999 and summary.rows_quarantined == 0
     table = pq.read_table(tmp_path / "out")
@@ -61,13 +77,21 @@ def test_avazu_with_header(tmp_path, dask_client):
 def test_taobao_without_header(tmp_path, dask_client):
     if not TAOBAO.exists():
         pytest.skip(f"{TAOBAO} not present")
-    job = load_job_dict(doc(
-        {"uri": str(TAOBAO), "format": "csv", "columns": ["user_id", "item_id", "category_id", "behavior", "ts"],
-         "label": None, "dense": ["ts"], "sparse": ["user_id", "item_id", "category_id", "behavior"],
-         "session": "user_id"},
-        [{"op": "normalize", "columns": "dense"},
-         {"op": "categorify", "columns": ["behavior"]}],
-        tmp_path / "out"))
+    job = load_job_dict(
+        doc(
+            {
+                "uri": str(TAOBAO),
+                "format": "csv",
+                "columns": ["user_id", "item_id", "category_id", "behavior", "ts"],
+                "label": None,
+                "dense": ["ts"],
+                "sparse": ["user_id", "item_id", "category_id", "behavior"],
+                "session": "user_id",
+            },
+            [{"op": "normalize", "columns": "dense"}, {"op": "categorify", "columns": ["behavior"]}],
+            tmp_path / "out",
+        )
+    )
     summary = run_job(job, client=dask_client)
     # the sample's last line is cut short ("100370,1968385,1875258,pv"): quarantined, job goes on
     assert summary.rows_written == 84475 and summary.rows_quarantined == 1

@@ -81,7 +81,9 @@ def test_sigrid_hash_deterministic_and_salted(criteo_sample, output, tmp_path, d
     out, _ = output
     doc = job_doc(str(criteo_sample), str(tmp_path / "again"))
     run_job(load_job_dict(doc), client=dask_client)
-    assert (tmp_path / "again" / "part-00000.parquet").read_bytes() == (out / "part-00000.parquet").read_bytes()
+    assert (tmp_path / "again" / "part-00000.parquet").read_bytes() == (
+        out / "part-00000.parquet"
+    ).read_bytes()
     doc = job_doc(str(criteo_sample), str(tmp_path / "salted"))
     doc["spec"]["transforms"][4]["salt"] = 12345
     run_job(load_job_dict(doc), client=dask_client)

@@ -40,8 +40,16 @@ def shard_bytes(directory: Path) -> dict[str, bytes]:
 def run_with_workers(doc: dict, workers: int):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         return run_job(load_job_dict(doc), client=client)
 
 
@@ -82,11 +90,17 @@ def test_resume_after_sigkill_is_byte_identical(criteo_lines, tmp_path):
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump(doc))
     cmd = [sys.executable, "-m", "recprep.cli", "run", str(job_file), "--workers", "2"]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ledger = killed / "_ledger.jsonl"
     total = len(shard_bytes(reference))
     try:
-        wait_for(lambda: ledger.exists() and 3 <= len(ledger.read_text().splitlines()), 120, message="a few committed shards")
+        wait_for(
+            lambda: ledger.exists() and 3 <= len(ledger.read_text().splitlines()),
+            120,
+            message="a few committed shards",
+        )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-job
         proc.wait(30)
@@ -171,9 +185,16 @@ def test_unwritable_output_fails_before_any_work(criteo_tsv, tmp_path):
 
 
 def test_column_errors_name_the_transform(criteo_tsv, tmp_path):
-    doc = job_doc(str(criteo_tsv), str(tmp_path / "out"),
-                  transforms=[{"op": "sigrid_hash", "columns": "sparse", "maxValue": 10}])
-    with pytest.raises(SpecError, match=r"spec\.transforms\[0\]: op sigrid_hash cannot take column 'C1' of kind string; it takes: int, list"):
+    doc = job_doc(
+        str(criteo_tsv),
+        str(tmp_path / "out"),
+        transforms=[{"op": "sigrid_hash", "columns": "sparse", "maxValue": 10}],
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"spec\.transforms\[0\]: op sigrid_hash cannot take column 'C1' of kind string; "
+        r"it takes: int, list",
+    ):
         run_job(load_job_dict(doc))
     doc = job_doc(str(criteo_tsv), str(tmp_path / "out"), transforms=[{"op": "log", "columns": ["I99"]}])
     with pytest.raises(SpecError, match=r"spec\.transforms\[0\]\.columns: no column matches 'I99'"):
@@ -204,9 +225,12 @@ def test_parquet_source_matches_text_source(criteo_tsv, tmp_path, dask_client):
 
     names = ["label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))]
     types = {n: (pa.int64() if i < 14 else pa.string()) for i, n in enumerate(names)}
-    raw = pcsv.read_csv(criteo_tsv, read_options=pcsv.ReadOptions(column_names=names),
-                        parse_options=pcsv.ParseOptions(delimiter="\t"),
-                        convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True))
+    raw = pcsv.read_csv(
+        criteo_tsv,
+        read_options=pcsv.ReadOptions(column_names=names),
+        parse_options=pcsv.ParseOptions(delimiter="\t"),
+        convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+    )
     pq.write_table(raw, tmp_path / "in.parquet", row_group_size=2500)
     doc = job_doc(str(tmp_path / "in.parquet"), str(tmp_path / "from-parquet"), dense="I*", sparse="C*")
     doc["spec"]["source"]["format"] = "parquet"
@@ -216,7 +240,9 @@ def test_parquet_source_matches_text_source(criteo_tsv, tmp_path, dask_client):
     doc = job_doc(str(criteo_tsv), str(tmp_path / "from-text"))
     run_job(load_job_dict(doc), client=dask_client)
     a, b = pq.read_table(tmp_path / "from-parquet"), pq.read_table(tmp_path / "from-text")
-    assert a.drop_columns(["I1_bucket"]).to_pydict().keys() == b.drop_columns(["I1_bucket"]).to_pydict().keys()
+    assert (
+        a.drop_columns(["I1_bucket"]).to_pydict().keys() == b.drop_columns(["I1_bucket"]).to_pydict().keys()
+    )
     for name in b.column_names:
         assert a[name].to_pylist() == b[name].to_pylist(), name
 
@@ -229,8 +255,13 @@ def test_workers_hold_nothing_once_shards_are_committed(criteo_tsv, tmp_path, da
     doc["spec"]["output"]["rowsPerShard"] = 2000
 
     def held() -> int:
-        return dask_client.run_on_scheduler(lambda dask_scheduler: sum(
-            1 for k, t in dask_scheduler.tasks.items() if "transform_shard" in str(k) and t.state == "memory"))
+        return dask_client.run_on_scheduler(
+            lambda dask_scheduler: sum(
+                1
+                for k, t in dask_scheduler.tasks.items()
+                if "transform_shard" in str(k) and t.state == "memory"
+            )
+        )
 
     class Watch:
         recorded, total, last_held = 0, 0, None
@@ -244,8 +275,9 @@ def test_workers_hold_nothing_once_shards_are_committed(criteo_tsv, tmp_path, da
         def advance(self, result):
             self.recorded += 1
             if self.recorded == self.total:  # still inside the run: its futures are alive
-                self.last_held = wait_for(lambda: held() == 0 and "none", timeout=10,
-                                          message="committed shards' results released")
+                self.last_held = wait_for(
+                    lambda: held() == 0 and "none", timeout=10, message="committed shards' results released"
+                )
 
     watch = Watch()
     summary = run_job(load_job_dict(doc), client=dask_client, progress=watch)

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"ShardClient": ".client", "ShardDelivery": ".client", "ShardServer": ".server",
-            "ShardServiceError": ".errors", "ShardAuthError": ".errors"}
+_EXPORTS = {
+    "ShardClient": ".client",
+    "ShardDelivery": ".client",
+    "ShardServer": ".server",
+    "ShardServiceError": ".errors",
+    "ShardAuthError": ".errors",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -44,7 +44,9 @@ class StateLock:
             os.makedirs(directory, exist_ok=True)
             self._fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise ShardServiceError(f"{directory}: cannot create the shard service state ({exc.strerror or exc})") from None
+            raise ShardServiceError(
+                f"{directory}: cannot create the shard service state ({exc.strerror or exc})"
+            ) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -52,7 +54,8 @@ class StateLock:
             os.close(self._fd)
             raise ShardServiceError(
                 f"{directory}: another shard server (pid {holder}) serves this job's state; "
-                "stop it or give a different --state-dir") from None
+                "stop it or give a different --state-dir"
+            ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
@@ -74,9 +77,17 @@ class AckLog:
         self._file = open(path, "ab")
 
     @classmethod
-    def open(cls, directory: str, group: str, *, identity: str, seed: int, world_size: int, total: int) -> AckLog:
+    def open(
+        cls, directory: str, group: str, *, identity: str, seed: int, world_size: int, total: int
+    ) -> AckLog:
         path = os.path.join(directory, f"{group}.acks.jsonl")
-        header = {"group": group, "identity": identity, "seed": seed, "worldSize": world_size, "shards": total}
+        header = {
+            "group": group,
+            "identity": identity,
+            "seed": seed,
+            "worldSize": world_size,
+            "shards": total,
+        }
         if not os.path.exists(path):
             tmp = path + ".tmp"
             with open(tmp, "wb") as f:
@@ -91,9 +102,13 @@ class AckLog:
             if found.get(key) != header[key]:
                 raise ShardServiceError(
                     f"group {group!r} has {label} {found.get(key)} (set when its first consumer joined, "
-                    f"acknowledgements in {path}); got {label} {header[key]}: use a new group name to change it")
+                    f"acknowledgements in {path}); got {label} {header[key]}: "
+                    "use a new group name to change it"
+                )
         if found.get("identity") != identity or found.get("shards") != total:
-            raise ShardServiceError(f"{path}: acknowledgements of a different job; remove the file or use a new group name")
+            raise ShardServiceError(
+                f"{path}: acknowledgements of a different job; remove the file or use a new group name"
+            )
         return cls(path, found, acked)
 
     def acked(self, epoch: int) -> frozenset[int]:
@@ -108,7 +123,9 @@ class AckLog:
         """Record the acknowledgement durably; False when it was already recorded (acks are idempotent)."""
         with self._lock:
             if self._file.closed:
-                raise ShardServiceError("the shard server is shutting down; acknowledge again once it is back")
+                raise ShardServiceError(
+                    "the shard server is shutting down; acknowledge again once it is back"
+                )
             done = self._acked.setdefault(epoch, set())
             if shard in done:
                 return False

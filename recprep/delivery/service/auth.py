@@ -27,7 +27,8 @@ class BearerTokenFactory(flight.ServerMiddlewareFactory):
         values = headers.get(AUTH_HEADER) or headers.get(AUTH_HEADER.title()) or []
         if not values:
             raise flight.FlightUnauthenticatedError(
-                "this shard service needs a bearer token (authorization: Bearer ...); none was sent")
+                "this shard service needs a bearer token (authorization: Bearer ...); none was sent"
+            )
         given = values[0] if isinstance(values[0], bytes) else str(values[0]).encode()
         if not hmac.compare_digest(given, self._expected):
             raise flight.FlightUnauthenticatedError("wrong bearer token for this shard service")

@@ -58,12 +58,29 @@ class ShardClient:
     reading epoch ``epoch``. ``timeout``: seconds for connecting, acknowledging and status calls
     (a stream waits for commits as long as the server's wait timeout allows)."""
 
-    def __init__(self, location: str, group: str = "train", rank: int = 0, world_size: int = 1,
-                 token: str | None = None, epoch: int = 0, *, timeout: float = 30.0):
+    def __init__(
+        self,
+        location: str,
+        group: str = "train",
+        rank: int = 0,
+        world_size: int = 1,
+        token: str | None = None,
+        epoch: int = 0,
+        *,
+        timeout: float = 30.0,
+    ):
         check_member(group, rank, world_size, epoch)
-        if not isinstance(location, str) or not location.startswith(("grpc://", "grpc+tcp://", "grpc+tls://")):
+        if not isinstance(location, str) or not location.startswith(
+            ("grpc://", "grpc+tcp://", "grpc+tls://")
+        ):
             raise ShardServiceError(f"location: expected grpc://host:port, got {location!r}")
-        self.location, self.group, self.rank, self.world_size, self.epoch = location, group, rank, world_size, epoch
+        self.location, self.group, self.rank, self.world_size, self.epoch = (
+            location,
+            group,
+            rank,
+            world_size,
+            epoch,
+        )
         self.session = uuid.uuid4().hex
         self.member = Member(group, rank, world_size, epoch, self.session)
         headers = bearer_headers(token)
@@ -101,7 +118,8 @@ class ShardClient:
                     if delivery.num_rows != expected:
                         raise ShardServiceError(
                             f"{self.location}: shard {current} arrived with {delivery.num_rows} rows, "
-                            f"the ledger says {expected}")
+                            f"the ledger says {expected}"
+                        )
                     current, batches = None, []
                     yield delivery
             if current is not None:
@@ -117,7 +135,11 @@ class ShardClient:
             except (TypeError, ValueError):
                 raise ShardServiceError(f"ack: shard must be an integer, got {index!r}") from None
         try:
-            list(self._flight.do_action(flight.Action(ACK, self.member.encode(shard=index)), options=self._call_options))
+            list(
+                self._flight.do_action(
+                    flight.Action(ACK, self.member.encode(shard=index)), options=self._call_options
+                )
+            )
         except pa.ArrowException as exc:
             raise self._error(exc) from None
         self.acked.append(index)

@@ -32,7 +32,8 @@ def read_served_job(directory: str) -> JobRecord:
     if job.shards is None:
         raise ShardServiceError(
             f"{os.path.join(directory, JOB_FILE)}: no planned shard count ('shards'; written by recprep run "
-            "since the shard service exists): run the job again with --overwrite")
+            "since the shard service exists): run the job again with --overwrite"
+        )
     return job
 
 
@@ -94,8 +95,10 @@ class CommittedShards:
             self.error = f"{self.directory}: the job output was removed or replaced ({exc})"
             return False
         if job.identity != self.identity:
-            self.error = (f"{self.directory}: the job output was replaced by another job "
-                          f"({job.name!r}, identity {job.identity[:12]}); restart the shard server")
+            self.error = (
+                f"{self.directory}: the job output was replaced by another job "
+                f"({job.name!r}, identity {job.identity[:12]}); restart the shard server"
+            )
             return False
         return True
 

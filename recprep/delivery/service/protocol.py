@@ -30,7 +30,9 @@ def check_member(group, rank, world_size, epoch) -> None:
     """Raise ShardServiceError naming the parameter when a consumer's parameters are invalid."""
     if not isinstance(group, str) or not GROUP_PATTERN.match(group):
         raise ShardServiceError(
-            f"group {group!r}: expected 1-64 letters, digits, '_', '.' or '-' (starting with a letter or digit)")
+            f"group {group!r}: expected 1-64 letters, digits, '_', '.' or '-' "
+            "(starting with a letter or digit)"
+        )
     for name, value in (("rank", rank), ("world_size", world_size), ("epoch", epoch)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ShardServiceError(f"{name}: expected an integer, got {value!r}")

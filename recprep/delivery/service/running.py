@@ -59,7 +59,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise ShardServiceError(f"--serve {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+            raise ShardServiceError(
+                f"--serve {host}:{port}: cannot listen there ({exc.strerror or exc})"
+            ) from None
 
 
 class ServeWhileRunning:
@@ -67,7 +69,9 @@ class ServeWhileRunning:
     driver's first phase (by then the driver has written ``_job.json``), so trainers stream
     shards as they are committed. Every other call goes to ``inner``."""
 
-    def __init__(self, inner, directory: str, on_start: Callable[[ShardServer], None] | None = None, **options):
+    def __init__(
+        self, inner, directory: str, on_start: Callable[[ShardServer], None] | None = None, **options
+    ):
         self._inner, self._directory, self._options, self._on_start = inner, directory, options, on_start
         self.server: ShardServer | None = None
 
@@ -123,18 +127,38 @@ def serve_until_signal(server: ShardServer) -> None:
 def add_serve_arguments(p) -> None:
     """``recprep serve``'s options."""
     p.add_argument("output", help="the job's output directory (holding _job.json and _ledger.jsonl)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)"
+    )
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)"
+    )
     p.add_argument("--token", default=None, help="bearer token clients must send (prefer --token-env)")
-    p.add_argument("--token-env", metavar="VAR", default=None,
-                   help=f"read the bearer token from environment variable VAR (default: ${TOKEN_ENV} if set)")
+    p.add_argument(
+        "--token-env",
+        metavar="VAR",
+        default=None,
+        help=f"read the bearer token from environment variable VAR (default: ${TOKEN_ENV} if set)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every epoch's shard order (default 0)")
-    p.add_argument("--state-dir", default=None, help="where acknowledgements are kept (default OUTPUT/_service)")
-    p.add_argument("--batch-rows", type=int, default=16384, help="rows per streamed record batch (default 16384)")
-    p.add_argument("--buffer-batches", type=int, default=4,
-                   help="record batches each stream reads ahead of its trainer (default 4)")
-    p.add_argument("--wait-timeout", type=float, default=900.0,
-                   help="seconds a stream waits for the driver's next shard before failing (default 900)")
+    p.add_argument(
+        "--state-dir", default=None, help="where acknowledgements are kept (default OUTPUT/_service)"
+    )
+    p.add_argument(
+        "--batch-rows", type=int, default=16384, help="rows per streamed record batch (default 16384)"
+    )
+    p.add_argument(
+        "--buffer-batches",
+        type=int,
+        default=4,
+        help="record batches each stream reads ahead of its trainer (default 4)",
+    )
+    p.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=900.0,
+        help="seconds a stream waits for the driver's next shard before failing (default 900)",
+    )
 
 
 def serve_command(args, console) -> int:
@@ -142,9 +166,17 @@ def serve_command(args, console) -> int:
     from .server import ShardServer
 
     token = resolve_token(args.token, args.token_env)
-    server = ShardServer(args.output, host=args.host, port=args.port, token=token, seed=args.seed,
-                         state_dir=args.state_dir, batch_rows=args.batch_rows, buffer_batches=args.buffer_batches,
-                         wait_timeout=args.wait_timeout)
+    server = ShardServer(
+        args.output,
+        host=args.host,
+        port=args.port,
+        token=token,
+        seed=args.seed,
+        state_dir=args.state_dir,
+        batch_rows=args.batch_rows,
+        buffer_batches=args.buffer_batches,
+        wait_timeout=args.wait_timeout,
+    )
     console.print(_serving_line(server, token), highlight=False, soft_wrap=True)
     serve_until_signal(server)
     return 0
@@ -153,8 +185,10 @@ def serve_command(args, console) -> int:
 def _serving_line(server: ShardServer, token: str | None) -> str:
     st = server.status()
     auth = "bearer token required" if token else "no token: anyone who can connect reads the shards"
-    return (f"serving job {st['job']} ({st['committed']}/{st['shards']} shards committed) from {server.directory} "
-            f"on grpc://{server.host}:{server.port} ({auth})")
+    return (
+        f"serving job {st['job']} ({st['committed']}/{st['shards']} shards committed) "
+        f"from {server.directory} on grpc://{server.host}:{server.port} ({auth})"
+    )
 
 
 def serve_alongside(listen: str, job, run_job, console):
@@ -170,15 +204,26 @@ def serve_alongside(listen: str, job, run_job, console):
 
     def run(*args, output=None, progress=None, **kwargs):
         directory = output_directory(output or job.spec.output.uri)
-        serving = ServeWhileRunning(progress, directory, host=host, port=port, token=token,
-                                    on_start=lambda server: console.print(_serving_line(server, token),
-                                                                          highlight=False, soft_wrap=True))
+        serving = ServeWhileRunning(
+            progress,
+            directory,
+            host=host,
+            port=port,
+            token=token,
+            on_start=lambda server: console.print(
+                _serving_line(server, token), highlight=False, soft_wrap=True
+            ),
+        )
         try:
             summary = run_job(*args, output=output, progress=serving, **kwargs)
             if serving.server is None:  # a driver that reported no phase: serve the finished output
                 serving._ensure()
-            console.print(f"job {summary.job} done: still serving its shards on grpc://{host}:{serving.server.port}; "
-                          "stop with Ctrl-C or SIGTERM", highlight=False, soft_wrap=True)
+            console.print(
+                f"job {summary.job} done: still serving its shards on grpc://{host}:{serving.server.port}; "
+                "stop with Ctrl-C or SIGTERM",
+                highlight=False,
+                soft_wrap=True,
+            )
             serve_until_signal(serving.server)
             return summary
         finally:

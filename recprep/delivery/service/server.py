@@ -75,15 +75,28 @@ class ShardServer(flight.FlightServerBase):
     ``verify``: check each shard file against its sha256 in the ledger before sending it.
     """
 
-    def __init__(self, output: str, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 seed: int = 0, state_dir: str | None = None, batch_rows: int = 16384,
-                 buffer_batches: int = 4, poll_interval: float = 0.2, wait_timeout: float = 900.0,
-                 verify: bool = True):
+    def __init__(
+        self,
+        output: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        seed: int = 0,
+        state_dir: str | None = None,
+        batch_rows: int = 16384,
+        buffer_batches: int = 4,
+        poll_interval: float = 0.2,
+        wait_timeout: float = 900.0,
+        verify: bool = True,
+    ):
         for name, value in (("batch_rows", batch_rows), ("buffer_batches", buffer_batches)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ShardServiceError(f"{name}: expected a positive integer, got {value!r}")
         if not wait_timeout > 0:
-            raise ShardServiceError(f"wait_timeout: expected a positive number of seconds, got {wait_timeout!r}")
+            raise ShardServiceError(
+                f"wait_timeout: expected a positive number of seconds, got {wait_timeout!r}"
+            )
         self.directory = os.path.abspath(output)
         self.shards = CommittedShards(self.directory, poll_interval)
         self.seed = int(seed)
@@ -111,10 +124,17 @@ class ShardServer(flight.FlightServerBase):
             super().__init__(f"grpc://{host}:{port}", middleware=middleware)
         except (pa.ArrowException, OSError) as exc:
             self._state_lock.release()
-            raise ShardServiceError(f"cannot listen on {host}:{port} ({str(exc).split('. Detail')[0]})") from None
+            raise ShardServiceError(
+                f"cannot listen on {host}:{port} ({str(exc).split('. Detail')[0]})"
+            ) from None
         self.shards.start()
-        log.info("serving %s (%d/%d shards committed) on %s", self.directory, len(self.shards.entries),
-                 self.shards.total, self.location)
+        log.info(
+            "serving %s (%d/%d shards committed) on %s",
+            self.directory,
+            len(self.shards.entries),
+            self.shards.total,
+            self.location,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -159,11 +179,23 @@ class ShardServer(flight.FlightServerBase):
             acks = self._group(member)
             stream_id = self._claim(member)
             acked = acks.acked(member.epoch)
-            todo = [s for s in rank_shards(self.shards.total, self.seed, member.epoch, member.rank,
-                                           member.world_size).tolist() if s not in acked]
+            todo = [
+                s
+                for s in rank_shards(
+                    self.shards.total, self.seed, member.epoch, member.rank, member.world_size
+                ).tolist()
+                if s not in acked
+            ]
             schema = self._stream_schema(context, bool(todo))
-            log.info("stream %d: group %s rank %d/%d epoch %d, %d shards to send", stream_id, member.group,
-                     member.rank, member.world_size, member.epoch, len(todo))
+            log.info(
+                "stream %d: group %s rank %d/%d epoch %d, %d shards to send",
+                stream_id,
+                member.group,
+                member.rank,
+                member.world_size,
+                member.epoch,
+                len(todo),
+            )
             stream = _Stream(self, context, member, acks, stream_id, todo, schema)
             return flight.GeneratorStream(schema, stream.run())
 
@@ -177,24 +209,55 @@ class ShardServer(flight.FlightServerBase):
                 return [json.dumps({"shard": extra["shard"], "new": new}).encode()]
             if action.type == STATUS:
                 return [json.dumps(self.status(), sort_keys=True).encode()]
-            raise ShardServiceError(f"unknown action {action.type!r} (this service knows {ACK!r}, {STATUS!r})")
+            raise ShardServiceError(
+                f"unknown action {action.type!r} (this service knows {ACK!r}, {STATUS!r})"
+            )
 
     def list_actions(self, context):
-        return [(ACK, "acknowledge a consumed shard: a consumer's JSON plus {\"shard\": n}"),
-                (STATUS, "the job's progress, spec and fitted vocabulary sizes, and each group's "
-                         "acknowledgements, as JSON")]
+        return [
+            (ACK, 'acknowledge a consumed shard: a consumer\'s JSON plus {"shard": n}'),
+            (
+                STATUS,
+                "the job's progress, spec and fitted vocabulary sizes, and each group's "
+                "acknowledgements, as JSON",
+            ),
+        ]
 
     def status(self) -> dict:
         with self._lock:
-            groups = {name: {"worldSize": a.header["worldSize"], "acked": {str(e): n for e, n in a.counts().items()}} for name, a in self._groups.items()}
-            streams = [{"id": i, "group": st.member.group, "rank": st.member.rank, "epoch": st.member.epoch,
-                        "shardsSent": st.sent, "shardsLeft": len(st.todo) - st.sent, "bytesSent": st.sent_bytes,
-                        "bufferedBatches": st.queue.qsize()}
-                       for i, st in sorted(self._open.items())]
-        return {"streams": streams, "job": self.shards.name, "identity": self.shards.identity, "directory": self.directory,
-                "shards": self.shards.total, "committed": len(self.shards.entries),
-                "complete": self.shards.complete, "seed": self.seed, "groups": groups,
-                "spec": self.shards.spec, "vocabularies": self._vocabularies()}
+            groups = {
+                name: {
+                    "worldSize": a.header["worldSize"],
+                    "acked": {str(e): n for e, n in a.counts().items()},
+                }
+                for name, a in self._groups.items()
+            }
+            streams = [
+                {
+                    "id": i,
+                    "group": st.member.group,
+                    "rank": st.member.rank,
+                    "epoch": st.member.epoch,
+                    "shardsSent": st.sent,
+                    "shardsLeft": len(st.todo) - st.sent,
+                    "bytesSent": st.sent_bytes,
+                    "bufferedBatches": st.queue.qsize(),
+                }
+                for i, st in sorted(self._open.items())
+            ]
+        return {
+            "streams": streams,
+            "job": self.shards.name,
+            "identity": self.shards.identity,
+            "directory": self.directory,
+            "shards": self.shards.total,
+            "committed": len(self.shards.entries),
+            "complete": self.shards.complete,
+            "seed": self.seed,
+            "groups": groups,
+            "spec": self.shards.spec,
+            "vocabularies": self._vocabularies(),
+        }
 
     def _vocabularies(self) -> dict[str, int]:
         """The fitted vocabulary sizes (``_fit.json``), read once it exists and only for a job
@@ -214,13 +277,20 @@ class ShardServer(flight.FlightServerBase):
         with self._lock:
             acks = self._groups.get(member.group)
             if acks is None:
-                acks = AckLog.open(self.state_dir, member.group, identity=self.shards.identity, seed=self.seed,
-                                   world_size=member.world_size, total=self.shards.total)
+                acks = AckLog.open(
+                    self.state_dir,
+                    member.group,
+                    identity=self.shards.identity,
+                    seed=self.seed,
+                    world_size=member.world_size,
+                    total=self.shards.total,
+                )
                 self._groups[member.group] = acks
             elif acks.header["worldSize"] != member.world_size:
                 raise ShardServiceError(
                     f"group {member.group!r} has world_size {acks.header['worldSize']}; got world_size "
-                    f"{member.world_size} (rank {member.rank}): use a new group name to change it")
+                    f"{member.world_size} (rank {member.rank}): use a new group name to change it"
+                )
             return acks
 
     def _claim(self, member: Member) -> int:
@@ -229,7 +299,9 @@ class ShardServer(flight.FlightServerBase):
         with self._lock:
             previous = self._sessions.get(key)
             if previous is not None and previous != member.session:
-                log.info("group %s epoch %d rank %d: a new consumer supersedes session %s", *key, previous[:8])
+                log.info(
+                    "group %s epoch %d rank %d: a new consumer supersedes session %s", *key, previous[:8]
+                )
             self._sessions[key] = member.session
             stream_id = next(self._stream_ids)
             self._streams[key] = stream_id
@@ -252,18 +324,23 @@ class ShardServer(flight.FlightServerBase):
             if current != member.session:
                 raise ShardServiceError(
                     f"ack of shard {shard} refused: rank {member.rank} of group {member.group!r} (epoch "
-                    f"{member.epoch}) was taken over by a newer consumer")
+                    f"{member.epoch}) was taken over by a newer consumer"
+                )
             table = self._owners.get((member.epoch, member.world_size))
             if table is None:
                 table = self._owners[(member.epoch, member.world_size)] = owners(
-                    total, self.seed, member.epoch, member.world_size)
+                    total, self.seed, member.epoch, member.world_size
+                )
         owner = int(table[shard])
         if owner != member.rank:
             raise ShardServiceError(
-                f"ack: shard {shard} belongs to rank {owner} of group {member.group!r} in epoch {member.epoch}, "
-                f"not rank {member.rank}")
+                f"ack: shard {shard} belongs to rank {owner} of group {member.group!r} "
+                f"in epoch {member.epoch}, not rank {member.rank}"
+            )
         if shard not in self.shards.entries:
-            raise ShardServiceError(f"ack: shard {shard} is not committed yet, so it cannot have been consumed")
+            raise ShardServiceError(
+                f"ack: shard {shard} is not committed yet, so it cannot have been consumed"
+            )
         return acks.add(member.epoch, member.rank, shard)
 
     # -- reading shards ----------------------------------------------------------------------
@@ -299,8 +376,9 @@ class ShardServer(flight.FlightServerBase):
         if time.monotonic() > deadline:
             raise flight.FlightTimedOutError(
                 f"no shard committed for {self.wait_timeout:g} s: job {self.shards.name!r} has "
-                f"{len(self.shards.entries)}/{self.shards.total} shards in {os.path.join(self.directory, LEDGER_FILE)}; "
-                "is its driver running?")
+                f"{len(self.shards.entries)}/{self.shards.total} shards in "
+                f"{os.path.join(self.directory, LEDGER_FILE)}; is its driver running?"
+            )
 
     def read_shard(self, shard: int, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, bytes]]:
         """The record batches of a committed shard with their app metadata."""
@@ -333,8 +411,16 @@ class _Stream:
 
     _END = object()
 
-    def __init__(self, server: ShardServer, context, member: Member, acks: AckLog, stream_id: int,
-                 todo: list[int], schema: pa.Schema):
+    def __init__(
+        self,
+        server: ShardServer,
+        context,
+        member: Member,
+        acks: AckLog,
+        stream_id: int,
+        todo: list[int],
+        schema: pa.Schema,
+    ):
         self.server, self.context, self.member, self.acks = server, context, member, acks
         self.stream_id, self.todo, self.schema = stream_id, todo, schema
         self.queue: queue.Queue = queue.Queue(maxsize=server.buffer_batches)
@@ -345,7 +431,9 @@ class _Stream:
     def run(self):
         with self.server._lock:
             self.server._open[self.stream_id] = self
-        self.producer = threading.Thread(target=self._produce, name=f"recprep-stream-{self.stream_id}", daemon=True)
+        self.producer = threading.Thread(
+            target=self._produce, name=f"recprep-stream-{self.stream_id}", daemon=True
+        )
         self.producer.start()
         try:
             while True:
@@ -385,7 +473,8 @@ class _Stream:
             m = self.member
             raise ShardServiceError(
                 f"rank {m.rank} of group {m.group!r} (epoch {m.epoch}) was taken over by a newer consumer; "
-                "this stream ends")
+                "this stream ends"
+            )
 
     def _produce(self) -> None:
         try:

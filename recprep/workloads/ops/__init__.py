@@ -41,6 +41,7 @@ REGISTRY: dict[str, type[Op]] = {
     )
 }
 
+
 def build_op(transform: TransformSpec, index: int) -> Op:
     """The op of ``spec.transforms[index]``; a SpecError naming the field when it is invalid."""
     params = validate_params(transform, index)

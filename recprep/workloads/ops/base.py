@@ -120,9 +120,7 @@ def map_list_values(array: pa.ListArray, fn) -> pa.Array:
     if mask is not None and offsets.offset:
         # from_arrays refuses a mask together with a sliced offsets array (a sliced list column)
         offsets = pa.array(offsets.to_numpy())
-    return type(array).from_arrays(
-        offsets, new_values, type=list_type(new_values.type), mask=mask
-    )
+    return type(array).from_arrays(offsets, new_values, type=list_type(new_values.type), mask=mask)
 
 
 def decode(array: pa.Array) -> pa.Array:
@@ -144,9 +142,17 @@ def to_float64(array: pa.Array) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 _NUMPY = {
-    pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.int64(): np.int64,
-    pa.uint8(): np.uint8, pa.uint16(): np.uint16, pa.uint32(): np.uint32, pa.uint64(): np.uint64,
-    pa.float16(): np.float16, pa.float32(): np.float32, pa.float64(): np.float64,
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint16(): np.uint16,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float16(): np.float16,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
 }
 
 
@@ -190,8 +196,9 @@ def with_validity_of(array: pa.Array, values: np.ndarray, dtype: pa.DataType) ->
     if array.offset % 8 == 0:
         bitmap = array.buffers()[0]
         start, size = array.offset // 8, (len(array) + 7) // 8
-        return pa.Array.from_buffers(dtype, len(values), [bitmap.slice(start, size), pa.py_buffer(values)],
-                                     array.null_count)
+        return pa.Array.from_buffers(
+            dtype, len(values), [bitmap.slice(start, size), pa.py_buffer(values)], array.null_count
+        )
     return pa.array(values, type=dtype, mask=~validity(array))
 
 

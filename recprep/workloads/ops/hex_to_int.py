@@ -64,7 +64,9 @@ class HexToInt(ElementwiseOp):
         data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
         if _kernel is not None:
             out, ok = np.empty(n, np.int64), np.empty(n, np.uint8)
-            nulls = _kernel(offsets, itemsize, data, bufs[0] if array.null_count else None, array.offset, out, ok)
+            nulls = _kernel(
+                offsets, itemsize, data, bufs[0] if array.null_count else None, array.offset, out, ok
+            )
             bitmap = pa.py_buffer(np.packbits(ok, bitorder="little")) if nulls else None
             return pa.Array.from_buffers(pa.int64(), n, [bitmap, pa.py_buffer(out)], nulls)
         lens = np.diff(offsets)

@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 from ...op_params import FirstXParams, ToListParams
 from .base import FLOAT, INT, LIST, STRING, Op, kind_of, numeric_values, validity
 
-
 try:
     from ._kernels import singleton_lists as _singletons
 except ImportError:  # a source tree without the built extension: numpy does the same
@@ -36,8 +35,9 @@ def _singletons_of(values: pa.Array, entry_valid: np.ndarray | None) -> tuple[np
     if _singletons is not None and values.type in _WORDS:
         offsets = np.empty(n + 1, np.int32)
         out = np.empty(n, raw.dtype)
-        kept = _singletons(np.ascontiguousarray(raw), _WORDS[values.type], bitmap, values.offset, entry_valid,
-                           offsets, out)
+        kept = _singletons(
+            np.ascontiguousarray(raw), _WORDS[values.type], bitmap, values.offset, entry_valid, offsets, out
+        )
         return offsets, out[:kept]
     valid = validity(values)
     if entry_valid is not None:
@@ -63,9 +63,12 @@ def _dictionary_lists(array: pa.DictionaryArray) -> pa.ListArray:
     if dictionary.null_count:
         # no element refers to a null entry any more: give it a value so the elements count
         # as non-null without a look through the dictionary
-        dictionary = dictionary.fill_null(pa.scalar(0 if kind_of(dictionary.type) != STRING else "",
-                                                    dictionary.type))
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.DictionaryArray.from_arrays(pa.array(kept), dictionary))
+        dictionary = dictionary.fill_null(
+            pa.scalar(0 if kind_of(dictionary.type) != STRING else "", dictionary.type)
+        )
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.DictionaryArray.from_arrays(pa.array(kept), dictionary)
+    )
 
 
 class ToList(Op):
@@ -95,8 +98,20 @@ class ToList(Op):
         return pa.ListArray.from_arrays(pa.array(offsets), array.filter(pa.array(valid)))
 
 
-_FIXED = frozenset({pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(),
-                    pa.uint64(), pa.float32(), pa.float64()})
+_FIXED = frozenset(
+    {
+        pa.int8(),
+        pa.int16(),
+        pa.int32(),
+        pa.int64(),
+        pa.uint8(),
+        pa.uint16(),
+        pa.uint32(),
+        pa.uint64(),
+        pa.float32(),
+        pa.float64(),
+    }
+)
 
 
 class FirstX(Op):

@@ -18,7 +18,23 @@ from .records import CommitRecord, JobRecord
 from .writer import OutputWriter, WrittenFile, check_writable, put_quarantine, put_shard
 
 __all__ = [
-    "FIT_FILE", "JOB_FILE", "LEDGER_FILE", "QUARANTINE_DIR", "SERVICE_DIR", "CommitRecord", "JobRecord",
-    "LedgerTail", "OutputWriter", "WrittenFile", "check_writable", "put_quarantine", "put_shard",
-    "read_commits", "read_fit", "read_job", "read_shard", "read_vocabulary_sizes", "shard_name",
+    "FIT_FILE",
+    "JOB_FILE",
+    "LEDGER_FILE",
+    "QUARANTINE_DIR",
+    "SERVICE_DIR",
+    "CommitRecord",
+    "JobRecord",
+    "LedgerTail",
+    "OutputWriter",
+    "WrittenFile",
+    "check_writable",
+    "put_quarantine",
+    "put_shard",
+    "read_commits",
+    "read_fit",
+    "read_job",
+    "read_shard",
+    "read_vocabulary_sizes",
+    "shard_name",
 ]

@@ -47,7 +47,9 @@ def read_job_if_any(directory: str) -> JobRecord | None:
     return read_job(directory)
 
 
-def read_commits(directory: str, *, require_files: bool = True, total: int | None = None) -> list[CommitRecord]:
+def read_commits(
+    directory: str, *, require_files: bool = True, total: int | None = None
+) -> list[CommitRecord]:
     """The committed shards of ``directory`` in commit order (see ``records`` for the rules).
 
     ``require_files``: leave out records whose file is gone (the driver then redoes the shard; a
@@ -65,8 +67,9 @@ def read_commits(directory: str, *, require_files: bool = True, total: int | Non
         record = parse_commit(line, total)
         if record is not None:
             commits[record.shard] = record  # first position in the dict, last record's contents
-    return [r for r in commits.values()
-            if not require_files or os.path.exists(os.path.join(directory, r.file))]
+    return [
+        r for r in commits.values() if not require_files or os.path.exists(os.path.join(directory, r.file))
+    ]
 
 
 def read_shard(directory: str, record: CommitRecord, verify: bool = True) -> bytes:
@@ -91,7 +94,11 @@ def read_fit(directory: str, identity: str) -> dict[tuple[int, str], Any] | None
             data = json.load(f)
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if not isinstance(data, dict) or data.get("identity") != identity or not isinstance(data.get("states"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("identity") != identity
+        or not isinstance(data.get("states"), dict)
+    ):
         return None
     return decode_fit_states(data["states"])
 
@@ -100,8 +107,11 @@ def read_vocabulary_sizes(directory: str, identity: str) -> dict[str, int]:
     """Sizes of the vocabularies fitted for job ``identity`` (categorify), keyed
     ``"<step>:<column>"``; {} without a fit file of that job."""
     states = read_fit(directory, identity) or {}
-    return {f"{step}:{column}": len(v["vocabulary"]) for (step, column), v in states.items()
-            if isinstance(v, dict) and isinstance(v.get("vocabulary"), list)}
+    return {
+        f"{step}:{column}": len(v["vocabulary"])
+        for (step, column), v in states.items()
+        if isinstance(v, dict) and isinstance(v.get("vocabulary"), list)
+    }
 
 
 _MARK = 256  #: bytes compared at both ends of what was read, to notice a rewritten ledger
@@ -134,7 +144,8 @@ class LedgerTail:
         except FileNotFoundError:
             return self._offset > 0
         return bool(self._offset) and (
-            st.st_ino != self._inode or st.st_size < self._offset or self._read_marks() != self._marks)
+            st.st_ino != self._inode or st.st_size < self._offset or self._read_marks() != self._marks
+        )
 
     def read(self) -> list[CommitRecord]:
         """Commits appended since the last call (from the start after :meth:`restart`)."""
@@ -152,7 +163,9 @@ class LedgerTail:
         end = data.rfind(b"\n") + 1  # a line still being appended waits for the next look
         self._offset += end
         self._marks = self._read_marks()
-        return [r for r in (parse_commit(line, self.total) for line in data[:end].splitlines()) if r is not None]
+        return [
+            r for r in (parse_commit(line, self.total) for line in data[:end].splitlines()) if r is not None
+        ]
 
     def restart(self) -> None:
         """Read the ledger from its start at the next :meth:`read`."""

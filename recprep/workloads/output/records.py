@@ -39,8 +39,16 @@ class CommitRecord:
     def to_json(self) -> str:
         """The ledger line (without its newline)."""
         return json.dumps(
-            {"shard": self.shard, "file": self.file, "rows": self.rows, "badRows": self.bad_rows,
-             "bytes": self.bytes, "sha256": self.sha256, "quarantine": self.quarantine, "source": self.source},
+            {
+                "shard": self.shard,
+                "file": self.file,
+                "rows": self.rows,
+                "badRows": self.bad_rows,
+                "bytes": self.bytes,
+                "sha256": self.sha256,
+                "quarantine": self.quarantine,
+                "source": self.source,
+            },
             sort_keys=True,
         )
 
@@ -53,13 +61,21 @@ def parse_commit(line: bytes | str, total: int | None = None) -> CommitRecord | 
         shard, file, rows = e["shard"], e["file"], e["rows"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         return None
-    if not (_is_int(shard) and shard >= 0 and (total is None or shard < total) and _is_int(rows)
-            and isinstance(file, str) and is_shard_file(file)):
+    if not (
+        _is_int(shard)
+        and shard >= 0
+        and (total is None or shard < total)
+        and _is_int(rows)
+        and isinstance(file, str)
+        and is_shard_file(file)
+    ):
         return None
     bad_rows, size, sha = e.get("badRows", 0), e.get("bytes", 0), e.get("sha256")
     quarantine, source = e.get("quarantine"), e.get("source")
     return CommitRecord(
-        shard, file, rows,
+        shard,
+        file,
+        rows,
         bad_rows if _is_int(bad_rows) else 0,
         size if _is_int(size) else 0,
         sha if isinstance(sha, str) else None,

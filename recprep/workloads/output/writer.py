@@ -25,8 +25,16 @@ from typing import Any, Protocol
 
 from ...errors import OutputError
 from .layout import (
-    CONTRACT_FILES, FIT_FILE, JOB_FILE, LEDGER_FILE, QUARANTINE_DIR, SHARD_PREFIX, is_temporary,
-    quarantine_name, shard_name, temporary_name,
+    CONTRACT_FILES,
+    FIT_FILE,
+    JOB_FILE,
+    LEDGER_FILE,
+    QUARANTINE_DIR,
+    SHARD_PREFIX,
+    is_temporary,
+    quarantine_name,
+    shard_name,
+    temporary_name,
 )
 from .reader import read_commits, read_fit, read_job_if_any
 from .records import CommitRecord, JobRecord, encode_fit_states

@@ -22,8 +22,13 @@ from .schema import Leaf
 PLAIN, RLE, RLE_DICTIONARY = 0, 3, 8
 DATA_PAGE, DICTIONARY_PAGE = 0, 2
 #: compression name (spec.output.compression) -> (Parquet CompressionCodec, Arrow codec name)
-CODECS = {"none": (0, None), "snappy": (1, "snappy"), "gzip": (2, "gzip"), "zstd": (6, "zstd"),
-          "lz4": (7, "lz4_raw")}
+CODECS = {
+    "none": (0, None),
+    "snappy": (1, "snappy"),
+    "gzip": (2, "gzip"),
+    "zstd": (6, "zstd"),
+    "lz4": (7, "lz4_raw"),
+}
 #: the largest dictionary page (bytes) before a column falls back to PLAIN (pyarrow: 1 MiB)
 DICTIONARY_LIMIT = 1 << 20
 
@@ -54,8 +59,9 @@ def _compress(body: bytes, codec: str | None) -> bytes:
 def _page(kind: int, body: bytes, codec: str | None, header: tuple[int, thrift.Fields]) -> tuple[bytes, int]:
     """Page header + compressed body, and the uncompressed size (header included)."""
     packed = _compress(body, codec)
-    head = thrift.struct([(1, "i32", kind), (2, "i32", len(body)), (3, "i32", len(packed)),
-                          (header[0], "struct", header[1])])
+    head = thrift.struct(
+        [(1, "i32", kind), (2, "i32", len(body)), (3, "i32", len(packed)), (header[0], "struct", header[1])]
+    )
     return head + packed, len(head) + len(body)
 
 
@@ -92,7 +98,10 @@ def statistics(flat: Flat, leaf: Leaf) -> thrift.Fields:
     if leaf.dtype.kind == "f":
         low = -0.0 if low == 0 else low
         high = 0.0 if high == 0 else high
-    return fields + [(5, "binary", _stat_bytes(high, leaf.dtype)), (6, "binary", _stat_bytes(low, leaf.dtype))]
+    return fields + [
+        (5, "binary", _stat_bytes(high, leaf.dtype)),
+        (6, "binary", _stat_bytes(low, leaf.dtype)),
+    ]
 
 
 def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool) -> Chunk:
@@ -104,8 +113,12 @@ def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool)
     encoded = _dictionary(flat, leaf)
     if encoded is not None:
         indices, dictionary = encoded
-        page, size = _page(DICTIONARY_PAGE, np.ascontiguousarray(dictionary, leaf.dtype).tobytes(), codec,
-                           (7, [(1, "i32", len(dictionary)), (2, "i32", PLAIN)]))
+        page, size = _page(
+            DICTIONARY_PAGE,
+            np.ascontiguousarray(dictionary, leaf.dtype).tobytes(),
+            codec,
+            (7, [(1, "i32", len(dictionary)), (2, "i32", PLAIN)]),
+        )
         dictionary_offset, uncompressed = 0, size
         out += page
         width = max(1, (len(dictionary) - 1).bit_length())
@@ -115,13 +128,22 @@ def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool)
         values = np.ascontiguousarray(flat.values, leaf.dtype).tobytes()
         encoding, encodings = PLAIN, [PLAIN, RLE]
     data_offset = len(out)
-    page, size = _page(DATA_PAGE, levels + values, codec,
-                       (5, [(1, "i32", flat.num_levels), (2, "i32", encoding), (3, "i32", RLE), (4, "i32", RLE)]))
+    page, size = _page(
+        DATA_PAGE,
+        levels + values,
+        codec,
+        (5, [(1, "i32", flat.num_levels), (2, "i32", encoding), (3, "i32", RLE), (4, "i32", RLE)]),
+    )
     out += page
     uncompressed += size
     meta: thrift.Fields = [
-        (1, "i32", leaf.physical), (2, "list:i32", encodings), (3, "list:binary", list(leaf.path)),
-        (4, "i32", codec_id), (5, "i64", flat.num_levels), (6, "i64", uncompressed), (7, "i64", len(out)),
+        (1, "i32", leaf.physical),
+        (2, "list:i32", encodings),
+        (3, "list:binary", list(leaf.path)),
+        (4, "i32", codec_id),
+        (5, "i64", flat.num_levels),
+        (6, "i64", uncompressed),
+        (7, "i64", len(out)),
     ]
     if with_statistics and not leaf.is_list:
         meta.append((12, "struct", statistics(flat, leaf)))

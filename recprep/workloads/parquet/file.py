@@ -32,8 +32,12 @@ def supports(schema: pa.Schema) -> bool:
     return leaves(schema) is not None
 
 
-def write_table(table: pa.Table, compression: str = "snappy", statistics: frozenset[str] | None = None,
-                logical: pa.Schema | None = None) -> bytes:
+def write_table(
+    table: pa.Table,
+    compression: str = "snappy",
+    statistics: frozenset[str] | None = None,
+    logical: pa.Schema | None = None,
+) -> bytes:
     """``table`` as one Parquet file with one row group. ``statistics``: the flat columns that
     get min/max/null-count statistics (None: every flat column). ``logical``: the Arrow schema
     stored for readers (default: the table's; give the plain one to hide dictionary encoding)."""
@@ -58,17 +62,25 @@ def write_table(table: pa.Table, compression: str = "snappy", statistics: frozen
         out += chunk.data
         total_uncompressed += chunk.uncompressed
     row_group = [
-        (1, "list:struct", chunks), (2, "i64", total_uncompressed), (3, "i64", table.num_rows),
-        (5, "i64", len(MAGIC)), (6, "i64", len(out) - len(MAGIC)), (7, "i16", 0),
+        (1, "list:struct", chunks),
+        (2, "i64", total_uncompressed),
+        (3, "i64", table.num_rows),
+        (5, "i64", len(MAGIC)),
+        (6, "i64", len(out) - len(MAGIC)),
+        (7, "i16", 0),
     ]
     arrow_schema = base64.b64encode((logical or table.schema).serialize().to_pybytes())
-    footer = thrift.struct([
-        (1, "i32", 2), (2, "list:raw", _schema(tuple(columns))), (3, "i64", table.num_rows),
-        (4, "list:struct", [row_group]),
-        (5, "list:struct", [[(1, "binary", "ARROW:schema"), (2, "binary", arrow_schema)]]),
-        (6, "binary", CREATED_BY),
-        # ColumnOrder TYPE_ORDER per leaf: without it readers ignore min_value/max_value
-        (7, "list:struct", [[(1, "struct", [])] for _ in columns]),
-    ])
+    footer = thrift.struct(
+        [
+            (1, "i32", 2),
+            (2, "list:raw", _schema(tuple(columns))),
+            (3, "i64", table.num_rows),
+            (4, "list:struct", [row_group]),
+            (5, "list:struct", [[(1, "binary", "ARROW:schema"), (2, "binary", arrow_schema)]]),
+            (6, "binary", CREATED_BY),
+            # ColumnOrder TYPE_ORDER per leaf: without it readers ignore min_value/max_value
+            (7, "list:struct", [[(1, "struct", [])] for _ in columns]),
+        ]
+    )
     out += footer + len(footer).to_bytes(4, "little") + MAGIC
     return bytes(out)

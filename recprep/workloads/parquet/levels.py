@@ -65,9 +65,15 @@ def _flatten_list(array: pa.ListArray, leaf: Leaf) -> Flat:
     item_valid = validity(child) if has_nulls(child) else None
     rep = np.empty(n + len(child), np.uint8)
     defs = np.empty(n + len(child), np.uint8)
-    total = list_levels(offsets, None if valid is None else valid.view(np.uint8),
-                        None if item_valid is None else item_valid.view(np.uint8),
-                        1 if leaf.nullable else 0, leaf.max_def, rep, defs)
+    total = list_levels(
+        offsets,
+        None if valid is None else valid.view(np.uint8),
+        None if item_valid is None else item_valid.view(np.uint8),
+        1 if leaf.nullable else 0,
+        leaf.max_def,
+        rep,
+        defs,
+    )
     # the child slots that hold written values: not under a null list, not null items
     present = item_valid
     if valid is not None:

@@ -73,8 +73,16 @@ def leaf_of(field: pa.Field) -> Leaf | None:
         if value not in PHYSICAL:
             return None
         physical, dtype = PHYSICAL[value]
-        return Leaf(field.name, (field.name, "list", "element"), value, physical, dtype, field.nullable,
-                    True, item.nullable)
+        return Leaf(
+            field.name,
+            (field.name, "list", "element"),
+            value,
+            physical,
+            dtype,
+            field.nullable,
+            True,
+            item.nullable,
+        )
     if pa.types.is_dictionary(t) and t.index_type != pa.int32():
         return None
     value = _values_type(t)
@@ -103,13 +111,21 @@ def schema_elements(columns: list[Leaf]) -> list[Fields]:
         if not leaf.is_list:
             elements.append([(1, "i32", leaf.physical), (3, "i32", repetition), (4, "binary", leaf.name)])
             continue
-        elements.append([
-            (3, "i32", repetition), (4, "binary", leaf.name), (5, "i32", 1), (6, "i32", CONVERTED_LIST),
-            (10, "struct", [(3, "struct", [])]),  # LogicalType.LIST
-        ])
+        elements.append(
+            [
+                (3, "i32", repetition),
+                (4, "binary", leaf.name),
+                (5, "i32", 1),
+                (6, "i32", CONVERTED_LIST),
+                (10, "struct", [(3, "struct", [])]),  # LogicalType.LIST
+            ]
+        )
         elements.append([(3, "i32", REPEATED), (4, "binary", "list"), (5, "i32", 1)])
-        elements.append([
-            (1, "i32", leaf.physical), (3, "i32", OPTIONAL if leaf.item_nullable else REQUIRED),
-            (4, "binary", "element"),
-        ])
+        elements.append(
+            [
+                (1, "i32", leaf.physical),
+                (3, "i32", OPTIONAL if leaf.item_nullable else REQUIRED),
+                (4, "binary", "element"),
+            ]
+        )
     return elements

@@ -14,8 +14,16 @@ from typing import Any
 
 # compact protocol type codes
 _BOOL_TRUE, _BOOL_FALSE, _I8, _I16, _I32, _I64, _BINARY, _LIST, _STRUCT = 1, 2, 3, 4, 5, 6, 8, 9, 12
-_CODE = {"i8": _I8, "i16": _I16, "i32": _I32, "i64": _I64, "binary": _BINARY, "struct": _STRUCT,
-         "raw": _STRUCT, "bool": _BOOL_TRUE}
+_CODE = {
+    "i8": _I8,
+    "i16": _I16,
+    "i32": _I32,
+    "i64": _I64,
+    "binary": _BINARY,
+    "struct": _STRUCT,
+    "raw": _STRUCT,
+    "bool": _BOOL_TRUE,
+}
 
 Fields = list[tuple[int, str, Any]]
 
@@ -86,8 +94,13 @@ def struct(fields: Fields) -> bytes:
         else:
             code, payload = _CODE[kind], _value(kind, value)
         delta = field_id - last
-        parts.append(_SMALL[(delta << 4) | code] if delta <= 7 else
-                     bytes([(delta << 4) | code]) if delta <= 15 else bytes([code]) + zigzag(field_id))
+        parts.append(
+            _SMALL[(delta << 4) | code]
+            if delta <= 7
+            else bytes([(delta << 4) | code])
+            if delta <= 15
+            else bytes([code]) + zigzag(field_id)
+        )
         parts.append(payload)
         last = field_id
     parts.append(b"\x00")

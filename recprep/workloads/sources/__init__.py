@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlparse
 
-from ...errors import SourceError, SpecError
+from ...errors import SpecError
 from ...spec import CRITEO_COLUMNS
 from ...uris import SYNTHETIC_SCHEME, infer_format
 from .base import BadRow, ReadResult, Roles, Split, select
@@ -65,5 +65,3 @@ def open_source(spec):
     if fmt == "criteo":
         return TextSource(spec, fmt, list(spec.columns), roles)
     return TextSource(spec, fmt, None, roles)
-
-

@@ -57,9 +57,7 @@ def select(names: list[str], selector, field_path: str) -> list[str]:
     for pattern in patterns:
         hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
-            raise SpecError(
-                f"{field_path}: no column matches {pattern!r}; columns are: {', '.join(names)}"
-            )
+            raise SpecError(f"{field_path}: no column matches {pattern!r}; columns are: {', '.join(names)}")
         chosen += [h for h in hits if h not in chosen]
     order = {n: i for i, n in enumerate(names)}
     return sorted(chosen, key=order.__getitem__)

@@ -25,7 +25,9 @@ class ParquetSource:
         self.names = base.names
         self.roles: Roles = roles_fn(self.names)
         self._dict_cols = [
-            n for n in self.roles.sparse if pa.types.is_string(base.field(n).type) or pa.types.is_binary(base.field(n).type)
+            n
+            for n in self.roles.sparse
+            if pa.types.is_string(base.field(n).type) or pa.types.is_binary(base.field(n).type)
         ]
         fields = []
         for f in base:

@@ -21,7 +21,9 @@ class SyntheticSource:
     def splits(self, rows_per_shard: int) -> list[Split]:
         uri = f"{SYNTHETIC_SCHEME}criteo?rows={self.rows}&seed={self.seed}"
         return [
-            Split(i, uri, start, min(start + rows_per_shard, self.rows), min(rows_per_shard, self.rows - start))
+            Split(
+                i, uri, start, min(start + rows_per_shard, self.rows), min(rows_per_shard, self.rows - start)
+            )
             for i, start in enumerate(range(0, self.rows, rows_per_shard))
         ]
 

@@ -15,7 +15,6 @@ by pyarrow's CSV reader, which also quarantines malformed rows.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -51,7 +50,8 @@ class TextSource:
             self.names = self._header_names(self.files[0])
             if spec.columns and list(spec.columns) != self.names:
                 raise SpecError(
-                    f"spec.source.columns: {spec.columns} differ from the header of {self.files[0]}: {self.names}"
+                    f"spec.source.columns: {spec.columns} differ from the header of {self.files[0]}: "
+                    f"{self.names}"
                 )
         elif spec.columns:
             self.names = list(spec.columns)
@@ -161,10 +161,16 @@ class TextSource:
                 outputs.append((np.empty(capacity, np.int64), np.empty(capacity, np.uint8)))
             else:
                 kinds.append(_STR)
-                outputs.append((np.empty(capacity + 1, np.int32), np.empty(len(data), np.uint8),
-                                np.empty(capacity, np.uint8)))
-        rows, nulls, declined, _line = _scan(data, ord(self.delimiter), split.header, bytes(kinds), outputs,
-                                             capacity)
+                outputs.append(
+                    (
+                        np.empty(capacity + 1, np.int32),
+                        np.empty(len(data), np.uint8),
+                        np.empty(capacity, np.uint8),
+                    )
+                )
+        rows, nulls, declined, _line = _scan(
+            data, ord(self.delimiter), split.header, bytes(kinds), outputs, capacity
+        )
         if declined:
             return None
         columns = []
@@ -172,8 +178,12 @@ class TextSource:
             valid = pa.py_buffer(np.packbits(out[-1][:rows], bitorder="little")) if null_count else None
             if kind == _STR:
                 used = int(out[0][rows])
-                array = pa.Array.from_buffers(pa.string(), rows, [valid, pa.py_buffer(out[0][: rows + 1]),
-                                                                  pa.py_buffer(out[1][:used])], null_count)
+                array = pa.Array.from_buffers(
+                    pa.string(),
+                    rows,
+                    [valid, pa.py_buffer(out[0][: rows + 1]), pa.py_buffer(out[1][:used])],
+                    null_count,
+                )
                 if self.types[name] == SPARSE_TYPE:
                     array = array.dictionary_encode().cast(SPARSE_TYPE)
             else:
@@ -186,7 +196,9 @@ class TextSource:
         bad: list[tuple[int, str, str]] = []  # (line within the piece, reason, text)
 
         def invalid_row(row) -> str:
-            bad.append((row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text))
+            bad.append(
+                (row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
+            )
             return "skip"
 
         def parse(types):

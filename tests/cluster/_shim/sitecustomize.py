@@ -21,6 +21,7 @@ Only Python processes are covered; for others the kubelet also sets the Kubernet
 ``<SVC>_SERVICE_HOST``/``<SVC>_SERVICE_PORT`` variables. A pre-existing ``sitecustomize``
 further down ``sys.path`` is still executed.
 """
+
 import json
 import os
 import random
@@ -28,10 +29,10 @@ import socket
 import sys
 import weakref
 
-_POD_IP = os.environ.get('KUBELET_SHIM_POD_IP', '')
-_HOSTS_FILE = os.environ.get('KUBELET_SHIM_HOSTS', '')
-_NAMESPACE = os.environ.get('KUBELET_SHIM_NAMESPACE', 'default')
-_HOSTNAME = os.environ.get('KUBELET_SHIM_HOSTNAME', '')
+_POD_IP = os.environ.get("KUBELET_SHIM_POD_IP", "")
+_HOSTS_FILE = os.environ.get("KUBELET_SHIM_HOSTS", "")
+_NAMESPACE = os.environ.get("KUBELET_SHIM_NAMESPACE", "default")
+_HOSTNAME = os.environ.get("KUBELET_SHIM_HOSTNAME", "")
 
 _real_getaddrinfo = socket.getaddrinfo
 _real_gethostbyname = socket.gethostbyname
@@ -40,7 +41,7 @@ _real_bind = socket.socket.bind
 _real_connect = socket.socket.connect
 _real_getsockname = socket.socket.getsockname
 _udp_probes = weakref.WeakSet()  # UDP sockets connected outwards to learn "our" address
-_cache = {'mtime': None, 'data': {}}
+_cache = {"mtime": None, "data": {}}
 
 
 def _mapping():
@@ -49,14 +50,14 @@ def _mapping():
         mtime = os.stat(_HOSTS_FILE).st_mtime_ns
     except OSError:
         return {}
-    if mtime != _cache['mtime']:
+    if mtime != _cache["mtime"]:
         try:
-            with open(_HOSTS_FILE, encoding='utf-8') as f:
-                _cache['data'] = json.load(f)
-            _cache['mtime'] = mtime
+            with open(_HOSTS_FILE, encoding="utf-8") as f:
+                _cache["data"] = json.load(f)
+            _cache["mtime"] = mtime
         except (OSError, ValueError):
             pass  # mid-replace or unreadable: keep the previous mapping
-    return _cache['data']
+    return _cache["data"]
 
 
 def _is_ip(host):
@@ -73,39 +74,43 @@ def _resolve(host, port):
     """Map a pod-visible name (and port) to (ip, port), or None if it is not a cluster name."""
     if not isinstance(host, str) or not host or _is_ip(host):
         return None
-    name = host.lower().rstrip('.')
+    name = host.lower().rstrip(".")
     if _HOSTNAME and name == _HOSTNAME.lower():
         return _POD_IP, port
-    for suffix in ('.svc.cluster.local', '.svc'):
+    for suffix in (".svc.cluster.local", ".svc"):
         if name.endswith(suffix):
-            name = name[:-len(suffix)]
+            name = name[: -len(suffix)]
             break
-    parts = name.split('.')
+    parts = name.split(".")
     if len(parts) == 1:
-        key = f'{parts[0]}.{_NAMESPACE}'
+        key = f"{parts[0]}.{_NAMESPACE}"
     elif len(parts) == 2:
         key = name
     else:
         return None
-    service = _mapping().get('services', {}).get(key)
+    service = _mapping().get("services", {}).get(key)
     if service is None:
         return None
-    endpoints = service.get('ports', {}).get(str(port)) if port is not None else None
+    endpoints = service.get("ports", {}).get(str(port)) if port is not None else None
     if endpoints:
         ip, target = random.choice(endpoints)
         return ip, target
-    if service.get('ips'):
-        return random.choice(service['ips']), port
-    raise socket.gaierror(socket.EAI_AGAIN, f'{host}: the Service has no ready endpoints yet')
+    if service.get("ips"):
+        return random.choice(service["ips"]), port
+    raise socket.gaierror(socket.EAI_AGAIN, f"{host}: the Service has no ready endpoints yet")
 
 
 def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     if isinstance(host, bytes):
-        host = host.decode('ascii')
+        host = host.decode("ascii")
     if isinstance(port, str) and port.isdigit():
         port = int(port)
-    if _POD_IP and host in (None, '', '0.0.0.0') and flags & socket.AI_PASSIVE \
-            and family in (0, socket.AF_UNSPEC, socket.AF_INET):
+    if (
+        _POD_IP
+        and host in (None, "", "0.0.0.0")
+        and flags & socket.AI_PASSIVE
+        and family in (0, socket.AF_UNSPEC, socket.AF_INET)
+    ):
         host, family = _POD_IP, socket.AF_INET
     else:
         target = _resolve(host, port)
@@ -131,14 +136,19 @@ def gethostname():
 
 
 def _bind(self, address):
-    if self.family == socket.AF_INET and isinstance(address, tuple) and address[0] in ('', '0.0.0.0'):
+    if self.family == socket.AF_INET and isinstance(address, tuple) and address[0] in ("", "0.0.0.0"):
         address = (_POD_IP, *address[1:])
     return _real_bind(self, address)
 
 
 def _connect(self, address):
-    if (self.family == socket.AF_INET and self.type == socket.SOCK_DGRAM and isinstance(address, tuple)
-            and isinstance(address[0], str) and not address[0].startswith('127.')):
+    if (
+        self.family == socket.AF_INET
+        and self.type == socket.SOCK_DGRAM
+        and isinstance(address, tuple)
+        and isinstance(address[0], str)
+        and not address[0].startswith("127.")
+    ):
         _udp_probes.add(self)
     return _real_connect(self, address)
 
@@ -165,9 +175,10 @@ def _chain_sitecustomize():
     """Run the next ``sitecustomize`` on sys.path (this one shadows it)."""
     import importlib.machinery
     import importlib.util
+
     here = os.path.dirname(os.path.abspath(__file__))
-    path = [p for p in sys.path if os.path.abspath(p or '.') != here]
-    spec = importlib.machinery.PathFinder.find_spec('sitecustomize', path)
+    path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
     if spec is not None and spec.loader is not None and spec.origin != __file__:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)

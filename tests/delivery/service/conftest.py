@@ -18,7 +18,9 @@ from .rows import row_digests
 ROWS, ROWS_PER_SHARD = 36_000, 2_000  # 18 shards
 
 
-def synthetic_doc(output: Path, rows: int = ROWS, rows_per_shard: int = ROWS_PER_SHARD, seed: int = 7) -> dict:
+def synthetic_doc(
+    output: Path, rows: int = ROWS, rows_per_shard: int = ROWS_PER_SHARD, seed: int = 7
+) -> dict:
     doc = job_doc(f"synthetic://criteo?rows={rows}&seed={seed}", str(output))
     doc["metadata"]["name"] = "service-test"
     doc["spec"]["output"]["rowsPerShard"] = rows_per_shard

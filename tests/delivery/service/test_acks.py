@@ -40,11 +40,14 @@ def test_a_torn_last_line_is_cut_off_and_forgotten(tmp_path):
     assert AckLog.open(str(tmp_path), "train", **JOB).acked(0) == {1, 2}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"world_size": 3}, "group 'train' has world_size 2"),
-    ({"seed": 9}, "group 'train' has seed 0"),
-    ({"identity": "b" * 64}, "acknowledgements of a different job"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"world_size": 3}, "group 'train' has world_size 2"),
+        ({"seed": 9}, "group 'train' has seed 0"),
+        ({"identity": "b" * 64}, "acknowledgements of a different job"),
+    ],
+)
 def test_a_group_keeps_its_parameters(tmp_path, change, message):
     AckLog.open(str(tmp_path), "train", **JOB).close()
     with pytest.raises(ShardServiceError, match=message):
@@ -61,9 +64,13 @@ def test_a_corrupt_line_is_reported_with_its_number(tmp_path):
 
 def test_a_second_server_cannot_take_the_state_directory(tmp_path):
     lock = StateLock(str(tmp_path))
-    code = ("import sys; from recprep.delivery.service.acks import StateLock\n"
-            "try:\n    StateLock(sys.argv[1])\nexcept Exception as e:\n    print(e); sys.exit(7)\n")
-    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from recprep.delivery.service.acks import StateLock\n"
+        "try:\n    StateLock(sys.argv[1])\nexcept Exception as e:\n    print(e); sys.exit(7)\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert other.returncode == 7 and "another shard server" in other.stdout
     lock.release()
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=60).returncode == 0

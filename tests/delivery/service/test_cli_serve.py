@@ -22,8 +22,14 @@ from .conftest import ROWS, synthetic_doc
 
 
 def recprep(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "recprep.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "recprep.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def free_port() -> int:
@@ -32,11 +38,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["serve", "{tmp}"], r"not a recprep job output \(no _job.json\)"),
-    (["serve", "{out}", "--token-env", "RECPREP_TEST_UNSET_VAR"], "--token-env RECPREP_TEST_UNSET_VAR: the environment variable is not set"),
-    (["run", "{job}", "--serve", "localhost:http"], "--serve: expected PORT or HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["serve", "{tmp}"], r"not a recprep job output \(no _job.json\)"),
+        (
+            ["serve", "{out}", "--token-env", "RECPREP_TEST_UNSET_VAR"],
+            "--token-env RECPREP_TEST_UNSET_VAR: the environment variable is not set",
+        ),
+        (["run", "{job}", "--serve", "localhost:http"], "--serve: expected PORT or HOST:PORT"),
+    ],
+)
 def test_bad_arguments_get_one_clear_line(job_output, tmp_path, args, message):
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=100)))
@@ -67,7 +79,9 @@ def test_options_are_checked_with_the_option_named(job_output, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        with pytest.raises(ShardServiceError, match=f"--serve 127.0.0.1:{s.getsockname()[1]}: cannot listen there"):
+        with pytest.raises(
+            ShardServiceError, match=f"--serve 127.0.0.1:{s.getsockname()[1]}: cannot listen there"
+        ):
             check_port_free("127.0.0.1", s.getsockname()[1])
 
 
@@ -75,9 +89,26 @@ def test_options_are_checked_with_the_option_named(job_output, monkeypatch):
 def test_serve_streams_with_a_token_from_the_environment_and_exits_on_sigterm(job_output, tmp_path):
     port = free_port()
     env = {**os.environ, "MY_TOKEN": "t0ken"}
-    proc = subprocess.Popen([sys.executable, "-m", "recprep.cli", "serve", str(job_output), "--port", str(port),
-                             "--token-env", "MY_TOKEN", "--state-dir", str(tmp_path / "state")],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recprep.cli",
+            "serve",
+            str(job_output),
+            "--port",
+            str(port),
+            "--token-env",
+            "MY_TOKEN",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         client = ShardClient(f"grpc://127.0.0.1:{port}", "cli", token="t0ken")
         wait_for(lambda: _reachable(client), timeout=60, message="recprep serve to listen")
@@ -105,17 +136,37 @@ def _reachable(client: ShardClient) -> bool:
 def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
     port = free_port()
     job = tmp_path / "job.yaml"
-    job.write_text(yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=600_000, rows_per_shard=4000)))  # long enough to be joined mid-run
-    proc = subprocess.Popen([sys.executable, "-m", "recprep.cli", "run", str(job), "--workers", "1",
-                             "--serve", f"127.0.0.1:{port}"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if k != "RECPREP_SHARD_TOKEN"})
+    job.write_text(
+        yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=600_000, rows_per_shard=4000))
+    )  # long enough to be joined mid-run
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recprep.cli",
+            "run",
+            str(job),
+            "--workers",
+            "1",
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "RECPREP_SHARD_TOKEN"},
+    )
     stderr: list[str] = []
     reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
     reader.start()
     try:
         client = ShardClient(f"grpc://127.0.0.1:{port}", "live")
-        wait_for(lambda: _reachable(client) or proc.poll() is not None, timeout=120, message="the driver's shard server")
+        wait_for(
+            lambda: _reachable(client) or proc.poll() is not None,
+            timeout=120,
+            message="the driver's shard server",
+        )
         assert proc.poll() is None, "".join(stderr)
         during = []  # for each shard: was the job still running when it arrived?
         rows = 0
@@ -125,7 +176,11 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
             client.ack(shard.index)
         assert rows == 600_000 and len(during) == 150
         assert during[0], "the first shard arrived only after the job ended"
-        wait_for(lambda: any("done: still serving" in line for line in stderr), timeout=60, message="the job to end")
+        wait_for(
+            lambda: any("done: still serving" in line for line in stderr),
+            timeout=60,
+            message="the job to end",
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

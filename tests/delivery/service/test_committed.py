@@ -79,7 +79,9 @@ def test_a_ledger_rewritten_in_place_is_noticed(tmp_path):
     c = CommittedShards(str(out))
     (out / "part-00001.parquet").write_bytes(b"")
     (out / "part-00002.parquet").write_bytes(b"")
-    lines = [json.dumps({"shard": s, "file": f"part-{s:05d}.parquet", "rows": 10, "sha256": None}) for s in (2, 1)]
+    lines = [
+        json.dumps({"shard": s, "file": f"part-{s:05d}.parquet", "rows": 10, "sha256": None}) for s in (2, 1)
+    ]
     with (out / "_ledger.jsonl").open("r+") as f:
         f.write("\n".join(lines) + "\n")
     c.refresh()

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from recprep.spec import load_job_dict
-from recprep.workloads.runner import run_job
 from recprep.delivery.service import ShardClient, ShardServer
 from recprep.delivery.service.assignment import rank_shards
+from recprep.spec import load_job_dict
+from recprep.workloads.runner import run_job
 
 from ...conftest import wait_for
 from .conftest import synthetic_doc
@@ -58,10 +58,18 @@ def test_shards_committed_while_the_job_runs_are_delivered_before_it_ends(tmp_pa
     driver = threading.Thread(target=drive, daemon=True)
     driver.start()
     try:
-        wait_for(lambda: (out / "_job.json").exists() or "error" in outcome, timeout=120, message="the driver to open the output")
+        wait_for(
+            lambda: (out / "_job.json").exists() or "error" in outcome,
+            timeout=120,
+            message="the driver to open the output",
+        )
         with ShardServer(str(out), state_dir=str(tmp_path / "state"), poll_interval=0.05) as server:
             assert progress.held.wait(120), outcome
-            wait_for(lambda: len(server.shards.order) >= HOLD_AFTER, timeout=30, message="the server to see the commits")
+            wait_for(
+                lambda: len(server.shards.order) >= HOLD_AFTER,
+                timeout=30,
+                message="the server to see the commits",
+            )
             committed_before = set(server.shards.order)
             assert len(committed_before) == HOLD_AFTER and not server.shards.complete
             client = ShardClient(server.location, "live", 0, 1)

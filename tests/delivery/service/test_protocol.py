@@ -8,15 +8,18 @@ from recprep.delivery.service import ShardClient, ShardServiceError
 from recprep.delivery.service.protocol import Member
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(rank=2, world_size=2), r"rank 2 is not in \[0, world_size=2\)"),
-    (dict(rank=-1, world_size=2), r"rank -1 is not in \[0, world_size=2\)"),
-    (dict(world_size=0), "world_size: expected at least 1"),
-    (dict(epoch=-1), "epoch: expected 0 or more"),
-    (dict(rank="0"), "rank: expected an integer"),
-    (dict(group="a/b"), "group 'a/b': expected 1-64 letters"),
-    (dict(group=""), "group '': expected"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rank=2, world_size=2), r"rank 2 is not in \[0, world_size=2\)"),
+        (dict(rank=-1, world_size=2), r"rank -1 is not in \[0, world_size=2\)"),
+        (dict(world_size=0), "world_size: expected at least 1"),
+        (dict(epoch=-1), "epoch: expected 0 or more"),
+        (dict(rank="0"), "rank: expected an integer"),
+        (dict(group="a/b"), "group 'a/b': expected 1-64 letters"),
+        (dict(group=""), "group '': expected"),
+    ],
+)
 def test_bad_group_parameters_are_refused_before_any_call(kwargs, message):
     args = dict(location="grpc://127.0.0.1:1", group="train", rank=0, world_size=1, epoch=0) | kwargs
     with pytest.raises(ShardServiceError, match=message):

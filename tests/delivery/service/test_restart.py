@@ -29,8 +29,21 @@ pytestmark = pytest.mark.integration
 class Trainer:
     def __init__(self, location: str, state: Path, *args: str):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.delivery.service.trainer_proc", location, "--state", str(state), *args],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "tests.delivery.service.trainer_proc",
+                location,
+                "--state",
+                str(state),
+                *args,
+            ],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -47,7 +60,9 @@ class Trainer:
                 self.proc.kill()
                 raise AssertionError(f"trainer printed no {prefix!r} line within {timeout}s") from None
             if line is None:
-                raise AssertionError(f"trainer ended (rc {self.proc.wait()}) before {prefix!r}: {self.proc.stderr.read()}")
+                raise AssertionError(
+                    f"trainer ended (rc {self.proc.wait()}) before {prefix!r}: {self.proc.stderr.read()}"
+                )
             if line.startswith(prefix):
                 return line
 
@@ -70,7 +85,9 @@ def acked(state_dir: Path, group: str) -> list[int]:
     return [json.loads(line)["shard"] for line in path.read_text().splitlines()[1:]]
 
 
-def test_a_trainer_killed_twice_and_a_server_restart_lose_and_repeat_nothing(job_output, tmp_path, output_digests):
+def test_a_trainer_killed_twice_and_a_server_restart_lose_and_repeat_nothing(
+    job_output, tmp_path, output_digests
+):
     state_dir, trainer_state = tmp_path / "service", tmp_path / "trainer"
     order = rank_shards(SHARDS, 0, 0, 0, 1).tolist()
     server = ShardServer(str(job_output), state_dir=str(state_dir), batch_rows=BATCH_ROWS)
@@ -103,10 +120,14 @@ def test_a_trainer_killed_twice_and_a_server_restart_lose_and_repeat_nothing(job
 
 
 def test_two_ranks_one_killed_mid_stream_cover_the_job_once(job_output, tmp_path, output_digests):
-    with ShardServer(str(job_output), state_dir=str(tmp_path / "service"), batch_rows=BATCH_ROWS, seed=3) as server:
+    with ShardServer(
+        str(job_output), state_dir=str(tmp_path / "service"), batch_rows=BATCH_ROWS, seed=3
+    ) as server:
         common = ("--world-size", "2", "--group", "pair")
         steady = Trainer(server.location, tmp_path / "rank0", "--rank", "0", *common)
-        killed = Trainer(server.location, tmp_path / "rank1", "--rank", "1", "--block-mid-shard", "6", *common)
+        killed = Trainer(
+            server.location, tmp_path / "rank1", "--rank", "1", "--block-mid-shard", "6", *common
+        )
         killed.wait_line("BLOCKED")
         killed.sigkill()
         restarted = Trainer(server.location, tmp_path / "rank1", "--rank", "1", *common)

@@ -25,13 +25,16 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def server(job_output, tmp_path):
-    with ShardServer(str(job_output), state_dir=str(tmp_path / "state"), token="s3cret", seed=11,
-                     batch_rows=700) as s:
+    with ShardServer(
+        str(job_output), state_dir=str(tmp_path / "state"), token="s3cret", seed=11, batch_rows=700
+    ) as s:
         yield s
 
 
 def client(server, rank=0, world_size=1, group="train", epoch=0, token="s3cret"):
-    return ShardClient(server.location, group=group, rank=rank, world_size=world_size, token=token, epoch=epoch)
+    return ShardClient(
+        server.location, group=group, rank=rank, world_size=world_size, token=token, epoch=epoch
+    )
 
 
 def consume(c, ack=True, limit=None):
@@ -76,7 +79,9 @@ def test_epochs_have_their_own_seeded_order_and_acks(server):
     assert consume(client(server, epoch=1))[0] == e1  # epoch 1 nothing acknowledged: all again
 
 
-def test_unacknowledged_shards_come_again_whole_and_acknowledged_ones_never(job_output, tmp_path, output_digests):
+def test_unacknowledged_shards_come_again_whole_and_acknowledged_ones_never(
+    job_output, tmp_path, output_digests
+):
     state = str(tmp_path / "state")
     with ShardServer(str(job_output), state_dir=state, batch_rows=700) as s:
         c = ShardClient(s.location, "g", 0, 1)
@@ -155,8 +160,11 @@ def test_the_buffer_is_bounded_when_the_trainer_stops_reading(job_output, tmp_pa
         with closing(iter(c)) as stream:
             for _ in range(2):
                 consumed += next(stream).nbytes
-                (st,) = wait_for(lambda: [x for x in s.status()["streams"] if x["bufferedBatches"] == 2],
-                                 timeout=30, message="the stream's buffer to fill")
+                (st,) = wait_for(
+                    lambda: [x for x in s.status()["streams"] if x["bufferedBatches"] == 2],
+                    timeout=30,
+                    message="the stream's buffer to fill",
+                )
                 # the reader waits with a full queue; what the trainer has not read is in that
                 # queue and in gRPC's flow-control window: megabytes, not the job
                 assert st["shardsSent"] < 200 and st["bytesSent"] - consumed < 64e6
@@ -186,7 +194,9 @@ def test_a_stream_waits_for_commits_then_times_out_naming_the_progress(job_outpu
     with ShardServer(str(out), state_dir=str(tmp_path / "state"), wait_timeout=1.0, poll_interval=0.05) as s:
         c = ShardClient(s.location, "g", 0, 1)
         got = []
-        with pytest.raises(ShardServiceError, match=rf"no shard committed for 1 s: job 'service-test' has 4/{SHARDS} shards"):
+        with pytest.raises(
+            ShardServiceError, match=rf"no shard committed for 1 s: job 'service-test' has 4/{SHARDS} shards"
+        ):
             for shard in c:
                 got.append(shard.index)
                 c.ack(shard.index)
@@ -205,7 +215,9 @@ def test_a_corrupt_shard_is_reported_with_its_file(job_output, tmp_path):
     data[len(data) // 2] ^= 0xFF
     (out / name).write_bytes(bytes(data))
     with ShardServer(str(out), state_dir=str(tmp_path / "state")) as s:
-        with pytest.raises(ShardServiceError, match=f"{name}: content does not match its sha256 in _ledger.jsonl"):
+        with pytest.raises(
+            ShardServiceError, match=f"{name}: content does not match its sha256 in _ledger.jsonl"
+        ):
             consume(ShardClient(s.location, "g", 0, 1))
 
 

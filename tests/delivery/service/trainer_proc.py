@@ -45,9 +45,10 @@ def main(argv=None) -> int:
     p.add_argument("--block-before-ack", type=int, default=None)
     args = p.parse_args(argv)
     os.makedirs(args.state, exist_ok=True)
-    held = {int(n[len("shard-"):-len(".npy")]) for n in os.listdir(args.state) if n.endswith(".npy")}
-    client = ShardClient(args.location, group=args.group, rank=args.rank, world_size=args.world_size,
-                         token=args.token)
+    held = {int(n[len("shard-") : -len(".npy")]) for n in os.listdir(args.state) if n.endswith(".npy")}
+    client = ShardClient(
+        args.location, group=args.group, rank=args.rank, world_size=args.world_size, token=args.token
+    )
     received, already, rows, batches_seen, saved = [], [], 0, 0, 0
     for shard in client:
         received.append(shard.index)

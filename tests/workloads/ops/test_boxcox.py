@@ -17,13 +17,15 @@ from pydantic import ValidationError
 from ._support import PROPERTY, check_elementwise, make, nullable, same_float
 
 # degenerate samples make scipy constrain lambda (and warn); huge powers overflow to inf (and warn)
-pytestmark = pytest.mark.filterwarnings("ignore:The optimal lambda:UserWarning",
-                                        "ignore:overflow encountered:RuntimeWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The optimal lambda:UserWarning", "ignore:overflow encountered:RuntimeWarning"
+)
 
 positive = st.one_of(st.floats(1e-3, 1e3), st.integers(1, 50).map(float))
 # samples the fit is well-conditioned on: mostly positive, some nulls and non-positive values
-values_st = st.lists(nullable(st.one_of(positive, positive, positive, st.floats(-10, 0))),
-                     min_size=2, max_size=40)
+values_st = st.lists(
+    nullable(st.one_of(positive, positive, positive, st.floats(-10, 0))), min_size=2, max_size=40
+)
 
 
 def sample_of(values, shift):
@@ -58,8 +60,7 @@ def test_fit_split_independent_and_equal_to_scipy(values, shift, data):
 
 
 @PROPERTY
-@given(values=st.lists(positive, min_size=30, max_size=80, unique=True),
-       size=st.integers(10, 25))
+@given(values=st.lists(positive, min_size=30, max_size=80, unique=True), size=st.integers(10, 25))
 def test_sample_is_thinned_deterministically(values, size):
     op = make("boxcox", sampleSize=size)
     sample = op.partial(pa.array(values)).tolist()
@@ -111,23 +112,36 @@ def closeness(lam):
 
 
 @PROPERTY
-@given(values=st.lists(nullable(st.one_of(positive, st.floats(-10, 10), st.just(0.0))),
-                       max_size=40),
-       lam=st.one_of(st.just(0.0), st.floats(-3, 3)), shift=st.sampled_from([0.0, 1.0, 2.5]))
+@given(
+    values=st.lists(nullable(st.one_of(positive, st.floats(-10, 10), st.just(0.0))), max_size=40),
+    lam=st.one_of(st.just(0.0), st.floats(-3, 3)),
+    shift=st.sampled_from([0.0, 1.0, 2.5]),
+)
 def test_transform_matches_formula(values, lam, shift):
     op = make("boxcox", shift=shift)
     state = {"lambda": lam, "sampleSize": 10}
-    check_elementwise(op, values, pa.float64(), reference(lam, shift), eq=closeness(lam),
-                      out_type=pa.float64(), state=state)
+    check_elementwise(
+        op, values, pa.float64(), reference(lam, shift), eq=closeness(lam), out_type=pa.float64(), state=state
+    )
 
 
 @PROPERTY
-@given(values=st.lists(nullable(st.integers(-5, 10**6)), max_size=40),
-       lam=st.floats(-2, 2), arrow_type=st.sampled_from([pa.int32(), pa.int64()]))
+@given(
+    values=st.lists(nullable(st.integers(-5, 10**6)), max_size=40),
+    lam=st.floats(-2, 2),
+    arrow_type=st.sampled_from([pa.int32(), pa.int64()]),
+)
 def test_transform_int_columns(values, lam, arrow_type):
     op = make("boxcox")
-    check_elementwise(op, values, arrow_type, reference(lam, 0.0), eq=closeness(lam),
-                      out_type=pa.float64(), state={"lambda": lam, "sampleSize": 10})
+    check_elementwise(
+        op,
+        values,
+        arrow_type,
+        reference(lam, 0.0),
+        eq=closeness(lam),
+        out_type=pa.float64(),
+        state={"lambda": lam, "sampleSize": 10},
+    )
 
 
 def test_fitted_transform_end_to_end():
@@ -154,8 +168,7 @@ def test_examples_and_errors():
         op.transform(pa.array([1.0]))
 
 
-@pytest.mark.parametrize("params", [{"sampleSize": 9}, {"sampleSize": 0}, {"shift": "x"},
-                                    {"lambda": 0.5}])
+@pytest.mark.parametrize("params", [{"sampleSize": 9}, {"sampleSize": 0}, {"shift": "x"}, {"lambda": 0.5}])
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("boxcox", **params)

@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from ._support import PROPERTY, check_elementwise, floats_with_inf, make, numeric_column
 
-border_values = st.one_of(st.integers(-50, 50).map(float), floats_with_inf,
-                          st.sampled_from([0.5, 1.0, 1.5, -0.0, 2.0**62]))
+border_values = st.one_of(
+    st.integers(-50, 50).map(float), floats_with_inf, st.sampled_from([0.5, 1.0, 1.5, -0.0, 2.0**62])
+)
 borders_st = st.lists(border_values, min_size=1, max_size=10).map(sorted)
 
 
@@ -59,17 +60,20 @@ def test_examples():
     assert make("bucketize", borders=[1], output="b").params.output == "b"
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"borders": []},
-    {"borders": [2.0, 1.0]},
-    {"borders": [0, 1, 0.5]},
-    {"borders": [0, math.nan]},
-    {"borders": [math.nan]},
-    {"borders": ["a"]},
-    {"borders": 1.0},
-    {"borders": [1], "bins": [2]},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"borders": []},
+        {"borders": [2.0, 1.0]},
+        {"borders": [0, 1, 0.5]},
+        {"borders": [0, math.nan]},
+        {"borders": [math.nan]},
+        {"borders": ["a"]},
+        {"borders": 1.0},
+        {"borders": [1], "bins": [2]},
+    ],
+)
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("bucketize", **params)

@@ -35,8 +35,7 @@ min_counts = st.integers(1, 4)
 
 def reference_fit(values, min_count):
     counts = Counter(v for v in values if v is not None)
-    kept = sorted(((v, c) for v, c in counts.items() if c >= min_count),
-                  key=lambda vc: (-vc[1], vc[0]))
+    kept = sorted(((v, c) for v, c in counts.items() if c >= min_count), key=lambda vc: (-vc[1], vc[0]))
     return {"vocabulary": [v for v, _ in kept], "counts": [c for _, c in kept]}
 
 
@@ -103,8 +102,9 @@ def test_lists_fit_and_transform_elements(lists, min_count, data):
     want = [None if lst is None else [ref(v) for v in lst] for lst in lists]
     assert_lists(op.transform(array, state).to_pylist(), want, what="list")
     if len(lists) > 2:
-        assert_lists(op.transform(array.slice(1, len(lists) - 2), state).to_pylist(), want[1:-1],
-                     what="sliced list")
+        assert_lists(
+            op.transform(array.slice(1, len(lists) - 2), state).to_pylist(), want[1:-1], what="sliced list"
+        )
 
 
 def test_one_op_many_states():
@@ -133,8 +133,9 @@ def test_examples():
         op.transform(pa.array([1]))
 
 
-@pytest.mark.parametrize("params", [{"minCount": 0}, {"minCount": -1}, {"minCount": 1.5},
-                                    {"minCount": 1, "maxSize": 10}])
+@pytest.mark.parametrize(
+    "params", [{"minCount": 0}, {"minCount": -1}, {"minCount": 1.5}, {"minCount": 1, "maxSize": 10}]
+)
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("categorify", **params)

@@ -96,24 +96,23 @@ def test_int_columns_keep_type(column, b):
 @given(values=st.lists(nullable(floats_with_inf), max_size=40), b=bounds())
 def test_float_columns(values, b):
     op = make("clamp", min=b[0], max=b[1])
-    check_elementwise(op, values, pa.float64(), float_reference(*b), eq=same_float,
-                      out_type=pa.float64())
+    check_elementwise(op, values, pa.float64(), float_reference(*b), eq=same_float, out_type=pa.float64())
 
 
 @PROPERTY
 @given(lists=list_column(nullable(int64s)), b=bounds())
 def test_int_list_elements(lists, b):
     op = make("clamp", min=b[0], max=b[1])
-    check_list_elementwise(op, lists, pa.int64(), int_reference(*b, pa.int64()),
-                           out_value_type=pa.int64())
+    check_list_elementwise(op, lists, pa.int64(), int_reference(*b, pa.int64()), out_value_type=pa.int64())
 
 
 @PROPERTY
 @given(lists=list_column(nullable(finite_floats)), b=bounds())
 def test_float_list_elements(lists, b):
     op = make("clamp", min=b[0], max=b[1])
-    check_list_elementwise(op, lists, pa.float64(), float_reference(*b), eq=same_float,
-                           out_value_type=pa.float64())
+    check_list_elementwise(
+        op, lists, pa.float64(), float_reference(*b), eq=same_float, out_value_type=pa.float64()
+    )
 
 
 def test_examples():
@@ -121,28 +120,32 @@ def test_examples():
     assert op.transform(pa.array([-9, -1, 0, 2, 3, None])).to_pylist() == [-1, -1, 0, 2, 2, None]
     assert op.transform(pa.array([-9.0, 2.4, 3.0])).to_pylist() == [-1.5, 2.4, 2.5]
     # bounds beyond the column type's range: no error, values saturate
-    assert make("clamp", max=1e10).transform(pa.array([1, 2**31 - 1], pa.int32())).to_pylist() \
-        == [1, 2**31 - 1]
-    assert make("clamp", max=2**63 - 1).transform(pa.array([5, 2**63 - 1])).to_pylist() \
-        == [5, 2**63 - 1]
+    assert make("clamp", max=1e10).transform(pa.array([1, 2**31 - 1], pa.int32())).to_pylist() == [
+        1,
+        2**31 - 1,
+    ]
+    assert make("clamp", max=2**63 - 1).transform(pa.array([5, 2**63 - 1])).to_pylist() == [5, 2**63 - 1]
     assert make("clamp", min=-math.inf, max=math.inf).transform(pa.array([7])).to_pylist() == [7]
     assert make("clamp", min=1000).transform(pa.array([1, -3], pa.int8())).to_pylist() == [127, 127]
     for t in (pa.int64(), pa.float64()):
         assert op.transform(pa.array([], t)).to_pylist() == []
 
 
-@pytest.mark.parametrize("params", [
-    {},                                  # neither bound
-    {"min": None, "max": None},
-    {"min": 2, "max": 1},                # min > max
-    {"min": 0.5, "max": -math.inf},
-    {"min": math.nan},                   # NaN bounds compare false with everything
-    {"max": math.nan},
-    {"min": 0, "max": math.nan},
-    {"min": "low"},
-    {"min": 0, "maximum": 1},            # unknown parameter names
-    {"lo": 0},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # neither bound
+        {"min": None, "max": None},
+        {"min": 2, "max": 1},  # min > max
+        {"min": 0.5, "max": -math.inf},
+        {"min": math.nan},  # NaN bounds compare false with everything
+        {"max": math.nan},
+        {"min": 0, "max": math.nan},
+        {"min": "low"},
+        {"min": 0, "maximum": 1},  # unknown parameter names
+        {"lo": 0},
+    ],
+)
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("clamp", **params)

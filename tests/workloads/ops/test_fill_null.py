@@ -16,7 +16,6 @@ from ._support import (
     floats_with_inf,
     int64s,
     int_column,
-    ints_in,
     list_column,
     make,
     nullable,
@@ -33,24 +32,30 @@ def reference(fill):
 @given(column=int_column(), data=st.data())
 def test_int_columns(column, data):
     arrow_type, values = column
-    lo, hi = {True: (0, 100), False: (-100, 100)}[arrow_type.id in (pa.uint8().id, pa.uint32().id, pa.uint64().id)]
+    lo, hi = {True: (0, 100), False: (-100, 100)}[
+        arrow_type.id in (pa.uint8().id, pa.uint32().id, pa.uint64().id)
+    ]
     fill = data.draw(st.integers(lo, hi))
     op = make("fill_null", value=fill)
     check_elementwise(op, values, arrow_type, reference(fill), out_type=arrow_type)
 
 
 @PROPERTY
-@given(values=st.lists(nullable(floats_with_inf), max_size=40),
-       fill=st.one_of(finite_floats, st.integers(-(2**40), 2**40)))
+@given(
+    values=st.lists(nullable(floats_with_inf), max_size=40),
+    fill=st.one_of(finite_floats, st.integers(-(2**40), 2**40)),
+)
 def test_float_columns(values, fill):
     op = make("fill_null", value=fill)
-    check_elementwise(op, values, pa.float64(), reference(float(fill)), eq=same_float,
-                      out_type=pa.float64())
+    check_elementwise(op, values, pa.float64(), reference(float(fill)), eq=same_float, out_type=pa.float64())
 
 
 @PROPERTY
-@given(values=st.lists(nullable(st.text(max_size=6)), max_size=40), fill=st.text(max_size=6),
-       arrow_type=st.sampled_from([pa.string(), pa.large_string()]))
+@given(
+    values=st.lists(nullable(st.text(max_size=6)), max_size=40),
+    fill=st.text(max_size=6),
+    arrow_type=st.sampled_from([pa.string(), pa.large_string()]),
+)
 def test_string_columns(values, fill, arrow_type):
     op = make("fill_null", value=fill)
     check_elementwise(op, values, arrow_type, reference(fill), out_type=arrow_type)
@@ -75,8 +80,9 @@ def test_default_value_is_zero_and_empty_arrays():
     assert op.transform(pa.array([], pa.list_(pa.int64()))).to_pylist() == []
 
 
-@pytest.mark.parametrize("params", [{"value": [1]}, {"value": {"a": 1}}, {"value": None},
-                                    {"fill": 0}, {"value": 0, "extra": 1}])
+@pytest.mark.parametrize(
+    "params", [{"value": [1]}, {"value": {"a": 1}}, {"value": None}, {"fill": 0}, {"value": 0, "extra": 1}]
+)
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("fill_null", **params)

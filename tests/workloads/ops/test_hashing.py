@@ -31,8 +31,10 @@ def test_mix64_uint64_same_bits_as_int64(ids, salt):
 
 
 @PROPERTY
-@given(hashes=st.lists(st.integers(0, 2**64 - 1), max_size=30),
-       max_value=st.one_of(st.integers(1, 1000), st.integers(1, 2**63 - 1)))
+@given(
+    hashes=st.lists(st.integers(0, 2**64 - 1), max_size=30),
+    max_value=st.one_of(st.integers(1, 1000), st.integers(1, 2**63 - 1)),
+)
 def test_reduce_range(hashes, max_value):
     got = reduce_range(np.array(hashes, dtype=np.uint64), max_value)
     assert got.dtype == np.int64
@@ -41,7 +43,10 @@ def test_reduce_range(hashes, max_value):
 
 def test_pinned_mix64():
     ids = np.array([0, 1, -1, 2**62], dtype=np.int64)
-    assert mix64(ids, 0).tolist() == [
-        0, 6238072747940578789, 13029008266876403067, 1360429390938723525]
+    assert mix64(ids, 0).tolist() == [0, 6238072747940578789, 13029008266876403067, 1360429390938723525]
     assert mix64(ids, 7).tolist() == [
-        3207296026000306913, 16184226688143867045, 17388166129998380965, 90685944760712632]
+        3207296026000306913,
+        16184226688143867045,
+        17388166129998380965,
+        90685944760712632,
+    ]

@@ -39,13 +39,23 @@ ascii_junk = st.text(string.printable, max_size=18)
 broken_hex = st.tuples(hex_ids, st.sampled_from(list("gGxX -+_.\x00é")), st.integers(0, 15)).map(
     lambda t: t[0][: t[2]] + t[1] + t[0][t[2] + 1 :]
 )
-any_string = st.one_of(hex_ids, hex_ids, long_hex, ascii_junk, broken_hex, st.text(max_size=10),
-                       st.just(""), st.sampled_from(["ffffffffffffffff", "8000000000000000",
-                                                     "7fffffffffffffff", "0", "0x1f", " 1f"]))
+any_string = st.one_of(
+    hex_ids,
+    hex_ids,
+    long_hex,
+    ascii_junk,
+    broken_hex,
+    st.text(max_size=10),
+    st.just(""),
+    st.sampled_from(["ffffffffffffffff", "8000000000000000", "7fffffffffffffff", "0", "0x1f", " 1f"]),
+)
 
 # the Criteo shape: every ID exactly 8 characters (the op's fast path), empty strings mixed in
-eight = st.one_of(st.text(HEX, min_size=8, max_size=8), st.text(HEX, min_size=8, max_size=8),
-                  st.text(string.printable, min_size=8, max_size=8))
+eight = st.one_of(
+    st.text(HEX, min_size=8, max_size=8),
+    st.text(HEX, min_size=8, max_size=8),
+    st.text(string.printable, min_size=8, max_size=8),
+)
 criteo_ids = st.lists(st.one_of(eight, st.just(""), st.none()), max_size=60)
 mixed_ids = st.lists(nullable(any_string), max_size=60)
 
@@ -77,36 +87,41 @@ def test_sliced_arrays(values, data, arrow_type):
         sliced = array.slice(offset, size)
         want = [reference(v) for v in values[offset : offset + size]]
         assert_values(op.transform(sliced).to_pylist(), want, what=f"slice({offset}, {size})")
-        assert_values(op.transform(sliced.dictionary_encode()).to_pylist(), want,
-                      what=f"dictionary of slice({offset}, {size})")
+        assert_values(
+            op.transform(sliced.dictionary_encode()).to_pylist(),
+            want,
+            what=f"dictionary of slice({offset}, {size})",
+        )
 
 
 @PROPERTY
-@given(values=st.lists(nullable(st.one_of(hex_ids.map(str.encode), st.binary(max_size=17))),
-                       max_size=40))
+@given(values=st.lists(nullable(st.one_of(hex_ids.map(str.encode), st.binary(max_size=17))), max_size=40))
 def test_binary_columns(values):
     op = make("hex_to_int")
     check_elementwise(op, values, pa.binary(), reference, out_type=pa.int64())
 
 
-@pytest.mark.parametrize("text, want", [
-    ("68fd1e64", 0x68FD1E64),
-    ("68FD1E64", 0x68FD1E64),
-    ("0", 0),
-    ("F", 15),
-    ("7fffffffffffffff", 2**63 - 1),
-    ("8000000000000000", -(2**63)),
-    ("ffffffffffffffff", -1),
-    ("0000000000000001", 1),
-    ("00000000000000001", None),  # 17 digits
-    ("", None),
-    (None, None),
-    ("0x1f", None),
-    ("1f ", None),
-    ("g", None),
-    ("-1", None),
-    ("１", None),  # a full-width digit is not a hex digit
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("68fd1e64", 0x68FD1E64),
+        ("68FD1E64", 0x68FD1E64),
+        ("0", 0),
+        ("F", 15),
+        ("7fffffffffffffff", 2**63 - 1),
+        ("8000000000000000", -(2**63)),
+        ("ffffffffffffffff", -1),
+        ("0000000000000001", 1),
+        ("00000000000000001", None),  # 17 digits
+        ("", None),
+        (None, None),
+        ("0x1f", None),
+        ("1f ", None),
+        ("g", None),
+        ("-1", None),
+        ("１", None),  # a full-width digit is not a hex digit
+    ],
+)
 def test_examples(text, want):
     op = make("hex_to_int")
     # alone, next to 8-character IDs (fast path) and next to other lengths (general path)
@@ -117,8 +132,12 @@ def test_examples(text, want):
 
 def test_empty_and_all_null():
     op = make("hex_to_int")
-    for array in (pa.array([], pa.string()), pa.array(["ab"]).slice(1, 0),
-                  pa.array([None, None], pa.string()), pa.array(["", ""])):
+    for array in (
+        pa.array([], pa.string()),
+        pa.array(["ab"]).slice(1, 0),
+        pa.array([None, None], pa.string()),
+        pa.array(["", ""]),
+    ):
         out = op.transform(array)
         assert out.type == pa.int64()
         assert out.to_pylist() == [None] * len(array)

@@ -33,8 +33,11 @@ def firstx_reference(lists, k):
 
 
 @PROPERTY
-@given(column=st.one_of(int_column(), st.lists(nullable(floats_with_inf), max_size=40).map(
-    lambda v: (pa.float64(), v))))
+@given(
+    column=st.one_of(
+        int_column(), st.lists(nullable(floats_with_inf), max_size=40).map(lambda v: (pa.float64(), v))
+    )
+)
 def test_to_list(column):
     arrow_type, values = column
     op = make("to_list")
@@ -60,8 +63,12 @@ def test_to_list_keeps_lists(lists):
 
 
 @PROPERTY
-@given(lists=list_column(nullable(int64s), max_len=12), k=st.integers(1, 14),
-       list_type=st.sampled_from([pa.list_, pa.large_list]), data=st.data())
+@given(
+    lists=list_column(nullable(int64s), max_len=12),
+    k=st.integers(1, 14),
+    list_type=st.sampled_from([pa.list_, pa.large_list]),
+    data=st.data(),
+)
 def test_firstx(lists, k, list_type, data):
     op = make("firstx", k=k)
     array = pa.array(lists, list_type(pa.int64()))
@@ -92,14 +99,17 @@ def test_examples():
     assert make("to_list").transform(pa.array([], pa.int64())).to_pylist() == []
 
 
-@pytest.mark.parametrize("name, params", [
-    ("firstx", {}),
-    ("firstx", {"k": 0}),
-    ("firstx", {"k": -1}),
-    ("firstx", {"k": 1.5}),
-    ("firstx", {"k": 1, "n": 2}),
-    ("to_list", {"k": 1}),
-])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("firstx", {}),
+        ("firstx", {"k": 0}),
+        ("firstx", {"k": -1}),
+        ("firstx", {"k": 1.5}),
+        ("firstx", {"k": 1, "n": 2}),
+        ("to_list", {"k": 1}),
+    ],
+)
 def test_bad_params_rejected(name, params):
     with pytest.raises(ValidationError):
         make(name, **params)

@@ -13,8 +13,7 @@ from pydantic import ValidationError
 
 from ._support import PROPERTY, check_elementwise, make, numeric_column, same_float
 
-offsets = st.one_of(st.just(3.0), st.integers(-100, 100).map(float),
-                    st.floats(-1e6, 1e6, allow_nan=False))
+offsets = st.one_of(st.just(3.0), st.integers(-100, 100).map(float), st.floats(-1e6, 1e6, allow_nan=False))
 
 
 def reference(offset):
@@ -36,8 +35,7 @@ def reference(offset):
 def test_matches_reference(column, offset):
     arrow_type, values = column
     op = make("log", offset=offset)
-    check_elementwise(op, values, arrow_type, reference(offset), eq=same_float,
-                      out_type=pa.float64())
+    check_elementwise(op, values, arrow_type, reference(offset), eq=same_float, out_type=pa.float64())
 
 
 @PROPERTY
@@ -72,8 +70,9 @@ def test_does_not_accept_lists_or_strings():
     assert make("log").accepts == {INT, FLOAT}
 
 
-@pytest.mark.parametrize("params", [{"offset": "three"}, {"offset": [3]}, {"base": 10},
-                                    {"offset": 3, "extra": True}])
+@pytest.mark.parametrize(
+    "params", [{"offset": "three"}, {"offset": [3]}, {"base": 10}, {"offset": 3, "extra": True}]
+)
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("log", **params)

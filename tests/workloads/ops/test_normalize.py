@@ -66,9 +66,9 @@ def test_fit_equals_numpy_for_any_split(column, data):
     a, b, c = array.slice(0, i), array.slice(i, j - i), array.slice(j)
     assert_state_close(fit(op, a, array.slice(i)), whole, scale)
     assert_state_close(fit(op, a, b, c), whole, scale)
-    assert_state_close(op.finalize(op.combine(op.partial(a), op.combine(op.partial(b),
-                                                                        op.partial(c)))),
-                       whole, scale)
+    assert_state_close(
+        op.finalize(op.combine(op.partial(a), op.combine(op.partial(b), op.partial(c)))), whole, scale
+    )
     for layout in dictionary_layouts(array).values():
         assert_state_close(fit(op, layout), whole, scale)
 
@@ -91,17 +91,28 @@ def test_transform_matches_reference(column):
     arrow_type, values = column
     op = make("normalize")
     state = fit(op, pa.array(values, arrow_type))
-    check_elementwise(op, values, arrow_type, reference(state), eq=same_float,
-                      out_type=pa.float64(), state=state)
+    check_elementwise(
+        op, values, arrow_type, reference(state), eq=same_float, out_type=pa.float64(), state=state
+    )
 
 
 @PROPERTY
-@given(values=st.lists(nullable(moderate), max_size=30),
-       mean=moderate, std=st.one_of(st.just(0.0), st.floats(1e-3, 1e6)))
+@given(
+    values=st.lists(nullable(moderate), max_size=30),
+    mean=moderate,
+    std=st.one_of(st.just(0.0), st.floats(1e-3, 1e6)),
+)
 def test_transform_with_any_state(values, mean, std):
     state = {"count": 1, "mean": mean, "std": std}
-    check_elementwise(make("normalize"), values, pa.float64(), reference(state), eq=same_float,
-                      out_type=pa.float64(), state=state)
+    check_elementwise(
+        make("normalize"),
+        values,
+        pa.float64(),
+        reference(state),
+        eq=same_float,
+        out_type=pa.float64(),
+        state=state,
+    )
 
 
 def test_examples():

@@ -46,8 +46,7 @@ def test_matches_reference(column, salt, max_value):
 @given(lists=list_column(nullable(int64s)), salt=salts, max_value=max_values)
 def test_list_elements(lists, salt, max_value):
     op = make("sigrid_hash", salt=salt, maxValue=max_value)
-    check_list_elementwise(op, lists, pa.int64(), reference(salt, max_value),
-                           out_value_type=pa.int64())
+    check_list_elementwise(op, lists, pa.int64(), reference(salt, max_value), out_value_type=pa.int64())
 
 
 @PROPERTY
@@ -74,8 +73,7 @@ IDS = [0, 1, -1, 2**62]
 PINNED = {
     (0, 2**63 - 1): [0, 6238072747940578789, 3805636230021627260, 1360429390938723525],
     (0, 1_000_000): [0, 578789, 403067, 723525],
-    (7, 2**63 - 1): [3207296026000306913, 6960854651289091238, 8164794093143605158,
-                     90685944760712632],
+    (7, 2**63 - 1): [3207296026000306913, 6960854651289091238, 8164794093143605158, 90685944760712632],
     (7, 1_000_000): [306913, 867045, 380965, 712632],
 }
 
@@ -93,32 +91,42 @@ def test_empty_and_nulls():
     assert op.transform(pa.array([], pa.int64())).to_pylist() == []
     assert op.transform(pa.array([None, None], pa.int64())).to_pylist() == [None, None]
     assert op.transform(pa.array([None, [], [None, 1]], pa.list_(pa.int64()))).to_pylist() == [
-        None, [], [None, ref.sigrid_hash(1, 0, 10)]]
+        None,
+        [],
+        [None, ref.sigrid_hash(1, 0, 10)],
+    ]
     with pytest.raises(TypeError):
         op.transform(pa.array([1.5]))
 
 
-@pytest.mark.parametrize("params", [
-    {},
-    {"salt": 1},
-    {"maxValue": 0},
-    {"maxValue": -5},
-    {"maxValue": 2**63},
-    {"maxValue": 10, "salt": -1},
-    {"maxValue": 10, "salt": 2**64},
-    {"maxValue": 1.5},
-    {"maxValue": 10, "seed": 1},
-    {"max": 10},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"salt": 1},
+        {"maxValue": 0},
+        {"maxValue": -5},
+        {"maxValue": 2**63},
+        {"maxValue": 10, "salt": -1},
+        {"maxValue": 10, "salt": 2**64},
+        {"maxValue": 1.5},
+        {"maxValue": 10, "seed": 1},
+        {"max": 10},
+    ],
+)
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("sigrid_hash", **params)
 
 
 @PROPERTY
-@given(ids=st.lists(st.integers(INT64_MIN, INT64_MAX), max_size=300),
-       salt=st.one_of(st.sampled_from([0, 1, 2**64 - 1]), st.integers(0, 2**64 - 1)),
-       max_value=st.one_of(st.sampled_from([1, 2, 3, 2**32, 2**62, 2**63 - 1, 10**6]), st.integers(1, 2**63 - 1)))
+@given(
+    ids=st.lists(st.integers(INT64_MIN, INT64_MAX), max_size=300),
+    salt=st.one_of(st.sampled_from([0, 1, 2**64 - 1]), st.integers(0, 2**64 - 1)),
+    max_value=st.one_of(
+        st.sampled_from([1, 2, 3, 2**32, 2**62, 2**63 - 1, 10**6]), st.integers(1, 2**63 - 1)
+    ),
+)
 def test_kernel_equals_the_numpy_reference(ids, salt, max_value):
     """The C kernel's reciprocal remainder equals numpy's modulo for every input."""
     kernel = pytest.importorskip("recprep.workloads.ops._kernels")

@@ -10,8 +10,20 @@ import pytest
 
 from recprep.errors import OutputError
 from recprep.workloads.output import (
-    JOB_FILE, LEDGER_FILE, CommitRecord, JobRecord, LedgerTail, OutputWriter, put_quarantine, put_shard,
-    read_commits, read_fit, read_job, read_shard, read_vocabulary_sizes, shard_name,
+    JOB_FILE,
+    LEDGER_FILE,
+    CommitRecord,
+    JobRecord,
+    LedgerTail,
+    OutputWriter,
+    put_quarantine,
+    put_shard,
+    read_commits,
+    read_fit,
+    read_job,
+    read_shard,
+    read_vocabulary_sizes,
+    shard_name,
 )
 from recprep.workloads.output.records import parse_commit, parse_job
 
@@ -20,19 +32,36 @@ def line(shard, file=None, rows=10, **extra) -> str:
     return json.dumps({"shard": shard, "file": file or shard_name(shard), "rows": rows, **extra})
 
 
-@pytest.mark.parametrize("text", [
-    '{"shard": 1, "file": "part-00001.parquet", "rows"',        # torn by a crash mid-append
-    line(-1), line(True), line(1, rows="10"), line(1, rows=None),
-    line(1, file="../part-00001.parquet"), line(1, file="sub/part-00001.parquet"),
-    line(1, file="_job.json"), '["not", "an", "object"]', "\xff\xfe",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"shard": 1, "file": "part-00001.parquet", "rows"',  # torn by a crash mid-append
+        line(-1),
+        line(True),
+        line(1, rows="10"),
+        line(1, rows=None),
+        line(1, file="../part-00001.parquet"),
+        line(1, file="sub/part-00001.parquet"),
+        line(1, file="_job.json"),
+        '["not", "an", "object"]',
+        "\xff\xfe",
+    ],
+)
 def test_a_line_that_records_no_commit_is_skipped(text):
     assert parse_commit(text) is None
 
 
 def test_a_commit_record_round_trips_and_optional_fields_default():
-    record = CommitRecord(3, shard_name(3), 7, bad_rows=2, bytes=99, sha256="ab", quarantine="_quarantine/x",
-                          source={"path": "a.tsv", "start": 0, "stop": 10})
+    record = CommitRecord(
+        3,
+        shard_name(3),
+        7,
+        bad_rows=2,
+        bytes=99,
+        sha256="ab",
+        quarantine="_quarantine/x",
+        source={"path": "a.tsv", "start": 0, "stop": 10},
+    )
     assert parse_commit(record.to_json()) == record
     assert parse_commit(line(4)) == CommitRecord(4, shard_name(4), 10)
     assert parse_commit(line(4), total=4) is None and parse_commit(line(3), total=4) is not None
@@ -60,10 +89,19 @@ def test_read_job_names_what_is_wrong(tmp_path):
 def test_commit_order_is_the_first_record_and_contents_the_last(tmp_path):
     for s in (2, 0, 1):
         (tmp_path / shard_name(s)).write_bytes(b"")
-    (tmp_path / LEDGER_FILE).write_text("\n".join([
-        line(2, rows=1), "garbage", line(0), line(2, rows=5), line(1), line(9),  # shard 9: no file
-        '{"shard": 1, "file": "part-0',  # the driver is mid-append
-    ]))
+    (tmp_path / LEDGER_FILE).write_text(
+        "\n".join(
+            [
+                line(2, rows=1),
+                "garbage",
+                line(0),
+                line(2, rows=5),
+                line(1),
+                line(9),  # shard 9: no file
+                '{"shard": 1, "file": "part-0',  # the driver is mid-append
+            ]
+        )
+    )
     commits = read_commits(str(tmp_path))
     assert [c.shard for c in commits] == [2, 0, 1] and commits[0].rows == 5
     assert [c.shard for c in read_commits(str(tmp_path), require_files=False)] == [2, 0, 1, 9]
@@ -104,7 +142,10 @@ def test_the_writer_resumes_its_job_and_refuses_another(tmp_path):
     again.open(job(), overwrite=False)
     assert list(again.commits) == [0] and again.commits[0].sha256 == written.sha256
     assert not list((tmp_path / "out").glob("*.tmp-*"))  # swept
-    with pytest.raises(OutputError, match=r"holds shards of a different job \(job 'j', identity aaaaaaaaaaaa\); pass --overwrite"):
+    with pytest.raises(
+        OutputError,
+        match=r"holds shards of a different job \(job 'j', identity aaaaaaaaaaaa\); pass --overwrite",
+    ):
         OutputWriter(out).open(job("b" * 64, "other"), overwrite=False)
     OutputWriter(out).open(job("b" * 64, "other"), overwrite=True)
     assert read_job(out).identity == "b" * 64 and read_commits(out) == []
@@ -130,7 +171,11 @@ def test_fit_states_and_quarantine(tmp_path):
     path = put_quarantine(out, 4, [Bad("a.tsv", 7, "3 fields, expected 40", "x\ty")])
     assert path == "_quarantine/part-00004.jsonl"
     assert json.loads((tmp_path / path).read_text()) == {
-        "file": "a.tsv", "line": 7, "reason": "3 fields, expected 40", "text": "x\ty"}
+        "file": "a.tsv",
+        "line": 7,
+        "reason": "3 fields, expected 40",
+        "text": "x\ty",
+    }
 
 
 def test_a_committed_shard_is_read_checked_against_its_record(tmp_path):
@@ -138,7 +183,9 @@ def test_a_committed_shard_is_read_checked_against_its_record(tmp_path):
     record = CommitRecord(2, written.name, 1, sha256=written.sha256)
     assert read_shard(str(tmp_path), record) == b"the shard"
     (tmp_path / written.name).write_bytes(b"changed!!")
-    with pytest.raises(OutputError, match=r"part-00002.parquet: content does not match its sha256 in _ledger"):
+    with pytest.raises(
+        OutputError, match=r"part-00002.parquet: content does not match its sha256 in _ledger"
+    ):
         read_shard(str(tmp_path), record)
     assert read_shard(str(tmp_path), record, verify=False) == b"changed!!"
     (tmp_path / written.name).unlink()

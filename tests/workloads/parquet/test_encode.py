@@ -24,12 +24,12 @@ def decode_hybrid(data: bytes, width: int, count: int) -> list[int]:
                 break
         if header & 1:  # bit-packed: (header >> 1) groups of 8 values, LSB first
             nbytes = (header >> 1) * width
-            bits = int.from_bytes(data[pos:pos + nbytes], "little")
+            bits = int.from_bytes(data[pos : pos + nbytes], "little")
             pos += nbytes
             out += [(bits >> (i * width)) & ((1 << width) - 1) for i in range((header >> 1) * 8)]
         else:
             size = (width + 7) // 8
-            out += [int.from_bytes(data[pos:pos + size], "little")] * (header >> 1)
+            out += [int.from_bytes(data[pos : pos + size], "little")] * (header >> 1)
             pos += size
     assert pos == len(data), "trailing bytes"
     return out[:count]
@@ -52,11 +52,14 @@ def test_rle_uses_runs():
 
 
 @settings(max_examples=100, deadline=None, database=None)
-@given(values=st.lists(st.integers(-(2**63), 2**63 - 1) | st.sampled_from([0, 1, 5]), max_size=200),
-       itemsize=st.sampled_from([4, 8]))
+@given(
+    values=st.lists(st.integers(-(2**63), 2**63 - 1) | st.sampled_from([0, 1, 5]), max_size=200),
+    itemsize=st.sampled_from([4, 8]),
+)
 def test_dict_encode_first_occurrence(values, itemsize):
-    array = np.array([v % 2**32 if itemsize == 4 else v for v in values],
-                     dtype=np.uint32 if itemsize == 4 else np.int64)
+    array = np.array(
+        [v % 2**32 if itemsize == 4 else v for v in values], dtype=np.uint32 if itemsize == 4 else np.int64
+    )
     indices = np.empty(len(array), np.int32)
     dictionary = np.empty(len(array), array.dtype)
     distinct = dict_encode(array, itemsize, indices, dictionary, len(array))

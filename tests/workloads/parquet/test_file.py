@@ -17,8 +17,12 @@ from recprep.workloads.parquet import supports, write_table
 from recprep.workloads.parquet.column import DICTIONARY_LIMIT
 from recprep.workloads.writer import plain_schema, plain_table
 
-PROPERTY = settings(max_examples=80, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 CODECS = ["none", "snappy", "zstd", "gzip", "lz4"]
 TYPES = {
     pa.int32(): st.integers(-(2**31), 2**31 - 1),
@@ -36,17 +40,25 @@ def small(strategy):
 @st.composite
 def columns(draw, rows: int):
     t = draw(st.sampled_from(list(TYPES)))
-    value = small(TYPES[t]) if not pa.types.is_floating(t) else st.one_of(st.sampled_from([0.0, -0.0, 1.5]),
-                                                                           TYPES[t])
+    value = (
+        small(TYPES[t])
+        if not pa.types.is_floating(t)
+        else st.one_of(st.sampled_from([0.0, -0.0, 1.5]), TYPES[t])
+    )
     nullable = st.one_of(st.none(), value) if draw(st.booleans()) else value
     shape = draw(st.sampled_from(["flat", "dict", "dict-null-entry", "list", "list-dict"]))
     if shape.startswith("list"):
         item = pa.field("item", t, nullable=True)
-        lists = draw(st.lists(st.one_of(st.none(), st.lists(nullable, max_size=4)), min_size=rows, max_size=rows))
+        lists = draw(
+            st.lists(st.one_of(st.none(), st.lists(nullable, max_size=4)), min_size=rows, max_size=rows)
+        )
         array = pa.array(lists, pa.list_(item))
         if shape == "list-dict":
-            array = pa.ListArray.from_arrays(array.offsets, array.values.dictionary_encode(),
-                                             mask=array.is_null() if array.null_count else None)
+            array = pa.ListArray.from_arrays(
+                array.offsets,
+                array.values.dictionary_encode(),
+                mask=array.is_null() if array.null_count else None,
+            )
         return array
     array = pa.array(draw(st.lists(nullable, min_size=rows, max_size=rows)), t)
     if shape == "dict":
@@ -73,8 +85,11 @@ def same(got: list, want: list) -> bool:
         if isinstance(a, list) or isinstance(b, list):
             return a is not None and b is not None and len(a) == len(b) and all(map(eq, a, b))
         if isinstance(a, float) and isinstance(b, float):
-            return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+            return (math.isnan(a) and math.isnan(b)) or (
+                a == b and math.copysign(1, a) == math.copysign(1, b)
+            )
         return a == b
+
     return len(got) == len(want) and all(map(eq, got, want))
 
 
@@ -109,7 +124,9 @@ def test_statistics_match_the_values(table):
             continue
         stats = meta.row_group(0).column(i).statistics
         assert stats.null_count == col.null_count
-        values = [v for v in col.to_pylist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        values = [
+            v for v in col.to_pylist() if v is not None and not (isinstance(v, float) and math.isnan(v))
+        ]
         if values:
             assert stats.has_min_max and stats.min == min(values) and stats.max == max(values)
 
@@ -121,21 +138,26 @@ def test_independent_reader_duckdb(tmp_path):
     ids = rng.integers(0, 300, n)
     lengths = rng.integers(0, 3, n)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    table = pa.table({
-        "label": pa.array(rng.integers(0, 2, n)),
-        "dense": pa.array(np.log(rng.integers(1, 50, n) + 3.0), mask=rng.random(n) < 0.1),
-        "bucket": pa.array(rng.integers(0, 4, n).astype(np.int32)),
-        "sparse": pa.ListArray.from_arrays(pa.array(offsets), pa.array(rng.integers(0, 10**6, offsets[-1]))),
-        "hashed": pa.array(ids).dictionary_encode(),
-        "wide": pa.array(rng.integers(-(2**62), 2**62, n)),  # distinct everywhere: PLAIN
-    })
+    table = pa.table(
+        {
+            "label": pa.array(rng.integers(0, 2, n)),
+            "dense": pa.array(np.log(rng.integers(1, 50, n) + 3.0), mask=rng.random(n) < 0.1),
+            "bucket": pa.array(rng.integers(0, 4, n).astype(np.int32)),
+            "sparse": pa.ListArray.from_arrays(
+                pa.array(offsets), pa.array(rng.integers(0, 10**6, offsets[-1]))
+            ),
+            "hashed": pa.array(ids).dictionary_encode(),
+            "wide": pa.array(rng.integers(-(2**62), 2**62, n)),  # distinct everywhere: PLAIN
+        }
+    )
     for codec in CODECS:
         path = tmp_path / f"t-{codec}.parquet"
         path.write_bytes(write_table(table, codec, logical=plain_schema(table.schema)))
         rows = duckdb.sql(f"SELECT label, dense, bucket, sparse, hashed, wide FROM '{path}'").fetchall()
         want = plain_table(table).to_pylist()
-        assert [tuple(r.values()) for r in want] == [
-            (a, b, c, list(d), e, f) for a, b, c, d, e, f in rows], codec
+        assert [tuple(r.values()) for r in want] == [(a, b, c, list(d), e, f) for a, b, c, d, e, f in rows], (
+            codec
+        )
 
 
 def test_high_cardinality_falls_back_to_plain():

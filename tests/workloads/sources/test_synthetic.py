@@ -256,7 +256,9 @@ def test_cardinality_bounds(big):
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=200), st.sampled_from(CRITEO_SPARSE))
+@given(
+    st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=200), st.sampled_from(CRITEO_SPARSE)
+)
 def test_guide_matches_searchsorted(us, name):
     u = np.array(us, dtype=np.float64)
     ranks = syn._RANKS[name]

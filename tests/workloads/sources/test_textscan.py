@@ -9,32 +9,92 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recprep.spec import SourceSpec
 from recprep.op_params import HexToIntParams
+from recprep.spec import SourceSpec
 from recprep.workloads.ops.base import decode
 from recprep.workloads.ops.hex_to_int import HexToInt
-from recprep.workloads.sources import open_source
-from recprep.workloads.sources import text
+from recprep.workloads.sources import open_source, text
 
 pytestmark = pytest.mark.skipif(text._scan is None, reason="the _textscan extension is not built")
 
 NAMES = ["label", "d1", "d2", "s1", "s2", "note"]
-INTS = ["0", "-5", "007", "123456789012345678", "+5", " 5", "0x10", "", "NA", "nan", "1.5",
-        "99999999999999999999", "abc", "-", "-0"]
-FLOATS = ["1.5", "5.", ".5", "-0", "+1.5", "1e5", "1E+05", "1.e5", "-2.5e-3", "inf", "-inf", "nan",
-          "NaN", "", "1.5e", "abc", "0.1", "123456789012345678", "1e400", "4.9e-324", ".", "+.5",
-          "12345678901234567890.5", "NULL", "#N/A", " 1"]
-HEXES = ["68fd1e64", "", "ABCDEF", "g1", "ffffffffffffffff", "10000000000000000", "NULL", "0", "N/A",
-         "80e26c9b", "\u00e9", "a b"]
+INTS = [
+    "0",
+    "-5",
+    "007",
+    "123456789012345678",
+    "+5",
+    " 5",
+    "0x10",
+    "",
+    "NA",
+    "nan",
+    "1.5",
+    "99999999999999999999",
+    "abc",
+    "-",
+    "-0",
+]
+FLOATS = [
+    "1.5",
+    "5.",
+    ".5",
+    "-0",
+    "+1.5",
+    "1e5",
+    "1E+05",
+    "1.e5",
+    "-2.5e-3",
+    "inf",
+    "-inf",
+    "nan",
+    "NaN",
+    "",
+    "1.5e",
+    "abc",
+    "0.1",
+    "123456789012345678",
+    "1e400",
+    "4.9e-324",
+    ".",
+    "+.5",
+    "12345678901234567890.5",
+    "NULL",
+    "#N/A",
+    " 1",
+]
+HEXES = [
+    "68fd1e64",
+    "",
+    "ABCDEF",
+    "g1",
+    "ffffffffffffffff",
+    "10000000000000000",
+    "NULL",
+    "0",
+    "N/A",
+    "80e26c9b",
+    "\u00e9",
+    "a b",
+]
 STRINGS = ["x", "", "hello world", "null", "\u00fcber", "a,b"]
 
 
 def source_for(path, header=False, delimiter="\t"):
-    return open_source(SourceSpec.model_validate({
-        "uri": str(path), "format": "tsv" if delimiter == "\t" else "csv", "header": header,
-        "columns": None if header else NAMES, "delimiter": delimiter, "label": "label",
-        "dense": ["d1", "d2"], "sparse": ["s1", "s2"],
-    }))
+    return open_source(
+        SourceSpec.model_validate(
+            {
+                "uri": str(path),
+                "format": "tsv" if delimiter == "\t" else "csv",
+                "header": header,
+                "columns": None if header else NAMES,
+                "delimiter": delimiter,
+                "label": "label",
+                "dense": ["d1", "d2"],
+                "sparse": ["s1", "s2"],
+            }
+        )
+    )
 
 
 def float_bits(array: pa.Array) -> tuple[list, np.ndarray]:
@@ -58,13 +118,24 @@ def assert_same(fast: pa.Table, slow: pa.Table, decode_hex: set[str]) -> None:
             assert got.to_pylist() == want.to_pylist(), name
 
 
-row = st.tuples(st.sampled_from(INTS), st.sampled_from(FLOATS), st.sampled_from(FLOATS),
-                st.sampled_from(HEXES), st.sampled_from(HEXES), st.sampled_from(STRINGS))
+row = st.tuples(
+    st.sampled_from(INTS),
+    st.sampled_from(FLOATS),
+    st.sampled_from(FLOATS),
+    st.sampled_from(HEXES),
+    st.sampled_from(HEXES),
+    st.sampled_from(STRINGS),
+)
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=st.lists(row, max_size=12), extra=st.lists(st.sampled_from(
-    ["", "\r", '"', "short", "too\tmany\tfields\there\tnow\tx\ty"]), max_size=2), data=st.data())
+@given(
+    rows=st.lists(row, max_size=12),
+    extra=st.lists(
+        st.sampled_from(["", "\r", '"', "short", "too\tmany\tfields\there\tnow\tx\ty"]), max_size=2
+    ),
+    data=st.data(),
+)
 def test_scan_declines_or_equals_pyarrow(tmp_path_factory, rows, extra, data):
     lines = ["\t".join(r) for r in rows]
     for piece in extra:  # a line of a different shape somewhere, or a CR / a quote in a line
