@@ -51,7 +51,10 @@ class RichProgress:
         self.phase_name = name
         self.bar.update(self.task, phase=name)
 
-    def start(self, total_shards, est_rows, done_shards, done_rows) -> None:
+    def warn(self, message: str) -> None:
+        self.bar.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+
+    def start(self, total_shards, est_rows, done_shards, done_rows, done_quarantined=0) -> None:
         self.shards_total, self.shards_done, self.rows = total_shards, done_shards, done_rows
         self.t0 = time.perf_counter()
         self._first_rows = done_rows

@@ -32,7 +32,10 @@ _OUTPUT = (
 class OpParams(BaseModel):
     """Base of every op's parameter model: camelCase in manifests, unknown fields rejected."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    # allow_inf_nan=False: no parameter takes inf or NaN (offset: .nan would make every value NaN)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
 
     #: The op's name in manifests (``op: <name>``).
     op: ClassVar[str] = ""

@@ -9,7 +9,12 @@ storage), and it outlives a driver retry or an operator restart, so neither lose
 The document (all counts are of the whole job, shards committed by an earlier attempt included)::
 
     {"stage": "plan" | "fit" | "transform" | "done", "detail": "fit 1/2",
-     "shardsDone": 3, "shardsTotal": 8, "rows": 15000, "rowsEstimated": 40000}
+     "shardsDone": 3, "shardsTotal": 8, "rows": 15000, "rowsEstimated": 40000,
+     "rowsQuarantined": 12, "warnings": ["spec.transforms[3] (hex_to_int on C3) made ..."]}
+
+``rows`` counts the rows read (written or quarantined: every row is one of the two);
+``warnings`` are the run's one-line warnings (at most ``MAX_WARNINGS``, each at most
+``MAX_WARNING`` characters).
 
 This module imports neither Kubernetes nor the data plane: the driver wraps its progress
 reporter in :class:`SchedulerProgress`; the operator calls :func:`parse`.
@@ -31,6 +36,8 @@ STAGES = (PLAN, FIT, TRANSFORM, DONE)
 #: Least seconds between two publications while shards land (start, stage changes and the
 #: last shard are always published).
 MIN_INTERVAL = 0.5
+#: Warnings kept in the document (the first ones), and their longest length.
+MAX_WARNINGS, MAX_WARNING = 20, 500
 
 
 def document(
@@ -41,6 +48,8 @@ def document(
     shards_total: int | None = None,
     rows: int = 0,
     rows_estimated: int | None = None,
+    rows_quarantined: int = 0,
+    warnings: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The progress document (checked: a bad value is a bug in the driver, raise at once)."""
     if stage not in STAGES:
@@ -52,6 +61,8 @@ def document(
         "shardsTotal": None if shards_total is None else int(shards_total),
         "rows": int(rows),
         "rowsEstimated": None if rows_estimated is None else int(rows_estimated),
+        "rowsQuarantined": int(rows_quarantined),
+        "warnings": [str(w)[:MAX_WARNING] for w in list(warnings)[:MAX_WARNINGS]],
     }
 
 
@@ -68,6 +79,8 @@ def parse(value: Any) -> dict[str, Any] | None:
             shards_total=value.get("shardsTotal"),
             rows=value.get("rows") or 0,
             rows_estimated=value.get("rowsEstimated"),
+            rows_quarantined=value.get("rowsQuarantined") or 0,
+            warnings=_strings(value.get("warnings")),
         )
     except (TypeError, ValueError):
         return None
@@ -75,10 +88,17 @@ def parse(value: Any) -> dict[str, Any] | None:
     if (
         doc["shardsDone"] < 0
         or doc["rows"] < 0
+        or not 0 <= doc["rowsQuarantined"] <= doc["rows"]
         or (total is not None and not 0 <= doc["shardsDone"] <= total)
     ):
         return None
     return doc
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [w for w in value if isinstance(w, str)]
 
 
 class SchedulerProgress:
@@ -94,6 +114,8 @@ class SchedulerProgress:
         self.stage, self.detail = PLAN, PLAN
         self.shards_done, self.shards_total = 0, None
         self.rows, self.rows_estimated = 0, None
+        self.rows_quarantined = 0
+        self.warnings: list[str] = []
         self._last = None
         self.publish(force=True)
 
@@ -106,16 +128,26 @@ class SchedulerProgress:
             self.inner.phase(name)
         self.publish(force=True)
 
-    def start(self, total_shards: int, est_rows: int, done_shards: int, done_rows: int) -> None:
+    def start(
+        self, total_shards: int, est_rows: int, done_shards: int, done_rows: int, done_quarantined: int = 0
+    ) -> None:
         self.shards_total, self.shards_done = total_shards, done_shards
         self.rows, self.rows_estimated = done_rows, max(est_rows, done_rows)
+        self.rows_quarantined = done_quarantined
         if self.inner is not None:
-            self.inner.start(total_shards, est_rows, done_shards, done_rows)
+            self.inner.start(total_shards, est_rows, done_shards, done_rows, done_quarantined)
+        self.publish(force=True)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.inner is not None:
+            self.inner.warn(message)
         self.publish(force=True)
 
     def advance(self, result) -> None:
         self.shards_done += 1
         self.rows += result.rows + result.bad_rows
+        self.rows_quarantined += result.bad_rows
         if self.rows_estimated is not None:
             self.rows_estimated = max(self.rows_estimated, self.rows)
         if self.inner is not None:
@@ -140,6 +172,8 @@ class SchedulerProgress:
             shards_total=self.shards_total,
             rows=self.rows,
             rows_estimated=self.rows_estimated,
+            rows_quarantined=self.rows_quarantined,
+            warnings=self.warnings,
         )
 
     def publish(self, force: bool = False) -> None:

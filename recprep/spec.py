@@ -17,11 +17,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .errors import SpecError
+from .manifest import decode, load_documents
 from .op_params import PARAMS, OpParams
 
 #: The Kubernetes API of the resource: ``recprep.io/v1alpha1``, kind PreprocessJob, plural
@@ -84,6 +84,12 @@ class SourceSpec(Model):
     session: str | None = Field(
         None, description="Optional session/user column used to group samples for deduplication."
     )
+    non_finite: Literal["quarantine", "null"] = Field(
+        "quarantine",
+        description="What a non-finite number (inf, -inf, NaN, 1e309) in a dense or label column is: a "
+        "malformed row (quarantine, counted against maxBadFraction) or a null (fill_null can then "
+        "give it a value).",
+    )
     max_bad_fraction: float = Field(
         0.01,
         ge=0.0,
@@ -117,6 +123,15 @@ class TransformSpec(BaseModel):
     columns: Selector = Field(
         description="Input columns: dense | sparse | label | a name | a glob | a list of names/globs."
     )
+
+    @field_validator("columns")
+    @classmethod
+    def _selects_something(cls, v: Selector) -> Selector:
+        if not v or (isinstance(v, list) and any(not isinstance(c, str) or not c for c in v)):
+            raise ValueError(
+                "selects no column: give dense, sparse, label, a name, a glob or a non-empty list"
+            )
+        return v
 
     def params(self) -> dict[str, Any]:
         """The op's parameters as written in the manifest (everything but op and columns)."""
@@ -220,6 +235,10 @@ class ServeSpec(Model):
 #: JobSpec fields that only steer how the job runs on Kubernetes, never the output bytes;
 #: PreprocessJob.identity() leaves them out.
 RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished", "serve")
+#: Fields added after outputs were first written, with their default: identity() leaves them out
+#: while they hold the default, so a job that does not set them keeps the identity (and the
+#: outputs) it had before they existed.
+LATER_FIELDS = {("source", "nonFinite"): "quarantine"}
 
 
 class JobSpec(Model):
@@ -290,6 +309,9 @@ class PreprocessJob(BaseModel):
         spec["source"].pop("maxBadFraction")
         for key in RUNTIME_FIELDS:
             spec.pop(key)
+        for (section, key), default in LATER_FIELDS.items():
+            if spec[section].get(key) == default:
+                spec[section].pop(key)
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -350,13 +372,9 @@ def load_job_dict(doc: Any, source: str = "<document>") -> PreprocessJob:
 
 
 def load_job_text(text: str, source: str) -> PreprocessJob:
-    """Validate YAML text holding exactly one PreprocessJob; errors name ``source`` and line."""
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    """Validate YAML text holding exactly one PreprocessJob; errors name ``source`` and line.
+    The YAML is read with bounds (``recprep.manifest``: size, alias expansion, no repeated keys)."""
+    docs = [d for d in load_documents(text, source) if d is not None]
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
     if len(jobs) != 1:
         raise SpecError(f"{source}: expected exactly one document of kind {KIND}, found {len(jobs)}")
@@ -367,7 +385,7 @@ def load_job(path: str | Path) -> PreprocessJob:
     """Read and validate a PreprocessJob YAML file (the very file ``kubectl apply`` takes)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the job file ({exc.strerror})") from None
-    return load_job_text(text, str(path))
+    return load_job_text(decode(data, str(path)), str(path))

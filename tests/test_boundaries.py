@@ -61,7 +61,8 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "recprep.errors": ((), ("pyarrow", "numpy")),
     "recprep.op_params": ((), ("pyarrow", "numpy")),
     "recprep.uris": (("recprep.errors",), ("pyarrow", "numpy")),
-    "recprep.spec": (("recprep.errors", "recprep.op_params"), ("pyarrow", "numpy")),
+    "recprep.manifest": (("recprep.errors",), ("pyarrow", "numpy")),
+    "recprep.spec": (("recprep.errors", "recprep.op_params", "recprep.manifest"), ("pyarrow", "numpy")),
     "recprep.progress": ((), ("pyarrow", "numpy")),
     "recprep.workloads": (
         (

@@ -34,6 +34,9 @@ class RecordingBar:
     def advance(self, result):
         self.calls.append(("advance", result.rows))
 
+    def warn(self, message):
+        self.calls.append(("warn", message))
+
 
 class Clock:
     def __init__(self):
@@ -52,11 +55,12 @@ def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
     reporter = progress.SchedulerProgress(client, bar, clock=clock)
     reporter.phase("fit 1/2")
     reporter.phase("transform")
-    reporter.start(3, 3000, 1, 1000)  # one shard committed by an earlier attempt
+    reporter.start(3, 3000, 1, 1000, 10)  # one shard committed by an earlier attempt (10 bad rows)
     clock.t += 0.1
     reporter.advance(shard(900, 100))  # within MIN_INTERVAL: not published
     clock.t += progress.MIN_INTERVAL
     reporter.advance(shard(1000))  # the last shard: always published
+    reporter.warn("spec.transforms[0] (hex_to_int on C1) made 10 of 10 values null (100.0%)")
     reporter.finish()
     stages = [
         (d["stage"], d["detail"], d["shardsDone"], d["shardsTotal"], d["rows"]) for d in client.published
@@ -67,15 +71,21 @@ def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
         ("transform", "transform", 0, None, 0),
         ("transform", "transform", 1, 3, 1000),
         ("transform", "transform", 3, 3, 3000),
+        ("transform", "transform", 3, 3, 3000),
         ("done", "done", 3, 3, 3000),
     ]
     assert client.published[-1]["rowsEstimated"] == 3000
+    assert client.published[-1]["rowsQuarantined"] == 110  # the earlier attempt's and this one's
+    assert client.published[-1]["warnings"] == [
+        "spec.transforms[0] (hex_to_int on C1) made 10 of 10 values null (100.0%)"
+    ]
     assert bar.calls == [
         ("phase", "fit 1/2"),
         ("phase", "transform"),
-        ("start", 3, 3000, 1, 1000),
+        ("start", 3, 3000, 1, 1000, 10),
         ("advance", 900),
         ("advance", 1000),
+        ("warn", "spec.transforms[0] (hex_to_int on C1) made 10 of 10 values null (100.0%)"),
     ]
 
 
@@ -95,6 +105,10 @@ def test_parse_takes_documents_and_refuses_anything_else():
     assert progress.parse({"stage": "other"}) is None
     assert progress.parse({**good, "shardsDone": 5}) is None  # more done than total
     assert progress.parse({**good, "rows": "many"}) is None
+    assert progress.parse({**good, "rowsQuarantined": 11}) is None  # more bad rows than rows read
+    assert progress.parse({**good, "warnings": ["a", 3]})["warnings"] == ["a"]
+    old = {k: v for k, v in good.items() if k not in ("rowsQuarantined", "warnings")}  # an older driver's
+    assert progress.parse(old) == good
     assert progress.parse({"stage": "plan"}) == progress.document("plan")
     with pytest.raises(ValueError, match="stage must be one of"):
         progress.document("fitting")

@@ -110,7 +110,10 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
             doc["shardsTotal"],
             rows=doc["rows"],
             rows_estimated=doc["rowsEstimated"],
+            rows_quarantined=doc["rowsQuarantined"],
         )
+        if doc["warnings"]:
+            status["warnings"] = list(doc["warnings"])
     status["driver"] = dict(obs.driver_counts)
     failures = obs.driver_counts.get("failed", 0)
 
@@ -127,8 +130,11 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
         # The driver returned from the whole run: every shard is committed.
         total = (status.get("shards") or {}).get("total")
         rows = (status.get("rows") or {}).get("done")
+        quarantined = (status.get("rows") or {}).get("quarantined") or 0
         if total is not None:
-            status = st.with_progress(status, total, total, rows=rows, rows_estimated=rows)
+            status = st.with_progress(
+                status, total, total, rows=rows, rows_estimated=rows, rows_quarantined=quarantined
+            )
         text = f"all {total} shards committed" if total is not None else "the driver completed"
         status = advance(status, st.SUCCEEDED, reason="Completed", message=text, now=now)
     else:

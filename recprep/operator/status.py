@@ -119,7 +119,7 @@ def initial_status(now: datetime | None = None, *, cpu: int = 0, isp: int = 0) -
         "startTime": now_rfc3339(now),
         "progressText": progress_text(0, None),
         "shards": {"done": 0, "total": None},
-        "rows": {"done": 0, "estimated": None},
+        "rows": {"done": 0, "estimated": None, "written": 0, "quarantined": 0},
         "workers": workers(cpu, isp),
         "conditions": [condition(PROGRESSING, True, PENDING, "creating scheduler, workers and driver", now)],
     }
@@ -146,15 +146,22 @@ def with_progress(
     *,
     rows: int | None = None,
     rows_estimated: int | None = None,
+    rows_quarantined: int = 0,
 ) -> dict:
-    """A copy of ``status`` with shard (and row) counts and the printer column's progress text."""
+    """A copy of ``status`` with shard (and row) counts and the printer column's progress text.
+    Rows read (``done``) are written or quarantined: ``done = written + quarantined``."""
     status = copy.deepcopy(dict(status))
     status["progressText"] = progress_text(done, total)
     status["shards"] = {"done": done, "total": total}
     if rows is not None:
-        if rows < 0:
-            raise ValueError(f"rows done must not be negative, got {rows}")
-        status["rows"] = {"done": int(rows), "estimated": rows_estimated}
+        if rows < 0 or not 0 <= rows_quarantined <= rows:
+            raise ValueError(f"rows must satisfy 0 <= quarantined <= done, got {rows_quarantined} of {rows}")
+        status["rows"] = {
+            "done": int(rows),
+            "estimated": rows_estimated,
+            "written": int(rows) - int(rows_quarantined),
+            "quarantined": int(rows_quarantined),
+        }
     return status
 
 
@@ -265,11 +272,21 @@ STATUS_SCHEMA: dict[str, Any] = {
             "type": "object",
             "description": "Input rows processed (committed shards).",
             "properties": {
-                "done": _int("Rows read by committed shards, bad rows included."),
+                "done": _int("Rows read by committed shards, bad rows included (= written + quarantined)."),
                 "estimated": _int(
                     "Estimated rows of the whole job (exact once Succeeded; null until known).", True
                 ),
+                "written": _int("Rows written to the committed shards."),
+                "quarantined": _int(
+                    "Malformed rows of the committed shards, listed in the output's _quarantine/."
+                ),
             },
+        },
+        "warnings": {
+            "type": "array",
+            "description": "What the driver warned of, one line each (an op that made many values null, "
+            "committed shards redone because they no longer matched the ledger).",
+            "items": {"type": "string"},
         },
         "workers": {
             "type": "object",

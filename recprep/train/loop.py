@@ -31,7 +31,7 @@ from .cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
 from .config import TrainConfig, TrainConfigError
 from .loader import Prefetcher, default_device, epoch_batches
 from .model import DLRM, init_table
-from .tables import check_fits, physical_memory, resolve_table_rows
+from .tables import TableRows, check_fits, physical_memory, resolve_table_rows
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,23 @@ def _with_lookups(step: _Step, pairs, pin: bool) -> _Step:
     return step
 
 
+class NonFiniteLossError(RecprepError):
+    """The loss became inf or NaN: training stops before the model takes the step."""
+
+
+def _non_finite_message(step: int, loss, dense, labels) -> str:
+    bad_dense = int((~torch.isfinite(dense)).sum())
+    cause = (
+        f"the batch holds {bad_dense} non-finite dense values"
+        if bad_dense
+        else "the inputs are finite: the model diverged (try a lower --lr)"
+    )
+    return (
+        f"training stopped at step {step + 1}: the loss is {float(loss)} ({cause}); the shards of the "
+        "batches trained so far are acknowledged, this batch's are not"
+    )
+
+
 def _cache_step(step: _Step, caches: list[DeviceCache], lru: list[LRUPlanner] | None):
     """Carry out the plans due before this step and return what the tables look up. Counts the
     lookups whose row is on the device as the step starts, and checks that every lookup hits
@@ -175,6 +192,13 @@ def train(config: TrainConfig) -> TrainResult:
         config = replace(config, table_rows=sized.rows)
         report.table_rows, report.table_rows_note = sized.rows, sized.note
     else:
+        check_fits(
+            TableRows(config.table_rows, "--table-rows"),
+            n_tables,
+            config.embedding_dim,
+            config.optimizer,
+            physical_memory(),
+        )
         report.table_rows, report.table_rows_note = config.table_rows, "--table-rows"
     log.info("embedding tables of %d rows (%s)", report.table_rows, report.table_rows_note)
     stream: Iterator[_Step] = (_prepare(b, config.table_rows, pin) for b in itertools.chain([first], batches))
@@ -253,6 +277,8 @@ def train(config: TrainConfig) -> TrainResult:
                     for (u, i), o in zip(lookups, step.offsets)
                 ]
                 loss = loss_fn(model(dense, feats), labels)
+                if not torch.isfinite(loss):  # before the step: the tables never take a NaN update
+                    raise NonFiniteLossError(_non_finite_message(report.steps, loss, dense, labels))
                 dense_opt.zero_grad(set_to_none=True)
                 sparse_opt.zero_grad(set_to_none=True)
                 loss.backward()

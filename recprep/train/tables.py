@@ -222,12 +222,14 @@ def physical_memory() -> int | None:
 
 
 def check_fits(sized: TableRows, tables: int, dim: int, optimizer: str, memory: int | None) -> None:
-    """A table size taken from the job must fit in ``memory`` bytes: a job that hashes into a
-    huge range gets a one-line error naming the option, not an out-of-memory kill."""
+    """Tables must fit in ``memory`` bytes, whether their size came from the job or from
+    ``--table-rows``: too large is a one-line error naming the option, not an allocator's error
+    or an out-of-memory kill."""
     need = host_bytes(sized.rows, tables, dim, optimizer)
     if memory is not None and need > memory:
+        where = "the job's IDs span" if sized.note != "--table-rows" else "--table-rows asks for"
         raise TrainConfigError(
-            f"--table-rows: the job's IDs span {sized.rows:,} rows per table ({sized.note}); "
+            f"--table-rows: {where} {sized.rows:,} rows per table ({sized.note}); "
             f"{tables} tables of dimension {dim} need {need / 2**30:.1f} GiB of host memory, "
             f"this machine has {memory / 2**30:.1f} GiB: "
             "give a smaller --table-rows (IDs are then reduced modulo it) or --embedding-dim"

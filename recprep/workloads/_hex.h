@@ -1,7 +1,13 @@
 /*
  * _hex.h: hexadecimal ID parsing shared by the text scanner (sources/_textscan.c) and the
  * hex_to_int kernel (ops/_kernels.c), so both give exactly the op's documented result:
- * 1-16 hex digits (either case) -> the 64-bit value; anything else -> not an ID (null).
+ *   1-16 hex digits (either case) -> the 64-bit value;
+ *   more digits -> leading zeros skipped; up to 16 significant digits are the plain value, more
+ *     (an MD5-style 32-digit hash, say) are folded into 64 bits: groups of 16 digits from the
+ *     right, the highest group first, h = mix(h ^ group) from h = 0, with mix the splitmix64
+ *     finaliser (ops/hashing.py) -- wide IDs are hashed, never dropped;
+ *   anything else (empty, a byte that is not a hex digit) -> not an ID (null).
+ * The reference of the rule is recprep/workloads/ops/hex_to_int.py::fold_hex.
  * Each including module calls init_hex() once when it loads.
  */
 #ifndef RECPREP_HEX_H
@@ -44,12 +50,51 @@ static inline int parse_hex8(const unsigned char *u, uint64_t *out) {
     return 1;
 }
 
-/* 1-16 hex digits -> 1 (value in *out); anything else -> 0 (the op makes that a null).
+/* splitmix64's finaliser (the mix of ops/hashing.py with salt 0). */
+static inline uint64_t hex_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* More than 16 digits: see the rule at the top. 1 and the value, else 0. */
+static int parse_hex_wide(const unsigned char *u, ptrdiff_t len, uint64_t *out) {
+    ptrdiff_t i = 0;
+    while (i < len && u[i] == '0') i++;
+    ptrdiff_t n = len - i;
+    unsigned bad = 0;
+    uint64_t h = 0;
+    if (n <= 16) { /* the plain value of the significant digits */
+        for (; i < len; i++) {
+            unsigned d = HEX[u[i]];
+            bad |= d;
+            h = (h << 4) | (d & 0xF);
+        }
+        *out = h;
+        return !(bad & 0x80);
+    }
+    ptrdiff_t end = i + (n % 16 ? n % 16 : 16); /* the highest group: 1-16 digits */
+    while (i < len) {
+        uint64_t g = 0;
+        for (; i < end; i++) {
+            unsigned d = HEX[u[i]];
+            bad |= d;
+            g = (g << 4) | (d & 0xF);
+        }
+        h = hex_mix(h ^ g);
+        end = i + 16;
+    }
+    *out = h;
+    return !(bad & 0x80);
+}
+
+/* A hex ID -> 1 (value in *out); anything else -> 0 (the op makes that a null).
  * HEX holds the digit value, or 0x80 for a byte that is not a hex digit: no branch per digit. */
 static inline int parse_hex(const char *f, ptrdiff_t len, uint64_t *out) {
     const unsigned char *u = (const unsigned char *)f;
     if (len == 8) return parse_hex8(u, out); /* Criteo's IDs */
-    if (len < 1 || len > 16) return 0;
+    if (len > 16) return parse_hex_wide(u, len, out);
+    if (len < 1) return 0;
     uint64_t v = 0;
     unsigned bad = 0;
     for (ptrdiff_t i = 0; i < len; i++) {

@@ -22,13 +22,16 @@ import pyarrow as pa
 from ..errors import SpecError
 from ..spec import PreprocessJob
 from .ops import build_op
-from .ops.base import INT, STRING, Op, kind_of
+from .ops.base import INT, STRING, Op, kind_of, null_values
 from .ops.hex_to_int import HexToInt
 from .sources import Roles
 from .sources.base import select
 
 #: fitted state of one (step, input column): what Op.finalize returned
 States = dict[tuple[int, str], Any]
+#: per (step, input column): [values the step made null, values it saw]; how an op that nulls a
+#: feature's values (hex_to_int on IDs that are not hex, say) is found and reported
+NullCounts = dict[tuple[int, str], list[int]]
 
 
 @dataclass
@@ -58,11 +61,20 @@ class Plan:
         """Source columns the source may decode with hex_to_int while it reads them."""
         return frozenset().union(*(s.pushed for s in self.steps))
 
-    def apply(self, table: pa.Table, states: States, stop: int | None = None) -> pa.Table:
-        """Run the steps (all, or those before ``stop``) on ``table``."""
+    def apply(
+        self,
+        table: pa.Table,
+        states: States,
+        stop: int | None = None,
+        nulled: NullCounts | None = None,
+        source_nulled: dict[str, int] | None = None,
+    ) -> pa.Table:
+        """Run the steps (all, or those before ``stop``) on ``table``. With ``nulled``, count
+        into it the values each step makes null; ``source_nulled`` holds what the source made
+        null while doing a step pushed down into the read (``ReadResult.nulled``)."""
         columns = _columns(table)
         for step in self.steps[:stop]:
-            apply_step(columns, step, states)
+            apply_step(columns, step, states, nulled, source_nulled or {})
         return pa.table(columns)
 
     def fit_partials(self, table: pa.Table, stage: int, states: States) -> dict[tuple[int, str], Any]:
@@ -98,21 +110,45 @@ def _one_chunk(col: pa.ChunkedArray) -> pa.Array:
     return col.combine_chunks()
 
 
-def apply_step(columns: Columns, step: Step, states: States) -> None:
+def apply_step(
+    columns: Columns,
+    step: Step,
+    states: States,
+    nulled: NullCounts | None = None,
+    source_nulled: dict[str, int] | None = None,
+) -> None:
     """Run one step on ``columns`` in place (replaced columns keep their position, generated
-    ones are appended)."""
+    ones are appended); with ``nulled``, count the values it makes null (see ``Plan.apply``)."""
     for inp, out in zip(step.inputs, step.outputs):
         state = states.get((step.index, inp))
         col = columns[inp]
         if inp in step.pushed and kind_of(col.type) == INT:
-            continue  # the source decoded it while scanning
+            # the source decoded it while scanning
+            if nulled is not None:
+                _count(nulled, (step.index, inp), (source_nulled or {}).get(inp, 0), len(col))
+            continue
         if col.num_chunks == 1:
             result = pa.chunked_array([step.op.transform(col.chunk(0), state)])
         elif col.num_chunks:
             result = pa.chunked_array([step.op.transform(chunk, state) for chunk in col.chunks])
         else:
             result = col
+        if nulled is not None:
+            before, seen = _nulls(col)
+            after, _ = _nulls(result)
+            _count(nulled, (step.index, inp), max(after - before, 0), seen)
         columns[out] = result
+
+
+def _nulls(col: pa.ChunkedArray) -> tuple[int, int]:
+    counts = [null_values(chunk) for chunk in col.chunks]
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+
+def _count(nulled: NullCounts, key: tuple[int, str], made: int, seen: int) -> None:
+    entry = nulled.setdefault(key, [0, 0])
+    entry[0] += made
+    entry[1] += seen
 
 
 def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:

@@ -31,9 +31,17 @@ log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
-    def start(self, total_shards: int, est_rows: int, done_shards: int, done_rows: int) -> None: ...
+    def start(
+        self, total_shards: int, est_rows: int, done_shards: int, done_rows: int, done_quarantined: int
+    ) -> None: ...
     def advance(self, result: ShardResult) -> None: ...
     def phase(self, name: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+
+#: An op that makes more than this fraction of a column's values null (over the whole job) is
+#: reported: in the summary, in the driver's progress and so in the job's status.
+NULLED_WARNING = 0.01
 
 
 @dataclass
@@ -50,6 +58,14 @@ class RunSummary:
     workers: int = 0
     cores: int = 0
     quarantine_files: list[str] = field(default_factory=list)
+    #: what the user should know about the run (one line each): ops that made many values null,
+    #: committed shards redone because they no longer matched their records, a repaired ledger
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_conserved(self) -> bool:
+        """Every row read was written or quarantined."""
+        return self.rows_read == self.rows_written + self.rows_quarantined
 
     @property
     def rows_per_second_per_core(self) -> float:
@@ -119,26 +135,79 @@ def run_job(
     splits = source.splits(job.spec.output.rows_per_shard)
     check_writable(directory)
     identity = _identity(job, splits)
-    ledger = OutputWriter(directory, fsync=fsync)
-    # "shards": the planned shard count, how the shard service knows the job is complete
-    ledger.open(
-        JobRecord(identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True), len(splits)),
-        overwrite,
-    )
-
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
-    with _client(workers, scheduler, client) as c:
-        info = c.scheduler_info(n_workers=-1)["workers"]
-        summary.workers = len(info)
-        summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
-        states: States = {}
-        if plan.needs_fit:
-            states = _fit(c, job, plan, splits, ledger, identity, progress)
-        _transform(c, job, splits, states, directory, ledger, summary, progress, fsync)
+    # the directory is this run's until it returns: a second run on it is refused meanwhile
+    with OutputWriter(directory, fsync=fsync) as ledger:
+        # "shards": the planned shard count, how the shard service knows the job is complete
+        ledger.open(
+            JobRecord(
+                identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True), len(splits)
+            ),
+            overwrite,
+        )
+        _opening_warnings(ledger, summary, progress)
+        with _client(workers, scheduler, client) as c:
+            info = c.scheduler_info(n_workers=-1)["workers"]
+            summary.workers = len(info)
+            summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
+            states: States = {}
+            if plan.needs_fit:
+                states = _fit(c, job, plan, splits, ledger, identity, progress)
+            _transform(c, job, splits, states, directory, ledger, summary, progress, fsync)
+        _nulled_warnings(plan, ledger, len(splits), summary, progress)
     summary.seconds = time.perf_counter() - started
     _check_bad_fraction(job, summary)
     return summary
+
+
+def _warn(summary: RunSummary, progress: Progress | None, message: str) -> None:
+    summary.warnings.append(message)
+    log.warning("%s", message)
+    if progress is not None:
+        progress.warn(message)
+
+
+def _opening_warnings(ledger: OutputWriter, summary: RunSummary, progress: Progress | None) -> None:
+    if ledger.repaired_bytes:
+        _warn(
+            summary,
+            progress,
+            f"{ledger.path}: a torn last line ({ledger.repaired_bytes} bytes, a crash "
+            "mid-commit) was cut off; its shard is done again",
+        )
+    if ledger.redone:
+        shards = ", ".join(str(r.shard) for r in ledger.redone[:10])
+        more = f" and {len(ledger.redone) - 10} more" if len(ledger.redone) > 10 else ""
+        _warn(
+            summary,
+            progress,
+            f"{len(ledger.redone)} committed shard(s) no longer matched their ledger "
+            f"records and are done again: {shards}{more} (first: {ledger.redone[0].reason})",
+        )
+
+
+def _nulled_warnings(
+    plan: Plan, ledger: OutputWriter, shards: int, summary: RunSummary, progress: Progress | None
+) -> None:
+    """An op that made more than NULLED_WARNING of a column's values null, over every
+    committed shard of the job (earlier runs' included: the counts are in the ledger)."""
+    totals: dict[str, list[int]] = {}
+    for index, record in ledger.commits.items():
+        for key, (made, seen) in (record.nulled or {}).items() if index < shards else ():
+            entry = totals.setdefault(key, [0, 0])
+            entry[0] += made
+            entry[1] += seen
+    ops = {s.index: s.op.name for s in plan.steps}
+    for key, (made, seen) in sorted(totals.items(), key=lambda kv: (int(kv[0].split(":", 1)[0]), kv[0])):
+        if seen and made / seen > NULLED_WARNING:
+            step, column = key.split(":", 1)
+            _warn(
+                summary,
+                progress,
+                f"spec.transforms[{step}] ({ops.get(int(step), '?')} on {column}) made "
+                f"{made:,} of {seen:,} values null ({made / seen:.1%}): check the input or the op",
+            )
 
 
 def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progress) -> States:
@@ -186,7 +255,7 @@ def _transform(
     est_total = sum(s.est_rows for s in splits)
     if progress:
         progress.phase("transform")
-        progress.start(len(splits), est_total, len(done), summary.rows_read)
+        progress.start(len(splits), est_total, len(done), summary.rows_read, summary.rows_quarantined)
     if not todo:
         return
     limit = job.spec.source.max_bad_fraction * max(est_total, 1)
@@ -213,6 +282,7 @@ def _transform(
                     r.sha256,
                     r.quarantine,
                     splits[r.index].describe(),
+                    r.nulled or None,
                 )
             )
             summary.rows_written += r.rows

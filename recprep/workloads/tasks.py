@@ -7,10 +7,11 @@ only the job, its split and the fitted states.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import RecprepError
 from ..spec import PreprocessJob
+from ..uris import local_path
 from .memory import tune_allocator
 from .output import put_quarantine, put_shard
 from .plan import Plan, States, compile_plan
@@ -28,6 +29,8 @@ class ShardResult:
     sha256: str
     quarantine: str | None
     seconds: float
+    #: per "<step>:<column>": [values the step made null, values it saw] (``plan.NullCounts``)
+    nulled: dict[str, list[int]] = field(default_factory=dict)
 
 
 class ShardError(RecprepError):
@@ -43,7 +46,8 @@ def _prepared(job: PreprocessJob):
         tune_allocator()  # once per process: the first shard task on a worker
         if len(_PREPARED) > 8:
             _PREPARED.clear()
-        source = open_source(job.spec.source)
+        output = local_path(job.spec.output.uri)
+        source = open_source(job.spec.source, exclude=output)
         _PREPARED[key] = (source, compile_plan(job, source.schema(), source.roles))
     return _PREPARED[key]
 
@@ -77,7 +81,8 @@ def transform_shard(
     source, plan = _prepared(job)
     try:
         read = source.read(split, plan.scan_hex)
-        table = plan.apply(read.table, states)
+        nulled: dict = {}
+        table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled)
         quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
         written = put_shard(directory, split.index, shard_bytes(table, compression), fsync)
     except RecprepError:
@@ -93,6 +98,7 @@ def transform_shard(
         written.sha256,
         quarantine,
         time.perf_counter() - started,
+        {f"{i}:{col}": counts for (i, col), counts in nulled.items() if counts[0]},
     )
 
 

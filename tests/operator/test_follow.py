@@ -12,8 +12,16 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 T1 = datetime(2026, 1, 2, 3, 9, 0, tzinfo=UTC)
 
 
-def doc(stage, done=0, total=None, rows=0, estimated=None):
-    return progress.document(stage, shards_done=done, shards_total=total, rows=rows, rows_estimated=estimated)
+def doc(stage, done=0, total=None, rows=0, estimated=None, quarantined=0, warnings=()):
+    return progress.document(
+        stage,
+        shards_done=done,
+        shards_total=total,
+        rows=rows,
+        rows_estimated=estimated,
+        rows_quarantined=quarantined,
+        warnings=warnings,
+    )
 
 
 def counts(active=0, failed=0, succeeded=0):
@@ -43,6 +51,8 @@ def test_a_running_driver_moves_pending_to_fitting_then_transform_to_running():
     assert running["shards"] == {"done": 3, "total": 8} and running["rows"] == {
         "done": 15000,
         "estimated": 40000,
+        "written": 15000,
+        "quarantined": 0,
     }
     assert st.get_condition(running["conditions"], st.PROGRESSING)["reason"] == st.RUNNING
 
@@ -76,13 +86,20 @@ def test_a_job_that_finishes_between_two_looks_walks_every_phase_to_succeeded():
             driver_complete=True,
             driver_completion_time=T1,
             driver_counts=counts(succeeded=1),
-            progress=doc("done", 8, 8, 40000, 40000),
+            progress=doc("done", 8, 8, 40000, 40000, 25, ["spec.transforms[3] (hex_to_int on C3) made ..."]),
             workers={"cpu": 3, "isp": 0},
         ),
         T1,
     )
     assert done["phase"] == st.SUCCEEDED and done["message"] == "all 8 shards committed"
-    assert done["progressText"] == "8/8" and done["rows"] == {"done": 40000, "estimated": 40000}
+    # rows are conserved in the status: read = written + quarantined
+    assert done["progressText"] == "8/8" and done["rows"] == {
+        "done": 40000,
+        "estimated": 40000,
+        "written": 39975,
+        "quarantined": 25,
+    }
+    assert done["warnings"] == ["spec.transforms[3] (hex_to_int on C3) made ..."]
     assert done["workers"] == {"cpu": 0, "isp": 0}
     assert done["completionTime"] == "2026-01-02T03:09:00Z"
     kinds = {c["type"]: c["status"] for c in done["conditions"]}

@@ -266,10 +266,13 @@ def test_workers_hold_nothing_once_shards_are_committed(criteo_tsv, tmp_path, da
     class Watch:
         recorded, total, last_held = 0, 0, None
 
-        def start(self, total_shards, est_rows, done_shards, done_rows):
+        def start(self, total_shards, est_rows, done_shards, done_rows, done_quarantined):
             self.total = total_shards
 
         def phase(self, name):
+            pass
+
+        def warn(self, message):
             pass
 
         def advance(self, result):

@@ -23,6 +23,9 @@ from .errors import ShardServiceError
 
 ACK, STATUS = "ack", "status"
 GROUP_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: Largest world size and epoch a consumer may give (far beyond any training job; bounded so that
+#: no value overflows the 64-bit arithmetic of the shard assignment).
+MAX_WORLD_SIZE, MAX_EPOCH = 2**20, 2**31 - 1
 AUTH_HEADER = "authorization"
 
 
@@ -36,12 +39,12 @@ def check_member(group, rank, world_size, epoch) -> None:
     for name, value in (("rank", rank), ("world_size", world_size), ("epoch", epoch)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ShardServiceError(f"{name}: expected an integer, got {value!r}")
-    if world_size < 1:
-        raise ShardServiceError(f"world_size: expected at least 1, got {world_size}")
+    if not 1 <= world_size <= MAX_WORLD_SIZE:
+        raise ShardServiceError(f"world_size: expected 1 to {MAX_WORLD_SIZE}, got {world_size}")
     if not 0 <= rank < world_size:
         raise ShardServiceError(f"rank {rank} is not in [0, world_size={world_size})")
-    if epoch < 0:
-        raise ShardServiceError(f"epoch: expected 0 or more, got {epoch}")
+    if not 0 <= epoch <= MAX_EPOCH:
+        raise ShardServiceError(f"epoch: expected 0 to {MAX_EPOCH}, got {epoch}")
 
 
 @dataclass(frozen=True)

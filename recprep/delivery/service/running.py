@@ -97,6 +97,10 @@ class ServeWhileRunning:
         if self._inner is not None:
             self._inner.advance(result)
 
+    def warn(self, message: str) -> None:
+        if self._inner is not None:
+            self._inner.warn(message)
+
     def __getattr__(self, name):
         return getattr(self._inner, name)
 

@@ -540,9 +540,13 @@ def _to_flight(exc: BaseException) -> BaseException:
 
 @contextlib.contextmanager
 def _as_flight_errors():
+    """What a call raises reaches the client as one line: a ShardServiceError as it is, anything
+    else (a bug) as an internal error naming its type, its traceback only in the server's log."""
     try:
         yield
     except flight.FlightError:
         raise
     except ShardServiceError as exc:
         raise flight.FlightServerError(str(exc)) from None
+    except Exception as exc:
+        raise _to_flight(exc) from None

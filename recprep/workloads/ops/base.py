@@ -182,6 +182,17 @@ def validity(array: pa.Array) -> np.ndarray:
     return bitmap_to_bool(array.buffers()[0], array.offset, len(array))
 
 
+def null_values(array: pa.Array) -> tuple[int, int]:
+    """(nulls, values) of a column as a feature sees it: rows of a scalar column (a dictionary
+    column's null entries count), elements of a list column (plus null lists)."""
+    if isinstance(array, (pa.ListArray, pa.LargeListArray)):
+        nulls, values = null_values(array.flatten())
+        return nulls + array.null_count, values + array.null_count
+    if isinstance(array, pa.DictionaryArray) and array.dictionary.null_count:
+        return int(len(array) - np.count_nonzero(validity(array))), len(array)
+    return array.null_count, len(array)
+
+
 def bitmap_to_bool(bitmap: pa.Buffer, offset: int, length: int) -> np.ndarray:
     """An Arrow validity bitmap (LSB first) as a numpy bool array of ``length`` rows."""
     bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), count=offset + length, bitorder="little")

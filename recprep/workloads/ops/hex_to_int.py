@@ -1,8 +1,11 @@
 """hex_to_int: hexadecimal ID strings (Criteo's ``68fd1e64``) to int64.
 
-Empty strings, nulls and strings that are not 1-16 hex digits become null. Up to 16 digits are
-read; values of 2**63 and above keep their 64-bit pattern (they become negative int64), which is
-what a hash of the ID needs. One pass in C over the string column (``_kernels.hex_strings``, the
+Empty strings, nulls and strings that are not hex digits become null. Up to 16 digits are the
+value; values of 2**63 and above keep their 64-bit pattern (they become negative int64), which
+is what a hash of the ID needs. Wider IDs (an MD5-style 32-digit user or item hash) are hashed,
+never dropped (:func:`fold_hex`): leading zeros skipped, up to 16 significant digits are the plain
+value, more are folded into 64 bits, in groups of 16 digits from the right, highest group first,
+``h = mix64(h ^ group)`` from ``h = 0``. One pass in C over the string column (``_kernels.hex_strings``, the
 parser the text scanner shares); without the extension, numpy: the common case (every ID
 exactly 8 digits, as in Criteo) eight digits at a time with 64-bit word arithmetic, other
 lengths through a padded digit grid.
@@ -15,6 +18,7 @@ import pyarrow as pa
 
 from ...op_params import HexToIntParams
 from .base import INT, STRING, ElementwiseOp
+from .hashing import mix64
 
 try:
     from ._kernels import hex_strings as _kernel
@@ -39,6 +43,22 @@ def _pack8(nibbles: np.ndarray) -> np.ndarray:
     y = ((x << _U(4)) | (x >> _U(8))) & _U(0x00FF00FF00FF00FF)
     z = ((y << _U(8)) | (y >> _U(16))) & _U(0x0000FFFF0000FFFF)
     return ((z << _U(16)) | (z >> _U(32))) & _U(0xFFFFFFFF)
+
+
+def fold_hex(text: str) -> int | None:
+    """The reference of the rule, one ID at a time: the uint64 value of hex ID ``text`` (folded
+    when it has more than 16 significant digits), or None when it is not a hex ID."""
+    if not text or any(c not in "0123456789abcdefABCDEF" for c in text):
+        return None
+    digits = text.lstrip("0")
+    if len(digits) <= 16:
+        return int(digits or "0", 16)
+    first = len(digits) % 16 or 16
+    groups = [digits[:first]] + [digits[i : i + 16] for i in range(first, len(digits), 16)]
+    h = 0
+    for group in groups:
+        h = int(mix64(np.array([h ^ int(group, 16)], dtype=np.uint64))[0])
+    return h
 
 
 class HexToInt(ElementwiseOp):
@@ -87,8 +107,10 @@ class HexToInt(ElementwiseOp):
 
     @staticmethod
     def _general(data, offsets, lens, valid):
-        """Any lengths: right-align each ID's digits in a (rows, 16) grid of '0's."""
+        """Any lengths: right-align each ID of up to 16 digits in a (rows, 16) grid of '0's;
+        wider IDs (no C kernel here, so this is the slow reference path) one by one."""
         n = len(lens)
+        wide = np.flatnonzero(valid & (lens > 16))
         valid = valid & (lens <= 16)
         rows = np.flatnonzero(valid)
         L = lens[rows].astype(np.int64)
@@ -105,4 +127,8 @@ class HexToInt(ElementwiseOp):
         out = np.zeros(n, dtype=np.uint64)
         out[rows] = value
         valid[rows] &= ok
+        for row in wide:
+            folded = fold_hex(bytes(data[offsets[row] : offsets[row + 1]]).decode("ascii", "replace"))
+            if folded is not None:
+                out[row], valid[row] = folded, True
         return out, valid

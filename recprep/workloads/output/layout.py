@@ -9,10 +9,16 @@
       part-NNNNN.parquet          shard NNNNN, numbered in source order
       _quarantine/part-NNNNN.jsonl  the malformed input rows of shard NNNNN
       _service/                   the shard service's acknowledgements (recprep serve)
+      _lock                       held by the run that writes the directory (who, since when)
       .<name>.tmp-<random>        a file being written (renamed into place when complete)
+
+recprep deletes and overwrites only names of this layout: a shard is ``part-`` and five or more
+digits and ``.parquet``, a quarantine file the same with ``.jsonl``, a temporary the mark below.
 """
 
 from __future__ import annotations
+
+import re
 
 JOB_FILE = "_job.json"
 LEDGER_FILE = "_ledger.jsonl"
@@ -20,6 +26,8 @@ FIT_FILE = "_fit.json"
 QUARANTINE_DIR = "_quarantine"
 #: Default state directory of the shard service (``recprep serve --state-dir``).
 SERVICE_DIR = "_service"
+#: The lock the writing run holds (``writer.OutputLock``).
+LOCK_FILE = "_lock"
 SHARD_PREFIX = "part-"
 #: Marks a file still being written: never read, swept when a run opens the directory.
 TEMPORARY_MARK = ".tmp-"
@@ -37,9 +45,19 @@ def quarantine_name(index: int) -> str:
     return f"{QUARANTINE_DIR}/{SHARD_PREFIX}{index:05d}.jsonl"
 
 
+_SHARD = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.parquet")
+_QUARANTINE = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.jsonl")
+
+
 def is_shard_file(name: str) -> bool:
-    """A shard's file name as a commit record may carry it: directly in the output, no path."""
-    return name.startswith(SHARD_PREFIX) and "/" not in name and "\\" not in name
+    """A shard's file name as recprep writes it (and a commit record may carry it): directly in
+    the output, no path."""
+    return _SHARD.fullmatch(name) is not None
+
+
+def is_quarantine_file(name: str) -> bool:
+    """A quarantine file's name inside ``QUARANTINE_DIR``."""
+    return _QUARANTINE.fullmatch(name) is not None
 
 
 def temporary_name(name: str, token: str) -> str:
@@ -48,4 +66,9 @@ def temporary_name(name: str, token: str) -> str:
 
 
 def is_temporary(name: str) -> bool:
-    return TEMPORARY_MARK in name
+    """A file recprep was writing (``temporary_name`` of one of its own names)."""
+    base, mark, token = name.partition(TEMPORARY_MARK)
+    if not (name.startswith(".") and mark and token):
+        return False
+    base = base[1:]
+    return is_shard_file(base) or is_quarantine_file(base) or base in CONTRACT_FILES

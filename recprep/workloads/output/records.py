@@ -35,22 +35,24 @@ class CommitRecord:
     quarantine: str | None = None
     #: the input the shard was made from (its split: file and byte or row range)
     source: dict[str, Any] | None = None
+    #: per "<step>:<column>", [values the step made null, values it saw], where it made any
+    nulled: dict[str, list[int]] | None = None
 
     def to_json(self) -> str:
         """The ledger line (without its newline)."""
-        return json.dumps(
-            {
-                "shard": self.shard,
-                "file": self.file,
-                "rows": self.rows,
-                "badRows": self.bad_rows,
-                "bytes": self.bytes,
-                "sha256": self.sha256,
-                "quarantine": self.quarantine,
-                "source": self.source,
-            },
-            sort_keys=True,
-        )
+        record = {
+            "shard": self.shard,
+            "file": self.file,
+            "rows": self.rows,
+            "badRows": self.bad_rows,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "quarantine": self.quarantine,
+            "source": self.source,
+        }
+        if self.nulled:
+            record["nulled"] = self.nulled
+        return json.dumps(record, sort_keys=True)
 
 
 def parse_commit(line: bytes | str, total: int | None = None) -> CommitRecord | None:
@@ -71,7 +73,7 @@ def parse_commit(line: bytes | str, total: int | None = None) -> CommitRecord | 
     ):
         return None
     bad_rows, size, sha = e.get("badRows", 0), e.get("bytes", 0), e.get("sha256")
-    quarantine, source = e.get("quarantine"), e.get("source")
+    quarantine, source, nulled = e.get("quarantine"), e.get("source"), e.get("nulled")
     return CommitRecord(
         shard,
         file,
@@ -81,7 +83,20 @@ def parse_commit(line: bytes | str, total: int | None = None) -> CommitRecord | 
         sha if isinstance(sha, str) else None,
         quarantine if isinstance(quarantine, str) else None,
         source if isinstance(source, dict) else None,
+        _counts(nulled),
     )
+
+
+def _counts(value: Any) -> dict[str, list[int]] | None:
+    """A commit record's null counts, when well formed."""
+    if not isinstance(value, dict):
+        return None
+    out = {
+        k: list(v)
+        for k, v in value.items()
+        if isinstance(k, str) and isinstance(v, list) and len(v) == 2 and all(_is_int(x) for x in v)
+    }
+    return out or None
 
 
 def _is_int(value: Any) -> bool:

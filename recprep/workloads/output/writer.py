@@ -7,17 +7,33 @@ A shard is committed once its record is in the ledger, never before its file is 
 crash in between leaves a file that a resumed run writes again, byte for byte. A storage
 without an atomic rename (object stores) changes this module only.
 
-The driver opens the directory first (:meth:`OutputWriter.open`): a directory of the same job
-resumes (committed shards are skipped), one of another job is refused unless the run may
-overwrite it, and leftover temporaries are swept.
+The driver opens the directory first (:meth:`OutputWriter.open`) and holds it until the run
+ends (:meth:`OutputWriter.close`):
+
+- it takes the directory's lock (:class:`OutputLock`): a second run on the same output, of any
+  job, is refused with a line naming the holder (a run that dies loses its lock with its process);
+- it repairs a ledger whose last line a crash tore (the line is cut off, so the next commit starts
+  a line of its own; that shard is simply redone);
+- a directory of the same job resumes: every committed shard is checked against its record
+  (file present, sha256), and one that does not match is redone; one of another job is refused
+  unless the run may overwrite it;
+- leftover temporaries are swept.
+
+recprep deletes and overwrites only files of its own layout (``layout``): ``--overwrite`` clears
+the shards, quarantine files, temporaries and contract files of the previous job and nothing
+else that lies in the directory.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
+import logging
 import os
-import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,15 +45,20 @@ from .layout import (
     FIT_FILE,
     JOB_FILE,
     LEDGER_FILE,
+    LOCK_FILE,
     QUARANTINE_DIR,
     SHARD_PREFIX,
+    is_quarantine_file,
+    is_shard_file,
     is_temporary,
     quarantine_name,
     shard_name,
     temporary_name,
 )
-from .reader import read_commits, read_fit, read_job_if_any
+from .reader import read_commits, read_fit, read_job_if_any, read_shard
 from .records import CommitRecord, JobRecord, encode_fit_states
+
+log = logging.getLogger(__name__)
 
 
 class BadRowLike(Protocol):
@@ -99,8 +120,82 @@ def put_quarantine(directory: str, index: int, rows: Iterable[BadRowLike], fsync
     return path
 
 
+class OutputLock:
+    """The lock a run holds on its output directory: ``flock`` on ``_lock``, which also holds who
+    holds it (job, identity, host, pid, since) for the refusal message. The kernel drops the lock
+    when the holder's process ends, so a killed run never leaves the directory locked. (On
+    network storage, as a ReadWriteMany volume, the lock is as good as the file system's locks;
+    object storage will need a lease here instead.)"""
+
+    def __init__(self, directory: str):
+        self.path = os.path.join(directory, LOCK_FILE)
+        self._fd: int | None = None
+
+    def acquire(self, holder: dict[str, Any]) -> None:
+        """Take the lock and record ``holder`` in it, or OutputError naming the current holder."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot open the output's lock ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = _read_holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise OutputError(f"{self.path}: cannot lock the output ({exc.strerror})") from None
+            raise OutputError(
+                f"{os.path.dirname(self.path)}: in use by {_describe_holder(other)}; "
+                "a second run on the same output is refused while it runs"
+            ) from None
+        record = json.dumps(
+            {
+                **holder,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            sort_keys=True,
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, record.encode() + b"\n", 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe_holder(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "another run (it has not recorded itself yet)"
+    identity = str(holder.get("identity"))[:12]
+    return (
+        f"job {holder.get('job')!r} (identity {identity}, pid {holder.get('pid')} on {holder.get('host')}, "
+        f"since {holder.get('since')})"
+    )
+
+
+@dataclass(frozen=True)
+class Redone:
+    """A committed shard that did not match its record when the run opened the output."""
+
+    shard: int
+    reason: str
+
+
 class OutputWriter:
-    """The driver's side of the contract: owns the directory for one job, records commits."""
+    """The driver's side of the contract: holds the directory for one job, records commits.
+    Use it as a context manager (or call :meth:`close`): the lock is held until then."""
 
     def __init__(self, directory: str, fsync: bool = False):
         self.directory = directory
@@ -108,10 +203,34 @@ class OutputWriter:
         self.path = os.path.join(directory, LEDGER_FILE)
         #: committed shards by index (filled by :meth:`open`, then by :meth:`commit`)
         self.commits: dict[int, CommitRecord] = {}
+        #: committed shards that did not match their records when the output was opened
+        self.redone: list[Redone] = []
+        #: bytes of a torn last ledger line cut off when the output was opened
+        self.repaired_bytes = 0
+        self._lock = OutputLock(directory)
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def open(self, job: JobRecord, overwrite: bool) -> None:
-        """Take the directory for ``job``: resume the same job, refuse (or with ``overwrite``
-        clear) another job's shards, write ``_job.json``, load the commits, sweep temporaries."""
+        """Take the directory for ``job``: lock it, resume the same job (committed shards checked),
+        refuse (or with ``overwrite`` clear) another job's shards, write ``_job.json``, sweep
+        temporaries."""
+        self._lock.acquire({"job": job.name, "identity": job.identity})
+        try:
+            self._open(job, overwrite)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def close(self) -> None:
+        """Release the directory (the lock)."""
+        self._lock.release()
+
+    def _open(self, job: JobRecord, overwrite: bool) -> None:
         existing = read_job_if_any(self.directory)
         if existing is not None and existing.identity != job.identity:
             if not overwrite:
@@ -123,7 +242,7 @@ class OutputWriter:
             existing = None
         elif existing is None and not overwrite and self._has_shards():
             raise OutputError(
-                f"{self.directory}: holds {SHARD_PREFIX}*.parquet files but no {JOB_FILE}; "
+                f"{self.directory}: holds {SHARD_PREFIX}NNNNN.parquet files but no {JOB_FILE}; "
                 "pass --overwrite to replace them"
             )
         elif overwrite:
@@ -131,8 +250,45 @@ class OutputWriter:
             existing = None
         if existing is None:
             self._write_json(JOB_FILE, job.to_dict())
-        self.commits = {r.shard: r for r in read_commits(self.directory)}
+        self.repaired_bytes = self._repair_ledger()
+        self.commits = self._checked_commits()
         self._sweep_temporaries()
+
+    def _repair_ledger(self) -> int:
+        """Cut a torn last line (a crash mid-append) off the ledger; the bytes cut."""
+        try:
+            size = os.path.getsize(self.path)
+        except FileNotFoundError:
+            return 0
+        if size == 0:
+            return 0
+        with open(self.path, "rb+") as f:
+            f.seek(max(size - 1, 0))
+            if f.read(1) == b"\n":
+                return 0
+            f.seek(0)
+            data = f.read()
+            keep = data.rfind(b"\n") + 1
+            f.truncate(keep)
+            if self.fsync:
+                os.fsync(f.fileno())
+        log.warning(
+            "%s: cut a torn last line (%d bytes) left by a crash; its shard is redone", self.path, size - keep
+        )
+        return size - keep
+
+    def _checked_commits(self) -> dict[int, CommitRecord]:
+        """The ledger's commits whose file is there and matches the record; the others redone."""
+        commits: dict[int, CommitRecord] = {}
+        for record in read_commits(self.directory, require_files=False):
+            try:
+                read_shard(self.directory, record, verify=True)
+            except OutputError as exc:
+                self.redone.append(Redone(record.shard, str(exc)))
+                log.warning("shard %d is redone: %s", record.shard, exc)
+                continue
+            commits[record.shard] = record
+        return commits
 
     def commit(self, record: CommitRecord) -> None:
         """Append ``record`` to the ledger: from now on the shard is committed."""
@@ -154,13 +310,20 @@ class OutputWriter:
         _put(self.directory, name, payload, self.fsync)
 
     def _has_shards(self) -> bool:
-        return any(n.startswith(SHARD_PREFIX) for n in os.listdir(self.directory))
+        return any(is_shard_file(n) for n in os.listdir(self.directory))
 
     def _clear(self) -> None:
+        """Remove the previous job's files: only names of recprep's layout."""
         for name in os.listdir(self.directory):
-            if name.startswith(SHARD_PREFIX) or name in CONTRACT_FILES or is_temporary(name):
+            if is_shard_file(name) or name in CONTRACT_FILES or is_temporary(name):
                 os.remove(os.path.join(self.directory, name))
-        shutil.rmtree(os.path.join(self.directory, QUARANTINE_DIR), ignore_errors=True)
+        qdir = os.path.join(self.directory, QUARANTINE_DIR)
+        if os.path.isdir(qdir):
+            for name in os.listdir(qdir):
+                if is_quarantine_file(name) or is_temporary(name):
+                    os.remove(os.path.join(qdir, name))
+            if not os.listdir(qdir):
+                os.rmdir(qdir)
 
     def _sweep_temporaries(self) -> None:
         for root in (self.directory, os.path.join(self.directory, QUARANTINE_DIR)):

@@ -35,8 +35,10 @@ def _roles_fn(spec, fmt: str):
     return roles
 
 
-def open_source(spec):
-    """The source object for a SourceSpec (checks that the data exists before any work)."""
+def open_source(spec, exclude: str | None = None):
+    """The source object for a SourceSpec (checks that the data exists before any work).
+    ``exclude``: a local directory whose files are never input (the job's own output, when it
+    lies inside the source directory: a second run must not read the first run's shards)."""
     fmt = infer_format(spec.uri, spec.format)
     roles = _roles_fn(spec, fmt)
     if spec.uri.startswith(SYNTHETIC_SCHEME):
@@ -57,11 +59,11 @@ def open_source(spec):
     if fmt == "parquet":
         from .parquet import ParquetSource
 
-        return ParquetSource(spec, roles)
+        return ParquetSource(spec, roles, exclude)
     from .text import TextSource
 
     if fmt == "criteo" and spec.columns is None:
-        return TextSource(spec, fmt, CRITEO_NAMES, roles)
+        return TextSource(spec, fmt, CRITEO_NAMES, roles, exclude)
     if fmt == "criteo":
-        return TextSource(spec, fmt, list(spec.columns), roles)
-    return TextSource(spec, fmt, None, roles)
+        return TextSource(spec, fmt, list(spec.columns), roles, exclude)
+    return TextSource(spec, fmt, None, roles, exclude)

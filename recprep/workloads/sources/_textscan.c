@@ -20,9 +20,10 @@
  *                                            data: at least len(input) bytes
  * where capacity >= number of rows: count_lines(data) + 1 (a split declines if it has more).
  *
- * Returns (rows, nulls, decline, line): nulls is a list of null counts per column; decline is
- * 0 when the whole split was parsed, else a reason code (see DECLINE_*), and line the 1-based
- * line (within the split) where the scan gave up.
+ * Returns (rows, nulls, decline, line, invalid): nulls is a list of null counts per column;
+ * decline is 0 when the whole split was parsed, else a reason code (see DECLINE_*), and line the
+ * 1-based line (within the split) where the scan gave up; invalid is a list, per column, of the
+ * hex fields that were not IDs although not a null token either (values hex_to_int made null).
  *
  * Declined, always: any '"' (quoting) or '\r' (pyarrow also breaks lines on a lone CR) in the
  * split; a line with the wrong number of fields; a number pyarrow may read differently
@@ -165,6 +166,7 @@ typedef struct {
     char *data;        /* string bytes */
     uint8_t *valid;    /* one byte per row */
     Py_ssize_t nulls;
+    Py_ssize_t invalid; /* hex fields that were neither an ID nor a null token */
 } Column;
 
 /* The Python buffers behind a column (released when the scan ends). */
@@ -240,6 +242,7 @@ static inline __attribute__((always_inline)) int store(Column *c, Py_ssize_t row
             ((uint64_t *)c->values)[row] = 0;
             valid[row] = 0;
             c->nulls++;
+            if (!is_null_token(f, len)) c->invalid++;
         }
         return DECLINE_NONE;
     }
@@ -402,16 +405,26 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
 
     PyObject *nulls = PyList_New(ncols);
-    if (!nulls) goto done;
+    PyObject *invalid = PyList_New(ncols);
+    if (!nulls || !invalid) {
+        Py_XDECREF(nulls);
+        Py_XDECREF(invalid);
+        goto done;
+    }
     for (Py_ssize_t j = 0; j < ncols; j++) {
         PyObject *v = PyLong_FromSsize_t(cols[j].nulls);
-        if (!v) {
+        PyObject *w = PyLong_FromSsize_t(cols[j].invalid);
+        if (!v || !w) {
+            Py_XDECREF(v);
+            Py_XDECREF(w);
             Py_DECREF(nulls);
+            Py_DECREF(invalid);
             goto done;
         }
         PyList_SET_ITEM(nulls, j, v);
+        PyList_SET_ITEM(invalid, j, w);
     }
-    result = Py_BuildValue("nNin", rows, nulls, decline, decline ? line : (Py_ssize_t)0);
+    result = Py_BuildValue("nNinN", rows, nulls, decline, decline ? line : (Py_ssize_t)0, invalid);
 
 done:
     if (views) release_views(views, ncols);
@@ -438,7 +451,7 @@ static PyObject *count_lines(PyObject *self, PyObject *args) {
 static PyMethodDef METHODS[] = {
     {"count_lines", count_lines, METH_VARARGS, "count_lines(data) -> number of newline bytes"},
     {"scan", scan, METH_VARARGS,
-     "scan(data, delimiter, skip_first_line, kinds, outputs, capacity) -> (rows, nulls, decline, line)"},
+     "scan(data, delimiter, skip_first_line, kinds, outputs, capacity) -> (rows, nulls, decline, line, invalid)"},
     {NULL, NULL, 0, NULL},
 };
 

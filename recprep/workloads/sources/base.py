@@ -5,7 +5,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...errors import SpecError
 
@@ -39,6 +41,46 @@ class BadRow:
 class ReadResult:
     table: pa.Table
     bad: list[BadRow] = field(default_factory=list)
+    #: per column, the values the source made null while doing an op pushed down into the read
+    #: (hex fields that are not IDs, for ``hex_to_int``): counted as that op's, see ``plan``
+    nulled: dict[str, int] = field(default_factory=dict)
+
+
+#: ``spec.source.nonFinite``: non-finite numbers (inf, -inf, NaN, 1e309) make the row bad
+#: (quarantined), or become nulls.
+QUARANTINE, NULL = "quarantine", "null"
+
+
+def non_finite_rows(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, dict[int, str]]:
+    """Rows of ``table`` holding a non-finite value in one of the floating ``columns`` (a bool
+    mask), and for each such row the reason naming the first such column and its value."""
+    mask = np.zeros(table.num_rows, dtype=bool)
+    reasons: dict[int, str] = {}
+    for name in columns:
+        col = table[name]
+        if not pa.types.is_floating(col.type) or not table.num_rows:
+            continue
+        values = col.to_numpy(zero_copy_only=False)  # nulls are NaN here: take them out below
+        bad = ~np.isfinite(values)
+        if col.null_count:
+            bad &= np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        for i in np.flatnonzero(bad & ~mask):
+            reasons[int(i)] = f"column {name}: non-finite value {float(values[i])}"
+        mask |= bad
+    return mask, reasons
+
+
+def null_non_finite(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``table`` with every non-finite value of the floating ``columns`` made null."""
+    for name in columns:
+        col = table[name]
+        if pa.types.is_floating(col.type):
+            finite = pc.is_finite(col)
+            if not pc.all(pc.or_kleene(finite, pc.is_null(col))).as_py():
+                table = table.set_column(
+                    table.column_names.index(name), name, pc.if_else(finite, col, pa.scalar(None, col.type))
+                )
+    return table
 
 
 @dataclass(frozen=True)

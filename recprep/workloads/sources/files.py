@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import lzma
+import os
+import zlib
+from collections.abc import Iterator
+
 import fsspec
 
 from ...errors import SourceError
@@ -9,8 +15,9 @@ from ...errors import SourceError
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zstd")
 
 
-def list_files(uri: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
-    """The filesystem and the sorted data files behind ``uri`` (hidden/underscore files skipped)."""
+def list_files(uri: str, exclude: str | None = None) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+    """The filesystem and the sorted data files behind ``uri`` (hidden/underscore files skipped,
+    and, on the local file system, every file inside the directory ``exclude``)."""
     try:
         fs, path = fsspec.core.url_to_fs(uri)
     except (ValueError, ImportError) as exc:
@@ -24,9 +31,17 @@ def list_files(uri: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
     else:
         raise SourceError(f"spec.source.uri: {uri!r} does not exist")
     files = [f for f in files if fs.isfile(f)]
+    if exclude and "file" in _protocols(fs):
+        inside = os.path.join(os.path.abspath(exclude), "")
+        files = [f for f in files if not os.path.abspath(f).startswith(inside)]
     if not files:
         raise SourceError(f"spec.source.uri: no files found at {uri!r}")
     return fs, files
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _hidden(path: str) -> bool:
@@ -36,3 +51,18 @@ def _hidden(path: str) -> bool:
 
 def is_compressed(path: str) -> bool:
     return path.endswith(COMPRESSED)
+
+
+#: What reading a damaged or mislabelled file raises (a plain file named .gz: BadGzipFile, an
+#: OSError; a truncated one: EOFError; a corrupt stream: zlib/lzma errors).
+READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+@contextlib.contextmanager
+def reading(path: str, what: str = "read") -> Iterator[None]:
+    """Turn the errors of reading ``path`` into one SourceError naming the file."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise SourceError(f"{path}: cannot {what} it ({detail})") from None

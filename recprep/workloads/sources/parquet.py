@@ -6,18 +6,21 @@ their distinct values, and the ops on them, at one per distinct ID.
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...errors import SourceError
-from .base import ReadResult, Roles, Split
-from .files import list_files
+from .base import NULL, BadRow, ReadResult, Roles, Split, non_finite_rows, null_non_finite
+from .files import list_files, reading
 
 
 class ParquetSource:
-    def __init__(self, spec, roles_fn):
+    def __init__(self, spec, roles_fn, exclude: str | None = None):
         self.spec = spec
-        self.fs, self.files = list_files(spec.uri)
+        self.fs, self.files = list_files(spec.uri, exclude)
         try:
             base = pq.read_schema(self.fs.open(self.files[0], "rb"))
         except (pa.ArrowInvalid, OSError) as exc:
@@ -44,7 +47,8 @@ class ParquetSource:
     def splits(self, rows_per_shard: int) -> list[Split]:
         out: list[Split] = []
         for path in self.files:
-            meta = self._file(path).metadata
+            with reading(path, "read the Parquet metadata of"):
+                meta = self._file(path).metadata
             if meta.schema.to_arrow_schema().names != self.names:
                 raise SourceError(f"{path}: columns differ from {self.files[0]}")
             start, rows = 0, 0
@@ -57,6 +61,27 @@ class ParquetSource:
 
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """The split as a table of :meth:`schema`'s types (``decode_hex``: this source leaves
-        hex decoding to the plan)."""
-        table = self._file(split.path).read_row_groups(range(split.start, split.stop), use_threads=False)
-        return ReadResult(table.cast(self._schema) if table.schema != self._schema else table)
+        hex decoding to the plan). A row with a non-finite dense or label value is quarantined
+        (its "line" is its 1-based row number in the file), unless ``spec.source.nonFinite`` is
+        null."""
+        try:
+            with reading(split.path):
+                pf = self._file(split.path)
+                table = pf.read_row_groups(range(split.start, split.stop), use_threads=False)
+        except pa.ArrowException as exc:
+            raise SourceError(f"{split.path}: not a readable Parquet file ({exc})") from None
+        if table.schema != self._schema:
+            table = table.cast(self._schema)
+        numeric = [n for n in (*self.roles.dense, self.roles.label) if n]
+        if self.spec.non_finite == NULL:
+            return ReadResult(null_non_finite(table, numeric))
+        mask, why = non_finite_rows(table, numeric)
+        if not mask.any():
+            return ReadResult(table)
+        first = sum(pf.metadata.row_group(rg).num_rows for rg in range(split.start))
+        rows = table.filter(pa.array(mask)).to_pylist()
+        bad = [
+            BadRow(split.path, first + int(i) + 1, why[int(i)], json.dumps(row, default=str))
+            for i, row in zip(np.flatnonzero(mask), rows)
+        ]
+        return ReadResult(table.filter(pa.array(~mask)), bad)

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from ...errors import SourceError, SpecError
-from .base import BadRow, ReadResult, Roles, Split
-from .files import is_compressed, list_files
+from .base import NULL, BadRow, ReadResult, Roles, Split, non_finite_rows, null_non_finite
+from .files import is_compressed, list_files, reading
 
 try:
     from ._textscan import count_lines as _count_lines
@@ -39,11 +39,11 @@ _FLOAT_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(?i:inf|
 
 
 class TextSource:
-    def __init__(self, spec, fmt: str, names: list[str] | None, roles_fn):
+    def __init__(self, spec, fmt: str, names: list[str] | None, roles_fn, exclude: str | None = None):
         self.spec = spec
         self.format = fmt
         self.delimiter = spec.delimiter or ("," if fmt == "csv" else "\t")
-        self.fs, self.files = list_files(spec.uri)
+        self.fs, self.files = list_files(spec.uri, exclude)
         if fmt == "criteo":
             self.names = names
         elif spec.header:
@@ -77,7 +77,7 @@ class TextSource:
         return pa.schema([(n, self.types[n]) for n in self.names])
 
     def _header_names(self, path: str) -> list[str]:
-        with self.fs.open(path, "rb", compression="infer") as f:
+        with reading(path, "read the header of"), self.fs.open(path, "rb", compression="infer") as f:
             line = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
             raise SourceError(f"{path}:1: header line is empty")
@@ -87,31 +87,37 @@ class TextSource:
     def splits(self, rows_per_shard: int) -> list[Split]:
         out: list[Split] = []
         for path in self.files:
-            size = self.fs.size(path)
-            if is_compressed(path):
-                out.append(Split(len(out), path, 0, size, self._gz_rows(path, size), header=self.spec.header))
-                continue
-            with self.fs.open(path, "rb") as f:
-                sample = f.read(_SAMPLE)
-                body = 0
-                if self.spec.header:
-                    body = sample.find(b"\n") + 1 if b"\n" in sample else len(sample)
-                lines = max(sample.count(b"\n", body), 1)
-                per_line = max((len(sample) - body) / lines, 1.0)
-                target = max(int(rows_per_shard * per_line), 1)
-                bounds = [0]
-                pos = body + target
-                while pos < size:
-                    cut = _next_line_start(f, pos, size)
-                    if cut >= size:
-                        break
-                    bounds.append(cut)
-                    pos = cut + target
-                bounds.append(size)
-            for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
-                if b > a:
-                    est = max(int((b - a) / per_line), 1)
-                    out.append(Split(len(out), path, a, b, est, header=self.spec.header and i == 0))
+            with reading(path, "plan the splits of"):
+                out += self._file_splits(path, rows_per_shard, len(out))
+        return out
+
+    def _file_splits(self, path: str, rows_per_shard: int, first: int) -> list[Split]:
+        """The splits of one file, numbered from ``first``."""
+        size = self.fs.size(path)
+        if is_compressed(path):
+            return [Split(first, path, 0, size, self._gz_rows(path, size), header=self.spec.header)]
+        with self.fs.open(path, "rb") as f:
+            sample = f.read(_SAMPLE)
+            body = 0
+            if self.spec.header:
+                body = sample.find(b"\n") + 1 if b"\n" in sample else len(sample)
+            lines = max(sample.count(b"\n", body), 1)
+            per_line = max((len(sample) - body) / lines, 1.0)
+            target = max(int(rows_per_shard * per_line), 1)
+            bounds = [0]
+            pos = body + target
+            while pos < size:
+                cut = _next_line_start(f, pos, size)
+                if cut >= size:
+                    break
+                bounds.append(cut)
+                pos = cut + target
+            bounds.append(size)
+        out: list[Split] = []
+        for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
+            if b > a:
+                est = max(int((b - a) / per_line), 1)
+                out.append(Split(first + len(out), path, a, b, est, header=self.spec.header and i == 0))
         return out
 
     def _gz_rows(self, path: str, size: int) -> int:
@@ -130,25 +136,39 @@ class TextSource:
 
     # -- reading --------------------------------------------------------------------------------
     def _bytes(self, split: Split) -> bytes:
-        if is_compressed(split.path):
-            with self.fs.open(split.path, "rb", compression="infer") as f:
-                return f.read()
-        with self.fs.open(split.path, "rb") as f:
-            f.seek(split.start)
-            return f.read(split.stop - split.start)
+        with reading(split.path):
+            if is_compressed(split.path):
+                with self.fs.open(split.path, "rb", compression="infer") as f:
+                    return f.read()
+            with self.fs.open(split.path, "rb") as f:
+                f.seek(split.start)
+                return f.read(split.stop - split.start)
 
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """The split as a table of :meth:`schema`'s types, except that sparse columns named in
-        ``decode_hex`` may come back already decoded by ``hex_to_int`` (int64)."""
+        ``decode_hex`` may come back already decoded by ``hex_to_int`` (int64). Malformed rows
+        (wrong field count, a value that does not convert, bytes that are not UTF-8, a
+        non-finite number unless ``spec.source.nonFinite`` is null) are quarantined: every
+        non-empty line is either a row of the table or a bad row."""
         data = self._bytes(split)
+        read = None
         if _scan is not None and ord(self.delimiter) < 128:  # the scanner splits on one ASCII byte
-            table = self._scan(data, split, decode_hex)
-            if table is not None:
-                return ReadResult(table)
-        return self._read_arrow(data, split)
+            read = self._scan(data, split, decode_hex)
+        if read is None:
+            read = self._read_arrow(data, split)
+        table, bad, nulled = read
+        table, bad = self._finite(table, bad, data, split)
+        if not bad:
+            return ReadResult(table, nulled=nulled)
+        first_line = self._first_line(split)
+        lines = data.split(b"\n")
+        quarantined = [
+            BadRow(split.path, first_line + n - 1, reason, _text(lines[n - 1])) for n, reason in sorted(bad)
+        ]
+        return ReadResult(table, quarantined, nulled)
 
-    def _scan(self, data: bytes, split: Split, decode_hex: frozenset[str]) -> pa.Table | None:
-        """The C scanner's table, or None when it declines the split."""
+    def _scan(self, data: bytes, split: Split, decode_hex: frozenset[str]):
+        """The C scanner's (table, [], nulled), or None when it declines the split."""
         capacity = _count_lines(data) + 1
         kinds, outputs = bytearray(), []
         for name in self.names:
@@ -168,7 +188,7 @@ class TextSource:
                         np.empty(capacity, np.uint8),
                     )
                 )
-        rows, nulls, declined, _line = _scan(
+        rows, nulls, declined, _line, invalid = _scan(
             data, ord(self.delimiter), split.header, bytes(kinds), outputs, capacity
         )
         if declined:
@@ -190,19 +210,24 @@ class TextSource:
                 dtype = pa.float64() if kind == _FLOAT else pa.int64()
                 array = pa.Array.from_buffers(dtype, rows, [valid, pa.py_buffer(out[0][:rows])], null_count)
             columns.append(array)
-        return pa.table(columns, names=self.names)
+        nulled = {name: n for name, kind, n in zip(self.names, kinds, invalid) if kind == _HEX and n}
+        return pa.table(columns, names=self.names), [], nulled
 
-    def _read_arrow(self, data: bytes, split: Split) -> ReadResult:
-        bad: list[tuple[int, str, str]] = []  # (line within the piece, reason, text)
+    def _read_arrow(self, data: bytes, split: Split):
+        """pyarrow's reader: (table, bad rows as (line within the piece, reason), {})."""
+        data, bad = _blank_non_utf8(data)  # lines of bytes that are not text are bad rows at once
+        rejected: list[int] = []  # rows pyarrow's reader skipped, as numbered among non-empty lines
 
         def invalid_row(row) -> str:
-            bad.append(
-                (row.number, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
-            )
+            rejected.append(row.number)
+            reasons[row.number] = f"expected {row.expected_columns} fields, found {row.actual_columns}"
             return "skip"
 
+        reasons: dict[int, str] = {}
+
         def parse(types):
-            bad.clear()
+            rejected.clear()
+            reasons.clear()
             return pcsv.read_csv(
                 pa.py_buffer(data),
                 read_options=pcsv.ReadOptions(
@@ -219,23 +244,23 @@ class TextSource:
                 ),
             )
 
+        row_lines = _row_lines(data)  # the physical line of each non-empty line
         try:
             table = parse(self.types)
-            bad_values: list[tuple[int, str, str]] = []
-        except pa.ArrowInvalid:
+            bad_values: list[tuple[int, str]] = []
+        except pa.ArrowInvalid as exc:
             # a value did not convert (e.g. a non-numeric dense field): re-read numbers as text,
             # find the offending rows with vectorized pattern checks, and keep the rest
-            table, bad_values = self._read_lenient(data, split, parse, bad)
-        rows = bad + bad_values
-        if not rows:
-            return ReadResult(table)
-        first_line = self._first_line(split)
-        quarantined = [
-            BadRow(split.path, first_line + n - 1, reason, text) for n, reason, text in sorted(rows)
-        ]
-        return ReadResult(table, quarantined)
+            try:
+                table, bad_values = self._read_lenient(data, split, parse, rejected, row_lines)
+            except pa.ArrowInvalid:
+                raise SourceError(
+                    f"{split.path}: cannot parse bytes {split.start}-{split.stop} ({exc})"
+                ) from None
+        bad += [(int(row_lines[n - 1]), reasons[n]) for n in rejected if 0 < n <= len(row_lines)]
+        return table, bad + bad_values, {}
 
-    def _read_lenient(self, data: bytes, split: Split, parse, bad):
+    def _read_lenient(self, data: bytes, split: Split, parse, rejected, row_lines):
         numeric = {n: t for n, t in self.types.items() if t in (pa.int64(), pa.float64())}
         loose = {n: (pa.string() if n in numeric else t) for n, t in self.types.items()}
         table = parse(loose)
@@ -250,19 +275,23 @@ class TextSource:
             reject |= wrong
         keep = table.filter(pa.array(~reject))
         keep = keep.cast(pa.schema([(n, self.types[n]) for n in self.names]))
-        # physical line (within the piece) of every parsed row: non-empty lines minus the header
-        # and minus the rows the parser already skipped
-        lines = _row_lines(data)
-        if split.header:
-            lines = lines[1:]
-        skipped = np.array([n for n, _, _ in bad], dtype=np.int64)
-        lines = lines[~np.isin(lines, skipped)]
-        text_rows = data.split(b"\n")
-        bad_values = [
-            (int(lines[i]), reasons[i], text_rows[lines[i] - 1].decode("utf-8", "replace").rstrip("\r"))
-            for i in np.flatnonzero(reject)
-        ]
-        return keep, bad_values
+        lines = _table_lines(row_lines, split.header, [row_lines[n - 1] for n in rejected])
+        return keep, [(int(lines[i]), reasons[i]) for i in np.flatnonzero(reject)]
+
+    def _finite(self, table: pa.Table, bad: list[tuple[int, str]], data: bytes, split: Split):
+        """Non-finite dense (or label) values: bad rows, or nulls with ``nonFinite: null``."""
+        roles = (*self.roles.dense, self.roles.label)
+        numeric = [n for n in roles if n and self.types.get(n) == pa.float64()]
+        if not numeric:
+            return table, bad
+        if self.spec.non_finite == NULL:
+            return null_non_finite(table, numeric), bad
+        mask, why = non_finite_rows(table, numeric)
+        if not mask.any():
+            return table, bad
+        lines = _table_lines(_row_lines(data), split.header, [n for n, _ in bad])
+        bad = bad + [(int(lines[i]), why[int(i)]) for i in np.flatnonzero(mask)]
+        return table.filter(pa.array(~mask)), bad
 
     def _first_line(self, split: Split) -> int:
         """1-based line number of the first byte of a split (counted only when rows go bad)."""
@@ -291,6 +320,46 @@ def _next_line_start(f, pos: int, size: int) -> int:
         if i >= 0:
             return pos + i + 1
         pos += len(block)
+
+
+def _table_lines(row_lines: np.ndarray, header: bool, excluded) -> np.ndarray:
+    """The physical line of each row of a table read from a piece: its non-empty lines
+    (``row_lines``), less the header and the ``excluded`` lines (rows that went bad)."""
+    lines = row_lines[1:] if header else row_lines
+    if len(excluded):
+        lines = lines[~np.isin(lines, np.asarray(excluded, dtype=np.int64))]
+    return lines
+
+
+def _text(line: bytes) -> str:
+    """A line as the quarantine keeps it: text, with bytes that are not UTF-8 escaped."""
+    return line.rstrip(b"\r").decode("utf-8", "backslashreplace")
+
+
+def _blank_non_utf8(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
+    """``data`` with every line that is not valid UTF-8 emptied (an empty line is no row, and
+    the other lines keep their numbers), and those lines as bad rows (line, reason)."""
+    try:
+        data.decode("utf-8")
+        return data, []
+    except UnicodeDecodeError:
+        pass
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    starts = np.concatenate([[0], ends + 1])
+    stops = np.append(ends, len(buf))
+    high = np.flatnonzero(buf >= 0x80)
+    candidates = np.unique(np.searchsorted(stops, high))  # lines holding a byte >= 0x80
+    out = bytearray(data)
+    bad = []
+    for i in candidates[::-1]:
+        a, b = int(starts[i]), int(stops[i])
+        try:
+            data[a:b].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append((int(i) + 1, f"not UTF-8 text (byte {exc.start + 1} of the line)"))
+            del out[a:b]
+    return bytes(out), bad[::-1]
 
 
 def _row_lines(data: bytes) -> np.ndarray:

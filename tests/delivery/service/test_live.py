@@ -36,6 +36,9 @@ class HeldProgress:
     def phase(self, name):
         pass
 
+    def warn(self, message):
+        pass
+
     def advance(self, result):
         self.committed += 1
         if self.committed == self.hold_after:

@@ -27,11 +27,12 @@ from ._support import (
     same_float,
 )
 
-#: bounds: small, huge, fractional, infinite, and around the int64 limits
+#: bounds: small, huge, fractional, and around the int64 limits (never infinite: the spec
+#: refuses inf and NaN in every op parameter; an open side is an omitted bound)
 bound = st.one_of(
     st.integers(-1000, 1000).map(float),
     st.floats(-1000, 1000, allow_nan=False),
-    floats_with_inf,
+    st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([2.0**63, -(2.0**63), 2.0**31, -(2.0**31) - 0.5, 127.5, -128.0]),
 )
 
@@ -125,7 +126,6 @@ def test_examples():
         2**31 - 1,
     ]
     assert make("clamp", max=2**63 - 1).transform(pa.array([5, 2**63 - 1])).to_pylist() == [5, 2**63 - 1]
-    assert make("clamp", min=-math.inf, max=math.inf).transform(pa.array([7])).to_pylist() == [7]
     assert make("clamp", min=1000).transform(pa.array([1, -3], pa.int8())).to_pylist() == [127, 127]
     for t in (pa.int64(), pa.float64()):
         assert op.transform(pa.array([], t)).to_pylist() == []
@@ -139,6 +139,7 @@ def test_examples():
         {"min": 2, "max": 1},  # min > max
         {"min": 0.5, "max": -math.inf},
         {"min": math.nan},  # NaN bounds compare false with everything
+        {"min": -math.inf, "max": math.inf},  # no infinite bound: omit the side instead
         {"max": math.nan},
         {"min": 0, "max": math.nan},
         {"min": "low"},

@@ -1,5 +1,6 @@
-"""hex_to_int: 1-16 hex digits (either case) -> int64; empty, null, non-hex or longer than 16
-digits -> null; 16-digit values >= 2**63 wrap to the int64 with the same bit pattern."""
+"""hex_to_int: 1-16 hex digits (either case) -> int64; empty, null or non-hex -> null; 16-digit
+values >= 2**63 wrap to the int64 with the same bit pattern; wider IDs are folded into 64 bits
+(leading zeros skipped, groups of 16 digits from the right, highest first, h = mix64(h ^ g))."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ._reference_hash import MASK, mix64
 from ._support import PROPERTY, assert_values, check_elementwise, make, nullable
 
 HEX = "0123456789abcdefABCDEF"
@@ -24,16 +26,29 @@ def reference(s):
             s = s.decode("ascii")
         except UnicodeDecodeError:
             return None
-    if not 1 <= len(s) <= 16 or any(c not in HEX for c in s):
+    if not s or any(c not in HEX for c in s):
         return None
-    value = 0
-    for c in s:
-        value = value * 16 + HEX.index(c.lower())
+    digits = [HEX.index(c.lower()) for c in s]
+    while len(digits) > 16 and digits[0] == 0:
+        digits.pop(0)
+    if len(digits) <= 16:
+        value = 0
+        for d in digits:
+            value = value * 16 + d
+    else:  # fold: groups of 16 from the right, highest group first
+        cut = len(digits) % 16 or 16
+        groups = [digits[:cut]] + [digits[i : i + 16] for i in range(cut, len(digits), 16)]
+        value = 0
+        for group in groups:
+            g = 0
+            for d in group:
+                g = g * 16 + d
+            value = mix64((value ^ g) & MASK)
     return value - 2**64 if value >= 2**63 else value
 
 
 hex_ids = st.text(HEX, min_size=1, max_size=16)
-long_hex = st.text(HEX, min_size=17, max_size=24)
+long_hex = st.text(HEX, min_size=17, max_size=70)
 ascii_junk = st.text(string.printable, max_size=18)
 # a valid ID with one character swapped for something that is not a hex digit
 broken_hex = st.tuples(hex_ids, st.sampled_from(list("gGxX -+_.\x00é")), st.integers(0, 15)).map(
@@ -112,7 +127,10 @@ def test_binary_columns(values):
         ("8000000000000000", -(2**63)),
         ("ffffffffffffffff", -1),
         ("0000000000000001", 1),
-        ("00000000000000001", None),  # 17 digits
+        ("00000000000000001", 1),  # 17 digits, 1 significant: the plain value
+        ("d41d8cd98f00b204e9800998ecf8427e", 3021144707574031991),  # MD5-style: folded, not dropped
+        ("D41D8CD98F00B204E9800998ECF8427E", 3021144707574031991),
+        ("1" * 17, -1759345975842387248),
         ("", None),
         (None, None),
         ("0x1f", None),

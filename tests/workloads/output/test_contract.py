@@ -132,32 +132,33 @@ def job(identity="a" * 64, name="j") -> JobRecord:
 def test_the_writer_resumes_its_job_and_refuses_another(tmp_path):
     out = str(tmp_path / "out")
     (tmp_path / "out").mkdir()
-    writer = OutputWriter(out)
-    writer.open(job(), overwrite=False)
-    assert read_job(out) == job()
-    written = put_shard(out, 0, b"shard bytes")
-    writer.commit(CommitRecord(0, written.name, 4, sha256=written.sha256, bytes=written.bytes))
+    with OutputWriter(out) as writer:
+        writer.open(job(), overwrite=False)
+        assert read_job(out) == job()
+        written = put_shard(out, 0, b"shard bytes")
+        writer.commit(CommitRecord(0, written.name, 4, sha256=written.sha256, bytes=written.bytes))
     (tmp_path / "out" / ".part-00001.parquet.tmp-123").write_bytes(b"half")  # a crashed worker's
-    again = OutputWriter(out)
-    again.open(job(), overwrite=False)
-    assert list(again.commits) == [0] and again.commits[0].sha256 == written.sha256
-    assert not list((tmp_path / "out").glob("*.tmp-*"))  # swept
+    with OutputWriter(out) as again:
+        again.open(job(), overwrite=False)
+        assert list(again.commits) == [0] and again.commits[0].sha256 == written.sha256
+        assert not list((tmp_path / "out").glob("*.tmp-*"))  # swept
     with pytest.raises(
         OutputError,
         match=r"holds shards of a different job \(job 'j', identity aaaaaaaaaaaa\); pass --overwrite",
     ):
         OutputWriter(out).open(job("b" * 64, "other"), overwrite=False)
-    OutputWriter(out).open(job("b" * 64, "other"), overwrite=True)
+    with OutputWriter(out) as other:
+        other.open(job("b" * 64, "other"), overwrite=True)
     assert read_job(out).identity == "b" * 64 and read_commits(out) == []
     assert not (tmp_path / "out" / shard_name(0)).exists()
 
 
 def test_fit_states_and_quarantine(tmp_path):
     out = str(tmp_path)
-    writer = OutputWriter(out)
-    writer.open(job(), overwrite=False)
-    states = {(3, "C1"): {"vocabulary": ["a", "b"], "counts": [2, 1]}, (0, "I1"): [1, 2.0, 3.0]}
-    writer.save_fit(job().identity, states)
+    with OutputWriter(out) as writer:
+        writer.open(job(), overwrite=False)
+        states = {(3, "C1"): {"vocabulary": ["a", "b"], "counts": [2, 1]}, (0, "I1"): [1, 2.0, 3.0]}
+        writer.save_fit(job().identity, states)
     assert read_fit(out, job().identity) == states and read_fit(out, "other") is None
     assert read_vocabulary_sizes(out, job().identity) == {"3:C1": 2}
 
@@ -191,3 +192,91 @@ def test_a_committed_shard_is_read_checked_against_its_record(tmp_path):
     (tmp_path / written.name).unlink()
     with pytest.raises(OutputError, match=r"part-00002.parquet: cannot read the committed shard"):
         read_shard(str(tmp_path), record)
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
+    out = str(tmp_path)
+    with OutputWriter(out) as first:
+        first.open(job(name="first"), overwrite=False)
+        with pytest.raises(
+            OutputError, match=r"in use by job 'first' \(identity aaaaaaaaaaaa, pid \d+ on .*since"
+        ):
+            OutputWriter(out).open(job("b" * 64, "second"), overwrite=True)
+        assert read_job(out).name == "first"  # the refused --overwrite cleared nothing
+    with OutputWriter(out) as again:  # released when the first run ended
+        again.open(job(name="first"), overwrite=False)
+
+
+def test_a_killed_holder_leaves_the_directory_unlocked(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; from recprep.workloads.output import OutputWriter, JobRecord\n"
+        "w = OutputWriter(sys.argv[1]); w.open(JobRecord('a' * 64, 'holder', None, 1), overwrite=False)\n"
+        "print('held', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match="in use by job 'holder'"):
+            OutputWriter(str(tmp_path)).open(job(), overwrite=False)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    with OutputWriter(str(tmp_path)) as w:
+        w.open(job(name="holder"), overwrite=False)
+
+
+def test_a_torn_ledger_tail_is_cut_before_anything_is_appended(tmp_path):
+    out = str(tmp_path)
+    with OutputWriter(out) as w:
+        w.open(job(), overwrite=False)
+        written = put_shard(out, 0, b"zero")
+        w.commit(CommitRecord(0, written.name, 1, sha256=written.sha256))
+    with (tmp_path / LEDGER_FILE).open("a") as f:
+        f.write('{"shard": 1, "file": "part-0')  # a crash in the middle of the next commit
+    with OutputWriter(out) as w:
+        w.open(job(), overwrite=False)
+        assert w.repaired_bytes == len('{"shard": 1, "file": "part-0') and list(w.commits) == [0]
+        written = put_shard(out, 1, b"one")
+        w.commit(CommitRecord(1, written.name, 1, sha256=written.sha256))
+    assert [c.shard for c in read_commits(out)] == [0, 1]  # the new record is a line of its own
+
+
+def test_a_committed_shard_that_no_longer_matches_is_redone(tmp_path):
+    out = str(tmp_path)
+    with OutputWriter(out) as w:
+        w.open(job(), overwrite=False)
+        for i in range(3):
+            written = put_shard(out, i, f"shard {i}".encode())
+            w.commit(CommitRecord(i, written.name, 1, sha256=written.sha256))
+    (tmp_path / shard_name(1)).write_bytes(b"shard X")  # same size, other bytes
+    (tmp_path / shard_name(2)).unlink()
+    with OutputWriter(out) as w:
+        w.open(job(), overwrite=False)
+        assert sorted(w.commits) == [0]
+        assert [(r.shard, "sha256" in r.reason or "cannot read" in r.reason) for r in w.redone] == [
+            (1, True),
+            (2, True),
+        ]
+
+
+def test_overwrite_clears_only_what_recprep_wrote(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = ["notes.txt", "part-1.parquet", "part-00001-spark.snappy.parquet", ".hidden.tmp-x", "_SUCCESS"]
+    for name in mine:
+        (out / name).write_text("keep")
+    (out / "_quarantine").mkdir()
+    (out / "_quarantine" / "mine.jsonl").write_text("keep")
+    with OutputWriter(str(out)) as w:
+        w.open(job(), overwrite=False)
+        put_shard(str(out), 0, b"x")
+        put_quarantine(str(out), 0, [])
+    with OutputWriter(str(out)) as w:
+        w.open(job("b" * 64, "other"), overwrite=True)
+    left = sorted(p.name for p in out.iterdir())
+    assert left == sorted([*mine, "_job.json", "_lock", "_quarantine"])
+    assert [p.name for p in (out / "_quarantine").iterdir()] == ["mine.jsonl"]

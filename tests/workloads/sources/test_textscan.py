@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from recprep.errors import SourceError
 from recprep.op_params import HexToIntParams
 from recprep.spec import SourceSpec
 from recprep.workloads.ops.base import decode
@@ -154,16 +155,22 @@ def test_scan_declines_or_equals_pyarrow(tmp_path_factory, rows, extra, data):
     (split,) = splits
     raw = source._bytes(split)
     decode_hex = {"s1"}
-    fast = source._scan(raw, split, frozenset(decode_hex))
+    fast = scanned(source, raw, split, decode_hex)
     try:
-        slow = source._read_arrow(raw, split)
-    except pa.ArrowInvalid:
+        slow_table, slow_bad, _ = source._read_arrow(raw, split)
+    except SourceError:
         assert fast is None  # pyarrow refuses the piece: the fast path must not accept it
         return
     if fast is None:
         return
-    assert not slow.bad, "the fast path accepted a piece with malformed rows"
-    assert_same(fast, slow.table, decode_hex)
+    assert not slow_bad, "the fast path accepted a piece with malformed rows"
+    assert_same(fast, slow_table, decode_hex)
+
+
+def scanned(source, raw, split, decode_hex):
+    """The scanner's table of the piece, or None when it declines it."""
+    result = source._scan(raw, split, frozenset(decode_hex))
+    return None if result is None else result[0]
 
 
 def test_scan_takes_the_common_case(tmp_path):
@@ -173,13 +180,13 @@ def test_scan_takes_the_common_case(tmp_path):
     source = source_for(path)
     (split,) = source.splits(10**6)
     raw = source._bytes(split)
-    fast = source._scan(raw, split, frozenset({"s1", "s2"}))
+    fast = scanned(source, raw, split, {"s1", "s2"})
     assert fast is not None
     assert fast["s1"].to_pylist() == [0x68FD1E64, None, 0xABC]
     assert fast["s2"].to_pylist() == [None, 0x80E26C9B, None]  # "g" is not hex
     assert fast["d2"].to_pylist()[:2] == [-2.5, 1000.0] and fast["d2"].null_count == 1
     assert fast["d1"].to_pylist() == [5.0, None, -3.0]
-    assert_same(fast, source._read_arrow(raw, split).table, {"s1", "s2"})
+    assert_same(fast, source._read_arrow(raw, split)[0], {"s1", "s2"})
 
 
 def test_scan_with_header_and_csv(tmp_path):
@@ -187,10 +194,10 @@ def test_scan_with_header_and_csv(tmp_path):
     path.write_text(",".join(NAMES) + "\n1,2,3,ff,ee,a\n0,,,,,\n")
     source = source_for(path, header=True, delimiter=",")
     (split,) = source.splits(10**6)
-    fast = source._scan(source._bytes(split), split, frozenset({"s1"}))
+    fast = scanned(source, source._bytes(split), split, {"s1"})
     assert fast is not None and fast.num_rows == 2
     assert fast["s1"].to_pylist() == [255, None] and fast["s2"].to_pylist() == ["ee", None]
-    assert_same(fast, source._read_arrow(source._bytes(split), split).table, {"s1"})
+    assert_same(fast, source._read_arrow(source._bytes(split), split)[0], {"s1"})
 
 
 def test_declined_split_still_quarantines(tmp_path):
