@@ -298,6 +298,12 @@ def _quiet(prefix: str) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _one_line(exc: BaseException) -> str:
+    from rich.markup import escape
+
+    return escape(" ".join(str(exc).split()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -305,11 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except SpecError as exc:
-        # soft_wrap: one line whatever the width (a pod's log is read line by line).
-        err.print(f"[red]invalid job:[/red] {exc}", highlight=False, soft_wrap=True)
+        # soft_wrap: one line whatever the width (a pod's log is read line by line); a message
+        # that quotes another library's multi-line error is folded into that line too.
+        err.print(f"[red]invalid job:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
         return 2
     except RecprepError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {_one_line(exc)}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err.print("interrupted: committed shards are kept; run again to resume")
@@ -318,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         err.print(
-            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for details)",
+            f"[red]internal error:[/red] {type(exc).__name__}: {_one_line(exc)} "
+            "(run with --debug for details)",
             highlight=False,
             soft_wrap=True,
         )

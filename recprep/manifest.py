@@ -29,8 +29,9 @@ def decode(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise SpecError(
-            f"{source}: not UTF-8 text (byte {exc.start + 1} is {data[exc.start]:#04x})"
+            f"{source}:{line}: not UTF-8 text (byte {exc.start + 1} of the file is {data[exc.start]:#04x})"
         ) from None
 
 

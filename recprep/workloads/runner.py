@@ -25,7 +25,16 @@ from ..uris import output_directory
 from .output import QUARANTINE_DIR, CommitRecord, JobRecord, OutputWriter, check_writable
 from .plan import Plan, States
 from .sources import Split
-from .tasks import ShardResult, combine_partials, fit_shard, prepare, transform_shard
+from .tasks import (
+    ShardError,
+    ShardFailure,
+    ShardResult,
+    combine_partials,
+    fit_shard,
+    one_line,
+    prepare,
+    transform_shard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +233,7 @@ def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progre
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
-        partials = level[0].result()
+        partials = _result(level[0])
         ops = {s.index: s.op for s in plan.steps}
         for key, partial in partials.items():
             try:
@@ -267,7 +276,7 @@ def _transform(
     }
     try:
         for fut in as_completed(list(pending.values())):
-            r: ShardResult = fut.result()
+            r: ShardResult = _result(fut)
             # a committed shard's result is not needed again: let the worker forget it, so a
             # worker being retired (scale-down) holds nothing that must move elsewhere
             del pending[r.index]
@@ -299,6 +308,24 @@ def _transform(
         for f in pending.values():
             if not f.done():
                 f.cancel()
+
+
+def _result(future):
+    """A task's result; a failed shard (or a worker lost under it) as one ShardError line."""
+    from distributed import KilledWorker
+
+    try:
+        result = future.result()
+    except KilledWorker as exc:
+        raise ShardError(
+            one_line(
+                f"a worker died while it ran {exc.task!r} ({exc}): out of memory? each worker needs about "
+                "ten times a shard's size in memory; try a smaller spec.output.rowsPerShard"
+            )
+        ) from None
+    if isinstance(result, ShardFailure):
+        raise ShardError(result.message)
+    return result
 
 
 def _bad_message(job, summary: RunSummary, directory: str, estimated: bool = False) -> str:

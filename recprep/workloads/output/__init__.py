@@ -15,7 +15,7 @@ from __future__ import annotations
 from .layout import FIT_FILE, JOB_FILE, LEDGER_FILE, QUARANTINE_DIR, SERVICE_DIR, shard_name
 from .reader import LedgerTail, read_commits, read_fit, read_job, read_shard, read_vocabulary_sizes
 from .records import CommitRecord, JobRecord
-from .writer import OutputWriter, WrittenFile, check_writable, put_quarantine, put_shard
+from .writer import OutputWriter, WrittenFile, check_writable, put_error_log, put_quarantine, put_shard
 
 __all__ = [
     "FIT_FILE",
@@ -29,6 +29,7 @@ __all__ = [
     "OutputWriter",
     "WrittenFile",
     "check_writable",
+    "put_error_log",
     "put_quarantine",
     "put_shard",
     "read_commits",

@@ -10,6 +10,7 @@
       _quarantine/part-NNNNN.jsonl  the malformed input rows of shard NNNNN
       _service/                   the shard service's acknowledgements (recprep serve)
       _lock                       held by the run that writes the directory (who, since when)
+      _errors/part-NNNNN.log      why shard NNNNN failed, with the traceback (its .fit.log: the fit)
       .<name>.tmp-<random>        a file being written (renamed into place when complete)
 
 recprep deletes and overwrites only names of this layout: a shard is ``part-`` and five or more
@@ -28,6 +29,8 @@ QUARANTINE_DIR = "_quarantine"
 SERVICE_DIR = "_service"
 #: The lock the writing run holds (``writer.OutputLock``).
 LOCK_FILE = "_lock"
+#: Details of shards that failed (the error line names the file).
+ERRORS_DIR = "_errors"
 SHARD_PREFIX = "part-"
 #: Marks a file still being written: never read, swept when a run opens the directory.
 TEMPORARY_MARK = ".tmp-"
@@ -47,6 +50,7 @@ def quarantine_name(index: int) -> str:
 
 _SHARD = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.parquet")
 _QUARANTINE = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.jsonl")
+_ERROR_LOG = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}(\.fit)?\.log")
 
 
 def is_shard_file(name: str) -> bool:
@@ -60,6 +64,18 @@ def is_quarantine_file(name: str) -> bool:
     return _QUARANTINE.fullmatch(name) is not None
 
 
+def error_log_name(index: int, stage: str) -> str:
+    """Path (relative to the output) of the details of shard ``index``'s failure in ``stage``
+    (``transform`` or ``fit``)."""
+    suffix = ".fit" if stage == "fit" else ""
+    return f"{ERRORS_DIR}/{SHARD_PREFIX}{index:05d}{suffix}.log"
+
+
+def is_error_log(name: str) -> bool:
+    """An error log's name inside ``ERRORS_DIR``."""
+    return _ERROR_LOG.fullmatch(name) is not None
+
+
 def temporary_name(name: str, token: str) -> str:
     """The name ``name`` is written under before it is renamed into place."""
     return f".{name}{TEMPORARY_MARK}{token}"
@@ -71,4 +87,4 @@ def is_temporary(name: str) -> bool:
     if not (name.startswith(".") and mark and token):
         return False
     base = base[1:]
-    return is_shard_file(base) or is_quarantine_file(base) or base in CONTRACT_FILES
+    return is_shard_file(base) or is_quarantine_file(base) or is_error_log(base) or base in CONTRACT_FILES

@@ -42,12 +42,15 @@ from typing import Any, Protocol
 from ...errors import OutputError
 from .layout import (
     CONTRACT_FILES,
+    ERRORS_DIR,
     FIT_FILE,
     JOB_FILE,
     LEDGER_FILE,
     LOCK_FILE,
     QUARANTINE_DIR,
     SHARD_PREFIX,
+    error_log_name,
+    is_error_log,
     is_quarantine_file,
     is_shard_file,
     is_temporary,
@@ -117,6 +120,16 @@ def put_quarantine(directory: str, index: int, rows: Iterable[BadRowLike], fsync
         json.dumps({"file": r.file, "line": r.line, "reason": r.reason, "text": r.text}) + "\n" for r in rows
     )
     _put(qdir, name, lines.encode(), fsync)
+    return path
+
+
+def put_error_log(directory: str, index: int, stage: str, text: str) -> str:
+    """The details of shard ``index``'s failure (``stage``: transform or fit) in the output;
+    returns the file's path (absolute), which the one-line error names."""
+    path = os.path.join(directory, error_log_name(index, stage))
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    _put(folder, name, text.encode("utf-8", "backslashreplace"), fsync=False)
     return path
 
 
@@ -317,16 +330,20 @@ class OutputWriter:
         for name in os.listdir(self.directory):
             if is_shard_file(name) or name in CONTRACT_FILES or is_temporary(name):
                 os.remove(os.path.join(self.directory, name))
-        qdir = os.path.join(self.directory, QUARANTINE_DIR)
-        if os.path.isdir(qdir):
-            for name in os.listdir(qdir):
-                if is_quarantine_file(name) or is_temporary(name):
-                    os.remove(os.path.join(qdir, name))
-            if not os.listdir(qdir):
-                os.rmdir(qdir)
+        for folder, ours in ((QUARANTINE_DIR, is_quarantine_file), (ERRORS_DIR, is_error_log)):
+            path = os.path.join(self.directory, folder)
+            if os.path.isdir(path):
+                for name in os.listdir(path):
+                    if ours(name) or is_temporary(name):
+                        os.remove(os.path.join(path, name))
+                if not os.listdir(path):
+                    os.rmdir(path)
 
     def _sweep_temporaries(self) -> None:
-        for root in (self.directory, os.path.join(self.directory, QUARANTINE_DIR)):
+        for root in (
+            self.directory,
+            *(os.path.join(self.directory, d) for d in (QUARANTINE_DIR, ERRORS_DIR)),
+        ):
             if os.path.isdir(root):
                 for name in os.listdir(root):
                     if is_temporary(name):

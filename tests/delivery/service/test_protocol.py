@@ -13,8 +13,10 @@ from recprep.delivery.service.protocol import Member
     [
         (dict(rank=2, world_size=2), r"rank 2 is not in \[0, world_size=2\)"),
         (dict(rank=-1, world_size=2), r"rank -1 is not in \[0, world_size=2\)"),
-        (dict(world_size=0), "world_size: expected at least 1"),
-        (dict(epoch=-1), "epoch: expected 0 or more"),
+        (dict(world_size=0), "world_size: expected 1 to 1048576, got 0"),
+        (dict(world_size=2**70), "world_size: expected 1 to 1048576, got 1180591620717411303424"),
+        (dict(epoch=-1), "epoch: expected 0 to 2147483647, got -1"),
+        (dict(epoch=2**63), "epoch: expected 0 to 2147483647"),
         (dict(rank="0"), "rank: expected an integer"),
         (dict(group="a/b"), "group 'a/b': expected 1-64 letters"),
         (dict(group=""), "group '': expected"),

@@ -237,3 +237,24 @@ def test_an_empty_shard_is_delivered_and_acknowledged(job_output, tmp_path):
             rows[shard.index] = shard.table.num_rows
             c.ack(shard.index)
     assert rows[entry["shard"]] == 0 and len(rows) == SHARDS
+
+
+def test_out_of_range_members_and_bugs_reach_a_raw_client_as_one_line(server, monkeypatch):
+    """What bypasses the client's own checks is refused by the server, in one line, with no
+    traceback or server path in it."""
+    options = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer s3cret")])
+    raw = flight.connect(server.location)
+    member = {"group": "g", "rank": 0, "world_size": 2**70, "epoch": 0, "session": "s"}
+    with pytest.raises(flight.FlightServerError) as refused:
+        list(raw.do_get(flight.Ticket(json.dumps(member).encode()), options).read_all())
+    assert "world_size: expected 1 to 1048576" in str(refused.value)
+    assert "Traceback" not in str(refused.value) and "\n" not in str(refused.value).split(". Detail")[0]
+
+    def broken(*_a, **_k):
+        raise OverflowError("a bug")
+
+    monkeypatch.setattr(type(server), "status", broken)
+    with pytest.raises(flight.FlightInternalError) as bug:
+        list(raw.do_action(flight.Action("status", b""), options))
+    assert "internal error in the shard service: OverflowError: a bug" in str(bug.value)
+    assert "Traceback" not in str(bug.value) and ".py" not in str(bug.value)
