@@ -39,8 +39,9 @@ def load_documents(text: str, source: str) -> list[Any]:
     """The YAML documents of ``text`` as plain data (None for empty documents)."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise SpecError(f"{source}: larger than {MAX_BYTES:,} bytes; a manifest is a few KiB")
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
         docs = []
         while loader.check_node():
             node = loader.get_node()
@@ -50,9 +51,11 @@ def load_documents(text: str, source: str) -> list[Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        raise SpecError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise SpecError(f"{where}: not valid YAML ({problem})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check(root: yaml.Node, source: str) -> None:

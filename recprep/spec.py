@@ -340,7 +340,12 @@ def _format_errors(
     for err in exc.errors():
         path = prefix
         for part in err["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif re.fullmatch(r"[A-Za-z0-9_$-]+", str(part)):
+                path += f".{part}"
+            else:  # a key with spaces, dots or control characters: quoted, so the path stays one line
+                path += f"[{str(part)!r}]"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -214,16 +214,32 @@ class TextSource:
         return pa.table(columns, names=self.names), [], nulled
 
     def _read_arrow(self, data: bytes, split: Split):
-        """pyarrow's reader: (table, bad rows as (line within the piece, reason), {})."""
-        data, bad = _blank_non_utf8(data)  # lines of bytes that are not text are bad rows at once
+        """pyarrow's reader: (table, bad rows as (line within the piece, reason), {}), every
+        non-empty line (the header aside) one of the two."""
+        data, bad = _blank_malformed_lines(data)  # lines pyarrow cannot report are bad rows at once
+        for _attempt in range(2):
+            table, parsed_bad = self._parse_arrow(data, split)
+            lines = len(_row_lines(data)) - (1 if split.header else 0)
+            if table.num_rows + len(parsed_bad) == max(lines, 0):
+                return table, bad + parsed_bad, {}
+            # a quote left open at the end of a line made pyarrow read on into the next one
+            data, unterminated = self._blank_unterminated_quotes(data, split)
+            bad += unterminated
+            if not unterminated:
+                break
+        raise SourceError(
+            f"{split.path}: bytes {split.start}-{split.stop} do not read as one row per line "
+            "(quoting that spans lines?)"
+        )
+
+    def _parse_arrow(self, data: bytes, split: Split):
         rejected: list[int] = []  # rows pyarrow's reader skipped, as numbered among non-empty lines
+        reasons: dict[int, str] = {}
 
         def invalid_row(row) -> str:
             rejected.append(row.number)
             reasons[row.number] = f"expected {row.expected_columns} fields, found {row.actual_columns}"
             return "skip"
-
-        reasons: dict[int, str] = {}
 
         def parse(types):
             rejected.clear()
@@ -257,8 +273,38 @@ class TextSource:
                 raise SourceError(
                     f"{split.path}: cannot parse bytes {split.start}-{split.stop} ({exc})"
                 ) from None
-        bad += [(int(row_lines[n - 1]), reasons[n]) for n in rejected if 0 < n <= len(row_lines)]
-        return table, bad + bad_values, {}
+        bad = [(int(row_lines[n - 1]), reasons[n]) for n in rejected if 0 < n <= len(row_lines)]
+        return table, bad + bad_values
+
+    def _blank_unterminated_quotes(self, data: bytes, split: Split) -> tuple[bytes, list[tuple[int, str]]]:
+        """Lines holding a quote that, read alone, are not exactly one row: emptied, as bad rows."""
+        lines = data.split(b"\n")
+        bad = []
+        for i, line in enumerate(lines):
+            if b'"' not in line or (split.header and i == 0):
+                continue
+            if self._rows_alone(line) != 1:
+                bad.append((i + 1, "a quote that is not closed on its line"))
+                lines[i] = b""
+        return b"\n".join(lines), bad
+
+    def _rows_alone(self, line: bytes) -> int:
+        """How many rows pyarrow reads from ``line`` by itself (0 for an invalid one)."""
+        invalid: list[int] = []
+        try:
+            table = pcsv.read_csv(
+                pa.py_buffer(line + b"\n"),
+                read_options=pcsv.ReadOptions(column_names=self.names, use_threads=False),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=self.delimiter,
+                    invalid_row_handler=lambda row: invalid.append(1) or "skip",
+                    newlines_in_values=False,
+                ),
+                convert_options=pcsv.ConvertOptions(column_types={n: pa.string() for n in self.names}),
+            )
+        except pa.ArrowInvalid:
+            return 0
+        return 0 if invalid else table.num_rows
 
     def _read_lenient(self, data: bytes, split: Split, parse, rejected, row_lines):
         numeric = {n: t for n, t in self.types.items() if t in (pa.int64(), pa.float64())}
@@ -336,28 +382,37 @@ def _text(line: bytes) -> str:
     return line.rstrip(b"\r").decode("utf-8", "backslashreplace")
 
 
-def _blank_non_utf8(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
-    """``data`` with every line that is not valid UTF-8 emptied (an empty line is no row, and
-    the other lines keep their numbers), and those lines as bad rows (line, reason)."""
+def _blank_malformed_lines(data: bytes) -> tuple[bytes, list[tuple[int, str]]]:
+    """``data`` with every line that is not valid UTF-8, or holds a carriage return that does not
+    end it, emptied (an empty line is no row, and the other lines keep their numbers), and those
+    lines as bad rows (line, reason). pyarrow's reader cannot quarantine either: it fails on the
+    first (it decodes a bad row's text to report it) and cuts the second into two rows."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    cr = np.flatnonzero(buf[:-1] == 13)
+    lone_cr = cr[buf[cr + 1] != 10]
     try:
         data.decode("utf-8")
-        return data, []
+        high = np.empty(0, dtype=np.int64)
     except UnicodeDecodeError:
-        pass
-    buf = np.frombuffer(data, dtype=np.uint8)
+        high = np.flatnonzero(buf >= 0x80)
+    if not len(lone_cr) and not len(high):
+        return data, []
     ends = np.flatnonzero(buf == 10)
     starts = np.concatenate([[0], ends + 1])
     stops = np.append(ends, len(buf))
-    high = np.flatnonzero(buf >= 0x80)
-    candidates = np.unique(np.searchsorted(stops, high))  # lines holding a byte >= 0x80
+    with_cr = set(np.searchsorted(stops, lone_cr).tolist())
+    candidates = sorted(with_cr | set(np.searchsorted(stops, high).tolist()))
     out = bytearray(data)
     bad = []
-    for i in candidates[::-1]:
+    for i in reversed(candidates):
         a, b = int(starts[i]), int(stops[i])
         try:
             data[a:b].decode("utf-8")
+            reason = "a carriage return inside the line" if i in with_cr else None
         except UnicodeDecodeError as exc:
-            bad.append((int(i) + 1, f"not UTF-8 text (byte {exc.start + 1} of the line)"))
+            reason = f"not UTF-8 text (byte {exc.start + 1} of the line)"
+        if reason:
+            bad.append((int(i) + 1, reason))
             del out[a:b]
     return bytes(out), bad[::-1]
 
