@@ -60,14 +60,25 @@ def non_finite_rows(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, di
         col = table[name]
         if not pa.types.is_floating(col.type) or not table.num_rows:
             continue
-        values = col.to_numpy(zero_copy_only=False)  # nulls are NaN here: take them out below
-        bad = ~np.isfinite(values)
-        if col.null_count:
-            bad &= np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        bad = np.concatenate([_non_finite(chunk) for chunk in col.chunks]) if col.num_chunks else mask
+        if not bad.any():
+            continue
+        values = col.to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(bad & ~mask):
             reasons[int(i)] = f"column {name}: non-finite value {float(values[i])}"
         mask |= bad
     return mask, reasons
+
+
+def _non_finite(chunk: pa.Array) -> np.ndarray:
+    """Per row of a floating array: a value that is inf, -inf or NaN (nulls are not)."""
+    values = np.frombuffer(
+        chunk.buffers()[1], dtype=chunk.type.to_pandas_dtype(), count=len(chunk) + chunk.offset
+    )[chunk.offset :]
+    bad = ~np.isfinite(values)
+    if chunk.null_count and bad.any():  # a null's slot holds anything
+        bad &= np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return bad
 
 
 def null_non_finite(table: pa.Table, columns: list[str]) -> pa.Table:
