@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +45,9 @@ DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
 DEFAULT_BACKOFF = JobSpec.model_fields["backoff_limit"].default
 #: Seconds the follower waits for a scheduler's answer in one pass (it retries next pass).
 SCHEDULER_TIMEOUT = 3.0
+#: Jobs looked at at once in a pass: a look waits on the API and on the job's scheduler, so
+#: twenty jobs looked at one after the other made a pass last tens of seconds.
+CONCURRENT_JOBS = 8
 #: Longest driver error line kept in status.message.
 MAX_ERROR = 400
 
@@ -330,31 +334,41 @@ def _create_shard_service(
 def reconcile_all(
     api: k8s.ApiClient, namespace: str | None, settings: Settings, logger: logging.Logger
 ) -> None:
-    """One pass over every PreprocessJob in ``namespace`` (None: all namespaces)."""
+    """One pass over every PreprocessJob in ``namespace`` (None: all namespaces), up to
+    ``CONCURRENT_JOBS`` jobs at a time."""
     objects = k8s.CustomObjectsApi(api)
     if namespace:
         jobs = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     else:
         jobs = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-    for body in jobs.get("items", []):
-        meta = body["metadata"]
-        try:
-            changes = reconcile_one(api, body, settings, logger)
-            if changes and not kube.patch_status(
-                api, meta["namespace"], meta["name"], meta["resourceVersion"], changes
-            ):
-                logger.debug(
-                    "job %s/%s changed during the pass; looking again next pass",
-                    meta["namespace"],
-                    meta["name"],
-                )
-        except ApiException as exc:
-            if exc.status == 404:
-                continue  # deleted meanwhile
-            logger.warning(
-                "job %s/%s: Kubernetes API error %s %s; retrying next pass",
-                meta.get("namespace"),
+    items = jobs.get("items", [])
+    if len(items) <= 1:
+        for body in items:
+            _reconcile_and_write(api, body, settings, logger)
+        return
+    with ThreadPoolExecutor(min(CONCURRENT_JOBS, len(items)), thread_name_prefix="recprep-follow") as pool:
+        for _ in pool.map(lambda body: _reconcile_and_write(api, body, settings, logger), items):
+            pass  # a bug in one job's look is raised here, after the others were looked at
+
+
+def _reconcile_and_write(api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger) -> None:
+    meta = body["metadata"]
+    try:
+        changes = reconcile_one(api, body, settings, logger)
+        if changes and not kube.patch_status(
+            api, meta["namespace"], meta["name"], meta["resourceVersion"], changes
+        ):
+            logger.debug(
+                "job %s/%s changed during the pass; looking again next pass",
+                meta["namespace"],
                 meta["name"],
-                exc.status,
-                exc.reason,
             )
+    except ApiException as exc:
+        if exc.status == 404:
+            return  # deleted meanwhile
+        logger.warning(
+            "job %s/%s: Kubernetes API error %s; retrying next pass",
+            meta.get("namespace"),
+            meta["name"],
+            kube.api_error_text(exc),
+        )

@@ -43,6 +43,8 @@ from .settings import Settings
 RECONCILE_INTERVAL = 1.0
 #: Delay before kopf retries after a Kubernetes API error.
 RETRY_DELAY = 5.0
+#: Reason of the Progressing condition while the API refuses (403) to create a job's children.
+FORBIDDEN = "Forbidden"
 #: Delay before a scale-down is tried again when the scheduler would not retire a chosen worker
 #: (its data had nowhere to go): each try marks the worker retiring for a moment, so not often.
 RETIRE_RETRY_DELAY = 30.0
@@ -83,9 +85,14 @@ def startup_fn(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> No
     settings.networking.request_timeout = 60
     # HTTP 429 (API priority and fairness) and 5xx: kopf retries with these delays, not at once.
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    # The chart grants no access to CRDs (nor to namespaces, unless cluster-wide): without this,
+    # kopf lists them anyway, is refused, retries the 403s through the backoffs above (~40 s)
+    # and only then starts watching PreprocessJobs (kopf's "restricted mode", declared here).
+    settings.scanning.disabled = True
     # Only warnings and errors become Kubernetes Events: the follower's INFO lines would flood
-    # `kubectl describe` and etcd.
+    # `kubectl describe` and etcd. kopf posts no log line at all unless told to (posting.loggers).
     settings.posting.level = logging.WARNING
+    settings.posting.loggers = True
     # Keep kopf's bookkeeping in annotations under our own prefix: status stays ours (the
     # printer columns read it, the CRD types it), and nothing of kopf's ends up in it.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -121,19 +128,26 @@ def create_fn(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, memo: kop
         logger.error("invalid spec: %s", message)
         _post_event(body, "Warning", st.INVALID_SPEC, message)
         raise kopf.PermanentError(message) from None
+    current = body.get("status") or {}
     try:
         created = kube.create_children(memo.api, builders.build_children(job, memo.settings), body)
     except ApiException as exc:
-        raise kopf.TemporaryError(
-            f"cannot create the children: {exc.status} {exc.reason}", delay=RETRY_DELAY
-        ) from None
+        message = f"cannot create the children: {kube.api_error_text(exc)}"
+        if exc.status == 403:
+            # No retry fixes it, an RBAC change does: say which call was refused where
+            # `kubectl describe` shows it (and keep retrying, so the job goes on once granted).
+            patch.status["message"] = message
+            patch.status["conditions"] = [st.condition(st.PROGRESSING, False, FORBIDDEN, message)]
+        raise kopf.TemporaryError(message, delay=RETRY_DELAY) from None
     if created:
         logger.info("created %s", ", ".join(created))
-    if not (body.get("status") or {}).get("phase"):
+    if not current.get("phase"):
         # Only a job without a phase starts at Pending: a re-run after a restart must not
         # move a running job back.
         patch.status.update(st.initial_status())
         patch.status["observedGeneration"] = meta.get("generation")
+        if current.get("message"):
+            patch.status["message"] = None  # a refusal reported by an earlier attempt is over
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="spec")
@@ -161,7 +175,7 @@ def update_fn(
         changes = pools.apply_bounds(memo.api, job, namespace, memo.settings, logger)
     except ApiException as exc:
         raise kopf.TemporaryError(
-            f"cannot resize the pools: {exc.status} {exc.reason}", delay=RETRY_DELAY
+            f"cannot resize the pools: {kube.api_error_text(exc)}", delay=RETRY_DELAY
         ) from None
     except dask_scheduler.SchedulerUnavailable as exc:
         raise kopf.TemporaryError(
@@ -209,7 +223,7 @@ async def _follow(memo: kopf.Memo, logger: logging.Logger) -> None:
         try:
             await asyncio.to_thread(follow.reconcile_all, memo.api, memo.namespace, memo.settings, logger)
         except ApiException as exc:
-            logger.warning("cannot list PreprocessJobs: %s %s", exc.status, exc.reason)
+            logger.warning("cannot list PreprocessJobs: %s", kube.api_error_text(exc))
         except Exception:  # a bug in one pass must not stop following every job
             logger.exception("reconciliation pass failed")
         await asyncio.sleep(RECONCILE_INTERVAL)

@@ -49,6 +49,17 @@ def _creator(api: k8s.ApiClient, obj: dict) -> Callable[..., Any]:
     return kinds[key]()
 
 
+def api_error_text(exc: ApiException) -> str:
+    """``<code> <reason>: <the Status message>`` of an API error; the message is what names the
+    refused verb and resource (``deployments.apps is forbidden: User ... cannot create ...``)."""
+    text = f"{exc.status} {exc.reason}"
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return f"{text}: {message}" if message else text
+
+
 def _already_exists(exc: ApiException) -> bool:
     if exc.status != 409:
         return False

@@ -24,7 +24,12 @@ replaces the request handling with Kubernetes semantics that clients rely on:
   categories, subresources and printer columns) and become ``Established``;
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<g>/<v>``, ``/version``),
   server-side ``Table`` rendering for ``kubectl get``, the ``scale`` subresource
-  and ``pods/log`` (through a pluggable log provider, see the kubelet).
+  and ``pods/log`` (through a pluggable log provider, see the kubelet);
+* who asks and whether they may (``rbac.py``): ServiceAccount tokens from the TokenRequest
+  API, the admin for requests without credentials, impersonation, and RBAC authorization of
+  the stored Roles and bindings (``authorization="RBAC"``) with kube-apiserver's 403 bodies;
+* trouble on demand: injected faults (``inject_fault``, see ``faults.py``) and dropped watch
+  streams (``drop_watches``); and records for assertions: ``denials``, ``access``, ``creations``.
 
 All state lives in one asyncio event loop; every mutation is synchronous (no
 ``await`` in the middle of a write), so no locks are needed.
@@ -39,6 +44,8 @@ import json
 import logging
 import math
 import random
+import re
+import secrets
 import traceback
 import uuid
 import warnings
@@ -52,7 +59,7 @@ import kmock
 import yaml
 from kmock._internal import enums, rendering
 
-from . import semantics
+from . import faults, rbac, semantics
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,10 @@ EmulatorKey = tuple[kmock.resource, str | None, str]  # (storage resource, names
 
 CORE_GROUP = ""
 CRD_GROUP = "apiextensions.k8s.io"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_PLURALS = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")  # Policy.from_objects' order
+#: The ``raw_request`` key of the authenticated ``rbac.UserInfo``.
+USER_KEY = "emulator.user"
 SERVER_VERSION = {
     "major": "1",
     "minor": "32",
@@ -168,6 +179,9 @@ class _Watcher:
     labels: list[semantics.Requirement]
     fields: list[tuple[str, str, str]]
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+    user: str = ""  # who watches (the authenticated user's name)
+    target: str = ""  # the request's path and query
+    transport: Any = None  # the connection, to drop it (``ClusterEmulator.drop_watches``)
 
     def matches(self, obj: Mapping[str, Any] | None) -> bool:
         if obj is None:
@@ -220,6 +234,16 @@ def parse_api_path(path: str) -> _Request:
     return _Request(group, version, plural, namespace, name, subresource)
 
 
+@dataclass(frozen=True)
+class _Token:
+    """A token issued through the TokenRequest API: whose it is, and the uids it is bound to
+    (the ServiceAccount, and the Pod of ``boundObjectRef``); it dies with any of them."""
+
+    user: rbac.UserInfo
+    bound_uids: tuple[str, ...]
+    expires: str
+
+
 def _random_suffix(length: int = 5) -> str:
     return "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=length))
 
@@ -253,6 +277,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     event_history: int = 10_000
     # Called as fn(namespace, pod, container, params) -> str | None for GET pods/<name>/log.
     pod_log_provider: Callable[[str, str, str | None, Mapping[str, str]], str | None] | None = None
+    # "AlwaysAllow", or "RBAC": requests of ServiceAccount tokens are authorized against the stored
+    # Roles, ClusterRoles and bindings (see rbac.py); the admin (no token) may do anything.
+    authorization: str = "AlwaysAllow"
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -272,8 +299,19 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self._crd_types_by_crd: dict[str, list[ResourceType]] = {}
         self._applied: dict[tuple[EmulatorKey, str], dict[str, Any]] = {}  # SSA: (key, manager) -> config
         self._uids: dict[str, EmulatorKey] = {}
+        self._deleted_uids: set[str] = set()  # of objects that existed and were deleted
         self._background: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._tokens: dict[str, _Token] = {}
+        self._faults: list[faults.Fault] = []
+        self._rbac_version = 0  # bumped on every write of an RBAC object
+        self._policy: tuple[int, rbac.Policy] | None = None
+        # What ServiceAccounts asked for, and what they were refused (with authorization=RBAC):
+        # (user, verb, group, resource[/subresource], namespace, allowed) -> count, and the 403s.
+        self.access: collections.Counter[tuple[str, str, str, str, str | None, bool]] = collections.Counter()
+        self.denials: list[str] = []
+        # How many times an object was created: (apiVersion/kind, namespace, name) -> count.
+        self.creations: collections.Counter[tuple[str, str | None, str]] = collections.Counter()
         for namespace in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create_object(self.lookup("", "v1", "namespaces"), {"metadata": {"name": namespace}})
 
@@ -282,12 +320,23 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     # ---------------------------------------------------------------------------------------------
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        """Like kmock's entry point, but with a path parser that understands all K8s paths."""
+        """Like kmock's entry point, but with a path parser that understands all K8s paths, and
+        authentication, injected faults and authorization (in that order) before serving."""
         body = await raw_request.read()
         try:
+            user = self._authenticate(raw_request)
+            raw_request[USER_KEY] = user
             request = self._parse_request(raw_request, body)
             self._requests.append(request)
-            return await self._handle(request)
+            watch = raw_request.query.get("watch") in ("true", "1")
+            fault = self._fault_for(raw_request, user, watch)
+            if fault is not None and not fault.served:
+                return self._fault_response(fault)
+            self._authorize(raw_request, user)
+            response = await self._handle(request)
+            if fault is not None:  # served: the request took effect, the client is told it failed
+                return self._fault_response(fault)
+            return response
         except kmock.KubernetesError as e:
             return self._render_status(e)
         except Exception as e:  # a bug in the emulator: report it loudly, but keep serving
@@ -358,7 +407,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             subresource=parsed.subresource,
         )
 
-    def _render_status(self, e: kmock.KubernetesError) -> aiohttp.web.Response:
+    def _render_status(
+        self, e: kmock.KubernetesError, headers: Mapping[str, str] | None = None
+    ) -> aiohttp.web.Response:
         return aiohttp.web.json_response(
             {
                 "kind": "Status",
@@ -371,6 +422,158 @@ class ClusterEmulator(kmock.KubernetesEmulator):
                 "code": e.status,
             },
             status=e.status,
+            headers=headers,
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # Authentication, authorization (rbac.py) and injected faults (faults.py)
+    # ---------------------------------------------------------------------------------------------
+
+    def _authenticate(self, raw: aiohttp.web.BaseRequest) -> rbac.UserInfo:
+        """No credentials: the admin; a bearer token: whose it is (401 if none's);
+        ``Impersonate-User``: that user, for the admin only."""
+        header = raw.headers.get("Authorization", "").strip()
+        if not header:
+            user = rbac.ADMIN
+        else:
+            scheme, _, token = header.partition(" ")
+            entry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+            if entry is None or not all(uid in self._uids for uid in entry.bound_uids):
+                raise ApiError(status=401, reason="Unauthorized", message="Unauthorized", details={})
+            user = entry.user
+        as_user = raw.headers.get("Impersonate-User")
+        if as_user:
+            if self.authorization == "RBAC" and not user.is_admin:
+                raise ApiError(
+                    status=403,
+                    reason="Forbidden",
+                    message=f'users "{as_user}" is forbidden: User "{user.name}" cannot impersonate '
+                    'resource "users" in API group "" at the cluster scope',
+                    details={"name": as_user, "kind": "users"},
+                )
+            user = rbac.impersonated(as_user, raw.headers.getall("Impersonate-Group", []))
+        return user
+
+    def _rbac_policy(self) -> rbac.Policy:
+        if self._policy is None or self._policy[0] != self._rbac_version:
+            kinds = [self.lookup(RBAC_GROUP, "v1", plural) for plural in RBAC_PLURALS]
+            objects = [self.list_objects(rt) if rt is not None else [] for rt in kinds]
+            self._policy = (self._rbac_version, rbac.Policy.from_objects(*objects))
+        return self._policy[1]
+
+    def _authorize(self, raw: aiohttp.web.BaseRequest, user: rbac.UserInfo) -> None:
+        """With ``authorization="RBAC"``: 403 unless the stored RBAC objects allow the request."""
+        if self.authorization != "RBAC" or user.is_admin:
+            return
+        parsed = parse_api_path(raw.path)
+        attrs = rbac.request_attributes(
+            raw.method,
+            raw.path,
+            raw.query,
+            parsed.group,
+            parsed.plural,
+            parsed.namespace,
+            parsed.name,
+            parsed.subresource,
+        )
+        allowed = self._rbac_policy().allows(user, attrs)
+        self.access[user.name, attrs.verb, attrs.group, attrs.full_resource, attrs.namespace, allowed] += 1
+        if not allowed:
+            message = rbac.forbidden_message(user, attrs)
+            self.denials.append(message)
+            raise ApiError(
+                status=403, reason="Forbidden", message=message, details=rbac.forbidden_details(attrs)
+            )
+
+    def inject_fault(self, status: int, **options: Any) -> faults.Fault:
+        """Fail matching requests with ``status`` (see ``faults.make_fault`` for the options:
+        ``method``, ``path``, ``user``, ``count``, ``seconds``, ``every``, ``retry_after``,
+        ``served``, ``watches``); the rule, whose ``hits`` list the requests it failed."""
+        fault = faults.make_fault(status, **options)
+        self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> list[faults.Fault]:
+        """Remove every injected fault; the rules that were in place."""
+        removed, self._faults = self._faults, []
+        return removed
+
+    def _fault_for(
+        self, raw: aiohttp.web.BaseRequest, user: rbac.UserInfo, watch: bool
+    ) -> faults.Fault | None:
+        for fault in self._faults:
+            if fault.served and watch:
+                continue  # a watch is a stream: there is no answer to replace once it is served
+            if fault.take(raw.method, raw.path_qs, user.name, watch):
+                return fault
+        return None
+
+    def _fault_response(self, fault: faults.Fault) -> aiohttp.web.Response:
+        reason, message, details, headers = fault.error()
+        return self._render_status(
+            ApiError(status=fault.status, reason=reason, message=message, details=details), headers
+        )
+
+    def drop_watches(self, user: str | None = None, path: str | None = None, abrupt: bool = False) -> int:
+        """End the open watch streams of ``user`` (a regular expression matched in full; None:
+        anyone's) whose ``path?query`` contains a match of ``path`` (None: all): the server ends
+        them (as on a watch timeout), or with ``abrupt`` the connection is cut (as a proxy or a
+        failing node does). How many were dropped."""
+        user_re = re.compile(user) if user is not None else None
+        path_re = re.compile(path) if path is not None else None
+        dropped = 0
+        for watcher in list(self._watchers):
+            if user_re is not None and not user_re.fullmatch(watcher.user):
+                continue
+            if path_re is not None and not path_re.search(watcher.target):
+                continue
+            self._watchers.discard(watcher)
+            if abrupt and watcher.transport is not None:
+                watcher.transport.abort()
+            watcher.queue.put_nowait(None)
+            dropped += 1
+        return dropped
+
+    def open_watches(self) -> list[tuple[str, str]]:
+        """(user, path?query) of every open watch stream."""
+        return sorted((w.user, w.target) for w in self._watchers)
+
+    def _serve_token_request(
+        self, request: rendering.Request, rt: ResourceType, ns: str | None, name: str
+    ) -> aiohttp.web.Response:
+        """``POST .../serviceaccounts/<name>/token``: a token of the ServiceAccount, bound to it
+        and to ``spec.boundObjectRef`` (a Pod) if given."""
+        if request.method != enums.method.POST:
+            raise ApiError(
+                status=405, reason="MethodNotAllowed", message="only POST is supported", details={}
+            )
+        account = self.get_object(rt, ns, name)
+        if account is None:
+            raise not_found(rt, name)
+        body = request.data if isinstance(request.data, Mapping) else {}
+        spec = dict(body.get("spec") or {})
+        uids = [account["metadata"]["uid"]]
+        bound = spec.get("boundObjectRef") or {}
+        if bound.get("uid"):
+            if bound["uid"] not in self._uids:
+                raise bad_request(
+                    f'{bound.get("kind", "object")} "{bound.get("name")}" with uid {bound["uid"]} not found'
+                )
+            uids.append(bound["uid"])
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        spec["expirationSeconds"] = seconds
+        token = f"emulator.{secrets.token_urlsafe(24)}"
+        expires = semantics.rfc3339_after(seconds)
+        self._tokens[token] = _Token(rbac.service_account_user(ns or "default", name), tuple(uids), expires)
+        return self._json(
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": ns, "creationTimestamp": semantics.now_rfc3339()},
+                "spec": spec,
+                "status": {"token": token, "expirationTimestamp": expires},
+            },
+            status=201,
         )
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
@@ -575,6 +778,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         meta["resourceVersion"] = str(self._rv)
         obj["apiVersion"], obj["kind"] = rt.storage_api_version, rt.kind
         if etype == "ADDED":
+            self.creations[f"{rt.storage_api_version}/{rt.kind}", meta.get("namespace"), meta["name"]] += 1
             if key in self._objects:
                 self._objects[key].create(copy.deepcopy(obj))
             else:
@@ -585,6 +789,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         else:
             self._objects[key].delete()
             self._uids.pop(meta.get("uid", ""), None)
+            self._deleted_uids.add(meta.get("uid", ""))
             for applied_key in [k for k in self._applied if k[0] == key]:
                 del self._applied[applied_key]
         if len(self._events) == self._events.maxlen:
@@ -664,7 +869,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self._default_object(rt, obj)
         if dry_run:
             return self._as_version(rt, obj)
-        return self._as_version(rt, self._commit(rt, "ADDED", obj, None))
+        stored = self._commit(rt, "ADDED", obj, None)
+        owners = [ref.get("uid") for ref in meta.get("ownerReferences") or []]
+        if owners and not self._closing and all(uid in self._deleted_uids for uid in owners):
+            # Created for owners that are gone (a controller acting on a stale view): the garbage
+            # collector deletes such dependents, as in Kubernetes. (Owners never stored are left
+            # alone: tests create children of made-up owners.)
+            self._spawn(self._collect_orphan(rt, meta.get("namespace"), meta["name"], meta["uid"]))
+        return self._as_version(rt, stored)
 
     def replace_object(
         self,
@@ -815,6 +1027,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     def _after_commit(
         self, rt: ResourceType, etype: str, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
+        if rt.group == RBAC_GROUP:
+            self._rbac_version += 1
+        if rt.group == CORE_GROUP and rt.plural == "namespaces" and etype == "ADDED":
+            # As the ServiceAccount controller does: every namespace has a "default" account.
+            accounts = self.lookup(CORE_GROUP, "v1", "serviceaccounts")
+            name = obj["metadata"]["name"]
+            if accounts is not None and self.get_object(accounts, name, "default") is None:
+                self.create_object(accounts, {"metadata": {"name": "default"}}, name)
         if rt.group == CRD_GROUP and rt.plural == "customresourcedefinitions":
             if etype == "DELETED":
                 self._unregister_crd(obj)
@@ -841,6 +1061,18 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         """Background cascading deletion, as the garbage collector controller does it."""
         await asyncio.sleep(0)  # let the owner's DELETE response go out first
         self._delete_dependents(uid, "Background")
+
+    async def _collect_orphan(self, rt: ResourceType, namespace: str | None, name: str, uid: str) -> None:
+        await asyncio.sleep(0)  # let the creation's response go out first
+        current = self.get_object(rt, namespace, name)
+        if current is None or current["metadata"].get("uid") != uid:
+            return
+        refs = current["metadata"].get("ownerReferences") or []
+        if refs and all(ref.get("uid") in self._deleted_uids for ref in refs):
+            try:
+                self.delete_object(rt, namespace, name, propagation="Background")
+            except ApiError:
+                pass  # deleted meanwhile
 
     def _delete_dependents(self, uid: str, propagation: str) -> None:
         for dependent in [o for o in self._all_objects() if self._has_owner(o, uid)]:
@@ -1033,6 +1265,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             raise not_found(None)
         if sub == "log":
             return self._serve_pod_log(rt, ns, name or "", params)
+        if sub == "token" and rt.group == CORE_GROUP and rt.plural == "serviceaccounts":
+            return self._serve_token_request(request, rt, ns, name or "")
         if sub == "scale":
             return self._serve_scale(request, rt, ns, name or "")
         if method == enums.method.GET and (params.get("watch") in ("true", "1")):
@@ -1317,7 +1551,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             fields = semantics.parse_field_selector(params.get("fieldSelector"))
         except semantics.SelectorError as e:
             raise bad_request(str(e)) from e
-        watcher = _Watcher(storage=rt.storage, namespace=ns, name=name, labels=labels, fields=fields)
+        assert request._raw_request is not None
+        user = request._raw_request.get(USER_KEY) or rbac.ADMIN
+        watcher = _Watcher(
+            storage=rt.storage,
+            namespace=ns,
+            name=name,
+            labels=labels,
+            fields=fields,
+            user=user.name,
+            target=request._raw_request.path_qs,
+        )
         since = params.get("resourceVersion") or "0"
         initial: list[dict[str, Any]] = []
         # Between taking the snapshot/replay and registering the watcher there is no `await`,
@@ -1375,8 +1619,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
         response.enable_chunked_encoding()
-        assert request._raw_request is not None
         await response.prepare(request._raw_request)
+        watcher.transport = request._raw_request.transport
         loop = asyncio.get_running_loop()
         timeout = float(params.get("timeoutSeconds") or 1800)
         deadline = loop.time() + timeout

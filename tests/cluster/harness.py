@@ -220,6 +220,47 @@ class Cluster:
         """Run ``fn`` in the emulator's event loop (e.g. ``cluster.call(cluster.emulator.lookup, ...)``)."""
         return self.server.call(fn, *args, **kwargs)
 
+    # Faults, dropped watches, authorization (see faults.py and rbac.py) ----------------------------
+
+    def inject_fault(self, status: int, **options: Any) -> Any:
+        """Make matching API requests fail with ``status`` (``ClusterEmulator.inject_fault``:
+        ``method``, ``path``, ``user``, ``count``, ``seconds``, ``every``, ``retry_after``,
+        ``served``, ``watches``); the ``faults.Fault``, whose ``hits`` grow as requests fail."""
+        return self.call(self.emulator.inject_fault, status, **options)
+
+    def clear_faults(self) -> list[Any]:
+        """Remove every injected fault; the rules that were in place."""
+        return self.call(self.emulator.clear_faults)
+
+    def drop_watches(self, user: str | None = None, path: str | None = None, abrupt: bool = False) -> int:
+        """End the open watch streams of ``user`` on ``path`` (``ClusterEmulator.drop_watches``)."""
+        return self.call(self.emulator.drop_watches, user, path, abrupt)
+
+    def open_watches(self) -> list[tuple[str, str]]:
+        """(user, path?query) of every open watch stream."""
+        return self.call(self.emulator.open_watches)
+
+    def set_authorization(self, mode: str) -> None:
+        """``"RBAC"`` (ServiceAccount tokens get what the stored RBAC objects grant) or
+        ``"AlwaysAllow"`` (the default)."""
+        if mode not in ("RBAC", "AlwaysAllow"):
+            raise ValueError(f"unknown authorization mode {mode!r}")
+        self.call(setattr, self.emulator, "authorization", mode)
+
+    def token(self, service_account: str, namespace: str | None = None) -> str:
+        """A token of a ServiceAccount (TokenRequest API), for ``Authorization: Bearer``."""
+        namespace = namespace or self.namespace
+        response = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+        )
+        if response.status != 201:
+            raise RuntimeError(
+                f"no token for {namespace}/{service_account}: {response.status} {response.body}"
+            )
+        return response.body["status"]["token"]
+
     def kubeconfig_dict(self) -> dict[str, Any]:
         return {
             "apiVersion": "v1",

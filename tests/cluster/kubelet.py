@@ -11,9 +11,11 @@ It plays three roles of a real cluster, in one background thread with an asyncio
   ``Failed`` (plus ``SuccessCriteriaMet`` / ``FailureTarget``) conditions.
 * **Kubelet**: runs each container's ``command + args`` with its ``env`` as a subprocess
   (``python``/``python3`` map to this interpreter; ``cwd`` is configurable; stdout+stderr go
-  to a log file per container), runs init containers first, restarts per ``restartPolicy``
-  (with a short backoff), probes readiness (tcpSocket/httpGet/exec), reports the phase,
-  ``podIP``, container statuses and conditions, and terminates processes of deleted Pods
+  to a log file per container; ``KUBECONFIG`` is the kubelet's kubeconfig with a token of the
+  pod's ServiceAccount from the TokenRequest API), runs init containers first, restarts per
+  ``restartPolicy`` (with a short backoff), probes readiness (tcpSocket/httpGet/exec,
+  concurrently), reports the phase, ``podIP``, container statuses and conditions, and
+  terminates processes of deleted Pods
   (SIGTERM to the process group, then SIGKILL after ``terminationGracePeriodSeconds``,
   capped at ``max_grace`` seconds).
 
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from . import semantics
 
@@ -136,6 +139,7 @@ class _Pod:
     containers: list[_Container]
     start_time: str
     terminating: bool = False
+    kubeconfig: Path | None = None  # with the pod's ServiceAccount token (made at its first start)
     transitions: dict[str, tuple[str, str]] = dataclasses.field(
         default_factory=dict
     )  # type -> (status, since)
@@ -163,6 +167,7 @@ class ProcessKubelet:
         env: Mapping[str, str] | None = None,
         kubeconfig: Path | str | None = None,
         python: str = sys.executable,
+        service_account_tokens: bool = True,
         max_grace: float = 3.0,
         resync_interval: float = 1.0,
         restart_backoff: float = 0.2,
@@ -175,6 +180,7 @@ class ProcessKubelet:
         self.namespaces = set(namespaces) if namespaces is not None else None
         self.extra_env = dict(env or {})
         self.kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
+        self.service_account_tokens = service_account_tokens
         self.python = python
         self.max_grace = max_grace
         self.resync_interval = resync_interval
@@ -190,6 +196,7 @@ class ProcessKubelet:
         self._started = threading.Event()
         self._session: aiohttp.ClientSession | None = None
         self.errors: list[BaseException] = []  # unexpected errors of reconciliation (for test assertions)
+        self.api_timeouts = 0  # reconciliations cut short by an API request timing out (retried)
 
     # Lifecycle --------------------------------------------------------------------------------------
 
@@ -275,6 +282,11 @@ class ProcessKubelet:
                         self._wake.clear()
                         try:
                             await self._reconcile()
+                        except (TimeoutError, aiohttp.ClientConnectionError) as e:
+                            # The API server did not answer in time (a machine busy with many pod
+                            # processes): not the kubelet's fault; the next resync retries.
+                            logger.warning("The process kubelet could not reach the API: %r", e)
+                            self.api_timeouts += 1
                         except Exception as e:  # keep running; the next resync retries
                             logger.exception("The process kubelet failed to reconcile")
                             self.errors.append(e)
@@ -446,7 +458,7 @@ class ProcessKubelet:
         env = {**os.environ, **self.extra_env}
         env.pop("KUBECONFIG", None)
         if self.kubeconfig is not None:
-            env["KUBECONFIG"] = str(self.kubeconfig)
+            env["KUBECONFIG"] = str(await self._pod_kubeconfig(runtime))
         # Kubernetes-style service links (for non-Python processes, which the shim cannot help).
         for key, service in (self._hosts or {}).get("services", {}).items():
             svc_name, svc_ns = key.rsplit(".", 1)
@@ -487,6 +499,48 @@ class ProcessKubelet:
                 declared[item["name"]] = ""
         env.update(declared)
         return env
+
+    async def _pod_kubeconfig(self, runtime: _Pod) -> Path:
+        """The kubeconfig of a pod's processes: the kubelet's, with the credentials replaced by a
+        token of the pod's ServiceAccount (TokenRequest API, bound to the pod), as a real
+        kubelet projects one into every pod; made once per pod. Without
+        ``service_account_tokens``: the kubelet's own kubeconfig."""
+        assert self.kubeconfig is not None
+        if not self.service_account_tokens:
+            return self.kubeconfig
+        if runtime.kubeconfig is not None:
+            return runtime.kubeconfig
+        account = runtime.spec.get("serviceAccountName") or runtime.spec.get("serviceAccount") or "default"
+        path = f"/api/v1/namespaces/{runtime.namespace}/serviceaccounts/{account}/token"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [],
+                "expirationSeconds": 3600,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": runtime.name,
+                    "uid": runtime.uid,
+                },
+            },
+        }
+        status, body = await self._api("POST", path, request)
+        if status not in (200, 201) or not isinstance(body, dict):
+            message = body.get("message") if isinstance(body, dict) else body
+            raise ValueError(
+                f"no token for ServiceAccount {runtime.namespace}/{account}: HTTP {status}: {message}"
+            )
+        config = yaml.safe_load(self.kubeconfig.read_text()) or {}
+        for user in config.get("users") or []:
+            user["user"] = {"token": body["status"]["token"]}
+        target = self.workdir / "tokens" / runtime.namespace / runtime.name / "kubeconfig.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(config))  # JSON is YAML
+        target.chmod(0o600)
+        runtime.kubeconfig = target
+        return target
 
     async def _env_source(self, namespace: str, source: Mapping[str, Any]) -> dict[str, str]:
         if "configMapRef" in source:
@@ -639,31 +693,42 @@ class ProcessKubelet:
                         container.process.wait(2.0)
 
     async def _probe(self) -> bool:
-        """Run the due readiness probes; True if any container's readiness changed."""
-        changed = False
+        """Run the due readiness probes (concurrently: a slow pod must not hold up the others'
+        probes, nor the kubelet's stopping); True if any container's readiness changed."""
         now = time.monotonic()
-        for runtime in self._pods.values():
-            for container in runtime.containers:
-                if not container.running or runtime.terminating or now < container.probe_due:
-                    continue
-                probe = container.spec.get("readinessProbe")
-                if not probe:
-                    ready = True  # no probe: ready as soon as the process runs
+        due = [
+            (runtime, container)
+            for runtime in self._pods.values()
+            for container in runtime.containers
+            if container.running and not runtime.terminating and now >= container.probe_due
+        ]
+        probes = [container.spec.get("readinessProbe") for _runtime, container in due]
+        results = await asyncio.gather(
+            *(
+                self._run_probe(runtime, container, probe)
+                for (runtime, container), probe in zip(due, probes)
+                if probe
+            )
+        )
+        outcomes = iter(results)
+        changed = False
+        for (_runtime, container), probe in zip(due, probes):
+            if not probe:
+                ready = True  # no probe: ready as soon as the process runs
+                container.probe_due = float("inf")
+            else:
+                ready = next(outcomes)
+                period = min(float(probe.get("periodSeconds", 10)), 1.0)
+                container.probe_due = now + (period if ready else min(period, 0.2))
+                if not ready:
+                    container.probe_failures += 1
+                    threshold = int(probe.get("failureThreshold", 3))
+                    ready = container.ready and container.probe_failures < threshold
                 else:
-                    ready = await self._run_probe(runtime, container, probe)
-                    period = min(float(probe.get("periodSeconds", 10)), 1.0)
-                    container.probe_due = now + (period if ready else min(period, 0.2))
-                    if not ready:
-                        container.probe_failures += 1
-                        threshold = int(probe.get("failureThreshold", 3))
-                        ready = container.ready and container.probe_failures < threshold
-                    else:
-                        container.probe_failures = 0
-                if not probe:
-                    container.probe_due = float("inf")
-                if ready != container.ready:
-                    container.ready = ready
-                    changed = True
+                    container.probe_failures = 0
+            if ready != container.ready:
+                container.ready = ready
+                changed = True
         return changed
 
     async def _run_probe(self, runtime: _Pod, container: _Container, probe: Mapping[str, Any]) -> bool:
@@ -1114,6 +1179,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cwd", default=None, help="the working directory of pod processes")
     parser.add_argument("--namespace", action="append", dest="namespaces", help="serve only these namespaces")
     parser.add_argument("--kubeconfig", default=None, help="passed to pods as KUBECONFIG")
+    parser.add_argument(
+        "--no-service-account-tokens",
+        action="store_true",
+        help="pass the kubeconfig as it is, without the pod's ServiceAccount token",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     kubelet = ProcessKubelet(
@@ -1122,6 +1192,7 @@ def main(argv: list[str] | None = None) -> None:
         cwd=args.cwd,
         namespaces=args.namespaces,
         kubeconfig=args.kubeconfig,
+        service_account_tokens=not args.no_service_account_tokens,
     ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

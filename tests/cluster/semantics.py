@@ -34,6 +34,12 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def rfc3339_after(seconds: float) -> str:
+    """The time ``seconds`` from now, rendered as ``now_rfc3339`` renders it."""
+    later = datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return later.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def parse_rfc3339(value: Any) -> datetime.datetime | None:
     if not isinstance(value, str) or not value:
         return None

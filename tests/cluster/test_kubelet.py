@@ -364,3 +364,47 @@ def test_an_exited_container_is_not_started_again_before_its_exit_is_recorded(tm
     assert kubelet._check_processes() and container.done and container.exit_code == 0
     asyncio.run(kubelet._start_due(runtime))
     assert container.process is None  # restartPolicy Never: done for good
+
+
+def test_pods_talk_to_the_api_as_their_service_account(cluster: Any, kubelet: Any, wait_for: Any) -> None:
+    """The kubelet gives each pod a token of its ServiceAccount (TokenRequest, bound to the pod)
+    in its KUBECONFIG; with RBAC enforced, the pod gets what its account's bindings grant."""
+    cluster.request("POST", "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "reader"}})
+    cluster.apply(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "cm-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "reader"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "default"}],
+            },
+        ]
+    )
+    cluster.set_authorization("RBAC")
+    script = """
+        import os, urllib.request, urllib.error, yaml
+        config = yaml.safe_load(open(os.environ["KUBECONFIG"]))
+        server, token = config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]
+        for path in ("configmaps", "pods"):
+            request = urllib.request.Request(f"{server}/api/v1/namespaces/default/{path}")
+            request.add_header("Authorization", f"Bearer {token}")
+            try:
+                print(path, urllib.request.urlopen(request).status)
+            except urllib.error.HTTPError as e:
+                print(path, e.code)
+    """
+    cluster.request("POST", PODS, pod("as-reader", script, serviceAccountName="reader"))
+    cluster.request("POST", PODS, pod("as-nobody", "print('ran')", serviceAccountName="nobody"))
+    wait_for(lambda: cluster.get(f"{PODS}/as-reader")["status"]["phase"] == "Succeeded", timeout=15)
+    assert kubelet.logs("as-reader").split("\n")[:2] == ["configmaps 200", "pods 403"]
+    # no such ServiceAccount: no token, the container does not start, and says why
+    failed = wait_for(lambda: (p := cluster.get(f"{PODS}/as-nobody"))["status"]["phase"] == "Failed" and p)
+    state = failed["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert state["reason"] == "StartError" and "ServiceAccount default/nobody" in state["message"]

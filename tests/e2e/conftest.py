@@ -5,16 +5,22 @@ operator's own manifests. Nothing is started by hand.
 
 Pods are local processes that share this machine's filesystem, so a job's output directory
 under ``tmp_path`` is where the workers write and where the tests read.
+
+Every pod talks to the API as its ServiceAccount (the kubelet gives it a token) and the emulator
+enforces RBAC, so the operator can do exactly what the chart's Role (or, with
+``rbac.clusterWide``, ClusterRole) grants; the tests themselves are the cluster admin.
+``deploy(values=..., edit=..., authorization=...)`` installs a variant of the chart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +107,9 @@ class Deployed:
         self.cluster, self.kubelet, self.wait_for = cluster, kubelet, wait_for
         self.kubectl = cluster.kubectl
         self.values, self.manifests = values, manifests
+        (account,) = [m for m in manifests if m["kind"] == "ServiceAccount"]
+        #: Who the operator is to the API server: its ServiceAccount.
+        self.operator_user = f"system:serviceaccount:{NAMESPACE}:{account['metadata']['name']}"
 
     # --- the operator ---
 
@@ -123,6 +132,33 @@ class Deployed:
             return self.kubelet.logs(self.operator_pod()["metadata"]["name"])
         except (AssertionError, LookupError) as exc:
             return f"<no operator log: {exc}>"
+
+    def operator_restarts(self) -> int:
+        """How many times the kubelet restarted the operator's container."""
+        return self.operator_pod()["status"]["containerStatuses"][0]["restartCount"]
+
+    def operator_pid(self) -> int:
+        """The pid of the operator's process (its container's)."""
+        statuses = self.operator_pod()["status"]["containerStatuses"]
+        return int(statuses[0]["containerID"].removeprefix("process://"))
+
+    # --- the API server's view ---
+
+    def denials(self) -> list[str]:
+        """The 403 messages the API server answered so far (RBAC)."""
+        emulator = self.cluster.emulator
+        return self.cluster.call(lambda: list(emulator.denials))
+
+    def creations(self, name: str) -> dict[str, int]:
+        """``kind/name`` -> how many times it was created, for the children of job ``name``
+        (named ``<name>-...``; pods left out)."""
+        emulator = self.cluster.emulator
+        counts = self.cluster.call(lambda: dict(emulator.creations))
+        return {
+            f"{kind.rsplit('/', 1)[1].lower()}/{obj}": n
+            for (kind, namespace, obj), n in counts.items()
+            if namespace == NAMESPACE and obj.startswith(f"{name}-") and not kind.endswith("/Pod")
+        }
 
     def kill(self, pod: dict) -> int:
         """SIGKILL the (first) container process of ``pod``; its pid."""
@@ -184,17 +220,39 @@ class Deployed:
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
 
 
-@pytest.fixture()
-def deployed(cluster, wait_for, tmp_path) -> Iterator[Deployed]:
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, mappings recursively (as helm merges values)."""
+    result = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+@contextlib.contextmanager
+def _installed(
+    cluster,
+    wait_for,
+    tmp_path: Path,
+    *,
+    values: dict[str, Any] | None = None,
+    edit: Callable[[list[dict]], list[dict]] | None = None,
+    authorization: str = "RBAC",
+) -> Iterator[Deployed]:
     pytest.importorskip("kopf")
     from tests.charts import tools
 
-    values = chart_values("run-" + secrets.token_hex(4))  # a string to YAML and helm alike
+    # a string to YAML and helm alike
+    chart = _merged(chart_values("run-" + secrets.token_hex(4)), values or {})
     values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
+    values_file.write_text(yaml.safe_dump(chart))
     manifests = tools.helm_template(
         release=RELEASE, namespace=NAMESPACE, values_file=values_file, include_crds=True
     )
+    if edit is not None:
+        manifests = edit(manifests)
 
     # `recprep` is the image's entrypoint; here pods are local processes, so put a `recprep`
     # on their PATH that runs this checkout with the test's interpreter, and let the Dask
@@ -207,14 +265,18 @@ def deployed(cluster, wait_for, tmp_path) -> Iterator[Deployed]:
     path = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 
+    # The operator pod talks to the API with its ServiceAccount's token (the kubelet requests
+    # one per pod); with RBAC it gets exactly what the chart's Role (or ClusterRole) grants.
+    cluster.set_authorization(authorization)
     crds = [m for m in manifests if m["kind"] == "CustomResourceDefinition"]
     assert [c["metadata"]["name"] for c in crds] == ["preprocessjobs.recprep.io"]
     cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(crds))
     cluster.kubectl("wait", "--for=condition=Established", "crd/preprocessjobs.recprep.io", "--timeout=10s")
     rest = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
-    assert {m["kind"] for m in rest} == {"ServiceAccount", "Role", "RoleBinding", "Deployment"}
+    role = "ClusterRole" if chart.get("rbac", {}).get("clusterWide") else "Role"
+    assert {m["kind"] for m in rest} == {"ServiceAccount", role, f"{role}Binding", "Deployment"}
     kubelet = cluster.start_kubelet(env={"PATH": path, "PYTHONPATH": pythonpath})
-    result = Deployed(cluster, kubelet, wait_for, values, manifests)
+    result = Deployed(cluster, kubelet, wait_for, chart, manifests)
     try:
         cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(rest))
         try:
@@ -225,3 +287,22 @@ def deployed(cluster, wait_for, tmp_path) -> Iterator[Deployed]:
     finally:
         kubelet.stop()
     assert not kubelet.errors, f"the kubelet failed to reconcile: {kubelet.errors!r}"
+
+
+@pytest.fixture()
+def deploy(cluster, wait_for, tmp_path) -> Iterator[Callable[..., Deployed]]:
+    """Install the chart (once per test): ``deploy(values=..., edit=..., authorization=...)``;
+    ``values`` are merged into ``chart_values``, ``edit`` changes the rendered manifests before
+    they are applied, ``authorization`` is the emulator's mode (RBAC by default)."""
+    with contextlib.ExitStack() as stack:
+
+        def install(**options: Any) -> Deployed:
+            return stack.enter_context(_installed(cluster, wait_for, tmp_path, **options))
+
+        yield install
+
+
+@pytest.fixture()
+def deployed(deploy) -> Deployed:
+    """The chart installed with the e2e values, RBAC enforced for the operator."""
+    return deploy()

@@ -89,7 +89,7 @@ def test_job_runs_to_succeeded_and_deletion_removes_children(deployed: Deployed,
     assert "finalizers" not in done["metadata"]  # children go through ownerReferences alone
     assert status["progressText"] == "4/4"
     assert status["shards"] == {"done": 4, "total": 4}
-    assert status["rows"] == {"done": 20000, "estimated": 20000}
+    assert status["rows"] == {"done": 20000, "estimated": 20000, "written": 20000, "quarantined": 0}
     assert status["workers"] == {"cpu": 0, "isp": 0}
     assert status["driver"] == {"active": 0, "failed": 0, "succeeded": 1}
     assert status["startTime"] <= status["completionTime"]
