@@ -141,8 +141,8 @@ def _non_finite_message(step: int, loss, dense, labels) -> str:
         else "the inputs are finite: the model diverged (try a lower --lr)"
     )
     return (
-        f"training stopped at step {step + 1}: the loss is {float(loss)} ({cause}); the shards of the "
-        "batches trained so far are acknowledged, this batch's are not"
+        f"training stopped at step {step + 1}: the loss is {float(loss.detach())} ({cause}); "
+        "the shards of the batches trained so far are acknowledged, this batch's are not"
     )
 
 
