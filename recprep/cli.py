@@ -64,11 +64,18 @@ class RichProgress:
             completed=done_rows,
             shards=f"{done_shards}/{total_shards}",
             rows=f"{done_rows:,}/~{est_rows:,} rows",
+            rate="-",  # the rate counts this stage's rows, not those an earlier run committed
         )
 
     def advance(self, result) -> None:
+        self._moved(result.rows + result.bad_rows, estimated=False)
+
+    def fitted(self, est_rows: int) -> None:
+        self._moved(est_rows, estimated=True)
+
+    def _moved(self, rows: int, estimated: bool) -> None:
         self.shards_done += 1
-        self.rows += result.rows + result.bad_rows
+        self.rows += rows
         rate = (self.rows - self._first_rows) / max(time.perf_counter() - self.t0, 1e-9)
         total = self.bar.tasks[0].total or 0
         if self.shards_done == self.shards_total:
@@ -80,8 +87,9 @@ class RichProgress:
             completed=self.rows,
             total=total,
             shards=f"{self.shards_done}/{self.shards_total}",
-            rate=f"{rate:,.0f}",
-            rows=f"{self.rows:,}/{'' if self.shards_done == self.shards_total else '~'}{total:,} rows",
+            rate=f"{'~' if estimated else ''}{rate:,.0f}",
+            rows=f"{'~' if estimated else ''}{self.rows:,}/"
+            f"{'' if self.shards_done == self.shards_total and not estimated else '~'}{total:,} rows",
         )
 
 
@@ -101,7 +109,13 @@ def _summary(s) -> Table:
     )
     t.add_row("seconds", f"{s.seconds:.2f}")
     t.add_row("workers", f"{s.workers} ({s.cores} cores)")
-    t.add_row("rows/s per core", f"{s.rows_per_second_per_core:,.0f}")
+    if s.rows_processed:
+        t.add_row(
+            "rows/s per core",
+            f"{s.rows_per_second_per_core:,.0f} (the {s.rows_processed:,} rows this run read)",
+        )
+    else:
+        t.add_row("rows/s per core", "- (every shard was committed by an earlier run)")
     return t
 
 
@@ -189,6 +203,20 @@ def cmd_validate(args) -> int:
         f"{len(splits)} shards (~{sum(s.est_rows for s in splits):,} rows), "
         f"{len(plan.fit_stages)} fit stage(s); output columns: {', '.join(plan.columns)}"
     )
+    roles = plan.roles
+    out.print(
+        f"  label: {roles.label or '(none)'}; dense: {', '.join(roles.dense) or '(none)'}; "
+        f"sparse: {', '.join(roles.sparse) or '(none)'}"
+        + (f"; kept (spec.output.keep): {', '.join(plan.kept)}" if plan.kept else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if plan.dropped:
+        out.print(
+            f"  left out (in no role; spec.output.keep keeps them): {', '.join(plan.dropped)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 

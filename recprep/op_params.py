@@ -13,7 +13,8 @@ Manifests spell fields in camelCase (``maxValue``).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -94,13 +95,17 @@ class BucketizeParams(OpParams):
     @field_validator("borders")
     @classmethod
     def _sorted(cls, borders: list[float]) -> list[float]:
-        if not borders:
-            raise ValueError("borders must not be empty")
-        if any(math.isnan(b) for b in borders):
-            raise ValueError("borders must not contain NaN")
-        if any(b < a for a, b in zip(borders, borders[1:])):
-            raise ValueError("borders must be non-decreasing")
-        return borders
+        return _check_borders(borders)
+
+
+def _check_borders(borders: list[float]) -> list[float]:
+    if not borders:
+        raise ValueError("borders must not be empty")
+    if any(math.isnan(b) for b in borders):
+        raise ValueError("borders must not contain NaN")
+    if any(b < a for a, b in zip(borders, borders[1:])):
+        raise ValueError("borders must be non-decreasing")
+    return borders
 
 
 class HexToIntParams(OpParams):
@@ -108,9 +113,20 @@ class HexToIntParams(OpParams):
     summary = "hex ID strings (1-16 digits) to int64; empty, null or not hex -> null"
 
 
+#: how string IDs become 64-bit keys (sigrid_hash, cross): the summaries and descriptions say it
+STRING_KEY = (
+    "a string (or binary) ID is first hashed to 64 bits with FNV-1a 64 of its UTF-8 (raw) bytes: "
+    "h = 0xCBF29CE484222325, then h = (h XOR byte) * 0x100000001B3 mod 2**64 for each byte; "
+    "a null or empty string gives null"
+)
+
+
 class SigridHashParams(OpParams):
     op = "sigrid_hash"
-    summary = "salted 64-bit mix of int64 IDs reduced into [0, maxValue); element-wise on lists"
+    summary = (
+        "salted 64-bit mix of int64 or string IDs reduced into [0, maxValue); element-wise on lists; "
+        "strings are FNV-1a 64-hashed first; null or empty string -> null"
+    )
 
     salt: int = Field(
         0,
@@ -119,8 +135,170 @@ class SigridHashParams(OpParams):
         description="Salt mixed into every ID (0 <= salt < 2**64); different salts give independent hashes.",
     )
     max_value: int = Field(
-        gt=0, le=MAX_HASH_RANGE, description="Size of the embedding table: results fall in [0, maxValue)."
+        gt=0,
+        le=MAX_HASH_RANGE,
+        description="Size of the embedding table: results fall in [0, maxValue) (splitmix64 of "
+        "ID + salt * 0x9E3779B97F4A7C15, modulo maxValue; " + STRING_KEY + ").",
     )
+
+
+class ToIntParams(OpParams):
+    op = "to_int"
+    summary = (
+        "decimal ID strings ('196', '-1', '0007') to int64; empty, null, not decimal or out of "
+        "int64 range -> null"
+    )
+
+
+class IsInParams(OpParams):
+    op = "is_in"
+    summary = "1 where the value is one of values, else 0 (null -> 0): a 0/1 label from an event type"
+
+    values: list[str] | list[int] = Field(
+        min_length=1,
+        description="The values that give 1 (strings for a string column, integers for an integer one).",
+    )
+    output: str | None = Field(None, description=_OUTPUT)
+
+
+class CrossParams(OpParams):
+    op = "cross"
+    summary = (
+        "hashed combination (feature cross) of two or more sparse columns into [0, maxValue); "
+        "a null in any input -> null"
+    )
+
+    output: str = Field(
+        min_length=1,
+        description="Name of the new column holding the cross (required; the input columns are kept).",
+    )
+    max_value: int = Field(
+        gt=0,
+        le=MAX_HASH_RANGE,
+        description="Size of the cross's embedding table: results fall in [0, maxValue). A row's "
+        "cross folds its values' 64-bit keys in the table's column order, h = mix64(k1, salt), then "
+        "h = mix64(h XOR mix64(kj, salt + j - 1)) (ngram's fold), modulo maxValue; int IDs are "
+        "their own key, " + STRING_KEY + ".",
+    )
+    salt: int = Field(0, ge=0, lt=SALT_LIMIT, description="Salt of the cross's hash (0 <= salt < 2**64).")
+
+    @field_validator("output")
+    @classmethod
+    def _one_name(cls, output: str) -> str:
+        if "{column}" in output:
+            raise ValueError("a cross makes one column from all its inputs: give a plain name, not {column}")
+        return output
+
+
+#: seconds in each unit of a time op's age
+TIME_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400}
+
+
+class TimeParams(OpParams):
+    op = "time"
+    summary = (
+        "a part of a timestamp, in UTC: hour (0-23), weekday (0-6, Monday 0), day of the month "
+        "(1-31), or age since a reference time bucketized by borders; unparseable -> null"
+    )
+
+    part: Literal["hour", "weekday", "day", "age"] = Field(
+        description="What to extract: hour (0-23) | weekday (0-6, Monday = 0) | day (day of the "
+        "month, 1-31) | age (time since reference in unit, bucketized by borders), all in UTC."
+    )
+    format: str = Field(
+        "unix",
+        min_length=1,
+        description="How the column holds the time: unix (seconds since 1970-01-01 UTC, int or "
+        "decimal string) | unix_ms (milliseconds) | a strptime pattern such as '%y%m%d%H' "
+        "(Avazu's hour 14102100) for string or int columns (ints are zero-padded to the pattern's "
+        "width when it has only fixed-width fields). Times outside years 1-9999 are null.",
+    )
+    output: str | None = Field(None, description=_OUTPUT)
+    reference: str | int | None = Field(
+        None,
+        description="part age only (required there): the reference time, an ISO 8601 date-time "
+        "('2014-10-21', '2017-12-03T00:00:00Z'; no offset = UTC) or unix seconds.",
+    )
+    unit: Literal["seconds", "minutes", "hours", "days", "weeks"] | None = Field(
+        None,
+        description="part age only: the age's unit, seconds | minutes | hours | days | weeks "
+        "(default days); age = (time - reference) / unit, a real number.",
+    )
+    borders: list[float] | None = Field(
+        None,
+        description="part age only (required there): bucket borders of the age, non-empty and "
+        "non-decreasing; the result is the number of borders strictly below the age, 0..len(borders).",
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, fmt: str) -> str:
+        if fmt not in ("unix", "unix_ms") and "%" not in fmt:
+            raise ValueError("give unix, unix_ms or a strptime pattern with % fields (e.g. '%y%m%d%H')")
+        return fmt
+
+    @field_validator("borders")
+    @classmethod
+    def _sorted(cls, borders: list[float] | None) -> list[float] | None:
+        return None if borders is None else _check_borders(borders)
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _reference(cls, reference: object) -> object:
+        if isinstance(reference, bool) or not isinstance(reference, str | int | None):
+            raise ValueError("give an ISO 8601 date-time (a string) or unix seconds (an integer)")
+        if reference is not None:
+            _reference_ms(reference)  # raises ValueError naming what is wrong
+        return reference
+
+    @model_validator(mode="after")
+    def _age_fields(self):
+        if self.part == "age":
+            missing = [f for f in ("reference", "borders") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{', '.join(missing)}: required for part age")
+        else:
+            given = [f for f in ("reference", "unit", "borders") if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for part age (part is {self.part})")
+        return self
+
+    @property
+    def reference_ms(self) -> int | None:
+        """The reference as unix milliseconds (None unless part is age; finer digits of an ISO
+        reference are dropped, towards the past)."""
+        return None if self.reference is None else _reference_ms(self.reference)
+
+    @property
+    def unit_ms(self) -> int:
+        """Milliseconds in the age's unit."""
+        return 1000 * TIME_UNITS[self.unit or "days"]
+
+
+#: the time op's valid range: years 1-9999, as unix seconds [min, max)
+TIME_MIN = int((datetime(1, 1, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
+TIME_MAX = (
+    int((datetime(9999, 12, 31, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) + 86400
+)
+
+
+def _reference_ms(reference: str | int) -> int:
+    if isinstance(reference, int):
+        ms = reference * 1000
+    else:
+        try:
+            when = datetime.fromisoformat(reference.strip())
+        except ValueError:
+            raise ValueError(
+                f"{reference!r} is not an ISO 8601 date-time (e.g. 2014-10-21T00:00:00Z)"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        ms = (when.replace(tzinfo=None) - datetime(1970, 1, 1)) // timedelta(milliseconds=1)
+        ms -= when.utcoffset() // timedelta(milliseconds=1)
+    if not TIME_MIN * 1000 <= ms < TIME_MAX * 1000:
+        raise ValueError("the reference must lie in years 1-9999 (UTC)")
+    return ms
 
 
 class ToListParams(OpParams):
@@ -182,7 +360,11 @@ PARAMS: dict[str, type[OpParams]] = {
         LogParams,
         BucketizeParams,
         HexToIntParams,
+        ToIntParams,
+        IsInParams,
         SigridHashParams,
+        CrossParams,
+        TimeParams,
         ToListParams,
         FirstXParams,
         NGramParams,

@@ -154,6 +154,12 @@ class SchedulerProgress:
             self.inner.advance(result)
         self.publish(force=self.shards_done == self.shards_total)
 
+    def fitted(self, est_rows: int) -> None:
+        """A fit task is done: the terminal's bar moves; the document keeps its counts (of the
+        transform: shards committed and rows read into them) and says the stage."""
+        if self.inner is not None:
+            self.inner.fitted(est_rows)
+
     # --- publishing ---
 
     def finish(self) -> None:

@@ -55,6 +55,77 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
+def _one_char(delimiter: str | None) -> str | None:
+    if delimiter is not None and len(delimiter) != 1:
+        raise ValueError("delimiter must be exactly one character")
+    return delimiter
+
+
+def _selects_something(selector: Selector, what: str) -> Selector:
+    """``selector`` when it can select a column: a non-empty name or a non-empty list of them."""
+    names = selector if isinstance(selector, list) else [selector]
+    if not selector or any(not isinstance(c, str) or not c for c in names):
+        raise ValueError(f"selects no column: give {what}")
+    return selector
+
+
+#: spec.source.joins[].maxBytes by default: 1 GiB of in-memory Arrow data per side table.
+DEFAULT_JOIN_MAX_BYTES = 1 << 30
+
+
+class JoinSpec(Model):
+    """A side table (users, items) joined into every row of the source by key, before the
+    transforms: a left join that keeps the source's rows and their order; a key missing from the
+    side table gives nulls. Every worker reads the side table whole, once (a broadcast join)."""
+
+    uri: str = Field(
+        description="Path or fsspec-style URI of the side table: a CSV, TSV or Parquet file, a "
+        "directory of them or a glob."
+    )
+    format: Literal["csv", "tsv", "parquet"] | None = Field(
+        None, description="csv | tsv | parquet; inferred from the URI when omitted."
+    )
+    header: bool = Field(False, description="csv/tsv: the first line of each file holds column names.")
+    names: list[str] | None = Field(
+        None, description="csv/tsv: the side table's column names when its files have no header."
+    )
+    delimiter: str | None = Field(
+        None, description="csv/tsv field delimiter (default ',' for csv, tab for tsv)."
+    )
+    key: str = Field(
+        description="The key column of the source's rows (e.g. user_id), matched with the side table's "
+        "column of the same name (or sideKey)."
+    )
+    side_key: str | None = Field(
+        None, description="The side table's key column, when its name differs from key."
+    )
+    columns: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Side-table columns brought into each row (default: all but the key); "
+        "spec.source.dense and sparse can select them (by their names, prefix included).",
+    )
+    prefix: str = Field("", description="Put before the name of every joined column (avoids clashes).")
+    max_bytes: int = Field(
+        DEFAULT_JOIN_MAX_BYTES,
+        ge=1,
+        description="Largest side table broadcast to the workers: its key and joined columns as "
+        "in-memory Arrow data, in bytes (default 1 GiB); a larger one fails the job.",
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, v: str | None) -> str | None:
+        return _one_char(v)
+
+    @field_validator("names", "columns")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (any(not c for c in v) or len(set(v)) != len(v)):
+            raise ValueError("must be distinct, non-empty column names")
+        return v
+
+
 class SourceSpec(Model):
     """Where the raw samples are and how to read them."""
 
@@ -90,6 +161,11 @@ class SourceSpec(Model):
         "malformed row (quarantine, counted against maxBadFraction) or a null (fill_null can then "
         "give it a value).",
     )
+    joins: list[JoinSpec] = Field(
+        default_factory=list,
+        description="Side tables (users, items) whose columns are joined into every row by key before "
+        "the transforms, in order (a left join: rows and their order are kept).",
+    )
     max_bad_fraction: float = Field(
         0.01,
         ge=0.0,
@@ -101,9 +177,7 @@ class SourceSpec(Model):
     @field_validator("delimiter")
     @classmethod
     def _one_char(cls, v: str | None) -> str | None:
-        if v is not None and len(v) != 1:
-            raise ValueError("delimiter must be exactly one character")
-        return v
+        return _one_char(v)
 
     def role_selectors(self, fmt: str) -> dict[str, Selector]:
         """The dense and sparse selectors as written; for a ``fmt`` of criteo, the schema's
@@ -127,11 +201,7 @@ class TransformSpec(BaseModel):
     @field_validator("columns")
     @classmethod
     def _selects_something(cls, v: Selector) -> Selector:
-        if not v or (isinstance(v, list) and any(not isinstance(c, str) or not c for c in v)):
-            raise ValueError(
-                "selects no column: give dense, sparse, label, a name, a glob or a non-empty list"
-            )
-        return v
+        return _selects_something(v, "dense, sparse, label, a name, a glob or a non-empty list")
 
     def params(self) -> dict[str, Any]:
         """The op's parameters as written in the manifest (everything but op and columns)."""
@@ -152,6 +222,18 @@ class OutputSpec(Model):
     compression: Literal["snappy", "zstd", "lz4", "gzip", "none"] = Field(
         "snappy", description="Parquet compression codec: snappy | zstd | lz4 | gzip | none."
     )
+    keep: Selector | None = Field(
+        None,
+        description="Columns in no role (not the label, a dense or a sparse feature, nor made by a "
+        "transform) that are written anyway: names or globs. Without it they are left out of the "
+        "shards (recprep validate lists them); kept columns travel beside the features and trainers "
+        "ignore them.",
+    )
+
+    @field_validator("keep")
+    @classmethod
+    def _keeps_something(cls, v: Selector | None) -> Selector | None:
+        return v if v is None else _selects_something(v, "a name, a glob or a non-empty list (or omit keep)")
 
 
 class PoolBounds(Model):
@@ -238,7 +320,7 @@ RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished", "serve")
 #: Fields added after outputs were first written, with their default: identity() leaves them out
 #: while they hold the default, so a job that does not set them keeps the identity (and the
 #: outputs) it had before they existed.
-LATER_FIELDS = {("source", "nonFinite"): "quarantine"}
+LATER_FIELDS = {("source", "nonFinite"): "quarantine", ("output", "keep"): None, ("source", "joins"): []}
 
 
 class JobSpec(Model):

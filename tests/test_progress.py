@@ -34,6 +34,9 @@ class RecordingBar:
     def advance(self, result):
         self.calls.append(("advance", result.rows))
 
+    def fitted(self, est_rows):
+        self.calls.append(("fitted", est_rows))
+
     def warn(self, message):
         self.calls.append(("warn", message))
 
@@ -54,6 +57,7 @@ def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
     client, bar, clock = RecordingClient(), RecordingBar(), Clock()
     reporter = progress.SchedulerProgress(client, bar, clock=clock)
     reporter.phase("fit 1/2")
+    reporter.fitted(500)  # the bar moves through the fit; the document keeps the transform's counts
     reporter.phase("transform")
     reporter.start(3, 3000, 1, 1000, 10)  # one shard committed by an earlier attempt (10 bad rows)
     clock.t += 0.1
@@ -81,6 +85,7 @@ def test_a_run_is_published_from_plan_to_done_and_passed_on_to_the_bar():
     ]
     assert bar.calls == [
         ("phase", "fit 1/2"),
+        ("fitted", 500),
         ("phase", "transform"),
         ("start", 3, 3000, 1, 1000, 10),
         ("advance", 900),

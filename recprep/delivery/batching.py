@@ -12,9 +12,12 @@ batch lists the shards whose last row it holds (``shards``); acknowledging them 
 consumed acknowledges every shard exactly after its last row was trained on. A shard with no rows
 is listed by the next batch (a zero-row batch at the very end if nothing follows).
 
-Column roles come from the shard schema unless given: the label column (``label``), floating
-columns are dense, integer and list-of-integer columns are sparse (a scalar integer, such as a
-``bucketize`` output, is a one-ID list; a null is an empty one).
+Column roles come with the shards unless given: every shard recprep writes records the job's label,
+dense and sparse columns in its schema metadata (the output contract's ``FeatureRoles``), and
+columns in none of them are not fed to the model. Shards without that record (written by an
+older recprep) fall back to the column named ``label`` and the types: floating columns are dense,
+integer and list-of-integer columns sparse. A scalar integer sparse feature (a ``bucketize``
+output) is a one-ID list; a null is an empty one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import SourceError
+from ..workloads.output.records import parse_roles
 from .shards import Delivery
 
 
@@ -43,7 +47,13 @@ class Features:
         return [self.label, *self.dense, *self.sparse]
 
     @classmethod
+    def of(cls, schema: pa.Schema) -> Features:
+        """The features of shards of ``schema``: the roles they carry, else inferred (``infer``)."""
+        return FeatureChoice().resolve(schema)
+
+    @classmethod
     def infer(cls, schema: pa.Schema, label: str = "label") -> Features:
+        """Roles from the column named ``label`` and the types (shards that carry no roles)."""
         if label not in schema.names:
             raise SourceError(f"shard schema: no label column {label!r} (columns: {', '.join(schema.names)})")
         dense, sparse = [], []
@@ -76,8 +86,38 @@ class Features:
             if not _is_id_type(types[name]):
                 raise SourceError(
                     f"{where}: sparse column {name!r} has type {types[name]}, expected "
-                    "integers or lists of integers"
+                    "integers or lists of integers (hash it in the job: sigrid_hash takes strings; "
+                    "or convert it: to_int, hex_to_int, categorify)"
                 )
+
+
+@dataclass(frozen=True)
+class FeatureChoice:
+    """Roles chosen by the trainer where they differ from the shards' (``recprep train --label``,
+    ``--dense``, ``--sparse``): what is given replaces what the shards say, the rest is theirs."""
+
+    label: str | None = None
+    dense: tuple[str, ...] | None = None
+    sparse: tuple[str, ...] | None = None
+
+    def resolve(self, schema: pa.Schema) -> Features:
+        roles = parse_roles(schema.metadata)
+        if roles is None:
+            found = Features.infer(schema, self.label or "label")
+        elif self.label is None and roles.label is None:
+            raise SourceError(
+                "shard schema: the job has no label column (spec.source.label: null); name one "
+                "(recprep train --label)"
+            )
+        else:
+            found = Features(self.label or roles.label, roles.dense, roles.sparse)
+        chosen = Features(
+            found.label,
+            self.dense if self.dense is not None else tuple(c for c in found.dense if c != found.label),
+            self.sparse if self.sparse is not None else tuple(c for c in found.sparse if c != found.label),
+        )
+        chosen.check(schema, "shard schema")
+        return chosen
 
 
 def _is_id_type(t: pa.DataType) -> bool:
@@ -160,7 +200,7 @@ def to_arrays(table: pa.Table, features: Features) -> ArrayBatch:
 def iter_batches(
     stream: Iterable[Delivery],
     batch_size: int,
-    features: Features | None = None,
+    features: Features | FeatureChoice | None = None,
     ack: Callable[[int], None] | None = None,
 ) -> Iterator[ArrayBatch]:
     """Batches of ``batch_size`` rows across the shards of ``stream`` (the last may be shorter).
@@ -186,8 +226,8 @@ def iter_batches(
 
     for delivery in stream:
         table = delivery.table
-        if features is None:
-            features = Features.infer(table.schema)
+        if not isinstance(features, Features):
+            features = (features or FeatureChoice()).resolve(table.schema)
         features.check(table.schema, f"shard {delivery.index}")
         pending.append(table.select(features.columns))
         rows += table.num_rows
@@ -196,7 +236,7 @@ def iter_batches(
             yield emit(batch_size)
     if rows:
         yield emit(rows)
-    elif ends and features is not None:
+    elif ends and isinstance(features, Features):
         empty = to_arrays(pending[0].slice(0, 0) if pending else _empty(features), features)
         empty.shards, empty.ack = tuple(i for i, _ in ends), ack
         yield empty

@@ -21,6 +21,10 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("source (one of)")
     src.add_argument("output", nargs="?", default=None, help="a job's local output directory")
@@ -33,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--token", default=None, help=f"bearer token for the shard service (default ${TOKEN_ENV})"
     )
+    f = p.add_argument_group("features (default: the roles the job wrote with its shards)")
+    f.add_argument("--label", default=None, help="the label column")
+    f.add_argument("--dense", type=_names, default=None, help="dense feature columns, comma-separated")
+    f.add_argument("--sparse", type=_names, default=None, help="sparse feature columns, comma-separated")
     m = p.add_argument_group("model and training")
     m.add_argument("--embedding-dim", type=int, default=16, help="embedding dimension (default 16)")
     m.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
@@ -71,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args, out, err) -> int:
     """Exit code 2 for invalid options, 1 for runtime errors (raised as RecprepError)."""
+    from ..delivery.batching import FeatureChoice
     from .config import TrainConfig, TrainConfigError
 
     try:
@@ -92,6 +101,7 @@ def run(args, out, err) -> int:
             device=args.device,
             seed=args.seed,
             threads=args.threads,
+            features=FeatureChoice(args.label, args.dense, args.sparse),
         )
         config.check()
     except TrainConfigError as exc:

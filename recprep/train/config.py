@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..delivery.batching import FeatureChoice
 from ..delivery.shards import ShardSource
 from ..errors import RecprepError
 
@@ -36,6 +37,8 @@ class TrainConfig:
     seed: int = 0
     prefetch: int = 4  #: batches the loader thread prepares ahead
     threads: int | None = None  #: torch intra-op threads (default: torch's, one per core)
+    #: roles that replace the shards' (--label, --dense, --sparse); default: the job's
+    features: FeatureChoice | None = None
 
     def check(self) -> None:
         for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):

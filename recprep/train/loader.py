@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..delivery.batching import ArrayBatch, Features, iter_batches
+from ..delivery.batching import ArrayBatch, FeatureChoice, Features, iter_batches
 from ..delivery.shards import ShardSource
+from ..errors import RecprepError
 
 
 @dataclass
@@ -117,8 +118,12 @@ class KeyedJagged:
         return self._map(lambda t: t.pin_memory())
 
     def to_torchrec(self):
-        """The same batch as a ``torchrec`` KeyedJaggedTensor (ImportError without torchrec)."""
-        from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+        """The same batch as a ``torchrec`` KeyedJaggedTensor (:class:`TorchrecMissingError`, an
+        ImportError, saying how to install it where torchrec does not import)."""
+        try:
+            from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+        except Exception as exc:  # a broken fbgemm fails with OSError, not ImportError
+            raise TorchrecMissingError.of(exc) from exc
 
         return KeyedJaggedTensor(
             keys=self._keys,
@@ -128,6 +133,24 @@ class KeyedJagged:
             stride=self._stride,
             inverse_indices=self._inverse_indices,
         )
+
+
+#: how to install TorchRec beside recprep's torch (docs/torchrec.md): its own requirement
+#: ``fbgemm-gpu`` would pull the CUDA fbgemm over the CPU one, hence ``--no-deps``
+TORCHREC_INSTALL = 'pip install "recprep[torchrec]" && pip install --no-deps torchrec==1.8.0'
+
+
+class TorchrecMissingError(RecprepError, ImportError):
+    """torchrec is not installed, or does not import; the message says how to install it."""
+
+    @classmethod
+    def of(cls, exc: BaseException) -> TorchrecMissingError:
+        name = getattr(exc, "name", None) or ""
+        if isinstance(exc, ModuleNotFoundError) and name.split(".")[0] == "torchrec":
+            why = "is not installed"
+        else:
+            why = "does not import (" + " ".join(f"{type(exc).__name__}: {exc}".split()) + ")"
+        return cls(f"to_torchrec() needs TorchRec, which {why}: {TORCHREC_INSTALL}", name="torchrec")
 
 
 def torchrec_available() -> bool:
@@ -198,7 +221,7 @@ def epoch_batches(
     source: ShardSource,
     batch_size: int,
     epochs: int = 1,
-    features: Features | None = None,
+    features: Features | FeatureChoice | None = None,
     part: int = 0,
     parts: int = 1,
     first_epoch: int = 0,
@@ -218,7 +241,7 @@ class ShardDataset(IterableDataset):
         batch_size: int,
         *,
         epoch: int = 0,
-        features: Features | None = None,
+        features: Features | FeatureChoice | None = None,
         kjt: str = "native",
     ):
         if batch_size < 1:
@@ -317,7 +340,7 @@ class ShardLoader:
         epochs: int = 1,
         device=None,
         prefetch: int = 4,
-        features: Features | None = None,
+        features: Features | FeatureChoice | None = None,
         kjt: str = "native",
     ):
         if batch_size < 1:

@@ -181,7 +181,7 @@ def train(config: TrainConfig) -> TrainResult:
         torch.set_num_threads(config.threads)
     report = TrainReport(config.source.describe(), str(device), config.cache)
 
-    batches = epoch_batches(config.source, config.batch_size, config.epochs)
+    batches = epoch_batches(config.source, config.batch_size, config.epochs, config.features)
     first = next(batches, None)
     if first is None:
         raise RecprepError(f"{config.source.describe()}: no committed shards to train on")

@@ -48,8 +48,10 @@ class DLRM(nn.Module):
         """``embeddings``: one ``nn.Embedding(rows, dim, sparse=True)`` per sparse feature. The
         MLPs draw from torch's global generator: seed it before building the model."""
         super().__init__()
-        self.bottom = mlp([n_dense, *bottom, dim])
-        n = len(embeddings) + 1
+        # a job with no dense features (Avazu, Taobao): no bottom MLP; the sum of the embedding
+        # vectors stands where its output would be
+        self.bottom = mlp([n_dense, *bottom, dim]) if n_dense else None
+        n = len(embeddings) + (1 if n_dense else 0)
         self.top = mlp([dim + n * (n - 1) // 2, *top, 1], last_activation=False)
         self.embeddings = nn.ModuleList(embeddings)
         li, lj = torch.tril_indices(n, n, offset=-1)
@@ -61,17 +63,23 @@ class DLRM(nn.Module):
     ) -> torch.Tensor:
         """``lookups``: per feature ``(unique, inverse, offsets)``: the distinct indices into its
         table, each ID's position in ``unique``, and the bag offsets (B,)."""
-        x = self.bottom(dense)
-        vectors = [x] + [
+        bags = [
             F.embedding_bag(inverse, table(unique), offsets, mode="sum")
             for table, (unique, inverse, offsets) in zip(self.embeddings, lookups)
         ]
+        if self.bottom is not None:
+            x = self.bottom(dense)
+            vectors = [x, *bags]
+        else:
+            x = torch.stack(bags, dim=1).sum(dim=1)
+            vectors = bags
         t = torch.stack(vectors, dim=1)  # (B, n, dim)
         z = torch.bmm(t, t.transpose(1, 2))[:, self.li, self.lj]  # (B, n(n-1)/2)
         return self.top(torch.cat([x, z], dim=1)).squeeze(1)
 
     def dense_parameters(self) -> list[nn.Parameter]:
-        return [*self.bottom.parameters(), *self.top.parameters()]
+        bottom = list(self.bottom.parameters()) if self.bottom is not None else []
+        return [*bottom, *self.top.parameters()]
 
     def embedding_parameters(self) -> list[nn.Parameter]:
         return list(self.embeddings.parameters())

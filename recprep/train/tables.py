@@ -4,13 +4,17 @@ The trainer reduces every sparse ID modulo the table size, so a table smaller th
 job hashed into folds different IDs onto one row. The job's spec says that range: walking its
 transforms over the output's sparse features, the IDs of a feature lie in ``[0, bound)`` after
 
-- ``sigrid_hash``, ``ngram``: ``maxValue``;
+- ``sigrid_hash`` (of int or string IDs), ``ngram``, ``cross``: ``maxValue``;
+- ``time``: 24 for ``part: hour``, 7 for ``weekday``, 32 for ``day`` (days 1-31), ``len(borders) + 1``
+  for ``age``;
 - ``categorify``: the fitted vocabulary's size + 1 (0 is unseen/null);
 - ``bucketize``: ``len(borders) + 1``;
+- ``is_in``: 2 (0 or 1);
 - ``clamp`` with ``min >= 0`` and ``max``: ``floor(max) + 1``;
 
 ``to_list`` and ``firstx`` keep a bound, ``fill_null`` keeps it when its value lies inside it; any
-other op (``hex_to_int`` gives raw 64-bit IDs) leaves the IDs unbounded. The default is the largest
+other op (``hex_to_int`` and ``to_int`` give raw 64-bit IDs) leaves the IDs unbounded. An op
+with an ``output`` makes a new feature and leaves its inputs' bounds as they were. The default is the largest
 bound when every feature has one, else :data:`DEFAULT_TABLE_ROWS` with a note naming the
 features without one. The spec comes from ``_job.json`` (and the vocabulary sizes from
 ``_fit.json``) of a local output directory, or from the shard service's status.
@@ -39,11 +43,14 @@ from ..op_params import (
     BucketizeParams,
     CategorifyParams,
     ClampParams,
+    CrossParams,
     FillNullParams,
     FirstXParams,
+    IsInParams,
     NGramParams,
     OpParams,
     SigridHashParams,
+    TimeParams,
     ToListParams,
 )
 from ..spec import ROLES, SourceSpec
@@ -119,17 +126,25 @@ def _params(transform: Mapping[str, Any]) -> OpParams | None:
         return None
 
 
+#: the time op's IDs: hours 0-23, weekdays 0-6, days of the month 1-31
+_TIME_BOUNDS = {"hour": 24, "weekday": 7, "day": 32}
+
+
 def _bound(
     transform: Mapping[str, Any], index: int, column: str, before: int | None, vocabularies: Mapping[str, int]
 ) -> int | None:
     params = _params(transform)
-    if isinstance(params, (SigridHashParams, NGramParams)):
+    if isinstance(params, (SigridHashParams, NGramParams, CrossParams)):
         return params.max_value
+    if isinstance(params, TimeParams):
+        return _TIME_BOUNDS[params.part] if params.part != "age" else len(params.borders or ()) + 1
     if isinstance(params, CategorifyParams):
         size = vocabularies.get(f"{index}:{column}")
         return None if size is None else size + 1
     if isinstance(params, BucketizeParams):
         return len(params.borders) + 1
+    if isinstance(params, IsInParams):
+        return 2
     if isinstance(params, ClampParams):
         low, high = params.min, params.max
         return math.floor(high) + 1 if low is not None and low >= 0 and high is not None else None
@@ -152,7 +167,7 @@ def id_bounds(
     bounds: dict[str, int | None] = {f: None for f in features}
     present = [f for f in features if f not in generated]  # the source's columns
     for i, t in enumerate(transforms):
-        if made[i]:
+        if made[i] or getattr(_params(t), "output", None):  # a new feature; the inputs stay as they are
             for f in made[i]:
                 bounds[f] = _bound(t, i, f, None, vocabularies)
             present += [f for f in made[i] if f not in present]

@@ -22,8 +22,9 @@ import pyarrow as pa
 from ..errors import SpecError
 from ..spec import PreprocessJob
 from .ops import build_op
-from .ops.base import INT, STRING, Op, kind_of, null_values
+from .ops.base import FLOAT, INT, LIST, STRING, Op, kind_of, null_values
 from .ops.hex_to_int import HexToInt
+from .output.records import FeatureRoles
 from .sources import Roles
 from .sources.base import select
 
@@ -47,10 +48,14 @@ class Step:
 @dataclass
 class Plan:
     steps: list[Step]
-    schema_kinds: dict[str, str]  #: output column -> kind
-    columns: list[str]  #: output columns, in order
-    roles: Roles  #: roles after generation (generated features are sparse)
+    schema_kinds: dict[str, str]  #: column -> kind (every column: source, generated)
+    columns: list[str]  #: output columns, in order (the features, the label, kept columns)
+    roles: Roles  #: roles of the output (generated features are sparse)
     fit_stages: list[list[int]] = field(default_factory=list)
+    #: columns in no role that the output leaves out (``spec.output.keep`` keeps them)
+    dropped: list[str] = field(default_factory=list)
+    #: columns in no role that ``spec.output.keep`` writes anyway
+    kept: list[str] = field(default_factory=list)
 
     @property
     def needs_fit(self) -> bool:
@@ -75,7 +80,15 @@ class Plan:
         columns = _columns(table)
         for step in self.steps[:stop]:
             apply_step(columns, step, states, nulled, source_nulled or {})
-        return pa.table(columns)
+        if stop is not None:
+            return pa.table(columns)
+        # the output: its columns in order, with the roles every shard carries (the contract's
+        # FeatureRoles in the schema metadata)
+        out = pa.table({name: columns[name] for name in self.columns})
+        return out.replace_schema_metadata(self.feature_roles().metadata())
+
+    def feature_roles(self) -> FeatureRoles:
+        return FeatureRoles(self.roles.label, self.roles.dense, self.roles.sparse)
 
     def fit_partials(self, table: pa.Table, stage: int, states: States) -> dict[tuple[int, str], Any]:
         """Partial statistics of one fit stage's ops on one shard's table."""
@@ -119,6 +132,13 @@ def apply_step(
 ) -> None:
     """Run one step on ``columns`` in place (replaced columns keep their position, generated
     ones are appended); with ``nulled``, count the values it makes null (see ``Plan.apply``)."""
+    if step.op.combines:  # one new column from all the inputs at once (cross)
+        arrays = [_one_chunk(columns[c]) for c in step.inputs]
+        result = step.op.transform_many(arrays)
+        if nulled is not None:
+            _count(nulled, (step.index, step.outputs[0]), step.op.nulls_made(arrays, result), len(result))
+        columns[step.outputs[0]] = pa.chunked_array([result])
+        return
     for inp, out in zip(step.inputs, step.outputs):
         state = states.get((step.index, inp))
         col = columns[inp]
@@ -177,12 +197,17 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
         outputs = list(inputs)
         target = getattr(op.params, "output", None)
         if op.generates and target:
-            if len(inputs) > 1 and "{column}" not in target:
+            if op.combines and len(inputs) < op.min_inputs:
+                raise SpecError(
+                    f"{where}.columns: op {op.name} combines {op.min_inputs} or more columns into one; "
+                    f"the selector picks {len(inputs)}: {', '.join(inputs) or 'none'}"
+                )
+            if len(inputs) > 1 and "{column}" not in target and not op.combines:
                 raise SpecError(
                     f"{where}.output: {len(inputs)} columns are selected; use {{column}} in the name "
                     f"(e.g. '{{column}}_{op.name}') so each gets its own output"
                 )
-            outputs = [target.replace("{column}", c) for c in inputs]
+            outputs = [target] if op.combines else [target.replace("{column}", c) for c in inputs]
             for out in outputs:
                 if out in columns:
                     raise SpecError(f"{where}.output: column {out!r} already exists")
@@ -191,8 +216,36 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
         for inp, out in zip(inputs, outputs):
             kinds[out] = op.output_kind(kinds[inp])
         steps.append(Step(i, op, inputs, outputs))
+    wanted = job.spec.source.label
+    if label is None and wanted in generated:  # the label is a transform's output (is_in)
+        if kinds.get(wanted) not in (INT, FLOAT):
+            raise SpecError(f"spec.source.label: {wanted!r} is made as {kinds.get(wanted)}, not a number")
+        label = wanted
+        generated.remove(wanted)
+    source_kinds = {f.name: kind_of(f.type) for f in schema}
+    # a dense column an op turned into IDs (bucketize in place) is a sparse feature of the output
+    to_ids = [c for c in dense if kinds.get(c) in (INT, LIST) and source_kinds.get(c) not in (INT, LIST)]
+    roles = Roles(
+        label,
+        tuple(c for c in dense if c not in to_ids),
+        tuple(sorted([*sparse, *to_ids], key=columns.index) + generated),
+    )
+    in_role = {label, *roles.dense, *roles.sparse}
+    unroled = [c for c in columns if c not in in_role]
+    keep = job.spec.output.keep
+    kept = select(unroled, keep, "spec.output.keep") if keep is not None and unroled else []
+    if keep is not None and not unroled:
+        raise SpecError(
+            "spec.output.keep: every column already has a role (label, dense, sparse or a transform's "
+            "output), so there is nothing to keep; remove keep"
+        )
     plan = Plan(
-        _push_down(steps, schema), kinds, columns, Roles(label, tuple(dense), tuple(sparse + generated))
+        _push_down(steps, schema),
+        kinds,
+        [c for c in columns if c in in_role or c in kept],
+        roles,
+        dropped=[c for c in unroled if c not in kept],
+        kept=kept,
     )
     plan.fit_stages = _fit_stages(plan.steps)
     return plan

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import dask
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..errors import BadDataError, RecprepError
 from ..spec import PreprocessJob
 from ..uris import output_directory
-from .output import QUARANTINE_DIR, CommitRecord, JobRecord, OutputWriter, check_writable
+from .output import QUARANTINE_DIR, WORKER_LOG, CommitRecord, JobRecord, OutputWriter, check_writable
 from .plan import Plan, States
 from .sources import Split
 from .tasks import (
@@ -44,6 +45,7 @@ class Progress(Protocol):
         self, total_shards: int, est_rows: int, done_shards: int, done_rows: int, done_quarantined: int
     ) -> None: ...
     def advance(self, result: ShardResult) -> None: ...
+    def fitted(self, est_rows: int) -> None: ...
     def phase(self, name: str) -> None: ...
     def warn(self, message: str) -> None: ...
 
@@ -81,9 +83,13 @@ class RunSummary:
         return self.rows_processed / self.seconds / max(self.cores, 1) if self.seconds else 0.0
 
 
-def _identity(job: PreprocessJob, splits: list[Split]) -> str:
-    plan = json.dumps([s.describe() for s in splits], sort_keys=True)
-    return hashlib.sha256((job.identity() + plan).encode()).hexdigest()
+def _identity(job: PreprocessJob, splits: list[Split], plan: Plan) -> str:
+    """The job's identity with its split plan; and, when the source has columns in no role, the
+    columns that are left out: shards once kept every column, so an output written before that
+    is another job's and is not resumed into shards of another schema."""
+    described = json.dumps([s.describe() for s in splits], sort_keys=True)
+    dropped = f"dropped:{json.dumps(plan.dropped)}" if plan.dropped else ""
+    return hashlib.sha256((job.identity() + described + dropped).encode()).hexdigest()
 
 
 #: Dask settings for the embedded cluster. The statistical profiler samples every worker thread's
@@ -92,8 +98,26 @@ def _identity(job: PreprocessJob, splits: list[Split]) -> str:
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
+class WorkerLog(WorkerPlugin):
+    """A worker plugin for the embedded cluster: what a worker process prints on its standard
+    error (other libraries' warnings, C++ ones included) goes to ``path`` instead of the
+    terminal, where it would cut through the progress bar. Python warnings become log records."""
+
+    name = "recprep-worker-log"
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def setup(self, worker) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        logging.captureWarnings(True)
+
+
 @contextlib.contextmanager
-def _client(workers: int | None, scheduler: str | None, client):
+def _client(workers: int | None, scheduler: str | None, client, log_path: str | None = None):
     if client is not None:
         yield client
         return
@@ -115,6 +139,8 @@ def _client(workers: int | None, scheduler: str | None, client):
         ) as cluster,
         Client(cluster) as c,
     ):
+        if log_path:
+            c.register_plugin(WorkerLog(log_path))
         yield c
 
 
@@ -143,7 +169,7 @@ def run_job(
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
     splits = source.splits(job.spec.output.rows_per_shard)
     check_writable(directory)
-    identity = _identity(job, splits)
+    identity = _identity(job, splits, plan)
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
     # the directory is this run's until it returns: a second run on it is refused meanwhile
@@ -156,7 +182,7 @@ def run_job(
             overwrite,
         )
         _opening_warnings(ledger, summary, progress)
-        with _client(workers, scheduler, client) as c:
+        with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG)) as c:
             info = c.scheduler_info(n_workers=-1)["workers"]
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
@@ -220,6 +246,8 @@ def _nulled_warnings(
 
 
 def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progress) -> States:
+    from distributed import as_completed
+
     saved = ledger.load_fit(identity)
     if saved is not None:
         return saved
@@ -227,12 +255,18 @@ def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progre
     for stage in range(len(plan.fit_stages)):
         if progress:
             progress.phase(f"fit {stage + 1}/{len(plan.fit_stages)}")
-        level = [c.submit(fit_shard, job, s, stage, dict(states), pure=False) for s in splits]
+        leaves = [c.submit(fit_shard, job, s, stage, dict(states), pure=False) for s in splits]
+        level = leaves
         while len(level) > 1:  # a binary tree over shard order: same shape for any worker count
             nxt = [c.submit(combine_partials, job, a, b, pure=False) for a, b in zip(level[::2], level[1::2])]
             if len(level) % 2:
                 nxt.append(level[-1])
             level = nxt
+        if progress:  # the shards read so far (their rows as estimated: a partial holds no count)
+            progress.start(len(splits), sum(s.est_rows for s in splits), 0, 0, 0)
+            rows = {leaf.key: s.est_rows for leaf, s in zip(leaves, splits)}
+            for leaf in as_completed(leaves):
+                progress.fitted(rows[leaf.key])
         partials = _result(level[0])
         ops = {s.index: s.op for s in plan.steps}
         for key, partial in partials.items():

@@ -82,7 +82,8 @@ def _prepared(job: PreprocessJob):
         if len(_PREPARED) > 8:
             _PREPARED.clear()
         output = local_path(job.spec.output.uri)
-        source = open_source(job.spec.source, exclude=output)
+        made = frozenset(str(t.params()["output"]) for t in job.spec.transforms if t.params().get("output"))
+        source = open_source(job.spec.source, exclude=output, generated=made)
         _PREPARED[key] = (source, compile_plan(job, source.schema(), source.roles))
     return _PREPARED[key]
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recprep.delivery.batching import Features, iter_batches
+from recprep.delivery.batching import FeatureChoice, Features, iter_batches
 from recprep.delivery.shards import LocalShards, read_ledger
 from recprep.errors import SourceError
 
@@ -151,3 +151,35 @@ def test_bad_sources_get_clear_errors(tmp_path):
     first, second = layout_table(5, 1), layout_table(5, 2).drop_columns(["small"])
     with pytest.raises(SourceError, match="shard 1: no column 'small'"):
         list(iter_batches(LocalShards(str(write_output(tmp_path / "m", [first, second]))).open(), 2))
+
+
+def _shard_schema(roles) -> pa.Schema:
+    schema = pa.schema(
+        [("click", pa.int64()), ("price", pa.float64()), ("site", pa.int64()), ("id", pa.string())]
+    )
+    return schema.with_metadata(roles.metadata()) if roles is not None else schema
+
+
+def test_roles_come_from_the_shards_and_the_trainer_may_replace_them():
+    from recprep.workloads.output import FeatureRoles
+
+    schema = _shard_schema(FeatureRoles("click", ("price",), ("site",)))
+    assert Features.of(schema) == Features("click", ("price",), ("site",))  # id: in no role
+    assert FeatureChoice(dense=()).resolve(schema) == Features("click", (), ("site",))
+    assert FeatureChoice(label="site").resolve(schema) == Features("site", ("price",), ())
+    with pytest.raises(SourceError, match="label column 'id' has type string"):
+        FeatureChoice(label="id").resolve(schema)
+    with pytest.raises(SourceError, match="sparse column 'id' has type string.*sigrid_hash takes strings"):
+        FeatureChoice(sparse=("id",)).resolve(schema)
+    # a job without a label: the trainer must name one
+    no_label = _shard_schema(FeatureRoles(None, ("price",), ("site",)))
+    with pytest.raises(SourceError, match="the job has no label column"):
+        Features.of(no_label)
+    assert FeatureChoice(label="click").resolve(no_label).label == "click"
+
+
+def test_shards_without_roles_fall_back_to_the_label_column_and_the_types():
+    schema = pa.schema([("label", pa.int64()), ("I1", pa.float32()), ("C1", pa.list_(pa.int64()))])
+    assert Features.of(schema) == Features("label", ("I1",), ("C1",))
+    with pytest.raises(SourceError, match="no label column 'label'"):
+        Features.of(_shard_schema(None))

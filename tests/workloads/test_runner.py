@@ -188,12 +188,11 @@ def test_column_errors_name_the_transform(criteo_tsv, tmp_path):
     doc = job_doc(
         str(criteo_tsv),
         str(tmp_path / "out"),
-        transforms=[{"op": "sigrid_hash", "columns": "sparse", "maxValue": 10}],
+        transforms=[{"op": "log", "columns": "sparse"}],
     )
     with pytest.raises(
         SpecError,
-        match=r"spec\.transforms\[0\]: op sigrid_hash cannot take column 'C1' of kind string; "
-        r"it takes: int, list",
+        match=r"spec\.transforms\[0\]: op log cannot take column 'C1' of kind string; it takes: ",
     ):
         run_job(load_job_dict(doc))
     doc = job_doc(str(criteo_tsv), str(tmp_path / "out"), transforms=[{"op": "log", "columns": ["I99"]}])
@@ -285,3 +284,45 @@ def test_workers_hold_nothing_once_shards_are_committed(criteo_tsv, tmp_path, da
     watch = Watch()
     summary = run_job(load_job_dict(doc), client=dask_client, progress=watch)
     assert summary.shards >= 4 and watch.recorded == summary.shards and watch.last_held == "none"
+
+
+def test_the_fit_pass_reports_its_shards_and_a_resumed_run_only_its_own_rows(tmp_path, dask_client):
+    doc = job_doc(
+        "synthetic://criteo?rows=6000&seed=2",
+        str(tmp_path / "out"),
+        transforms=[{"op": "normalize", "columns": ["I1"]}, {"op": "categorify", "columns": ["C1"]}],
+    )
+    doc["spec"]["output"]["rowsPerShard"] = 1500
+
+    class Calls:
+        def __init__(self):
+            self.calls = []
+
+        def phase(self, name):
+            self.calls.append(("phase", name))
+
+        def start(self, total, est, done, done_rows, done_bad):
+            self.calls.append(("start", total, done, done_rows))
+
+        def fitted(self, est_rows):
+            self.calls.append(("fitted", est_rows))
+
+        def advance(self, result):
+            self.calls.append(("advance", result.rows))
+
+        def warn(self, message):
+            pass
+
+    first = Calls()
+    summary = run_job(load_job_dict(doc), client=dask_client, progress=first)
+    assert first.calls[:2] == [("phase", "fit 1/1"), ("start", 4, 0, 0)]
+    assert first.calls[2:6] == [("fitted", 1500)] * 4
+    assert first.calls[6:8] == [("phase", "transform"), ("start", 4, 0, 0)]
+    assert sorted(first.calls[8:]) == [("advance", 1500)] * 4
+    assert summary.rows_processed == 6000
+
+    again = Calls()
+    resumed = run_job(load_job_dict(doc), client=dask_client, progress=again)
+    # the fit is read back from _fit.json; every shard is committed: nothing read, nothing to rate
+    assert again.calls == [("phase", "transform"), ("start", 4, 4, 6000)]
+    assert resumed.rows_processed == 0 and resumed.rows_per_second_per_core == 0.0

@@ -47,7 +47,7 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 
 from ...errors import OutputError
-from ...workloads.output import LEDGER_FILE, SERVICE_DIR, read_shard, read_vocabulary_sizes
+from ...workloads.output import FEATURES_KEY, LEDGER_FILE, SERVICE_DIR, read_shard, read_vocabulary_sizes
 from .acks import AckLog, StateLock
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
@@ -361,7 +361,9 @@ class ShardServer(flight.FlightServerBase):
             schema = pq.read_schema(path)
         except (OSError, pa.ArrowException) as exc:
             raise ShardServiceError(f"{path}: not a readable Parquet shard ({exc})") from None
-        self._schema = schema.remove_metadata()
+        # trainers get the job's feature roles (the output contract's), nothing else of the file's
+        roles = {k: v for k, v in (schema.metadata or {}).items() if k == FEATURES_KEY}
+        self._schema = schema.with_metadata(roles) if roles else schema.remove_metadata()
         return self._schema
 
     def _check_waiting(self, context, deadline: float) -> None:

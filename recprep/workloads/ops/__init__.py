@@ -14,13 +14,17 @@ from .boxcox import BoxCox
 from .bucketize import Bucketize
 from .categorify import Categorify
 from .clamp import Clamp
+from .cross import Cross
 from .fill_null import FillNull
 from .hex_to_int import HexToInt
+from .is_in import IsIn
 from .lists import FirstX, ToList
 from .log import Log
 from .ngram import NGram
 from .normalize import Normalize
 from .sigrid_hash import SigridHash
+from .time import Time
+from .to_int import ToInt
 
 #: op name -> op class, for every op of ``recprep.op_params.PARAMS``
 REGISTRY: dict[str, type[Op]] = {
@@ -31,7 +35,11 @@ REGISTRY: dict[str, type[Op]] = {
         Log,
         Bucketize,
         HexToInt,
+        ToInt,
+        IsIn,
         SigridHash,
+        Cross,
+        Time,
         ToList,
         FirstX,
         NGram,

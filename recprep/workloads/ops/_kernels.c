@@ -19,6 +19,20 @@
  *   hex_to_int on an Arrow string array (its offsets of 4 or 8 bytes, its data, its validity
  *   bitmap or None): values_out[i] the ID, valid_out[i] 1, or 0 for a null row or a string that
  *   is not 1-16 hex digits (see ../_hex.h).
+ *
+ * fnv1a_strings(offsets, offset_size, data, bitmap, bit_offset, values_out, valid_out) -> nulls
+ *   FNV-1a 64 of each string's bytes (sigrid_hash and cross on strings; the reference is
+ *   ops/strings.py::fnv1a64): h = 0xCBF29CE484222325, then for each byte b: h = (h ^ b) *
+ *   0x100000001B3 mod 2^64. A null row or an empty string gives valid_out[i] = 0 (and 0).
+ *
+ * decimal_strings(offsets, offset_size, data, bitmap, bit_offset, values_out, valid_out) -> nulls
+ *   to_int: an optional '+' or '-' and one or more ASCII digits (leading zeros allowed), in the
+ *   int64 range -> the value; anything else (null, empty, another byte, out of range) -> null.
+ *
+ * fold64(keys, h, salt, first, max_value)
+ *   cross's fold, one column at a time over uint64 buffers of equal length: with k = mix64(keys[i]
+ *   + salt * 0x9E3779B97F4A7C15), h[i] = k for the first column, else h[i] = mix64(h[i] ^ k); with
+ *   max_value > 0 (the last column) h[i] is then reduced mod max_value as sigrid_hash reduces.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -142,7 +156,40 @@ done:
     return result;
 }
 
-static PyObject *hex_strings(PyObject *self, PyObject *args) {
+
+/* One string's value: 1 and *out, or 0 for not a value (the row becomes null). */
+typedef int (*string_fn)(const unsigned char *s, ptrdiff_t len, uint64_t *out);
+
+static int fnv1a(const unsigned char *s, ptrdiff_t len, uint64_t *out) {
+    uint64_t h = UINT64_C(0xCBF29CE484222325);
+    for (ptrdiff_t i = 0; i < len; i++) h = (h ^ s[i]) * UINT64_C(0x100000001B3);
+    *out = h;
+    return len > 0;
+}
+
+static int parse_decimal(const unsigned char *s, ptrdiff_t len, uint64_t *out) {
+    ptrdiff_t i = 0;
+    int negative = 0;
+    if (len > 0 && (s[0] == '+' || s[0] == '-')) {
+        negative = s[0] == '-';
+        i = 1;
+    }
+    if (i == len) return 0;
+    /* magnitude limit: 2^63 - 1, or 2^63 for a negative value */
+    const uint64_t limit = negative ? UINT64_C(9223372036854775808) : UINT64_C(9223372036854775807);
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        unsigned d = (unsigned)s[i] - '0';
+        if (d > 9) return 0;
+        if (v > (limit - d) / 10) return 0; /* v * 10 + d > limit */
+        v = v * 10 + d;
+    }
+    *out = negative ? (uint64_t)0 - v : v;
+    return 1;
+}
+
+/* The loop of fnv1a_strings and decimal_strings over an Arrow string/binary array. */
+static PyObject *string_kernel(PyObject *args, const char *name, string_fn fn) {
     Py_buffer offsets, data, values_out, valid_out, bitmap = {0};
     int offset_size;
     Py_ssize_t bit_offset;
@@ -153,13 +200,13 @@ static PyObject *hex_strings(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     const Py_ssize_t n = (offset_size == 4 || offset_size == 8) ? offsets.len / offset_size - 1 : -1;
     if (n < 0 || values_out.len < 8 * n || valid_out.len < n || bit_offset < 0) {
-        PyErr_SetString(PyExc_ValueError, "hex_strings: 4- or 8-byte offsets and outputs for every row");
+        PyErr_Format(PyExc_ValueError, "%s: 4- or 8-byte offsets and outputs for every row", name);
         goto done;
     }
-    if (optional_buffer(bitmap_obj, &bitmap, (bit_offset + n + 7) / 8, "hex_strings: validity bitmap too short") < 0)
+    if (optional_buffer(bitmap_obj, &bitmap, (bit_offset + n + 7) / 8, "validity bitmap too short") < 0)
         goto done;
     const uint8_t *bits = bitmap.buf;
-    const char *text = data.buf;
+    const unsigned char *text = data.buf;
     uint64_t *out = values_out.buf;
     uint8_t *ok = valid_out.buf;
     Py_ssize_t nulls = 0, bad = -1;
@@ -179,14 +226,14 @@ static PyObject *hex_strings(PyObject *self, PyObject *args) {
         }
         Py_ssize_t k = bit_offset + i;
         uint64_t v = 0;
-        int good = (!bits || ((bits[k >> 3] >> (k & 7)) & 1)) && parse_hex(text + a, (ptrdiff_t)(b - a), &v);
+        int good = (!bits || ((bits[k >> 3] >> (k & 7)) & 1)) && fn(text + a, (ptrdiff_t)(b - a), &v);
         out[i] = good ? v : 0;
         ok[i] = (uint8_t)good;
         nulls += !good;
     }
     Py_END_ALLOW_THREADS
     if (bad >= 0) {
-        PyErr_Format(PyExc_ValueError, "hex_strings: offsets out of the data at row %zd", bad);
+        PyErr_Format(PyExc_ValueError, "%s: offsets out of the data at row %zd", name, bad);
         goto done;
     }
     result = PyLong_FromSsize_t(nulls);
@@ -199,7 +246,68 @@ done:
     return result;
 }
 
+static PyObject *fnv1a_strings(PyObject *self, PyObject *args) {
+    return string_kernel(args, "fnv1a_strings", fnv1a);
+}
+
+static PyObject *decimal_strings(PyObject *self, PyObject *args) {
+    return string_kernel(args, "decimal_strings", parse_decimal);
+}
+
+static int parse_hex_id(const unsigned char *s, ptrdiff_t len, uint64_t *out) {
+    return parse_hex((const char *)s, len, out);
+}
+
+static PyObject *hex_strings(PyObject *self, PyObject *args) {
+    return string_kernel(args, "hex_strings", parse_hex_id);
+}
+
+static PyObject *fold64(PyObject *self, PyObject *args) {
+    Py_buffer src, dst;
+    unsigned long long salt, max_value;
+    int first;
+    if (!PyArg_ParseTuple(args, "y*w*KpK", &src, &dst, &salt, &first, &max_value)) return NULL;
+    PyObject *result = NULL;
+    if (src.len % 8 || dst.len != src.len) {
+        PyErr_SetString(PyExc_ValueError, "fold64: needs 8-byte keys and an output of the same length");
+        goto done;
+    }
+    const uint64_t *in = (const uint64_t *)src.buf;
+    uint64_t *h = (uint64_t *)dst.buf;
+    const Py_ssize_t n = src.len / 8;
+    const uint64_t add = (uint64_t)salt * UINT64_C(0x9E3779B97F4A7C15);
+    const uint64_t d = (uint64_t)max_value;
+    /* floor(2^64 / d) for d >= 2 (see sigrid_hash) */
+    const uint64_t m = d >= 2 ? (UINT64_MAX / d) + ((UINT64_MAX % d) + 1 == d) : 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t k = mix64(in[i] + add);
+        uint64_t x = first ? k : mix64(h[i] ^ k);
+        if (d == 1) {
+            x = 0;
+        } else if (d >= 2) {
+            uint64_t q = (uint64_t)(((unsigned __int128)x * m) >> 64);
+            uint64_t r = x - q * d;
+            x = r >= d ? r - d : r;
+        }
+        h[i] = x;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&dst);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
+    {"fold64", fold64, METH_VARARGS,
+     "fold64(keys, h, salt, first, max_value): cross's fold of one column into h (reduced if max_value)"},
+    {"fnv1a_strings", fnv1a_strings, METH_VARARGS,
+     "fnv1a_strings(offsets, offset_size, data, bitmap, bit_offset, values_out, valid_out) -> nulls"},
+    {"decimal_strings", decimal_strings, METH_VARARGS,
+     "decimal_strings(offsets, offset_size, data, bitmap, bit_offset, values_out, valid_out) -> nulls"},
     {"hex_strings", hex_strings, METH_VARARGS,
      "hex_strings(offsets, offset_size, data, bitmap, bit_offset, values_out, valid_out) -> nulls"},
     {"singleton_lists", singleton_lists, METH_VARARGS,
@@ -210,7 +318,8 @@ static PyMethodDef METHODS[] = {
 };
 
 static struct PyModuleDef MODULE = {
-    PyModuleDef_HEAD_INIT, "_kernels", "The ops' per-value loops (sigrid_hash, to_list, hex_to_int).", -1, METHODS,
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "The ops' per-value loops (sigrid_hash, to_list, hex_to_int, to_int, cross, string hashes).", -1, METHODS,
     NULL, NULL, NULL, NULL,
 };
 

@@ -15,6 +15,10 @@ Column *kinds* let the plan check a pipeline before any data is read: ``int``, `
 ``string`` and ``list`` (a list of int64 IDs). An op declares the kinds it accepts and the kind it
 produces.
 
+:class:`CombiningOp` (``combines = True``) is the one exception to "one column at a time": it makes
+one new column (``params.output``) from two or more input columns of the same table
+(``transform_many(arrays) -> array``); the plan hands it all its inputs at once.
+
 :class:`ElementwiseOp` covers ops that map each value on its own: it applies them to the
 dictionary of a dictionary-encoded column (each distinct value is processed once, however often it
 repeats: the RecD idea applied to preprocessing) and to the elements of list columns.
@@ -58,6 +62,8 @@ class Op:
     fitted: ClassVar[bool] = False
     #: ops that make a new feature write to ``params.output`` when it is set
     generates: ClassVar[bool] = False
+    #: ops that combine all their input columns into one new column (:class:`CombiningOp`)
+    combines: ClassVar[bool] = False
 
     def __init__(self, params: OpParams):
         self.params = params
@@ -78,6 +84,34 @@ class Op:
 
     def finalize(self, partial: Any) -> Any:
         raise NotImplementedError
+
+
+class CombiningOp(Op):
+    """An op that makes one new column, ``params.output``, from several input columns at once
+    (``cross``). The plan calls :meth:`transform_many` with the step's input columns (equal-length
+    arrays, in the order the selector resolved them) instead of ``transform`` per column."""
+
+    generates = True
+    combines = True
+    #: the fewest input columns the op takes (the plan refuses a selector that picks fewer)
+    min_inputs: ClassVar[int] = 2
+
+    def transform_many(self, arrays: list[pa.Array]) -> pa.Array:
+        raise NotImplementedError
+
+    def transform(self, array: pa.Array, state: Any = None) -> pa.Array:
+        raise TypeError(f"{self.name} combines columns: call transform_many")
+
+    @staticmethod
+    def nulls_made(arrays: list[pa.Array], result: pa.Array) -> int:
+        """Rows ``result`` has null although no input is (what the plan reports as made null)."""
+        if not result.null_count:
+            return 0
+        valid = np.ones(len(result), dtype=bool)
+        for array in arrays:
+            if array.null_count or isinstance(array, pa.DictionaryArray):
+                valid &= validity(array)
+        return int(np.count_nonzero(valid & ~validity(result)))
 
 
 class ElementwiseOp(Op):

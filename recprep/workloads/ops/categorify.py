@@ -50,7 +50,9 @@ class Categorify(ElementwiseOp):
         return _counts(array)
 
     def combine(self, left: pa.Table, right: pa.Table) -> pa.Table:
-        both = pa.concat_tables([left, right.cast(left.schema)])
+        # combine_chunks: one copy into fresh buffers (partials that crossed the network may sit
+        # at unaligned addresses, which Acero's group_by warns about on stderr)
+        both = pa.concat_tables([left, right.cast(left.schema)]).combine_chunks()
         return both.group_by("value").aggregate([("count", "sum")]).rename_columns(["value", "count"])
 
     def finalize(self, partial: pa.Table) -> dict:

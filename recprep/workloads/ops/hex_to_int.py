@@ -19,6 +19,7 @@ import pyarrow as pa
 from ...op_params import HexToIntParams
 from .base import INT, STRING, ElementwiseOp
 from .hashing import mix64
+from .strings import is_string_type, string_buffers
 
 try:
     from ._kernels import hex_strings as _kernel
@@ -70,18 +71,11 @@ class HexToInt(ElementwiseOp):
         return INT
 
     def values(self, array: pa.Array, state=None) -> pa.Array:
-        t = array.type
-        if pa.types.is_large_string(t) or pa.types.is_large_binary(t):
-            off_dtype = np.int64
-        elif pa.types.is_string(t) or pa.types.is_binary(t):
-            off_dtype = np.int32
-        else:
-            raise TypeError(f"hex_to_int needs strings, got {t}")
+        if not is_string_type(array.type):
+            raise TypeError(f"hex_to_int needs strings, got {array.type}")
         n = len(array)
         bufs = array.buffers()
-        itemsize = np.dtype(off_dtype).itemsize
-        offsets = np.frombuffer(bufs[1], dtype=off_dtype, count=n + 1, offset=array.offset * itemsize)
-        data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.empty(0, np.uint8)
+        offsets, itemsize, data = string_buffers(array)
         if _kernel is not None:
             out, ok = np.empty(n, np.int64), np.empty(n, np.uint8)
             nulls = _kernel(

@@ -3,7 +3,8 @@ writer of it.
 
 - :mod:`.layout`: the names (``_job.json``, ``_ledger.jsonl``, ``_fit.json``, shards,
   quarantine, the shard service's state, temporaries);
-- :mod:`.records`: the job record and the commit record, and the one parser of each;
+- :mod:`.records`: the job record, the commit record and the feature roles every shard's schema
+  carries, and the one parser of each;
 - :mod:`.reader`: reading a job output (snapshot, or following the ledger as it grows);
 - :mod:`.writer`: the commit protocol (shard in place, then its record in the ledger).
 
@@ -12,9 +13,9 @@ The data plane writes it, delivery to trainers reads it; nothing else parses the
 
 from __future__ import annotations
 
-from .layout import FIT_FILE, JOB_FILE, LEDGER_FILE, QUARANTINE_DIR, SERVICE_DIR, shard_name
+from .layout import FIT_FILE, JOB_FILE, LEDGER_FILE, QUARANTINE_DIR, SERVICE_DIR, WORKER_LOG, shard_name
 from .reader import LedgerTail, read_commits, read_fit, read_job, read_shard, read_vocabulary_sizes
-from .records import CommitRecord, JobRecord
+from .records import FEATURES_KEY, CommitRecord, FeatureRoles, JobRecord, parse_roles
 from .writer import OutputWriter, WrittenFile, check_writable, put_error_log, put_quarantine, put_shard
 
 __all__ = [
@@ -23,7 +24,10 @@ __all__ = [
     "LEDGER_FILE",
     "QUARANTINE_DIR",
     "SERVICE_DIR",
+    "WORKER_LOG",
+    "FEATURES_KEY",
     "CommitRecord",
+    "FeatureRoles",
     "JobRecord",
     "LedgerTail",
     "OutputWriter",
@@ -36,6 +40,7 @@ __all__ = [
     "read_fit",
     "read_job",
     "read_shard",
+    "parse_roles",
     "read_vocabulary_sizes",
     "shard_name",
 ]

@@ -11,6 +11,7 @@
       _service/                   the shard service's acknowledgements (recprep serve)
       _lock                       held by the run that writes the directory (who, since when)
       _errors/part-NNNNN.log      why shard NNNNN failed, with the traceback (its .fit.log: the fit)
+      _errors/workers.log         what the embedded cluster's workers printed (other libraries' warnings)
       .<name>.tmp-<random>        a file being written (renamed into place when complete)
 
 recprep deletes and overwrites only names of this layout: a shard is ``part-`` and five or more
@@ -50,7 +51,9 @@ def quarantine_name(index: int) -> str:
 
 _SHARD = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.parquet")
 _QUARANTINE = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.jsonl")
-_ERROR_LOG = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}(\.fit)?\.log")
+_ERROR_LOG = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}(\.fit)?\.log|workers\.log")
+#: What the workers of ``recprep run``'s embedded cluster print (kept out of the progress bar).
+WORKER_LOG = f"{ERRORS_DIR}/workers.log"
 
 
 def is_shard_file(name: str) -> bool:

@@ -4,6 +4,9 @@
   the output bytes, the split plan included), its name, its spec and its planned shard count.
 - :class:`CommitRecord` is one line of ``_ledger.jsonl``: shard ``shard`` is in the file
   ``file`` with ``rows`` rows and checksum ``sha256``.
+- :class:`FeatureRoles` travels in every shard's schema metadata (key ``recprep.features``): which
+  column is the label and which are the dense and the sparse features, as the job said, so a
+  trainer needs no column named ``label`` and no guessing from types.
 
 A ledger line is a commit only when it is complete (ends with a newline: the driver may be
 appending it) and well formed: ``shard`` an integer in the job's range, ``rows`` an integer,
@@ -101,6 +104,45 @@ def _counts(value: Any) -> dict[str, list[int]] | None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: The schema metadata key of a shard's feature roles (a JSON object: label, dense, sparse).
+FEATURES_KEY = b"recprep.features"
+
+
+@dataclass(frozen=True)
+class FeatureRoles:
+    """The roles of a shard's columns: the label (None when the job has none), the dense and the
+    sparse features, in the order trainers see them."""
+
+    label: str | None
+    dense: tuple[str, ...]
+    sparse: tuple[str, ...]
+
+    def metadata(self) -> dict[bytes, bytes]:
+        """The schema metadata that records these roles."""
+        doc = {"label": self.label, "dense": list(self.dense), "sparse": list(self.sparse)}
+        return {FEATURES_KEY: json.dumps(doc, separators=(",", ":")).encode()}
+
+
+def parse_roles(metadata: dict[bytes, bytes] | None) -> FeatureRoles | None:
+    """The feature roles a schema's metadata records, or None when it records none (a shard
+    written before roles travelled with the data, or a file recprep did not write)."""
+    raw = (metadata or {}).get(FEATURES_KEY)
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+        label, dense, sparse = doc["label"], doc["dense"], doc["sparse"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        return None
+    if not (label is None or isinstance(label, str)) or not _names(dense) or not _names(sparse):
+        return None
+    return FeatureRoles(label, tuple(dense), tuple(sparse))
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,19 @@ CRITEO_NAMES = list(CRITEO_COLUMNS)
 __all__ = ["BadRow", "ReadResult", "Roles", "Split", "open_source", "infer_format"]
 
 
-def _roles_fn(spec, fmt: str):
+def _roles_fn(spec, fmt: str, generated: frozenset[str] = frozenset()):
     def roles(names: list[str]) -> Roles:
         selectors = spec.role_selectors(fmt)
         dense, sparse = selectors["dense"], selectors["sparse"]
         label = spec.label
         if label is not None and label not in names:
-            raise SpecError(f"spec.source.label: no column {label!r}; columns are: {', '.join(names)}")
+            if label in generated:  # a transform makes it (is_in ... output: label): not the source's
+                label = None
+            else:
+                raise SpecError(
+                    f"spec.source.label: no column {label!r} (nor a transform's output); columns are: "
+                    f"{', '.join(names)}"
+                )
         d = select(names, dense, "spec.source.dense") if dense else []
         s = select(names, sparse, "spec.source.sparse") if sparse else []
         both = set(d) & set(s)
@@ -35,12 +41,25 @@ def _roles_fn(spec, fmt: str):
     return roles
 
 
-def open_source(spec, exclude: str | None = None):
+def open_source(spec, exclude: str | None = None, generated: frozenset[str] = frozenset()):
     """The source object for a SourceSpec (checks that the data exists before any work).
     ``exclude``: a local directory whose files are never input (the job's own output, when it
-    lies inside the source directory: a second run must not read the first run's shards)."""
+    lies inside the source directory: a second run must not read the first run's shards).
+    ``generated``: the columns the job's transforms make (the label may be one of them).
+    With ``spec.joins``, the source is wrapped in a ``joins.JoinedSource`` (side tables joined
+    into every split's rows)."""
     fmt = infer_format(spec.uri, spec.format)
-    roles = _roles_fn(spec, fmt)
+    roles = _roles_fn(spec, fmt, generated)
+    if getattr(spec, "joins", None):
+        from .joins import JoinedSource
+
+        # the wrapped source's roles are those of its own columns among the roles over its and
+        # the joined columns (a selector may name a joined column)
+        return JoinedSource(spec, lambda inner_roles: _open(spec, fmt, inner_roles, exclude), roles)
+    return _open(spec, fmt, roles, exclude)
+
+
+def _open(spec, fmt: str, roles, exclude: str | None):
     if spec.uri.startswith(SYNTHETIC_SCHEME):
         from .synthetic_source import SyntheticSource
 

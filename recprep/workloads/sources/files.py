@@ -29,14 +29,22 @@ def list_files(uri: str, exclude: str | None = None) -> tuple[fsspec.AbstractFil
     elif fs.exists(path):
         files = [path]
     else:
-        raise SourceError(f"spec.source.uri: {uri!r} does not exist")
+        raise SourceError(f"spec.source.uri: {uri!r} does not exist{_resolved(uri, fs, path)}")
     files = [f for f in files if fs.isfile(f)]
     if exclude and "file" in _protocols(fs):
         inside = os.path.join(os.path.abspath(exclude), "")
         files = [f for f in files if not os.path.abspath(f).startswith(inside)]
     if not files:
-        raise SourceError(f"spec.source.uri: no files found at {uri!r}")
+        raise SourceError(f"spec.source.uri: no files found at {uri!r}{_resolved(uri, fs, path)}")
     return fs, files
+
+
+def _resolved(uri: str, fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """For a relative local path, what it was resolved against (relative paths are relative to
+    the working directory of the run, not to the job file)."""
+    if "file" not in _protocols(fs) or "://" in uri or os.path.isabs(uri):
+        return ""
+    return f" (a relative path: resolved against the working directory {os.getcwd()} as {path})"
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import pytest
 
 from recprep.delivery.service import ShardAuthError, ShardClient, ShardServer, ShardServiceError
 from recprep.delivery.service.assignment import rank_shards
+from recprep.workloads.output import parse_roles
 
 from ...conftest import wait_for
 from .conftest import ROWS, ROWS_PER_SHARD
@@ -67,6 +68,10 @@ def test_two_ranks_get_disjoint_shards_that_together_are_the_job(server, output_
     # every row arrived as the job wrote it (values, not only counts)
     one = got[0][0][0]
     assert got[0][1][0].equals(pq.read_table(server.shards.path(one)).replace_schema_metadata(None))
+    # the job's feature roles reach the trainer with the stream's schema, and nothing else of the file's
+    roles = parse_roles(pq.read_schema(server.shards.path(one)).metadata)
+    assert roles is not None and roles.label == "label" and roles.dense
+    assert got[0][1][0].schema.metadata == roles.metadata()
     status = server.status()
     assert status["complete"] and status["groups"]["train"] == {"worldSize": 2, "acked": {"0": SHARDS}}
 

@@ -280,3 +280,20 @@ def test_overwrite_clears_only_what_recprep_wrote(tmp_path):
     left = sorted(p.name for p in out.iterdir())
     assert left == sorted([*mine, "_job.json", "_lock", "_quarantine"])
     assert [p.name for p in (out / "_quarantine").iterdir()] == ["mine.jsonl"]
+
+
+def test_feature_roles_round_trip_and_a_malformed_record_is_none():
+    from recprep.workloads.output import FEATURES_KEY, FeatureRoles, parse_roles
+
+    roles = FeatureRoles("click", ("price",), ("site", "hour_of_day"))
+    assert parse_roles(roles.metadata()) == roles
+    assert parse_roles(FeatureRoles(None, (), ("a",)).metadata()) == FeatureRoles(None, (), ("a",))
+    for raw in (
+        b"",
+        b"{",
+        b"[]",
+        b'{"label": 1, "dense": [], "sparse": []}',
+        b'{"label": "x", "dense": "a"}',
+    ):
+        assert parse_roles({FEATURES_KEY: raw}) is None, raw
+    assert parse_roles(None) is None and parse_roles({b"other": b"1"}) is None
