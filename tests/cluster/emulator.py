@@ -70,7 +70,7 @@ CRD_GROUP = "apiextensions.k8s.io"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_PLURALS = ("roles", "clusterroles", "rolebindings", "clusterrolebindings")  # Policy.from_objects' order
 #: The ``raw_request`` key of the authenticated ``rbac.UserInfo``.
-USER_KEY = "emulator.user"
+USER_KEY: aiohttp.web.RequestKey = aiohttp.web.RequestKey("emulator.user", object)
 SERVER_VERSION = {
     "major": "1",
     "minor": "32",
