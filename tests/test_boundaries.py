@@ -114,6 +114,11 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("pyarrow", "numpy", "torch"),
     ),
     "recprep.crd": (("recprep.spec", "recprep.op_params", "recprep.operator.status"), ("pyarrow", "numpy")),
+    # the autoscaler's brain: pure code (numpy, scikit-learn), neither Kubernetes nor the data plane
+    "recprep.predictor": (
+        ("recprep.predictor",),
+        ("kopf", "kubernetes", "pyarrow", "dask", "distributed", "torch"),
+    ),
 }
 
 

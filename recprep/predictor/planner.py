@@ -1,0 +1,222 @@
+"""The pool planner: replicas per pool that meet a required rate at the lowest modelled cost.
+
+:func:`plan` searches every allowed combination of pool sizes (each pool within its min and its
+limit: spec max, and for ISP the storage nodes that can host it) for the cheapest one whose
+*expected* capacity meets the required rate. Expected capacity discounts a preemptible pool by the
+share of its workers that are, on average, gone and being replaced: preemption rate times
+start-up lag. A finite job with a deadline also needs the rate that finishes its rows in the time
+left after the start-up lag; when even every pool at its limit cannot, the plan says so.
+
+:class:`Hysteresis` lets a pool grow at once but shrink only after the plan has wanted less for a
+while, and then only to the most it wanted over that while: no flapping after a spike.
+
+:class:`ThroughputModel` learns rows/s per worker of each pool online from the measured seconds
+per shard.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from .signals import PoolState
+
+
+def fmt_rate(rows_per_s: float) -> str:
+    """310000 -> '310k rows/s'."""
+    if math.isinf(rows_per_s):
+        return "inf rows/s"
+    if rows_per_s >= 1e6:
+        return f"{rows_per_s / 1e6:.2f}M rows/s"
+    if rows_per_s >= 1e3:
+        return f"{rows_per_s / 1e3:.0f}k rows/s"
+    return f"{rows_per_s:.0f} rows/s"
+
+
+class ThroughputModel:
+    """Seconds per shard of each pool, an exponentially weighted mean of the measurements, and the
+    rows/s of one worker that follow from it (the prior until a pool has measured a shard)."""
+
+    def __init__(self, shard_rows: int, priors: dict[str, float], weight: float = 0.1):
+        self.shard_rows = shard_rows
+        self.seconds = dict(priors)  # pool -> seconds per shard
+        self.measured = dict.fromkeys(priors, 0)
+        self.weight = weight
+
+    def record(self, pool: str, seconds: float) -> None:
+        if seconds <= 0 or math.isnan(seconds):
+            raise ValueError(f"a shard's seconds must be positive, got {seconds}")
+        n = self.measured.get(pool, 0)
+        if n == 0 or pool not in self.seconds:
+            self.seconds[pool] = seconds
+        else:
+            w = max(self.weight, 1.0 / (n + 1))
+            self.seconds[pool] = (1 - w) * self.seconds[pool] + w * seconds
+        self.measured[pool] = n + 1
+
+    def rows_per_worker(self, pool: str) -> float:
+        return self.shard_rows / self.seconds[pool]
+
+
+def expected_availability(pool: PoolState) -> float:
+    """Share of a pool's workers expected to be working (not preempted and being replaced)."""
+    return max(0.05, 1.0 - pool.preempt_rate * pool.startup_lag)
+
+
+def capacity(pools: dict[str, PoolState], sizes: dict[str, int], expected: bool = True) -> float:
+    """Rows/s of ``sizes`` workers per pool (discounted for preemption when ``expected``)."""
+    total = 0.0
+    for name, n in sizes.items():
+        p = pools[name]
+        total += n * p.rows_per_worker * (expected_availability(p) if expected else 1.0)
+    return total
+
+
+def cost_per_hour(pools: dict[str, PoolState], sizes: dict[str, int]) -> float:
+    return sum(n * pools[name].price_per_hour for name, n in sizes.items())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Workers per pool, the rate they must meet, and why (``reasons``: one per pool)."""
+
+    sizes: dict[str, int]
+    required: float
+    capacity: float
+    cost_per_hour: float
+    reachable: bool
+    reasons: dict[str, str]
+
+
+def _cheapest(pools: dict[str, PoolState], required: float) -> tuple[dict[str, int], bool]:
+    names = list(pools)
+    ranges = [range(pools[n].lower, pools[n].limit + 1) for n in names]
+    best, best_key = None, None
+    for combo in itertools.product(*ranges):
+        sizes = dict(zip(names, combo))
+        cap = capacity(pools, sizes)
+        if cap + 1e-9 < required:
+            continue
+        key = (cost_per_hour(pools, sizes), -cap)
+        if best_key is None or key < best_key:
+            best, best_key = sizes, key
+    if best is None:
+        return {n: pools[n].limit for n in names}, False
+    return best, True
+
+
+def plan(
+    pools: dict[str, PoolState],
+    demand: float,
+    *,
+    horizon: float,
+    label: str = "forecast demand",
+    now: float = 0.0,
+    rows_left: float | None = None,
+    deadline: float | None = None,
+    trainers: bool = True,
+) -> Plan:
+    """The cheapest sizes meeting ``demand`` rows/s (the forecast at the chosen quantile, as
+    ``label`` says) over ``horizon`` seconds, and the deadline of a finite job if it has one."""
+    if not pools:
+        raise ValueError("no pool to plan")
+    lag = max(p.startup_lag for p in pools.values())
+    demand = 0.0 if (demand is None or math.isnan(demand)) else max(0.0, float(demand))
+    required = demand if trainers else 0.0
+    why = f"{label} {fmt_rate(demand)} in {horizon:.0f} s" if trainers else "no trainers attached"
+    reachable = True
+    if rows_left is not None and rows_left <= 0:
+        required, why = 0.0, "no work left"
+    elif deadline is not None and rows_left is not None:
+        left = deadline - now
+        full = {n: p.limit for n, p in pools.items()}
+        max_cap = capacity(pools, full)
+        usable = left - lag
+        if usable <= 0 or max_cap * usable < rows_left:
+            reachable = False
+            finish = rows_left / max_cap + lag if max_cap > 0 else math.inf
+            why = (
+                f"deadline unreachable: {rows_left:,.0f} rows left need {finish:,.0f} s at the pools' "
+                f"limits ({fmt_rate(max_cap)}), {max(0.0, left):,.0f} s remain"
+            )
+            required = max_cap
+        else:
+            rate = rows_left / usable
+            if rate > required:
+                required = rate
+                why = (
+                    f"deadline in {left:,.0f} s: {rows_left:,.0f} rows left need {fmt_rate(rate)} "
+                    f"after {lag:.0f} s of start-up"
+                )
+    elif not trainers and rows_left is None:
+        required, why = 0.0, "no trainers consuming an open-ended source: nothing to produce for"
+    elif not trainers:
+        # a finite job, no trainer to follow and no deadline: every pool at its limit (the cost
+        # per row does not depend on the count, so finishing sooner costs no more)
+        full = {n: p.limit for n, p in pools.items()}
+        cap = capacity(pools, full)
+        return Plan(
+            full,
+            cap,
+            cap,
+            cost_per_hour(pools, full),
+            True,
+            {n: f"no trainers and no deadline: every pool at its limit ({fmt_rate(cap)})" for n in pools},
+        )
+    sizes, ok = _cheapest(pools, required)
+    reachable = reachable and ok
+    cap = capacity(pools, sizes)
+    if not ok and "unreachable" not in why:
+        why += f"; more than the pools' limits give ({fmt_rate(cap)})"
+    reasons = {}
+    for name in sizes:
+        p = pools[name]
+        detail = f"{why}; planned capacity {fmt_rate(cap)} at {cost_per_hour(pools, sizes):.2f}/h"
+        if p.preempt_rate > 0:
+            detail += f"; {1 - expected_availability(p):.0%} of {name} expected lost to preemption"
+        if p.hosts is not None and p.hosts < p.max:
+            detail += f"; {name} limited to {p.hosts} storage node(s)"
+        reasons[name] = detail
+    return Plan(sizes, required, cap, cost_per_hour(pools, sizes), reachable, reasons)
+
+
+def _reason_line(name: str, current: int, target: int, pools: dict[str, PoolState], plan_: Plan) -> str:
+    p = pools[name]
+    cur_cap = capacity(pools, {n: q.replicas for n, q in pools.items()})
+    head = f"{name} {current} -> {target}: "
+    if target > current:
+        return (
+            head + plan_.reasons[name] + f"; exceeds current capacity {fmt_rate(cur_cap)}; "
+            f"workers take {p.startup_lag:.0f} s to start"
+        )
+    return head + plan_.reasons[name]
+
+
+class Hysteresis:
+    """Grow at once; shrink only after ``hold`` seconds of wanting less, to the most wanted in them."""
+
+    def __init__(self, hold: float):
+        self.hold = hold
+        self.history: dict[str, deque[tuple[float, int]]] = {}
+
+    def apply(self, now: float, name: str, current: int, wanted: int) -> tuple[int, str]:
+        hist = self.history.setdefault(name, deque())
+        hist.append((now, wanted))
+        while hist and hist[0][0] < now - self.hold:
+            hist.popleft()
+        if wanted >= current:
+            return wanted, ""
+        span = now - hist[0][0]
+        peak = max(w for _, w in hist)
+        if span + 1e-9 < self.hold:
+            return current, f"; shrinking waits {self.hold - span:.0f} s more (hysteresis)"
+        if peak >= current:
+            return current, f"; wanted {peak} within the last {self.hold:.0f} s (hysteresis)"
+        return peak, (f"; wanted at most {peak} for {self.hold:.0f} s" if peak != wanted else "")
+
+
+def describe(name: str, current: int, target: int, pools: dict[str, PoolState], plan_: Plan) -> str:
+    """The readable reason of one pool's decision under ``plan_``."""
+    return _reason_line(name, current, target, pools, plan_)

@@ -1,0 +1,128 @@
+import math
+
+import numpy as np
+
+from recprep.predictor.policies import (
+    Adaptive,
+    HillClimb,
+    MovingWindow,
+    Oracle,
+    Predictive,
+    Reactive,
+    StaticPeak,
+    all_policies,
+)
+
+from .conftest import observation, pools
+
+
+def test_reactive_takes_the_adaptive_target_and_removes_at_most_a_quarter():
+    ps = pools(cpu_replicas=20, isp_replicas=4)
+    d = Reactive().decide(0, observation([1e5], ps, queued_work=0.0))
+    assert d.targets == {"cpu": 15, "isp": 4}
+    assert "removing at most 25% per step" in d.reasons["cpu"]
+    d = Reactive().decide(0, observation([1e5], pools(cpu_replicas=2), queued_work=42.0))
+    assert d.targets["cpu"] == 9  # ceil(42 / 5)
+
+
+def test_adaptive_removes_only_after_three_suggestions():
+    a = Adaptive()
+    ps = pools(cpu_replicas=10, isp_replicas=4)
+    got = [a.decide(t, observation([1e5], ps, queued_work=20.0)).targets["cpu"] for t in range(4)]
+    assert got == [10, 10, 4, 10]  # the count restarts after a removal
+    assert a.decide(5, observation([1e5], ps, queued_work=100.0)).targets["cpu"] == 20
+
+
+def test_hill_climb_adds_while_batch_time_improves_and_removes_while_it_costs_little():
+    h = HillClimb()
+
+    def step(n, bt):
+        return h.decide(0, observation([1e5], pools(cpu_replicas=n), batch_time=bt)).targets["cpu"]
+
+    assert step(4, 1.0) == 5  # nothing known: try one more
+    assert step(5, 0.8) == 6  # improved 20% > 7%
+    assert step(6, 0.78) == 6  # improved 2.5%: settle
+    assert step(6, 0.78) == 5  # steady: try one fewer
+    assert step(5, 0.79) == 4  # lost 1.3% < 3%: one fewer again
+    assert step(4, 0.9) == 5  # lost 14%: undo
+    # at the pool's minimum a settled climb probes upwards (it cannot probe downwards)
+    low = HillClimb()
+    assert low.decide(0, observation([1e5], pools(cpu=(1, 20)), batch_time=1.0)).targets["cpu"] == 2
+    low._last, low._base = 0, 1.0
+    assert low.decide(0, observation([1e5], pools(cpu=(1, 20)), batch_time=1.0)).targets["cpu"] == 2
+    # never judges while started workers are not ready
+    obs = observation(
+        [1e5], {**pools(), "cpu": pools(cpu_replicas=6)["cpu"].__class__("cpu", 6, 5, 0, 20, 1e4, 0.1, 80)}
+    )
+    assert h.decide(0, obs).targets["cpu"] == 6
+
+
+def test_moving_window_sizes_for_the_decayed_p95():
+    hist = np.full(180, 100_000.0)
+    hist[-10:] = 200_000.0  # recent, so heavily weighted
+    d = MovingWindow().decide(0, observation(hist))
+    # decayed p95 = 200k, +15% = 230k: isp 4 (160k) + cpu 7 (70k)
+    assert d.targets == {"cpu": 7, "isp": 4}
+
+
+def test_static_peak_and_oracle():
+    assert StaticPeak().decide(0, observation([0.0], pools(hosts=3))).targets == {"cpu": 20, "isp": 3}
+    o = Oracle(backlog_target=0)
+    obs = observation([1.0], extra={"future_peak": lambda a, b: 250_000.0})
+    d = o.decide(0, obs)
+    assert d.forecast == 250_000.0 and d.targets == {"cpu": 9, "isp": 4}
+    assert "true peak demand 250k rows/s" in d.reasons["cpu"]
+
+
+def test_predictive_reason_reads_like_the_issue():
+    rng = np.random.default_rng(0)
+    hist = 190_000 + 2_000 * rng.standard_normal(200)
+    hist[-6:] = np.linspace(200_000, 300_000, 6)  # demand climbing now
+    p = Predictive(backlog_target=0)
+    d = p.decide(0, observation(hist, pools(cpu_replicas=3, isp_replicas=4)))
+    cpu = d.reasons["cpu"]
+    assert cpu.startswith(f"cpu 3 -> {d.targets['cpu']}: forecast p90 demand")
+    assert "exceeds current capacity 190k rows/s; workers take 80 s to start" in cpu
+    assert d.targets["cpu"] > 3 and d.forecast > 250_000
+
+
+def test_predictive_before_any_measurement_and_over_gaps():
+    p = Predictive()
+    d = p.decide(0, observation([]))
+    assert d.targets == {"cpu": 20, "isp": 4} and "until measured" in d.reasons["cpu"]
+    hist = np.full(300, 100_000.0)
+    hist[100:200] = np.nan  # a gap in the trace
+    d = Predictive(backlog_target=0).decide(0, observation(hist, pools(cpu_replicas=0, isp_replicas=0)))
+    assert math.isfinite(d.forecast) and 100_000 <= d.forecast < 200_000
+    assert d.targets["isp"] >= 2
+
+
+def test_zero_demand_scales_to_the_minimum_after_the_hold():
+    p = Predictive(hold=30, backlog_target=0)
+    ps = pools(cpu=(1, 20), cpu_replicas=8, isp_replicas=4)
+    assert p.decide(0, observation(np.zeros(200), ps)).targets == {"cpu": 8, "isp": 4}
+    assert p.decide(30, observation(np.zeros(200), ps)).targets == {"cpu": 1, "isp": 0}
+
+
+def test_every_policy_answers_every_pool():
+    for pol in all_policies(period=3600):
+        obs = observation(np.full(50, 1e5), extra={"future_peak": lambda a, b: 1e5}, batch_time=0.1)
+        d = pol.decide(0, obs)
+        assert set(d.targets) == {"cpu", "isp"} and set(d.reasons) == {"cpu", "isp"}
+        assert all(0 <= n <= 20 for n in d.targets.values())
+        assert pol.interval > 0
+
+
+def test_the_buffer_is_refilled_or_spent_over_the_horizon():
+    hist = np.full(200, 100_000.0)
+    obs_low = observation(hist, pools(cpu_replicas=4, isp_replicas=2), backlog=5.0)
+    obs_high = observation(hist, pools(cpu_replicas=4, isp_replicas=2), backlog=200.0)
+    fc = {"future_peak": lambda a, b: 100_000.0}
+    low = Oracle(backlog_target=20).decide(0, observation(hist, obs_low.pools, backlog=5.0, extra=fc))
+    high = Oracle(backlog_target=20).decide(0, observation(hist, obs_high.pools, backlog=200.0, extra=fc))
+    spend = Oracle(backlog_target=20, credit=0.5).decide(
+        0, observation(hist, obs_high.pools, backlog=200.0, extra=fc)
+    )
+    assert low.inputs["required"] > 100_000 and "to refill the buffer" in low.reasons["cpu"]
+    assert high.inputs["required"] == 100_000  # no credit by default: the peak is met by workers
+    assert spend.inputs["required"] == 50_000 and "drawn from 200 s of buffered rows" in spend.reasons["cpu"]
