@@ -217,6 +217,15 @@ def cmd_validate(args) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    unhashed = [c for c in roles.sparse if plan.schema_kinds.get(c) == "string"]
+    if unhashed:
+        out.print(
+            f"  [yellow]warning:[/yellow] sparse features still strings after the transforms (trainers "
+            f"need integer IDs: hash them with sigrid_hash, or convert them with to_int, hex_to_int or "
+            f"categorify): {', '.join(unhashed)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     return 0
 
 

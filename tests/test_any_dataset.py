@@ -135,3 +135,16 @@ def test_keep_names_a_column_that_does_not_exist(tmp_path):
     res = recprep("validate", str(job))
     assert res.returncode == 2
     assert "spec.output.keep: no column matches 'user_id'; columns are: id, hour" in res.stderr
+
+
+def test_validate_warns_about_sparse_features_left_as_strings(tmp_path):
+    data = tmp_path / "clicks.csv"
+    _csv(data, rows=10)
+    doc = _job(data, tmp_path / "out")
+    doc["spec"]["transforms"] = [{"op": "to_int", "columns": ["C1"]}]  # the rest stay strings
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(doc))
+    res = recprep("validate", str(job))
+    assert res.returncode == 0, res.stderr
+    assert "sparse features still strings" in res.stdout
+    assert res.stdout.rstrip().endswith("banner_pos, site_id, device_model")
