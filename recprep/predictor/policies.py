@@ -62,6 +62,16 @@ def _keep(pool: PoolState, why: str) -> tuple[int, str]:
     return n, f"{pool.name} {pool.replicas} -> {n}: {why}"
 
 
+def _others_fixed(obs: Observation, why: str) -> tuple[dict[str, int], dict[str, str]]:
+    """Targets and reasons keeping every pool but ``cpu`` at its size (policies that scale one
+    worker group)."""
+    targets, reasons = {}, {}
+    for name, pool in obs.pools.items():
+        if name != "cpu":
+            targets[name], reasons[name] = _keep(pool, why)
+    return targets, reasons
+
+
 def _adaptive_target(obs: Observation, target_duration: float) -> int:
     """distributed's ``adaptive_target``: queued and running work over the target duration."""
     return math.ceil(obs.queued_work / target_duration) if obs.queued_work > 0 else 0
@@ -82,11 +92,8 @@ class Reactive(Policy):
             if cpu.replicas - want > step:
                 want = cpu.replicas - step
                 why += f"; removing at most {self.max_remove:.0%} per step"
-        targets = {"cpu": want}
-        reasons = {"cpu": f"cpu {cpu.replicas} -> {want}: {why}"}
-        for name, pool in obs.pools.items():
-            if name != "cpu":
-                targets[name], reasons[name] = _keep(pool, "not the default worker group: fixed size")
+        targets, reasons = _others_fixed(obs, "not the default worker group: fixed size")
+        targets["cpu"], reasons["cpu"] = want, f"cpu {cpu.replicas} -> {want}: {why}"
         return Decision(targets, reasons)
 
 
@@ -110,11 +117,8 @@ class Adaptive(Policy):
                 self._below = 0
         else:
             self._below = 0
-        targets = {"cpu": want}
-        reasons = {"cpu": f"cpu {cpu.replicas} -> {want}: {why}"}
-        for name, pool in obs.pools.items():
-            if name != "cpu":
-                targets[name], reasons[name] = _keep(pool, "not scaled by Adaptive: fixed size")
+        targets, reasons = _others_fixed(obs, "not scaled by Adaptive: fixed size")
+        targets["cpu"], reasons["cpu"] = want, f"cpu {cpu.replicas} -> {want}: {why}"
         return Decision(targets, reasons)
 
 
@@ -132,10 +136,7 @@ class HillClimb(Policy):
     def decide(self, now: float, obs: Observation) -> Decision:
         cpu = obs.pools["cpu"]
         bt = obs.batch_time
-        targets, reasons = {}, {}
-        for name, pool in obs.pools.items():
-            if name != "cpu":
-                targets[name], reasons[name] = _keep(pool, "not scaled by the hill climb: fixed size")
+        targets, reasons = _others_fixed(obs, "not scaled by the hill climb: fixed size")
         n = cpu.replicas
         if cpu.ready < cpu.replicas or math.isnan(bt):
             targets["cpu"] = n

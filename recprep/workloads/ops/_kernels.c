@@ -48,6 +48,19 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
+/* floor(2^64 / d) for d >= 2, computed without 128-bit division */
+static inline uint64_t reciprocal(uint64_t d) {
+    return (UINT64_MAX / d) + ((UINT64_MAX % d) + 1 == d);
+}
+
+/* x mod d for d >= 2, with m = reciprocal(d): the quotient from one 128-bit multiply, then at
+   most one correction */
+static inline uint64_t reduce(uint64_t x, uint64_t d, uint64_t m) {
+    uint64_t q = (uint64_t)(((unsigned __int128)x * m) >> 64);
+    uint64_t r = x - q * d;
+    return r >= d ? r - d : r;
+}
+
 static PyObject *sigrid_hash(PyObject *self, PyObject *args) {
     Py_buffer src, dst;
     unsigned long long salt, max_value;
@@ -67,14 +80,8 @@ static PyObject *sigrid_hash(PyObject *self, PyObject *args) {
     if (d == 1) {
         for (Py_ssize_t i = 0; i < n; i++) out[i] = 0;
     } else {
-        /* floor(2^64 / d) for d >= 2, computed without 128-bit division */
-        const uint64_t m = (UINT64_MAX / d) + ((UINT64_MAX % d) + 1 == d);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t x = mix64(in[i] + add);
-            uint64_t q = (uint64_t)(((unsigned __int128)x * m) >> 64);
-            uint64_t r = x - q * d;
-            out[i] = r >= d ? r - d : r;
-        }
+        const uint64_t m = reciprocal(d);
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = reduce(mix64(in[i] + add), d, m);
     }
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -277,8 +284,7 @@ static PyObject *fold64(PyObject *self, PyObject *args) {
     const Py_ssize_t n = src.len / 8;
     const uint64_t add = (uint64_t)salt * UINT64_C(0x9E3779B97F4A7C15);
     const uint64_t d = (uint64_t)max_value;
-    /* floor(2^64 / d) for d >= 2 (see sigrid_hash) */
-    const uint64_t m = d >= 2 ? (UINT64_MAX / d) + ((UINT64_MAX % d) + 1 == d) : 0;
+    const uint64_t m = d >= 2 ? reciprocal(d) : 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         uint64_t k = mix64(in[i] + add);
@@ -286,9 +292,7 @@ static PyObject *fold64(PyObject *self, PyObject *args) {
         if (d == 1) {
             x = 0;
         } else if (d >= 2) {
-            uint64_t q = (uint64_t)(((unsigned __int128)x * m) >> 64);
-            uint64_t r = x - q * d;
-            x = r >= d ? r - d : r;
+            x = reduce(x, d, m);
         }
         h[i] = x;
     }
