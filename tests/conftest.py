@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import gzip
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +15,15 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def recprep(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
+    """``recprep ARGS`` as a user runs it (a fresh interpreter), with its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "recprep.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 CRITEO_SAMPLE = SHARED_DATA / "criteo_kaggle_train_10k.tsv.gz"
 

@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import REPO
+from .conftest import recprep
 
 pytestmark = pytest.mark.integration
-
-
-def recprep(*args, cwd=REPO, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "recprep.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def _csv(path, rows: int = 4000, seed: int = 0) -> None:

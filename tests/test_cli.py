@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import REPO, job_doc
-
-
-def recprep(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", "recprep.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+from .conftest import REPO, job_doc, recprep
 
 
 def write_job(tmp_path, doc) -> str:

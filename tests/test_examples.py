@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from .conftest import REPO
+from .conftest import REPO, recprep
 
 EXAMPLES = REPO / "examples"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -26,16 +24,6 @@ def _jobs() -> list[str]:
         p.name
         for p in EXAMPLES.glob("*.yaml")
         if any(d and d.get("kind") == "PreprocessJob" for d in yaml.safe_load_all(p.read_text()))
-    )
-
-
-def recprep(*args, timeout=900):
-    return subprocess.run(
-        [sys.executable, "-m", "recprep.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
     )
 
 
@@ -71,12 +59,12 @@ def test_an_example_runs_and_trains_as_written(name, tmp_path):
     job = tmp_path / name
     job.write_text(text)
     out = tmp_path / "out"
-    ran = recprep("run", str(job), "--output", str(out), "--workers", "2")
+    ran = recprep("run", str(job), "--output", str(out), "--workers", "2", timeout=900)
     assert ran.returncode == 0, ran.stderr
     assert "Traceback" not in ran.stderr and "poorly aligned" not in ran.stderr
     assert list(out.glob("part-*.parquet"))
     pytest.importorskip("torch")
-    trained = recprep("train", str(out), "--json", "--steps", "30", "--batch-size", "256")
+    trained = recprep("train", str(out), "--json", "--steps", "30", "--batch-size", "256", timeout=900)
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["steps"] == 30 or report["samples"] > 0

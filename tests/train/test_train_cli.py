@@ -4,21 +4,13 @@ then a few dozen training steps on CPU through the look-ahead cache; one-line er
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from ..conftest import REPO, job_doc
+from ..conftest import job_doc, recprep
 
 pytest.importorskip("torch")
-
-
-def recprep(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "recprep.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
 
 
 @pytest.fixture(scope="module")

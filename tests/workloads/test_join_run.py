@@ -5,8 +5,6 @@ tables, and byte-identical with one and two workers."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,8 @@ import pytest
 from recprep.errors import SourceError
 from recprep.spec import load_job_dict
 from recprep.workloads.runner import run_job
+
+from ..conftest import recprep
 
 pytestmark = pytest.mark.integration
 
@@ -164,12 +164,7 @@ def test_a_movielens_join_trains_end_to_end(movielens, tmp_path, dask_client):
     assert summary.rows_written == ROWS
     table = pq.read_table(sorted((tmp_path / "out").glob("part-*.parquet"))[0])
     assert "zip" not in table.column_names and "rating" not in table.column_names  # in no role
-    trained = subprocess.run(
-        [sys.executable, "-m", "recprep.cli", "train", str(tmp_path / "out"), "--json", "--epochs", "3"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    trained = recprep("train", str(tmp_path / "out"), "--json", "--epochs", "3", timeout=600)
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["samples"] == 3 * ROWS and report["loss_last"] < report["loss_first"]
