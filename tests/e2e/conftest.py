@@ -153,7 +153,8 @@ class Deployed:
         """``kind/name`` -> how many times it was created, for the children of job ``name``
         (named ``<name>-...``; pods left out)."""
         emulator = self.cluster.emulator
-        counts = self.cluster.call(lambda: dict(emulator.creations))
+        # a snapshot; with twenty jobs' processes on two cores the emulator's loop may be starved
+        counts = self.cluster.call(lambda: dict(emulator.creations), timeout=60)
         return {
             f"{kind.rsplit('/', 1)[1].lower()}/{obj}": n
             for (kind, namespace, obj), n in counts.items()
