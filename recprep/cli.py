@@ -116,6 +116,34 @@ def _summary(s) -> Table:
         )
     else:
         t.add_row("rows/s per core", "- (every shard was committed by an earlier run)")
+    a = s.accounting
+    if a.get("shards"):
+        by_pool = ", ".join(f"{n} {p}" for p, n in a["shardsByPool"].items())
+        t.add_row("placement", f"{a['placement']} ({by_pool}; why per shard: the ledger's placement)")
+        net = a["networkBytes"]
+        mb = {k: f"{v / 1e6:,.1f}" for k, v in net.items()}
+        t.add_row(
+            "bytes",
+            f"{a['storedBytes'] / 1e6:,.1f} MB read from storage; {mb['total']} MB over the network "
+            f"(raw {mb['raw']}, handed over {mb['handoff']}, shards {mb['shard']})",
+        )
+        busy = a["busySeconds"]
+        t.add_row("busy seconds", f"isp {busy['isp']:,.2f}, cpu {busy['cpu']:,.2f}")
+        m = a["modelled"]
+        if m["rowsPerDollar"]:
+            t.add_row(
+                "modelled",
+                f"{m['joules']:,.1f} J, ${m['dollars']:.6f}: {m['rowsPerJoule']:,.0f} rows/J, "
+                f"{m['rowsPerDollar']:,.0f} rows/$ (spec.pools.isp.model)",
+            )
+        for name, w in a["ispWorkers"].items():
+            if "ratio" in w:
+                behind = f"; {w['tasksBehind']} tasks behind the model" if w["tasksBehind"] else ""
+                t.add_row(
+                    f"paced {name}",
+                    f"{w['rowsPerSecond']:,.0f} rows/s measured, {w['modelRowsPerSecond']:,.0f} modelled "
+                    f"({w['ratio']:.0%}{behind})",
+                )
     return t
 
 
@@ -160,6 +188,7 @@ def cmd_run(args) -> int:
             overwrite=args.overwrite,
             progress=progress,
             fsync=args.fsync,
+            isp_workers=args.isp_workers,
         )
     out.print(_summary(summary))
     return 0
@@ -189,6 +218,15 @@ def _run_on_scheduler(job, args, run_job) -> int:
         progress.finish()
     out.print(_summary(summary))
     return 0
+
+
+def cmd_isp_worker(args) -> int:
+    from .isp_nodes.worker import run_worker
+
+    try:
+        return run_worker(args.scheduler, args.node, args.name, args.units)
+    except ValueError as exc:
+        raise SpecError(f"--node {args.node!r}: {exc}") from None
 
 
 def cmd_validate(args) -> int:
@@ -258,6 +296,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recprep", description="Elastic RecSys preprocessing.")
     p.add_argument("--version", action="version", version=f"recprep {__version__}")
@@ -268,6 +316,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="PreprocessJob YAML file ('-' with --job-env)")
     run.add_argument(
         "--workers", type=_positive, default=None, help="local worker processes (default: one per core)"
+    )
+    run.add_argument(
+        "--isp-workers",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="ISP workers (storage nodes) of the local cluster, beside --workers (default: max(1, "
+        "spec.pools.isp.min) when the job names spec.pools.isp, else 0)",
     )
     run.add_argument("--output", default=None, help="override spec.output.uri")
     run.add_argument("--overwrite", action="store_true", help="replace another job's shards in the output")
@@ -291,6 +347,16 @@ def parser() -> argparse.ArgumentParser:
         "and after it until Ctrl-C/SIGTERM; token from $RECPREP_SHARD_TOKEN",
     )
     run.set_defaults(fn=cmd_run)
+
+    isp = sub.add_parser(
+        "isp-worker",
+        help="run an ISP worker (a Dask worker standing for one storage node) against a scheduler",
+    )
+    isp.add_argument("scheduler", help="address of the job's Dask scheduler (tcp://host:8786)")
+    isp.add_argument("--node", required=True, help="the storage node's name (the pods: spec.nodeName)")
+    isp.add_argument("--name", required=True, help="tells apart workers of one node (the pods: their name)")
+    isp.add_argument("--units", type=_positive, default=1, help="ISP units: tasks run at once (Dask isp=N)")
+    isp.set_defaults(fn=cmd_isp_worker)
 
     val = sub.add_parser("validate", help="check a PreprocessJob: spec, source, plan and output schema")
     val.add_argument("job")

@@ -30,6 +30,11 @@ _OUTPUT = (
 )
 
 
+#: The op classes an ISP unit runs (PreSto's split of preprocessing): parsing raw text into typed
+#: values, feature generation (new or reshaped sparse features), normalization of dense values.
+OFFLOAD_CLASSES = ("decode", "generation", "normalization")
+
+
 class OpParams(BaseModel):
     """Base of every op's parameter model: camelCase in manifests, unknown fields rejected."""
 
@@ -42,6 +47,10 @@ class OpParams(BaseModel):
     op: ClassVar[str] = ""
     #: What the op does, in one line (the CRD's description of ``op`` lists them).
     summary: ClassVar[str] = ""
+    #: The op's class for near-data processing (``recprep.isp_nodes``): one of OFFLOAD_CLASSES,
+    #: whose throughput the ISP model gives, or None when the op is not offloaded to ISP units
+    #: (it runs on the CPU pool).
+    offload: ClassVar[str | None] = None
 
     @classmethod
     def field_docs(cls) -> dict[str, str]:
@@ -51,6 +60,7 @@ class OpParams(BaseModel):
 
 class FillNullParams(OpParams):
     op = "fill_null"
+    offload = "normalization"
     summary = "nulls become value"
 
     value: float | int | str = Field(
@@ -60,6 +70,7 @@ class FillNullParams(OpParams):
 
 class ClampParams(OpParams):
     op = "clamp"
+    offload = "normalization"
     summary = "values (or list elements) limited to [min, max]"
 
     min: float | None = Field(None, description="Lower bound (inclusive); omit for none.")
@@ -78,6 +89,7 @@ class ClampParams(OpParams):
 
 class LogParams(OpParams):
     op = "log"
+    offload = "normalization"
     summary = "ln(x + offset), inputs below 1 - offset raised to 1 - offset first"
 
     offset: float = Field(
@@ -87,6 +99,7 @@ class LogParams(OpParams):
 
 class BucketizeParams(OpParams):
     op = "bucketize"
+    offload = "generation"
     summary = "int32 index of the bucket a value falls in (searchsorted, side left)"
 
     borders: list[float] = Field(description="Bucket borders: non-empty and non-decreasing.")
@@ -110,6 +123,7 @@ def _check_borders(borders: list[float]) -> list[float]:
 
 class HexToIntParams(OpParams):
     op = "hex_to_int"
+    offload = "decode"
     summary = "hex ID strings (1-16 digits) to int64; empty, null or not hex -> null"
 
 
@@ -123,6 +137,7 @@ STRING_KEY = (
 
 class SigridHashParams(OpParams):
     op = "sigrid_hash"
+    offload = "generation"
     summary = (
         "salted 64-bit mix of int64 or string IDs reduced into [0, maxValue); element-wise on lists; "
         "strings are FNV-1a 64-hashed first; null or empty string -> null"
@@ -144,6 +159,7 @@ class SigridHashParams(OpParams):
 
 class ToIntParams(OpParams):
     op = "to_int"
+    offload = "decode"
     summary = (
         "decimal ID strings ('196', '-1', '0007') to int64; empty, null, not decimal or out of "
         "int64 range -> null"
@@ -152,6 +168,7 @@ class ToIntParams(OpParams):
 
 class IsInParams(OpParams):
     op = "is_in"
+    offload = "generation"
     summary = "1 where the value is one of values, else 0 (null -> 0): a 0/1 label from an event type"
 
     values: list[str] | list[int] = Field(
@@ -163,6 +180,7 @@ class IsInParams(OpParams):
 
 class CrossParams(OpParams):
     op = "cross"
+    offload = "generation"
     summary = (
         "hashed combination (feature cross) of two or more sparse columns into [0, maxValue); "
         "a null in any input -> null"
@@ -196,6 +214,7 @@ TIME_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks"
 
 class TimeParams(OpParams):
     op = "time"
+    offload = "decode"
     summary = (
         "a part of a timestamp, in UTC: hour (0-23), weekday (0-6, Monday 0), day of the month "
         "(1-31), or age since a reference time bucketized by borders; unparseable -> null"
@@ -303,11 +322,13 @@ def _reference_ms(reference: str | int) -> int:
 
 class ToListParams(OpParams):
     op = "to_list"
+    offload = "generation"
     summary = "scalar -> one-element list, null -> empty list"
 
 
 class FirstXParams(OpParams):
     op = "firstx"
+    offload = "generation"
     summary = "first min(k, len) elements of each list"
 
     k: int = Field(ge=1, description="Keep the first min(k, len) elements of each list (k >= 1).")
@@ -315,6 +336,7 @@ class FirstXParams(OpParams):
 
 class NGramParams(OpParams):
     op = "ngram"
+    offload = "generation"
     summary = "hashed n-grams of consecutive IDs of a list feature"
 
     n: int = Field(ge=1, le=16, description="Length of the n-grams (1 <= n <= 16).")
@@ -325,6 +347,7 @@ class NGramParams(OpParams):
 
 class CategorifyParams(OpParams):
     op = "categorify"
+    offload = None  # a fitted vocabulary: a lookup table that may exceed an ISP unit's memory
     summary = "fitted vocabulary: ID = rank by count + 1, unseen or null -> 0"
 
     min_count: int = Field(
@@ -336,11 +359,13 @@ class CategorifyParams(OpParams):
 
 class NormalizeParams(OpParams):
     op = "normalize"
+    offload = "normalization"
     summary = "fitted mean and std: (x - mean) / std"
 
 
 class BoxCoxParams(OpParams):
     op = "boxcox"
+    offload = "normalization"
     summary = "Box-Cox with lambda fitted by scikit-learn on a deterministic sample"
 
     shift: float = Field(0.0, description="Added to every value first; Box-Cox needs x + shift > 0.")

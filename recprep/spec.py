@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from .errors import SpecError
+from .isp_nodes.model import IspModel
 from .manifest import decode, load_documents
 from .op_params import PARAMS, OpParams
 
@@ -258,9 +259,32 @@ class PoolSpec(PoolBounds):
 
 
 class IspPoolSpec(PoolBounds):
-    """The ISP-emulation pool (workers placed beside the storage holding the shards)."""
+    """The ISP pool: one worker per storage node, running the offloadable transforms of the
+    shards whose raw data the node holds (``recprep.isp_nodes``)."""
 
-    max: int = Field(4, ge=0, description="Most ISP workers the pool may have at once.")
+    max: int = Field(4, ge=0, description="Most ISP workers (storage nodes) the pool may have at once.")
+    mode: Literal["native", "paced"] = Field(
+        "native",
+        description="native: ISP workers run at the storage node's own speed (near-data processing on its "
+        "cores); paced: every offloaded task is held to the time the ISP model gives it, to emulate "
+        "SmartSSD-class hardware on ordinary machines.",
+    )
+    units: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="ISP units per storage node: tasks one ISP worker runs at once (Dask isp=N).",
+    )
+    model: IspModel = Field(
+        default_factory=IspModel,
+        description="The ISP emulation model: per-unit throughput per op class, bandwidths, power and prices "
+        "(any subset overrides the defaults; docs/isp.md gives each default's source).",
+    )
+    data_root: str | None = Field(
+        None,
+        description="On Kubernetes: the storage nodes' directory holding the raw data, mounted into the ISP "
+        "pods at the same path (hostPath).",
+    )
 
 
 class PoolsSpec(Model):

@@ -73,12 +73,15 @@ class Plan:
         stop: int | None = None,
         nulled: NullCounts | None = None,
         source_nulled: dict[str, int] | None = None,
+        start: int = 0,
     ) -> pa.Table:
-        """Run the steps (all, or those before ``stop``) on ``table``. With ``nulled``, count
+        """Run the steps (all, or those in ``[start, stop)``) on ``table``. With ``nulled``, count
         into it the values each step makes null; ``source_nulled`` holds what the source made
-        null while doing a step pushed down into the read (``ReadResult.nulled``)."""
+        null while doing a step pushed down into the read (``ReadResult.nulled``). Steps
+        ``[0, k)`` then ``[k, n)`` give the same table as all ``n`` at once (the ISP pool runs
+        the first part of a shard, the CPU pool the rest)."""
         columns = _columns(table)
-        for step in self.steps[:stop]:
+        for step in self.steps[start:stop]:
             apply_step(columns, step, states, nulled, source_nulled or {})
         if stop is not None:
             return pa.table(columns)
@@ -86,6 +89,24 @@ class Plan:
         # FeatureRoles in the schema metadata)
         out = pa.table({name: columns[name] for name in self.columns})
         return out.replace_schema_metadata(self.feature_roles().metadata())
+
+    @property
+    def offloadable(self) -> int:
+        """How many leading steps ISP units may run: up to the first op the registry does not
+        offload (``OpParams.offload``); the steps after it run on the CPU pool."""
+        for i, step in enumerate(self.steps):
+            if step.op.Params.offload is None:
+                return i
+        return len(self.steps)
+
+    def offload_values(self, rows: int, stop: int) -> dict[str, int]:
+        """Values (rows x input columns) each op class pushes through steps ``[0, stop)``."""
+        values: dict[str, int] = {}
+        for step in self.steps[:stop]:
+            kind = step.op.Params.offload
+            if kind is not None:
+                values[kind] = values.get(kind, 0) + rows * len(step.inputs)
+        return values
 
     def feature_roles(self) -> FeatureRoles:
         return FeatureRoles(self.roles.label, self.roles.dense, self.roles.sparse)

@@ -34,7 +34,6 @@ from .tasks import (
     fit_shard,
     one_line,
     prepare,
-    transform_shard,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +71,9 @@ class RunSummary:
     #: what the user should know about the run (one line each): ops that made many values null,
     #: committed shards redone because they no longer matched their records, a repaired ledger
     warnings: list[str] = field(default_factory=list)
+    #: the run's accounting (``isp_nodes.accounting.Account.to_json``): bytes, busy seconds per
+    #: pool, modelled energy and cost; also in ``<output>/_accounting.json``
+    accounting: dict = field(default_factory=dict)
 
     @property
     def rows_conserved(self) -> bool:
@@ -117,25 +119,40 @@ class WorkerLog(WorkerPlugin):
 
 
 @contextlib.contextmanager
-def _client(workers: int | None, scheduler: str | None, client, log_path: str | None = None):
+def _client(
+    workers: int | None,
+    scheduler: str | None,
+    client,
+    log_path: str | None = None,
+    isp: tuple[int, int] = (0, 1),
+):
+    """A Dask client: the one given, one of ``scheduler``, or an embedded cluster of ``workers``
+    single-threaded CPU workers and ``isp = (nodes, units)`` ISP workers (one per storage node,
+    ``isp_nodes.worker``)."""
     if client is not None:
         yield client
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client, Nanny, Scheduler, SpecCluster
 
     if scheduler:
         with Client(scheduler, timeout="30s") as c:
             yield c
         return
-    n = workers or os.cpu_count() or 1
+    from ..isp_nodes.placement import local_nodes
+    from ..isp_nodes.worker import embedded_specs
+
+    n = os.cpu_count() or 1 if workers is None else workers
+    specs = {f"cpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "name": f"cpu-{i}"}} for i in range(n)}
+    specs |= embedded_specs(local_nodes(isp[0]), isp[1])
+    for spec in specs.values():
+        spec["options"]["silence_logs"] = logging.ERROR
     with (
         dask.config.set(WORKER_CONFIG),
-        LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
+        SpecCluster(
+            workers=specs,
+            scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
             silence_logs=logging.ERROR,
+            name="recprep",
         ) as cluster,
         Client(cluster) as c,
     ):
@@ -154,9 +171,12 @@ def run_job(
     client=None,
     progress: Progress | None = None,
     fsync: bool = False,
+    isp_workers: int | None = None,
 ) -> RunSummary:
     """Run ``job`` to completion and return what it did. Raises RecprepError subclasses with
-    messages naming the field, file or line; committed shards are never removed by a failure."""
+    messages naming the field, file or line; committed shards are never removed by a failure.
+    ``isp_workers``: ISP workers (storage nodes) of the embedded cluster; default: a job that
+    names ``spec.pools.isp`` gets max(1, min) of them (at most its max), any other none."""
     if output:
         job = job.model_copy(
             update={
@@ -182,18 +202,41 @@ def run_job(
             overwrite,
         )
         _opening_warnings(ledger, summary, progress)
-        with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG)) as c:
+        isp = (embedded_isp_workers(job, isp_workers), job.spec.pools.isp.units)
+        with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG), isp) as c:
             info = c.scheduler_info(n_workers=-1)["workers"]
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
             states: States = {}
             if plan.needs_fit:
                 states = _fit(c, job, plan, splits, ledger, identity, progress)
-            _transform(c, job, splits, states, directory, ledger, summary, progress, fsync)
+            embedded = client is None and not scheduler
+            wanted = isp[0] if embedded else job.spec.pools.isp.min
+            _transform(c, job, plan, splits, states, directory, ledger, summary, progress, fsync, wanted)
         _nulled_warnings(plan, ledger, len(splits), summary, progress)
     summary.seconds = time.perf_counter() - started
     _check_bad_fraction(job, summary)
     return summary
+
+
+def embedded_isp_workers(job: PreprocessJob, override: int | None) -> int:
+    """ISP workers of the embedded cluster (see ``run_job``)."""
+    if override is not None:
+        return override
+    pool = job.spec.pools.isp
+    return min(max(1, pool.min), pool.max) if _names_isp(job) else 0
+
+
+def _names_isp(job: PreprocessJob) -> bool:
+    """The job file configures the ISP pool (a job that does not gets no ISP worker locally,
+    and no word about it)."""
+    return "isp" in job.spec.pools.model_fields_set
+
+
+#: Seconds the driver waits for the ISP workers it expects (``spec.pools.isp.min`` on a cluster,
+#: the embedded cluster's own) to join before it places shards (the ISP pods start beside the
+#: driver); shards then go to the storage nodes that joined, or all to the CPU pool.
+ISP_WAIT = 120.0
 
 
 def _warn(summary: RunSummary, progress: Progress | None, message: str) -> None:
@@ -281,9 +324,20 @@ def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progre
 
 
 def _transform(
-    c, job, splits: list[Split], states, directory, ledger: OutputWriter, summary: RunSummary, progress, fsync
+    c,
+    job,
+    plan: Plan,
+    splits: list[Split],
+    states,
+    directory,
+    ledger: OutputWriter,
+    summary: RunSummary,
+    progress,
+    fsync,
+    wanted_isp: int = 0,
 ):
-    from distributed import as_completed
+    from ..isp_nodes.accounting import Account, placement_record
+    from .locality import Topology, run_shards, wait_for_isp
 
     done = {i: e for i, e in ledger.commits.items() if i < len(splits)}
     summary.shards = len(splits)
@@ -301,47 +355,66 @@ def _transform(
         progress.start(len(splits), est_total, len(done), summary.rows_read, summary.rows_quarantined)
     if not todo:
         return
-    limit = job.spec.source.max_bad_fraction * max(est_total, 1)
-    pending = {
-        s.index: c.submit(
-            transform_shard, job, s, states, directory, job.spec.output.compression, fsync, pure=False
+    pool = job.spec.pools.isp
+    topology = wait_for_isp(c, wanted_isp, ISP_WAIT) if wanted_isp else Topology.read(c)
+    offload, why_not = plan.offloadable > 0, ""
+    if not offload:
+        op = plan.steps[0].op.name if plan.steps else None
+        why_not = (
+            f"spec.transforms[0] ({op}) is not offloaded to ISP units: the CPU pool runs the shard"
+            if op
+            else "the job has no transform to offload: the CPU pool runs the shard"
         )
-        for s in todo
-    }
-    try:
-        for fut in as_completed(list(pending.values())):
-            r: ShardResult = _result(fut)
-            # a committed shard's result is not needed again: let the worker forget it, so a
-            # worker being retired (scale-down) holds nothing that must move elsewhere
-            del pending[r.index]
-            fut.release()
-            ledger.commit(
-                CommitRecord(
-                    r.index,
-                    r.file,
-                    r.rows,
-                    r.bad_rows,
-                    r.bytes,
-                    r.sha256,
-                    r.quarantine,
-                    splits[r.index].describe(),
-                    r.nulled or None,
-                )
+    account = Account(pool.model, job.spec.pools.cpu.preemptible)
+    account.workers = {"isp": len(topology.isp), "cpu": topology.cpu_threads}
+    limit = job.spec.source.max_bad_fraction * max(est_total, 1)
+    started = time.perf_counter()
+    landed_shards = run_shards(
+        c, job, plan, todo, states, directory, fsync, topology, offload, why_not, _result
+    )
+    for landed in landed_shards:
+        r = landed.result
+        placement = placement_record(r, landed.holder, landed.reason)
+        ledger.commit(
+            CommitRecord(
+                r.index,
+                r.file,
+                r.rows,
+                r.bad_rows,
+                r.bytes,
+                r.sha256,
+                r.quarantine,
+                splits[r.index].describe(),
+                r.nulled or None,
+                placement,
             )
-            summary.rows_written += r.rows
-            summary.rows_quarantined += r.bad_rows
-            summary.rows_read += r.rows + r.bad_rows
-            summary.rows_processed += r.rows + r.bad_rows
-            if r.quarantine:
-                summary.quarantine_files.append(r.quarantine)
-            if progress:
-                progress.advance(r)
-            if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
-                raise BadDataError(_bad_message(job, summary, directory, estimated=True))
-    finally:
-        for f in pending.values():
-            if not f.done():
-                f.cancel()
+        )
+        account.add(r.rows + r.bad_rows, r.bytes, placement, topology.worker_units)
+        summary.rows_written += r.rows
+        summary.rows_quarantined += r.bad_rows
+        summary.rows_read += r.rows + r.bad_rows
+        summary.rows_processed += r.rows + r.bad_rows
+        if r.quarantine:
+            summary.quarantine_files.append(r.quarantine)
+        if progress:
+            progress.advance(r)
+        if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
+            landed_shards.close()
+            raise BadDataError(_bad_message(job, summary, directory, estimated=True))
+    account.wall_seconds = time.perf_counter() - started
+    summary.accounting = account.to_json()
+    ledger.save_accounting(summary.accounting)
+    if progress and hasattr(progress, "accounted"):
+        progress.accounted(summary.accounting)
+    if _names_isp(job) and not topology.isp:
+        _warn(
+            summary,
+            progress,
+            f"spec.pools.isp: no ISP worker joined; all {len(todo)} shards ran on the CPU pool "
+            "(CPU-centric: their raw data crossed the network)",
+        )
+    elif _names_isp(job) and not offload:
+        _warn(summary, progress, f"spec.pools.isp: {why_not}; all {len(todo)} shards ran on the CPU pool")
 
 
 def _result(future):

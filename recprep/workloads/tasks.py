@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from ..errors import RecprepError
+from ..isp_nodes.worker import PACED, here, pace
 from ..spec import PreprocessJob
 from ..uris import local_path, output_directory
 from .memory import tune_allocator
@@ -24,6 +25,41 @@ from .output import put_error_log, put_quarantine, put_shard
 from .plan import Plan, States, compile_plan
 from .sources import Split, open_source
 from .writer import shard_bytes
+
+
+@dataclass
+class Ran:
+    """Where one task of a shard ran and what it took."""
+
+    worker: str  #: the Dask worker's name
+    node: str | None  #: the storage node of an ISP worker (None: a CPU worker)
+    steps: tuple[int, int]  #: the transforms it ran, [start, stop)
+    started: float  #: wall-clock time (epoch seconds) it began
+    seconds: float  #: how long it took (paced ISP tasks: the modelled time when it was kept)
+    read: bool  #: it read the shard's raw data
+    wrote: bool  #: it wrote the shard
+    #: paced ISP tasks: the time the ISP model gives it on one unit, and whether the real work
+    #: took longer than that
+    model_seconds: float | None = None
+    behind: bool = False
+
+    @property
+    def pool(self) -> str:
+        return "isp" if self.node else "cpu"
+
+
+@dataclass
+class Handoff:
+    """What an ISP task passes to the CPU task that finishes its shard: the table after the
+    offloaded steps (its Arrow size is what crosses the network), the rows it set aside."""
+
+    index: int
+    table: object  #: pa.Table
+    bad: list
+    nulled: dict
+    source_nulled: dict
+    stored: int
+    ran: Ran
 
 
 @dataclass
@@ -35,9 +71,14 @@ class ShardResult:
     bytes: int
     sha256: str
     quarantine: str | None
-    seconds: float
     #: per "<step>:<column>": [values the step made null, values it saw] (``plan.NullCounts``)
     nulled: dict[str, list[int]] = field(default_factory=dict)
+    #: bytes of raw data read from storage for the shard
+    stored: int = 0
+    #: bytes handed from an ISP task to the CPU task that finished the shard (0: one task)
+    handoff: int = 0
+    #: the shard's tasks, in order
+    ran: list[Ran] = field(default_factory=list)
 
 
 class ShardError(RecprepError):
@@ -111,29 +152,121 @@ def combine_partials(
     return {key: ops[key[0]].combine(left[key], right[key]) for key in left}
 
 
+def _read(job: PreprocessJob, split: Split):
+    """(source, plan, read, stored bytes, parsed bytes) of a split."""
+    source, plan = _prepared(job)
+    read = source.read(split, plan.scan_hex)
+    raw = getattr(source, "raw_bytes", None)
+    sizes = raw(split) if raw else None
+    # a source with no stored form (synthetic): the Arrow size of what it made stands in
+    stored, parsed = sizes if sizes else (read.table.nbytes, 0)
+    return source, plan, read, stored, parsed
+
+
+def _ran(job, plan, started: float, wall: float, steps, rows: int, stored: int, parsed: int, **kw) -> Ran:
+    """The record of a task that began at ``started`` (perf_counter) and ``wall`` (epoch); an ISP
+    worker of a paced job first waits out the rest of the modelled time of the offloaded work."""
+    name, node, _ = here()
+    modelled, behind = None, False
+    if node and job.spec.pools.isp.mode == PACED:
+        a, b = steps
+        model = job.spec.pools.isp.model
+        values = plan.offload_values(rows, min(b, plan.offloadable)) if a == 0 else {}
+        paced = pace(
+            started, model.unit_seconds(stored if kw["read"] else 0, parsed if kw["read"] else 0, values)
+        )
+        modelled, behind = paced.model_seconds, paced.behind
+    return Ran(
+        name,
+        node,
+        tuple(steps),
+        wall,
+        time.perf_counter() - started,
+        model_seconds=modelled,
+        behind=behind,
+        **kw,
+    )
+
+
 def transform_shard(
     job: PreprocessJob, split: Split, states: States, directory: str, compression: str, fsync: bool
 ) -> ShardResult | ShardFailure:
-    started = time.perf_counter()
+    """A whole shard on one worker: read, every transform, write."""
+    started, wall = time.perf_counter(), time.time()
     try:
-        source, plan = _prepared(job)
-        read = source.read(split, plan.scan_hex)
+        source, plan, read, stored, parsed = _read(job, split)
         nulled: dict = {}
         table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled)
-        quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
-        written = put_shard(directory, split.index, shard_bytes(table, compression), fsync)
+        result = _write(job, split, directory, compression, fsync, table, read.bad, nulled, stored)
+        steps = (0, len(plan.steps))
+        result.ran.append(
+            _ran(job, plan, started, wall, steps, table.num_rows, stored, parsed, read=True, wrote=True)
+        )
     except Exception as exc:
         return _failure(job, split, "transform", exc)
+    return result
+
+
+def offloaded_part(job: PreprocessJob, split: Split, states: States, stop: int) -> Handoff | ShardFailure:
+    """The ISP part of a shard: read it where it lies and run transforms ``[0, stop)``."""
+    started, wall = time.perf_counter(), time.time()
+    try:
+        _, plan, read, stored, parsed = _read(job, split)
+        nulled: dict = {}
+        table = plan.apply(read.table, states, stop=stop, nulled=nulled, source_nulled=read.nulled)
+        ran = _ran(
+            job, plan, started, wall, (0, stop), table.num_rows, stored, parsed, read=True, wrote=False
+        )
+    except Exception as exc:
+        return _failure(job, split, "transform", exc)
+    return Handoff(split.index, table, read.bad, nulled, read.nulled, stored, ran)
+
+
+def finish_shard(
+    job: PreprocessJob,
+    split: Split,
+    states: States,
+    directory: str,
+    compression: str,
+    fsync: bool,
+    handoff: Handoff | ShardFailure,
+) -> ShardResult | ShardFailure:
+    """The CPU part of a shard an ISP task began: the remaining transforms, then the write."""
+    if isinstance(handoff, ShardFailure):
+        return handoff
+    started, wall = time.perf_counter(), time.time()
+    try:
+        _, plan = _prepared(job)
+        start = handoff.ran.steps[1]
+        nulled = dict(handoff.nulled)
+        table = plan.apply(
+            handoff.table, states, nulled=nulled, source_nulled=handoff.source_nulled, start=start
+        )
+        result = _write(job, split, directory, compression, fsync, table, handoff.bad, nulled, handoff.stored)
+        result.handoff = handoff.table.nbytes
+        steps = (start, len(plan.steps))
+        result.ran += [
+            handoff.ran,
+            _ran(job, plan, started, wall, steps, table.num_rows, 0, 0, read=False, wrote=True),
+        ]
+    except Exception as exc:
+        return _failure(job, split, "transform", exc)
+    return result
+
+
+def _write(job, split, directory, compression, fsync, table, bad, nulled, stored) -> ShardResult:
+    quarantine = put_quarantine(directory, split.index, bad, fsync) if bad else None
+    written = put_shard(directory, split.index, shard_bytes(table, compression), fsync)
     return ShardResult(
         split.index,
         written.name,
         table.num_rows,
-        len(read.bad),
+        len(bad),
         written.bytes,
         written.sha256,
         quarantine,
-        time.perf_counter() - started,
         {f"{i}:{col}": counts for (i, col), counts in nulled.items() if counts[0]},
+        stored,
     )
 
 

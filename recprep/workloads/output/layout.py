@@ -6,6 +6,7 @@
       _job.json                   which job owns the directory (identity, name, spec, planned shards)
       _ledger.jsonl               one commit record per line, appended after the shard is in place
       _fit.json                   the fitted statistics of the job's fitted ops
+      _accounting.json            the last run's accounting: bytes, busy seconds, energy, cost
       part-NNNNN.parquet          shard NNNNN, numbered in source order
       _quarantine/part-NNNNN.jsonl  the malformed input rows of shard NNNNN
       _service/                   the shard service's acknowledgements (recprep serve)
@@ -25,6 +26,8 @@ import re
 JOB_FILE = "_job.json"
 LEDGER_FILE = "_ledger.jsonl"
 FIT_FILE = "_fit.json"
+#: The last run's accounting (``recprep.isp_nodes.accounting``).
+ACCOUNTING_FILE = "_accounting.json"
 QUARANTINE_DIR = "_quarantine"
 #: Default state directory of the shard service (``recprep serve --state-dir``).
 SERVICE_DIR = "_service"
@@ -36,7 +39,7 @@ SHARD_PREFIX = "part-"
 #: Marks a file still being written: never read, swept when a run opens the directory.
 TEMPORARY_MARK = ".tmp-"
 #: The files a directory holds besides shards and quarantine (cleared by --overwrite).
-CONTRACT_FILES = (JOB_FILE, LEDGER_FILE, FIT_FILE)
+CONTRACT_FILES = (JOB_FILE, LEDGER_FILE, FIT_FILE, ACCOUNTING_FILE)
 
 
 def shard_name(index: int) -> str:

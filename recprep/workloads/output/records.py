@@ -40,6 +40,9 @@ class CommitRecord:
     source: dict[str, Any] | None = None
     #: per "<step>:<column>", [values the step made null, values it saw], where it made any
     nulled: dict[str, list[int]] | None = None
+    #: where the shard's tasks ran and why, and the bytes it moved
+    #: (``recprep.isp_nodes.accounting.placement_record``)
+    placement: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """The ledger line (without its newline)."""
@@ -55,6 +58,8 @@ class CommitRecord:
         }
         if self.nulled:
             record["nulled"] = self.nulled
+        if self.placement:
+            record["placement"] = self.placement
         return json.dumps(record, sort_keys=True)
 
 
@@ -87,6 +92,7 @@ def parse_commit(line: bytes | str, total: int | None = None) -> CommitRecord | 
         quarantine if isinstance(quarantine, str) else None,
         source if isinstance(source, dict) else None,
         _counts(nulled),
+        e.get("placement") if isinstance(e.get("placement"), dict) else None,
     )
 
 

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from ...errors import OutputError
 from .layout import (
+    ACCOUNTING_FILE,
     CONTRACT_FILES,
     ERRORS_DIR,
     FIT_FILE,
@@ -317,6 +318,10 @@ class OutputWriter:
 
     def save_fit(self, identity: str, states: dict[tuple[int, str], Any]) -> None:
         self._write_json(FIT_FILE, {"identity": identity, "states": encode_fit_states(states)})
+
+    def save_accounting(self, document: dict[str, Any]) -> None:
+        """The run's accounting beside the shards (replaced by each run)."""
+        self._write_json(ACCOUNTING_FILE, document)
 
     def _write_json(self, name: str, data: Any) -> None:
         payload = json.dumps(data, indent=1, sort_keys=True, default=str).encode()

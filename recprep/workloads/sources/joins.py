@@ -297,6 +297,11 @@ class JoinedSource:
     def splits(self, rows_per_shard: int) -> list[Split]:
         return self.inner.splits(rows_per_shard)
 
+    def raw_bytes(self, split: Split):
+        """The wrapped source's (the side tables are loaded once per worker, not per split)."""
+        inner = getattr(self.inner, "raw_bytes", None)
+        return inner(split) if inner else None
+
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """The wrapped source's read, joined (join keys are never hex-decoded by the source:
         they must keep the values the side tables hold; the plan decodes them after the join)."""

@@ -144,6 +144,12 @@ class TextSource:
                 f.seek(split.start)
                 return f.read(split.stop - split.start)
 
+    def raw_bytes(self, split: Split) -> tuple[int, int]:
+        """(bytes the split occupies in storage, bytes of text parsed): its byte range (the whole
+        file of a compressed one, whose parsed size is not known before reading: counted as
+        stored)."""
+        return split.stop - split.start, split.stop - split.start
+
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """The split as a table of :meth:`schema`'s types, except that sparse columns named in
         ``decode_hex`` may come back already decoded by ``hex_to_int`` (int64). Malformed rows
