@@ -62,7 +62,14 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "recprep.op_params": ((), ("pyarrow", "numpy")),
     "recprep.uris": (("recprep.errors",), ("pyarrow", "numpy")),
     "recprep.manifest": (("recprep.errors",), ("pyarrow", "numpy")),
-    "recprep.spec": (("recprep.errors", "recprep.op_params", "recprep.manifest"), ("pyarrow", "numpy")),
+    "recprep.spec": (
+        ("recprep.errors", "recprep.op_params", "recprep.manifest", "recprep.isp_nodes.model"),
+        ("pyarrow", "numpy"),
+    ),
+    # the ISP emulation model is plain data (the spec validates with it)
+    "recprep.isp_nodes.model": ((), ("pyarrow", "numpy", "dask", "distributed", "kopf", "kubernetes")),
+    # ISP workers, placement and accounting: data plane, never Kubernetes
+    "recprep.isp_nodes": (("recprep.isp_nodes",), ("kopf", "kubernetes", "pyarrow", "torch")),
     "recprep.progress": ((), ("pyarrow", "numpy")),
     "recprep.workloads": (
         (
@@ -71,6 +78,7 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.op_params",
             "recprep.uris",
             "recprep.workloads",
+            "recprep.isp_nodes",
             "recprep._moved",
             "recprep",
             "recprep.__version__",

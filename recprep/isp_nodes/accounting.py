@@ -35,7 +35,12 @@ def _span(intervals: list[tuple[float, float]]) -> float:
 
 @dataclass
 class WorkerPace:
-    """One ISP worker's measured throughput against its model's."""
+    """One ISP worker's measured throughput against its model's.
+
+    ``rowsPerSecond`` is the worker's rate while its units work: rows x units / the seconds its
+    tasks took (each task holds one unit); ``modelRowsPerSecond`` the same with the seconds the
+    model gives those tasks. ``elapsedRowsPerSecond`` divides by the wall time during which any
+    unit was busy instead (lower when units idle, between tasks or at the end)."""
 
     rows: int = 0
     busy: list[tuple[float, float]] = field(default_factory=list)
@@ -45,13 +50,21 @@ class WorkerPace:
 
     def to_json(self) -> dict:
         span = _span(self.busy)
-        measured = self.rows / span if span else 0.0
-        modelled = self.rows * self.units / self.model_seconds if self.model_seconds else 0.0
-        out = {"rows": self.rows, "busySeconds": round(span, 4), "rowsPerSecond": round(measured, 1)}
+        task_seconds = sum(b - a for a, b in self.busy)
+        measured = self.rows * self.units / task_seconds if task_seconds else 0.0
+        out = {
+            "rows": self.rows,
+            "units": self.units,
+            "taskSeconds": round(task_seconds, 4),
+            "busySeconds": round(span, 4),
+            "rowsPerSecond": round(measured, 1),
+            "elapsedRowsPerSecond": round(self.rows / span, 1) if span else 0.0,
+        }
         if self.model_seconds:
+            modelled = self.rows * self.units / self.model_seconds
             out |= {
                 "modelRowsPerSecond": round(modelled, 1),
-                "ratio": round(measured / modelled, 4) if modelled else 0.0,
+                "ratio": round(measured / modelled, 4),
                 "tasksBehind": self.behind,
             }
         return out

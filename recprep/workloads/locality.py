@@ -136,6 +136,10 @@ def run_shards(
                 if whole or not topology.cpu or holder != node:
                     submit(transform_shard, job, split, states, directory, *args, flight=flight)
                 else:
+                    flight.reason += (
+                        f"; spec.transforms[{stop}:] ran on the CPU pool "
+                        f"({plan.steps[stop].op.name} is not offloaded to ISP units)"
+                    )
                     submit(offloaded_part, job, split, states, stop, flight=flight)
         while topology.cpu and in_flight(CPU) < DEPTH * topology.cpu_threads:
             took = queues.take_cpu(topology.units)

@@ -21,6 +21,7 @@ import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..errors import BadDataError, RecprepError
+from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
 from ..uris import output_directory
 from .output import QUARANTINE_DIR, WORKER_LOG, CommitRecord, JobRecord, OutputWriter, check_writable
@@ -127,8 +128,8 @@ def _client(
     isp: tuple[int, int] = (0, 1),
 ):
     """A Dask client: the one given, one of ``scheduler``, or an embedded cluster of ``workers``
-    single-threaded CPU workers and ``isp = (nodes, units)`` ISP workers (one per storage node,
-    ``isp_nodes.worker``)."""
+    single-threaded CPU workers (default: one per core the ISP workers leave) and
+    ``isp = (nodes, units)`` ISP workers (one per storage node, ``isp_nodes.worker``)."""
     if client is not None:
         yield client
         return
@@ -141,7 +142,8 @@ def _client(
     from ..isp_nodes.placement import local_nodes
     from ..isp_nodes.worker import embedded_specs
 
-    n = os.cpu_count() or 1 if workers is None else workers
+    # by default the cores are shared: the ISP workers' units first, the CPU pool the rest
+    n = max(1, (os.cpu_count() or 1) - isp[0] * isp[1]) if workers is None else workers
     specs = {f"cpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "name": f"cpu-{i}"}} for i in range(n)}
     specs |= embedded_specs(local_nodes(isp[0]), isp[1])
     for spec in specs.values():
@@ -288,17 +290,29 @@ def _nulled_warnings(
             )
 
 
+def _near(split: Split, holders: dict[str, list[str]]) -> dict:
+    """Dask restrictions that read a split on the ISP worker of its storage node, if any (only
+    the fit's partial statistics then leave the node); loose, so any worker takes it otherwise."""
+    node = holder(split_key(split.path, split.start, split.stop), holders)
+    return {"workers": holders[node], "allow_other_workers": True} if node else {}
+
+
 def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progress) -> States:
     from distributed import as_completed
+
+    from .locality import Topology
 
     saved = ledger.load_fit(identity)
     if saved is not None:
         return saved
     states: States = {}
+    holders = Topology.read(c).isp if plan.offloadable else {}
     for stage in range(len(plan.fit_stages)):
         if progress:
             progress.phase(f"fit {stage + 1}/{len(plan.fit_stages)}")
-        leaves = [c.submit(fit_shard, job, s, stage, dict(states), pure=False) for s in splits]
+        leaves = [
+            c.submit(fit_shard, job, s, stage, dict(states), pure=False, **_near(s, holders)) for s in splits
+        ]
         level = leaves
         while len(level) > 1:  # a binary tree over shard order: same shape for any worker count
             nxt = [c.submit(combine_partials, job, a, b, pure=False) for a, b in zip(level[::2], level[1::2])]
