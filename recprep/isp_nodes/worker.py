@@ -42,18 +42,16 @@ def pace(started: float, modelled: float, clock=time.perf_counter, wait=time.sle
     return Paced(modelled, remaining < 0)
 
 
-def here() -> tuple[str, str | None, int]:
-    """(name, storage node or None, ISP units) of the Dask worker running the calling task;
-    ("local", None, 0) outside a worker."""
+def here() -> tuple[str, str | None]:
+    """(name, storage node or None) of the Dask worker running the calling task; ("local", None)
+    outside a worker."""
     try:
         from distributed import get_worker
 
         worker = get_worker()
     except ValueError:
-        return "local", None, 0
-    node = node_of(worker.name)
-    units = int(worker.state.total_resources.get("isp", 0)) if node else 0
-    return str(worker.name), node, units
+        return "local", None
+    return str(worker.name), node_of(worker.name)
 
 
 def embedded_specs(nodes: list[str], units: int) -> dict[str, dict]:

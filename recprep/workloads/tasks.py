@@ -166,15 +166,13 @@ def _read(job: PreprocessJob, split: Split):
 def _ran(job, plan, started: float, wall: float, steps, rows: int, stored: int, parsed: int, **kw) -> Ran:
     """The record of a task that began at ``started`` (perf_counter) and ``wall`` (epoch); an ISP
     worker of a paced job first waits out the rest of the modelled time of the offloaded work."""
-    name, node, _ = here()
+    name, node = here()
     modelled, behind = None, False
-    if node and job.spec.pools.isp.mode == PACED:
-        a, b = steps
-        model = job.spec.pools.isp.model
-        values = plan.offload_values(rows, min(b, plan.offloadable)) if a == 0 else {}
-        paced = pace(
-            started, model.unit_seconds(stored if kw["read"] else 0, parsed if kw["read"] else 0, values)
-        )
+    if node and job.spec.pools.isp.mode == PACED and kw["read"]:
+        # the ISP part of a shard: its read, its parse and its offloaded steps, at the model's rates
+        # (a part that does not read, or steps that are not offloaded, run at the node's own speed)
+        values = plan.offload_values(rows, min(steps[1], plan.offloadable))
+        paced = pace(started, job.spec.pools.isp.model.unit_seconds(stored, parsed, values))
         modelled, behind = paced.model_seconds, paced.behind
     return Ran(
         name,
