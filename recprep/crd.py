@@ -116,6 +116,11 @@ def structural(schema: dict, defs: dict) -> dict:
             out["items"] = structural(value, defs)
         elif key == "default" and value is None:
             continue  # absent means null; Kubernetes would prune an explicit null anyway
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema draft 2020 (pydantic's gt/lt) gives the bound; OpenAPI v3.0, which the
+            # CRD speaks, gives the bound as minimum/maximum and the exclusiveness as a flag
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key in _KEEP:
             out[key] = copy.deepcopy(value)
     return out

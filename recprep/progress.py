@@ -14,7 +14,15 @@ The document (all counts are of the whole job, shards committed by an earlier at
 
 ``rows`` counts the rows read (written or quarantined: every row is one of the two);
 ``warnings`` are the run's one-line warnings (at most ``MAX_WARNINGS``, each at most
-``MAX_WARNING`` characters).
+``MAX_WARNING`` characters). Once the transform has landed every shard, the document also
+holds ``accounting``: the run's accounting (``recprep.isp_nodes.accounting``, also in
+``<output>/_accounting.json``) without its per-ISP-worker details, a few hundred bytes
+(:func:`accounting_summary`); null before that::
+
+    "accounting": {"placement": "isp", "shards": 4, "shardsByPool": {"isp": 4}, "rows": 20000,
+                   "storedBytes": ..., "networkBytes": {"raw": 0, "handoff": 0, "shard": ..., "total": ...},
+                   "busySeconds": {"isp": 1.9, "cpu": 0.0}, "workers": {"isp": 1, "cpu": 1},
+                   "wallSeconds": 2.1, "modelled": {"joules": ..., "dollars": ..., "rowsPerJoule": ...}}
 
 This module imports neither Kubernetes nor the data plane: the driver wraps its progress
 reporter in :class:`SchedulerProgress`; the operator calls :func:`parse`.
@@ -23,6 +31,7 @@ reporter in :class:`SchedulerProgress`; the operator calls :func:`parse`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +48,24 @@ MIN_INTERVAL = 0.5
 #: Warnings kept in the document (the first ones), and their longest length.
 MAX_WARNINGS, MAX_WARNING = 20, 500
 
+#: The fields of the run's accounting the document keeps, and what each holds: an int (>= 0), a
+#: number (>= 0), a string, or a mapping of names (pools, bytes' kinds...) to ints or numbers.
+#: Left out: ``ispWorkers``, one entry per ISP worker (``<output>/_accounting.json`` has it).
+ACCOUNTING_FIELDS: dict[str, str] = {
+    "placement": "str",
+    "shards": "int",
+    "shardsByPool": "ints",
+    "rows": "int",
+    "storedBytes": "int",
+    "networkBytes": "ints",
+    "busySeconds": "numbers",
+    "workers": "ints",
+    "wallSeconds": "number",
+    "modelled": "numbers",
+}
+#: Longest string, and most entries of one mapping, kept in the accounting summary.
+MAX_ACCOUNTING_TEXT, MAX_ACCOUNTING_ENTRIES = 40, 8
+
 
 def document(
     stage: str,
@@ -50,8 +77,10 @@ def document(
     rows_estimated: int | None = None,
     rows_quarantined: int = 0,
     warnings: list[str] | tuple[str, ...] = (),
+    accounting: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The progress document (checked: a bad value is a bug in the driver, raise at once)."""
+    """The progress document (checked: a bad value is a bug in the driver, raise at once;
+    ``accounting`` is cut down to :func:`accounting_summary`)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     return {
@@ -63,7 +92,44 @@ def document(
         "rowsEstimated": None if rows_estimated is None else int(rows_estimated),
         "rowsQuarantined": int(rows_quarantined),
         "warnings": [str(w)[:MAX_WARNING] for w in list(warnings)[:MAX_WARNINGS]],
+        "accounting": accounting_summary(accounting),
     }
+
+
+def _number(value: Any, kind: str) -> int | float | None:
+    """``value`` if it is a non-negative int (``kind`` "int") or finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if kind == "int" and not isinstance(value, int):
+        return None
+    return value if value >= 0 and math.isfinite(value) else None
+
+
+def accounting_summary(value: Any) -> dict[str, Any] | None:
+    """The part of a run's accounting document the progress document carries (and the operator
+    copies into ``status.accounting``): the ``ACCOUNTING_FIELDS`` of the right type, anything
+    else left out (the CRD types these fields, so a value off its type would fail the status
+    write). None when ``value`` is not a mapping or has none of them."""
+    if not isinstance(value, Mapping):
+        return None
+    summary: dict[str, Any] = {}
+    for key, kind in ACCOUNTING_FIELDS.items():
+        item = value.get(key)
+        if kind == "str":
+            if isinstance(item, str):
+                summary[key] = item[:MAX_ACCOUNTING_TEXT]
+        elif kind in ("int", "number"):
+            if (number := _number(item, kind)) is not None:
+                summary[key] = number
+        elif isinstance(item, Mapping):
+            each = "int" if kind == "ints" else "number"
+            entries = {
+                str(k)[:MAX_ACCOUNTING_TEXT]: n
+                for k, v in item.items()
+                if isinstance(k, str) and (n := _number(v, each)) is not None
+            }
+            summary[key] = dict(list(entries.items())[:MAX_ACCOUNTING_ENTRIES])
+    return summary or None
 
 
 def parse(value: Any) -> dict[str, Any] | None:
@@ -81,6 +147,7 @@ def parse(value: Any) -> dict[str, Any] | None:
             rows_estimated=value.get("rowsEstimated"),
             rows_quarantined=value.get("rowsQuarantined") or 0,
             warnings=_strings(value.get("warnings")),
+            accounting=value.get("accounting"),
         )
     except (TypeError, ValueError):
         return None
@@ -116,6 +183,8 @@ class SchedulerProgress:
         self.rows, self.rows_estimated = 0, None
         self.rows_quarantined = 0
         self.warnings: list[str] = []
+        #: The run's accounting (``accounted``), None until the transform is over.
+        self.accounting: dict[str, Any] | None = None
         self._last = None
         self.publish(force=True)
 
@@ -160,6 +229,14 @@ class SchedulerProgress:
         if self.inner is not None:
             self.inner.fitted(est_rows)
 
+    def accounted(self, document: Mapping[str, Any]) -> None:
+        """The run's accounting (``recprep.isp_nodes.accounting.Account.to_json``), once every
+        shard has landed: published with the progress (:func:`accounting_summary` of it)."""
+        self.accounting = dict(document)
+        if self.inner is not None and hasattr(self.inner, "accounted"):
+            self.inner.accounted(document)
+        self.publish(force=True)
+
     # --- publishing ---
 
     def finish(self) -> None:
@@ -180,6 +257,7 @@ class SchedulerProgress:
             rows_estimated=self.rows_estimated,
             rows_quarantined=self.rows_quarantined,
             warnings=self.warnings,
+            accounting=self.accounting,
         )
 
     def publish(self, force: bool = False) -> None:

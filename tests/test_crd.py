@@ -175,6 +175,9 @@ def _to_jsonschema(node: dict) -> dict:
             out["additionalProperties"] = False
     if "items" in node:
         out["items"] = _to_jsonschema(node["items"])
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if node.get(flag) is True:  # OpenAPI v3.0's flag -> JSON Schema's exclusive bound
+            out[flag] = out.pop(bound)
     if node.get("nullable") and "type" in out:
         out["type"] = [out["type"], "null"]
         if "enum" in out:
@@ -201,6 +204,8 @@ def test_crd_rejects_what_the_model_rejects():
         lambda d: d["spec"].update(pools={"cpu": {"max": -1}}),
         lambda d: d["spec"].update(backoffLimit=-1),
         lambda d: d["spec"]["source"].update(surprise=1),
+        lambda d: d["spec"].update(pools={"isp": {"model": {"networkBytesPerSecond": 0}}}),
+        lambda d: d["spec"].update(pools={"isp": {"model": {"throughput": {"sorting": 1}}}}),
     ):
         bad = copy.deepcopy(doc)
         mutate(bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from types import SimpleNamespace
 
@@ -117,3 +118,62 @@ def test_parse_takes_documents_and_refuses_anything_else():
     assert progress.parse({"stage": "plan"}) == progress.document("plan")
     with pytest.raises(ValueError, match="stage must be one of"):
         progress.document("fitting")
+
+
+#: An accounting document as ``recprep.isp_nodes.accounting.Account.to_json`` writes it.
+ACCOUNTING = {
+    "placement": "isp",
+    "shards": 4,
+    "shardsByPool": {"isp": 4},
+    "rows": 20000,
+    "storedBytes": 2_000_000,
+    "networkBytes": {"raw": 0, "handoff": 0, "shard": 600_000, "total": 600_000},
+    "busySeconds": {"isp": 1.92, "cpu": 0.0},
+    "workers": {"isp": 1, "cpu": 1},
+    "wallSeconds": 2.1,
+    "modelled": {"joules": 48.0, "dollars": 1.2e-05, "rowsPerJoule": 416.667, "rowsPerDollar": None},
+    "ispWorkers": {
+        f"isp/node-{i}/job-worker-isp-{i}": {"rows": 5000, "busySeconds": 0.48, "rowsPerSecond": 10416.7}
+        for i in range(50)
+    },
+}
+
+
+def test_the_accounting_is_published_without_the_per_worker_details_and_passed_on():
+    client, bar = RecordingClient(), RecordingBar()
+    bar.accounted = lambda document: bar.calls.append(("accounted", document["shards"]))
+    reporter = progress.SchedulerProgress(client, bar)
+    reporter.start(4, 20000, 0, 0)
+    assert client.published[-1]["accounting"] is None  # nothing before the transform is over
+    reporter.accounted(ACCOUNTING)
+    reporter.finish()
+    summary = {k: v for k, v in ACCOUNTING.items() if k != "ispWorkers"}
+    summary["modelled"] = {k: v for k, v in ACCOUNTING["modelled"].items() if v is not None}
+    assert [d["accounting"] for d in client.published[-2:]] == [summary, summary]  # accounted, finish
+    assert len(json.dumps(client.published[-1]["accounting"])) < 1024
+    assert bar.calls[-1] == ("accounted", 4)
+    assert progress.parse(client.published[-1]) == client.published[-1]
+
+
+def test_accounting_summary_keeps_only_the_typed_fields():
+    assert progress.accounting_summary(None) is None
+    assert progress.accounting_summary({"ispWorkers": {}}) is None
+    assert progress.accounting_summary(
+        {
+            "placement": "x" * 100,
+            "shards": -1,  # a negative count would fail the CRD's minimum: left out
+            "rows": True,
+            "storedBytes": 1.5,  # not an int
+            "wallSeconds": float("nan"),
+            "workers": {"isp": 2, "cpu": "many", 3: 1},
+            "busySeconds": {f"pool-{i}": i for i in range(20)},
+            "networkBytes": [1, 2],
+        }
+    ) == {
+        "placement": "x" * progress.MAX_ACCOUNTING_TEXT,
+        "workers": {"isp": 2},
+        "busySeconds": {f"pool-{i}": i for i in range(progress.MAX_ACCOUNTING_ENTRIES)},
+    }
+    published = progress.document("done", accounting={"shards": 3, "other": "dropped"})
+    assert published["accounting"] == {"shards": 3}
+    assert progress.parse({**published, "accounting": "lots"})["accounting"] is None

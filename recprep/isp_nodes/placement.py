@@ -94,6 +94,8 @@ class LocalityQueues:
         #: measured seconds per shard (exponential average), per ISP node and for the CPU pool
         self.seconds: dict[str, float] = {}
         self._probing = False
+        #: shards queued again after their worker left, and why (their next reason says so)
+        self._again: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.orphans) + sum(len(q) for q in self.held.values())
@@ -103,11 +105,16 @@ class LocalityQueues:
         old = self.seconds.get(who)
         self.seconds[who] = seconds if old is None else 0.7 * old + 0.3 * seconds
 
+    def _told(self, took: tuple[int, str] | None) -> tuple[int, str] | None:
+        if took is not None and took[0] in self._again:
+            return took[0], f"{took[1]} (a second time: {self._again.pop(took[0])})"
+        return took
+
     def take_isp(self, node: str) -> tuple[int, str] | None:
         queue = self.held.get(node)
         if not queue:
             return None
-        return queue.popleft(), f"its raw data is on {node}: read and transformed there"
+        return self._told((queue.popleft(), f"its raw data is on {node}: read and transformed there"))
 
     def behind(self, node: str, slots: int) -> bool:
         """Would ``node``, at its measured pace, reach its last queued shard later than the CPU
@@ -120,6 +127,9 @@ class LocalityQueues:
     def take_cpu(self, slots: dict[str, int]) -> tuple[int, str] | None:
         """The next shard for the CPU pool, or None when every node keeps up with its queue.
         ``slots``: each live node's ISP units."""
+        return self._told(self._take_cpu(slots))
+
+    def _take_cpu(self, slots: dict[str, int]) -> tuple[int, str] | None:
         if self.orphans:
             return self.orphans.popleft()
         queued = [n for n in self.held if self.held[n]]
@@ -158,6 +168,7 @@ class LocalityQueues:
 
     def requeue(self, index: int, reason: str) -> None:
         """A shard whose worker died before it finished: it is done again."""
+        self._again[index] = reason
         node = self.holder.get(index)
         if node in self.held:
             self.held[node].appendleft(index)
@@ -168,5 +179,5 @@ class LocalityQueues:
         """For a cluster without a CPU pool: a shard no live node holds, for any ISP worker."""
         if self.orphans:
             index, reason = self.orphans.popleft()
-            return index, reason + " (no CPU worker: an ISP worker of another node took it)"
+            return self._told((index, reason + " (no CPU worker: an ISP worker of another node took it)"))
         return None

@@ -4,8 +4,14 @@ Children of a job ``J`` (names from ``labels``):
 
 - ConfigMap ``J-spec``              the job manifest, handed to the driver as env ``RECPREP_JOB``;
 - Deployment + Service ``J-scheduler``  one ``dask scheduler``;
-- Deployment ``J-worker-cpu``       ``dask worker`` pods on (by default preemptible) CPU nodes;
-- Deployment ``J-worker-isp``       ``dask worker`` pods pinned to storage nodes, resource isp=1;
+- Deployment ``J-worker-cpu``       ``dask worker`` pods (resource cpu=1) on (by default
+                                    preemptible) CPU nodes, each worker named after its pod;
+- Deployment ``J-worker-isp``       ``recprep isp-worker`` pods pinned to storage nodes: each is
+                                    the ISP worker of the node it runs on (``--node`` from the
+                                    downward API's ``spec.nodeName``), named
+                                    ``isp/<node>/<pod>``, with resource isp=``spec.pools.isp.units``
+                                    and as many threads; ``spec.pools.isp.dataRoot`` (the nodes'
+                                    raw data) is mounted read-only at the same path (hostPath);
 - Job ``J-driver``                  ``recprep run - --job-env RECPREP_JOB --scheduler tcp://J-scheduler:8786``;
 - Deployment + Service ``J-shards``  with ``spec.serve`` only: ``recprep serve`` on the job's output
                                     (``build_shard_service_children``; the follower creates them once
@@ -26,7 +32,7 @@ import yaml
 from ..spec import SHARD_TOKEN_ENV, PreprocessJob
 from ..uris import local_path
 from . import labels, scaling
-from .podspec import container, pod_name_env, pod_spec
+from .podspec import NODE_NAME_ENV, container, node_name_env, pod_name_env, pod_spec
 from .settings import Settings
 
 SCHEDULER_PORT = 8786
@@ -37,8 +43,11 @@ DASHBOARD_PORT = 8787
 #: Job manifests are a few KiB, far below the 128 KiB limit of one environment string.
 JOB_FILE = "job.yaml"
 JOB_ENV = "RECPREP_JOB"
-#: Dask resources each worker advertises, per pool: tasks that need ISP emulation ask for isp=1.
-POOL_RESOURCES = {labels.CPU: "cpu=1", labels.ISP: "isp=1"}
+#: The Dask resource each pool's workers advertise (the scheduler link tells the pools apart by
+#: it): a CPU worker cpu=1, an ISP worker isp=<spec.pools.isp.units>.
+POOL_RESOURCES = {labels.CPU: "cpu", labels.ISP: "isp"}
+#: Name of the ISP pods' volume of ``spec.pools.isp.dataRoot``.
+ISP_DATA_VOLUME = "isp-data-root"
 
 
 def namespace_of(job: PreprocessJob, settings: Settings) -> str:
@@ -187,13 +196,24 @@ def _placement(job: PreprocessJob, pool: str, settings: Settings) -> dict[str, A
     }
 
 
-def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, replicas: int) -> dict:
-    """The ``dask worker`` Deployment of ``pool`` (cpu | isp) with ``replicas`` held to the
-    pool's bounds (``scaling.clamp``); one single-threaded worker process per pod, named after
-    the pod."""
-    name = job.metadata.name
-    pod_labels = labels.component_labels(name, labels.WORKER, pool)
-    command = [
+def _worker_command(job: PreprocessJob, pool: str) -> list[str]:
+    """The CPU pool: one single-threaded ``dask worker`` named after its pod. The ISP pool:
+    ``recprep isp-worker`` (``recprep.isp_nodes.worker.run_worker``), the ISP worker of the
+    storage node the pod runs on, named ``isp/<node>/<pod>`` (how the driver knows which raw
+    data it holds), with ``spec.pools.isp.units`` threads and resource isp=units."""
+    if pool == labels.ISP:
+        return [
+            "recprep",
+            "isp-worker",
+            scheduler_address(job),
+            "--node",
+            f"$({NODE_NAME_ENV})",
+            "--name",
+            "$(POD_NAME)",
+            "--units",
+            str(job.spec.pools.isp.units),
+        ]
+    return [
         "dask",
         "worker",
         scheduler_address(job),
@@ -204,15 +224,45 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, r
         "--name",
         "$(POD_NAME)",
         "--resources",
-        POOL_RESOURCES[pool],
+        f"{POOL_RESOURCES[pool]}=1",
     ]
+
+
+def _isp_data_root(job: PreprocessJob, settings: Settings) -> tuple[list[dict], list[dict]]:
+    """(volumes, mounts) of ``spec.pools.isp.dataRoot`` for the ISP pods: the storage node's
+    directory, read-only, at the same path (a hostPath of type Directory: a node without it
+    fails the pod's start rather than running on an empty directory). Nothing when it is not
+    set, or when the chart's ``storage`` already mounts that very path (that mount is then
+    what every pod of the job reads; a second one at the same path would be refused)."""
+    root = job.spec.pools.isp.data_root
+    if not root or any(m.get("mountPath") == root for m in settings.storage_mounts):
+        return [], []
+    return (
+        [{"name": ISP_DATA_VOLUME, "hostPath": {"path": root, "type": "Directory"}}],
+        [{"name": ISP_DATA_VOLUME, "mountPath": root, "readOnly": True}],
+    )
+
+
+def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, replicas: int) -> dict:
+    """The worker Deployment of ``pool`` (cpu | isp; ``_worker_command``) with ``replicas``
+    held to the pool's bounds (``scaling.clamp``); one worker process per pod, its name
+    ending in the pod's. Both pools mount the chart's ``storage``; the ISP pool also
+    ``spec.pools.isp.dataRoot`` (``_isp_data_root``)."""
+    name = job.metadata.name
+    pod_labels = labels.component_labels(name, labels.WORKER, pool)
+    env = [pod_name_env()]
+    volumes, mounts = _storage_volumes(settings), _storage_mounts(settings)
+    if pool == labels.ISP:
+        env.append(node_name_env())
+        data_volumes, data_mounts = _isp_data_root(job, settings)
+        volumes, mounts = volumes + data_volumes, mounts + data_mounts
     worker = container(
         labels.WORKER,
-        command,
+        _worker_command(job, pool),
         settings,
         settings.worker_resources,
-        env=[pod_name_env()],
-        mounts=_storage_mounts(settings),
+        env=env,
+        mounts=mounts,
     )
     return {
         "apiVersion": "apps/v1",
@@ -226,7 +276,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, r
                 "spec": pod_spec(
                     [worker],
                     settings,
-                    volumes=_storage_volumes(settings),
+                    volumes=volumes,
                     terminationGracePeriodSeconds=settings.worker_grace_seconds,
                     **_placement(job, pool, settings),
                 ),

@@ -118,6 +118,9 @@ def next_status(current: dict, obs: Observation, now: datetime | None = None) ->
         )
         if doc["warnings"]:
             status["warnings"] = list(doc["warnings"])
+    if doc is not None and doc.get("accounting"):
+        # (published once the run has landed every shard; a retried driver's plan keeps it)
+        status["accounting"] = copy.deepcopy(doc["accounting"])
     status["driver"] = dict(obs.driver_counts)
     failures = obs.driver_counts.get("failed", 0)
 

@@ -11,6 +11,8 @@ from .settings import Settings
 #: Writable scratch space (HOME and DASK_TEMPORARY_DIRECTORY point here in the image).
 TMP_VOLUME = "tmp"
 TMP_PATH = "/tmp"
+#: The variable holding the name of the node a pod runs on (``node_name_env``).
+NODE_NAME_ENV = "NODE_NAME"
 
 
 def container(
@@ -59,3 +61,9 @@ def pod_spec(
 def pod_name_env() -> dict:
     """Env var POD_NAME from the downward API (``$(POD_NAME)`` in a command expands it)."""
     return {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+
+
+def node_name_env() -> dict:
+    """Env var NODE_NAME from the downward API: the node the pod was scheduled on
+    (``$(NODE_NAME)`` in a command expands it)."""
+    return {"name": NODE_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}

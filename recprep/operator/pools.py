@@ -2,7 +2,7 @@
 
 The mechanism behind ``scaling``'s policy. To shrink pool P from n to m workers:
 
-1. read P's pods and the scheduler's workers (each worker is named after its pod);
+1. read P's pods and the scheduler's workers (by pod: ``scheduler.pod_of``);
 2. ``scaling.choose_retirements`` picks the n - m pods to go, with a reason each;
 3. the chosen pods' workers are retired through the scheduler (their keys are copied
    elsewhere; they start no new task) and, up to ``Settings.retire_timeout``, the tasks they
@@ -68,7 +68,7 @@ def _is_ready(pod: Any) -> bool:
 def worker_pods_view(
     pods: list[Any], workers: dict[str, dask_scheduler.DaskWorker]
 ) -> list[scaling.WorkerPod]:
-    """The policy's view of a pool's pods, joined with the scheduler's workers by name."""
+    """The policy's view of a pool's pods, joined with the scheduler's workers (by pod name)."""
     view = []
     for pod in pods:
         worker = workers.get(pod.metadata.name)

@@ -36,6 +36,7 @@ class DaskWorker:
     """One worker as the scheduler sees it."""
 
     address: str
+    #: Its Dask name (``pod_of`` gives its pod's).
     name: str
     status: str
     pool: str | None
@@ -48,8 +49,8 @@ class DaskWorker:
 
 @dataclass(frozen=True)
 class SchedulerState:
-    """The scheduler's workers (by name: each worker is named after its pod) and the driver's
-    last progress document (None when nothing was published)."""
+    """The scheduler's workers by the name of their pod (``pod_of``) and the driver's last
+    progress document (None when nothing was published)."""
 
     workers: dict[str, DaskWorker] = field(default_factory=dict)
     progress: dict[str, Any] | None = None
@@ -68,10 +69,25 @@ def address(job_name: str, namespace: str) -> str:
     return f"tcp://{labels.scheduler_name(job_name)}.{namespace}.svc:{SCHEDULER_PORT}"
 
 
+#: First part of an ISP worker's name, ``isp/<node>/<pod>``.
+ISP_WORKER_PREFIX = "isp"
+
+
+def pod_of(worker_name: str) -> str:
+    """The pod a worker runs in, from its Dask name: a CPU worker is named after its pod
+    (``dask worker --name $(POD_NAME)``), an ISP worker ``isp/<node>/<pod>`` (``recprep
+    isp-worker --name $(POD_NAME)``: ``recprep.isp_nodes.placement.worker_name``, read back
+    here without loading the data plane)."""
+    parts = worker_name.split("/")
+    if len(parts) == 3 and parts[0] == ISP_WORKER_PREFIX and parts[1] and parts[2]:
+        return parts[2]
+    return worker_name
+
+
 def _pool_of(resources: dict[str, Any] | None) -> str | None:
     """The pool whose Dask resource the worker advertises (``builders.POOL_RESOURCES``)."""
-    for pool, spec in POOL_RESOURCES.items():
-        if spec.split("=", 1)[0] in (resources or {}):
+    for pool, resource in POOL_RESOURCES.items():
+        if resource in (resources or {}):
             return pool
     return None
 
@@ -104,7 +120,7 @@ async def _state(addr: str) -> SchedulerState:
     for addr_, info in identity.get("workers", {}).items():
         name = str(info.get("name", addr_))
         counts = (info.get("metrics") or {}).get("task_counts") or {}
-        workers[name] = DaskWorker(
+        workers[pod_of(name)] = DaskWorker(
             address=addr_,
             name=name,
             status=str(info.get("status", "")),
@@ -143,10 +159,10 @@ def retire(addr: str, worker_addresses: list[str], timeout: float) -> set[str]:
 
 
 def wait_idle(addr: str, names: list[str], timeout: float) -> bool:
-    """Wait until the named (retired) workers execute no task, up to ``timeout`` seconds; True
-    if they are idle. A retiring worker starts nothing new: the tasks queued on it move to other
-    workers when it goes, and one still running at the deadline is recomputed elsewhere
-    (outputs are deterministic, and only the driver commits a shard)."""
+    """Wait until the (retired) workers of the pods ``names`` execute no task, up to
+    ``timeout`` seconds; True if they are idle. A retiring worker starts nothing new: the tasks
+    queued on it move to other workers when it goes, and one still running at the deadline is
+    recomputed elsewhere (outputs are deterministic, and only the driver commits a shard)."""
     deadline = time.monotonic() + timeout
     while True:
         workers = state(addr).workers

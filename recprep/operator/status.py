@@ -249,6 +249,67 @@ def _str(description: str, **extra: Any) -> dict:
     return {"type": "string", "description": description, **extra}
 
 
+def _number(description: str, nullable: bool = False) -> dict:
+    node = {"type": "number", "minimum": 0, "description": description}
+    return {**node, "nullable": True} if nullable else node
+
+
+def _per_pool(description: str, leaf, pools: tuple[str, ...] = ("isp", "cpu")) -> dict:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {pool: leaf(f"Pool {pool}.") for pool in pools},
+    }
+
+
+#: ``status.accounting``: what the driver's run cost, per pool (``recprep.progress``'s
+#: ``accounting``: ``recprep.isp_nodes.accounting`` without the per-ISP-worker details).
+ACCOUNTING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "What the driver's last run cost, per pool, once it has landed every shard (shards "
+    "committed by an earlier attempt are not in it); the output's _accounting.json has it too, "
+    "with the details of each ISP worker.",
+    "properties": {
+        "placement": _str(
+            "Where the shards ran: isp (all on ISP workers, next to their raw data), cpu-centric "
+            "(all on the CPU pool), mixed, or none."
+        ),
+        "shards": _int("Shards the run committed."),
+        "shardsByPool": _per_pool(
+            "Shards per pool that ran them (isp+cpu: an ISP worker ran the offloadable transforms, "
+            "a CPU worker the rest).",
+            _int,
+            ("isp", "cpu", "isp+cpu"),
+        ),
+        "rows": _int("Rows of the shards the run committed."),
+        "storedBytes": _int("Raw bytes read from storage."),
+        "networkBytes": {
+            "type": "object",
+            "description": "Bytes carried over the network.",
+            "properties": {
+                "raw": _int("Raw data read by a worker that does not hold it."),
+                "handoff": _int("Tables an ISP task handed to a CPU task."),
+                "shard": _int("Written shards (each moves once, to the trainers)."),
+                "total": _int("All of them."),
+            },
+        },
+        "busySeconds": _per_pool("Seconds the pools' tasks ran.", _number),
+        "workers": _per_pool("Workers of each pool for the run (ISP: storage nodes).", _int),
+        "wallSeconds": _number("Seconds from the first shard placed to the last landed."),
+        "modelled": {
+            "type": "object",
+            "description": "Energy and cost from the ISP model (spec.pools.isp.model).",
+            "properties": {
+                "joules": _number("Busy seconds times the model's watts."),
+                "dollars": _number("The pools' workers for the wall time at the model's hourly prices."),
+                "rowsPerJoule": _number("Rows per joule.", True),
+                "rowsPerDollar": _number("Rows per dollar.", True),
+            },
+        },
+    },
+}
+
+
 #: ``status`` in the CRD's openAPIV3Schema (``recprep.crd``): every field the operator writes,
 #: typed, so ``kubectl explain`` describes it and the API server keeps exactly these.
 STATUS_SCHEMA: dict[str, Any] = {
@@ -288,6 +349,7 @@ STATUS_SCHEMA: dict[str, Any] = {
             "committed shards redone because they no longer matched the ledger).",
             "items": {"type": "string"},
         },
+        "accounting": ACCOUNTING_SCHEMA,
         "workers": {
             "type": "object",
             "description": "Workers per pool that accept work.",

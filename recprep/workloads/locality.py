@@ -79,10 +79,11 @@ class Landed:
 
 
 def wait_for_isp(client, wanted: int, seconds: float, clock=time.monotonic) -> Topology:
-    """The topology once ``wanted`` storage nodes have an ISP worker, or after ``seconds``."""
+    """The topology once ``wanted`` ISP workers have joined (two pods may share a storage node),
+    or after ``seconds``."""
     deadline = clock() + seconds
     topology = Topology.read(client)
-    while len(topology.isp) < wanted and clock() < deadline:
+    while len(topology.worker_units) < wanted and clock() < deadline:
         time.sleep(0.5)  # polling the scheduler for joining workers
         topology = Topology.read(client)
     return topology

@@ -226,7 +226,7 @@ def test_an_unseen_job_succeeds_with_the_expected_shards_and_pool_placement(depl
         assert pod["spec"]["containers"][0]["resources"] == deployed.values["worker"]["resources"]
     for pod in isp_pods:
         assert _placement(pod) == {**pools["isp"], "affinity": {}}, context
-        assert "isp=1" in pod["spec"]["containers"][0]["command"]
+        assert pod["spec"]["containers"][0]["command"][:2] == ["recprep", "isp-worker"]
     # Driver and workers mount the storage of the values (where source and output live).
     storage = deployed.values["storage"]
     for pod in [*cpu_pods, *isp_pods, *driver_pods]:
@@ -248,6 +248,75 @@ def test_an_unseen_job_succeeds_with_the_expected_shards_and_pool_placement(depl
     assert sorted((e["shard"], e["rows"], e["sha256"]) for e in entries) == sorted(
         (e["shard"], e["rows"], e["sha256"]) for e in reference
     ), context
+
+
+def test_an_isp_pool_job_runs_its_shards_on_the_isp_pod_and_reports_its_accounting(
+    deployed: Deployed, tmp_path
+):
+    from recprep import progress
+
+    out, raw = tmp_path / "out", tmp_path / "raw"
+    manifest = preprocess_job("near", out, cpu=(1, 1), isp=(1, 1))
+    manifest["spec"]["pools"]["isp"] |= {"units": 2, "dataRoot": str(raw)}
+    t0 = time.monotonic()
+    deployed.apply_job(manifest)
+
+    # The ISP pod runs `recprep isp-worker` for its node (the downward API's spec.nodeName:
+    # "process-kubelet" here) with the units of the spec, and mounts the nodes' raw data.
+    (isp_pod,) = deployed.wait_for(
+        lambda: deployed.pods("near", "worker", "isp"),
+        timeout=60,
+        interval=0.2,
+        message=f"no ISP pod\n{deployed.diagnostics('near')}",
+    )
+    (cpu_pod,) = deployed.pods("near", "worker", "cpu")
+    (container,) = isp_pod["spec"]["containers"]
+    assert container["command"] == [
+        "recprep",
+        "isp-worker",
+        "tcp://near-scheduler:8786",
+        "--node",
+        "$(NODE_NAME)",
+        "--name",
+        "$(POD_NAME)",
+        "--units",
+        "2",
+    ]
+    assert {"name": "isp-data-root", "hostPath": {"path": str(raw), "type": "Directory"}} in isp_pod["spec"][
+        "volumes"
+    ]
+    assert {"name": "isp-data-root", "mountPath": str(raw), "readOnly": True} in container["volumeMounts"]
+    isp_worker = f"isp/process-kubelet/{isp_pod['metadata']['name']}"
+
+    status = deployed.wait_phase("near", "Succeeded", timeout=120)
+    print(f"Succeeded after {time.monotonic() - t0:.1f}s")
+    entries = assert_committed_exactly_once(out, 4)
+    assert status["rows"]["done"] == 20000
+
+    # Every shard's placement: on the ISP pod's worker, next to its raw data (the node holds
+    # them all), or on the CPU pod's worker; the ISP worker ran at least one.
+    pools = {}
+    for e in entries:
+        placement = e["placement"]
+        pools[placement["pool"]] = pools.get(placement["pool"], 0) + 1
+        task = placement["tasks"][0]
+        if placement["pool"] == "isp":
+            assert task["worker"] == isp_worker and task["node"] == "process-kubelet", placement
+            assert placement["holder"] == "process-kubelet" and placement["networkBytes"]["raw"] == 0
+        else:
+            assert placement["pool"] == "cpu" and task["worker"] == cpu_pod["metadata"]["name"], placement
+    assert pools.get("isp", 0) > 0, pools
+    print(f"shards per pool: {pools}; status.accounting: {status.get('accounting')}")
+
+    # The run's accounting, as the driver wrote it, is in the status (without the per-worker part).
+    written = json.loads((out / "_accounting.json").read_text())
+    assert written["ispWorkers"][isp_worker]["rows"] > 0
+    accounting = status["accounting"]
+    assert accounting == progress.accounting_summary(written)
+    assert accounting["shards"] == 4 and accounting["rows"] == 20000
+    assert accounting["shardsByPool"] == pools
+    assert accounting["workers"]["isp"] == 1  # (the CPU worker may join after the driver looked)
+    assert "ispWorkers" not in accounting
 
 
 def _wait_committed(deployed: Deployed, output: Path, at_least: int, timeout: float, name: str) -> int:
@@ -411,7 +480,9 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
     _wait_committed(deployed, out, 1, timeout=60, name="elastic")
     workers = _scheduler_workers(deployed, "elastic")
     isp_pods = {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "isp")}
-    assert {w["name"] for w in workers.values() if w["resources"] == {"isp": 1}} == isp_pods
+    assert {w["name"] for w in workers.values() if w["resources"] == {"isp": 1}} == {
+        f"isp/process-kubelet/{pod}" for pod in isp_pods
+    }
     cpu_before = {p["metadata"]["name"] for p in deployed.pods("elastic", "worker", "cpu")}
     assert {w["name"] for w in workers.values() if w["resources"] == {"cpu": 1}} == cpu_before
 

@@ -115,28 +115,88 @@ def test_scheduler_service_selects_the_scheduler_pod_only(job, settings):
 
 
 def test_worker_command_and_env(job, settings):
-    for pool, resource in [("cpu", "cpu=1"), ("isp", "isp=1")]:
+    deploy = builders.build_worker_deployment(job, "cpu", settings, 1)
+    (container,) = pod_spec(deploy)["containers"]
+    assert container["command"] == [
+        "dask",
+        "worker",
+        "tcp://clicks-scheduler:8786",
+        "--nthreads",
+        "1",
+        "--nworkers",
+        "1",
+        "--name",
+        "$(POD_NAME)",
+        "--resources",
+        "cpu=1",
+    ]
+    assert container["env"] == [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+    for pool in labels.POOLS:
         deploy = builders.build_worker_deployment(job, pool, settings, 1)
         (container,) = pod_spec(deploy)["containers"]
-        assert container["command"] == [
-            "dask",
-            "worker",
-            "tcp://clicks-scheduler:8786",
-            "--nthreads",
-            "1",
-            "--nworkers",
-            "1",
-            "--name",
-            "$(POD_NAME)",
-            "--resources",
-            resource,
-        ]
-        assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container[
-            "env"
-        ]
         assert container["resources"] == POD_DEFAULTS["worker"]["resources"]
         assert deploy["spec"]["template"]["metadata"]["labels"][labels.POOL] == pool
         assert deploy["spec"]["selector"]["matchLabels"] == labels.selector("clicks", "worker", pool)
+
+
+@pytest.mark.parametrize("units", [1, 4])
+def test_isp_workers_run_recprep_isp_worker_for_their_node_with_the_units_of_the_spec(settings, units):
+    job = load_job_dict(job_document(pools={"isp": {"min": 1, "max": 2, "units": units}}))
+    (container,) = pod_spec(builders.build_worker_deployment(job, "isp", settings, 1))["containers"]
+    assert container["command"] == [
+        "recprep",
+        "isp-worker",
+        "tcp://clicks-scheduler:8786",
+        "--node",
+        "$(NODE_NAME)",
+        "--name",
+        "$(POD_NAME)",
+        "--units",
+        str(units),
+    ]
+    # the pod's name tells its worker apart; the node's tells the driver which raw data it holds
+    assert container["env"] == [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+    ]
+    assert "--resources" not in container["command"]  # isp=<units>: recprep isp-worker's own
+
+
+def test_isp_pods_mount_the_data_root_read_only_at_the_same_path(settings):
+    job = load_job_dict(job_document(pools={"isp": {"max": 2, "dataRoot": "/mnt/nvme/raw"}}))
+    storage = POD_DEFAULTS["storage"]
+    isp = pod_spec(builders.build_worker_deployment(job, "isp", settings, 1))
+    (container,) = isp["containers"]
+    assert isp["volumes"] == [
+        {"name": "tmp", "emptyDir": {}},
+        *storage["volumes"],
+        {"name": "isp-data-root", "hostPath": {"path": "/mnt/nvme/raw", "type": "Directory"}},
+    ]
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        *storage["volumeMounts"],
+        {"name": "isp-data-root", "mountPath": "/mnt/nvme/raw", "readOnly": True},
+    ]
+    assert container["securityContext"] == POD_DEFAULTS["securityContext"]  # still read-only root fs
+    kubernetes_validate.validate(
+        builders.build_worker_deployment(job, "isp", settings, 1), KUBERNETES_VERSION, strict=True
+    )
+    # only the ISP pods: the CPU pool and the driver read the raw data over the shared storage
+    for doc in builders.build_children(job, settings):
+        if "template" in doc.get("spec", {}) and doc["metadata"]["name"] != "clicks-worker-isp":
+            assert "isp-data-root" not in str(pod_spec(doc)), doc["metadata"]["name"]
+
+
+def test_no_data_root_mount_without_data_root_or_where_the_storage_is_mounted(job, settings):
+    isp = pod_spec(builders.build_worker_deployment(job, "isp", settings, 1))
+    assert [v["name"] for v in isp["volumes"]] == ["tmp", "data"]
+    # dataRoot at the storage's own mount path: that mount holds it (a second one is refused)
+    on_storage = load_job_dict(job_document(pools={"isp": {"max": 2, "dataRoot": "/data"}}))
+    isp = pod_spec(builders.build_worker_deployment(on_storage, "isp", settings, 1))
+    assert [v["name"] for v in isp["volumes"]] == ["tmp", "data"]
+    assert [m["mountPath"] for m in isp["containers"][0]["volumeMounts"]] == ["/tmp", "/data"]
 
 
 def test_cpu_workers_carry_the_cpu_placement_and_spot_toleration_when_preemptible(settings):
@@ -146,8 +206,8 @@ def test_cpu_workers_carry_the_cpu_placement_and_spot_toleration_when_preemptibl
     assert pod["nodeSelector"] == cpu["nodeSelector"]
     assert pod["affinity"] == cpu["affinity"]
     assert pod["tolerations"] == cpu["tolerations"]
-    assert "--resources" in pod["containers"][0]["command"]
-    assert "isp=1" not in pod["containers"][0]["command"]
+    command = pod["containers"][0]["command"]
+    assert command[:2] == ["dask", "worker"] and command[command.index("--resources") + 1] == "cpu=1"
 
 
 def test_non_preemptible_cpu_workers_do_not_tolerate_spot(settings):
@@ -165,8 +225,7 @@ def test_isp_workers_are_pinned_to_storage_nodes(job, settings):
     assert pod["nodeSelector"] == {"recprep.io/storage-node": "true"}
     assert pod["affinity"] == isp["affinity"]
     assert pod["tolerations"] == isp["tolerations"]
-    command = pod["containers"][0]["command"]
-    assert command[command.index("--resources") + 1] == "isp=1"
+    assert pod["containers"][0]["command"][:2] == ["recprep", "isp-worker"]
 
 
 @pytest.mark.parametrize(

@@ -165,3 +165,19 @@ def test_the_shard_service_is_due_once_the_driver_has_opened_the_output():
     created = {**succeeded, "shardService": {"name": "j-shards", "url": "grpc://j-shards.ns.svc:8815"}}
     assert not shard_service_due(created, None)
     assert not shard_service_due(created, Observation(progress=doc("transform", 1, 8)))
+
+
+def test_the_published_accounting_is_copied_into_the_status_and_kept():
+    accounting = {"placement": "isp", "shards": 8, "shardsByPool": {"isp": 8}, "rows": 40000}
+    running = next_status(st.initial_status(T0), Observation(progress=doc("transform", 3, 8, 15000)), T1)
+    assert "accounting" not in running
+    landed = progress.document(
+        "transform", shards_done=8, shards_total=8, rows=40000, rows_estimated=40000, accounting=accounting
+    )
+    status = next_status(running, Observation(driver_running=True, progress=landed), T1)
+    assert status["accounting"] == accounting
+    # a later document without it (a retried driver planning again) keeps the last one
+    status = next_status(status, Observation(driver_running=True, progress=doc("plan")), T1)
+    assert status["accounting"] == accounting
+    done = next_status(status, Observation(driver_complete=True, progress=landed), T1)
+    assert done["phase"] == st.SUCCEEDED and without_nulls(done)["accounting"] == accounting

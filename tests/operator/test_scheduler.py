@@ -45,6 +45,24 @@ def test_state_names_workers_by_pod_with_their_pool_and_what_they_hold(dask_work
     assert link.state(cluster.scheduler_address).progress["shardsDone"] == 2
 
 
+def test_isp_workers_are_known_by_their_pod_and_pool_whatever_their_units(dask_workers):
+    # recprep isp-worker names its worker isp/<node>/<pod> and advertises isp=<units>
+    cluster, _ = dask_workers({"job-worker-cpu-a": {"cpu": 1}, "isp/node-1/job-worker-isp-b": {"isp": 4}})
+    state = link.state(cluster.scheduler_address)
+    assert {n: (w.name, w.pool) for n, w in state.workers.items()} == {
+        "job-worker-cpu-a": ("job-worker-cpu-a", "cpu"),
+        "job-worker-isp-b": ("isp/node-1/job-worker-isp-b", "isp"),
+    }
+    assert state.running_per_pool() == {"cpu": 1, "isp": 1}
+
+
+def test_pod_of():
+    assert link.pod_of("job-worker-cpu-a") == "job-worker-cpu-a"
+    assert link.pod_of("isp/node-1/job-worker-isp-b") == "job-worker-isp-b"
+    for other in ("isp/node-1", "isp//pod", "isp/node/pod/x", "dask/node/pod"):
+        assert link.pod_of(other) == other
+
+
 def test_state_survives_a_key_released_between_its_calls(dask_workers):
     """The driver releases each shard's result once the ledger has it, so a key the scheduler
     listed a moment ago may be gone by the next call (CI saw a KeyError from the scheduler)."""

@@ -127,3 +127,72 @@ def test_workers_counts():
     assert st.workers(3, 1) == {"cpu": 3, "isp": 1}
     with pytest.raises(ValueError):
         st.workers(-1, 0)
+
+
+# --- status.accounting ---------------------------------------------------------------------------
+
+
+def _declared(value, schema, path="accounting"):
+    """Every key of ``value`` is declared in ``schema`` (the API server prunes the others)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        for key, item in value.items():
+            assert key in properties, f"{path}.{key} is not in the CRD's status schema"
+            _declared(item, properties[key], f"{path}.{key}")
+
+
+def _as_json_schema(node):
+    """The CRD schema node as plain JSON Schema (nullable -> a null type as well)."""
+    if isinstance(node, dict):
+        out = {k: _as_json_schema(v) for k, v in node.items() if k not in ("nullable", "format")}
+        if node.get("nullable"):
+            out["type"] = [node["type"], "null"]
+        return out
+    return node
+
+
+def _account_document() -> dict:
+    from recprep.isp_nodes.accounting import Account
+    from recprep.isp_nodes.model import IspModel
+
+    account = Account(IspModel())
+    account.workers = {"isp": 2, "cpu": 1}
+    isp_task = {"worker": "isp/node-a/pod-a", "node": "node-a", "steps": [0, 2], "started": 1.0}
+    for pool, tasks in [
+        ("isp", [{**isp_task, "seconds": 0.5, "modelSeconds": 0.6, "behind": False}]),
+        ("cpu", [{"worker": "pod-c", "node": None, "steps": [0, 2], "started": 1.0, "seconds": 0.4}]),
+        (
+            "isp+cpu",
+            [
+                {**isp_task, "steps": [0, 1], "seconds": 0.2},
+                {"worker": "pod-c", "node": None, "steps": [1, 2], "started": 1.2, "seconds": 0.1},
+            ],
+        ),
+    ]:
+        placement = {
+            "pool": pool,
+            "tasks": tasks,
+            "storedBytes": 1000,
+            "networkBytes": {"raw": 1000 if pool == "cpu" else 0, "handoff": 10, "shard": 300},
+        }
+        account.add(500, 300, placement, {"isp/node-a/pod-a": 2})
+    account.wall_seconds = 1.5
+    return account.to_json()
+
+
+def test_the_accounting_the_driver_publishes_fits_the_status_schema():
+    import jsonschema
+
+    from recprep import progress
+
+    assert set(st.ACCOUNTING_SCHEMA["properties"]) == set(progress.ACCOUNTING_FIELDS)
+    assert st.STATUS_SCHEMA["properties"]["accounting"] is st.ACCOUNTING_SCHEMA
+    document = _account_document()
+    summary = progress.accounting_summary(document)
+    assert set(summary) == set(progress.ACCOUNTING_FIELDS)  # every field of the summary is there
+    assert summary["shardsByPool"] == {"isp": 1, "cpu": 1, "isp+cpu": 1}
+    _declared(summary, st.ACCOUNTING_SCHEMA)
+    jsonschema.validate(summary, _as_json_schema(st.ACCOUNTING_SCHEMA))
+    # a run without ISP workers (CPU-centric, no energy model figures per row)
+    cpu_only = progress.accounting_summary({**document, "modelled": {"joules": 0, "rowsPerJoule": None}})
+    jsonschema.validate(cpu_only, _as_json_schema(st.ACCOUNTING_SCHEMA))
