@@ -243,6 +243,31 @@ def _isp_data_root(job: PreprocessJob, settings: Settings) -> tuple[list[dict], 
     )
 
 
+def _millicores(quantity: str | int | float) -> int | None:
+    """A Kubernetes CPU quantity ("2", "1.5", "500m") in millicores; None if not one."""
+    text = str(quantity).strip()
+    try:
+        return int(text[:-1]) if text.endswith("m") else round(float(text) * 1000)
+    except ValueError:
+        return None
+
+
+def _worker_resources(job: PreprocessJob, pool: str, settings: Settings) -> dict:
+    """The chart's worker resources; a native ISP worker runs ``units`` tasks at once on its
+    node's cores, so its CPU request and limit are the chart's times ``units`` (a paced one
+    spends most of each task waiting out the model: one worker's share is enough)."""
+    resources = copy.deepcopy(dict(settings.worker_resources))
+    isp = job.spec.pools.isp
+    if pool != labels.ISP or isp.mode != "native" or isp.units == 1:
+        return resources
+    for kind in ("requests", "limits"):
+        cpu = (resources.get(kind) or {}).get("cpu")
+        milli = None if cpu is None else _millicores(cpu)
+        if milli is not None:
+            resources[kind] = {**resources[kind], "cpu": f"{milli * isp.units}m"}
+    return resources
+
+
 def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, replicas: int) -> dict:
     """The worker Deployment of ``pool`` (cpu | isp; ``_worker_command``) with ``replicas``
     held to the pool's bounds (``scaling.clamp``); one worker process per pod, its name
@@ -260,7 +285,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, r
         labels.WORKER,
         _worker_command(job, pool),
         settings,
-        settings.worker_resources,
+        _worker_resources(job, pool, settings),
         env=env,
         mounts=mounts,
     )

@@ -474,3 +474,31 @@ def test_shard_service_without_a_token_and_with_a_file_uri(settings):
 def test_shard_service_manifests_pass_kubernetes_validate(settings):
     for doc in builders.build_shard_service_children(serving_job(), settings):
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("isp", "requests"),
+    [
+        ({"units": 3}, "3000m"),  # native: one core per unit
+        ({"units": 3, "mode": "paced"}, "1"),  # paced units mostly wait: the chart's request
+        ({}, "1"),
+    ],
+)
+def test_a_native_isp_worker_requests_a_core_per_unit(isp, requests):
+    from recprep.operator.settings import Settings
+
+    doc = {
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "j"},
+        "spec": {
+            "source": {"uri": "synthetic://criteo?rows=10", "format": "criteo"},
+            "output": {"uri": "/tmp/o"},
+            "pools": {"isp": isp},
+        },
+    }
+    deployment = builders.build_worker_deployment(load_job_dict(doc), "isp", Settings(), 1)
+    (worker,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert worker["resources"]["requests"]["cpu"] == requests
+    cpu = builders.build_worker_deployment(load_job_dict(doc), "cpu", Settings(), 1)
+    assert cpu["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1"
