@@ -338,9 +338,52 @@ class ServeSpec(Model):
         return v
 
 
+#: The scaling policies of ``spec.autoscale.policy`` (``recprep.predictor.policies``: ours, and
+#: the baselines it is measured against).
+AUTOSCALE_POLICIES = ("predictive", "reactive", "adaptive", "hill-climbing", "moving-window", "static-peak")
+
+
+class AutoscaleSpec(Model):
+    """How the operator sizes the worker pools within spec.pools (does not change the output bytes)."""
+
+    policy: Literal[AUTOSCALE_POLICIES] = Field(  # type: ignore[valid-type]
+        "predictive",
+        description="predictive: forecast the trainers' demand over the workers' start-up lag and plan the "
+        "cheapest mix of cpu and isp workers that meets it; reactive: dask-kubernetes' rule (the scheduler's "
+        "adaptive target every 5 s, at most 25% removed per step); adaptive: distributed's Adaptive; "
+        "hill-climbing: Cachew's climb on the trainers' batch time; moving-window: the decayed p95 of recent "
+        "demand (Autopilot); static-peak: every pool at its max.",
+    )
+    interval: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between scaling decisions of the predictive and moving-window policies (the "
+        "baselines keep the interval of the system they stand for).",
+    )
+    quantile: float = Field(
+        0.9,
+        ge=0.5,
+        le=0.99,
+        description="Quantile of the demand forecast the predictive policy provisions for (0.5 to 0.99): "
+        "higher buys fewer trainer stalls with more workers.",
+    )
+    deadline: int | None = Field(
+        None,
+        ge=1,
+        description="Seconds from the job's start by which every shard must be committed (absent: none); "
+        "the predictive policy finishes by it at least cost, or reports early that the pools' max cannot.",
+    )
+    budget: float | None = Field(
+        None,
+        gt=0,
+        description="Most the workers may cost, in USD per hour at the pools' modelled prices (absent: no "
+        "limit); when it binds, the plan is the most capacity the budget buys.",
+    )
+
+
 #: JobSpec fields that only steer how the job runs on Kubernetes, never the output bytes;
 #: PreprocessJob.identity() leaves them out.
-RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished", "serve")
+RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished", "serve", "autoscale")
 #: Fields added after outputs were first written, with their default: identity() leaves them out
 #: while they hold the default, so a job that does not set them keeps the identity (and the
 #: outputs) it had before they existed.
@@ -372,6 +415,11 @@ class JobSpec(Model):
         None,
         description="Run the job's shard service on Kubernetes (absent: none); it stays after the job "
         "succeeds, until the PreprocessJob is deleted (ignored by recprep run: see --serve).",
+    )
+    autoscale: AutoscaleSpec = Field(
+        default_factory=AutoscaleSpec,
+        description="How the operator sizes the worker pools within spec.pools: the scaling policy and its "
+        "settings (ignored by recprep run).",
     )
 
 

@@ -206,6 +206,8 @@ def test_crd_rejects_what_the_model_rejects():
         lambda d: d["spec"]["source"].update(surprise=1),
         lambda d: d["spec"].update(pools={"isp": {"model": {"networkBytesPerSecond": 0}}}),
         lambda d: d["spec"].update(pools={"isp": {"model": {"throughput": {"sorting": 1}}}}),
+        lambda d: d["spec"].update(autoscale={"quantile": 1.5}),
+        lambda d: d["spec"].update(autoscale={"policy": "magic"}),
     ):
         bad = copy.deepcopy(doc)
         mutate(bad)
@@ -220,6 +222,7 @@ def test_runtime_fields_do_not_change_identity():
         pools={"cpu": {"min": 2, "max": 9, "preemptible": False}, "isp": {"max": 1}},
         backoffLimit=5,
         ttlSecondsAfterFinished=0,
+        autoscale={"policy": "reactive", "interval": 5, "quantile": 0.95, "deadline": 3600, "budget": 1.5},
     )
     assert load_job_dict(doc).identity() == base
 

@@ -135,3 +135,56 @@ def test_serve_errors_name_the_field(serve, message):
     doc["spec"]["serve"] = serve
     with pytest.raises(SpecError, match=re.escape(message)):
         load_job_dict(doc)
+
+
+def test_autoscale_defaults_and_a_valid_setting():
+    job = load_job_dict(job_doc("x.tsv", "out-a"))
+    a = job.spec.autoscale
+    assert (a.policy, a.interval, a.quantile, a.deadline, a.budget) == ("predictive", 15.0, 0.9, None, None)
+    doc = job_doc("x.tsv", "out-a")
+    doc["spec"]["autoscale"] = {
+        "policy": "moving-window",
+        "interval": 30,
+        "quantile": 0.99,
+        "deadline": 7200,
+        "budget": 2.5,
+    }
+    b = load_job_dict(doc).spec.autoscale
+    assert (b.policy, b.interval, b.quantile, b.deadline, b.budget) == (
+        "moving-window",
+        30.0,
+        0.99,
+        7200,
+        2.5,
+    )
+
+
+def test_autoscale_is_a_runtime_field_not_part_of_the_identity():
+    a = load_job_dict(job_doc("x.tsv", "out-a"))
+    doc = job_doc("x.tsv", "out-a")
+    doc["spec"]["autoscale"] = {"policy": "reactive", "quantile": 0.5, "deadline": 60, "budget": 0.1}
+    assert load_job_dict(doc).identity() == a.identity()
+    doc["spec"]["autoscale"] = {}
+    assert load_job_dict(doc).identity() == a.identity()
+
+
+@pytest.mark.parametrize(
+    "autoscale, message",
+    [
+        ({"policy": "magic"}, "spec.autoscale.policy: must be one of 'predictive', 'reactive'"),
+        ({"interval": 0}, "spec.autoscale.interval: Input should be greater than 0 (got 0)"),
+        ({"interval": "soon"}, "spec.autoscale.interval: Input should be a valid number"),
+        ({"quantile": 0.4}, "spec.autoscale.quantile: Input should be greater than or equal to 0.5"),
+        ({"quantile": 1.0}, "spec.autoscale.quantile: Input should be less than or equal to 0.99"),
+        ({"deadline": 0}, "spec.autoscale.deadline: Input should be greater than or equal to 1"),
+        ({"deadline": "PT1H"}, "spec.autoscale.deadline: Input should be a valid integer"),
+        ({"budget": 0}, "spec.autoscale.budget: Input should be greater than 0"),
+        ({"budget": -2}, "spec.autoscale.budget: Input should be greater than 0"),
+        ({"horizon": 5}, "spec.autoscale.horizon: unknown field"),
+    ],
+)
+def test_autoscale_errors_name_the_field(autoscale, message):
+    doc = job_doc("x.tsv", "out-a")
+    doc["spec"]["autoscale"] = autoscale
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_job_dict(doc)

@@ -91,6 +91,13 @@ BASE: dict[str, Any] = {
         "backoffLimit": 2,
         "ttlSecondsAfterFinished": 60,
         "serve": {"port": 8815, "tokenSecret": "props-token", "seed": 0},
+        "autoscale": {
+            "policy": "predictive",
+            "interval": 15,
+            "quantile": 0.9,
+            "deadline": 3600,
+            "budget": 2.0,
+        },
     },
 }
 assert {t["op"] for t in BASE["spec"]["transforms"]} == set(PARAMS), "BASE must use every op"

@@ -90,19 +90,31 @@ class Plan:
     reasons: dict[str, str]
 
 
-def _cheapest(pools: dict[str, PoolState], required: float) -> tuple[dict[str, int], bool]:
+def _cheapest(
+    pools: dict[str, PoolState], required: float, budget: float | None = None
+) -> tuple[dict[str, int], bool]:
+    """The cheapest sizes meeting ``required`` within ``budget`` (per hour); when none does, the
+    most capacity within the budget (every pool at its limit without one), and False."""
     names = list(pools)
     ranges = [range(pools[n].lower, pools[n].limit + 1) for n in names]
     best, best_key = None, None
+    most, most_key = None, None
     for combo in itertools.product(*ranges):
         sizes = dict(zip(names, combo))
         cap = capacity(pools, sizes)
-        if cap + 1e-9 < required:
+        price = cost_per_hour(pools, sizes)
+        affordable = budget is None or price <= budget + 1e-9
+        if affordable and (most_key is None or (-cap, price) < most_key):
+            most, most_key = sizes, (-cap, price)
+        if cap + 1e-9 < required or not affordable:
             continue
-        key = (cost_per_hour(pools, sizes), -cap)
+        key = (price, -cap)
         if best_key is None or key < best_key:
             best, best_key = sizes, key
     if best is None:
+        if budget is not None:
+            # the budget binds: the most it buys (the minimums when even they cost more)
+            return (most if most is not None else {n: pools[n].lower for n in names}), False
         return {n: pools[n].limit for n in names}, False
     return best, True
 
@@ -117,9 +129,12 @@ def plan(
     rows_left: float | None = None,
     deadline: float | None = None,
     trainers: bool = True,
+    budget: float | None = None,
 ) -> Plan:
     """The cheapest sizes meeting ``demand`` rows/s (the forecast at the chosen quantile, as
-    ``label`` says) over ``horizon`` seconds, and the deadline of a finite job if it has one."""
+    ``label`` says) over ``horizon`` seconds, and the deadline of a finite job if it has one,
+    costing at most ``budget`` per hour (when it binds: the most capacity it buys, and the plan
+    says so)."""
     if not pools:
         raise ValueError("no pool to plan")
     lag = max(p.startup_lag for p in pools.values())
@@ -157,18 +172,33 @@ def plan(
         # per row does not depend on the count, so finishing sooner costs no more)
         full = {n: p.limit for n, p in pools.items()}
         cap = capacity(pools, full)
-        return Plan(
-            full,
-            cap,
-            cap,
-            cost_per_hour(pools, full),
-            True,
-            {n: f"no trainers and no deadline: every pool at its limit ({fmt_rate(cap)})" for n in pools},
-        )
-    sizes, ok = _cheapest(pools, required)
+        if budget is None or cost_per_hour(pools, full) <= budget + 1e-9:
+            return Plan(
+                full,
+                cap,
+                cap,
+                cost_per_hour(pools, full),
+                True,
+                {n: f"no trainers and no deadline: every pool at its limit ({fmt_rate(cap)})" for n in pools},
+            )
+        required, why = cap, "no trainers and no deadline: the most capacity the budget buys"
+    sizes, ok = _cheapest(pools, required, budget)
     reachable = reachable and ok
     cap = capacity(pools, sizes)
-    if not ok and "unreachable" not in why:
+    if (
+        not ok
+        and budget is not None
+        and cost_per_hour(pools, {n: p.limit for n, p in pools.items()}) > budget
+    ):
+        limits = capacity(pools, {n: p.limit for n, p in pools.items()})
+        if limits + 1e-9 >= required or "unreachable" in why:
+            why += f"; the budget of {budget:.2f}/h buys at most {fmt_rate(cap)}"
+        else:
+            why += (
+                f"; more than the pools' limits give ({fmt_rate(limits)}), "
+                f"and the budget buys {fmt_rate(cap)}"
+            )
+    elif not ok and "unreachable" not in why:
         why += f"; more than the pools' limits give ({fmt_rate(cap)})"
     reasons = {}
     for name in sizes:

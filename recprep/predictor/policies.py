@@ -4,11 +4,19 @@ Every policy is called every ``interval`` seconds with an :class:`~.signals.Obse
 answers the replicas it wants per pool, each with a reason a person can read. The baselines follow
 the rules of the systems they stand for:
 
-- :class:`Reactive`: dask-kubernetes' rule. Every 5 s it takes the scheduler's adaptive target
-  (queued work over a 5 s target duration) for its default worker group (``cpu``) and removes at
-  most 25% of the workers per step; the other group (``isp``) keeps a fixed size (its limit).
-- :class:`Adaptive`: distributed's ``Adaptive``: 1 s interval, the same target, a removal only
-  after 3 consecutive suggestions; ``isp`` fixed as above.
+- :class:`Reactive`: dask-kubernetes' rule (``daskautoscaler_adapt`` of its operator). Every 5 s
+  it takes the scheduler's adaptive target (below), a number of workers for the whole cluster,
+  as the replicas of its default worker group (``cpu``), removes at most 25% of them per step and
+  after any change waits out a 15 s cooldown; the other group (``isp``) keeps a fixed size (its
+  limit) and is not subtracted from the target (the operator scales the default group only).
+- :class:`Adaptive`: distributed's ``Adaptive``: 1 s interval, the same target for the whole
+  cluster (the fixed ``isp`` workers count toward it), a removal only after 3 consecutive
+  suggestions.
+
+The scheduler's adaptive target (distributed's ``Scheduler.adaptive_target``, from the
+:class:`~.signals.SchedulerView`): the expected seconds of queued and running tasks over the 5 s
+target duration, at most one worker per task; when that is fewer than the workers joined, the
+workers less the idle ones (only idle workers are closed).
 - :class:`HillClimb`: Cachew. +1 ``cpu`` worker while the trainers' batch time improves by more
   than 7%, -1 while the loss stays under 3%.
 - :class:`MovingWindow`: Autopilot's recommender: the p95 of the demand over a moving window with
@@ -27,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .forecast import QuantileForecaster
-from .planner import Hysteresis, Plan, describe, fmt_rate, plan
+from .planner import Hysteresis, Plan, cost_per_hour, describe, fmt_rate, plan
 from .signals import Observation, PoolState
 
 
@@ -72,27 +80,59 @@ def _others_fixed(obs: Observation, why: str) -> tuple[dict[str, int], dict[str,
     return targets, reasons
 
 
-def _adaptive_target(obs: Observation, target_duration: float) -> int:
-    """distributed's ``adaptive_target``: queued and running work over the target duration."""
-    return math.ceil(obs.queued_work / target_duration) if obs.queued_work > 0 else 0
+def _adaptive_target(obs: Observation, target_duration: float) -> tuple[int, str]:
+    """distributed's ``adaptive_target`` (workers for the whole cluster) and how it came about.
+
+    Without a :class:`~.signals.SchedulerView` only the queued work is known: its seconds over
+    the target duration."""
+    s = obs.scheduler
+    if s is None:
+        n = math.ceil(obs.queued_work / target_duration) if obs.queued_work > 0 else 0
+        return n, f"adaptive target {n} ({obs.queued_work:.0f} worker-s queued / {target_duration:.0f} s)"
+    tasks = s.queued + s.running
+    occupancy = tasks * s.task_seconds
+    cpu = min(tasks, math.ceil(occupancy / target_duration)) if tasks else 0
+    if s.queued and not s.workers:
+        cpu = max(1, cpu)
+    if cpu >= s.workers:
+        return cpu, (
+            f"adaptive target {cpu} ({s.queued} queued + {s.running} running tasks of "
+            f"{s.task_seconds:.1f} s / {target_duration:.0f} s)"
+        )
+    n = s.workers - s.idle
+    return n, f"adaptive target {n} ({s.workers} workers, {s.idle} idle to close)"
 
 
 class Reactive(Policy):
     name = "reactive"
 
-    def __init__(self, interval: float = 5.0, target_duration: float = 5.0, max_remove: float = 0.25):
+    def __init__(
+        self,
+        interval: float = 5.0,
+        target_duration: float = 5.0,
+        max_remove: float = 0.25,
+        cooldown: float = 15.0,
+    ):
         self.interval, self.target_duration, self.max_remove = interval, target_duration, max_remove
+        self.cooldown = cooldown
+        self._cool_until = -math.inf
 
     def decide(self, now: float, obs: Observation) -> Decision:
         cpu = obs.pools["cpu"]
-        want = _bounded(cpu, _adaptive_target(obs, self.target_duration))
-        why = f"adaptive target {want} ({obs.queued_work:.0f} worker-s queued / {self.target_duration:.0f} s)"
+        targets, reasons = _others_fixed(obs, "not the default worker group: fixed size")
+        if now < self._cool_until:
+            targets["cpu"] = cpu.replicas
+            reasons["cpu"] = f"cpu {cpu.replicas} -> {cpu.replicas}: cooldown after the last change"
+            return Decision(targets, reasons)
+        want, why = _adaptive_target(obs, self.target_duration)
+        want = _bounded(cpu, want)
         if want < cpu.replicas:
             step = max(1, math.floor(self.max_remove * cpu.replicas))
             if cpu.replicas - want > step:
                 want = cpu.replicas - step
                 why += f"; removing at most {self.max_remove:.0%} per step"
-        targets, reasons = _others_fixed(obs, "not the default worker group: fixed size")
+        if want != cpu.replicas:
+            self._cool_until = now + self.cooldown
         targets["cpu"], reasons["cpu"] = want, f"cpu {cpu.replicas} -> {want}: {why}"
         return Decision(targets, reasons)
 
@@ -106,8 +146,15 @@ class Adaptive(Policy):
 
     def decide(self, now: float, obs: Observation) -> Decision:
         cpu = obs.pools["cpu"]
-        want = _bounded(cpu, _adaptive_target(obs, self.target_duration))
-        why = f"adaptive target {want} ({obs.queued_work:.0f} worker-s queued / {self.target_duration:.0f} s)"
+        total, why = _adaptive_target(obs, self.target_duration)
+        if obs.scheduler is not None:
+            # the target is for the whole cluster: the fixed groups' workers count toward it
+            others = sum(p.replicas for n, p in obs.pools.items() if n != "cpu")
+            want = _bounded(cpu, total - others)
+            if others:
+                why += f", less {others} worker(s) of the fixed groups"
+        else:
+            want = _bounded(cpu, total)
         if want < cpu.replicas:
             self._below += 1
             if self._below < self.wait_count:
@@ -181,9 +228,16 @@ class MovingWindow(Policy):
     name = "autopilot"
 
     def __init__(
-        self, interval: float = 60.0, window: float = 1800.0, half_life: float = 600.0, margin: float = 0.15
+        self,
+        interval: float = 60.0,
+        window: float = 1800.0,
+        half_life: float = 600.0,
+        margin: float = 0.15,
+        deadline: float | None = None,
+        budget: float | None = None,
     ):
         self.interval, self.window, self.half_life, self.margin = interval, window, half_life, margin
+        self.deadline, self.budget = deadline, budget
 
     def decide(self, now: float, obs: Observation) -> Decision:
         vals = obs.demand.recent(self.window)
@@ -192,7 +246,16 @@ class MovingWindow(Policy):
         p95 = _weighted_quantile(vals[ok], 0.5 ** (age[ok] / self.half_life), 0.95) if ok.any() else 0.0
         want = p95 * (1 + self.margin)
         lag = max(p.startup_lag for p in obs.pools.values())
-        pl = plan(obs.pools, want, horizon=lag + self.interval, label=f"decayed p95 +{self.margin:.0%}")
+        pl = plan(
+            obs.pools,
+            want,
+            horizon=lag + self.interval,
+            label=f"decayed p95 +{self.margin:.0%}",
+            now=now,
+            rows_left=obs.rows_left,
+            deadline=obs.deadline if obs.deadline is not None else self.deadline,
+            budget=self.budget,
+        )
         return _from_plan(obs, pl, pl.sizes, {})
 
 
@@ -217,11 +280,26 @@ def _from_plan(obs: Observation, pl: Plan, sizes: dict[str, int], notes: dict[st
 class _Planned(Policy):
     """Shared by the oracle and the predictive policy: peak demand -> planner -> hysteresis."""
 
-    def __init__(self, interval: float, hold: float, backlog_target: float, credit: float = 0.0):
+    def __init__(
+        self,
+        interval: float,
+        hold: float,
+        backlog_target: float,
+        credit: float = 0.0,
+        deadline: float | None = None,
+        budget: float | None = None,
+    ):
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        if budget is not None and budget <= 0:
+            raise ValueError(f"budget must be positive, got {budget}")
         self.credit = credit
         self.interval = interval
         self.hysteresis = Hysteresis(hold)
         self.backlog_target = backlog_target
+        #: Seconds from the job's start (time 0 of ``now``) to finish by, unless the observation
+        #: has its own; USD per hour the workers may cost.
+        self.deadline, self.budget = deadline, budget
 
     def horizon(self, obs: Observation) -> float:
         return max(p.startup_lag for p in obs.pools.values()) + self.interval
@@ -232,6 +310,8 @@ class _Planned(Policy):
     def decide(self, now: float, obs: Observation) -> Decision:
         horizon = self.horizon(obs)
         peak, label = self.peak(now, obs, horizon)
+        if math.isnan(peak) and not obs.trainers:
+            peak = 0.0  # no trainers: the plan sizes for the deadline or the limits, not a forecast
         if math.isnan(peak):
             # trainers attached but nothing measured yet: every pool at its limit until it is
             sizes = {name: pool.limit for name, pool in obs.pools.items()}
@@ -263,13 +343,18 @@ class _Planned(Policy):
             label=label,
             now=now,
             rows_left=obs.rows_left,
-            deadline=obs.deadline,
+            deadline=obs.deadline if obs.deadline is not None else self.deadline,
             trainers=trainers,
+            budget=self.budget,
         )
         sizes, notes = {}, {}
         for name, pool in obs.pools.items():
             sizes[name], note = self.hysteresis.apply(now, name, pool.replicas, pl.sizes[name])
             notes[name] = buffer_note + note
+        if self.budget is not None and cost_per_hour(obs.pools, sizes) > self.budget + 1e-9:
+            # holding workers for hysteresis must not break the budget: the plan at once
+            sizes = dict(pl.sizes)
+            notes = {name: buffer_note + "; over the budget: no hysteresis" for name in obs.pools}
         return _from_plan(obs, pl, sizes, notes, forecast=peak)
 
 
@@ -279,9 +364,15 @@ class Oracle(_Planned):
     name = "oracle"
 
     def __init__(
-        self, interval: float = 15.0, hold: float = 60.0, backlog_target: float = 20.0, credit: float = 0.0
+        self,
+        interval: float = 15.0,
+        hold: float = 60.0,
+        backlog_target: float = 20.0,
+        credit: float = 0.0,
+        deadline: float | None = None,
+        budget: float | None = None,
     ):
-        super().__init__(interval, hold, backlog_target, credit)
+        super().__init__(interval, hold, backlog_target, credit, deadline, budget)
 
     def peak(self, now: float, obs: Observation, horizon: float) -> tuple[float, str]:
         return float(obs.extra["future_peak"](now, now + horizon)), "true peak demand"
@@ -301,8 +392,12 @@ class Predictive(_Planned):
         credit: float = 0.0,
         period: float | None = None,
         seed: int = 0,
+        deadline: float | None = None,
+        budget: float | None = None,
     ):
-        super().__init__(interval, hold, backlog_target, credit)
+        if not 0.5 <= quantile < 1:
+            raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+        super().__init__(interval, hold, backlog_target, credit, deadline, budget)
         self.quantile = quantile
         self.period = period
         self.seed = seed
@@ -317,6 +412,65 @@ class Predictive(_Planned):
             self.forecaster = QuantileForecaster(bins, quantile=self.quantile, period=season, seed=self.seed)
         value, how = self.forecaster.predict(obs.demand.array())
         return value, f"forecast p{round(self.quantile * 100)} demand ({how})"
+
+
+#: ``spec.autoscale.policy`` -> the policy class (the spec's names; ``Oracle`` is not a choice).
+POLICY_NAMES: dict[str, type[Policy]] = {
+    "predictive": Predictive,
+    "reactive": Reactive,
+    "adaptive": Adaptive,
+    "hill-climbing": HillClimb,
+    "moving-window": MovingWindow,
+    "static-peak": StaticPeak,
+}
+
+
+def make_policy(
+    policy: str = "predictive",
+    *,
+    interval: float | None = None,
+    quantile: float = 0.9,
+    deadline: float | None = None,
+    budget: float | None = None,
+    period: float | None = None,
+    seed: int = 0,
+) -> Policy:
+    """A fresh policy from the settings of ``spec.autoscale``, as plain values: the policy's name
+    (:data:`POLICY_NAMES`), ``interval`` (seconds; None: the policy's own), ``quantile`` (of the
+    predictive forecast), ``deadline`` (seconds from the job's start) and ``budget`` (USD per hour).
+
+    The interval applies to the policies this project defines (predictive, moving-window); the
+    baselines keep the interval of the system they stand for, and deadline and budget reach only
+    the policies that plan (predictive, moving-window)."""
+    if policy not in POLICY_NAMES:
+        raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICY_NAMES)}")
+    if interval is not None and not interval > 0:
+        raise ValueError(f"interval must be positive, got {interval}")
+    if deadline is not None and not deadline > 0:
+        raise ValueError(f"deadline must be positive seconds, got {deadline}")
+    if budget is not None and not budget > 0:
+        raise ValueError(f"budget must be positive, got {budget}")
+    if policy == "predictive":
+        kw = {} if interval is None else {"interval": interval}
+        return Predictive(quantile=quantile, period=period, seed=seed, deadline=deadline, budget=budget, **kw)
+    if policy == "moving-window":
+        kw = {} if interval is None else {"interval": interval}
+        return MovingWindow(deadline=deadline, budget=budget, **kw)
+    return POLICY_NAMES[policy]()
+
+
+def policy_from(settings, *, period: float | None = None, seed: int = 0) -> Policy:
+    """:func:`make_policy` from any object with the attributes of ``spec.autoscale`` (``policy``,
+    ``interval``, ``quantile``, ``deadline``, ``budget``; a missing one takes its default)."""
+    return make_policy(
+        getattr(settings, "policy", "predictive"),
+        interval=getattr(settings, "interval", None),
+        quantile=getattr(settings, "quantile", 0.9),
+        deadline=getattr(settings, "deadline", None),
+        budget=getattr(settings, "budget", None),
+        period=period,
+        seed=seed,
+    )
 
 
 def all_policies(period: float | None = None, seed: int = 0) -> list[Policy]:
@@ -340,8 +494,11 @@ __all__ = [
     "Oracle",
     "Policy",
     "Predictive",
+    "POLICY_NAMES",
     "Reactive",
     "StaticPeak",
     "all_policies",
     "fmt_rate",
+    "make_policy",
+    "policy_from",
 ]

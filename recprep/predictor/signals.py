@@ -176,6 +176,24 @@ class PoolState:
 
 
 @dataclass(frozen=True)
+class SchedulerView:
+    """What the Dask scheduler knows of the transform tasks: the inputs of its ``adaptive_target``
+    (the reactive baselines read only this)."""
+
+    #: Tasks submitted and not yet running (the driver submits as the prefetch buffer has room).
+    queued: int
+    #: Tasks running on a worker.
+    running: int
+    #: The scheduler's estimate of one task's duration: an average of the measured durations
+    #: of the task prefix over every worker (seconds).
+    task_seconds: float
+    #: Workers joined to the scheduler, every pool.
+    workers: int
+    #: Of them, the ones running no task.
+    idle: int
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything a policy may read at one decision: the signals above, now."""
 
@@ -198,6 +216,8 @@ class Observation:
     trainers: bool = True
     #: Extra, policy-specific facts (the oracle's view of the future demand).
     extra: dict = field(default_factory=dict)
+    #: The scheduler's task counts (None: only ``queued_work`` is known).
+    scheduler: SchedulerView | None = None
 
     def current_demand(self, seconds: float = 30.0) -> float:
         """Mean demand over the last ``seconds`` (gaps left out); 0 when nothing was measured."""

@@ -13,8 +13,14 @@ The model (``bench/autoscale.py`` replays traces through it; ``tests/predictor``
   starts up like any other. A pod still starting when noticed goes at once, nothing lost.
 - **Scale-down** is graceful: pods still starting go first, then idle workers, then busy ones,
   which finish their shard before they go.
-- **The driver** keeps ``prefetch_seconds`` of peak demand committed or in flight ahead of the
-  trainers, so the scheduler's queue (what dask's adaptive target reads) is the shortfall.
+- **The driver** keeps ``prefetch_seconds`` of the trainers' demand committed or in flight ahead
+  of them, at the demand it has measured (the mean of the last ``prefetch_seconds`` of demand
+  bins; at least ``min_prefetch_shards``): it cannot know the trace's future peak. It submits a
+  task per shard the buffer has room for, so the scheduler's queue (what dask's adaptive target
+  reads) is the shortfall.
+- **The scheduler** (:class:`~.signals.SchedulerView`): tasks queued and running, workers joined
+  and idle, and its estimate of a task's duration, the average of the measured ones with
+  distributed's weight of 1/2 for the newest.
 - **Trainers** want ``demand[t]`` rows/s; they consume what is committed and stall for the rest.
 - **The ledger**: every shard id is committed exactly once; at the end each id handed out is
   committed, running or queued (``ledger_ok``).
@@ -39,6 +45,7 @@ from .signals import (
     Observation,
     PoolState,
     PreemptionTracker,
+    SchedulerView,
     backlog_seconds,
     demand_rate,
 )
@@ -69,6 +76,8 @@ class SimConfig:
     dt: float = 1.0
     bin_seconds: float = 10.0
     prefetch_seconds: float = 30.0
+    #: The least the driver keeps ahead, in shards, however low the demand.
+    min_prefetch_shards: int = 2
     #: The demand peak the oracle meets and forecasts are scored on: of this moving average.
     peak_smoothing: float = 30.0
     batch_rows: int = 8192
@@ -144,8 +153,9 @@ def simulate(
     steps = len(demand)
     duration = steps * dt
     want = np.nan_to_num(demand, nan=0.0)
-    peak = float(want.max()) if steps else 0.0
-    cap_rows = config.prefetch_seconds * peak
+    floor_rows = config.min_prefetch_shards * config.shard_rows
+    # warm start: the driver has measured the first demand and filled the buffer for it
+    cap_rows = max(floor_rows, config.prefetch_seconds * (want[0] if steps else 0.0))
     k = max(1, round(config.peak_smoothing / dt))
     csum = np.concatenate([[0.0], np.cumsum(want)])
     lo = np.maximum(0, np.arange(1, steps + 1) - k)
@@ -170,6 +180,7 @@ def simulate(
     duplicates = lost = 0
     committed_count = 0
     buffer = cap_rows  # warm start: the buffer full
+    task_seconds = math.nan  # the scheduler's duration estimate of a transform task
     # the trainers
     stalled = demand_seconds = 0.0
     bin_rows = bin_busy = bin_want = 0.0
@@ -240,6 +251,15 @@ def simulate(
         inflight_rows = sum(config.shard_rows for ws in workers.values() for w in ws if w.shard >= 0)
         pending = max(0.0, cap_rows - buffer - inflight_rows) / config.shard_rows
         running = sum(max(0.0, w.done_at - now) for ws in workers.values() for w in ws if w.shard >= 0)
+        joined = [w for ws in workers.values() for w in ws if w.ready_at <= now]
+        est = task_seconds if not math.isnan(task_seconds) else model.seconds["cpu"]
+        sched = SchedulerView(
+            queued=math.ceil(pending),
+            running=sum(1 for w in joined if w.shard >= 0),
+            task_seconds=est,
+            workers=len(joined),
+            idle=sum(1 for w in joined if w.shard < 0),
+        )
         recent = demand_bins.recent(30) if len(demand_bins) else np.zeros(0)
         recent = recent[~np.isnan(recent)]
         cur = float(recent.mean()) if recent.size else 0.0
@@ -256,6 +276,7 @@ def simulate(
             queued_work=math.ceil(pending) * model.seconds["cpu"] + running,
             batch_time=bt,
             extra={"future_peak": true_peak},
+            scheduler=sched,
         )
 
     def apply(decision, now: float, warm: bool = False) -> None:
@@ -337,7 +358,9 @@ def simulate(
                         committed[sid] = 1
                         committed_count += 1
                     buffer += config.shard_rows
-                    model.record(name, w.done_at - w.started)
+                    took = w.done_at - w.started
+                    model.record(name, took)
+                    task_seconds = took if math.isnan(task_seconds) else 0.5 * task_seconds + 0.5 * took
                     w.shard, w.started, w.done_at = -1, w.done_at, math.inf  # idle since
                 if w.retiring and w.shard < 0:
                     continue  # retired after its shard
@@ -347,7 +370,7 @@ def simulate(
             missing = target.get(name, 0) - len(live(name))
             for _ in range(max(0, missing)):
                 workers[name].append(_Worker(now, now + lag_draw(p)))
-        # --- the driver hands out shards while the buffer has room
+        # --- the driver hands out shards while the buffer has room (sized by the demand it measured)
         inflight = sum(1 for ws in workers.values() for w in ws if w.shard >= 0)
         room = int((cap_rows - buffer) // config.shard_rows) - inflight
         if room > 0:
@@ -397,6 +420,12 @@ def simulate(
             else:
                 demand_bins.append(demand_rate(bin_rows, bin_busy) if bin_busy > 0 else 0.0)
             bin_rows = bin_busy = bin_want = 0.0
+            measured = demand_bins.recent(config.prefetch_seconds)
+            measured = measured[~np.isnan(measured)]
+            if measured.size:
+                cap_rows = max(floor_rows, config.prefetch_seconds * float(measured.mean()))
+            elif gap:
+                cap_rows = floor_rows  # no trainer lately: keep the least
 
     inflight_ids = [w.shard for ws in workers.values() for w in ws if w.shard >= 0]
     handed = next_id

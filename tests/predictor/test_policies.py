@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 
 from recprep.predictor.policies import (
     Adaptive,
@@ -126,3 +127,83 @@ def test_the_buffer_is_refilled_or_spent_over_the_horizon():
     assert low.inputs["required"] > 100_000 and "to refill the buffer" in low.reasons["cpu"]
     assert high.inputs["required"] == 100_000  # no credit by default: the peak is met by workers
     assert spend.inputs["required"] == 50_000 and "drawn from 200 s of buffered rows" in spend.reasons["cpu"]
+
+
+def test_policies_from_the_settings_of_spec_autoscale():
+    from types import SimpleNamespace
+
+    from recprep.predictor.policies import POLICY_NAMES, make_policy, policy_from
+
+    assert set(POLICY_NAMES) == {
+        "predictive",
+        "reactive",
+        "adaptive",
+        "hill-climbing",
+        "moving-window",
+        "static-peak",
+    }
+    settings = SimpleNamespace(policy="predictive", interval=30.0, quantile=0.95, deadline=3600, budget=2.0)
+    p = policy_from(settings, period=1080, seed=3)
+    assert isinstance(p, Predictive)
+    assert (p.interval, p.quantile, p.deadline, p.budget, p.period) == (30.0, 0.95, 3600, 2.0, 1080)
+    for name, cls in POLICY_NAMES.items():
+        assert type(make_policy(name)) is cls
+    # the baselines keep the interval of the system they stand for
+    assert make_policy("reactive", interval=60).interval == 5.0
+    assert make_policy("moving-window", interval=20).interval == 20
+    with pytest.raises(ValueError, match="unknown policy 'magic'"):
+        make_policy("magic")
+    with pytest.raises(ValueError, match="quantile"):
+        make_policy("predictive", quantile=1.0)
+    with pytest.raises(ValueError, match="budget"):
+        make_policy("predictive", budget=0)
+
+
+def test_a_budget_caps_the_plan_and_the_reason_says_so():
+    p = Predictive(budget=1.0, backlog_target=0)
+    obs = observation(np.full(10, 300_000.0), pools(isp_replicas=4, cpu_replicas=10))
+    d = p.decide(0, obs)
+    # 300k rows/s needs isp 4 + cpu 14 (2.20/h); 1.00/h buys isp 4 + cpu 2 at most
+    assert d.targets == {"cpu": 2, "isp": 4}
+    assert "the budget of 1.00/h buys at most 180k rows/s" in d.reasons["cpu"]
+
+
+def test_the_deadline_of_the_settings_sizes_a_finite_job_without_trainers():
+    p = Predictive(deadline=1080.0)
+    obs = observation([float("nan")] * 3, pools(), now=0.0, trainers=False, rows_left=100_000.0 * 1000)
+    d = p.decide(0.0, obs)
+    # 1e8 rows in 1080 - 80 s of start-up: 100k rows/s; isp 3 (120k) costs what isp 2 + cpu 2 do
+    # and gives more; the running cpu worker is held by the hysteresis
+    assert d.targets == {"cpu": 1, "isp": 3}
+    assert "deadline in 1,080 s" in d.reasons["cpu"]
+
+
+def test_the_adaptive_target_follows_distributed():
+    from recprep.predictor.signals import SchedulerView
+
+    ps = pools(cpu_replicas=10, isp_replicas=4)
+    # 30 tasks of 4 s over 5 s: 24 workers, at most one per task
+    busy = SchedulerView(queued=16, running=14, task_seconds=4.0, workers=14, idle=0)
+    d = Reactive().decide(0, observation([1e5], ps, scheduler=busy))
+    assert d.targets["cpu"] == 20  # 24, bounded by the pool's max
+    few = SchedulerView(queued=2, running=1, task_seconds=10.0, workers=0, idle=0)
+    assert Reactive().decide(0, observation([1e5], pools(cpu_replicas=2), scheduler=few)).targets["cpu"] == 3
+    # fewer than the workers: only the idle ones close (the target counts every pool's workers)
+    calm = SchedulerView(queued=0, running=8, task_seconds=4.0, workers=14, idle=6)
+    r = Reactive()
+    d = r.decide(0, observation([1e5], ps, scheduler=calm))
+    assert d.targets["cpu"] == 8 and "6 idle to close" in d.reasons["cpu"]
+    # dask-kubernetes waits out 15 s after a change
+    assert (
+        r.decide(10, observation([1e5], pools(cpu_replicas=8, isp_replicas=4), scheduler=busy)).targets["cpu"]
+        == 8
+    )
+    assert (
+        r.decide(15, observation([1e5], pools(cpu_replicas=8, isp_replicas=4), scheduler=busy)).targets["cpu"]
+        == 20
+    )
+    # Adaptive sizes the whole cluster: the fixed isp workers count toward its target
+    a = Adaptive()
+    assert a.decide(0, observation([1e5], ps, scheduler=busy)).targets["cpu"] == 20
+    mid = SchedulerView(queued=4, running=10, task_seconds=5.0, workers=14, idle=0)
+    assert a.decide(1, observation([1e5], ps, scheduler=mid)).targets["cpu"] == 10  # 14 - 4 isp
