@@ -116,6 +116,8 @@ def _summary(s) -> Table:
         )
     else:
         t.add_row("rows/s per core", "- (every shard was committed by an earlier run)")
+    for i, line in enumerate(s.scaling):
+        t.add_row("autoscaler" if i == 0 else "", line)
     a = s.accounting
     if a.get("shards"):
         by_pool = ", ".join(f"{n} {p}" for p, n in a["shardsByPool"].items())

@@ -79,6 +79,7 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.uris",
             "recprep.workloads",
             "recprep.isp_nodes",
+            "recprep.predictor",
             "recprep._moved",
             "recprep",
             "recprep.__version__",

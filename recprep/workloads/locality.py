@@ -38,6 +38,7 @@ class Topology:
     units: dict[str, int] = field(default_factory=dict)  #: storage node -> threads of its workers
     worker_units: dict[str, int] = field(default_factory=dict)  #: ISP worker name -> units
     cpu: list[str] = field(default_factory=list)
+    cpu_names: list[str] = field(default_factory=list)
     cpu_threads: int = 0
 
     @classmethod
@@ -52,6 +53,7 @@ class Topology:
                 t.worker_units[str(w.get("name"))] = threads
             else:
                 t.cpu.append(addr)
+                t.cpu_names.append(str(w.get("name")))
                 t.cpu_threads += threads
         return t
 
@@ -101,9 +103,11 @@ def run_shards(
     offload: bool,
     why_not: str,
     result: Callable,
+    tick: Callable[[Topology], None] | None = None,
 ) -> Iterator[Landed]:
     """Run ``splits`` (the shards still to do) on the cluster; yields each finished shard as it
-    lands. ``result(future)`` gives a task's value or raises its error (the driver's one line)."""
+    lands. ``result(future)`` gives a task's value or raises its error (the driver's one line);
+    ``tick(topology)`` is called at every look at the cluster (the autoscaler's hook)."""
     from distributed import wait
 
     queues = LocalityQueues(
@@ -154,6 +158,8 @@ def run_shards(
         nonlocal topology, refreshed
         topology = Topology.read(client)
         refreshed = time.monotonic()
+        if tick is not None:
+            tick(topology)
         for node in [n for n in queues.nodes if n not in topology.isp]:
             queues.lose(node)
         alive = topology.addresses

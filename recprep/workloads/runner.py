@@ -75,6 +75,9 @@ class RunSummary:
     #: the run's accounting (``isp_nodes.accounting.Account.to_json``): bytes, busy seconds per
     #: pool, modelled energy and cost; also in ``<output>/_accounting.json``
     accounting: dict = field(default_factory=dict)
+    #: what the autoscaler changed (``spec.autoscale``, embedded cluster): one line each, with
+    #: when and why
+    scaling: list[str] = field(default_factory=list)
 
     @property
     def rows_conserved(self) -> bool:
@@ -127,23 +130,23 @@ def _client(
     log_path: str | None = None,
     isp: tuple[int, int] = (0, 1),
 ):
-    """A Dask client: the one given, one of ``scheduler``, or an embedded cluster of ``workers``
-    single-threaded CPU workers (default: one per core the ISP workers leave) and
-    ``isp = (nodes, units)`` ISP workers (one per storage node, ``isp_nodes.worker``)."""
+    """(client, embedded cluster or None): the client given, one of ``scheduler``, or one of an
+    embedded cluster of ``workers`` single-threaded CPU workers (default: one per core the ISP
+    workers leave) and ``isp = (nodes, units)`` ISP workers (one per storage node,
+    ``isp_nodes.worker``)."""
     if client is not None:
-        yield client
+        yield client, None
         return
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
     if scheduler:
         with Client(scheduler, timeout="30s") as c:
-            yield c
+            yield c, None
         return
     from ..isp_nodes.placement import local_nodes
     from ..isp_nodes.worker import embedded_specs
 
-    # by default the cores are shared: the ISP workers' units first, the CPU pool the rest
-    n = max(1, (os.cpu_count() or 1) - isp[0] * isp[1]) if workers is None else workers
+    n = local_cpu_workers(isp) if workers is None else workers
     specs = {f"cpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "name": f"cpu-{i}"}} for i in range(n)}
     specs |= embedded_specs(local_nodes(isp[0]), isp[1])
     for spec in specs.values():
@@ -160,7 +163,13 @@ def _client(
     ):
         if log_path:
             c.register_plugin(WorkerLog(log_path))
-        yield c
+        yield c, cluster
+
+
+def local_cpu_workers(isp: tuple[int, int]) -> int:
+    """The CPU workers this machine runs beside ``isp = (nodes, units)`` ISP workers: the cores
+    their units leave (at least one)."""
+    return max(1, (os.cpu_count() or 1) - isp[0] * isp[1])
 
 
 def run_job(
@@ -205,16 +214,36 @@ def run_job(
         )
         _opening_warnings(ledger, summary, progress)
         isp = (embedded_isp_workers(job, isp_workers), job.spec.pools.isp.units)
-        with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG), isp) as c:
+        if workers is None and _names(job, "autoscale"):  # the autoscaler grows the pool from its min
+            floor = 0 if isp[0] else 1
+            workers = max(floor, min(job.spec.pools.cpu.min, local_cpu_workers(isp)))
+        with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG), isp) as (c, cluster):
             info = c.scheduler_info(n_workers=-1)["workers"]
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
             states: States = {}
             if plan.needs_fit:
                 states = _fit(c, job, plan, splits, ledger, identity, progress)
-            embedded = client is None and not scheduler
-            wanted = isp[0] if embedded else job.spec.pools.isp.min
-            _transform(c, job, plan, splits, states, directory, ledger, summary, progress, fsync, wanted)
+            wanted = isp[0] if cluster is not None else job.spec.pools.isp.min
+            scaler = None
+            if cluster is not None and _names(job, "autoscale"):
+                from ..predictor.policies import policy_from
+                from .autoscaling import EmbeddedAutoscaler
+
+                scaler = EmbeddedAutoscaler(
+                    cluster,
+                    c,
+                    job,
+                    policy_from(job.spec.autoscale),
+                    sum(s.est_rows for s in splits),
+                    local_cpu_workers(isp),
+                )
+            _transform(
+                c, job, plan, splits, states, directory, ledger, summary, progress, fsync, wanted, scaler
+            )
+            if scaler is not None:
+                summary.scaling = scaler.summary()
+                summary.cores = max(summary.cores, scaler.peak_threads)
         _nulled_warnings(plan, ledger, len(splits), summary, progress)
     summary.seconds = time.perf_counter() - started
     _check_bad_fraction(job, summary)
@@ -233,6 +262,11 @@ def _names_isp(job: PreprocessJob) -> bool:
     """The job file configures the ISP pool (a job that does not gets no ISP worker locally,
     and no word about it)."""
     return "isp" in job.spec.pools.model_fields_set
+
+
+def _names(job: PreprocessJob, field: str) -> bool:
+    """The job file sets ``spec.<field>``."""
+    return field in job.spec.model_fields_set
 
 
 #: Seconds the driver waits for the ISP workers it expects (``spec.pools.isp.min`` on a cluster,
@@ -349,6 +383,7 @@ def _transform(
     progress,
     fsync,
     wanted_isp: int = 0,
+    scaler=None,
 ):
     from ..isp_nodes.accounting import Account, placement_record
     from .locality import Topology, run_shards, wait_for_isp
@@ -383,11 +418,14 @@ def _transform(
     account.workers = {"isp": len(topology.isp), "cpu": topology.cpu_threads}
     limit = job.spec.source.max_bad_fraction * max(est_total, 1)
     started = time.perf_counter()
+    tick = None if scaler is None else (lambda topo: scaler.tick(topo, summary.rows_read))
     landed_shards = run_shards(
-        c, job, plan, todo, states, directory, fsync, topology, offload, why_not, _result
+        c, job, plan, todo, states, directory, fsync, topology, offload, why_not, _result, tick
     )
     for landed in landed_shards:
         r = landed.result
+        if scaler is not None:
+            scaler.landed(r)
         placement = placement_record(r, landed.holder, landed.reason)
         ledger.commit(
             CommitRecord(
