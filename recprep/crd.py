@@ -74,6 +74,12 @@ PRINTER_COLUMNS = [
         "jsonPath": ".status.workers.isp",
         "description": "Workers in the ISP-emulation pool.",
     },
+    {
+        "name": "Scaled",
+        "type": "string",
+        "jsonPath": ".status.autoscaler.lastScale",
+        "description": "The autoscaler's latest scaling action, e.g. cpu 1->2 (spec.autoscale).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -24,6 +24,14 @@ holds ``accounting``: the run's accounting (``recprep.isp_nodes.accounting``, al
                    "busySeconds": {"isp": 1.9, "cpu": 0.0}, "workers": {"isp": 1, "cpu": 1},
                    "wallSeconds": 2.1, "modelled": {"joules": ..., "dollars": ..., "rowsPerJoule": ...}}
 
+``pools`` is what the operator's autoscaler sizes the pools from: per pool (``cpu``: a CPU
+worker ran the shard, ``isp``: an ISP worker did), the rows and the task seconds of the shards
+this driver attempt finished in one task (a shard split between an ISP and a CPU task counts in
+neither), and how many: one worker of the pool produces ``rows / seconds`` rows per second, and
+``seconds / shards`` is its time per shard::
+
+    "pools": {"cpu": {"rows": 30000, "seconds": 4.2, "shards": 3}, "isp": {...}}
+
 This module imports neither Kubernetes nor the data plane: the driver wraps its progress
 reporter in :class:`SchedulerProgress`; the operator calls :func:`parse`.
 """
@@ -65,6 +73,9 @@ ACCOUNTING_FIELDS: dict[str, str] = {
 }
 #: Longest string, and most entries of one mapping, kept in the accounting summary.
 MAX_ACCOUNTING_TEXT, MAX_ACCOUNTING_ENTRIES = 40, 8
+#: The pools of ``pools`` (a task record's ``node``: None for a CPU worker, its storage node for
+#: an ISP worker).
+POOLS = ("cpu", "isp")
 
 
 def document(
@@ -78,9 +89,10 @@ def document(
     rows_quarantined: int = 0,
     warnings: list[str] | tuple[str, ...] = (),
     accounting: Mapping[str, Any] | None = None,
+    pools: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The progress document (checked: a bad value is a bug in the driver, raise at once;
-    ``accounting`` is cut down to :func:`accounting_summary`)."""
+    ``accounting`` is cut down to :func:`accounting_summary`, ``pools`` to :func:`pool_rates`)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     return {
@@ -93,7 +105,27 @@ def document(
         "rowsQuarantined": int(rows_quarantined),
         "warnings": [str(w)[:MAX_WARNING] for w in list(warnings)[:MAX_WARNINGS]],
         "accounting": accounting_summary(accounting),
+        "pools": pool_rates(pools),
     }
+
+
+def pool_rates(value: Any) -> dict[str, dict[str, int | float]]:
+    """The ``pools`` member: for each of :data:`POOLS` present with ``rows`` (an int >= 0),
+    ``seconds`` (a finite number >= 0) and ``shards`` (an int >= 0, 0 when absent) of the right
+    types, those three; anything else left out."""
+    if not isinstance(value, Mapping):
+        return {}
+    rates: dict[str, dict[str, int | float]] = {}
+    for pool in POOLS:
+        item = value.get(pool)
+        if not isinstance(item, Mapping):
+            continue
+        rows = _number(item.get("rows"), "int")
+        seconds = _number(item.get("seconds"), "number")
+        shards = _number(item.get("shards", 0), "int")
+        if rows is not None and seconds is not None and shards is not None:
+            rates[pool] = {"rows": rows, "seconds": float(seconds), "shards": shards}
+    return rates
 
 
 def _number(value: Any, kind: str) -> int | float | None:
@@ -148,6 +180,7 @@ def parse(value: Any) -> dict[str, Any] | None:
             rows_quarantined=value.get("rowsQuarantined") or 0,
             warnings=_strings(value.get("warnings")),
             accounting=value.get("accounting"),
+            pools=value.get("pools"),
         )
     except (TypeError, ValueError):
         return None
@@ -185,6 +218,8 @@ class SchedulerProgress:
         self.warnings: list[str] = []
         #: The run's accounting (``accounted``), None until the transform is over.
         self.accounting: dict[str, Any] | None = None
+        #: pool -> rows, task seconds and shards of the shards it finished in one task
+        self.pools: dict[str, dict[str, int | float]] = {}
         self._last = None
         self.publish(force=True)
 
@@ -217,6 +252,15 @@ class SchedulerProgress:
         self.shards_done += 1
         self.rows += result.rows + result.bad_rows
         self.rows_quarantined += result.bad_rows
+        ran = getattr(result, "ran", None) or ()
+        if len(ran) == 1:  # a whole shard in one task: its rows over its seconds is the pool's rate
+            pool = "isp" if getattr(ran[0], "node", None) else "cpu"
+            seconds = float(getattr(ran[0], "seconds", 0.0) or 0.0)
+            if seconds > 0 and math.isfinite(seconds):
+                entry = self.pools.setdefault(pool, {"rows": 0, "seconds": 0.0, "shards": 0})
+                entry["rows"] += result.rows + result.bad_rows
+                entry["seconds"] += seconds
+                entry["shards"] += 1
         if self.rows_estimated is not None:
             self.rows_estimated = max(self.rows_estimated, self.rows)
         if self.inner is not None:
@@ -258,6 +302,7 @@ class SchedulerProgress:
             rows_quarantined=self.rows_quarantined,
             warnings=self.warnings,
             accounting=self.accounting,
+            pools=self.pools,
         )
 
     def publish(self, force: bool = False) -> None:

@@ -119,6 +119,9 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.uris",
             "recprep.progress",
             "recprep.operator",
+            # only inside the functions that run a job's policy (spec.autoscale): an operator
+            # without autoscaled jobs never loads numpy (the probe above checks it)
+            "recprep.predictor",
         ),
         ("pyarrow", "numpy", "torch"),
     ),

@@ -68,6 +68,7 @@ def test_names_scope_subresources_and_columns():
         "Progress": ".status.progressText",
         "CPU": ".status.workers.cpu",
         "ISP": ".status.workers.isp",
+        "Scaled": ".status.autoscaler.lastScale",
         "Age": ".metadata.creationTimestamp",
     }
     # status is typed (the API server prunes what it does not declare): every printer column

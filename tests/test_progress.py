@@ -177,3 +177,45 @@ def test_accounting_summary_keeps_only_the_typed_fields():
     published = progress.document("done", accounting={"shards": 3, "other": "dropped"})
     assert published["accounting"] == {"shards": 3}
     assert progress.parse({**published, "accounting": "lots"})["accounting"] is None
+
+
+def test_each_pool_publishes_the_rows_and_seconds_of_the_shards_it_ran_in_one_task():
+    client, clock = RecordingClient(), Clock()
+    reporter = progress.SchedulerProgress(client, clock=clock)
+    reporter.phase("transform")
+    reporter.start(4, 4000, 0, 0)
+
+    def ran(node, seconds):
+        return SimpleNamespace(node=node, seconds=seconds, steps=(0, 2))
+
+    reporter.advance(SimpleNamespace(rows=900, bad_rows=100, ran=[ran(None, 2.0)]))
+    reporter.advance(SimpleNamespace(rows=1000, bad_rows=0, ran=[ran("node-a", 0.5)]))
+    # split between an ISP and a CPU task: neither pool's rate
+    reporter.advance(SimpleNamespace(rows=1000, bad_rows=0, ran=[ran("node-a", 0.2), ran(None, 0.3)]))
+    reporter.advance(SimpleNamespace(rows=1000, bad_rows=0, ran=[ran(None, 2.0)]))
+    pools = client.published[-1]["pools"]
+    assert pools == {
+        "cpu": {"rows": 2000, "seconds": 4.0, "shards": 2},
+        "isp": {"rows": 1000, "seconds": 0.5, "shards": 1},
+    }
+    assert progress.parse(client.published[-1])["pools"] == pools
+
+
+def test_parse_keeps_only_well_typed_pool_rates():
+    good = progress.document("transform", pools={"cpu": {"rows": 10, "seconds": 1.5, "shards": 1}})
+    assert progress.parse(good)["pools"] == {"cpu": {"rows": 10, "seconds": 1.5, "shards": 1}}
+    odd = {
+        **good,
+        "pools": {
+            "cpu": {"rows": -1, "seconds": 1.0},
+            "isp": {"rows": 5, "seconds": float("inf")},
+            "gpu": {"rows": 5, "seconds": 1.0},
+        },
+    }
+    assert progress.parse(odd)["pools"] == {}
+    assert progress.parse({**good, "pools": "many"})["pools"] == {}
+    assert progress.parse({**good, "pools": {"isp": {"rows": 5, "seconds": 2}}})["pools"] == {
+        "isp": {"rows": 5, "seconds": 2.0, "shards": 0}
+    }
+    del good["pools"]  # an older driver's
+    assert progress.parse(good)["pools"] == {}

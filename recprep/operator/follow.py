@@ -17,7 +17,13 @@ spec in effect (the job's ConfigMap, which the driver runs) and stays when the j
 (trainers may still be reading), until the PreprocessJob is deleted; ``status.shardService``
 records that it was created and where trainers connect.
 
-Stateless: an operator restarted mid-job picks up from the objects and the status alone.
+A running job with ``spec.autoscale`` is handed to the autoscaler (``autoscaler.Autoscalers``,
+when the operator passes one) every pass, with the scheduler's running workers: it measures the
+pools' start-up lags and runs the job's policy on its own threads when a decision is due. A job
+about to finish is stopped there before its pools go to 0.
+
+Stateless: an operator restarted mid-job picks up from the objects and the status alone (the
+autoscaler's memory is rebuilt from ``status.autoscaler`` and the Deployments).
 """
 
 from __future__ import annotations
@@ -239,8 +245,11 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
 # --- one pass -----------------------------------------------------------------------------------
 
 
-def reconcile_one(api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger) -> dict:
-    """One look at a job's children: the status changes to write (empty if none)."""
+def reconcile_one(
+    api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger, autoscalers: Any = None
+) -> dict:
+    """One look at a job's children: the status changes to write (empty if none).
+    ``autoscalers`` (an ``autoscaler.Autoscalers``; None: no autoscaling) gets running jobs."""
     meta, spec = body.get("metadata", {}), body.get("spec") or {}
     name, namespace = meta["name"], meta.get("namespace") or settings.namespace
     current = copy.deepcopy(body.get("status") or {})
@@ -249,6 +258,8 @@ def reconcile_one(api: k8s.ApiClient, body: dict, settings: Settings, logger: lo
         return {}  # the create handler has not run (or not finished) yet
     serving = bool(spec.get("serve"))  # (the spec in effect, in the ConfigMap, decides below)
     if phase in st.TERMINAL:
+        if autoscalers is not None:
+            autoscalers.forget(meta.get("uid") or name)
         changes = _clean_up(api, current, spec, namespace, name, logger)
         if serving and shard_service_due(current, None):
             changes.update(_create_shard_service(api, body, namespace, name, settings, logger))
@@ -258,10 +269,14 @@ def reconcile_one(api: k8s.ApiClient, body: dict, settings: Settings, logger: lo
     if serving and shard_service_due(current, obs):
         new.update(_create_shard_service(api, body, namespace, name, settings, logger))
     if new["phase"] in st.TERMINAL:
+        if autoscalers is not None:  # no scaling action after this (one in flight ends first)
+            autoscalers.stop(meta.get("uid") or name)
         for pool in labels.POOLS:  # before the status says so
             kube.set_replicas(api, namespace, name, pool, 0)
         level = logging.ERROR if new["phase"] == st.FAILED else logging.INFO
         logger.log(level, "job %s/%s: %s: %s", namespace, name, new["phase"], new.get("message", ""))
+    elif autoscalers is not None:
+        autoscalers.follow(api, body, obs.workers, new["phase"], settings, logger)
     return {key: value for key, value in new.items() if current.get(key) != value}
 
 
@@ -335,29 +350,38 @@ def _create_shard_service(
 
 
 def reconcile_all(
-    api: k8s.ApiClient, namespace: str | None, settings: Settings, logger: logging.Logger
+    api: k8s.ApiClient,
+    namespace: str | None,
+    settings: Settings,
+    logger: logging.Logger,
+    autoscalers: Any = None,
 ) -> None:
     """One pass over every PreprocessJob in ``namespace`` (None: all namespaces), up to
-    ``CONCURRENT_JOBS`` jobs at a time."""
+    ``CONCURRENT_JOBS`` jobs at a time; running jobs with ``spec.autoscale`` go to
+    ``autoscalers`` (None: no autoscaling)."""
     objects = k8s.CustomObjectsApi(api)
     if namespace:
         jobs = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     else:
         jobs = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
     items = jobs.get("items", [])
+    if autoscalers is not None:
+        autoscalers.retain({b["metadata"].get("uid") or b["metadata"]["name"] for b in items})
     if len(items) <= 1:
         for body in items:
-            _reconcile_and_write(api, body, settings, logger)
+            _reconcile_and_write(api, body, settings, logger, autoscalers)
         return
     with ThreadPoolExecutor(min(CONCURRENT_JOBS, len(items)), thread_name_prefix="recprep-follow") as pool:
-        for _ in pool.map(lambda body: _reconcile_and_write(api, body, settings, logger), items):
+        for _ in pool.map(lambda body: _reconcile_and_write(api, body, settings, logger, autoscalers), items):
             pass  # a bug in one job's look is raised here, after the others were looked at
 
 
-def _reconcile_and_write(api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger) -> None:
+def _reconcile_and_write(
+    api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger, autoscalers: Any = None
+) -> None:
     meta = body["metadata"]
     try:
-        changes = reconcile_one(api, body, settings, logger)
+        changes = reconcile_one(api, body, settings, logger, autoscalers)
         if changes and not kube.patch_status(
             api, meta["namespace"], meta["name"], meta["resourceVersion"], changes
         ):

@@ -11,12 +11,15 @@
                    first), other fields are reported and not applied (``updates``); an invalid
                    change is refused with the field named. Idempotent: kopf re-runs it after
                    an operator restart if it had not finished.
-- the follower     one loop for the whole operator (``follow``), started and stopped with it.
+- the follower     one loop for the whole operator (``follow``), started and stopped with it;
+                   it hands running jobs with ``spec.autoscale`` to the autoscaler
+                   (``autoscaler.Autoscalers``: the policies run on its own threads).
 
 The operator's state lives in kopf's ``memo`` (set up by ``main.run`` and ``startup_fn``), not in
 module globals: ``memo.settings`` (the ``RECPREP_*`` settings), ``memo.namespace`` (the one
-namespace watched, or None), ``memo.api`` (the Kubernetes client) and ``memo.follower`` (the
-follower's task). kopf hands every handler a copy of that memo.
+namespace watched, or None), ``memo.api`` (the Kubernetes client), ``memo.follower`` (the
+follower's task) and ``memo.autoscalers`` (each autoscaled job's policy and measurements).
+kopf hands every handler a copy of that memo.
 
 No finalizers: there is no ``on.delete`` handler and no per-object timer or daemon (kopf puts a
 finalizer on objects with those); children go with their owner (garbage collection).
@@ -34,7 +37,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..errors import SpecError
 from ..spec import GROUP, PLURAL, VERSION, load_job_dict
-from . import builders, follow, kube, pools, updates
+from . import autoscaler, builders, follow, kube, pools, updates
 from . import scheduler as dask_scheduler
 from . import status as st
 from .settings import Settings
@@ -57,7 +60,9 @@ def operator_memo(
 ) -> kopf.Memo:
     """The operator's state as kopf's ``memo``: settings (default: from ``RECPREP_*``), the
     namespace watched (None: all), the Kubernetes client (default: made at startup)."""
-    return kopf.Memo(settings=settings, namespace=namespace, api=api, follower=None)
+    return kopf.Memo(
+        settings=settings, namespace=namespace, api=api, follower=None, autoscalers=autoscaler.Autoscalers()
+    )
 
 
 def _ensure_memo(memo: kopf.Memo) -> None:
@@ -68,6 +73,8 @@ def _ensure_memo(memo: kopf.Memo) -> None:
         memo.api = kube.new_api_client()
     if "namespace" not in memo:
         memo.namespace = None
+    if getattr(memo, "autoscalers", None) is None:
+        memo.autoscalers = autoscaler.Autoscalers()
 
 
 @kopf.on.startup()
@@ -221,7 +228,9 @@ def _set_condition(memo: kopf.Memo, body: kopf.Body, condition: dict) -> None:
 async def _follow(memo: kopf.Memo, logger: logging.Logger) -> None:
     while True:
         try:
-            await asyncio.to_thread(follow.reconcile_all, memo.api, memo.namespace, memo.settings, logger)
+            await asyncio.to_thread(
+                follow.reconcile_all, memo.api, memo.namespace, memo.settings, logger, memo.autoscalers
+            )
         except ApiException as exc:
             logger.warning("cannot list PreprocessJobs: %s", kube.api_error_text(exc))
         except Exception:  # a bug in one pass must not stop following every job
@@ -242,3 +251,6 @@ async def stop_follower(memo: kopf.Memo, **_: Any) -> None:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
         memo.follower = None
+    autoscalers = getattr(memo, "autoscalers", None)
+    if autoscalers is not None:
+        autoscalers.shutdown()

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -20,6 +22,8 @@ from . import labels
 from .builders import JOB_FILE
 
 MERGE_PATCH = "application/merge-patch+json"
+
+log = logging.getLogger(__name__)
 
 
 def new_api_client() -> k8s.ApiClient:
@@ -274,3 +278,54 @@ def set_job_condition(
         if patch_status(api, namespace, name, job["metadata"]["resourceVersion"], {"conditions": conditions}):
             return True
     return False
+
+
+def merge_job_status(api: k8s.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> bool:
+    """Merge ``status`` into the job's status (a merge patch: a null member deletes, a list is
+    replaced whole), unguarded: for a member only one writer owns (``status.autoscaler``).
+    False if the job is gone."""
+    return _unless_gone(
+        lambda: k8s.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH
+        )
+    )
+
+
+#: Who posts the operator's own Events (kopf posts its logs' as "kopf").
+EVENT_SOURCE = "recprep-operator"
+
+
+def post_event(api: k8s.ApiClient, body: dict, type_: str, reason: str, message: str) -> bool:
+    """A Kubernetes Event on the PreprocessJob ``body`` (a core/v1 Event, as ``kubectl describe``
+    lists them), posted directly: the follower's threads have no kopf context to post through
+    ``kopf.event``. False (and a log line) when the API refuses it: an Event is never worth
+    failing the action it reports."""
+    meta = body.get("metadata", {})
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": body.get("apiVersion") or f"{GROUP}/{VERSION}",
+            "kind": body.get("kind") or "PreprocessJob",
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        k8s.CoreV1Api(api).create_namespaced_event(meta.get("namespace"), event, _preload_content=False)
+    except ApiException as exc:
+        log.warning("cannot post Event %s on %s: %s", reason, meta["name"], api_error_text(exc))
+        return False
+    return True

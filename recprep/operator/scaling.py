@@ -2,9 +2,10 @@
 
 This module is the one place that decides how many workers a pool has:
 
-- ``pool_target`` asks a :class:`PoolPolicy` what the pool should have (the hook the predictive
-  autoscaler fills; until then :class:`KeepWithinBounds`), clamps the answer to the pool's spec
-  bounds (``clamp``) and returns a :class:`Decision` with its reason;
+- ``pool_target`` asks a :class:`PoolPolicy` what the pool should have (:class:`KeepWithinBounds`
+  when ``spec.pools`` changes; :class:`Targets`, the predictor's decision, for a job with
+  ``spec.autoscale``: ``autoscaler``), clamps the answer to the pool's spec bounds (``clamp``)
+  and returns a :class:`Decision` with its reason;
 - ``initial_replicas`` is the same decision for a pool that has no worker yet (the builders
   create the worker Deployments with it).
 
@@ -60,6 +61,20 @@ class KeepWithinBounds:
 
 #: The policy the operator runs.
 DEFAULT_POLICY: PoolPolicy = KeepWithinBounds()
+
+
+class Targets:
+    """A policy's answer decided elsewhere (the predictor's ``Decision`` for ``spec.autoscale``):
+    each pool's target and its reason; a pool it does not name keeps its workers."""
+
+    def __init__(self, targets: dict[str, int], reasons: dict[str, str] | None = None):
+        self.targets, self.reasons = dict(targets), dict(reasons or {})
+
+    def wanted(self, pool: str, current: int) -> tuple[int, str]:
+        if pool not in self.targets:
+            return KeepWithinBounds().wanted(pool, current)
+        target = int(self.targets[pool])
+        return target, self.reasons.get(pool) or f"{pool} {current} -> {target}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The status the operator writes on a PreprocessJob, as pure functions over plain dicts.
 
 The CRD's printer columns read ``.status.phase``, ``.status.progressText``,
-``.status.workers.cpu`` and ``.status.workers.isp``. Phases move along a small table::
+``.status.workers.cpu``, ``.status.workers.isp`` and ``.status.autoscaler.lastScale``.
+Phases move along a small table::
 
     Pending -> Fitting -> Running -> Succeeded
        \\__________\\__________\\____> Failed
@@ -184,6 +185,74 @@ def workers(cpu: int, isp: int) -> dict[str, int]:
     return {"cpu": int(cpu), "isp": int(isp)}
 
 
+# --- the autoscaler ------------------------------------------------------------------------------
+
+#: Scaling actions kept in ``status.autoscaler.lastDecisions`` (the newest last).
+MAX_DECISIONS = 10
+#: Longest reason kept in a decision (the Event's message has it whole, up to Kubernetes' limit).
+MAX_REASON = 600
+
+
+def scaling_record(
+    pool: str, before: int, after: int, reason: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """One scaling action as ``status.autoscaler`` keeps it."""
+    if before < 0 or after < 0:
+        raise ValueError(f"worker counts must not be negative, got {before} -> {after}")
+    return {
+        "time": now_rfc3339(now),
+        "pool": pool,
+        "from": int(before),
+        "to": int(after),
+        "reason": str(reason)[:MAX_REASON],
+    }
+
+
+def last_scale_text(record: Mapping[str, Any]) -> str:
+    """The printer column's text of a scaling action: ``cpu 1->2``."""
+    return f"{record['pool']} {record['from']}->{record['to']}"
+
+
+def autoscaler_status(
+    previous: Mapping[str, Any] | None,
+    *,
+    policy: str,
+    quantile: float | None = None,
+    forecast: float | None = None,
+    capacity: Mapping[str, float] | None = None,
+    rows_per_worker: Mapping[str, float] | None = None,
+    startup_lag: Mapping[str, float] | None = None,
+    message: str | None = None,
+    actions: list[Mapping[str, Any]] = (),
+    pending: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``status.autoscaler`` after one decision: what the policy saw and said, and ``actions``
+    (scaling records) appended to the previous ones (the last ``MAX_DECISIONS`` kept;
+    ``lastScale`` and ``lastScaleTime`` from the newest). ``pending`` is an action written
+    before it is carried out (``None``: none; the key is then null, which a merge patch
+    deletes). Numbers are rounded (rows/s to integers), so an unchanged view compares equal."""
+    previous = dict(previous or {})
+    decisions = [dict(d) for d in previous.get("lastDecisions") or []] + [dict(a) for a in actions]
+    decisions = decisions[-MAX_DECISIONS:]
+    status: dict[str, Any] = {"policy": policy}
+    if quantile is not None:
+        status["quantile"] = round(float(quantile), 4)
+    status["forecast"] = None if forecast is None else round(max(0.0, float(forecast)))
+    status["capacity"] = {k: round(max(0.0, float(v))) for k, v in (capacity or {}).items()}
+    status["rowsPerWorker"] = {k: round(max(0.0, float(v))) for k, v in (rows_per_worker or {}).items()}
+    status["startupLagSeconds"] = {k: round(max(0.0, float(v)), 1) for k, v in (startup_lag or {}).items()}
+    status["message"] = message
+    if decisions:
+        status["lastDecisions"] = decisions
+        status["lastScale"] = last_scale_text(decisions[-1])
+    if actions:
+        status["lastScaleTime"] = actions[-1]["time"]
+    elif previous.get("lastScaleTime"):
+        status["lastScaleTime"] = previous["lastScaleTime"]
+    status["pending"] = dict(pending) if pending else None
+    return status
+
+
 # --- conditions ---------------------------------------------------------------------------------
 
 
@@ -310,6 +379,59 @@ ACCOUNTING_SCHEMA: dict[str, Any] = {
 }
 
 
+def _scaling_schema(description: str) -> dict:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": {
+            "time": _str("When it was decided.", format="date-time"),
+            "pool": _str("The pool: cpu or isp."),
+            "from": _int("Workers (the Deployment's replicas) before."),
+            "to": _int("Workers after."),
+            "reason": _str("The policy's reason."),
+        },
+    }
+
+
+#: ``status.autoscaler``: the policy of spec.autoscale as the operator runs it.
+AUTOSCALER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "What the autoscaler (spec.autoscale) saw and decided; absent for a job without "
+    "spec.autoscale. Every scaling action is also an Event with reason Scaled.",
+    "properties": {
+        "policy": _str("The policy of spec.autoscale."),
+        "quantile": _number("The quantile of the demand forecast provisioned for."),
+        "forecast": _number("The policy's latest forecast of the demand, rows/s (null: none).", True),
+        "capacity": _per_pool("What each pool's ready workers produce now, rows/s.", _number),
+        "rowsPerWorker": _per_pool(
+            "Rows/s of one worker of each pool, measured from the shards it finished.", _number
+        ),
+        "startupLagSeconds": _per_pool(
+            "Start-up lag of each pool (replicas raised -> worker joined the scheduler), a high "
+            "quantile of the measured ones (a prior until measured).",
+            _number,
+        ),
+        "message": _str("Why the latest look made no decision (e.g. nothing measured yet)."),
+        "lastScale": _str("The latest scaling action, e.g. cpu 1->2 (a printer column)."),
+        "lastScaleTime": _str(
+            "When the latest scaling action was decided (none is taken within spec.autoscale.interval "
+            "of it, across operator restarts).",
+            format="date-time",
+        ),
+        "lastDecisions": {
+            "type": "array",
+            "description": f"The last {MAX_DECISIONS} scaling actions, oldest first.",
+            "maxItems": MAX_DECISIONS,
+            "items": _scaling_schema("One scaling action."),
+        },
+        "pending": _scaling_schema(
+            "A scaling action decided and not yet confirmed carried out (an operator restarted "
+            "meanwhile settles it from the Deployment's replicas)."
+        ),
+    },
+}
+
+
 #: ``status`` in the CRD's openAPIV3Schema (``recprep.crd``): every field the operator writes,
 #: typed, so ``kubectl explain`` describes it and the API server keeps exactly these.
 STATUS_SCHEMA: dict[str, Any] = {
@@ -350,6 +472,7 @@ STATUS_SCHEMA: dict[str, Any] = {
             "items": {"type": "string"},
         },
         "accounting": ACCOUNTING_SCHEMA,
+        "autoscaler": AUTOSCALER_SCHEMA,
         "workers": {
             "type": "object",
             "description": "Workers per pool that accept work.",

@@ -42,8 +42,9 @@ def preprocess_job(
     backoff_limit: int = 2,
     ttl: int = 0,
     source: str | None = None,
+    autoscale: dict | None = None,
 ) -> dict:
-    return {
+    manifest = {
         "apiVersion": "recprep.io/v1alpha1",
         "kind": "PreprocessJob",
         "metadata": {"name": name},
@@ -56,6 +57,9 @@ def preprocess_job(
             "ttlSecondsAfterFinished": ttl,
         },
     }
+    if autoscale is not None:
+        manifest["spec"]["autoscale"] = autoscale
+    return manifest
 
 
 def ledger(output: Path) -> list[dict]:
@@ -101,7 +105,7 @@ def test_job_runs_to_succeeded_and_deletion_removes_children(deployed: Deployed,
     assert sum(pq.read_metadata(p).num_rows for p in out.glob("part-*.parquet")) == 20_000
 
     table = deployed.kubectl("get", "ppj").stdout.split("\n")
-    assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "CPU", "ISP", "AGE"], table
+    assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "CPU", "ISP", "SCALED", "AGE"], table
     assert table[1].split()[:5] == ["clicks", "Succeeded", "4/4", "0", "0"], table
 
     # ttlSecondsAfterFinished: 0 -> the scheduler and the workers go at once; driver and
@@ -317,6 +321,71 @@ def test_an_isp_pool_job_runs_its_shards_on_the_isp_pod_and_reports_its_accounti
     assert accounting["shardsByPool"] == pools
     assert accounting["workers"]["isp"] == 1  # (the CPU worker may join after the driver looked)
     assert "ispWorkers" not in accounting
+
+
+def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(deployed: Deployed, tmp_path):
+    out = tmp_path / "out"
+    # 100 shards: tens of seconds on one worker (on the 2-core machine), more than the deadline allows
+    manifest = preprocess_job(
+        "hurry",
+        out,
+        rows=1_000_000,
+        rows_per_shard=10_000,
+        seed=0,
+        cpu=(1, 2),
+        autoscale={"policy": "predictive", "interval": 2, "deadline": 20},
+    )
+    t0 = time.monotonic()
+    deployed.apply_job(manifest)
+    deployment = "/apis/apps/v1/namespaces/default/deployments/hurry-worker-cpu"
+    assert (
+        deployed.wait_for(
+            lambda: deployed.cluster.get(deployment)["spec"]["replicas"], timeout=60, ignore=(LookupError,)
+        )
+        == 1
+    )  # the pool starts at its min
+
+    def scaled():
+        status = deployed.status("hurry")
+        if status.get("phase") in ("Succeeded", "Failed"):
+            raise AssertionError(f"finished before scaling\n{deployed.diagnostics('hurry')}")
+        return deployed.cluster.get(deployment)["spec"]["replicas"] == 2 and status
+
+    try:
+        deployed.wait_for(scaled, timeout=90, interval=0.2)
+    except TimeoutError:
+        pytest.fail(f"the cpu pool did not grow\n{deployed.diagnostics('hurry')}")
+    print(f"cpu pool 1 -> 2 after {time.monotonic() - t0:.1f}s")
+    # the second worker joins the scheduler
+    deployed.wait_for(
+        lambda: (
+            deployed.status("hurry").get("workers", {}).get("cpu") == 2
+            or deployed.status("hurry").get("phase") == "Succeeded"
+        ),
+        timeout=60,
+        interval=0.2,
+    )
+
+    status = deployed.wait_phase("hurry", "Succeeded", timeout=180)
+    print(f"Succeeded after {time.monotonic() - t0:.1f}s; status.autoscaler: {status.get('autoscaler')}")
+    assert_committed_exactly_once(out, 100)
+    autoscaler = status["autoscaler"]
+    assert autoscaler["policy"] == "predictive" and autoscaler["quantile"] == 0.9
+    ups = [d for d in autoscaler["lastDecisions"] if (d["pool"], d["from"], d["to"]) == ("cpu", 1, 2)]
+    assert ups and "deadline" in ups[0]["reason"], autoscaler
+    assert autoscaler["lastScale"].startswith("cpu ") and "pending" not in autoscaler
+    assert autoscaler["rowsPerWorker"]["cpu"] > 0 and "forecast" not in autoscaler  # no trainer read
+    events = json.loads(
+        deployed.kubectl(
+            "get", "events", "--field-selector", "involvedObject.name=hurry", "-o", "json"
+        ).stdout
+    )["items"]
+    scaled_events = [e for e in events if e.get("reason") == "Scaled"]
+    assert scaled_events and "deadline" in scaled_events[0]["message"], events
+    assert scaled_events[0]["involvedObject"]["kind"] == "PreprocessJob"
+    table = deployed.kubectl("get", "ppj", "hurry").stdout.split("\n")
+    assert table[0].split()[5] == "SCALED", table
+    assert " ".join(table[1].split()[5:7]) == autoscaler["lastScale"], table
 
 
 def _wait_committed(deployed: Deployed, output: Path, at_least: int, timeout: float, name: str) -> int:

@@ -1,0 +1,241 @@
+"""The operator's autoscaler: what the policy sees, what it may do, and what status keeps of it
+(pure parts; the e2e test runs it against the emulated cluster)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from recprep.operator import autoscaler as au
+from recprep.operator import status as st
+from recprep.spec import load_job_dict
+
+from .conftest import job_document
+
+pytest.importorskip("sklearn")
+
+
+def progress_doc(rows=20_000, estimated=400_000, pools=None, stage="transform"):
+    return {
+        "stage": stage,
+        "detail": stage,
+        "shardsDone": rows // 10_000,
+        "shardsTotal": 40,
+        "rows": rows,
+        "rowsEstimated": estimated,
+        "rowsQuarantined": 0,
+        "warnings": [],
+        "accounting": None,
+        "pools": {"cpu": {"rows": 20_000, "seconds": 2.0, "shards": 2}} if pools is None else pools,
+    }
+
+
+def autoscaled_job(cpu=(1, 2), isp=(0, 0), **autoscale):
+    doc = job_document(autoscale={"interval": 2, **autoscale})
+    doc["spec"]["pools"] = {"cpu": {"min": cpu[0], "max": cpu[1]}, "isp": {"min": isp[0], "max": isp[1]}}
+    return load_job_dict(doc)
+
+
+def demand():
+    from recprep.predictor.signals import BinnedSeries
+
+    return BinnedSeries(2.0)
+
+
+def test_rates_come_from_the_whole_shard_tasks_the_driver_published():
+    doc = progress_doc(pools={"cpu": {"rows": 30_000, "seconds": 3.0, "shards": 3}})
+    assert au.rows_per_worker(doc) == {"cpu": 10_000.0}
+    assert au.task_seconds(doc) == 1.0
+    assert au.rows_left(doc) == 380_000
+    assert au.rows_left({**doc, "rowsEstimated": None}) is None
+    assert (
+        au.rows_per_worker(progress_doc(pools={})) == {} and au.task_seconds(progress_doc(pools={})) is None
+    )
+    assert au.rows_per_worker(None) == {}
+
+
+def test_a_pool_without_a_measurement_borrows_the_others_rate_and_isp_counts_its_units():
+    job = load_job_dict(job_document())
+    units = job.spec.pools.isp.units
+    assert au.pool_rates(job, {"cpu": 100.0}) == {"cpu": 100.0, "isp": 100.0 * units}
+    assert au.pool_rates(job, {"isp": 50.0}) == {"cpu": 50.0, "isp": 50.0 * units}
+    assert au.pool_rates(job, {}) == {}
+
+
+def test_the_observation_has_the_pools_bounds_prices_lags_rows_left_and_deadline():
+    job = autoscaled_job(cpu=(0, 3), deadline=30)
+    views = {"cpu": au.PoolView(1, 1), "isp": au.PoolView(0, 0)}
+    obs = au.observation(job, 5.0, views, progress_doc(), {"cpu": 12.0}, demand())
+    cpu = obs.pools["cpu"]
+    assert set(obs.pools) == {"cpu"}  # no ISP worker: the pool is left out
+    assert (cpu.replicas, cpu.ready, cpu.min, cpu.max) == (1, 1, 1, 3)  # min 0, but one must run
+    assert cpu.rows_per_worker == 10_000.0 and cpu.startup_lag == 12.0
+    model = job.spec.pools.isp.model
+    assert cpu.price_per_hour == model.cpu_core_hourly(True)
+    assert obs.now == 5.0 and obs.deadline == 30.0 and obs.rows_left == 380_000
+    assert obs.trainers is False and math.isinf(obs.backlog)
+
+
+def test_the_isp_pool_is_counted_at_its_storage_nodes_and_never_resized():
+    job = autoscaled_job(cpu=(0, 4), isp=(1, 2))
+    views = {"cpu": au.PoolView(1, 1), "isp": au.PoolView(2, 2)}
+    doc = progress_doc(pools={"isp": {"rows": 10_000, "seconds": 1.0, "shards": 1}})
+    obs = au.observation(job, 1.0, views, doc, {}, demand())
+    isp = obs.pools["isp"]
+    assert (isp.replicas, isp.min, isp.max, isp.hosts) == (2, 2, 2, 2)
+    assert isp.price_per_hour == job.spec.pools.isp.model.isp_node_hourly
+    assert obs.pools["cpu"].min == 0  # ISP workers run shards: the CPU pool may be empty
+    assert obs.pools["isp"].startup_lag == au.STARTUP_PRIOR
+    assert au.actions(job, views, {"cpu": 1, "isp": 0}, {}) == []  # isp is not scaled
+
+
+def test_nothing_measured_means_no_observation():
+    job = autoscaled_job()
+    views = {"cpu": au.PoolView(1, 0)}
+    assert au.observation(job, 1.0, views, progress_doc(pools={}), {}, demand()) is None
+
+
+def test_the_predictive_policy_grows_the_pool_for_a_deadline_one_worker_misses():
+    from recprep.predictor.policies import policy_from
+
+    job = autoscaled_job(cpu=(1, 3), deadline=200)
+    views = {"cpu": au.PoolView(1, 1)}
+    policy = policy_from(job.spec.autoscale)
+    # 2000 rows/s per worker; 380000 rows in the 185 s left after start-up need 2054 rows/s
+    doc = progress_doc(pools={"cpu": {"rows": 20_000, "seconds": 10.0, "shards": 2}})
+    obs = au.observation(job, 10.0, views, doc, {"cpu": 5.0}, demand())
+    decision = policy.decide(obs.now, obs)
+    (action,) = au.actions(job, views, decision.targets, decision.reasons)
+    assert (action.pool, action.before, action.target) == ("cpu", 1, 2)
+    assert "deadline" in action.reason
+
+
+def test_actions_hold_targets_to_the_bounds_and_skip_what_the_deployment_already_has():
+    job = autoscaled_job(cpu=(1, 3))
+    views = {"cpu": au.PoolView(2, 2)}
+    (up,) = au.actions(job, views, {"cpu": 9}, {"cpu": "cpu 2 -> 9: more"})
+    assert (up.before, up.target) == (2, 3) and "held to spec.pools.cpu [min 1, max 3]" in up.reason
+    (down,) = au.actions(job, views, {"cpu": 0}, {"cpu": "cpu 2 -> 0: less"})
+    assert down.target == 1  # the floor: one worker while no ISP worker runs shards
+    assert au.actions(job, views, {"cpu": 2}, {}) == []  # already there: nothing to do (a restart)
+    assert au.actions(job, views, {}, {}) == []
+
+
+def test_no_scaling_action_within_the_interval_of_the_last_one():
+    now = datetime(2025, 1, 1, 12, 0, 10, tzinfo=UTC)
+    assert au.may_scale(None, now, 15)
+    assert not au.may_scale(st.now_rfc3339(now - timedelta(seconds=5)), now, 15)
+    assert au.may_scale(st.now_rfc3339(now - timedelta(seconds=15)), now, 15)
+    assert au.may_scale("garbage", now, 15)
+
+
+def test_a_pending_action_is_kept_only_if_the_deployment_shows_it_carried_out():
+    pending = st.scaling_record("cpu", 1, 2, "cpu 1 -> 2: deadline")
+    kept = au.settle_pending(pending, 2)
+    assert (kept["from"], kept["to"]) == (1, 2) and "after an operator restart" in kept["reason"]
+    assert au.settle_pending(pending, 1) is None  # not carried out: the next decision starts afresh
+    assert au.settle_pending(None, 2) is None
+
+
+def test_the_status_keeps_the_last_decisions_bounded_and_the_printer_columns_text():
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    status = None
+    for i in range(st.MAX_DECISIONS + 3):
+        record = st.scaling_record("cpu", i, i + 1, f"step {i}", now + timedelta(seconds=i))
+        status = st.autoscaler_status(
+            status,
+            policy="predictive",
+            quantile=0.9,
+            forecast=None,
+            capacity={"cpu": 1234.56},
+            rows_per_worker={"cpu": 617.3},
+            startup_lag={"cpu": 60},
+            actions=[record],
+            pending=None,
+        )
+    assert len(status["lastDecisions"]) == st.MAX_DECISIONS
+    assert status["lastDecisions"][-1]["reason"] == f"step {st.MAX_DECISIONS + 2}"
+    assert status["lastScale"] == f"cpu {st.MAX_DECISIONS + 2}->{st.MAX_DECISIONS + 3}"
+    assert status["lastScaleTime"] == status["lastDecisions"][-1]["time"]
+    assert status["capacity"] == {"cpu": 1235} and status["forecast"] is None and status["pending"] is None
+    # a look without an action keeps the record and the time of the last one
+    quiet = st.autoscaler_status(au._without_nulls(status), policy="predictive", message="waiting")
+    assert quiet["lastDecisions"] == status["lastDecisions"]
+    assert quiet["lastScaleTime"] == status["lastScaleTime"]
+    with pytest.raises(ValueError):
+        st.scaling_record("cpu", -1, 1, "no")
+
+
+def test_the_status_schema_types_every_field_the_autoscaler_writes():
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    record = st.scaling_record("cpu", 1, 2, "why", now)
+    status = st.autoscaler_status(
+        None,
+        policy="predictive",
+        quantile=0.9,
+        forecast=12.0,
+        capacity={"cpu": 1.0, "isp": 2.0},
+        rows_per_worker={"cpu": 1.0},
+        startup_lag={"cpu": 60.0},
+        message="m",
+        actions=[record],
+        pending=record,
+    )
+    schema = st.STATUS_SCHEMA["properties"]["autoscaler"]
+    assert set(status) <= set(schema["properties"])
+    item = schema["properties"]["lastDecisions"]["items"]["properties"]
+    assert set(record) == set(item) == set(schema["properties"]["pending"]["properties"])
+    assert schema["properties"]["lastDecisions"]["maxItems"] == st.MAX_DECISIONS
+    assert schema["properties"]["forecast"]["nullable"] is True
+
+
+def test_start_up_lag_is_measured_from_replicas_asked_to_workers_joined():
+    job = au.JobAutoscaler("u")
+    job.saw(0.0, {"cpu": 1, "isp": 0})
+    job.asked("cpu", 2, 10.0)
+    job.saw(11.0, {"cpu": 1, "isp": 0})
+    job.saw(14.0, {"cpu": 2, "isp": 0})  # one joined after 4 s
+    job.saw(16.0, {"cpu": 3, "isp": 0})  # the other after 6 s
+    assert list(job.lags["cpu"].lags) == [4.0, 6.0] and not job.requested["cpu"]
+    assert job.startup_lags()["cpu"] == au.STARTUP_PRIOR  # fewer than three measured: the prior bounds it
+    job.saw(17.0, {"cpu": 4, "isp": 0})  # a worker nobody asked for: no lag
+    assert len(job.lags["cpu"].lags) == 2
+
+
+def test_the_policy_is_made_once_and_again_when_spec_autoscale_changes():
+    state = au.JobAutoscaler("u")
+    first = state.policy_for(autoscaled_job(deadline=50))
+    assert state.policy_for(autoscaled_job(deadline=50)) is first
+    assert state.policy_for(autoscaled_job(deadline=60)) is not first
+
+
+class _Recorder:
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, fn, *args):
+        self.submitted.append(args)
+
+
+def test_the_follower_starts_a_look_only_for_running_autoscaled_jobs_and_not_after_stop(settings):
+    autoscalers = au.Autoscalers(clock=lambda: 100.0)
+    recorder = _Recorder()
+    autoscalers._executor = recorder
+    body = {"metadata": {"name": "j", "uid": "u1"}, "spec": {"autoscale": {"interval": 2}}}
+    autoscalers.follow(None, body, {"cpu": 1}, st.FITTING, settings, None)
+    assert recorder.submitted == []  # not running yet
+    autoscalers.follow(None, body, {"cpu": 1}, st.RUNNING, settings, None)
+    assert len(recorder.submitted) == 1
+    autoscalers.follow(None, body, {"cpu": 1}, st.RUNNING, settings, None)
+    assert len(recorder.submitted) == 1  # one look in flight at a time
+    autoscalers.jobs["u1"].busy = False
+    autoscalers.stop("u1")
+    autoscalers.follow(None, body, {"cpu": 1}, st.RUNNING, settings, None)
+    assert len(recorder.submitted) == 1  # finished: no more looks
+    plain = {"metadata": {"name": "k", "uid": "u2"}, "spec": {}}
+    autoscalers.follow(None, plain, {"cpu": 1}, st.RUNNING, settings, None)
+    assert "u2" not in autoscalers.jobs
+    autoscalers.retain({"u2"})
+    assert autoscalers.jobs == {}
