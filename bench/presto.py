@@ -56,7 +56,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ARRO
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import copy  # noqa: E402
-import gzip  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -73,6 +72,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # benchmark the recprep of this working tree
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench._inputs import replicate_tsv  # noqa: E402
 from recprep.isp_nodes.model import IspModel, described  # noqa: E402
 from recprep.manifest import decode, load_documents  # noqa: E402
 from recprep.spec import load_job_dict  # noqa: E402
@@ -161,28 +161,6 @@ def log(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Input and jobs.
 # ---------------------------------------------------------------------------------------------
-def replicate(sample: Path, rows: int, workdir: Path) -> Path:
-    """The sample's lines repeated (and cut) to ``rows`` rows as an uncompressed TSV in
-    ``workdir``; an existing file of the right size is reused."""
-    lines = gzip.decompress(sample.read_bytes()).splitlines(keepends=True)
-    lines = [line if line.endswith(b"\n") else line + b"\n" for line in lines]
-    copies, rest = divmod(rows, len(lines))
-    block = b"".join(lines)
-    size = copies * len(block) + sum(len(line) for line in lines[:rest])
-    path = workdir / f"criteo_{rows}.tsv"
-    if path.is_file() and path.stat().st_size == size:
-        log(f"reusing {path}")
-        return path
-    log(f"writing {path} ({rows:,} rows, {size / 1e6:.0f} MB)")
-    partial = path.with_suffix(".partial")
-    with partial.open("wb") as out:
-        for _ in range(copies):
-            out.write(block)
-        out.writelines(lines[:rest])
-    partial.replace(path)  # an interrupted run leaves no short file behind
-    return path
-
-
 def job_documents(tsv: Path) -> dict[str, dict]:
     """The two jobs as manifests on ``tsv``: the Criteo example's source and output settings with
     its own transforms, or with the generation-heavy ones."""
@@ -738,9 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     try:
         with quiet:
-            tsv = replicate(sample, args.rows, workdir)
+            tsv = replicate_tsv(sample, args.rows, workdir)
             warm_rows = WARMUP_SHARD_ROWS * WARMUP_SHARDS_PER_NODE * max(2, budget["ispNodes"])
-            warm_tsv = replicate(sample, warm_rows, workdir)
+            warm_tsv = replicate_tsv(sample, warm_rows, workdir)
             docs = job_documents(tsv)
             for name in args.jobs:
                 cpu_doc = with_pools(docs[name], isp=None, scale=1, preemptible=preemptible)

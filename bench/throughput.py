@@ -36,7 +36,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ARRO
 import argparse  # noqa: E402
 import bisect  # noqa: E402
 import contextlib  # noqa: E402
-import gzip  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -59,6 +58,11 @@ import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # bench._inputs (and, in main, the recprep of this tree)
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench._inputs import replicate_tsv  # noqa: E402
+
 SAMPLE_FILE = "criteo_kaggle_train_10k.tsv.gz"
 
 # ---------------------------------------------------------------------------------------------
@@ -129,23 +133,7 @@ WARMUP_ROWS = 10_000  # each contender first runs once, untimed, on an input thi
 # ---------------------------------------------------------------------------------------------
 def prepare_inputs(sample: Path, rows: int, workdir: Path) -> dict[str, Path]:
     """Write (or reuse) the replicated TSV and its Parquet copy; return {format: path}."""
-    lines = gzip.decompress(sample.read_bytes()).splitlines(keepends=True)
-    lines = [line if line.endswith(b"\n") else line + b"\n" for line in lines]
-    copies, rest = divmod(rows, len(lines))
-    block = b"".join(lines)
-    expected_bytes = copies * len(block) + sum(len(line) for line in lines[:rest])
-
-    tsv = workdir / f"criteo_{rows}.tsv"
-    if tsv.is_file() and tsv.stat().st_size == expected_bytes:
-        log(f"reusing {tsv}")
-    else:
-        log(f"writing {tsv} ({rows:,} rows, {expected_bytes / 1e6:.0f} MB)")
-        tmp = tsv.with_suffix(".tsv.partial")
-        with tmp.open("wb") as out:
-            for _ in range(copies):
-                out.write(block)
-            out.writelines(lines[:rest])
-        tmp.replace(tsv)  # atomic: an interrupted run never leaves a short file behind
+    tsv = replicate_tsv(sample, rows, workdir)
 
     parquet = workdir / f"criteo_{rows}.parquet"
     if parquet.is_file() and pq.ParquetFile(parquet).metadata.num_rows == rows:
