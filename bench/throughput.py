@@ -58,7 +58,7 @@ import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # bench._inputs (and, in main, the recprep of this tree)
+if str(REPO_ROOT) not in sys.path:  # bench._inputs, and the recprep of this working tree
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench._inputs import replicate_tsv  # noqa: E402
@@ -752,9 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     # One core for pyarrow too (its CPU and I/O pools), for every contender in this process.
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
-    # Benchmark the recprep in this working tree (it is not necessarily installed).
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    # the recprep of this working tree (on sys.path from the top; it is not necessarily installed)
     recprep_error = None if {RECPREP_1W, RECPREP_2W} <= skip else recprep_import_error()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="recprep-bench-"))
