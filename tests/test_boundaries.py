@@ -80,6 +80,7 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.workloads",
             "recprep.isp_nodes",
             "recprep.predictor",
+            "recprep.delivery.service.acks",
             "recprep._moved",
             "recprep",
             "recprep.__version__",

@@ -10,9 +10,12 @@ the storage nodes: the policy counts its capacity, and nothing adds or removes a
 What the policy sees (``predictor.signals.Observation``), all measured by this run: each pool's
 rows per worker-second (rows of the shards it finished over their task seconds), the start-up
 lag of the workers it asked for (request to join), the rows left (estimated rows of the
-planned shards minus the rows read), and the deadline (``spec.autoscale.deadline`` seconds after
-the transform pass began). No trainer is attached to a local run: the policy sizes for the
-deadline, or without one for the pools' limits at the best cost per row. Every decision, with
+planned shards minus the rows read), the deadline (``spec.autoscale.deadline`` seconds after
+the transform pass began), and with ``recprep run --serve`` the trainers' demand: the rows of the
+shards they acknowledged (``delivery.service.acks.consumed_rows``) per second, one bin per
+decision, and the backlog, committed rows not yet consumed in seconds of that demand. Without
+trainers the policy sizes for the deadline, or without one for the pools' limits at the best
+cost per row. Every decision, with
 its reason, is kept (:attr:`EmbeddedAutoscaler.decisions`) for the run summary.
 """
 
@@ -64,6 +67,8 @@ class EmbeddedAutoscaler:
         self.demand = BinnedSeries(max(policy.interval, 1.0))
         self.last = -math.inf
         self.decisions: list[Scaling] = []
+        #: (when, rows) the trainers had consumed at the last decision; None: no trainer yet
+        self.consumed: tuple[float, int] | None = None
         #: the most worker threads (cores) the cluster had at once
         self.peak_threads = 0
         self.requested: dict[str, float] = {}  # cpu worker name -> when it was asked for
@@ -86,8 +91,9 @@ class EmbeddedAutoscaler:
         return self.rows[pool] / self.seconds[pool] if self.seconds[pool] > 0 else None
 
     # -- the loop ----------------------------------------------------------------------------------
-    def tick(self, topology, rows_read: int) -> None:
-        """Decide (at most once per interval) and apply."""
+    def tick(self, topology, rows_read: int, rows_written: int = 0, consumed=None) -> None:
+        """Decide (at most once per interval) and apply. ``consumed()``: the rows the trainers
+        have consumed so far (``delivery.service.acks.consumed_rows``), None without trainers."""
         now = self.clock()
         self._joined(topology, now)
         self.peak_threads = max(self.peak_threads, topology.cpu_threads + sum(topology.units.values()))
@@ -97,7 +103,8 @@ class EmbeddedAutoscaler:
         if cpu_rate is None:
             return  # nothing measured yet: no decision on a guess
         self.last = now
-        obs = self._observe(topology, rows_read, now, cpu_rate)
+        self._consumption(now, consumed() if consumed is not None else None)
+        obs = self._observe(topology, rows_read, rows_written, now, cpu_rate)
         decision = self.policy.decide(now - self.started, obs)
         current = obs.pools["cpu"].replicas
         target = decision.targets.get("cpu", current)
@@ -119,7 +126,18 @@ class EmbeddedAutoscaler:
     def _cpu_specs(self) -> list[str]:
         return sorted((n for n in self.cluster.worker_spec if str(n).startswith("cpu-")), key=_index)
 
-    def _observe(self, topology, rows_read: int, now: float, cpu_rate: float):
+    def _consumption(self, now: float, rows: int | None) -> None:
+        """One bin of the demand series: the trainers' rows/s since the last decision (a gap
+        while no trainer has joined)."""
+        if rows is None:
+            self.demand.append(math.nan)
+            return
+        if self.consumed is not None:
+            then, before = self.consumed
+            self.demand.append(max(0.0, rows - before) / max(now - then, 1e-3))
+        self.consumed = (now, rows)
+
+    def _observe(self, topology, rows_read: int, rows_written: int, now: float, cpu_rate: float):
         from ..predictor.signals import Observation, PoolState
 
         pools = self.job.spec.pools
@@ -150,16 +168,21 @@ class EmbeddedAutoscaler:
                 startup_lag=self.lag.quantile(),
                 hosts=nodes,
             )
-        self.demand.append(math.nan)  # no trainer measured in a local run
+        trainers = self.consumed is not None and len(self.demand) > 0
+        backlog = math.inf
+        if trainers:
+            rate = float(self.demand.array()[-1]) if not math.isnan(self.demand.array()[-1]) else 0.0
+            unread = max(0, rows_written - self.consumed[1])
+            backlog = unread / rate if rate > 0 else math.inf
         return Observation(
             now=now - self.started,
             pools=states,
             demand=self.demand,
-            backlog=math.inf,
+            backlog=backlog,
             queued_work=0.0,
             batch_time=math.nan,
             rows_left=max(0.0, float(self.est_rows - rows_read)),
-            trainers=False,
+            trainers=trainers,
         )
 
     def _apply(self, topology, current: int, target: int) -> None:

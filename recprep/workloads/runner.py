@@ -24,7 +24,15 @@ from ..errors import BadDataError, RecprepError
 from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
 from ..uris import output_directory
-from .output import QUARANTINE_DIR, WORKER_LOG, CommitRecord, JobRecord, OutputWriter, check_writable
+from .output import (
+    QUARANTINE_DIR,
+    SERVICE_DIR,
+    WORKER_LOG,
+    CommitRecord,
+    JobRecord,
+    OutputWriter,
+    check_writable,
+)
 from .plan import Plan, States
 from .sources import Split
 from .tasks import (
@@ -239,7 +247,19 @@ def run_job(
                     local_cpu_workers(isp),
                 )
             _transform(
-                c, job, plan, splits, states, directory, ledger, summary, progress, fsync, wanted, scaler
+                c,
+                job,
+                plan,
+                splits,
+                states,
+                directory,
+                ledger,
+                summary,
+                progress,
+                fsync,
+                wanted,
+                scaler,
+                identity,
             )
             if scaler is not None:
                 summary.scaling = scaler.summary()
@@ -299,6 +319,21 @@ def _opening_warnings(ledger: OutputWriter, summary: RunSummary, progress: Progr
             f"{len(ledger.redone)} committed shard(s) no longer matched their ledger "
             f"records and are done again: {shards}{more} (first: {ledger.redone[0].reason})",
         )
+
+
+def _consumption(directory: str, ledger: OutputWriter, identity: str):
+    """What the trainers have consumed so far, as a function for the autoscaler: the rows of the
+    shards the shard service's groups acknowledged in their first epoch (the service of
+    ``recprep run --serve`` keeps its state in ``<output>/_service``); None while no group has
+    joined."""
+    from ..delivery.service.acks import consumed_rows
+
+    state = os.path.join(directory, SERVICE_DIR)
+
+    def consumed() -> int | None:
+        return consumed_rows(state, identity, {i: r.rows for i, r in ledger.commits.items()})
+
+    return consumed
 
 
 def _nulled_warnings(
@@ -384,6 +419,7 @@ def _transform(
     fsync,
     wanted_isp: int = 0,
     scaler=None,
+    identity: str = "",
 ):
     from ..isp_nodes.accounting import Account, placement_record
     from .locality import Topology, run_shards, wait_for_isp
@@ -418,7 +454,10 @@ def _transform(
     account.workers = {"isp": len(topology.isp), "cpu": topology.cpu_threads}
     limit = job.spec.source.max_bad_fraction * max(est_total, 1)
     started = time.perf_counter()
-    tick = None if scaler is None else (lambda topo: scaler.tick(topo, summary.rows_read))
+    tick = None
+    if scaler is not None:
+        consumed = _consumption(directory, ledger, identity)
+        tick = lambda topo: scaler.tick(topo, summary.rows_read, summary.rows_written, consumed)  # noqa: E731
     landed_shards = run_shards(
         c, job, plan, todo, states, directory, fsync, topology, offload, why_not, _result, tick
     )

@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to grow to two workers"),
 ]
 
-SOURCE = "synthetic://criteo?rows=300000&seed=5"
+SOURCE = "synthetic://criteo?rows=800000&seed=5"
 
 
 def _doc(out: Path, **spec) -> dict:

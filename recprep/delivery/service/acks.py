@@ -152,13 +152,20 @@ def _load(path: str, total: int) -> tuple[dict, dict[int, set[int]]]:
         with open(path, "r+b") as f:
             f.truncate(end)
             os.fsync(f.fileno())
-    lines = data[:end].splitlines()
+    return _parse(data[:end], path, total)
+
+
+def _parse(data: bytes, path: str, total: int | None) -> tuple[dict, dict[int, set[int]]]:
+    """(header, {epoch: acknowledged shards}) of a group file's complete lines."""
+    lines = data.splitlines()
     try:
         header = json.loads(lines[0]) if lines else None
     except json.JSONDecodeError:
         header = None
     if not isinstance(header, dict):
         raise ShardServiceError(f"{path}: no valid header line; remove the file or use a new group name")
+    if total is None:
+        total = header.get("shards") if isinstance(header.get("shards"), int) else 0
     acked: dict[int, set[int]] = {}
     for number, line in enumerate(lines[1:], start=2):
         try:
@@ -170,3 +177,38 @@ def _load(path: str, total: int) -> tuple[dict, dict[int, set[int]]]:
             raise ShardServiceError(f"{path}, line {number}: shard {shard} is not in [0, {total})")
         acked.setdefault(epoch, set()).add(shard)
     return header, acked
+
+
+def read_acknowledged(state_dir: str, identity: str) -> dict[str, dict[int, set[int]]]:
+    """Every group's acknowledgements of the job ``identity`` under a service state directory,
+    read only (a server may be appending: a torn last line is left alone and not counted):
+    ``{group: {epoch: shards}}``. A file that cannot be read is left out (its group's server
+    reports it)."""
+    directory = os.path.join(state_dir, identity[:16])
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".acks.jsonl"))
+    except OSError:
+        return {}
+    groups: dict[str, dict[int, set[int]]] = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            header, acked = _parse(data[: data.rfind(b"\n") + 1], path, None)
+        except (OSError, ShardServiceError):
+            continue
+        if header.get("identity") == identity:
+            groups[str(header.get("group", name[: -len(".acks.jsonl")]))] = acked
+    return groups
+
+
+def consumed_rows(state_dir: str, identity: str, rows: dict[int, int]) -> int | None:
+    """Rows the trainers have consumed of the job's first pass: the most, over the consumer
+    groups, of the rows (``rows``: shard -> rows) of the shards a group acknowledged in epoch 0
+    (each group reads every shard; a later epoch re-reads what is already produced). None when
+    no group has joined."""
+    groups = read_acknowledged(state_dir, identity)
+    if not groups:
+        return None
+    return max(sum(rows.get(s, 0) for s in acked.get(0, ())) for acked in groups.values())

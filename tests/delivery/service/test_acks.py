@@ -74,3 +74,29 @@ def test_a_second_server_cannot_take_the_state_directory(tmp_path):
     assert other.returncode == 7 and "another shard server" in other.stdout
     lock.release()
     assert subprocess.run([sys.executable, "-c", code, str(tmp_path)], timeout=60).returncode == 0
+
+
+def test_the_trainers_consumption_is_read_without_touching_a_servers_files(tmp_path):
+    from recprep.delivery.service.acks import consumed_rows, read_acknowledged
+
+    identity = "f" * 64
+    state = tmp_path / "_service"
+    (state / identity[:16]).mkdir(parents=True)
+    a = AckLog.open(str(state / identity[:16]), "a", identity=identity, seed=0, world_size=1, total=4)
+    b = AckLog.open(str(state / identity[:16]), "b", identity=identity, seed=0, world_size=1, total=4)
+    for shard in (0, 2):
+        a.add(0, 0, shard)
+    b.add(0, 0, 1)
+    a.add(1, 0, 3)  # a later epoch re-reads: not production's demand
+    path = state / identity[:16] / "b.acks.jsonl"
+    with open(path, "ab") as f:
+        f.write(b'{"epoch": 0, "ra')  # a server mid-append
+    size = path.stat().st_size
+    assert read_acknowledged(str(state), identity) == {"a": {0: {0, 2}, 1: {3}}, "b": {0: {1}}}
+    assert path.stat().st_size == size  # read only: the torn line is the server's to cut
+    rows = {0: 10, 1: 20, 2: 30, 3: 40}
+    assert consumed_rows(str(state), identity, rows) == 40  # group a: shards 0 and 2
+    assert consumed_rows(str(state), "e" * 64, rows) is None  # another job: no group
+    assert consumed_rows(str(tmp_path / "nowhere"), identity, rows) is None
+    a.close()
+    b.close()
