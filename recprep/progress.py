@@ -32,6 +32,10 @@ neither), and how many: one worker of the pool produces ``rows / seconds`` rows 
 
     "pools": {"cpu": {"rows": 30000, "seconds": 4.2, "shards": 3}, "isp": {...}}
 
+``consumedRows`` is the trainers' consumption: the rows of the shards the shard service's
+consumer groups acknowledged in their first epoch (the most over the groups), null while no
+group has joined; the operator's autoscaler takes the demand from how fast it grows.
+
 This module imports neither Kubernetes nor the data plane: the driver wraps its progress
 reporter in :class:`SchedulerProgress`; the operator calls :func:`parse`.
 """
@@ -90,6 +94,7 @@ def document(
     warnings: list[str] | tuple[str, ...] = (),
     accounting: Mapping[str, Any] | None = None,
     pools: Mapping[str, Any] | None = None,
+    consumed_rows: int | None = None,
 ) -> dict[str, Any]:
     """The progress document (checked: a bad value is a bug in the driver, raise at once;
     ``accounting`` is cut down to :func:`accounting_summary`, ``pools`` to :func:`pool_rates`)."""
@@ -106,6 +111,7 @@ def document(
         "warnings": [str(w)[:MAX_WARNING] for w in list(warnings)[:MAX_WARNINGS]],
         "accounting": accounting_summary(accounting),
         "pools": pool_rates(pools),
+        "consumedRows": _number(consumed_rows, "int"),
     }
 
 
@@ -181,6 +187,7 @@ def parse(value: Any) -> dict[str, Any] | None:
             warnings=_strings(value.get("warnings")),
             accounting=value.get("accounting"),
             pools=value.get("pools"),
+            consumed_rows=value.get("consumedRows"),
         )
     except (TypeError, ValueError):
         return None
@@ -220,6 +227,8 @@ class SchedulerProgress:
         self.accounting: dict[str, Any] | None = None
         #: pool -> rows, task seconds and shards of the shards it finished in one task
         self.pools: dict[str, dict[str, int | float]] = {}
+        #: rows the trainers have consumed (``consumed``), None while no consumer group joined
+        self.consumed_rows: int | None = None
         self._last = None
         self.publish(force=True)
 
@@ -281,6 +290,14 @@ class SchedulerProgress:
             self.inner.accounted(document)
         self.publish(force=True)
 
+    def consumed(self, rows: int | None) -> None:
+        """The rows the trainers have consumed so far (``delivery.service.acks.consumed_rows``;
+        None while no consumer group has joined): the operator's autoscaler reads the demand
+        from it. Published with the next document (at most every ``MIN_INTERVAL``)."""
+        if rows != self.consumed_rows:
+            self.consumed_rows = rows
+            self.publish()
+
     # --- publishing ---
 
     def finish(self) -> None:
@@ -303,6 +320,7 @@ class SchedulerProgress:
             warnings=self.warnings,
             accounting=self.accounting,
             pools=self.pools,
+            consumed_rows=self.consumed_rows,
         )
 
     def publish(self, force: bool = False) -> None:

@@ -219,3 +219,21 @@ def test_parse_keeps_only_well_typed_pool_rates():
     }
     del good["pools"]  # an older driver's
     assert progress.parse(good)["pools"] == {}
+
+
+def test_the_trainers_consumption_is_published_and_parsed():
+    from recprep.progress import SchedulerProgress, parse
+
+    class Client:
+        def __init__(self):
+            self.docs = []
+
+        def set_metadata(self, key, value):
+            self.docs.append(value)
+
+    client = Client()
+    progress = SchedulerProgress(client, clock=iter(range(0, 1000, 10)).__next__)
+    assert client.docs[-1]["consumedRows"] is None
+    progress.consumed(1234)
+    assert client.docs[-1]["consumedRows"] == 1234 and parse(client.docs[-1])["consumedRows"] == 1234
+    assert parse({**client.docs[-1], "consumedRows": -5})["consumedRows"] is None

@@ -14,9 +14,11 @@ decided:
   passes into a ``LagTracker``, ``STARTUP_PRIOR`` until measured), the rows left (the driver's
   estimate less the rows read), the deadline (``spec.autoscale.deadline`` seconds after
   ``status.startTime``: the policy's clock is seconds since the job's start, so a restarted
-  operator keeps it), the scheduler's task counts (the reactive baselines' signal). No trainer
-  signal: the shard service's acknowledgements are not read (``trainers=False``), so the policy
-  sizes for the deadline, or without one for the pools' limits.
+  operator keeps it), the scheduler's task counts (the reactive baselines' signal), and the
+  trainers' demand (:class:`Trainers`): how fast the driver's ``consumedRows`` (the rows of the
+  shards the shard service's groups acknowledged) grows between looks, and the backlog in
+  seconds of it. Before a consumer group joins there are no trainers: the policy sizes for the
+  deadline, or without one for the pools' limits.
 - **the ISP pool** is the storage nodes: the policy counts its capacity (rows/s of its workers,
   times ``units``) and the operator keeps it at its size (``spec.pools.isp`` still moves it, by
   a spec edit); only the ``cpu`` pool is scaled.
@@ -207,28 +209,53 @@ def observation(
     lags: dict[str, float],
     demand: Any,
     workers: dict[str, dask_scheduler.DaskWorker] | None = None,
+    trainers: Trainers | None = None,
 ) -> Any:
     """The policy's ``Observation`` at ``now`` (seconds since the job's start), or None when no
-    pool's rate is measured yet (no decision on a guess)."""
+    pool's rate is measured yet (no decision on a guess). ``trainers`` turns the progress
+    document's ``consumedRows`` into the demand series (one bin per look) and the backlog."""
     from ..predictor.signals import Observation
 
     per_worker = pool_rates(job, rows_per_worker(progress))
     if not per_worker:
         return None
     view = scheduler_view(workers or {}, task_seconds(progress))
-    demand.append(math.nan)  # no trainer signal read: the demand is unknown
+    attached, backlog = (trainers or Trainers()).look(now, progress, demand)
     return Observation(
         now=now,
         pools=pool_states(job, views, per_worker, lags),
         demand=demand,
-        backlog=math.inf,
+        backlog=backlog,
         queued_work=view.queued * view.task_seconds if view is not None else 0.0,
         batch_time=math.nan,
         rows_left=rows_left(progress),
         deadline=None if job.spec.autoscale.deadline is None else float(job.spec.autoscale.deadline),
-        trainers=False,
+        trainers=attached,
         scheduler=view,
     )
+
+
+class Trainers:
+    """The trainers' demand from the driver's ``consumedRows`` (rows of the shards the shard
+    service's groups acknowledged in their first epoch): rows/s since the previous look, the
+    backlog (rows written and not consumed) in seconds of it. No group yet: a gap, no trainers."""
+
+    def __init__(self):
+        self.last: tuple[float, int] | None = None
+
+    def look(self, now: float, progress: dict[str, Any], demand: Any) -> tuple[bool, float]:
+        rows = progress.get("consumedRows")
+        if not isinstance(rows, int):
+            demand.append(math.nan)
+            return False, math.inf
+        rate = math.nan
+        if self.last is not None and now > self.last[0]:
+            rate = max(0, rows - self.last[1]) / (now - self.last[0])
+        demand.append(rate)
+        self.last = (now, rows)
+        written = int(progress.get("rows") or 0) - int(progress.get("rowsQuarantined") or 0)
+        unread = max(0, written - rows)
+        return True, unread / rate if rate and rate > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -305,6 +332,8 @@ class JobAutoscaler:
         self.policy: Any = None
         self._policy_key: Any = None
         self.demand: Any = None
+        #: the trainers' consumption between looks
+        self.trainers = Trainers()
         #: Whether a pending action of an earlier operator was looked at.
         self.settled = False
         self.lags = {pool: LagTracker(STARTUP_PRIOR) for pool in labels.POOLS}
@@ -323,6 +352,7 @@ class JobAutoscaler:
             self.policy = policy_from(job.spec.autoscale)
             self._policy_key = key
             self.demand = BinnedSeries(max(float(self.policy.interval), 1.0))
+            self.trainers = Trainers()
         return self.policy
 
     def asked(self, pool: str, count: int, now: float) -> None:
@@ -490,13 +520,20 @@ class Autoscalers:
             message = "waiting for the transform pass"
         else:
             obs = observation(
-                job, (now - started).total_seconds(), views, progress, lags, state.demand, scheduler.workers
+                job,
+                (now - started).total_seconds(),
+                views,
+                progress,
+                lags,
+                state.demand,
+                scheduler.workers,
+                state.trainers,
             )
             if obs is None:
                 message = "waiting for a pool's first shard to measure its rate"
             else:
                 decision = policy.decide(obs.now, obs)
-                # (no trainer signal is read: a forecast of the demand would be made up)
+                # (without trainers a forecast of the demand would be made up)
                 forecast = decision.forecast if obs.trainers else None
                 wanted = actions(job, views, decision.targets, decision.reasons)
                 last = done[-1]["time"] if done else current.get("lastScaleTime")

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -289,6 +290,8 @@ def _names(job: PreprocessJob, field: str) -> bool:
     return field in job.spec.model_fields_set
 
 
+#: Seconds between two reads of the trainers' consumption for the progress document.
+CONSUMPTION_INTERVAL = 5.0
 #: Seconds the driver waits for the ISP workers it expects (``spec.pools.isp.min`` on a cluster,
 #: the embedded cluster's own) to join before it places shards (the ISP pods start beside the
 #: driver); shards then go to the storage nodes that joined, or all to the CPU pool.
@@ -454,10 +457,17 @@ def _transform(
     account.workers = {"isp": len(topology.isp), "cpu": topology.cpu_threads}
     limit = job.spec.source.max_bad_fraction * max(est_total, 1)
     started = time.perf_counter()
-    tick = None
-    if scaler is not None:
-        consumed = _consumption(directory, ledger, identity)
-        tick = lambda topo: scaler.tick(topo, summary.rows_read, summary.rows_written, consumed)  # noqa: E731
+    consumed = _consumption(directory, ledger, identity)
+    publish = progress is not None and hasattr(progress, "consumed")
+    looked = [-math.inf]
+
+    def tick(topo) -> None:
+        if scaler is not None:
+            scaler.tick(topo, summary.rows_read, summary.rows_written, consumed)
+        if publish and time.monotonic() - looked[0] >= CONSUMPTION_INTERVAL:
+            looked[0] = time.monotonic()
+            progress.consumed(consumed())
+
     landed_shards = run_shards(
         c, job, plan, todo, states, directory, fsync, topology, offload, why_not, _result, tick
     )

@@ -239,3 +239,19 @@ def test_the_follower_starts_a_look_only_for_running_autoscaled_jobs_and_not_aft
     assert "u2" not in autoscalers.jobs
     autoscalers.retain({"u2"})
     assert autoscalers.jobs == {}
+
+
+def test_trainers_demand_comes_from_the_consumed_rows_between_looks():
+    import math
+
+    from recprep.operator.autoscaler import Trainers
+    from recprep.predictor.signals import BinnedSeries
+
+    trainers, demand = Trainers(), BinnedSeries(5.0)
+    doc = {"rows": 50_000, "rowsQuarantined": 0, "consumedRows": None}
+    assert trainers.look(0.0, doc, demand) == (False, math.inf)  # no group yet: a gap
+    assert trainers.look(5.0, {**doc, "consumedRows": 10_000}, demand) == (True, math.inf)
+    attached, backlog = trainers.look(10.0, {**doc, "consumedRows": 20_000}, demand)
+    assert attached and backlog == (50_000 - 20_000) / 2_000.0
+    values = demand.array()
+    assert math.isnan(values[0]) and math.isnan(values[1]) and values[2] == 2_000.0
