@@ -66,8 +66,8 @@ POLICIES = {
     "predictive": lambda period, seed: Predictive(period=period, seed=seed),
     "reactive": lambda period, seed: Reactive(),
     "adaptive": lambda period, seed: Adaptive(),
-    "hill-climb": lambda period, seed: HillClimb(),
-    "autopilot": lambda period, seed: MovingWindow(),
+    "hill-climbing": lambda period, seed: HillClimb(),
+    "moving-window": lambda period, seed: MovingWindow(),
     "static-peak": lambda period, seed: StaticPeak(),
     "oracle": lambda period, seed: Oracle(),
 }
@@ -350,7 +350,7 @@ def holds(rows: dict) -> dict:
         "cost <= 1.25x oracle": _yes(p["cost"] <= 1.25 * o["cost"], f"{p['cost'] / o['cost']:.2f}x"),
         "no shard lost": _yes(all(x["shards_lost"] == 0 for x in rows.values()), "all policies"),
     }
-    for other in ("hill-climb", "adaptive"):
+    for other in ("hill-climbing", "adaptive"):
         if other in rows:
             os_ = rows[other]["stall_fraction"]
             if ps == os_ == 0:

@@ -172,7 +172,7 @@ class Adaptive(Policy):
 class HillClimb(Policy):
     """Cachew's climb on the trainers' batch time; waits for started workers before judging."""
 
-    name = "hill-climb"
+    name = "hill-climbing"
 
     def __init__(self, interval: float = 30.0, improve: float = 0.07, tolerate: float = 0.03):
         self.interval, self.improve, self.tolerate = interval, improve, tolerate
@@ -225,7 +225,7 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
 
 
 class MovingWindow(Policy):
-    name = "autopilot"
+    name = "moving-window"
 
     def __init__(
         self,

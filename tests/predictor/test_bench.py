@@ -24,8 +24,8 @@ def test_bench_replays_a_csv_trace_and_prints_json(tmp_path):
         "predictive",
         "reactive",
         "adaptive",
-        "hill-climb",
-        "autopilot",
+        "hill-climbing",
+        "moving-window",
         "static-peak",
         "oracle",
     }
