@@ -257,6 +257,7 @@ def cmd_validate(args) -> int:
             highlight=False,
             soft_wrap=True,
         )
+    out.print(f"  ISP units (spec.pools.isp): {_offload_line(plan)}", highlight=False, soft_wrap=True)
     unhashed = [c for c in roles.sparse if plan.schema_kinds.get(c) == "string"]
     if unhashed:
         out.print(
@@ -267,6 +268,22 @@ def cmd_validate(args) -> int:
             soft_wrap=True,
         )
     return 0
+
+
+def _offload_line(plan) -> str:
+    """Which transforms ISP units run (the op registry's classes) and which the CPU pool does."""
+    k, n = plan.offloadable, len(plan.steps)
+    if n == 0:
+        return "the read and the write (no transform)"
+    classes = ", ".join(f"{s.op.name} ({s.op.Params.offload})" for s in plan.steps[:k])
+    if k == n:
+        return f"every transform: {classes}; an ISP worker reads, transforms and writes its shards"
+    first = plan.steps[k]
+    head = f"transforms [0:{k}] ({classes})" if k else "none of the transforms"
+    return (
+        f"{head}; from spec.transforms[{k}] ({first.op.name}, not offloaded) on, the CPU pool "
+        "finishes each shard"
+    )
 
 
 def cmd_operator(args) -> int:

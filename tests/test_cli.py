@@ -68,3 +68,21 @@ def test_bad_cli_arguments(tmp_path):
     assert res.returncode == 2 and "expected a positive integer" in res.stderr
     res = recprep("validate", str(tmp_path / "missing.yaml"))
     assert res.returncode == 2 and "cannot read the job file" in res.stderr
+
+
+def test_validate_says_which_transforms_isp_units_run(tmp_path):
+    transforms = [
+        {"op": "fill_null", "columns": "dense", "value": 0},
+        {"op": "hex_to_int", "columns": "sparse"},
+        {"op": "categorify", "columns": ["C1"]},
+        {"op": "sigrid_hash", "columns": "sparse", "salt": 0, "maxValue": 1000},
+    ]
+    doc = job_doc("synthetic://criteo?rows=1000&seed=1", str(tmp_path / "out"), transforms=transforms)
+    res = recprep("validate", write_job(tmp_path, doc))
+    assert res.returncode == 0, res.stderr
+    line = " ".join(res.stdout.split())
+    assert (
+        "ISP units (spec.pools.isp): transforms [0:2] (fill_null (normalization), hex_to_int (decode))"
+        in line
+    )
+    assert "from spec.transforms[2] (categorify, not offloaded) on, the CPU pool finishes each shard" in line
