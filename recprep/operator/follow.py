@@ -80,6 +80,8 @@ class Observation:
     progress: dict[str, Any] | None = None
     #: Workers per pool accepting work.
     workers: dict[str, int] = field(default_factory=lambda: {p: 0 for p in labels.POOLS})
+    #: The pods of the workers accepting work -> their pool (empty: scheduler not asked).
+    joined: dict[str, str] = field(default_factory=dict)
 
 
 def advance(
@@ -239,6 +241,9 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
         backoff_limit=int(spec.get("backoffLimit", DEFAULT_BACKOFF)),
         progress=state.progress if state else None,
         workers=state.running_per_pool() if state else kube.ready_workers(api, namespace, name),
+        joined={pod: w.pool for pod, w in state.workers.items() if w.status == "running" and w.pool}
+        if state
+        else {},
     )
 
 
@@ -246,10 +251,18 @@ def observe(api: k8s.ApiClient, namespace: str, name: str, spec: dict) -> Observ
 
 
 def reconcile_one(
-    api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger, autoscalers: Any = None
+    api: k8s.ApiClient,
+    body: dict,
+    settings: Settings,
+    logger: logging.Logger,
+    autoscalers: Any = None,
+    preemptions: Any = None,
+    notices: Any = None,
 ) -> dict:
     """One look at a job's children: the status changes to write (empty if none).
-    ``autoscalers`` (an ``autoscaler.Autoscalers``; None: no autoscaling) gets running jobs."""
+    ``autoscalers`` (an ``autoscaler.Autoscalers``; None: no autoscaling) gets running jobs;
+    ``preemptions`` (a ``preemption.Preemptions``; None: no notice handling) gets unfinished
+    jobs, with ``notices``, the nodes noticed for termination this pass (None: unknown)."""
     meta, spec = body.get("metadata", {}), body.get("spec") or {}
     name, namespace = meta["name"], meta.get("namespace") or settings.namespace
     current = copy.deepcopy(body.get("status") or {})
@@ -260,6 +273,8 @@ def reconcile_one(
     if phase in st.TERMINAL:
         if autoscalers is not None:
             autoscalers.forget(meta.get("uid") or name)
+        if preemptions is not None:
+            preemptions.forget(meta.get("uid") or name)
         changes = _clean_up(api, current, spec, namespace, name, logger)
         if serving and shard_service_due(current, None):
             changes.update(_create_shard_service(api, body, namespace, name, settings, logger))
@@ -268,6 +283,16 @@ def reconcile_one(
     new = without_nulls(next_status(current, obs))
     if serving and shard_service_due(current, obs):
         new.update(_create_shard_service(api, body, namespace, name, settings, logger))
+    if preemptions is not None and new["phase"] not in st.TERMINAL:
+        try:
+            handled = preemptions.follow(api, body, namespace, notices, obs.joined, settings, logger)
+        except ApiException:
+            raise
+        except Exception:  # a bug in the notice handling must not stop following the job
+            logger.exception("job %s/%s: preemption handling failed", namespace, name)
+            handled = None
+        if handled:
+            new["preemptions"] = without_nulls(handled)
     if new["phase"] in st.TERMINAL:
         if autoscalers is not None:  # no scaling action after this (one in flight ends first)
             autoscalers.stop(meta.get("uid") or name)
@@ -355,33 +380,51 @@ def reconcile_all(
     settings: Settings,
     logger: logging.Logger,
     autoscalers: Any = None,
+    preemptions: Any = None,
 ) -> None:
     """One pass over every PreprocessJob in ``namespace`` (None: all namespaces), up to
     ``CONCURRENT_JOBS`` jobs at a time; running jobs with ``spec.autoscale`` go to
-    ``autoscalers`` (None: no autoscaling)."""
+    ``autoscalers`` (None: no autoscaling), unfinished jobs to ``preemptions`` (None: no notice
+    handling) with the Nodes' notices, read once per pass."""
     objects = k8s.CustomObjectsApi(api)
     if namespace:
         jobs = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     else:
         jobs = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
     items = jobs.get("items", [])
+    uids = {b["metadata"].get("uid") or b["metadata"]["name"] for b in items}
     if autoscalers is not None:
-        autoscalers.retain({b["metadata"].get("uid") or b["metadata"]["name"] for b in items})
+        autoscalers.retain(uids)
+    notices = None
+    if preemptions is not None:
+        preemptions.retain(uids)
+        if any((b.get("status") or {}).get("phase") not in (None, *st.TERMINAL) for b in items):
+            notices = preemptions.nodes(api, logger)
+
+    def one(body: dict) -> None:
+        _reconcile_and_write(api, body, settings, logger, autoscalers, preemptions, notices)
+
     if len(items) <= 1:
         for body in items:
-            _reconcile_and_write(api, body, settings, logger, autoscalers)
+            one(body)
         return
     with ThreadPoolExecutor(min(CONCURRENT_JOBS, len(items)), thread_name_prefix="recprep-follow") as pool:
-        for _ in pool.map(lambda body: _reconcile_and_write(api, body, settings, logger, autoscalers), items):
+        for _ in pool.map(one, items):
             pass  # a bug in one job's look is raised here, after the others were looked at
 
 
 def _reconcile_and_write(
-    api: k8s.ApiClient, body: dict, settings: Settings, logger: logging.Logger, autoscalers: Any = None
+    api: k8s.ApiClient,
+    body: dict,
+    settings: Settings,
+    logger: logging.Logger,
+    autoscalers: Any = None,
+    preemptions: Any = None,
+    notices: Any = None,
 ) -> None:
     meta = body["metadata"]
     try:
-        changes = reconcile_one(api, body, settings, logger, autoscalers)
+        changes = reconcile_one(api, body, settings, logger, autoscalers, preemptions, notices)
         if changes and not kube.patch_status(
             api, meta["namespace"], meta["name"], meta["resourceVersion"], changes
         ):

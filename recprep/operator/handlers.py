@@ -13,12 +13,15 @@
                    an operator restart if it had not finished.
 - the follower     one loop for the whole operator (``follow``), started and stopped with it;
                    it hands running jobs with ``spec.autoscale`` to the autoscaler
-                   (``autoscaler.Autoscalers``: the policies run on its own threads).
+                   (``autoscaler.Autoscalers``: the policies run on its own threads) and
+                   unfinished jobs to the preemption handling (``preemption.Preemptions``:
+                   spot-interruption taints and foreign pod deletions, handled on notice).
 
 The operator's state lives in kopf's ``memo`` (set up by ``main.run`` and ``startup_fn``), not in
 module globals: ``memo.settings`` (the ``RECPREP_*`` settings), ``memo.namespace`` (the one
 namespace watched, or None), ``memo.api`` (the Kubernetes client), ``memo.follower`` (the
-follower's task) and ``memo.autoscalers`` (each autoscaled job's policy and measurements).
+follower's task), ``memo.autoscalers`` (each autoscaled job's policy and measurements) and
+``memo.preemptions`` (each job's preemption notices).
 kopf hands every handler a copy of that memo.
 
 No finalizers: there is no ``on.delete`` handler and no per-object timer or daemon (kopf puts a
@@ -37,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..errors import SpecError
 from ..spec import GROUP, PLURAL, VERSION, load_job_dict
-from . import autoscaler, builders, follow, kube, pools, updates
+from . import autoscaler, builders, follow, kube, pools, preemption, updates
 from . import scheduler as dask_scheduler
 from . import status as st
 from .settings import Settings
@@ -61,7 +64,12 @@ def operator_memo(
     """The operator's state as kopf's ``memo``: settings (default: from ``RECPREP_*``), the
     namespace watched (None: all), the Kubernetes client (default: made at startup)."""
     return kopf.Memo(
-        settings=settings, namespace=namespace, api=api, follower=None, autoscalers=autoscaler.Autoscalers()
+        settings=settings,
+        namespace=namespace,
+        api=api,
+        follower=None,
+        autoscalers=autoscaler.Autoscalers(),
+        preemptions=preemption.Preemptions(),
     )
 
 
@@ -75,6 +83,8 @@ def _ensure_memo(memo: kopf.Memo) -> None:
         memo.namespace = None
     if getattr(memo, "autoscalers", None) is None:
         memo.autoscalers = autoscaler.Autoscalers()
+    if getattr(memo, "preemptions", None) is None:
+        memo.preemptions = preemption.Preemptions()
 
 
 @kopf.on.startup()
@@ -229,7 +239,13 @@ async def _follow(memo: kopf.Memo, logger: logging.Logger) -> None:
     while True:
         try:
             await asyncio.to_thread(
-                follow.reconcile_all, memo.api, memo.namespace, memo.settings, logger, memo.autoscalers
+                follow.reconcile_all,
+                memo.api,
+                memo.namespace,
+                memo.settings,
+                logger,
+                memo.autoscalers,
+                memo.preemptions,
             )
         except ApiException as exc:
             logger.warning("cannot list PreprocessJobs: %s", kube.api_error_text(exc))

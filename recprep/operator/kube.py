@@ -167,6 +167,23 @@ def worker_pods(api: k8s.ApiClient, namespace: str, name: str, pool: str) -> lis
     return [p for p in pods if not p.metadata.deletion_timestamp]
 
 
+def job_worker_pods(api: k8s.ApiClient, namespace: str, name: str) -> list[Any]:
+    """Every worker pod of the job, of both pools, those being deleted included."""
+    return (
+        k8s.CoreV1Api(api)
+        .list_namespaced_pod(
+            namespace, label_selector=f"{labels.selector_string(name)},{labels.COMPONENT}={labels.WORKER}"
+        )
+        .items
+    )
+
+
+def node_taints(api: k8s.ApiClient) -> dict[str, list[str]]:
+    """Node -> the keys of its taints (every node of the cluster; nodes are cluster-scoped)."""
+    nodes = k8s.CoreV1Api(api).list_node().items
+    return {n.metadata.name: [t.key for t in ((n.spec.taints if n.spec else None) or [])] for n in nodes}
+
+
 def scheduler_ready(api: k8s.ApiClient, namespace: str, name: str) -> bool:
     """Whether the job's scheduler Deployment has a ready pod (worth calling)."""
     deployment = _or_none(
@@ -210,6 +227,13 @@ def annotate_pod(api: k8s.ApiClient, namespace: str, pod: str, annotations: dict
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
+    )
+
+
+def delete_pod(api: k8s.ApiClient, namespace: str, pod: str) -> bool:
+    """Delete a pod (its controller creates a replacement); False if it is gone already."""
+    return _unless_gone(
+        lambda: k8s.CoreV1Api(api).delete_namespaced_pod(pod, namespace, _preload_content=False)
     )
 
 

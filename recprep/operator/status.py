@@ -432,6 +432,52 @@ AUTOSCALER_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Notices kept in ``status.preemptions.last`` (``preemption.MAX_NOTICES`` is this one).
+MAX_PREEMPTIONS = 5
+
+#: ``status.preemptions``: the preemption notices handled (``recprep.operator.preemption``).
+PREEMPTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Preemption notices handled: a node tainted for termination (a spot interruption) "
+    "or a worker pod deleted by someone else. Its workers were retired through the scheduler at once "
+    "and their pods deleted, so replacements started at notice time; each notice is also an Event "
+    "with reason Preempted. Absent until the first notice.",
+    "properties": {
+        "count": _int("Notices handled since the job started."),
+        "last": {
+            "type": "array",
+            "description": f"The last {MAX_PREEMPTIONS} notices, oldest first.",
+            "maxItems": MAX_PREEMPTIONS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "node": _str("The node noticed (for a deleted pod: its node)."),
+                    "reason": _str("The taint that gave the notice, or PodDeleted."),
+                    "noticeTime": _str("When the operator saw the notice.", format="date-time"),
+                    "noticeSeconds": _number("The notice the taint gives (a deleted pod: its grace period)."),
+                    "pods": {
+                        "type": "array",
+                        "description": "The worker pods it affected.",
+                        "items": {"type": "string"},
+                    },
+                    "retired": _int("Workers the scheduler retired (their results moved elsewhere)."),
+                    "drainedSeconds": _number(
+                        "Seconds from the notice to the workers retired (null: the scheduler could "
+                        "not be asked).",
+                        True,
+                    ),
+                    "replacedSeconds": _number(
+                        "Seconds from the notice to as many new workers of the same pools joined "
+                        "the scheduler (null: not yet).",
+                        True,
+                    ),
+                },
+            },
+        },
+    },
+}
+
+
 #: ``status`` in the CRD's openAPIV3Schema (``recprep.crd``): every field the operator writes,
 #: typed, so ``kubectl explain`` describes it and the API server keeps exactly these.
 STATUS_SCHEMA: dict[str, Any] = {
@@ -473,6 +519,7 @@ STATUS_SCHEMA: dict[str, Any] = {
         },
         "accounting": ACCOUNTING_SCHEMA,
         "autoscaler": AUTOSCALER_SCHEMA,
+        "preemptions": PREEMPTIONS_SCHEMA,
         "workers": {
             "type": "object",
             "description": "Workers per pool that accept work.",

@@ -194,8 +194,12 @@ def test_scheduler_and_driver_resources_overrides_reach_the_operator():
 
 
 def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
-    assert not _by_kind(default_manifests, "ClusterRole")
-    assert not _by_kind(default_manifests, "ClusterRoleBinding")
+    # The only cluster-scoped grant: reading Nodes (spot-interruption taints), nothing else.
+    (nodes,) = _by_kind(default_manifests, "ClusterRole")
+    assert nodes["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+    (nodes_binding,) = _by_kind(default_manifests, "ClusterRoleBinding")
+    assert nodes_binding["roleRef"]["name"] == nodes["metadata"]["name"]
+    assert nodes_binding["subjects"][0]["namespace"] == "recprep"
     (role,) = _by_kind(default_manifests, "Role")
     (binding,) = _by_kind(default_manifests, "RoleBinding")
     assert role["metadata"]["namespace"] == "recprep"
@@ -216,10 +220,11 @@ def test_default_rbac_is_namespaced_and_least_privilege(default_manifests):
     assert ("", "namespaces") not in rules
     # What the operator calls, and no more (recprep/operator/kube.py): it creates the job's
     # ConfigMap and driver Job (garbage collection deletes them), annotates worker pods before
-    # a scale-down (the Deployment deletes them), reads a failed driver's log.
+    # a scale-down (the Deployment deletes them), deletes the workers of a node noticed for
+    # termination once retired (the Deployment replaces them), reads a failed driver's log.
     assert rules[("", "configmaps")] == {"create", "get"}
     assert rules[("batch", "jobs")] == {"create", "get", "list", "watch"}
-    assert rules[("", "pods")] == {"get", "list", "watch", "patch"}
+    assert rules[("", "pods")] == {"get", "list", "watch", "patch", "delete"}
     assert rules[("", "pods/log")] == {"get"}
     assert (
         rules[("apps", "deployments")]
@@ -236,6 +241,7 @@ def test_cluster_wide_rbac(cluster_wide_manifests):
     (role,) = _by_kind(cluster_wide_manifests, "ClusterRole")
     (binding,) = _by_kind(cluster_wide_manifests, "ClusterRoleBinding")
     assert binding["roleRef"]["kind"] == "ClusterRole"
+    assert {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]} in role["rules"]
     assert binding["subjects"][0]["namespace"] == "recprep"
     (deploy,) = _by_kind(cluster_wide_manifests, "Deployment")
     assert not any(
@@ -248,6 +254,7 @@ def test_rbac_and_service_account_can_be_turned_off():
         "rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=existing"
     )
     assert {d["kind"] for d in docs} == {"Deployment"}
+    assert not _by_kind(tools.helm_template("rbac.nodes=false"), "ClusterRole")
     assert docs[0]["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
 
 

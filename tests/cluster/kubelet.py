@@ -18,6 +18,11 @@ It plays three roles of a real cluster, in one background thread with an asyncio
   terminates processes of deleted Pods
   (SIGTERM to the process group, then SIGKILL after ``terminationGracePeriodSeconds``,
   capped at ``max_grace`` seconds).
+* **Node**: it registers itself as the Node ``node_name`` (default ``process-kubelet``) and is
+  the scheduler too: every Pod it runs is bound to that Node (``spec.nodeName``, set when its
+  controllers create a Pod, patched onto a bare Pod before it starts). Taints on the Node are
+  stored and served (``kubectl taint``) but not acted on: tainted, it keeps running its Pods
+  and admits new ones (there is no other node to go to).
 
 Networking: every Pod gets its own loopback address ``127.<b>.<x>.<y>`` (``<b>`` is random per
 kubelet, so that parallel test runs rarely meet). Python processes load the shim in ``_shim/``
@@ -58,6 +63,8 @@ from . import semantics
 logger = logging.getLogger(__name__)
 SHIM_DIR = Path(__file__).resolve().parent / "_shim"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+#: The Node the kubelet registers and binds its Pods to.
+NODE_NAME = "process-kubelet"
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
 
 
@@ -171,6 +178,7 @@ class ProcessKubelet:
         max_grace: float = 3.0,
         resync_interval: float = 1.0,
         restart_backoff: float = 0.2,
+        node_name: str = NODE_NAME,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.workdir = Path(workdir)
@@ -185,6 +193,7 @@ class ProcessKubelet:
         self.max_grace = max_grace
         self.resync_interval = resync_interval
         self.restart_backoff = restart_backoff
+        self.node_name = node_name
         self.ip_prefix = f"127.{random.randint(64, 191)}"
         self._ip_counter = 0
         self._pods: dict[str, _Pod] = {}  # by uid
@@ -262,6 +271,7 @@ class ProcessKubelet:
         timeout = aiohttp.ClientTimeout(total=10, sock_connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             self._session = session
+            await self._register_node()
             watches = [
                 asyncio.create_task(self._watch(path))
                 for path in (
@@ -298,6 +308,51 @@ class ProcessKubelet:
                     task.cancel()
                 await asyncio.gather(*watches, return_exceptions=True)
                 await self._terminate_all()
+
+    async def _register_node(self) -> None:
+        """Create this kubelet's Node (kept if it exists: its taints stay)."""
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": sys.platform,
+                },
+            },
+            "spec": {},
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "lastTransitionTime": semantics.now_rfc3339(),
+                    }
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": self.node_name},
+                ],
+            },
+        }
+        status, body = await self._api("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):  # the pods still run: only their Node is missing
+            logger.warning("Cannot register Node %s: %s %s", self.node_name, status, body)
+            self.errors.append(RuntimeError(f"cannot register Node {self.node_name}: HTTP {status}"))
+
+    async def _bind(self, pod: Mapping[str, Any]) -> None:
+        """Bind a bare Pod (created without ``spec.nodeName``) to this kubelet's Node."""
+        meta = pod["metadata"]
+        status, body = await self._api(
+            "PATCH",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+            {"spec": {"nodeName": self.node_name}},
+            content_type="application/merge-patch+json",
+        )
+        if status != 200 and status != 404:
+            logger.warning("Cannot bind pod %s/%s: %s %s", meta["namespace"], meta["name"], status, body)
 
     async def _watch(self, path: str) -> None:
         """Wake the reconciler on any change of a resource (reconnecting, until stopped)."""
@@ -369,6 +424,8 @@ class ProcessKubelet:
             if runtime is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 continue  # finished before this kubelet saw it
             if runtime is None:
+                if not (pod.get("spec") or {}).get("nodeName"):
+                    await self._bind(pod)
                 runtime = self._admit(pod)
         for uid, runtime in list(self._pods.items()):
             if uid not in seen:  # deleted from the API: stop its processes, forget it once they are gone
@@ -568,7 +625,7 @@ class ProcessKubelet:
                 "metadata.uid": runtime.uid,
                 "status.podIP": runtime.ip,
                 "status.hostIP": "127.0.0.1",
-                "spec.nodeName": "process-kubelet",
+                "spec.nodeName": self.node_name,
                 "spec.serviceAccountName": runtime.spec.get("serviceAccountName", "default"),
             }
             if path in simple:
@@ -963,6 +1020,7 @@ class ProcessKubelet:
             },
             "spec": json.loads(json.dumps(template.get("spec") or {})),
         }
+        pod["spec"].setdefault("nodeName", self.node_name)  # scheduled here: the only node
         status, body = await self._api("POST", f"/api/v1/namespaces/{namespace}/pods", pod)
         if status != 201:
             logger.warning("Cannot create a pod for %s/%s: %s %s", namespace, owner["name"], status, body)

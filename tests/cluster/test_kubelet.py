@@ -408,3 +408,20 @@ def test_pods_talk_to_the_api_as_their_service_account(cluster: Any, kubelet: An
     failed = wait_for(lambda: (p := cluster.get(f"{PODS}/as-nobody"))["status"]["phase"] == "Failed" and p)
     state = failed["status"]["containerStatuses"][0]["state"]["terminated"]
     assert state["reason"] == "StartError" and "ServiceAccount default/nobody" in state["message"]
+
+
+def test_the_kubelet_is_a_node_that_its_pods_are_bound_to_and_that_can_be_tainted(
+    cluster: Any, kubelet: Any, kubectl: Any, wait_for: Any
+) -> None:
+    node = cluster.get(f"/api/v1/nodes/{kubelet.node_name}")
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == kubelet.node_name == "process-kubelet"
+    cluster.apply(pod("bare", "import time; time.sleep(30)"))
+    bound = wait_for(lambda: cluster.get(f"{PODS}/bare")["spec"].get("nodeName"), timeout=10)
+    assert bound == kubelet.node_name
+    # Taints are stored and served (a preemption notice); the kubelet keeps running its pods.
+    kubectl("taint", "node", kubelet.node_name, "cloud.google.com/impending-node-termination=:NoSchedule")
+    taints = cluster.get(f"/api/v1/nodes/{kubelet.node_name}")["spec"]["taints"]
+    assert taints == [{"key": "cloud.google.com/impending-node-termination", "effect": "NoSchedule"}]
+    kubectl("taint", "node", kubelet.node_name, "cloud.google.com/impending-node-termination-")
+    assert not cluster.get(f"/api/v1/nodes/{kubelet.node_name}")["spec"].get("taints")
+    assert cluster.get(f"{PODS}/bare")["status"]["phase"] in ("Pending", "Running")

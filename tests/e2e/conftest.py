@@ -275,7 +275,10 @@ def _installed(
     cluster.kubectl("wait", "--for=condition=Established", "crd/preprocessjobs.recprep.io", "--timeout=10s")
     rest = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
     role = "ClusterRole" if chart.get("rbac", {}).get("clusterWide") else "Role"
-    assert {m["kind"] for m in rest} == {"ServiceAccount", role, f"{role}Binding", "Deployment"}
+    kinds = {"ServiceAccount", role, f"{role}Binding", "Deployment"}
+    if role == "Role" and chart.get("rbac", {}).get("nodes", True):
+        kinds |= {"ClusterRole", "ClusterRoleBinding"}  # reading Nodes (spot-interruption taints)
+    assert {m["kind"] for m in rest} == kinds
     kubelet = cluster.start_kubelet(env={"PATH": path, "PYTHONPATH": pythonpath})
     result = Deployed(cluster, kubelet, wait_for, chart, manifests)
     try:

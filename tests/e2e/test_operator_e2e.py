@@ -765,3 +765,110 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
         interval=0.2,
         message=f"children survived: {deployed.children('feed')}",
     )
+
+
+#: The process kubelet's Node (tests/cluster/kubelet.py registers it and binds every pod to it).
+NODE = "process-kubelet"
+#: AWS Node Termination Handler's spot-interruption taint: a 120 s notice.
+SPOT_TAINT = "aws-node-termination-handler/spot-itn"
+SPOT_NOTICE = 120.0
+
+
+@pytest.mark.slow
+def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(deployed: Deployed, tmp_path):
+    """A spot interruption notice mid-job: the workers on the node are retired through the
+    scheduler within the notice, their pods replaced at notice time (the Deployment's replicas
+    unchanged), the job succeeds with every shard committed once and the driver's attempts
+    untouched, and the measured times are in status.preemptions and a Preempted Event.
+    (The process kubelet is the only node and keeps running pods on it when tainted: the
+    replacements land there too, which the operator leaves alone, one notice per node.)"""
+    out, name, shards = tmp_path / "out", "spot", 120
+    deployed.apply_job(
+        preprocess_job(name, out, rows=1_200_000, rows_per_shard=10_000, seed=0, cpu=(2, 2), source=None)
+    )
+    t0 = time.monotonic()
+    _wait_committed(deployed, out, 2, timeout=120, name=name)
+    deployed.wait_for(
+        lambda: (
+            len([w for w in _scheduler_workers(deployed, name).values() if w.get("status") == "running"]) == 2
+        ),
+        timeout=60,
+        interval=0.25,
+        message=f"two cpu workers did not join\n{deployed.diagnostics(name)}",
+    )
+    node = deployed.cluster.get(f"/api/v1/nodes/{NODE}")
+    assert all(p["spec"].get("nodeName") == NODE for p in deployed.pods(name, "worker", "cpu"))
+    noticed = {p["metadata"]["name"] for p in deployed.pods(name, "worker", "cpu")}
+    assert len(noticed) == 2, noticed
+    committed = len(ledger(out))
+    assert committed < shards, "the job finished before the notice: make it longer"
+    assert (deployed.status(name).get("driver") or {}).get("failed", 0) == 0
+    print(f"notice after {time.monotonic() - t0:.1f}s with {committed}/{shards} shards committed")
+
+    deployed.kubectl("taint", "node", NODE, f"{SPOT_TAINT}=:NoSchedule")
+    notice = time.monotonic()
+    try:
+        assert SPOT_TAINT in [
+            t["key"] for t in deployed.cluster.get(f"/api/v1/nodes/{NODE}")["spec"]["taints"]
+        ]
+        # Replacements are created at notice time, not when the node goes: the noticed pods are
+        # deleted once retired and the Deployment makes new ones.
+        deployed.wait_for(
+            lambda: not noticed & {p["metadata"]["name"] for p in deployed.pods(name, "worker", "cpu")},
+            timeout=SPOT_NOTICE,
+            interval=0.1,
+            message=f"the noticed pods were not deleted\n{deployed.diagnostics(name)}",
+        )
+        gone = time.monotonic() - notice
+        deployed.wait_for(
+            lambda: len({p["metadata"]["name"] for p in deployed.pods(name, "worker", "cpu")} - noticed) >= 2,
+            timeout=30,
+            interval=0.1,
+            message=f"no replacement pods\n{deployed.diagnostics(name)}",
+        )
+        created = time.monotonic() - notice
+        deployment = deployed.cluster.get(f"/apis/apps/v1/namespaces/default/deployments/{name}-worker-cpu")
+        assert deployment["spec"]["replicas"] == 2  # replaced, not scaled
+
+        def measured():
+            last = ((deployed.status(name).get("preemptions") or {}).get("last")) or []
+            return last[-1] if last and last[-1].get("replacedSeconds") is not None else None
+
+        try:
+            record = deployed.wait_for(measured, timeout=SPOT_NOTICE, interval=0.25)
+        except TimeoutError:
+            pytest.fail(f"no replacement measured\n{deployed.diagnostics(name)}")
+        print(
+            f"noticed pods deleted {gone:.1f}s and replacements created {created:.1f}s after the taint; "
+            f"status: drained {record.get('drainedSeconds')}s, replaced {record['replacedSeconds']}s"
+        )
+        status = deployed.status(name)
+        assert status["preemptions"]["count"] == 1, status["preemptions"]
+        assert record["node"] == NODE and record["reason"] == SPOT_TAINT
+        assert record["noticeSeconds"] == SPOT_NOTICE
+        assert set(record["pods"]) == noticed
+        assert record["drainedSeconds"] is not None and record["drainedSeconds"] < SPOT_NOTICE
+        assert record["retired"] >= 1
+        assert gone < SPOT_NOTICE and record["replacedSeconds"] < SPOT_NOTICE + 60
+        events = json.loads(
+            deployed.kubectl(
+                "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
+            ).stdout
+        )["items"]
+        preempted = [e for e in events if e.get("reason") == "Preempted"]
+        assert len(preempted) == 1 and SPOT_TAINT in preempted[0]["message"], events
+
+        status = deployed.wait_phase(name, "Succeeded", timeout=300)
+        print(f"Succeeded after {time.monotonic() - t0:.1f}s")
+    finally:
+        deployed.kubectl("taint", "node", NODE, f"{SPOT_TAINT}-", check=False)
+    entries = assert_committed_exactly_once(out, shards)
+    assert len({e["shard"] for e in entries}) == len(entries) == shards
+    # The preempted workers cost the driver nothing: one attempt, never failed.
+    driver = deployed.cluster.get(f"/apis/batch/v1/namespaces/default/jobs/{name}-driver")
+    assert (driver.get("status") or {}).get("failed", 0) == 0
+    assert status["driver"] == {"active": 0, "failed": 0, "succeeded": 1}
+    assert len(deployed.pods(name, "driver")) == 1
+    # Still one notice: the replacements on the (still tainted) node were not preempted again.
+    assert status["preemptions"]["count"] == 1
+    assert node["metadata"]["name"] == NODE

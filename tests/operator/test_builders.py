@@ -346,6 +346,7 @@ def test_builders_import_no_kubernetes_client_and_no_data_plane():
         "pools.py",
         "scheduler.py",
         "autoscaler.py",
+        "preemption.py",
     }
     found = {path.name for path in OPERATOR.glob("*.py")}
     assert found == pure | mechanisms, f"classify the new modules: {found - pure - mechanisms}"

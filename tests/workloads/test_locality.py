@@ -1,0 +1,77 @@
+"""The driver's locality scheduler when the CPU pool is replaced under it: one worker retired
+through the scheduler and the other killed at once, new workers joining (a node preempted on
+notice). Nothing is lost, nothing committed twice, the bytes are the plain run's."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from recprep.spec import load_job_dict
+from recprep.workloads.runner import run_job
+
+from ..conftest import job_doc
+
+pytestmark = pytest.mark.integration
+
+SOURCE = "synthetic://criteo?rows=400000&seed=11"
+
+
+def _doc(out: Path) -> dict:
+    doc = job_doc(SOURCE, str(out))
+    doc["spec"]["output"]["rowsPerShard"] = 10000
+    return doc
+
+
+def _shards(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("part-*.parquet"))}
+
+
+def test_a_cpu_pool_replaced_mid_job_loses_nothing(tmp_path):
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+
+    def spec(name: str) -> dict:
+        return {"cls": Nanny, "options": {"nthreads": 1, "name": name, "silence_logs": logging.ERROR}}
+
+    with (
+        SpecCluster(
+            workers={"old-0": spec("old-0"), "old-1": spec("old-1")},
+            scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(2)
+        pids = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+        pid = client.run(os.getpid, workers=[pids["old-1"]])[pids["old-1"]]
+
+        def preempt() -> None:
+            # new workers are asked for at notice time; one old worker retires, the other dies
+            cluster.worker_spec["new-0"] = spec("new-0")
+            cluster.worker_spec["new-1"] = spec("new-1")
+            cluster.loop.add_callback(cluster._correct_state)
+            client.retire_workers(names=["old-0"], close_workers=True)
+            os.kill(pid, signal.SIGKILL)
+            cluster.worker_spec.pop("old-0", None)
+            cluster.worker_spec.pop("old-1", None)  # its nanny is closed with it: no restart
+            cluster.loop.add_callback(cluster._correct_state)
+
+        timer = threading.Timer(1.5, preempt)
+        timer.start()
+        try:
+            summary = run_job(load_job_dict(_doc(tmp_path / "run")), client=client)
+        finally:
+            timer.cancel()
+    lines = [json.loads(line) for line in (tmp_path / "run" / "_ledger.jsonl").read_text().splitlines()]
+    assert sorted(line["shard"] for line in lines) == list(range(40))
+    workers = {t["worker"] for line in lines for t in line["placement"]["tasks"]}
+    assert {"new-0", "new-1"} & workers, workers  # the replacements took shards
+    assert summary.rows_written == 400000
+    plain = tmp_path / "plain"
+    run_job(load_job_dict(_doc(plain)), workers=1)
+    assert _shards(tmp_path / "run") == _shards(plain)
