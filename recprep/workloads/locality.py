@@ -28,6 +28,9 @@ from .tasks import Handoff, ShardResult, finish_shard, offloaded_part, transform
 DEPTH = 2
 #: Seconds between two reads of the cluster's workers while shards land.
 REFRESH = 1.0
+#: Worker states (distributed's ``Status``) of a worker that takes tasks (paused: memory
+#: pressure, it resumes).
+TAKING = ("running", "paused")
 
 
 @dataclass
@@ -43,8 +46,13 @@ class Topology:
 
     @classmethod
     def read(cls, client) -> Topology:
+        """The workers that take tasks: a worker being retired (``closing_gracefully``, a
+        scale-down or a preemption notice) or closing is left out, so the tasks restricted to
+        it are queued again for the others (``run_shards``) instead of waiting on it."""
         t = cls()
         for addr, w in client.scheduler_info(n_workers=-1)["workers"].items():
+            if w.get("status", "running") not in TAKING:
+                continue
             node = node_of(w.get("name"))
             threads = int(w.get("nthreads", 1))
             if node:
