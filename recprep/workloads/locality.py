@@ -28,6 +28,9 @@ from .tasks import Handoff, ShardResult, finish_shard, offloaded_part, transform
 DEPTH = 2
 #: Seconds between two reads of the cluster's workers while shards land.
 REFRESH = 1.0
+#: Seconds to fetch a finished task's result (small: a shard's record, or a table handed over)
+#: before it counts as lost with its worker.
+FETCH_TIMEOUT = 30.0
 #: Worker states (distributed's ``Status``) of a worker that takes tasks (paused: memory
 #: pressure, it resumes).
 TAKING = ("running", "paused")
@@ -114,7 +117,8 @@ def run_shards(
     tick: Callable[[Topology], None] | None = None,
 ) -> Iterator[Landed]:
     """Run ``splits`` (the shards still to do) on the cluster; yields each finished shard as it
-    lands. ``result(future)`` gives a task's value or raises its error (the driver's one line);
+    lands. ``result(future, timeout)`` gives a task's value or raises its error (the driver's one
+    line), or ``TimeoutError``;
     ``tick(topology)`` is called at every look at the cluster (the autoscaler's hook)."""
     from distributed import wait
 
@@ -191,7 +195,14 @@ def run_shards(
                 done = set()
             for fut in done:
                 flight = flights.pop(fut)
-                value = result(fut)
+                try:
+                    value = result(fut, FETCH_TIMEOUT)
+                except TimeoutError:
+                    # done, but its result went with its worker before it was fetched: Dask would
+                    # compute it again only on the workers it was restricted to, maybe all gone
+                    fut.cancel()
+                    queues.requeue(flight.index, "its result was lost with its worker: done again")
+                    continue
                 fut.release()
                 if isinstance(value, Handoff):
                     queues.observe(flight.pool, value.ran.seconds)

@@ -518,12 +518,13 @@ def _transform(
         _warn(summary, progress, f"spec.pools.isp: {why_not}; all {len(todo)} shards ran on the CPU pool")
 
 
-def _result(future):
-    """A task's result; a failed shard (or a worker lost under it) as one ShardError line."""
+def _result(future, timeout: float | None = None):
+    """A task's result; a failed shard (or a worker lost under it) as one ShardError line.
+    ``timeout``: seconds to wait for it (``TimeoutError`` after them)."""
     from distributed import KilledWorker
 
     try:
-        result = future.result()
+        result = future.result(timeout=timeout)
     except KilledWorker as exc:
         raise ShardError(
             one_line(
