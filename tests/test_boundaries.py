@@ -119,6 +119,7 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.op_params",
             "recprep.uris",
             "recprep.progress",
+            "recprep.failpoints",
             "recprep.operator",
             # only inside the functions that run a job's policy (spec.autoscale): an operator
             # without autoscaled jobs never loads numpy (the probe above checks it)

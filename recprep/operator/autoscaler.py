@@ -62,6 +62,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import SpecError
+from ..failpoints import failpoint
 from ..progress import TRANSFORM
 from ..spec import PoolBounds, PreprocessJob, load_job_dict
 from . import kube, labels, pools, scaling
@@ -78,6 +79,9 @@ SCHEDULER_TIMEOUT = 5.0
 THREADS = 4
 #: Reason of the Event posted on each scaling action.
 SCALED = "Scaled"
+#: The failpoint (``recprep.failpoints``) between an action's intent written to the status and its
+#: resize: where an operator killed mid-action stops.
+FAILPOINT_DECIDED = "autoscaler.decided"
 #: The pools the autoscaler resizes (the ISP pool keeps its storage nodes).
 SCALED_POOLS = (labels.CPU,)
 
@@ -582,6 +586,7 @@ class Autoscalers:
             kube.merge_job_status(
                 api, namespace, name, {"autoscaler": {"pending": record, "lastScaleTime": record["time"]}}
             )
+            failpoint(FAILPOINT_DECIDED)
             try:
                 change = pools.resize_pool(api, job, namespace, action.pool, action.target, settings, logger)
             except dask_scheduler.SchedulerUnavailable as exc:

@@ -148,12 +148,17 @@ def test_invalid_job_fails_with_the_field_named(deployed: Deployed, tmp_path):
 
 
 def _reference_run(manifest: dict, output: Path) -> list[dict]:
-    """The same job run locally (an in-process Dask cluster, no Kubernetes): its ledger."""
+    """The same job run locally (an in-process Dask cluster of one CPU worker, no Kubernetes, no
+    ISP pool to wait for: the bytes do not depend on placement): its ledger."""
+    import copy
+
     from distributed import Client, LocalCluster
 
     from recprep.spec import load_job_dict
     from recprep.workloads.runner import run_job
 
+    manifest = copy.deepcopy(manifest)
+    manifest["spec"]["pools"].pop("isp", None)
     job = load_job_dict(manifest)
     with (
         LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc,
@@ -386,6 +391,76 @@ def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(depl
     table = deployed.kubectl("get", "ppj", "hurry").stdout.split("\n")
     assert table[0].split()[5] == "SCALED", table
     assert " ".join(table[1].split()[5:7]) == autoscaler["lastScale"], table
+
+
+@pytest.mark.slow
+def test_an_operator_killed_between_a_decision_and_its_resize_makes_it_once(deploy, tmp_path):
+    """The operator SIGKILLs itself (a failpoint, once) right after writing a scaling action's
+    intent to status.autoscaler.pending and before resizing the pool. The kubelet restarts it; the
+    new process finds the intent not carried out, drops it, decides again from the Deployment as it
+    is and resizes once: no second or contradictory change, one Event, one recorded decision."""
+    from recprep.failpoints import ENV, MARK_ENV
+    from recprep.operator.autoscaler import FAILPOINT_DECIDED
+
+    mark = tmp_path / "failpoint-fired"
+    env = [{"name": ENV, "value": FAILPOINT_DECIDED}, {"name": MARK_ENV, "value": str(mark)}]
+    deployed = deploy(values={"operator": {"extraEnv": env}})
+    out, name = tmp_path / "out", "twice"
+    deployed.apply_job(
+        preprocess_job(
+            name,
+            out,
+            rows=1_500_000,
+            rows_per_shard=10_000,
+            seed=0,
+            cpu=(1, 2),
+            autoscale={"policy": "predictive", "interval": 2, "deadline": 20},
+        )
+    )
+    t0 = time.monotonic()
+    deployment = f"/apis/apps/v1/namespaces/default/deployments/{name}-worker-cpu"
+    seen: set[tuple[int, int]] = set()  # (generation, replicas) of the pool while the job runs
+
+    def look():
+        status = deployed.status(name)
+        if status.get("phase") in ("Succeeded", "Failed"):
+            raise AssertionError(f"finished before the pool grew\n{deployed.diagnostics(name)}")
+        spec = deployed.cluster.get(deployment)
+        seen.add((spec["metadata"]["generation"], spec["spec"]["replicas"]))
+        return mark.exists() and deployed.operator_restarts() == 1 and spec["spec"]["replicas"] == 2
+
+    try:
+        deployed.wait_for(look, timeout=150, interval=0.1, ignore=(LookupError,))
+    except TimeoutError:
+        pytest.fail(
+            f"no restart and resize: fired {mark.exists()}, seen {sorted(seen)}\n{deployed.diagnostics(name)}"
+        )
+    print(f"killed at the decision, restarted and resized after {time.monotonic() - t0:.1f}s")
+    killed_pid = int(mark.read_text().split()[1])
+    assert killed_pid != deployed.operator_pid()
+
+    while deployed.status(name).get("phase") not in ("Succeeded", "Failed"):
+        spec = deployed.cluster.get(deployment)
+        if deployed.status(name).get("phase") != "Running":
+            break  # (the pools go to 0 once the job is done)
+        seen.add((spec["metadata"]["generation"], spec["spec"]["replicas"]))
+        time.sleep(0.2)
+    status = deployed.wait_phase(name, "Succeeded", timeout=180)
+    assert_committed_exactly_once(out, 150)
+    # one change of the pool's spec while the job ran: 1 -> 2, never back, never again
+    assert sorted(seen) == [(1, 1), (2, 2)], sorted(seen)
+    autoscaler = status["autoscaler"]
+    ups = [d for d in autoscaler["lastDecisions"] if d["pool"] == "cpu"]
+    assert [(d["from"], d["to"]) for d in ups] == [(1, 2)], autoscaler
+    assert "pending" not in autoscaler
+    events = json.loads(
+        deployed.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    assert len([e for e in events if e.get("reason") == "Scaled"]) == 1, events
+    assert "dropped an action not carried out" in deployed.operator_log()
+    assert status["driver"] == {"active": 0, "failed": 0, "succeeded": 1}
 
 
 def _wait_committed(deployed: Deployed, output: Path, at_least: int, timeout: float, name: str) -> int:
@@ -629,7 +704,9 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
     assert len(shards) == len(set(shards)), "a shard was committed twice"
 
 
-def _trainer_job(name: str, service: str, rank: int, world_size: int, secret: str) -> dict:
+def _trainer_job(
+    name: str, service: str, rank: int, world_size: int, secret: str, batch_size: int = 1000
+) -> dict:
     """A trainer Job like examples/trainer-job.yaml, on CPU, one per rank (the kubelet has no
     Indexed Jobs). The address comes from the Service's environment variables: the kubelet's
     DNS emulation covers Python sockets, and Flight's gRPC core resolves names itself."""
@@ -641,7 +718,7 @@ def _trainer_job(name: str, service: str, rank: int, world_size: int, secret: st
         "--group=e2e",
         f"--rank={rank}",
         f"--world-size={world_size}",
-        "--batch-size=1000",
+        f"--batch-size={batch_size}",
         "--embedding-dim=4",
         "--threads=1",
         "--device=cpu",
@@ -679,57 +756,86 @@ def _json_line(log: str) -> dict:
     return json.loads(next(line for line in reversed(log.splitlines()) if line.startswith("{")))
 
 
-@pytest.mark.slow
-def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: Deployed, tmp_path):
+def _serving(deployed: Deployed, manifest: dict) -> dict:
+    """``manifest`` with its shard service on, behind a new Secret named after the job."""
     import secrets
 
-    out = tmp_path / "out"
+    name = manifest["metadata"]["name"]
     deployed.kubectl(
-        "create", "secret", "generic", "feed-token", f"--from-literal=token={secrets.token_hex(8)}"
+        "create", "secret", "generic", f"{name}-token", f"--from-literal=token={secrets.token_hex(8)}"
     )
-    manifest = preprocess_job("feed", out, ttl=0)
-    manifest["spec"]["serve"] = {"port": 8815, "tokenSecret": "feed-token"}
-    t0 = time.monotonic()
-    deployed.apply_job(manifest)
+    manifest["spec"]["serve"] = {"port": 8815, "tokenSecret": f"{name}-token"}
+    return manifest
 
-    # The follower creates the shard service once the driver has opened the output.
+
+def _wait_shard_service(deployed: Deployed, name: str, out: Path) -> None:
+    """Wait until the job's shard service (the follower creates it once the driver has opened the
+    output) is ready and its Service has an endpoint: trainer pods created after this find it."""
     deployments = "/apis/apps/v1/namespaces/default/deployments"
     deployed.wait_for(
         lambda: (
-            (deployed.cluster.get(f"{deployments}/feed-shards").get("status") or {}).get("readyReplicas") == 1
+            (deployed.cluster.get(f"{deployments}/{name}-shards").get("status") or {}).get("readyReplicas")
+            == 1
         ),
         timeout=60,
         interval=0.2,
         ignore=(LookupError,),
-        message=f"no ready shard service\n{deployed.diagnostics('feed')}",
+        message=f"no ready shard service\n{deployed.diagnostics(name)}",
     )
-    (pod,) = deployed.pods("feed", "shards")
+    (pod,) = deployed.pods(name, "shards")
     (server,) = pod["spec"]["containers"]
     assert server["command"][:3] == ["recprep", "serve", str(out)] and "--token-env" in server["command"]
     hosts = deployed.kubelet.hosts_file
     deployed.wait_for(
-        lambda: json.loads(hosts.read_text())["services"].get("feed-shards.default", {}).get("links"),
+        lambda: json.loads(hosts.read_text())["services"].get(f"{name}-shards.default", {}).get("links"),
         timeout=10,
         interval=0.1,
         message="the Service has no ready endpoint",
     )
 
+
+def _trained(deployed: Deployed, trainers: list[str], timeout: float) -> list[dict]:
+    """Wait for the trainer Jobs to succeed (failing at once with their logs if one fails); each
+    one's JSON report."""
+    jobs = "/apis/batch/v1/namespaces/default/jobs"
+
+    def logs() -> str:
+        job = trainers[0].rsplit("-trainer", 1)[0]
+        pods = [
+            (p["metadata"]["name"], p.get("status", {}).get("containerStatuses"))
+            for p in deployed.pods(job, "shards")
+        ]
+        return (
+            "".join(deployed.kubectl("logs", f"job/{t}", check=False).stdout[-3000:] for t in trainers)
+            + f"\nshard service pods: {pods}\n"
+            + deployed.kubectl("logs", f"deployment/{job}-shards", check=False).stdout[-3000:]
+        )
+
+    def trained():
+        done = [deployed.cluster.get(f"{jobs}/{t}").get("status") or {} for t in trainers]
+        if any(s.get("failed") for s in done):
+            raise AssertionError(logs())
+        return all(s.get("succeeded") for s in done)
+
+    try:
+        deployed.wait_for(trained, timeout=timeout, interval=0.25)
+    except TimeoutError:
+        pytest.fail(f"the trainers did not finish in {timeout}s\n{logs()}")
+    return [_json_line(deployed.kubectl("logs", f"job/{t}").stdout) for t in trainers]
+
+
+@pytest.mark.slow
+def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: Deployed, tmp_path):
+    out = tmp_path / "out"
+    manifest = _serving(deployed, preprocess_job("feed", out, ttl=0))
+    t0 = time.monotonic()
+    deployed.apply_job(manifest)
+
+    _wait_shard_service(deployed, "feed", out)
     # Two ranks of one group, each a Job reading the Service with the token from the Secret.
     for rank in (0, 1):
         deployed.cluster.apply(_trainer_job(f"feed-trainer-{rank}", "feed-shards", rank, 2, "feed-token"))
-    jobs = "/apis/batch/v1/namespaces/default/jobs"
-
-    def trained():
-        done = [deployed.cluster.get(f"{jobs}/feed-trainer-{r}").get("status") or {} for r in (0, 1)]
-        if any(s.get("failed") for s in done):
-            raise AssertionError(
-                deployed.kubectl("logs", "job/feed-trainer-0", check=False).stdout[-3000:]
-                + deployed.kubectl("logs", "job/feed-trainer-1", check=False).stdout[-3000:]
-            )
-        return all(s.get("succeeded") for s in done)
-
-    deployed.wait_for(trained, timeout=90, interval=0.25, message="the trainers did not finish")
-    reports = [_json_line(deployed.kubectl("logs", f"job/feed-trainer-{r}").stdout) for r in (0, 1)]
+    reports = _trained(deployed, ["feed-trainer-0", "feed-trainer-1"], timeout=90)
     print(f"both trainers done after {time.monotonic() - t0:.1f}s")
 
     entries = assert_committed_exactly_once(out, 4)
@@ -769,24 +875,35 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
 
 #: The process kubelet's Node (tests/cluster/kubelet.py registers it and binds every pod to it).
 NODE = "process-kubelet"
-#: AWS Node Termination Handler's spot-interruption taint: a 120 s notice.
-SPOT_TAINT = "aws-node-termination-handler/spot-itn"
-SPOT_NOTICE = 120.0
+#: The spot-interruption taints and their notices: AWS Node Termination Handler's (120 s) and
+#: GKE's (30 s).
+SPOT_TAINTS = {
+    "aws": ("aws-node-termination-handler/spot-itn", 120.0),
+    "gke": ("cloud.google.com/impending-node-termination", 30.0),
+}
 
 
 @pytest.mark.slow
-def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(deployed: Deployed, tmp_path):
+@pytest.mark.parametrize("cloud", sorted(SPOT_TAINTS))
+def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(
+    deployed: Deployed, tmp_path, cloud: str
+):
     """A spot interruption notice mid-job: the workers on the node are retired through the
     scheduler within the notice, their pods replaced at notice time (the Deployment's replicas
     unchanged), the job succeeds with every shard committed once and the driver's attempts
     untouched, and the measured times are in status.preemptions and a Preempted Event.
     (The process kubelet is the only node and keeps running pods on it when tainted: the
     replacements land there too, which the operator leaves alone, one notice per node.)"""
-    out, name, shards = tmp_path / "out", "spot", 120
-    deployed.apply_job(
-        preprocess_job(name, out, rows=1_200_000, rows_per_shard=10_000, seed=0, cpu=(2, 2), source=None)
-    )
+    taint, notice_seconds = SPOT_TAINTS[cloud]
+    out, name, shards = tmp_path / "out", f"spot-{cloud}", 120
+    manifest = preprocess_job(name, out, rows=1_200_000, rows_per_shard=10_000, seed=0, cpu=(2, 2))
+    deployed.apply_job(_serving(deployed, manifest))
     t0 = time.monotonic()
+    # A trainer reads the job's shards as they are committed, before, during and after the notice.
+    _wait_shard_service(deployed, name, out)
+    deployed.cluster.apply(
+        _trainer_job(f"{name}-trainer", f"{name}-shards", 0, 1, f"{name}-token", batch_size=10_000)
+    )
     _wait_committed(deployed, out, 2, timeout=120, name=name)
     deployed.wait_for(
         lambda: (
@@ -805,17 +922,15 @@ def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(deploye
     assert (deployed.status(name).get("driver") or {}).get("failed", 0) == 0
     print(f"notice after {time.monotonic() - t0:.1f}s with {committed}/{shards} shards committed")
 
-    deployed.kubectl("taint", "node", NODE, f"{SPOT_TAINT}=:NoSchedule")
+    deployed.kubectl("taint", "node", NODE, f"{taint}=:NoSchedule")
     notice = time.monotonic()
     try:
-        assert SPOT_TAINT in [
-            t["key"] for t in deployed.cluster.get(f"/api/v1/nodes/{NODE}")["spec"]["taints"]
-        ]
+        assert taint in [t["key"] for t in deployed.cluster.get(f"/api/v1/nodes/{NODE}")["spec"]["taints"]]
         # Replacements are created at notice time, not when the node goes: the noticed pods are
         # deleted once retired and the Deployment makes new ones.
         deployed.wait_for(
             lambda: not noticed & {p["metadata"]["name"] for p in deployed.pods(name, "worker", "cpu")},
-            timeout=SPOT_NOTICE,
+            timeout=notice_seconds,
             interval=0.1,
             message=f"the noticed pods were not deleted\n{deployed.diagnostics(name)}",
         )
@@ -835,7 +950,7 @@ def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(deploye
             return last[-1] if last and last[-1].get("replacedSeconds") is not None else None
 
         try:
-            record = deployed.wait_for(measured, timeout=SPOT_NOTICE, interval=0.25)
+            record = deployed.wait_for(measured, timeout=notice_seconds, interval=0.25)
         except TimeoutError:
             pytest.fail(f"no replacement measured\n{deployed.diagnostics(name)}")
         print(
@@ -844,24 +959,24 @@ def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(deploye
         )
         status = deployed.status(name)
         assert status["preemptions"]["count"] == 1, status["preemptions"]
-        assert record["node"] == NODE and record["reason"] == SPOT_TAINT
-        assert record["noticeSeconds"] == SPOT_NOTICE
+        assert record["node"] == NODE and record["reason"] == taint
+        assert record["noticeSeconds"] == notice_seconds
         assert set(record["pods"]) == noticed
-        assert record["drainedSeconds"] is not None and record["drainedSeconds"] < SPOT_NOTICE
+        assert record["drainedSeconds"] is not None and record["drainedSeconds"] < notice_seconds
         assert record["retired"] >= 1
-        assert gone < SPOT_NOTICE and record["replacedSeconds"] < SPOT_NOTICE + 60
+        assert gone < notice_seconds and record["replacedSeconds"] < notice_seconds + 60
         events = json.loads(
             deployed.kubectl(
                 "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
             ).stdout
         )["items"]
         preempted = [e for e in events if e.get("reason") == "Preempted"]
-        assert len(preempted) == 1 and SPOT_TAINT in preempted[0]["message"], events
+        assert len(preempted) == 1 and taint in preempted[0]["message"], events
 
         status = deployed.wait_phase(name, "Succeeded", timeout=300)
         print(f"Succeeded after {time.monotonic() - t0:.1f}s")
     finally:
-        deployed.kubectl("taint", "node", NODE, f"{SPOT_TAINT}-", check=False)
+        deployed.kubectl("taint", "node", NODE, f"{taint}-", check=False)
     entries = assert_committed_exactly_once(out, shards)
     assert len({e["shard"] for e in entries}) == len(entries) == shards
     # The preempted workers cost the driver nothing: one attempt, never failed.
@@ -872,3 +987,8 @@ def test_a_preempted_node_has_its_workers_retired_and_replaced_on_notice(deploye
     # Still one notice: the replacements on the (still tainted) node were not preempted again.
     assert status["preemptions"]["count"] == 1
     assert node["metadata"]["name"] == NODE
+    # The trainer, reading throughout, was handed every shard and acknowledged each once.
+    (report,) = _trained(deployed, [f"{name}-trainer"], timeout=240)
+    print(f"the trainer done after {time.monotonic() - t0:.1f}s: {report['samples']} rows")
+    assert sorted(report["acknowledged"]) == list(range(shards)), report["acknowledged"]
+    assert report["samples"] == sum(e["rows"] for e in entries) == 1_200_000

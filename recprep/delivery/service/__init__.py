@@ -21,6 +21,7 @@ _EXPORTS = {
     "ShardDelivery": ".client",
     "ShardServer": ".server",
     "ShardServiceError": ".errors",
+    "ShardServiceUnavailable": ".errors",
     "ShardAuthError": ".errors",
 }
 __all__ = sorted(_EXPORTS)

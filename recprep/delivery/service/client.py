@@ -9,13 +9,21 @@ Each iteration opens a new stream: the shards of this rank that the group has no
 each whole. A new client (a restarted trainer) supersedes an older one of the same group, epoch
 and rank (see :mod:`.server` for the delivery semantics). Errors are :class:`ShardServiceError`
 with the server's one-line message (:class:`ShardAuthError` for a missing or wrong token).
+
+A service that cannot be reached (a trainer started before the service listens, a restarted or
+rescheduled service pod) is retried with backoff for ``retry`` seconds (:class:`ShardServiceUnavailable`
+after that). A stream cut mid-way is opened again: the service sends every unacknowledged shard
+again, whole, and the iteration skips those it already yielded, so each shard reaches the trainer
+once per iteration; an acknowledgement is idempotent at the server, so one whose answer was lost
+is simply sent again.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,8 +31,40 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from .auth import bearer_headers
-from .errors import ShardAuthError, ShardServiceError
+from .errors import ShardAuthError, ShardServiceError, ShardServiceUnavailable
 from .protocol import ACK, STATUS, Member, check_member, parse_batch_metadata
+
+#: Seconds a client keeps retrying a service it cannot reach, by default: a service pod
+#: rescheduled (a preempted node) is back within this on a healthy cluster.
+RETRY_SECONDS = 120.0
+#: The first and the longest wait between two tries.
+FIRST_WAIT, LONGEST_WAIT = 0.25, 5.0
+
+
+class _Outage:
+    """One stretch of an unreachable service: waits with exponential backoff, and raises the
+    last error once ``seconds`` have gone since the first failure."""
+
+    def __init__(self, seconds: float, clock=time.monotonic, sleep=time.sleep):
+        self.seconds, self.clock, self.sleep = seconds, clock, sleep
+        self.since: float | None = None
+        self.pause = FIRST_WAIT
+
+    def over(self) -> None:
+        """The service answered: the next failure starts a new outage."""
+        self.since, self.pause = None, FIRST_WAIT
+
+    def wait(self, error: ShardServiceUnavailable) -> None:
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+        left = self.since + self.seconds - now
+        if left <= 0:
+            if self.seconds > 0:
+                raise ShardServiceUnavailable(f"{error} for {now - self.since:.0f} s") from None
+            raise error
+        self.sleep(min(self.pause, left))  # backing off before the next try
+        self.pause = min(self.pause * 2, LONGEST_WAIT)
 
 
 @dataclass
@@ -56,7 +96,8 @@ class ShardDelivery:
 class ShardClient:
     """Consumer ``rank`` of ``world_size`` in ``group`` at the shard service ``location``,
     reading epoch ``epoch``. ``timeout``: seconds for connecting, acknowledging and status calls
-    (a stream waits for commits as long as the server's wait timeout allows)."""
+    (a stream waits for commits as long as the server's wait timeout allows); ``retry``: seconds
+    to keep retrying a service that cannot be reached (0: fail at once)."""
 
     def __init__(
         self,
@@ -68,8 +109,12 @@ class ShardClient:
         epoch: int = 0,
         *,
         timeout: float = 30.0,
+        retry: float = RETRY_SECONDS,
     ):
         check_member(group, rank, world_size, epoch)
+        if not retry >= 0:
+            raise ShardServiceError(f"retry: expected seconds >= 0, got {retry!r}")
+        self.retry = float(retry)
         if not isinstance(location, str) or not location.startswith(
             ("grpc://", "grpc+tcp://", "grpc+tls://")
         ):
@@ -91,8 +136,25 @@ class ShardClient:
         except (pa.ArrowException, ValueError) as exc:
             raise ShardServiceError(f"{location}: not a shard service location ({_message(exc)})") from None
         self.acked: list[int] = []  #: what this client acknowledged, in order
+        self.reopened = 0  #: streams opened again after the service could not be reached
 
     def __iter__(self) -> Iterator[ShardDelivery]:
+        yielded: set[int] = set()  # this iteration's shards: a reopened stream sends them again
+        outage = _Outage(self.retry)
+        while True:
+            try:
+                for delivery in self._stream():
+                    outage.over()
+                    if delivery.index not in yielded:
+                        yielded.add(delivery.index)
+                        yield delivery
+                return
+            except ShardServiceUnavailable as exc:
+                outage.wait(exc)
+                self.reopened += 1
+
+    def _stream(self) -> Iterator[ShardDelivery]:
+        """One stream, as the server sends it."""
         try:
             reader = self._flight.do_get(flight.Ticket(self.member.encode()), options=self._stream_options)
             schema = reader.schema
@@ -134,23 +196,27 @@ class ShardClient:
                 index = int(index)  # numpy integers
             except (TypeError, ValueError):
                 raise ShardServiceError(f"ack: shard must be an integer, got {index!r}") from None
-        try:
-            list(
-                self._flight.do_action(
-                    flight.Action(ACK, self.member.encode(shard=index)), options=self._call_options
-                )
-            )
-        except pa.ArrowException as exc:
-            raise self._error(exc) from None
+        action = flight.Action(ACK, self.member.encode(shard=index))
+        self._retried(lambda: list(self._flight.do_action(action, options=self._call_options)))
         self.acked.append(index)
 
     def status(self) -> dict:
         """The job's progress and each group's acknowledgement counts, from the server."""
-        try:
-            results = list(self._flight.do_action(flight.Action(STATUS, b""), options=self._call_options))
-        except pa.ArrowException as exc:
-            raise self._error(exc) from None
+        action = flight.Action(STATUS, b"")
+        results = self._retried(lambda: list(self._flight.do_action(action, options=self._call_options)))
         return json.loads(results[0].body.to_pybytes())
+
+    def _retried(self, call: Callable[[], list]) -> list:
+        """``call()``, again while the service cannot be reached, for ``retry`` seconds."""
+        outage = _Outage(self.retry)
+        while True:
+            try:
+                return call()
+            except pa.ArrowException as exc:
+                error = self._error(exc)
+                if not isinstance(error, ShardServiceUnavailable):
+                    raise error from None
+                outage.wait(error)
 
     def close(self) -> None:
         self._flight.close()
@@ -165,7 +231,7 @@ class ShardClient:
         if isinstance(exc, flight.FlightUnauthenticatedError):
             return ShardAuthError(f"{self.location}: unauthenticated: {_message(exc)}")
         if isinstance(exc, flight.FlightUnavailableError):
-            return ShardServiceError(f"{self.location}: shard service unavailable ({_message(exc)})")
+            return ShardServiceUnavailable(f"{self.location}: shard service unavailable ({_message(exc)})")
         return ShardServiceError(f"{self.location}: {_message(exc)}")
 
 

@@ -12,3 +12,8 @@ class ShardServiceError(RecprepError):
 
 class ShardAuthError(ShardServiceError):
     """The bearer token is missing or wrong."""
+
+
+class ShardServiceUnavailable(ShardServiceError):
+    """The service cannot be reached (not listening yet, restarting, its pod moving): the client
+    retries for its ``retry`` seconds before raising this."""
