@@ -239,27 +239,44 @@ def observation(
     )
 
 
+#: Least seconds the trainers' demand is measured over: the driver reads the acknowledgements
+#: every 5 s (``workloads.runner.CONSUMPTION_INTERVAL``), so a shorter look would see nothing,
+#: then a jump. Between two measurements a look carries the last one forward.
+DEMAND_WINDOW = 10.0
+
+
 class Trainers:
     """The trainers' demand from the driver's ``consumedRows`` (rows of the shards the shard
-    service's groups acknowledged in their first epoch): rows/s since the previous look, the
-    backlog (rows written and not consumed) in seconds of it. No group yet: a gap, no trainers."""
+    service's groups acknowledged in their first epoch): rows/s over the last ``DEMAND_WINDOW``
+    seconds or more, the backlog (rows written and not consumed) in seconds of it. No group yet:
+    a gap, no trainers; a group just joined: attached, nothing measured yet (NaN)."""
 
-    def __init__(self):
-        self.last: tuple[float, int] | None = None
+    def __init__(self, window: float = DEMAND_WINDOW):
+        self.window = window
+        self.last: tuple[float, int] | None = None  # where the current measurement started
+        self.rate = math.nan
+        self.looked: float | None = None  # when the series got its last bin
+
+    def _append(self, now: float, value: float, demand: Any) -> None:
+        """``value`` for every bin of ``demand`` since the last look: looks come later than the
+        interval under load, and the series must keep time (the forecast's window is in bins)."""
+        demand.append_for(math.inf if self.looked is None else now - self.looked, value)
+        self.looked = now
 
     def look(self, now: float, progress: dict[str, Any], demand: Any) -> tuple[bool, float]:
         rows = progress.get("consumedRows")
         if not isinstance(rows, int):
-            demand.append(math.nan)
+            self._append(now, math.nan, demand)
             return False, math.inf
-        rate = math.nan
-        if self.last is not None and now > self.last[0]:
-            rate = max(0, rows - self.last[1]) / (now - self.last[0])
-        demand.append(rate)
-        self.last = (now, rows)
+        if self.last is None:
+            self.last = (now, rows)
+        elif now - self.last[0] >= self.window:
+            self.rate = max(0, rows - self.last[1]) / (now - self.last[0])
+            self.last = (now, rows)
+        self._append(now, self.rate, demand)
         written = int(progress.get("rows") or 0) - int(progress.get("rowsQuarantined") or 0)
         unread = max(0, written - rows)
-        return True, unread / rate if rate and rate > 0 else math.inf
+        return True, unread / self.rate if self.rate > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -340,6 +357,8 @@ class JobAutoscaler:
         self.trainers = Trainers()
         #: Whether a pending action of an earlier operator was looked at.
         self.settled = False
+        #: Whether the job's start was seen (``first_workers``).
+        self.started_seen = False
         self.lags = {pool: LagTracker(STARTUP_PRIOR) for pool in labels.POOLS}
         #: pool -> monotonic times of the replicas asked for and not joined yet, oldest first
         self.requested: dict[str, list[float]] = {pool: [] for pool in labels.POOLS}
@@ -358,6 +377,23 @@ class JobAutoscaler:
             self.demand = BinnedSeries(max(float(self.policy.interval), 1.0))
             self.trainers = Trainers()
         return self.policy
+
+    def first_workers(self, body: dict, running: dict[str, int], now: float, wall: datetime) -> None:
+        """Seen from its start: the first worker of each pool the job starts with, asked for at
+        ``status.startTime``, is a start-up to measure too (a fresh pool's, the slowest kind),
+        when it has not joined yet (``running``; ``now`` monotonic, ``wall`` the time now)."""
+        started = parse_time((body.get("status") or {}).get("startTime"))
+        if started is None:
+            return  # not started yet: looked at again next pass
+        self.started_seen = True
+        asked_at = now - max(0.0, (wall - started).total_seconds())
+        pools = (body.get("spec") or {}).get("pools") or {}
+        for pool in labels.POOLS:
+            first = int((pools.get(pool) or {}).get("min") or 0) or (1 if pool == labels.CPU else 0)
+            if first and not running.get(pool):
+                self.asked(pool, 1, asked_at)
+                with self._state_lock:
+                    self._running[pool] = 0  # so that its join is seen as one
 
     def asked(self, pool: str, count: int, now: float) -> None:
         """``count`` more replicas of ``pool`` asked for at ``now`` (monotonic)."""
@@ -413,11 +449,13 @@ class Autoscalers:
         if "autoscale" not in (body.get("spec") or {}):
             self.forget(uid)
             return
+        now = self.clock()
         with self._lock:
             job = self.jobs.get(uid)
             if job is None:
                 job = self.jobs[uid] = JobAutoscaler(uid)
-        now = self.clock()
+        if not job.started_seen:
+            job.first_workers(body, running, now, self.wall())
         job.saw(now, running)
         if phase != st.RUNNING or job.busy or job.stopped or now < job.next_look:
             return
@@ -540,6 +578,9 @@ class Autoscalers:
                 # (without trainers a forecast of the demand would be made up)
                 forecast = decision.forecast if obs.trainers else None
                 wanted = actions(job, views, decision.targets, decision.reasons)
+                if not wanted:  # why the pools keep their size, as the policy said it
+                    message = "; ".join(decision.reasons[p] for p in SCALED_POOLS if p in decision.reasons)
+                    message = message[: st.MAX_REASON] or None
                 last = done[-1]["time"] if done else current.get("lastScaleTime")
                 if wanted and not may_scale(last, now, policy.interval):
                     message = f"no scaling within {policy.interval:g} s of the last one"

@@ -234,7 +234,9 @@ class Hysteresis:
     def apply(self, now: float, name: str, current: int, wanted: int) -> tuple[int, str]:
         hist = self.history.setdefault(name, deque())
         hist.append((now, wanted))
-        while hist and hist[0][0] < now - self.hold:
+        # keep the last look at or before ``now - hold`` too: with looks at irregular times the
+        # span of the kept ones would otherwise never reach ``hold``
+        while len(hist) > 1 and hist[1][0] <= now - self.hold:
             hist.popleft()
         if wanted >= current:
             return wanted, ""

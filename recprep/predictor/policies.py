@@ -378,6 +378,11 @@ class Oracle(_Planned):
         return float(obs.extra["future_peak"](now, now + horizon)), "true peak demand"
 
 
+#: Looks the predictive plan must want fewer workers before a pool shrinks (120 s at the default
+#: 15 s interval).
+HOLD_INTERVALS = 8
+
+
 class Predictive(_Planned):
     """Ours: the upper quantile of the peak demand over start-up lag plus interval."""
 
@@ -387,7 +392,7 @@ class Predictive(_Planned):
         self,
         interval: float = 15.0,
         quantile: float = 0.9,
-        hold: float = 120.0,
+        hold: float | None = None,
         backlog_target: float = 20.0,
         credit: float = 0.0,
         period: float | None = None,
@@ -397,6 +402,8 @@ class Predictive(_Planned):
     ):
         if not 0.5 <= quantile < 1:
             raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+        if hold is None:  # a pool shrinks after the plan wanted less for HOLD_INTERVALS looks
+            hold = HOLD_INTERVALS * interval
         super().__init__(interval, hold, backlog_target, credit, deadline, budget)
         self.quantile = quantile
         self.period = period
@@ -404,10 +411,11 @@ class Predictive(_Planned):
         self.forecaster: QuantileForecaster | None = None
 
     def peak(self, now: float, obs: Observation, horizon: float) -> tuple[float, str]:
-        if self.forecaster is None:
-            # the horizon in bins is fixed by the first decision (the model learns that horizon)
-            step = obs.demand.step
-            bins = max(1, math.ceil(horizon / step))
+        step = obs.demand.step
+        bins = max(1, math.ceil(horizon / step))
+        if self.forecaster is None or not self.forecaster.horizon / 2 <= bins <= self.forecaster.horizon * 2:
+            # the model learns one horizon in bins: made again when the horizon that matters moved
+            # far from it (the start-up lag measured in place of its prior)
             season = round(self.period / step) if self.period else None
             self.forecaster = QuantileForecaster(bins, quantile=self.quantile, period=season, seed=self.seed)
         value, how = self.forecaster.predict(obs.demand.array())

@@ -91,6 +91,13 @@ class BinnedSeries:
         self._n += 1
         self.end += self.step
 
+    def append_for(self, seconds: float, value: float, most: int = 600) -> None:
+        """``value`` for ``seconds`` of the series, in whole bins (at least one, at most ``most``):
+        a look that came later than one step fills the bins it missed, so the series keeps time."""
+        n = round(seconds / self.step) if math.isfinite(seconds) else 1
+        for _ in range(max(1, min(most, n))):
+            self.append(value)
+
     def array(self) -> np.ndarray:
         """The values, oldest first (a read-only view: at most ``maxlen``)."""
         view = self._buf[max(0, self._n - self.maxlen) : self._n]

@@ -25,6 +25,15 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
+def _pace(text: str):
+    from .pace import Pace, PaceError
+
+    try:
+        return Pace.parse(text)
+    except PaceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("source (one of)")
     src.add_argument("output", nargs="?", default=None, help="a job's local output directory")
@@ -64,6 +73,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: one per core)")
+    m.add_argument(
+        "--rows-per-second",
+        type=_pace,
+        default=None,
+        metavar="SCHEDULE",
+        help="hold the trainer to this demand, as a model of that speed would consume: RATE[@SECONDS],... "
+        "(e.g. 5000,30000@20,2000@60: rises at 20 s, drops at 60 s; inf: no limit); to load-test a "
+        "pipeline's autoscaling without the real trainers (default: as fast as it can)",
+    )
     c = p.add_argument_group("embedding cache")
     c.add_argument("--cache", default="none", help="none | lookahead | lru (default none)")
     c.add_argument("--cache-rows", type=int, default=None, help="device rows per table (look-ahead and LRU)")
@@ -102,6 +120,7 @@ def run(args, out, err) -> int:
             seed=args.seed,
             threads=args.threads,
             features=FeatureChoice(args.label, args.dense, args.sparse),
+            pace=args.rows_per_second,
         )
         config.check()
     except TrainConfigError as exc:
@@ -162,6 +181,8 @@ def _summary(r):
     t.add_row("seconds", f"{r.seconds:.2f}")
     t.add_row("samples/s", f"{r.samples_per_second:,.0f}")
     t.add_row("waiting for data", f"{r.data_wait_fraction:.1%}")
+    if r.pace is not None:
+        t.add_row("held to the schedule", f"{r.held_seconds:.1f} s ({r.pace})")
     if r.loss_first is not None:
         t.add_row("loss (first 10 -> last 10 steps)", f"{r.loss_first:.4f} -> {r.loss_last:.4f}")
     t.add_row("shards acknowledged", f"{r.shards_acknowledged}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..delivery.batching import FeatureChoice
 from ..delivery.shards import ShardSource
 from ..errors import RecprepError
+from .pace import Pace
 
 CACHES = ("none", "lookahead", "lru")
 OPTIMIZERS = ("adagrad", "sgd")
@@ -39,6 +40,8 @@ class TrainConfig:
     threads: int | None = None  #: torch intra-op threads (default: torch's, one per core)
     #: roles that replace the shards' (--label, --dense, --sparse); default: the job's
     features: FeatureChoice | None = None
+    #: the demand schedule the trainer is held to (--rows-per-second); None: as fast as it can
+    pace: Pace | None = None
 
     def check(self) -> None:
         for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):

@@ -31,6 +31,7 @@ from .cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
 from .config import TrainConfig, TrainConfigError
 from .loader import Prefetcher, default_device, epoch_batches
 from .model import DLRM, init_table
+from .pace import Pacer
 from .tables import TableRows, check_fits, physical_memory, resolve_table_rows
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class TrainReport:
     samples: int = 0
     seconds: float = 0.0
     data_wait_seconds: float = 0.0
+    #: held back by --rows-per-second (its schedule in ``pace``)
+    held_seconds: float = 0.0
+    pace: str | None = None
     cache_seconds: float = 0.0  #: carrying out cache plans on the training thread
     shards_acknowledged: int = 0
     acknowledged: list[int] = field(default_factory=list)  #: the shards acknowledged, in order
@@ -180,6 +184,8 @@ def train(config: TrainConfig) -> TrainResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     report = TrainReport(config.source.describe(), str(device), config.cache)
+    if config.pace is not None:
+        report.pace = config.pace.describe()
 
     batches = epoch_batches(config.source, config.batch_size, config.epochs, config.features)
     first = next(batches, None)
@@ -252,9 +258,16 @@ def train(config: TrainConfig) -> TrainResult:
 
     loss_fn = torch.nn.BCEWithLogitsLoss()
     losses: list[torch.Tensor] = []
+    pacer = Pacer(config.pace) if config.pace is not None else None
     started = time.perf_counter()
     with Prefetcher(stream, config.prefetch, name="recprep-train-loader") as items:
         while config.steps is None or report.steps < config.steps:
+            while pacer is not None:  # not faster than the schedule allows the next batch
+                hold = pacer.hold(time.perf_counter() - started, report.samples, config.batch_size)
+                if hold <= 0:
+                    break
+                time.sleep(hold)  # pacing: the demand a model of that speed would make
+                report.held_seconds += hold
             t0 = time.perf_counter()
             step = next(items, None)
             report.data_wait_seconds += time.perf_counter() - t0

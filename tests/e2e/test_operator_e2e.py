@@ -705,7 +705,13 @@ def test_live_pool_changes_retire_through_the_scheduler_and_delete_removes_every
 
 
 def _trainer_job(
-    name: str, service: str, rank: int, world_size: int, secret: str, batch_size: int = 1000
+    name: str,
+    service: str,
+    rank: int,
+    world_size: int,
+    secret: str,
+    batch_size: int = 1000,
+    pace: str | None = None,
 ) -> dict:
     """A trainer Job like examples/trainer-job.yaml, on CPU, one per rank (the kubelet has no
     Indexed Jobs). The address comes from the Service's environment variables: the kubelet's
@@ -724,6 +730,8 @@ def _trainer_job(
         "--device=cpu",
         "--json",
     ]
+    if pace is not None:
+        command.append(f"--rows-per-second={pace}")
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -871,6 +879,109 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
         interval=0.2,
         message=f"children survived: {deployed.children('feed')}",
     )
+
+
+@pytest.mark.slow
+def test_a_trainer_whose_demand_rises_gets_more_cpu_workers_and_fewer_when_it_drops(
+    deployed: Deployed, tmp_path
+):
+    """A serving job autoscaled by the predictive policy, read by a trainer held to a demand that
+    is low, rises, drops and (to finish) is unlimited: the cpu pool grows for the rise, shrinks
+    after the drop while the job still runs, each with its reason in status and an Event; the
+    trainer's stall is set beside the simulator's for the same trace."""
+    # Small shards: one CPU worker makes about 12k rows/s here (per-shard costs dominate), less
+    # than the trainer consumes when let go, so the rise needs a second worker.
+    out, name, rows, per_shard = tmp_path / "out", "demand", 2_400_000, 500
+    shards = rows // per_shard
+    manifest = preprocess_job(
+        name,
+        out,
+        rows=rows,
+        rows_per_shard=per_shard,
+        seed=0,
+        cpu=(1, 2),
+        autoscale={"policy": "predictive", "interval": 1},
+    )
+    deployed.apply_job(_serving(deployed, manifest))
+    _wait_shard_service(deployed, name, out)
+    # The trainer's clock starts at its first batch. Before its first acknowledgements reach the
+    # operator the pool goes to its limit (no demand is known); the low demand then lets it
+    # shrink before the rise; after the drop it shrinks again, once the peak has left the
+    # forecast's window (start-up lag + interval: 61 s while fewer than 3 start-ups are
+    # measured) and the hysteresis (8 intervals) has passed; at the end the trainer drains.
+    low, high, rise, drop, free = 2000.0, 20000.0, 20.0, 40.0, 140.0
+    schedule = f"{low:g},{high:g}@{rise:g},{low:g}@{drop:g},inf@{free:g}"
+    deployed.cluster.apply(
+        _trainer_job(
+            f"{name}-trainer", f"{name}-shards", 0, 1, f"{name}-token", batch_size=5000, pace=schedule
+        )
+    )
+    t0 = time.monotonic()
+    deployment = f"/apis/apps/v1/namespaces/default/deployments/{name}-worker-cpu"
+    timeline: list[tuple[float, int]] = []  # (seconds since the trainer was created, replicas)
+    said: list[str] = []
+    while True:
+        status = deployed.status(name)
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        replicas = deployed.cluster.get(deployment)["spec"]["replicas"]
+        if not timeline or timeline[-1][1] != replicas:
+            timeline.append((round(time.monotonic() - t0, 1), replicas))
+        if time.monotonic() - t0 >= 5 * len(said):  # what the policy said, every 5 s
+            said.append(f"{time.monotonic() - t0:5.1f}s {(status.get('autoscaler') or {}).get('message')}")
+        if time.monotonic() - t0 > 400:
+            pytest.fail(f"the job did not finish: {timeline}\n{deployed.diagnostics(name)}")
+        time.sleep(0.2)
+    ended = time.monotonic() - t0
+    print(f"replicas over time (s since the trainer started): {timeline}; job done at {ended:.0f}s")
+    print("the policy said:\n" + "\n".join(said))
+    assert status["phase"] == "Succeeded", deployed.diagnostics(name)
+    print(f"status.autoscaler: {status['autoscaler']}")
+    decisions = status["autoscaler"]["lastDecisions"]
+    print(
+        "decisions:\n" + "\n".join(f"  {d['time']} {d['from']}->{d['to']}: {d['reason']}" for d in decisions)
+    )
+    ups = [t for (t, n), (_, before) in zip(timeline[1:], timeline) if n > before]
+    downs = [t for (t, n), (_, before) in zip(timeline[1:], timeline) if n < before]
+    assert any(t >= rise for t in ups), (
+        f"no scale-up after the rise at {rise}s: {timeline}\n{deployed.diagnostics(name)}"
+    )
+    assert any(t >= drop and t < ended for t in downs), f"no scale-down after the drop at {drop}s: {timeline}"
+    assert any(d["to"] > d["from"] and "demand" in d["reason"] for d in decisions), decisions
+    assert any(d["to"] < d["from"] and "demand" in d["reason"] for d in decisions), decisions
+    events = json.loads(
+        deployed.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    assert len([e for e in events if e.get("reason") == "Scaled"]) >= 2, events
+    (report,) = _trained(deployed, [f"{name}-trainer"], timeout=240)
+    assert sorted(report["acknowledged"]) == list(range(shards))
+    # The simulator's prediction for the same trace (up to the drain), with the pool's measured
+    # rows/s per worker and start-up lag: the share of the trainer's demand left unmet.
+    import numpy as np
+
+    from recprep.predictor.policies import make_policy
+    from recprep.predictor.sim import PoolConfig, SimConfig, simulate
+
+    autoscaler = status["autoscaler"]
+    trace = np.array([low] * int(rise) + [high] * int(drop - rise) + [low] * int(free - drop))
+    pool = PoolConfig(
+        "cpu",
+        1,
+        2,
+        per_shard / autoscaler["rowsPerWorker"]["cpu"],
+        0.02,
+        lag_median=autoscaler["startupLagSeconds"]["cpu"],
+    )
+    config = SimConfig(pools=(pool,), shard_rows=per_shard, batch_rows=5000, bin_seconds=1.0)
+    predicted = simulate(make_policy("predictive", interval=1), trace, config).stall_fraction
+    print(
+        f"trainer: {report['samples']} rows in {report['seconds']:.0f}s, waited for data "
+        f"{report['data_wait_fraction']:.3f} of it, held {report['held_seconds']:.0f}s ({report['pace']}); "
+        f"the simulator's stall for that trace: {predicted:.3f}"
+    )
+    assert report["data_wait_fraction"] < predicted
 
 
 #: The process kubelet's Node (tests/cluster/kubelet.py registers it and binds every pod to it).

@@ -204,6 +204,27 @@ def test_start_up_lag_is_measured_from_replicas_asked_to_workers_joined():
     assert len(job.lags["cpu"].lags) == 2
 
 
+def test_the_first_worker_of_a_pool_seen_from_the_jobs_start_is_a_start_up_measured():
+    from datetime import UTC, datetime, timedelta
+
+    wall = datetime(2026, 12, 3, 7, 0, 10, tzinfo=UTC)
+    body = {
+        "spec": {"pools": {"cpu": {"min": 2}, "isp": {"min": 0}}},
+        "status": {"startTime": "2026-12-03T07:00:00Z"},
+    }
+    job = au.JobAutoscaler("u")
+    job.first_workers(body, {}, 100.0, wall)  # 10 s after the start, no worker joined yet
+    job.saw(100.0, {})  # (the scheduler not up yet)
+    job.saw(103.0, {"cpu": 2, "isp": 0})  # joined 13 s after the start: one is measured
+    assert list(job.lags["cpu"].lags) == [13.0] and not job.lags["isp"].lags
+    late = au.JobAutoscaler("v")  # first seen with its workers there: nothing to measure
+    late.first_workers(body, {"cpu": 2}, 100.0, wall + timedelta(seconds=50))
+    assert not late.requested["cpu"]
+    unstarted = au.JobAutoscaler("w")
+    unstarted.first_workers({"status": {}}, {}, 0.0, wall)
+    assert not unstarted.started_seen and not unstarted.requested["cpu"]  # asked again next pass
+
+
 def test_the_policy_is_made_once_and_again_when_spec_autoscale_changes():
     state = au.JobAutoscaler("u")
     first = state.policy_for(autoscaled_job(deadline=50))
@@ -241,17 +262,40 @@ def test_the_follower_starts_a_look_only_for_running_autoscaled_jobs_and_not_aft
     assert autoscalers.jobs == {}
 
 
-def test_trainers_demand_comes_from_the_consumed_rows_between_looks():
+def test_trainers_demand_comes_from_the_consumed_rows_over_the_window():
+    import math
+
+    from recprep.operator.autoscaler import DEMAND_WINDOW, Trainers
+    from recprep.predictor.signals import BinnedSeries
+
+    trainers, demand = Trainers(), BinnedSeries(1.0)
+    doc = {"rows": 50_000, "rowsQuarantined": 0, "consumedRows": None}
+    assert trainers.look(0.0, doc, demand) == (False, math.inf)  # no group yet: a gap
+    assert trainers.look(1.0, {**doc, "consumedRows": 0}, demand) == (True, math.inf)  # joined
+    # the driver publishes every 5 s: looks within the window carry nothing new
+    for t, consumed in ((2.0, 0), (6.0, 10_000), (9.0, 10_000)):
+        assert trainers.look(t, {**doc, "consumedRows": consumed}, demand) == (True, math.inf)
+    attached, backlog = trainers.look(1.0 + DEMAND_WINDOW, {**doc, "consumedRows": 20_000}, demand)
+    assert attached and backlog == (50_000 - 20_000) / 2_000.0
+    # carried forward until the next window ends
+    assert trainers.look(12.0, {**doc, "consumedRows": 20_000}, demand) == (True, 30_000 / 2_000.0)
+    values = demand.array()
+    # one bin per second of the series' step, filled for the seconds between looks
+    assert len(values) == 13 and all(math.isnan(v) for v in values[:10])
+    assert list(values[10:]) == [2_000.0] * 3
+
+
+def test_a_late_look_fills_the_demand_bins_it_missed():
     import math
 
     from recprep.operator.autoscaler import Trainers
     from recprep.predictor.signals import BinnedSeries
 
-    trainers, demand = Trainers(), BinnedSeries(5.0)
-    doc = {"rows": 50_000, "rowsQuarantined": 0, "consumedRows": None}
-    assert trainers.look(0.0, doc, demand) == (False, math.inf)  # no group yet: a gap
-    assert trainers.look(5.0, {**doc, "consumedRows": 10_000}, demand) == (True, math.inf)
-    attached, backlog = trainers.look(10.0, {**doc, "consumedRows": 20_000}, demand)
-    assert attached and backlog == (50_000 - 20_000) / 2_000.0
+    trainers, demand = Trainers(window=2.0), BinnedSeries(1.0)
+    doc = {"rows": 50_000, "rowsQuarantined": 0}
+    trainers.look(0.0, {**doc, "consumedRows": 0}, demand)
+    trainers.look(1.0, {**doc, "consumedRows": 0}, demand)
+    trainers.look(3.6, {**doc, "consumedRows": 3_600}, demand)  # 2.6 s later: 3 bins of 1 s
     values = demand.array()
-    assert math.isnan(values[0]) and math.isnan(values[1]) and values[2] == 2_000.0
+    assert len(values) == 5 and all(math.isnan(v) for v in values[:2])
+    assert list(values[2:]) == [1_000.0] * 3

@@ -103,10 +103,26 @@ def test_hysteresis_grows_at_once_and_shrinks_late():
     assert h.apply(30, "cpu", 7, 5)[0] == 7
     target, note = h.apply(75, "cpu", 7, 4)  # wanted at most 5 since 15 s: 60 s
     assert target == 5 and "wanted at most 5" in note
-    target, note = h.apply(100, "cpu", 5, 3)  # the history since 40 s covers only 25 s
-    assert target == 5 and "waits 35 s more" in note
-    assert h.apply(140, "cpu", 5, 3)[0] == 5
-    assert h.apply(160, "cpu", 5, 3)[0] == 3  # wanted 3 throughout [100, 160]
+    # the look at 30 s (5) stood until 75 s: within the last 60 s, from 40 s on
+    target, note = h.apply(100, "cpu", 5, 3)
+    assert target == 5 and "wanted 5 within the last 60 s" in note
+    target, note = h.apply(140, "cpu", 5, 3)  # [80, 140]: 4 (the look at 75 s) until 100 s, then 3
+    assert target == 4 and "wanted at most 4" in note
+    assert h.apply(160, "cpu", 4, 3)[0] == 3  # wanted 3 throughout [100, 160]
+
+
+def test_hysteresis_shrinks_after_the_hold_when_looks_come_at_irregular_times():
+    h = Hysteresis(hold=8)
+    assert h.apply(0.3, "cpu", 1, 2)[0] == 2
+    t, shrunk = 0.3, None
+    while t < 30 and shrunk is None:
+        t += 1.37  # looks as an operator under load makes them: never on a grid
+        target, note = h.apply(t, "cpu", 2, 1)
+        if target == 1:
+            shrunk = t
+        else:
+            assert "hysteresis" in note
+    assert shrunk is not None and 8 <= shrunk - 1.67 < 8 + 1.37  # 8 s after it first wanted 1
 
 
 def test_throughput_model_learns_seconds_per_shard():
