@@ -328,18 +328,24 @@ def test_an_isp_pool_job_runs_its_shards_on_the_isp_pod_and_reports_its_accounti
     assert "ispWorkers" not in accounting
 
 
-def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(deployed: Deployed, tmp_path):
-    out = tmp_path / "out"
-    # 100 shards: tens of seconds on one worker (on the 2-core machine), more than the deadline allows
-    manifest = preprocess_job(
-        "hurry",
+def _deadline_job(name: str, out: Path, rows: int) -> dict:
+    """A job autoscaled by the predictive policy (every 2 s) whose 20 s deadline one CPU worker
+    misses: its pool (1 to 2 workers) must grow."""
+    return preprocess_job(
+        name,
         out,
-        rows=1_000_000,
+        rows=rows,
         rows_per_shard=10_000,
         seed=0,
         cpu=(1, 2),
         autoscale={"policy": "predictive", "interval": 2, "deadline": 20},
     )
+
+
+def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(deployed: Deployed, tmp_path):
+    out = tmp_path / "out"
+    # 100 shards: tens of seconds on one worker (on the 2-core machine), more than the deadline allows
+    manifest = _deadline_job("hurry", out, rows=1_000_000)
     t0 = time.monotonic()
     deployed.apply_job(manifest)
     deployment = "/apis/apps/v1/namespaces/default/deployments/hurry-worker-cpu"
@@ -406,17 +412,7 @@ def test_an_operator_killed_between_a_decision_and_its_resize_makes_it_once(depl
     env = [{"name": ENV, "value": FAILPOINT_DECIDED}, {"name": MARK_ENV, "value": str(mark)}]
     deployed = deploy(values={"operator": {"extraEnv": env}})
     out, name = tmp_path / "out", "twice"
-    deployed.apply_job(
-        preprocess_job(
-            name,
-            out,
-            rows=1_500_000,
-            rows_per_shard=10_000,
-            seed=0,
-            cpu=(1, 2),
-            autoscale={"policy": "predictive", "interval": 2, "deadline": 20},
-        )
-    )
+    deployed.apply_job(_deadline_job(name, out, rows=1_500_000))
     t0 = time.monotonic()
     deployment = f"/apis/apps/v1/namespaces/default/deployments/{name}-worker-cpu"
     seen: set[tuple[int, int]] = set()  # (generation, replicas) of the pool while the job runs
