@@ -386,7 +386,10 @@ class JobAutoscaler:
         if started is None:
             return  # not started yet: looked at again next pass
         self.started_seen = True
-        asked_at = now - max(0.0, (wall - started).total_seconds())
+        since = max(0.0, (wall - started).total_seconds())
+        if since > 2 * STARTUP_PRIOR:
+            return  # this operator came later (a restart): the first start-ups were not seen
+        asked_at = now - since
         pools = (body.get("spec") or {}).get("pools") or {}
         for pool in labels.POOLS:
             first = int((pools.get(pool) or {}).get("min") or 0) or (1 if pool == labels.CPU else 0)

@@ -220,6 +220,9 @@ def test_the_first_worker_of_a_pool_seen_from_the_jobs_start_is_a_start_up_measu
     late = au.JobAutoscaler("v")  # first seen with its workers there: nothing to measure
     late.first_workers(body, {"cpu": 2}, 100.0, wall + timedelta(seconds=50))
     assert not late.requested["cpu"]
+    restarted = au.JobAutoscaler("r")  # an operator that came long after the start
+    restarted.first_workers(body, {}, 100.0, wall + timedelta(hours=1))
+    assert restarted.started_seen and not restarted.requested["cpu"]
     unstarted = au.JobAutoscaler("w")
     unstarted.first_workers({"status": {}}, {}, 0.0, wall)
     assert not unstarted.started_seen and not unstarted.requested["cpu"]  # asked again next pass
