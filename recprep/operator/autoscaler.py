@@ -255,25 +255,18 @@ class Trainers:
         self.window = window
         self.last: tuple[float, int] | None = None  # where the current measurement started
         self.rate = math.nan
-        self.looked: float | None = None  # when the series got its last bin
-
-    def _append(self, now: float, value: float, demand: Any) -> None:
-        """``value`` for every bin of ``demand`` since the last look: looks come later than the
-        interval under load, and the series must keep time (the forecast's window is in bins)."""
-        demand.append_for(math.inf if self.looked is None else now - self.looked, value)
-        self.looked = now
 
     def look(self, now: float, progress: dict[str, Any], demand: Any) -> tuple[bool, float]:
         rows = progress.get("consumedRows")
         if not isinstance(rows, int):
-            self._append(now, math.nan, demand)
+            demand.record(now, math.nan)  # (a late look fills the bins it missed)
             return False, math.inf
         if self.last is None:
             self.last = (now, rows)
         elif now - self.last[0] >= self.window:
             self.rate = max(0, rows - self.last[1]) / (now - self.last[0])
             self.last = (now, rows)
-        self._append(now, self.rate, demand)
+        demand.record(now, self.rate)
         written = int(progress.get("rows") or 0) - int(progress.get("rowsQuarantined") or 0)
         unread = max(0, written - rows)
         return True, unread / self.rate if self.rate > 0 else math.inf

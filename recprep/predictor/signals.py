@@ -81,6 +81,7 @@ class BinnedSeries:
         self._buf = np.empty(min(maxlen, 1024) * 2)
         self._n = 0  # values in _buf
         self.end = 0.0  # time at the end of the last bin
+        self._recorded: float | None = None  # when ``record`` was last called
 
     def append(self, value: float) -> None:
         if self._n == len(self._buf):
@@ -91,10 +92,12 @@ class BinnedSeries:
         self._n += 1
         self.end += self.step
 
-    def append_for(self, seconds: float, value: float, most: int = 600) -> None:
-        """``value`` for ``seconds`` of the series, in whole bins (at least one, at most ``most``):
-        a look that came later than one step fills the bins it missed, so the series keeps time."""
-        n = round(seconds / self.step) if math.isfinite(seconds) else 1
+    def record(self, now: float, value: float, most: int = 600) -> None:
+        """``value`` observed at time ``now`` (any clock, the same each call): one bin for every
+        step since the last record (at least one, at most ``most``; the first record is one bin).
+        A look that came later than one step fills the bins it missed, so the series keeps time."""
+        n = 1 if self._recorded is None else round((now - self._recorded) / self.step)
+        self._recorded = now
         for _ in range(max(1, min(most, n))):
             self.append(value)
 

@@ -70,6 +70,7 @@ class Pacer:
 
     def __init__(self, pace: Pace):
         self.pace = pace
+        self._starts = [s for s, _ in pace.steps]
         self._segment = -1
         self._begin = 0.0  # when (seconds) the current stretch's count began
         self._base = 0  # rows consumed then
@@ -78,7 +79,7 @@ class Pacer:
         """Seconds to wait from second ``t`` (``consumed`` rows so far) before ``rows`` more may
         be consumed: 0 when now; up to the next stretch's start when this one allows no more
         (call again then)."""
-        starts = [s for s, _ in self.pace.steps]
+        starts = self._starts
         i = max(0, bisect.bisect_right(starts, t) - 1)
         if i != self._segment:
             self._segment, self._begin, self._base = i, t, consumed

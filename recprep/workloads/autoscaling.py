@@ -69,8 +69,6 @@ class EmbeddedAutoscaler:
         self.decisions: list[Scaling] = []
         #: (when, rows) the trainers had consumed at the last decision; None: no trainer yet
         self.consumed: tuple[float, int] | None = None
-        #: when the demand series got its last bin
-        self.looked: float | None = None
         #: the most worker threads (cores) the cluster had at once
         self.peak_threads = 0
         self.requested: dict[str, float] = {}  # cpu worker name -> when it was asked for
@@ -131,15 +129,13 @@ class EmbeddedAutoscaler:
     def _consumption(self, now: float, rows: int | None) -> None:
         """One bin of the demand series: the trainers' rows/s since the last decision (a gap
         while no trainer has joined)."""
-        since = now - self.looked if self.looked is not None else math.inf
-        self.looked = now
         if rows is None:
-            self.demand.append_for(since, math.nan)
+            self.demand.record(now, math.nan)
             return
         if self.consumed is not None:
             then, before = self.consumed
-            # one bin per step since the last decision (decisions come late under load)
-            self.demand.append_for(since, max(0.0, rows - before) / max(now - then, 1e-3))
+            # one bin per step since the last record (decisions come late under load)
+            self.demand.record(now, max(0.0, rows - before) / max(now - then, 1e-3))
         self.consumed = (now, rows)
 
     def _observe(self, topology, rows_read: int, rows_written: int, now: float, cpu_rate: float):
