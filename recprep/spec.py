@@ -422,6 +422,12 @@ class JobSpec(Model):
         "settings (ignored by recprep run).",
     )
 
+    @property
+    def isp_runs_whole_shards(self) -> bool:
+        """Whether an ISP worker runs every transform of a shard (each op has an ISP class,
+        ``recprep.op_params``); otherwise the CPU pool finishes the shards the ISP pool starts."""
+        return all(getattr(PARAMS.get(t.op), "offload", None) is not None for t in self.transforms)
+
 
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)

@@ -19,9 +19,13 @@ decided:
   shards the shard service's groups acknowledged) grows between looks, and the backlog in
   seconds of it. Before a consumer group joins there are no trainers: the policy sizes for the
   deadline, or without one for the pools' limits.
-- **the ISP pool** is the storage nodes: the policy counts its capacity (rows/s of its workers,
-  times ``units``) and the operator keeps it at its size (``spec.pools.isp`` still moves it, by
-  a spec edit); only the ``cpu`` pool is scaled.
+- **the ISP pool** is sized too, within ``spec.pools.isp`` and at most one worker per storage
+  node (:meth:`Autoscalers.storage_nodes`: the schedulable Nodes the ISP pool's nodeSelector
+  matches); its actions come first, and the CPU pool may go to none only while ISP workers that
+  run every transform of a shard stay (:func:`isp_serves`).
+- **preemptions**: the preempted workers of each pool (``status.preemptions``' pods) over the
+  worker-seconds the follower's passes saw them run (``PreemptionTracker``), for a preemptible
+  CPU pool's expected capacity.
 - **what it decided**: ``status.autoscaler`` (``status.autoscaler_status``: the policy, its
   forecast and quantile, capacity and rows/s per worker of each pool, the start-up lags, the
   last ``status.MAX_DECISIONS`` scaling actions with time, pool, from, to and reason), a
@@ -61,10 +65,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from ..errors import SpecError
 from ..failpoints import failpoint
 from ..progress import TRANSFORM
-from ..spec import PoolBounds, PreprocessJob, load_job_dict
+from ..spec import IspPoolSpec, PoolBounds, PoolSpec, PreprocessJob, load_job_dict
 from . import kube, labels, pools, scaling
 from . import scheduler as dask_scheduler
 from . import status as st
@@ -73,6 +79,10 @@ from .settings import Settings
 #: Seconds a pool's worker is assumed to take from replicas raised to joining the scheduler,
 #: until measured (a pod scheduled on a node that has room; a new node takes longer).
 STARTUP_PRIOR = 60.0
+#: Preemption notices per worker-hour of a preemptible pool assumed until measured (weighted as one
+#: worker-hour: ``predictor.signals.PreemptionTracker``). None assumed: spot interruption rates
+#: vary by instance type, zone and hour, so only the job's own notices count.
+PREEMPTION_PRIOR_PER_HOUR = 0.0
 #: Seconds the autoscaler waits for the scheduler's answer (it looks again next interval).
 SCHEDULER_TIMEOUT = 5.0
 #: Jobs whose policy runs at once.
@@ -82,8 +92,9 @@ SCALED = "Scaled"
 #: The failpoint (``recprep.failpoints``) between an action's intent written to the status and its
 #: resize: where an operator killed mid-action stops.
 FAILPOINT_DECIDED = "autoscaler.decided"
-#: The pools the autoscaler resizes (the ISP pool keeps its storage nodes).
-SCALED_POOLS = (labels.CPU,)
+#: The pools the autoscaler resizes, in the order a decision's actions are carried out: the ISP
+#: pool first, since whether the CPU pool may be empty depends on the ISP workers that stay.
+SCALED_POOLS = (labels.ISP, labels.CPU)
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +136,40 @@ def rows_left(progress: dict[str, Any] | None) -> float | None:
     return float(max(0, progress["rowsEstimated"] - progress["rows"]))
 
 
-def cpu_floor(views: dict[str, PoolView]) -> int:
-    """Fewest CPU workers the job can have: one when no ISP worker runs shards (the job must
-    make progress), else none."""
+def isp_serves(job: PreprocessJob, views: dict[str, PoolView], isp_target: int | None = None) -> bool:
+    """Whether ISP workers run whole shards, so that the CPU pool may be empty: every transform
+    of the job has an ISP class (else the CPU pool finishes what the ISP pool starts), and ISP
+    workers run (and stay, when the ISP pool goes to ``isp_target``)."""
     isp = views.get(labels.ISP)
-    return 0 if isp is not None and isp.replicas > 0 else 1
+    if isp is None or not job.spec.isp_runs_whole_shards:
+        return False
+    staying = isp.running if isp_target is None else min(isp.running, isp_target)
+    return staying > 0
+
+
+def pool_bounds(
+    job: PreprocessJob,
+    pool: str,
+    views: dict[str, PoolView],
+    hosts: int | None = None,
+    isp_target: int | None = None,
+) -> tuple[int, int]:
+    """The (min, max) a pool is held to: ``spec.pools.<pool>``; the CPU pool keeps at least one
+    worker unless ISP workers run whole shards (:func:`isp_serves`, with the ISP pool at
+    ``isp_target`` when it is being resized); the ISP pool at most one worker per storage node
+    (``hosts``: None when unknown)."""
+    if pool == labels.CPU:
+        bounds = job.spec.pools.cpu
+        floor = 0 if isp_serves(job, views, isp_target) else 1
+        return min(max(bounds.min, floor), bounds.max), bounds.max
+    isp = job.spec.pools.isp
+    high = isp.max if hosts is None else min(isp.max, hosts)
+    return min(isp.min, high), high
 
 
 def cpu_bounds(job: PreprocessJob, views: dict[str, PoolView]) -> tuple[int, int]:
-    """``spec.pools.cpu`` with the floor (:func:`cpu_floor`) within its max: (min, max)."""
-    bounds = job.spec.pools.cpu
-    low = min(max(bounds.min, cpu_floor(views)), bounds.max)
-    return low, bounds.max
+    """``spec.pools.cpu`` with its floor (:func:`pool_bounds`): (min, max)."""
+    return pool_bounds(job, labels.CPU, views)
 
 
 def pool_rates(job: PreprocessJob, rates: dict[str, float]) -> dict[str, float]:
@@ -150,16 +183,30 @@ def pool_rates(job: PreprocessJob, rates: dict[str, float]) -> dict[str, float]:
     return {labels.CPU: cpu, labels.ISP: isp * job.spec.pools.isp.units}
 
 
+def isp_scaled(job: PreprocessJob, views: dict[str, PoolView], hosts: int | None = None) -> bool:
+    """Whether the policy sizes the ISP pool: its Deployment exists and the pool may have workers
+    (or has some to take away)."""
+    isp = views.get(labels.ISP)
+    return isp is not None and (isp.replicas > 0 or pool_bounds(job, labels.ISP, views, hosts)[1] > 0)
+
+
 def pool_states(
-    job: PreprocessJob, views: dict[str, PoolView], per_worker: dict[str, float], lags: dict[str, float]
+    job: PreprocessJob,
+    views: dict[str, PoolView],
+    per_worker: dict[str, float],
+    lags: dict[str, float],
+    hosts: int | None = None,
+    preempt_rates: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The policy's ``PoolState`` of each pool: the CPU pool within ``spec.pools.cpu`` (and its
-    floor), the ISP pool (when it has workers) fixed at its storage nodes."""
+    floor), with its measured preemptions per worker-second when it is preemptible; the ISP pool
+    (:func:`isp_scaled`) within ``spec.pools.isp`` and its storage nodes (``hosts``)."""
     from ..predictor.signals import PoolState
 
     model = job.spec.pools.isp.model
     low, high = cpu_bounds(job, views)
     cpu = views[labels.CPU]
+    preemptible = job.spec.pools.cpu.preemptible
     states = {
         labels.CPU: PoolState(
             labels.CPU,
@@ -168,22 +215,23 @@ def pool_states(
             min=low,
             max=high,
             rows_per_worker=per_worker[labels.CPU],
-            price_per_hour=model.cpu_core_hourly(job.spec.pools.cpu.preemptible),
+            price_per_hour=model.cpu_core_hourly(preemptible),
             startup_lag=lags.get(labels.CPU, STARTUP_PRIOR),
+            preempt_rate=(preempt_rates or {}).get(labels.CPU, 0.0) if preemptible else 0.0,
         )
     }
-    isp = views.get(labels.ISP)
-    if isp is not None and isp.replicas > 0:
+    if isp_scaled(job, views, hosts):
+        isp = views[labels.ISP]
         states[labels.ISP] = PoolState(
             labels.ISP,
             replicas=isp.replicas,
             ready=min(isp.running, isp.replicas),
-            min=isp.replicas,
-            max=isp.replicas,
+            min=job.spec.pools.isp.min,
+            max=job.spec.pools.isp.max,
             rows_per_worker=per_worker[labels.ISP],
             price_per_hour=model.isp_node_hourly,
             startup_lag=lags.get(labels.ISP, STARTUP_PRIOR),
-            hosts=isp.replicas,
+            hosts=hosts,
         )
     return states
 
@@ -214,10 +262,13 @@ def observation(
     demand: Any,
     workers: dict[str, dask_scheduler.DaskWorker] | None = None,
     trainers: Trainers | None = None,
+    hosts: int | None = None,
+    preempt_rates: dict[str, float] | None = None,
 ) -> Any:
     """The policy's ``Observation`` at ``now`` (seconds since the job's start), or None when no
     pool's rate is measured yet (no decision on a guess). ``trainers`` turns the progress
-    document's ``consumedRows`` into the demand series (one bin per look) and the backlog."""
+    document's ``consumedRows`` into the demand series (one bin per look) and the backlog;
+    ``hosts`` and ``preempt_rates`` go to :func:`pool_states`."""
     from ..predictor.signals import Observation
 
     per_worker = pool_rates(job, rows_per_worker(progress))
@@ -227,7 +278,7 @@ def observation(
     attached, backlog = (trainers or Trainers()).look(now, progress, demand)
     return Observation(
         now=now,
-        pools=pool_states(job, views, per_worker, lags),
+        pools=pool_states(job, views, per_worker, lags, hosts, preempt_rates),
         demand=demand,
         backlog=backlog,
         queued_work=view.queued * view.task_seconds if view is not None else 0.0,
@@ -283,19 +334,27 @@ class Action:
 
 
 def actions(
-    job: PreprocessJob, views: dict[str, PoolView], targets: dict[str, int], reasons: dict[str, str]
+    job: PreprocessJob,
+    views: dict[str, PoolView],
+    targets: dict[str, int],
+    reasons: dict[str, str],
+    hosts: int | None = None,
 ) -> list[Action]:
-    """The resizes a decision asks for: each scaled pool's target held to ``spec.pools`` (and the
-    CPU floor) by ``scaling.pool_target`` (the decision as a ``scaling.Targets`` policy), where it
-    differs from the Deployment's replicas."""
+    """The resizes a decision asks for, in ``SCALED_POOLS`` order: each pool's target held to
+    its bounds (:func:`pool_bounds`: the CPU pool's floor counts the ISP workers that stay) by
+    ``scaling.pool_target`` (the decision as a ``scaling.Targets`` policy), where it differs
+    from the Deployment's replicas."""
     found = []
     policy = scaling.Targets(targets, reasons)
+    isp_target = None
     for pool in SCALED_POOLS:
         view = views.get(pool)
-        if view is None or pool not in targets:
+        if view is None or pool not in targets or (pool == labels.ISP and not isp_scaled(job, views, hosts)):
             continue
-        low, high = cpu_bounds(job, views)
+        low, high = pool_bounds(job, pool, views, hosts, isp_target)
         decision = scaling.pool_target(pool, view.replicas, PoolBounds(min=low, max=high), policy)
+        if pool == labels.ISP:
+            isp_target = decision.target
         if decision.changes:
             found.append(Action(pool, decision.current, decision.target, decision.reason))
     return found
@@ -335,7 +394,7 @@ class JobAutoscaler:
     looks next."""
 
     def __init__(self, uid: str):
-        from ..predictor.signals import LagTracker
+        from ..predictor.signals import LagTracker, PreemptionTracker
 
         self.uid = uid
         #: Held while an action is carried out, and by ``stop``.
@@ -352,7 +411,12 @@ class JobAutoscaler:
         self.settled = False
         #: Whether the job's start was seen (``first_workers``).
         self.started_seen = False
-        self.lags = {pool: LagTracker(STARTUP_PRIOR) for pool in labels.POOLS}
+        self.lags = {pool: LagTracker(STARTUP_PRIOR, trusted=1) for pool in labels.POOLS}
+        #: preemption notices per worker-second of each pool (``status.preemptions``' pods over
+        #: the workers' running time the follower's passes saw)
+        self.preemptions = {pool: PreemptionTracker(PREEMPTION_PRIOR_PER_HOUR) for pool in labels.POOLS}
+        self._notices: set[tuple] | None = None  # the notices counted (None: none looked at yet)
+        self._saw_at: float | None = None
         #: pool -> monotonic times of the replicas asked for and not joined yet, oldest first
         self.requested: dict[str, list[float]] = {pool: [] for pool in labels.POOLS}
         self._running: dict[str, int] = {}
@@ -385,7 +449,7 @@ class JobAutoscaler:
         asked_at = now - since
         pools = (body.get("spec") or {}).get("pools") or {}
         for pool in labels.POOLS:
-            first = int((pools.get(pool) or {}).get("min") or 0) or (1 if pool == labels.CPU else 0)
+            first = scaling.initial_replicas(pool, _bounds_of(pools.get(pool), pool))
             if first and not running.get(pool):
                 self.asked(pool, 1, asked_at)
                 with self._state_lock:
@@ -398,8 +462,14 @@ class JobAutoscaler:
 
     def saw(self, now: float, running: dict[str, int]) -> None:
         """The scheduler's running workers per pool at ``now``: workers that joined since the last
-        look end the oldest requests (their lag is recorded)."""
+        look end the oldest requests (their lag is recorded); the workers running since the last
+        look were exposed to preemption."""
         with self._state_lock:
+            if self._saw_at is not None:
+                for pool, count in running.items():
+                    if pool in self.preemptions:
+                        self.preemptions[pool].expose(count, max(0.0, now - self._saw_at))
+            self._saw_at = now
             for pool, count in running.items():
                 before = self._running.get(pool)
                 self._running[pool] = count
@@ -408,9 +478,48 @@ class JobAutoscaler:
                 for _ in range(min(count - before, len(self.requested[pool]))):
                     self.lags[pool].record(self.requested[pool].pop(0), now)
 
+    def noticed(self, body: dict, running: dict[str, int], wall: datetime) -> None:
+        """Count the preempted workers of each pool in ``status.preemptions`` not counted yet. The
+        first look (a new operator) counts the recorded ones against the job's time so far at
+        the workers running now (the exposure this operator did not see)."""
+        records = ((body.get("status") or {}).get("preemptions") or {}).get("last") or []
+        name = body["metadata"]["name"]
+        prefixes = {pool: labels.worker_name(name, pool) + "-" for pool in labels.POOLS}
+        with self._state_lock:
+            first = self._notices is None
+            seen = self._notices = self._notices or set()
+            for record in records:
+                key = (record.get("node"), record.get("reason"), record.get("noticeTime"))
+                if key in seen:
+                    continue
+                seen.add(key)
+                for pool, prefix in prefixes.items():
+                    hit = sum(1 for pod in record.get("pods") or [] if str(pod).startswith(prefix))
+                    if hit:
+                        self.preemptions[pool].record(hit)
+            started = parse_time((body.get("status") or {}).get("startTime"))
+            if first and records and started is not None:
+                since = max(0.0, (wall - started).total_seconds())
+                for pool, count in running.items():
+                    if pool in self.preemptions:
+                        self.preemptions[pool].expose(count, since)
+
+    def preempt_rates(self) -> dict[str, float]:
+        """Preemption notices per worker-second of each pool (``PreemptionTracker.rate``)."""
+        with self._state_lock:
+            return {pool: tracker.rate() for pool, tracker in self.preemptions.items()}
+
     def startup_lags(self) -> dict[str, float]:
         with self._state_lock:
             return {pool: tracker.quantile() for pool, tracker in self.lags.items()}
+
+
+def _bounds_of(raw: Any, pool: str) -> PoolBounds:
+    """``spec.pools.<pool>`` of a raw body as bounds (the spec's defaults where absent)."""
+    default = (IspPoolSpec if pool == labels.ISP else PoolSpec)()
+    raw = raw if isinstance(raw, dict) else {}
+    low, high = int(raw.get("min", default.min) or 0), int(raw.get("max", default.max) or 0)
+    return PoolBounds(min=min(low, high), max=high)
 
 
 def _document(body: dict) -> dict:
@@ -453,6 +562,7 @@ class Autoscalers:
         if not job.started_seen:
             job.first_workers(body, running, now, self.wall())
         job.saw(now, running)
+        job.noticed(body, running, self.wall())
         if phase != st.RUNNING or job.busy or job.stopped or now < job.next_look:
             return
         job.busy = True
@@ -548,7 +658,8 @@ class Autoscalers:
 
         progress = scheduler.progress
         lags = state.startup_lags()
-        shown = [p for p, v in views.items() if p == labels.CPU or v.replicas > 0]
+        hosts = self.storage_nodes(api, settings, logger) if labels.ISP in views else None
+        shown = [labels.CPU] + ([labels.ISP] if isp_scaled(job, views, hosts) else [])
         per_worker = {p: r for p, r in pool_rates(job, rows_per_worker(progress)).items() if p in shown}
         capacity = {p: per_worker[p] * views[p].running for p in shown if p in per_worker}
         settings_ = job.spec.autoscale
@@ -566,6 +677,8 @@ class Autoscalers:
                 state.demand,
                 scheduler.workers,
                 state.trainers,
+                hosts,
+                state.preempt_rates(),
             )
             if obs is None:
                 message = "waiting for a pool's first shard to measure its rate"
@@ -573,7 +686,7 @@ class Autoscalers:
                 decision = policy.decide(obs.now, obs)
                 # (without trainers a forecast of the demand would be made up)
                 forecast = decision.forecast if obs.trainers else None
-                wanted = actions(job, views, decision.targets, decision.reasons)
+                wanted = actions(job, views, decision.targets, decision.reasons, hosts)
                 if not wanted:  # why the pools keep their size, as the policy said it
                     message = "; ".join(decision.reasons[p] for p in SCALED_POOLS if p in decision.reasons)
                     message = message[: st.MAX_REASON] or None
@@ -599,6 +712,20 @@ class Autoscalers:
         )
         if _without_nulls(new) != current:
             kube.merge_job_status(api, namespace, name, {"autoscaler": new})
+
+    def storage_nodes(self, api: Any, settings: Settings, logger) -> int | None:
+        """How many schedulable Nodes match the ISP pool's nodeSelector: the most ISP workers
+        (one per storage node). None when unknown: no nodeSelector (pinned by an affinity), the
+        Nodes cannot be listed, or none matches yet (a node group may be scaled from zero)."""
+        selector = settings.isp_pool.node_selector
+        if not selector:
+            return None
+        try:
+            found = kube.count_nodes(api, selector)
+        except ApiException as exc:
+            logger.info("autoscaler: cannot count the storage nodes: %s", kube.api_error_text(exc))
+            return None
+        return found or None
 
     def _carry_out(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -182,6 +182,13 @@ def node_taints(api: k8s.ApiClient) -> dict[str, list[str]]:
     """Node -> the keys of its taints (every node of the cluster; nodes are cluster-scoped)."""
     nodes = k8s.CoreV1Api(api).list_node().items
     return {n.metadata.name: [t.key for t in ((n.spec.taints if n.spec else None) or [])] for n in nodes}
+
+
+def count_nodes(api: k8s.ApiClient, selector: Mapping[str, str]) -> int:
+    """Schedulable Nodes whose labels match ``selector`` (a nodeSelector)."""
+    text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    nodes = k8s.CoreV1Api(api).list_node(label_selector=text or None).items
+    return sum(1 for n in nodes if not (n.spec is not None and n.spec.unschedulable))
 
 
 def scheduler_ready(api: k8s.ApiClient, namespace: str, name: str) -> bool:

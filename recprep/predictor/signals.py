@@ -116,10 +116,14 @@ class BinnedSeries:
 
 
 class LagTracker:
-    """Measured start-up lag of a pool's workers: request to join, a high quantile of the recent ones."""
+    """Measured start-up lag of a pool's workers: request to join, a high quantile of the recent
+    ones. Until ``trusted`` lags are measured the prior bounds them from below (the most of the
+    prior and the measured ones): a prior that is a known median (the simulator's) wants a few
+    measurements before it gives way; a guess (the operator's) only one."""
 
-    def __init__(self, prior: float, keep: int = 64):
+    def __init__(self, prior: float, keep: int = 64, trusted: int = 3):
         self.prior = float(prior)
+        self.trusted = max(1, int(trusted))
         self.lags: deque[float] = deque(maxlen=keep)
         self._cache: dict[float, float] = {}
 
@@ -128,8 +132,12 @@ class LagTracker:
         self._cache.clear()
 
     def quantile(self, q: float = 0.9) -> float:
+        if not self.lags:
+            return self.prior
+        if len(self.lags) < self.trusted:
+            return max(self.prior, max(self.lags))
         if len(self.lags) < 3:
-            return self.prior if not self.lags else max(self.prior, max(self.lags))
+            return max(self.lags)
         if q not in self._cache:
             self._cache[q] = float(np.quantile(np.fromiter(self.lags, float), q))
         return self._cache[q]

@@ -328,27 +328,32 @@ def test_an_isp_pool_job_runs_its_shards_on_the_isp_pod_and_reports_its_accounti
     assert "ispWorkers" not in accounting
 
 
-def _deadline_job(name: str, out: Path, rows: int) -> dict:
-    """A job autoscaled by the predictive policy (every 2 s) whose 20 s deadline one CPU worker
-    misses: its pool (1 to 2 workers) must grow."""
+def _deadline_job(name: str, out: Path, rows: int, cpu=(1, 2), isp=(0, 0)) -> dict:
+    """A job autoscaled by the predictive policy (every 2 s) whose 20 s deadline one worker
+    misses: a pool that may grow (by default the CPU pool, 1 to 2 workers) must."""
     return preprocess_job(
         name,
         out,
         rows=rows,
         rows_per_shard=10_000,
         seed=0,
-        cpu=(1, 2),
+        cpu=cpu,
+        isp=isp,
         autoscale={"policy": "predictive", "interval": 2, "deadline": 20},
     )
 
 
-def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(deployed: Deployed, tmp_path):
+@pytest.mark.parametrize("pool", ["cpu", "isp"])
+def test_an_autoscaled_job_grows_a_pool_for_its_deadline_and_says_why(deployed: Deployed, tmp_path, pool):
+    """The CPU pool (1 to 2 workers), or with one CPU worker fixed, the ISP pool (it starts with
+    one of its 0 to 2 workers: the test kubelet's node is every storage node here)."""
     out = tmp_path / "out"
     # 100 shards: tens of seconds on one worker (on the 2-core machine), more than the deadline allows
-    manifest = _deadline_job("hurry", out, rows=1_000_000)
+    bounds = {"cpu": {}, "isp": {"cpu": (1, 1), "isp": (0, 2)}}[pool]
+    manifest = _deadline_job("hurry", out, rows=1_000_000, **bounds)
     t0 = time.monotonic()
     deployed.apply_job(manifest)
-    deployment = "/apis/apps/v1/namespaces/default/deployments/hurry-worker-cpu"
+    deployment = f"/apis/apps/v1/namespaces/default/deployments/hurry-worker-{pool}"
     assert (
         deployed.wait_for(
             lambda: deployed.cluster.get(deployment)["spec"]["replicas"], timeout=60, ignore=(LookupError,)
@@ -365,12 +370,12 @@ def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(depl
     try:
         deployed.wait_for(scaled, timeout=90, interval=0.2)
     except TimeoutError:
-        pytest.fail(f"the cpu pool did not grow\n{deployed.diagnostics('hurry')}")
-    print(f"cpu pool 1 -> 2 after {time.monotonic() - t0:.1f}s")
+        pytest.fail(f"the {pool} pool did not grow\n{deployed.diagnostics('hurry')}")
+    print(f"{pool} pool 1 -> 2 after {time.monotonic() - t0:.1f}s")
     # the second worker joins the scheduler
     deployed.wait_for(
         lambda: (
-            deployed.status("hurry").get("workers", {}).get("cpu") == 2
+            deployed.status("hurry").get("workers", {}).get(pool) == 2
             or deployed.status("hurry").get("phase") == "Succeeded"
         ),
         timeout=60,
@@ -382,10 +387,11 @@ def test_an_autoscaled_job_grows_its_cpu_pool_for_its_deadline_and_says_why(depl
     assert_committed_exactly_once(out, 100)
     autoscaler = status["autoscaler"]
     assert autoscaler["policy"] == "predictive" and autoscaler["quantile"] == 0.9
-    ups = [d for d in autoscaler["lastDecisions"] if (d["pool"], d["from"], d["to"]) == ("cpu", 1, 2)]
+    ups = [d for d in autoscaler["lastDecisions"] if (d["pool"], d["from"], d["to"]) == (pool, 1, 2)]
     assert ups and "deadline" in ups[0]["reason"], autoscaler
-    assert autoscaler["lastScale"].startswith("cpu ") and "pending" not in autoscaler
-    assert autoscaler["rowsPerWorker"]["cpu"] > 0 and "forecast" not in autoscaler  # no trainer read
+    assert {d["pool"] for d in autoscaler["lastDecisions"]} == {pool}, autoscaler  # the other is fixed
+    assert autoscaler["lastScale"].startswith(f"{pool} ") and "pending" not in autoscaler
+    assert autoscaler["rowsPerWorker"][pool] > 0 and "forecast" not in autoscaler  # no trainer read
     events = json.loads(
         deployed.kubectl(
             "get", "events", "--field-selector", "involvedObject.name=hurry", "-o", "json"

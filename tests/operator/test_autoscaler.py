@@ -12,6 +12,9 @@ from recprep.operator import autoscaler as au
 from recprep.operator import status as st
 from recprep.spec import load_job_dict
 
+# The emulated cluster's fixture (it skips without kmock).
+from tests.cluster.conftest import cluster  # noqa: F401
+
 from .conftest import job_document
 
 pytest.importorskip("sklearn")
@@ -78,17 +81,47 @@ def test_the_observation_has_the_pools_bounds_prices_lags_rows_left_and_deadline
     assert obs.trainers is False and math.isinf(obs.backlog)
 
 
-def test_the_isp_pool_is_counted_at_its_storage_nodes_and_never_resized():
-    job = autoscaled_job(cpu=(0, 4), isp=(1, 2))
+def test_the_isp_pool_is_sized_within_its_spec_and_its_storage_nodes():
+    job = autoscaled_job(cpu=(0, 4), isp=(1, 3))
     views = {"cpu": au.PoolView(1, 1), "isp": au.PoolView(2, 2)}
     doc = progress_doc(pools={"isp": {"rows": 10_000, "seconds": 1.0, "shards": 1}})
-    obs = au.observation(job, 1.0, views, doc, {}, demand())
+    obs = au.observation(job, 1.0, views, doc, {}, demand(), hosts=2)
     isp = obs.pools["isp"]
-    assert (isp.replicas, isp.min, isp.max, isp.hosts) == (2, 2, 2, 2)
+    assert (isp.replicas, isp.min, isp.max, isp.hosts, isp.limit) == (2, 1, 3, 2, 2)
     assert isp.price_per_hour == job.spec.pools.isp.model.isp_node_hourly
-    assert obs.pools["cpu"].min == 0  # ISP workers run shards: the CPU pool may be empty
+    assert isp.rows_per_worker == 10_000.0 * job.spec.pools.isp.units
+    assert obs.pools["cpu"].min == 0  # ISP workers run whole shards: the CPU pool may be empty
     assert obs.pools["isp"].startup_lag == au.STARTUP_PRIOR
-    assert au.actions(job, views, {"cpu": 1, "isp": 0}, {}) == []  # isp is not scaled
+    # more than the storage nodes: held to them; fewer: retired down to spec min
+    assert au.actions(job, views, {"isp": 9}, {}, hosts=2) == []  # already at its 2 nodes
+    (up,) = au.actions(job, views, {"isp": 9}, {}, hosts=None)  # nodes unknown: spec max
+    assert (up.pool, up.target) == ("isp", 3) and "held to spec.pools.isp [min 1, max 3]" in up.reason
+    (down,) = au.actions(job, views, {"isp": 0}, {}, hosts=2)
+    assert (down.before, down.target) == (2, 1)
+    # a pool the spec allows none and that has none is left out
+    none = autoscaled_job(cpu=(1, 4), isp=(0, 0))
+    bare = {"cpu": au.PoolView(1, 1), "isp": au.PoolView(0, 0)}
+    assert "isp" not in au.observation(none, 1.0, bare, doc, {}, demand()).pools
+    assert au.actions(none, bare, {"isp": 2}, {}) == []
+
+
+def test_the_cpu_pool_may_be_empty_only_while_isp_workers_stay_and_run_whole_shards():
+    job = autoscaled_job(cpu=(0, 4), isp=(0, 2))
+    views = {"cpu": au.PoolView(2, 2), "isp": au.PoolView(1, 1)}
+    # both to 0 in one decision: the ISP pool goes first, so the CPU pool keeps one worker
+    isp_down, cpu_down = au.actions(job, views, {"isp": 0, "cpu": 0}, {})
+    assert (isp_down.pool, isp_down.target, cpu_down.pool, cpu_down.target) == ("isp", 0, "cpu", 1)
+    (cpu_only,) = au.actions(job, views, {"isp": 1, "cpu": 0}, {})  # ISP stays: CPU may go
+    assert (cpu_only.pool, cpu_only.target) == ("cpu", 0)
+    starting = {"cpu": au.PoolView(2, 2), "isp": au.PoolView(1, 0)}  # its worker not joined yet
+    assert au.actions(job, starting, {"isp": 1, "cpu": 0}, {})[0].target == 1
+    # a transform ISP units do not run (categorify): the CPU pool finishes every shard
+    doc = job_document(autoscale={"interval": 2})
+    doc["spec"]["pools"] = {"cpu": {"min": 0, "max": 4}, "isp": {"min": 0, "max": 2}}
+    doc["spec"]["transforms"].append({"op": "categorify", "columns": "sparse"})
+    partial = load_job_dict(doc)
+    assert not partial.spec.isp_runs_whole_shards and job.spec.isp_runs_whole_shards
+    assert au.actions(partial, views, {"isp": 1, "cpu": 0}, {})[0].target == 1
 
 
 def test_nothing_measured_means_no_observation():
@@ -199,7 +232,7 @@ def test_start_up_lag_is_measured_from_replicas_asked_to_workers_joined():
     job.saw(14.0, {"cpu": 2, "isp": 0})  # one joined after 4 s
     job.saw(16.0, {"cpu": 3, "isp": 0})  # the other after 6 s
     assert list(job.lags["cpu"].lags) == [4.0, 6.0] and not job.requested["cpu"]
-    assert job.startup_lags()["cpu"] == au.STARTUP_PRIOR  # fewer than three measured: the prior bounds it
+    assert job.startup_lags()["cpu"] == 6.0  # measured: the prior (a guess) gives way at once
     job.saw(17.0, {"cpu": 4, "isp": 0})  # a worker nobody asked for: no lag
     assert len(job.lags["cpu"].lags) == 2
 
@@ -217,6 +250,8 @@ def test_the_first_worker_of_a_pool_seen_from_the_jobs_start_is_a_start_up_measu
     job.saw(100.0, {})  # (the scheduler not up yet)
     job.saw(103.0, {"cpu": 2, "isp": 0})  # joined 13 s after the start: one is measured
     assert list(job.lags["cpu"].lags) == [13.0] and not job.lags["isp"].lags
+    job.saw(105.0, {"cpu": 2, "isp": 1})  # the ISP pool starts with one worker of its [0, 4]
+    assert list(job.lags["isp"].lags) == [15.0]
     late = au.JobAutoscaler("v")  # first seen with its workers there: nothing to measure
     late.first_workers(body, {"cpu": 2}, 100.0, wall + timedelta(seconds=50))
     assert not late.requested["cpu"]
@@ -302,3 +337,69 @@ def test_a_late_look_fills_the_demand_bins_it_missed():
     values = demand.array()
     assert len(values) == 5 and all(math.isnan(v) for v in values[:2])
     assert list(values[2:]) == [1_000.0] * 3
+
+
+def test_preempted_workers_are_counted_per_pool_against_the_time_their_pool_ran():
+    wall = datetime(2026, 12, 3, 8, 0, 0, tzinfo=UTC)
+    body = {
+        "metadata": {"name": "clicks"},
+        "status": {"startTime": "2026-12-03T07:00:00Z", "preemptions": {"count": 0, "last": []}},
+    }
+    job = au.JobAutoscaler("u")
+    job.noticed(body, {"cpu": 2}, wall)  # none yet
+    job.saw(0.0, {"cpu": 2, "isp": 1})
+    job.saw(1800.0, {"cpu": 2, "isp": 1})  # 1 worker-hour of cpu, half of isp
+    notice = {
+        "node": "spot-1",
+        "reason": "aws-node-termination-handler/spot-itn",
+        "noticeTime": "2026-12-03T07:30:00Z",
+        "pods": ["clicks-worker-cpu-abc", "clicks-worker-cpu-def", "other-worker-cpu-x"],
+    }
+    body["status"]["preemptions"] = {"count": 1, "last": [notice]}
+    job.noticed(body, {"cpu": 2}, wall)
+    job.noticed(body, {"cpu": 2}, wall)  # the same notice again: counted once
+    rates = job.preempt_rates()
+    # 2 notices over 1 worker-hour seen, plus the prior's hour (0 notices): 1 per worker-hour
+    assert rates["cpu"] * 3600 == pytest.approx(1.0) and rates["isp"] == 0.0
+    # a new operator (a restart) counts the recorded notices over the job's hour at today's workers
+    restarted = au.JobAutoscaler("u")
+    restarted.noticed(body, {"cpu": 2, "isp": 1}, wall)
+    assert restarted.preempt_rates()["cpu"] * 3600 == pytest.approx(2 / 3)
+    # the planner sees it for a preemptible CPU pool only
+    views = {"cpu": au.PoolView(2, 2)}
+    states = au.pool_states(autoscaled_job(), views, {"cpu": 1.0}, {}, preempt_rates=rates)
+    assert states["cpu"].preempt_rate == rates["cpu"]
+    doc = job_document(preemptible=False, autoscale={"interval": 2})
+    steady = au.pool_states(load_job_dict(doc), views, {"cpu": 1.0}, {}, preempt_rates=rates)
+    assert steady["cpu"].preempt_rate == 0.0
+
+
+def test_the_storage_nodes_are_the_schedulable_nodes_the_isp_selector_matches(cluster, settings):
+    import dataclasses
+    import logging
+
+    from kubernetes import config as k8s_config
+
+    from recprep.operator.settings import PoolDefaults
+
+    def node(name, labels, unschedulable=False):
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"unschedulable": unschedulable},
+        }
+
+    storage = dict(settings.isp_pool.node_selector)
+    for doc in (node("s1", storage), node("s2", {**storage, "zone": "a"}), node("s3", storage, True)):
+        cluster.request("POST", "/api/v1/nodes", doc)
+    cluster.request("POST", "/api/v1/nodes", node("c1", {"pool": "cpu"}))
+    api = k8s_config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    log = logging.getLogger("test")
+    assert au.Autoscalers().storage_nodes(api, settings, log) == 2  # s3 is cordoned
+    # pinned by an affinity only, or a selector no node matches yet: unknown (spec max holds)
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}
+    by_affinity = dataclasses.replace(settings, isp_pool=PoolDefaults(affinity=affinity))
+    assert au.Autoscalers().storage_nodes(api, by_affinity, log) is None
+    elsewhere = dataclasses.replace(settings, isp_pool=PoolDefaults(node_selector={"no": "such"}))
+    assert au.Autoscalers().storage_nodes(api, elsewhere, log) is None
