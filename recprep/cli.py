@@ -176,27 +176,70 @@ def cmd_run(args) -> int:
     else:
         job = load_job(args.job)
     prepare(job)  # spec, source and plan errors surface before the progress bar
+    dashboard = _dashboard(args.dashboard, job) if args.dashboard else None
     if args.serve:
         from .delivery.service.running import serve_alongside
 
         run_job = serve_alongside(args.serve, job, run_job, err)
-    if args.scheduler:
-        return _run_on_scheduler(job, args, run_job)
-    with RichProgress(err) as progress:
-        summary = run_job(
-            job,
-            workers=args.workers,
-            output=args.output,
-            overwrite=args.overwrite,
-            progress=progress,
-            fsync=args.fsync,
-            isp_workers=args.isp_workers,
-        )
-    out.print(_summary(summary))
-    return 0
+    monitor = dashboard[1] if dashboard else None
+    try:
+        if args.scheduler:
+            return _run_on_scheduler(job, args, run_job, monitor)
+        with RichProgress(err) as bar:
+            progress = bar
+            if monitor is not None:
+                from .progress import ProgressPublisher
+
+                progress = ProgressPublisher(bar, sinks={"the dashboard": monitor.sink})
+            summary = run_job(
+                job,
+                workers=args.workers,
+                output=args.output,
+                overwrite=args.overwrite,
+                progress=progress,
+                fsync=args.fsync,
+                isp_workers=args.isp_workers,
+                monitor=monitor,
+            )
+        out.print(_summary(summary))
+        return 0
+    except BaseException as exc:
+        if monitor is not None:
+            monitor.finished(False, str(exc))
+        raise
+    finally:
+        if dashboard:
+            dashboard[0].close()
 
 
-def _run_on_scheduler(job, args, run_job) -> int:
+def _dashboard(address: str, job):
+    """``recprep run --dashboard [HOST:]PORT``: the server (started) and the run's monitor."""
+    try:
+        import prometheus_client  # noqa: F401 - /metrics needs it
+
+        from .dashboard.local import LocalMonitor
+        from .dashboard.server import Board, DashboardServer, parse_address, plotly_path
+    except ImportError as exc:
+        raise RecprepError(
+            f'--dashboard: {exc.name} is not installed: pip install "recprep[dashboard]"'
+        ) from None
+    if plotly_path() is None:
+        raise RecprepError('--dashboard: plotly is not installed: pip install "recprep[dashboard]"')
+    try:
+        host, port = parse_address(address)
+    except ValueError as exc:
+        raise RecprepError(f"--dashboard: {exc}") from None
+    board = Board()
+    monitor = LocalMonitor(job, board)
+    try:
+        server = DashboardServer(board, host, port)
+    except OSError as exc:
+        raise RecprepError(f"--dashboard {address}: cannot listen ({exc.strerror or exc})") from None
+    err.print(f"dashboard: {server.url} (metrics: {server.url}metrics)", highlight=False, soft_wrap=True)
+    return server, monitor
+
+
+def _run_on_scheduler(job, args, run_job, monitor=None) -> int:
     """``recprep run --scheduler``: the same run, with its progress also published on the
     scheduler (``recprep.progress``), where the operator reads it."""
     from distributed import Client
@@ -208,7 +251,8 @@ def _run_on_scheduler(job, args, run_job) -> int:
     except (OSError, TimeoutError) as exc:
         raise RecprepError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from None
     with client, RichProgress(err) as bar:
-        progress = SchedulerProgress(client, bar)
+        sinks = {"the dashboard": monitor.sink} if monitor is not None else None
+        progress = SchedulerProgress(client, bar, sinks=sinks)
         summary = run_job(
             job,
             output=args.output,
@@ -216,6 +260,7 @@ def _run_on_scheduler(job, args, run_job) -> int:
             client=client,
             progress=progress,
             fsync=args.fsync,
+            monitor=monitor,
         )
         progress.finish()
     out.print(_summary(summary))
@@ -363,6 +408,14 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="also serve the shards to trainers (the shard service) while the job runs, "
         "and after it until Ctrl-C/SIGTERM; token from $RECPREP_SHARD_TOKEN",
+    )
+    run.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        default=None,
+        help="serve the autoscaler dashboard (a web page, its JSON API under /api and Prometheus "
+        "metrics on /metrics) while the job runs; host 127.0.0.1 unless given; needs the dashboard "
+        'extra (pip install "recprep[dashboard]")',
     )
     run.set_defaults(fn=cmd_run)
 

@@ -208,16 +208,19 @@ def _strings(value: Any) -> list[str]:
     return [w for w in value if isinstance(w, str)]
 
 
-class SchedulerProgress:
-    """A progress reporter (``recprep.workloads.runner.Progress``) that publishes to the
-    scheduler of ``client`` and passes every call on to ``inner`` (the terminal's bar).
+class ProgressPublisher:
+    """A progress reporter (``recprep.workloads.runner.Progress``) that keeps the progress
+    document, hands it to each of ``sinks`` (where it goes -> a callable taking the document: the
+    scheduler's metadata, a dashboard) as it changes, at most every ``MIN_INTERVAL`` unless forced, and
+    passes every call on to ``inner`` (the terminal's bar).
 
-    Publishing is best effort: a failed ``set_metadata`` is logged and the run goes on (the
-    operator's count lags; the shards and the ledger are what matters).
+    Publishing is best effort: a sink that fails is logged and the run goes on (the operator's
+    count lags; the shards and the ledger are what matters).
     """
 
-    def __init__(self, client, inner=None, *, clock=time.monotonic):
-        self.client, self.inner, self.clock = client, inner, clock
+    def __init__(self, inner=None, *, sinks: Mapping[str, Any] | None = None, clock=time.monotonic):
+        self.inner, self.clock = inner, clock
+        self.sinks = dict(sinks or {})
         self.stage, self.detail = PLAN, PLAN
         self.shards_done, self.shards_total = 0, None
         self.rows, self.rows_estimated = 0, None
@@ -328,7 +331,21 @@ class SchedulerProgress:
         if not force and self._last is not None and now - self._last < MIN_INTERVAL:
             return
         self._last = now
-        try:
-            self.client.set_metadata(list(KEY), self.document())
-        except Exception as exc:
-            log.warning("cannot publish progress to the scheduler: %s", exc)
+        doc = self.document()
+        for where, sink in self.sinks.items():
+            try:
+                sink(doc)
+            except Exception as exc:
+                log.warning("cannot publish progress to %s: %s", where, exc)
+
+
+class SchedulerProgress(ProgressPublisher):
+    """A :class:`ProgressPublisher` whose first sink is the scheduler of ``client`` (its
+    metadata ``KEY``, where the operator reads it)."""
+
+    def __init__(self, client, inner=None, *, sinks: Mapping[str, Any] | None = None, clock=time.monotonic):
+        self.client = client
+        super().__init__(inner, sinks={"the scheduler": self._to_scheduler, **(sinks or {})}, clock=clock)
+
+    def _to_scheduler(self, doc: dict[str, Any]) -> None:
+        self.client.set_metadata(list(KEY), doc)

@@ -44,6 +44,8 @@ class Scaling:
     before: int
     after: int
     reason: str
+    #: When, on the wall clock (seconds since the epoch).
+    wall: float = 0.0
 
     def line(self) -> str:
         return f"{self.at:.1f} s: {self.reason}"
@@ -67,6 +69,10 @@ class EmbeddedAutoscaler:
         self.demand = BinnedSeries(max(policy.interval, 1.0))
         self.last = -math.inf
         self.decisions: list[Scaling] = []
+        #: the policy's latest decision (``predictor.policies.Decision``), and whether trainers
+        #: were attached when it was made
+        self.decision = None
+        self.trainers = False
         #: (when, rows) the trainers had consumed at the last decision; None: no trainer yet
         self.consumed: tuple[float, int] | None = None
         #: the most worker threads (cores) the cluster had at once
@@ -106,12 +112,13 @@ class EmbeddedAutoscaler:
         self._consumption(now, consumed() if consumed is not None else None)
         obs = self._observe(topology, rows_read, rows_written, now, cpu_rate)
         decision = self.policy.decide(now - self.started, obs)
+        self.decision, self.trainers = decision, obs.trainers
         current = obs.pools["cpu"].replicas
         target = decision.targets.get("cpu", current)
         if target != current:
             reason = decision.reasons.get("cpu", "")
             self._apply(topology, current, target)
-            change = Scaling(round(now - self.started, 3), "cpu", current, target, reason)
+            change = Scaling(round(now - self.started, 3), "cpu", current, target, reason, time.time())
             log.info("autoscaler: %s", change.line())
             if len(self.decisions) < MAX_DECISIONS:
                 self.decisions.append(change)
@@ -207,6 +214,10 @@ class EmbeddedAutoscaler:
                 self.cluster.worker_spec.pop(name, None)
                 self.requested.pop(name, None)
         self.cluster.loop.add_callback(self.cluster._correct_state)
+
+    def replicas(self) -> int:
+        """CPU workers asked for (joined or starting)."""
+        return len(self._cpu_specs())
 
     def summary(self) -> list[str]:
         return [d.line() for d in self.decisions]

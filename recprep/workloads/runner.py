@@ -192,11 +192,15 @@ def run_job(
     progress: Progress | None = None,
     fsync: bool = False,
     isp_workers: int | None = None,
+    monitor=None,
 ) -> RunSummary:
     """Run ``job`` to completion and return what it did. Raises RecprepError subclasses with
     messages naming the field, file or line; committed shards are never removed by a failure.
     ``isp_workers``: ISP workers (storage nodes) of the embedded cluster; default: a job that
-    names ``spec.pools.isp`` gets max(1, min) of them (at most its max), any other none."""
+    names ``spec.pools.isp`` gets max(1, min) of them (at most its max), any other none.
+    ``monitor`` (``recprep.dashboard.local.LocalMonitor``) is told, from this thread, of the
+    client (``connected``), the autoscaler (``autoscaled``) and the workers that take tasks at
+    every pass of the shard loop (``observed``)."""
     if output:
         job = job.model_copy(
             update={
@@ -227,6 +231,8 @@ def run_job(
             floor = 0 if isp[0] else 1
             workers = max(floor, min(job.spec.pools.cpu.min, local_cpu_workers(isp)))
         with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG), isp) as (c, cluster):
+            if monitor is not None:
+                monitor.connected(c)
             info = c.scheduler_info(n_workers=-1)["workers"]
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
@@ -247,6 +253,8 @@ def run_job(
                     sum(s.est_rows for s in splits),
                     local_cpu_workers(isp),
                 )
+            if monitor is not None and scaler is not None:
+                monitor.autoscaled(scaler)
             _transform(
                 c,
                 job,
@@ -261,6 +269,7 @@ def run_job(
                 wanted,
                 scaler,
                 identity,
+                monitor,
             )
             if scaler is not None:
                 summary.scaling = scaler.summary()
@@ -268,6 +277,8 @@ def run_job(
         _nulled_warnings(plan, ledger, len(splits), summary, progress)
     summary.seconds = time.perf_counter() - started
     _check_bad_fraction(job, summary)
+    if monitor is not None:
+        monitor.finished(True)
     return summary
 
 
@@ -423,6 +434,7 @@ def _transform(
     wanted_isp: int = 0,
     scaler=None,
     identity: str = "",
+    monitor=None,
 ):
     from ..isp_nodes.accounting import Account, placement_record
     from .locality import Topology, run_shards, wait_for_isp
@@ -464,6 +476,8 @@ def _transform(
     def tick(topo) -> None:
         if scaler is not None:
             scaler.tick(topo, summary.rows_read, summary.rows_written, consumed)
+        if monitor is not None:
+            monitor.observed(topo)
         if publish and time.monotonic() - looked[0] >= CONSUMPTION_INTERVAL:
             looked[0] = time.monotonic()
             progress.consumed(consumed())

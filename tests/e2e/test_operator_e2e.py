@@ -909,9 +909,10 @@ def test_a_trainer_whose_demand_rises_gets_more_cpu_workers_and_fewer_when_it_dr
     # The trainer's clock starts at its first batch. Before its first acknowledgements reach the
     # operator the pool goes to its limit (no demand is known); the low demand then lets it
     # shrink before the rise; after the drop it shrinks again, once the peak has left the
-    # forecast's window (start-up lag + interval: 61 s while fewer than 3 start-ups are
-    # measured) and the hysteresis (8 intervals) has passed; at the end the trainer drains.
-    low, high, rise, drop, free = 2000.0, 20000.0, 20.0, 40.0, 140.0
+    # demand's 10 s measurement and the forecast's window (the measured start-up lag + interval:
+    # a few seconds here) and the hysteresis (8 intervals) has passed, about 30 s after the drop;
+    # at the end the trainer drains.
+    low, high, rise, drop, free = 2000.0, 20000.0, 20.0, 40.0, 100.0
     schedule = f"{low:g},{high:g}@{rise:g},{low:g}@{drop:g},inf@{free:g}"
     deployed.cluster.apply(
         _trainer_job(
