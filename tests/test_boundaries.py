@@ -128,6 +128,12 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("pyarrow", "numpy", "torch"),
     ),
     "recprep.crd": (("recprep.spec", "recprep.op_params", "recprep.operator.status"), ("pyarrow", "numpy")),
+    # the dashboard: what a job's looks give, served; neither Kubernetes nor the data plane (the
+    # operator and recprep run feed it what they see)
+    "recprep.dashboard": (
+        ("recprep.dashboard",),
+        ("kopf", "kubernetes", "pyarrow", "numpy", "dask", "distributed", "torch"),
+    ),
     # the autoscaler's brain: pure code (numpy, scikit-learn), neither Kubernetes nor the data plane
     "recprep.predictor": (
         ("recprep.predictor",),

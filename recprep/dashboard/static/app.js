@@ -127,7 +127,8 @@ function drawCharts(doc) {
   const s = doc.series;
   plot("chart-demand", [
     { x, y: s.demand, name: "demand", mode: "lines", line: { color: "#1f77b4" } },
-    { x, y: s.forecast, name: `forecast${doc.figures.quantile ? " p" + Math.round(100 * doc.figures.quantile) : ""}`, mode: "lines", fill: "tonexty", line: { color: "#9ecae1", dash: "dash" } },
+    // the band: from the measured demand up to the forecast at its quantile, where both exist
+    { x, y: s.forecast.map((v, i) => (s.demand[i] === null ? null : v)), name: `forecast${doc.figures.quantile ? " p" + Math.round(100 * doc.figures.quantile) : ""}`, mode: "lines", fill: "tonexty", line: { color: "#9ecae1", dash: "dash" } },
     { x, y: s.production, name: "production", mode: "lines", line: { color: "#2ca02c" } },
   ], { yaxis: { title: { text: "rows/s" }, rangemode: "tozero" } });
   plot("chart-backlog", [
