@@ -47,7 +47,7 @@ CMD ["train", "--help"]
 FROM base AS runtime
 ARG RECPREP_VERSION=0.1.0
 COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --find-links /wheels "recprep[operator]==${RECPREP_VERSION}" \
+RUN pip install --no-cache-dir --find-links /wheels "recprep[operator,dashboard]==${RECPREP_VERSION}" \
     && rm -rf /wheels
 USER 10001
 ENTRYPOINT ["recprep"]

@@ -121,6 +121,7 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.progress",
             "recprep.failpoints",
             "recprep.operator",
+            "recprep.dashboard",
             # only inside the functions that run a job's policy (spec.autoscale): an operator
             # without autoscaled jobs never loads numpy (the probe above checks it)
             "recprep.predictor",

@@ -258,11 +258,14 @@ def reconcile_one(
     autoscalers: Any = None,
     preemptions: Any = None,
     notices: Any = None,
+    dashboard: Any = None,
 ) -> dict:
     """One look at a job's children: the status changes to write (empty if none).
     ``autoscalers`` (an ``autoscaler.Autoscalers``; None: no autoscaling) gets running jobs;
     ``preemptions`` (a ``preemption.Preemptions``; None: no notice handling) gets unfinished
-    jobs, with ``notices``, the nodes noticed for termination this pass (None: unknown)."""
+    jobs, with ``notices``, the nodes noticed for termination this pass (None: unknown);
+    ``dashboard`` (an ``operator.dashboard.OperatorDashboard``; None: none) every job, with the
+    status as written and the driver's progress."""
     meta, spec = body.get("metadata", {}), body.get("spec") or {}
     name, namespace = meta["name"], meta.get("namespace") or settings.namespace
     current = copy.deepcopy(body.get("status") or {})
@@ -278,6 +281,7 @@ def reconcile_one(
         changes = _clean_up(api, current, spec, namespace, name, logger)
         if serving and shard_service_due(current, None):
             changes.update(_create_shard_service(api, body, namespace, name, settings, logger))
+        _show(dashboard, api, body, current, None, logger)
         return changes
     obs = observe(api, namespace, name, spec)
     new = without_nulls(next_status(current, obs))
@@ -302,7 +306,18 @@ def reconcile_one(
         logger.log(level, "job %s/%s: %s: %s", namespace, name, new["phase"], new.get("message", ""))
     elif autoscalers is not None:
         autoscalers.follow(api, body, obs.workers, new["phase"], settings, logger)
+    _show(dashboard, api, body, new, obs.progress, logger)
     return {key: value for key, value in new.items() if current.get(key) != value}
+
+
+def _show(dashboard: Any, api: Any, body: dict, status: dict, progress: Any, logger) -> None:
+    """The job's look on the dashboard, if there is one (its failure never stops the follower)."""
+    if dashboard is None:
+        return
+    try:
+        dashboard.look(api, body, status, progress)
+    except Exception:
+        logger.exception("job %s: the dashboard's look failed", body["metadata"].get("name"))
 
 
 def without_nulls(value: Any) -> Any:
@@ -381,11 +396,13 @@ def reconcile_all(
     logger: logging.Logger,
     autoscalers: Any = None,
     preemptions: Any = None,
+    dashboard: Any = None,
 ) -> None:
     """One pass over every PreprocessJob in ``namespace`` (None: all namespaces), up to
     ``CONCURRENT_JOBS`` jobs at a time; running jobs with ``spec.autoscale`` go to
     ``autoscalers`` (None: no autoscaling), unfinished jobs to ``preemptions`` (None: no notice
-    handling) with the Nodes' notices, read once per pass."""
+    handling) with the Nodes' notices, read once per pass, every job to ``dashboard`` (None:
+    none)."""
     objects = k8s.CustomObjectsApi(api)
     if namespace:
         jobs = objects.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
@@ -395,6 +412,10 @@ def reconcile_all(
     uids = {b["metadata"].get("uid") or b["metadata"]["name"] for b in items}
     if autoscalers is not None:
         autoscalers.retain(uids)
+    if dashboard is not None:
+        dashboard.retain(
+            {(b["metadata"].get("namespace") or "default", b["metadata"]["name"]) for b in items}
+        )
     notices = None
     if preemptions is not None:
         preemptions.retain(uids)
@@ -402,7 +423,7 @@ def reconcile_all(
             notices = preemptions.nodes(api, logger)
 
     def one(body: dict) -> None:
-        _reconcile_and_write(api, body, settings, logger, autoscalers, preemptions, notices)
+        _reconcile_and_write(api, body, settings, logger, autoscalers, preemptions, notices, dashboard)
 
     if len(items) <= 1:
         for body in items:
@@ -421,10 +442,11 @@ def _reconcile_and_write(
     autoscalers: Any = None,
     preemptions: Any = None,
     notices: Any = None,
+    dashboard: Any = None,
 ) -> None:
     meta = body["metadata"]
     try:
-        changes = reconcile_one(api, body, settings, logger, autoscalers, preemptions, notices)
+        changes = reconcile_one(api, body, settings, logger, autoscalers, preemptions, notices, dashboard)
         if changes and not kube.patch_status(
             api, meta["namespace"], meta["name"], meta["resourceVersion"], changes
         ):

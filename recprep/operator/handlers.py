@@ -70,6 +70,7 @@ def operator_memo(
         follower=None,
         autoscalers=autoscaler.Autoscalers(),
         preemptions=preemption.Preemptions(),
+        dashboard=None,
     )
 
 
@@ -85,6 +86,8 @@ def _ensure_memo(memo: kopf.Memo) -> None:
         memo.autoscalers = autoscaler.Autoscalers()
     if getattr(memo, "preemptions", None) is None:
         memo.preemptions = preemption.Preemptions()
+    if "dashboard" not in memo:
+        memo.dashboard = None
 
 
 @kopf.on.startup()
@@ -246,6 +249,7 @@ async def _follow(memo: kopf.Memo, logger: logging.Logger) -> None:
                 logger,
                 memo.autoscalers,
                 memo.preemptions,
+                memo.dashboard,
             )
         except ApiException as exc:
             logger.warning("cannot list PreprocessJobs: %s", kube.api_error_text(exc))
@@ -257,6 +261,10 @@ async def _follow(memo: kopf.Memo, logger: logging.Logger) -> None:
 @kopf.on.startup()
 async def start_follower(memo: kopf.Memo, **_: Any) -> None:
     _ensure_memo(memo)
+    if memo.settings.dashboard and memo.dashboard is None:
+        from .dashboard import OperatorDashboard
+
+        memo.dashboard = OperatorDashboard(memo.settings.dashboard)
     memo.follower = asyncio.create_task(_follow(memo, log), name="recprep-follower")
 
 
@@ -270,3 +278,7 @@ async def stop_follower(memo: kopf.Memo, **_: Any) -> None:
     autoscalers = getattr(memo, "autoscalers", None)
     if autoscalers is not None:
         autoscalers.shutdown()
+    dashboard = getattr(memo, "dashboard", None)
+    if dashboard is not None:
+        dashboard.close()
+        memo.dashboard = None

@@ -37,6 +37,8 @@ LOG_LEVEL = "RECPREP_LOG_LEVEL"
 WATCH_SERVER_TIMEOUT = "RECPREP_WATCH_SERVER_TIMEOUT"
 WATCH_CLIENT_TIMEOUT = "RECPREP_WATCH_CLIENT_TIMEOUT"
 RETIRE_TIMEOUT = "RECPREP_RETIRE_TIMEOUT"
+#: ``[HOST:]PORT`` the operator serves the dashboard on (unset or empty: no dashboard).
+DASHBOARD = "RECPREP_DASHBOARD"
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -140,6 +142,8 @@ class Settings:
     #: Seconds the scheduler gets to move a retired worker's data, and then its running tasks
     #: to finish, before the worker's pod is deleted on a scale-down.
     retire_timeout: int = 60
+    #: Where the operator serves the dashboard (``[HOST:]PORT``; None: it does not).
+    dashboard: str | None = None
 
     def pool(self, name: str) -> PoolDefaults:
         """The defaults of worker pool ``name`` (cpu | isp)."""
@@ -172,6 +176,8 @@ class Settings:
                 values[key] = _positive_int(env[var], var)
         if env.get(POD_DEFAULTS):
             values.update(parse_pod_defaults(env[POD_DEFAULTS]))
+        if env.get(DASHBOARD):
+            values["dashboard"] = _address(env[DASHBOARD], DASHBOARD)
         return cls(**values)
 
 
@@ -312,6 +318,17 @@ def _bool(text: str, var: str) -> bool:
 def _choice(text: str, var: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
         raise SettingsError(f"{var}: expected one of {', '.join(allowed)}, got {text!r}")
+    return text
+
+
+def _address(text: str, var: str) -> str:
+    """``[HOST:]PORT``, checked (``recprep.dashboard.server.parse_address``)."""
+    from ..dashboard.server import parse_address
+
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise SettingsError(f"{var}: {exc}") from None
     return text
 
 

@@ -249,6 +249,28 @@ def test_cluster_wide_rbac(cluster_wide_manifests):
     )
 
 
+def test_the_dashboard_is_off_by_default_and_on_has_a_service_and_a_servicemonitor(default_manifests):
+    assert not _by_kind(default_manifests, "Service")
+    docs = tools.helm_template("dashboard.enabled=true", "dashboard.serviceMonitor.enabled=true")
+    (service,) = _by_kind(docs, "Service")
+    (deployment,) = _by_kind(docs, "Deployment")
+    (monitor,) = _by_kind(docs, "ServiceMonitor")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert Settings.from_env(env).dashboard == "0.0.0.0:8090"
+    assert {"name": "dashboard", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["targetPort"] == "dashboard"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "dashboard", "path": "/metrics", "interval": "30s"}]
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":  # (a CRD's kind: not in Kubernetes' schemas)
+            tools.kube_validate(doc)
+    assert not _by_kind(tools.helm_template("dashboard.serviceMonitor.enabled=true"), "ServiceMonitor")
+
+
 def test_rbac_and_service_account_can_be_turned_off():
     docs = tools.helm_template(
         "rbac.create=false", "serviceAccount.create=false", "serviceAccount.name=existing"
@@ -307,7 +329,7 @@ def test_dockerfile_shape():
     assert any("useradd --system --uid 10001" in line for line in stages["base"])
     # `docker build .` builds the last stage: the slim operator/worker image, without torch;
     # `--target trainer` the trainer image, with the train extra
-    for name, extra in (("trainer", "train"), ("runtime", "operator")):
+    for name, extra in (("trainer", "train"), ("runtime", "operator,dashboard")):
         lines = stages[name]
         assert lines[0] == f"FROM base AS {name}"
         installs = [line for line in lines if line.startswith("RUN pip install")]

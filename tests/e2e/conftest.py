@@ -93,6 +93,8 @@ def chart_values(token: str) -> dict[str, Any]:
             "volumeMounts": [{"name": "data", "mountPath": "/var/lib/recprep"}],
         },
         "operator": {"env": {"RECPREP_RETIRE_TIMEOUT": "20"}},
+        # the operator's dashboard (on the operator pod's address: see Deployed.dashboard_url)
+        "dashboard": {"enabled": True},
     }
 
 
@@ -122,6 +124,13 @@ class Deployed:
         ]
         assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
         return pods[0]
+
+    @property
+    def dashboard_url(self) -> str:
+        """The operator's dashboard on its pod's address (what `kubectl port-forward` reaches; the
+        process kubelet's pods have addresses of this machine)."""
+        port = self.values["dashboard"].get("port", 8090)
+        return f"http://{self.operator_pod()['status']['podIP']}:{port}/"
 
     def operator_ready(self) -> bool:
         deployment = self.cluster.get(f"{CHILD_KINDS['deployment']}/{OPERATOR_DEPLOYMENT}")
@@ -276,6 +285,8 @@ def _installed(
     rest = [m for m in manifests if m["kind"] != "CustomResourceDefinition"]
     role = "ClusterRole" if chart.get("rbac", {}).get("clusterWide") else "Role"
     kinds = {"ServiceAccount", role, f"{role}Binding", "Deployment"}
+    if chart.get("dashboard", {}).get("enabled"):
+        kinds.add("Service")
     if role == "Role" and chart.get("rbac", {}).get("nodes", True):
         kinds |= {"ClusterRole", "ClusterRoleBinding"}  # reading Nodes (spot-interruption taints)
     assert {m["kind"] for m in rest} == kinds

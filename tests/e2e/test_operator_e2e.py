@@ -403,6 +403,48 @@ def test_an_autoscaled_job_grows_a_pool_for_its_deadline_and_says_why(deployed: 
     table = deployed.kubectl("get", "ppj", "hurry").stdout.split("\n")
     assert table[0].split()[5] == "SCALED", table
     assert " ".join(table[1].split()[5:7]) == autoscaler["lastScale"], table
+    # the operator's dashboard shows the job, its decision and reason (in a browser, when there is one)
+    _dashboard_shows(deployed, "hurry", f"{pool} 1 -> 2", "deadline")
+
+
+def _dashboard_shows(deployed: Deployed, name: str, change: str, reason: str) -> None:
+    """The operator's dashboard lists job ``name`` and its decision ``change`` with ``reason``:
+    through its API, and on its page in a real browser (Debian's chromium) when there is one."""
+    import shutil
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(deployed.dashboard_url + "api/jobs", timeout=10) as response:
+            jobs = json.loads(response.read())["jobs"]
+    except OSError as exc:
+        pytest.fail(f"the operator's dashboard: {exc}\n{deployed.operator_log()[-3000:]}")
+    assert any((j["namespace"], j["name"], j["phase"]) == ("default", name, "Succeeded") for j in jobs), jobs
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        print("no browser here: the dashboard's API was checked, not its page")
+        return
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(deployed.dashboard_url)
+        page.wait_for_selector(f"#jobs tbody tr[data-job='default/{name}']", timeout=30_000)
+        page.click(f"#jobs tbody tr[data-job='default/{name}']")
+        page.wait_for_function(
+            "([change, reason]) => [...document.querySelectorAll('#decisions tbody tr')]"
+            ".some(tr => tr.innerText.includes(change) && tr.innerText.includes(reason))",
+            arg=[change, reason],
+            timeout=30_000,
+        )
+        title = page.inner_text("#job-title")
+        browser.close()
+    assert title == f"default/{name}" and not errors, (title, errors)
 
 
 @pytest.mark.slow
