@@ -280,13 +280,20 @@ def run(args) -> dict:
         demand = _rescale(raw, peak)
         out[name] = {}
         trace_started = time.process_time()
+        recorded = {}
         for pol in args.policies:
             policy = POLICIES[pol](periods[name], args.seed)
-            res = simulate(policy, demand, config)
+            res = simulate(policy, demand, config, record=args.plot is not None)
+            if args.plot is not None:
+                recorded[pol] = res
             out[name][pol] = res.row()
             if args.reasons and res.decisions:
                 out[name][pol]["last_reasons"] = res.decisions[-3:]
         out["_seconds"][name] = round(time.process_time() - trace_started, 2)
+        if args.plot is not None:
+            from autoscale_plot import plot_trace
+
+            out.setdefault("_plots", {})[name] = str(plot_trace(name, demand, recorded, config, args.plot))
         if "predictive" in args.policies and not args.no_forecast:
             horizon = max(p.lag_median * math.exp(1.28 * p.lag_sigma) for p in config.pools) + 15.0
             out["_forecast"][name] = forecast_baselines(demand, periods[name], horizon, args.seed)
@@ -327,6 +334,11 @@ def table(out: dict) -> str:
         if name.startswith("_") or not {"predictive", "reactive", "oracle"} <= set(rows):
             continue
         lines.append(f"{name:<10} " + "; ".join(f"{k}: {v}" for k, v in holds(rows).items()))
+    if out.get("_plots"):
+        lines += [
+            "",
+            "images (demand, forecast and capacity per policy): " + ", ".join(out["_plots"].values()),
+        ]
     secs = ", ".join(f"{k} {v}" for k, v in out["_seconds"].items())
     lines += [
         "",
@@ -374,6 +386,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-forecast", action="store_true", help="skip the forecast baselines")
     ap.add_argument("--reasons", action="store_true", help="keep the last decisions' reasons")
+    ap.add_argument(
+        "--plot",
+        type=Path,
+        metavar="DIR",
+        help="draw demand, forecast and capacity per policy as DIR/<trace>.png (needs matplotlib)",
+    )
     args = ap.parse_args(argv)
     out = run(args)
     print(json.dumps(out, indent=1) if args.json else table(out))

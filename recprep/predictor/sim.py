@@ -125,6 +125,8 @@ class Result:
     seconds: float
     decisions: list = field(default_factory=list)
     timeline: list = field(default_factory=list)
+    #: With ``record``: (time, horizon, forecast) of every forecast the policy made.
+    forecasts: list = field(default_factory=list)
 
     def row(self) -> dict:
         return {
@@ -464,6 +466,7 @@ def simulate(
         seconds=time.perf_counter() - wall,
         decisions=list(decisions),
         timeline=timeline,
+        forecasts=forecasts if record else [],
     )
 
 

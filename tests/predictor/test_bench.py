@@ -12,7 +12,8 @@ def test_bench_replays_a_csv_trace_and_prints_json(tmp_path):
     rows = ["seconds,demand"] + [f"{t},{3 if 400 <= t < 800 else 1}" for t in range(0, 1200, 60)]
     csv.write_text("\n".join(rows) + "\n")
     out = subprocess.run(
-        [sys.executable, "bench/autoscale.py", "--traces", "--trace", str(csv), "--json", "--no-forecast"],
+        [sys.executable, "bench/autoscale.py", "--traces", "--trace", str(csv), "--json", "--no-forecast"]
+        + ["--plot", str(tmp_path / "plots")],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -33,3 +34,6 @@ def test_bench_replays_a_csv_trace_and_prints_json(tmp_path):
         assert r["shards_lost"] == 0 and r["ledger_ok"] and 0 <= r["stall_fraction"] <= 1
     assert any("rescaled so its peak" in n for n in doc["_notes"])
     assert any("small.csv: 20 points over 1141 s" in n for n in doc["_notes"])
+    image = tmp_path / "plots" / "small.png"  # --plot: one image per trace, a panel per policy
+    assert doc["_plots"] == {"small": str(image)} and image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.stat().st_size > 20_000
