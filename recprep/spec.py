@@ -355,13 +355,13 @@ class AutoscaleSpec(Model):
         "demand (Autopilot); static-peak: every pool at its max.",
     )
     interval: float = Field(
-        15.0,
+        10.0,
         gt=0,
         description="Seconds between scaling decisions of the predictive and moving-window policies (the "
         "baselines keep the interval of the system they stand for).",
     )
     quantile: float = Field(
-        0.9,
+        0.8,
         ge=0.5,
         le=0.99,
         description="Quantile of the demand forecast the predictive policy provisions for (0.5 to 0.99): "

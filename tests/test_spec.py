@@ -140,7 +140,7 @@ def test_serve_errors_name_the_field(serve, message):
 def test_autoscale_defaults_and_a_valid_setting():
     job = load_job_dict(job_doc("x.tsv", "out-a"))
     a = job.spec.autoscale
-    assert (a.policy, a.interval, a.quantile, a.deadline, a.budget) == ("predictive", 15.0, 0.9, None, None)
+    assert (a.policy, a.interval, a.quantile, a.deadline, a.budget) == ("predictive", 10.0, 0.8, None, None)
     doc = job_doc("x.tsv", "out-a")
     doc["spec"]["autoscale"] = {
         "policy": "moving-window",

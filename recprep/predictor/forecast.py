@@ -183,6 +183,32 @@ class QuantileForecaster:
         return max(0.0, value), f"gradient boosting p{round(self.quantile * 100)}"
 
 
+def surge(history, z: float = 4.0, base_bins: int = 12, noise_bins: int = 30) -> float:
+    """The demand a jump in the newest bin points to, or NaN when there is none.
+
+    A jump is the newest bin above the median of the ``base_bins`` before it by more than ``z``
+    times the bins' noise (a robust spread of their differences over the last ``noise_bins``);
+    the ramp it starts is taken to go on as much again over the horizon (the newest bin plus its
+    rise). A model refit every few hundred bins has seen few such onsets and follows them a bin
+    or two late, which start-up lags of a minute or more make costly; noisy demand (bins that
+    swing by half their level) rarely passes the test."""
+    y = np.asarray(history, dtype=float)
+    if len(y) < base_bins + 2 or math.isnan(y[-1]):
+        return math.nan
+    before = y[-noise_bins - 1 : -1]
+    before = before[~np.isnan(before)]
+    base = y[-base_bins - 1 : -1]
+    base = base[~np.isnan(base)]
+    if len(base) < base_bins // 2 or len(before) < 4:
+        return math.nan
+    level = float(np.median(base))
+    noise = 1.4826 * float(np.median(np.abs(np.diff(before)))) / math.sqrt(2)
+    rise = float(y[-1]) - level
+    if rise <= 0 or rise <= z * max(noise, 1e-3 * level, 1e-9):
+        return math.nan
+    return float(y[-1]) + rise
+
+
 def seasonal_naive(history, horizon: int, period: int | None, smooth: int = 3) -> float:
     """The (smoothed) peak over the same horizon one season ago; the last value while there is no
     season."""

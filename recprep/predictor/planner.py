@@ -119,6 +119,38 @@ def _cheapest(
     return best, True
 
 
+def cheapest_between(
+    pools: dict[str, PoolState],
+    required: float,
+    low: dict[str, int],
+    high: dict[str, int],
+    ready: dict[str, int] | None = None,
+    ready_required: float = 0.0,
+) -> tuple[dict[str, int], bool]:
+    """The cheapest sizes with ``low[n] <= size <= high[n]`` for every pool whose expected
+    capacity meets ``required`` (the most capacity for the price among equals), and, with
+    ``ready`` (workers joined per pool, the last to go), whose joined workers alone meet
+    ``ready_required``; when none does, ``high`` and False."""
+    names = list(pools)
+    ranges = [range(low[n], max(low[n], high[n]) + 1) for n in names]
+    best, best_key = None, None
+    for combo in itertools.product(*ranges):
+        sizes = dict(zip(names, combo))
+        cap = capacity(pools, sizes)
+        if cap + 1e-9 < required:
+            continue
+        if ready is not None and ready_required > 0:
+            joined = {n: min(ready[n], sizes[n]) for n in names}
+            if capacity(pools, joined) + 1e-9 < ready_required:
+                continue
+        key = (cost_per_hour(pools, sizes), -cap)
+        if best_key is None or key < best_key:
+            best, best_key = sizes, key
+    if best is None:
+        return {n: max(low[n], high[n]) for n in names}, False
+    return best, True
+
+
 def plan(
     pools: dict[str, PoolState],
     demand: float,
@@ -247,6 +279,81 @@ class Hysteresis:
         if peak >= current:
             return current, f"; wanted {peak} within the last {self.hold:.0f} s (hysteresis)"
         return peak, (f"; wanted at most {peak} for {self.hold:.0f} s" if peak != wanted else "")
+
+
+class CapacityHold:
+    """Hysteresis on the rate to meet rather than on each pool's count.
+
+    The pools grow at once to the cheapest superset of the current workers that meets the rate
+    now (no worker is added while the current ones already meet it, whatever mix the plan
+    prefers). They shrink, once the looks span ``hold`` seconds, to the cheapest subset of the
+    current workers that meets the most rate wanted over the last ``hold`` seconds, and the most
+    wanted over the last ``memory`` seconds less what the buffer can ``bridge``: rows/s the
+    buffered rows supply while new workers start, so a return to that rate does not stall.
+    Holding each pool at the most *its* plan wanted would keep both mixes when the cheapest mix
+    flips between, say, one more ISP unit and four more CPU workers."""
+
+    def __init__(self, hold: float, memory: float | None = None):
+        self.hold = hold
+        self.memory = max(hold, memory if memory is not None else hold)
+        self.history: deque[tuple[float, float]] = deque()
+
+    def _most(self, now: float, seconds: float) -> float:
+        """The most rate of the looks over the last ``seconds`` (and the last look before them)."""
+        hist = self.history
+        first = 0
+        while first + 1 < len(hist) and hist[first + 1][0] <= now - seconds:
+            first += 1
+        return max(hist[i][1] for i in range(first, len(hist)))
+
+    def apply(
+        self,
+        now: float,
+        pools: dict[str, PoolState],
+        rate: float,
+        bridge: float | None = None,
+        shrink: str = "",
+    ) -> tuple[dict[str, int], dict[str, str], float]:
+        """Replicas per pool meeting ``rate`` now, a note per pool, and the rate they are sized
+        for; ``shrink``: why no pool may shrink now (empty: they may); ``bridge``: rows/s the
+        buffer supplies while workers start (None: the memory does not apply)."""
+        hist = self.history
+        hist.append((now, rate))
+        # the last look at or before ``now - memory`` stays (see :class:`Hysteresis`)
+        while len(hist) > 1 and hist[1][0] <= now - self.memory:
+            hist.popleft()
+        span = now - hist[0][0]
+        recent = self._most(now, self.hold)
+        remembered = self._most(now, self.memory) - max(0.0, bridge) if bridge is not None else 0.0
+        most = max(rate, recent, remembered)
+        low = {n: p.lower for n, p in pools.items()}
+        high = {n: p.limit for n, p in pools.items()}
+        cur = {n: max(p.lower, min(p.limit, p.replicas)) for n, p in pools.items()}
+        notes = dict.fromkeys(pools, "")
+        if capacity(pools, cur) + 1e-9 < rate:
+            sizes, _ = cheapest_between(pools, rate, cur, high)
+            return sizes, notes, rate
+        # a worker that has joined goes only when those that stay and have joined meet the rate
+        # now: swapping it for one still starting would leave a gap of a start-up lag
+        ready = {n: max(0, min(p.ready, cur[n])) for n, p in pools.items()}
+        smaller, _ = cheapest_between(pools, most, low, cur, ready, min(rate, capacity(pools, ready)))
+        if smaller == cur:
+            return cur, notes, most
+        if shrink:
+            return cur, {n: (f"; {shrink}" if smaller[n] < cur[n] else "") for n in pools}, most
+        if span + 1e-9 < self.hold:
+            why = f"; shrinking waits {self.hold - span:.0f} s more (hysteresis)"
+            return cur, {n: (why if smaller[n] < cur[n] else "") for n in pools}, most
+        if most > rate * (1 + 1e-9):
+            if remembered > recent:
+                why = (
+                    f"; sized for {fmt_rate(most)}: the {fmt_rate(remembered + bridge)} wanted within "
+                    f"the last {self.memory:.0f} s less {fmt_rate(bridge)} the buffer bridges"
+                )
+            else:
+                why = f"; sized for {fmt_rate(most)} wanted within the last {self.hold:.0f} s (hysteresis)"
+            notes = {n: (why if smaller[n] < cur[n] else "") for n in pools}
+        return smaller, notes, most
 
 
 def describe(name: str, current: int, target: int, pools: dict[str, PoolState], plan_: Plan) -> str:

@@ -24,7 +24,7 @@ workers less the idle ones (only idle workers are closed).
 - :class:`StaticPeak`: every pool at its limit all the time.
 - :class:`Oracle`: the planner fed the true future peak demand (the limit to measure against).
 - :class:`Predictive` (ours): the quantile forecast over start-up lag plus interval, the
-  planner, hysteresis.
+  planner, hysteresis on the rate to meet (:class:`~.planner.CapacityHold`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forecast import QuantileForecaster
-from .planner import Hysteresis, Plan, cost_per_hour, describe, fmt_rate, plan
+from .forecast import QuantileForecaster, surge
+from .planner import CapacityHold, Hysteresis, Plan, capacity, cost_per_hour, describe, fmt_rate, plan
 from .signals import Observation, PoolState
 
 
@@ -307,6 +307,10 @@ class _Planned(Policy):
     def peak(self, now: float, obs: Observation, horizon: float) -> tuple[float, str]:
         raise NotImplementedError
 
+    def refill_seconds(self, horizon: float) -> float:
+        """Seconds over which the buffer is refilled to ``backlog_target`` (the horizon)."""
+        return horizon
+
     def decide(self, now: float, obs: Observation) -> Decision:
         horizon = self.horizon(obs)
         peak, label = self.peak(now, obs, horizon)
@@ -330,7 +334,7 @@ class _Planned(Policy):
             # buffer need not be met by workers
             buffered = obs.backlog * obs.current_demand()
             reserve = self.backlog_target * peak
-            delta = max((reserve - buffered) / horizon, -self.credit * peak)
+            delta = max((reserve - buffered) / self.refill_seconds(horizon), -self.credit * peak)
             if delta < 0:
                 buffer_note = f"; less {fmt_rate(-delta)} drawn from {obs.backlog:.0f} s of buffered rows"
             elif delta > 0:
@@ -347,15 +351,20 @@ class _Planned(Policy):
             trainers=trainers,
             budget=self.budget,
         )
-        sizes, notes = {}, {}
-        for name, pool in obs.pools.items():
-            sizes[name], note = self.hysteresis.apply(now, name, pool.replicas, pl.sizes[name])
-            notes[name] = buffer_note + note
+        sizes, notes = self.size(now, obs, pl)
+        notes = {name: buffer_note + notes.get(name, "") for name in obs.pools}
         if self.budget is not None and cost_per_hour(obs.pools, sizes) > self.budget + 1e-9:
             # holding workers for hysteresis must not break the budget: the plan at once
             sizes = dict(pl.sizes)
             notes = {name: buffer_note + "; over the budget: no hysteresis" for name in obs.pools}
         return _from_plan(obs, pl, sizes, notes, forecast=peak)
+
+    def size(self, now: float, obs: Observation, pl: Plan) -> tuple[dict[str, int], dict[str, str]]:
+        """Replicas per pool from the plan: each pool grows at once and shrinks after the hold."""
+        sizes, notes = {}, {}
+        for name, pool in obs.pools.items():
+            sizes[name], notes[name] = self.hysteresis.apply(now, name, pool.replicas, pl.sizes[name])
+        return sizes, notes
 
 
 class Oracle(_Planned):
@@ -378,21 +387,42 @@ class Oracle(_Planned):
         return float(obs.extra["future_peak"](now, now + horizon)), "true peak demand"
 
 
-#: Looks the predictive plan must want fewer workers before a pool shrinks (120 s at the default
-#: 15 s interval).
-HOLD_INTERVALS = 8
+#: Looks the predictive plan must want less capacity before a pool shrinks (60 s at the default
+#: 10 s interval).
+HOLD_INTERVALS = 6
+#: While the trainers pause, the pools keep what a return to the rate wanted within this many holds
+#: needs beyond what the buffer supplies during a start-up.
+MEMORY_HOLDS = 5
 
 
 class Predictive(_Planned):
-    """Ours: the upper quantile of the peak demand over start-up lag plus interval."""
+    """Ours: the upper quantile of the peak demand over start-up lag plus interval, planned on
+    the rate to meet rather than per pool.
+
+    - The forecast is of the peak of the demand smoothed over ``smooth`` bins (60 s): the
+      trainers' prefetch buffer (30 s of demand) absorbs what lasts less, so bin-to-bin noise need
+      not be met; a jump of the newest bin beyond ``surge_z`` times the bins' noise
+      (:func:`~.forecast.surge`) is followed at once, before the model catches up.
+    - A buffer below ``backlog_target`` is refilled over ``refill`` seconds (default: the horizon).
+    - :class:`~.planner.CapacityHold`: grow at once (never adding a worker while the current ones
+      meet the rate), shrink after ``hold`` to the cheapest subset meeting the most wanted in it,
+      never while the buffer holds under ``shrink_backlog`` times the target, and never below
+      what a return of paused trainers to the rate wanted within ``memory`` seconds needs beyond
+      what the buffered rows supply during a start-up.
+    """
 
     name = "predictive"
 
     def __init__(
         self,
-        interval: float = 15.0,
-        quantile: float = 0.9,
+        interval: float = 10.0,
+        quantile: float = 0.8,
         hold: float | None = None,
+        memory: float | None = None,
+        refill: float | None = 60.0,
+        smooth: int = 6,
+        surge_z: float | None = 2.5,
+        shrink_backlog: float = 1.0,
         backlog_target: float = 20.0,
         credit: float = 0.0,
         period: float | None = None,
@@ -404,11 +434,44 @@ class Predictive(_Planned):
             raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
         if hold is None:  # a pool shrinks after the plan wanted less for HOLD_INTERVALS looks
             hold = HOLD_INTERVALS * interval
+        if memory is None:
+            memory = MEMORY_HOLDS * hold
         super().__init__(interval, hold, backlog_target, credit, deadline, budget)
         self.quantile = quantile
         self.period = period
         self.seed = seed
         self.forecaster: QuantileForecaster | None = None
+        self.hold = CapacityHold(hold, memory)
+        self.refill = refill
+        self.smooth = smooth
+        self.surge_z = surge_z
+        self.shrink_backlog = shrink_backlog
+        self._buffered = 0.0  # rows committed and not consumed, at the last look that knew them
+
+    def size(self, now: float, obs: Observation, pl: Plan) -> tuple[dict[str, int], dict[str, str]]:
+        """Replicas per pool from the rate the plan must meet (:class:`~.planner.CapacityHold`):
+        grow at once, never add a worker while the current ones meet it, shrink after the hold,
+        and not below what a return to the rate wanted within the memory needs beyond what the
+        buffered rows supply while new workers start."""
+        rate = pl.required if pl.reachable else capacity(obs.pools, pl.sizes)
+        demand = obs.current_demand()
+        if math.isfinite(obs.backlog) and demand > 0:
+            self._buffered = obs.backlog * demand
+        elif obs.backlog == 0:
+            self._buffered = 0.0
+        lag = max(p.startup_lag for p in obs.pools.values())
+        shrink = ""
+        if obs.trainers and self.shrink_backlog and obs.backlog < self.shrink_backlog * self.backlog_target:
+            shrink = f"no pool shrinks while the buffer holds {obs.backlog:.0f} s (refilling)"
+        # trainers paused (no demand in the newest bins): they may come back at the rate they
+        # had, and the pools must bridge what the buffer does not while new workers start
+        paused = obs.current_demand(obs.demand.step * 2) <= 0
+        bridge = self._buffered / max(lag, 1.0) if paused else None
+        sizes, notes, _ = self.hold.apply(now, obs.pools, rate, bridge=bridge, shrink=shrink)
+        return sizes, notes
+
+    def refill_seconds(self, horizon: float) -> float:
+        return self.refill if self.refill else horizon
 
     def peak(self, now: float, obs: Observation, horizon: float) -> tuple[float, str]:
         step = obs.demand.step
@@ -417,9 +480,17 @@ class Predictive(_Planned):
             # the model learns one horizon in bins: made again when the horizon that matters moved
             # far from it (the start-up lag measured in place of its prior)
             season = round(self.period / step) if self.period else None
-            self.forecaster = QuantileForecaster(bins, quantile=self.quantile, period=season, seed=self.seed)
-        value, how = self.forecaster.predict(obs.demand.array())
-        return value, f"forecast p{round(self.quantile * 100)} demand ({how})"
+            self.forecaster = QuantileForecaster(
+                bins, quantile=self.quantile, period=season, smooth=self.smooth, seed=self.seed
+            )
+        history = obs.demand.array()
+        value, how = self.forecaster.predict(history)
+        label = f"forecast p{round(self.quantile * 100)} demand ({how})"
+        if self.surge_z:
+            jump = surge(history, self.surge_z)
+            if jump > value:
+                return jump, f"demand surging (newest bin {fmt_rate(history[-1])}, ramp extrapolated)"
+        return value, label
 
 
 #: ``spec.autoscale.policy`` -> the policy class (the spec's names; ``Oracle`` is not a choice).
@@ -437,7 +508,7 @@ def make_policy(
     policy: str = "predictive",
     *,
     interval: float | None = None,
-    quantile: float = 0.9,
+    quantile: float = 0.8,
     deadline: float | None = None,
     budget: float | None = None,
     period: float | None = None,
@@ -473,7 +544,7 @@ def policy_from(settings, *, period: float | None = None, seed: int = 0) -> Poli
     return make_policy(
         getattr(settings, "policy", "predictive"),
         interval=getattr(settings, "interval", None),
-        quantile=getattr(settings, "quantile", 0.9),
+        quantile=getattr(settings, "quantile", 0.8),
         deadline=getattr(settings, "deadline", None),
         budget=getattr(settings, "budget", None),
         period=period,

@@ -386,7 +386,7 @@ def test_an_autoscaled_job_grows_a_pool_for_its_deadline_and_says_why(deployed: 
     print(f"Succeeded after {time.monotonic() - t0:.1f}s; status.autoscaler: {status.get('autoscaler')}")
     assert_committed_exactly_once(out, 100)
     autoscaler = status["autoscaler"]
-    assert autoscaler["policy"] == "predictive" and autoscaler["quantile"] == 0.9
+    assert autoscaler["policy"] == "predictive" and autoscaler["quantile"] == 0.8
     ups = [d for d in autoscaler["lastDecisions"] if (d["pool"], d["from"], d["to"]) == (pool, 1, 2)]
     assert ups and "deadline" in ups[0]["reason"], autoscaler
     assert {d["pool"] for d in autoscaler["lastDecisions"]} == {pool}, autoscaler  # the other is fixed
@@ -952,7 +952,7 @@ def test_a_trainer_whose_demand_rises_gets_more_cpu_workers_and_fewer_when_it_dr
     # operator the pool goes to its limit (no demand is known); the low demand then lets it
     # shrink before the rise; after the drop it shrinks again, once the peak has left the
     # demand's 10 s measurement and the forecast's window (the measured start-up lag + interval:
-    # a few seconds here) and the hysteresis (8 intervals) has passed, about 30 s after the drop;
+    # a few seconds here) and the hold (6 intervals) has passed, about 30 s after the drop;
     # at the end the trainer drains.
     low, high, rise, drop, free = 2000.0, 20000.0, 20.0, 40.0, 100.0
     schedule = f"{low:g},{high:g}@{rise:g},{low:g}@{drop:g},inf@{free:g}"

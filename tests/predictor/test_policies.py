@@ -79,12 +79,58 @@ def test_predictive_reason_reads_like_the_issue():
     rng = np.random.default_rng(0)
     hist = 190_000 + 2_000 * rng.standard_normal(200)
     hist[-6:] = np.linspace(200_000, 300_000, 6)  # demand climbing now
-    p = Predictive(backlog_target=0)
+    p = Predictive(quantile=0.9, backlog_target=0, surge_z=None)
     d = p.decide(0, observation(hist, pools(cpu_replicas=3, isp_replicas=4)))
     cpu = d.reasons["cpu"]
     assert cpu.startswith(f"cpu 3 -> {d.targets['cpu']}: forecast p90 demand")
     assert "exceeds current capacity 190k rows/s; workers take 80 s to start" in cpu
     assert d.targets["cpu"] > 3 and d.forecast > 250_000
+    # by default a newest bin far beyond the bins' noise is followed at once: the ramp extrapolated
+    d = Predictive(backlog_target=0).decide(0, observation(hist, pools(cpu_replicas=3, isp_replicas=4)))
+    assert d.reasons["cpu"].startswith("cpu 3 -> 20: demand surging (newest bin 300k rows/s")
+    assert d.forecast > 300_000
+
+
+def test_surge_needs_a_jump_beyond_the_noise(rng):
+    from recprep.predictor.forecast import surge
+
+    calm = 100_000 + 2_000 * rng.standard_normal(60)
+    assert math.isnan(surge(calm))
+    jump = np.append(calm, 130_000.0)  # 15 noise spreads above the level
+    assert surge(jump) == pytest.approx(130_000 + (130_000 - np.median(calm[-12:])))
+    noisy = 100_000 * (1 + 0.3 * rng.standard_normal(60))
+    assert math.isnan(surge(np.append(noisy, 130_000.0)))  # within the noise of a noisy series
+    assert math.isnan(surge(np.append(calm, math.nan))) and math.isnan(surge(calm[:5]))
+
+
+def test_capacity_hold_keeps_the_workers_that_meet_the_rate_and_shrinks_to_a_subset():
+    from recprep.predictor.planner import CapacityHold
+
+    h = CapacityHold(hold=30, memory=120)
+    # the current mix (cpu 2 + isp 2: 100k) meets 95k: nothing added, though isp 3 is cheaper
+    sizes, _, _ = h.apply(0, pools(cpu_replicas=2, isp_replicas=2), 95_000)
+    assert sizes == {"cpu": 2, "isp": 2}
+    # more than they give: the cheapest superset of them
+    sizes, _, _ = h.apply(10, pools(cpu_replicas=2, isp_replicas=2), 125_000)
+    assert sizes == {"cpu": 2, "isp": 3}
+    # less wanted: no shrink while 125k was wanted within the hold, then the cheapest subset
+    # meeting the most wanted in it (the look before the hold counts: it stood until the next)
+    sizes, _, _ = h.apply(20, pools(cpu_replicas=2, isp_replicas=3), 50_000)
+    assert sizes == {"cpu": 2, "isp": 3}
+    sizes, _, _ = h.apply(45, pools(cpu_replicas=2, isp_replicas=3), 50_000)
+    assert sizes == {"cpu": 1, "isp": 3}  # 125k (the look at 10 s stood until 20 s)
+    sizes, _, _ = h.apply(60, pools(cpu_replicas=1, isp_replicas=3), 50_000)
+    assert sizes == {"cpu": 1, "isp": 1}
+    # a shrink the caller forbids (the buffer refilling) waits, and says why
+    assert h.apply(100, pools(cpu_replicas=1, isp_replicas=1), 10_000)[0] == {"cpu": 1, "isp": 1}
+    sizes, note, _ = h.apply(140, pools(cpu_replicas=1, isp_replicas=1), 10_000, shrink="refilling")
+    assert sizes == {"cpu": 1, "isp": 1} and "refilling" in note["isp"]
+    # trainers paused: keep what a return to the rate wanted within the memory (50k at 20-60 s)
+    # needs beyond what the buffer bridges (20k): 30k
+    sizes, _, _ = h.apply(150, pools(cpu_replicas=1, isp_replicas=1), 0.0, bridge=20_000)
+    assert sizes == {"cpu": 0, "isp": 1}
+    sizes, _, _ = h.apply(300, pools(cpu_replicas=0, isp_replicas=1), 0.0, bridge=20_000)
+    assert sizes == {"cpu": 0, "isp": 0}  # nothing wanted within the memory
 
 
 def test_predictive_before_any_measurement_and_over_gaps():
@@ -172,9 +218,10 @@ def test_the_deadline_of_the_settings_sizes_a_finite_job_without_trainers():
     p = Predictive(deadline=1080.0)
     obs = observation([float("nan")] * 3, pools(), now=0.0, trainers=False, rows_left=100_000.0 * 1000)
     d = p.decide(0.0, obs)
-    # 1e8 rows in 1080 - 80 s of start-up: 100k rows/s; isp 3 (120k) costs what isp 2 + cpu 2 do
-    # and gives more; the running cpu worker is held by the hysteresis
-    assert d.targets == {"cpu": 1, "isp": 3}
+    # 1e8 rows in 1080 - 80 s of start-up: 100k rows/s; the plan's isp 3 (120k) costs what isp 2 +
+    # cpu 2 do and gives more, but the running cpu worker stays (it is not removed while growing):
+    # of the sizes that keep it, isp 2 + cpu 2 (0.60/h) is cheaper than isp 3 + cpu 1 (0.70/h)
+    assert d.targets == {"cpu": 2, "isp": 2}
     assert "deadline in 1,080 s" in d.reasons["cpu"]
 
 
