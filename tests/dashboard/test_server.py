@@ -99,3 +99,21 @@ def test_the_metrics_of_a_real_run_parse_and_agree_with_its_ledger(tmp_path: Pat
     doc = json.loads(get(server.url + "api/jobs/local/metered")[2])
     assert doc["figures"]["phase"] == "Succeeded" and doc["figures"]["stage"] == "done"
     assert max(doc["series"]["workers"]["cpu"]) >= 1 and doc["links"]["dask"].startswith("http")
+
+
+def test_a_bad_dashboard_address_or_a_taken_port_is_one_line_naming_the_option(tmp_path: Path):
+    import socket
+
+    from ..conftest import REPO, recprep
+
+    job = str(REPO / "examples" / "demo.yaml")
+    bad = recprep("run", job, "--output", str(tmp_path / "out"), "--dashboard", "nowhere")
+    assert bad.returncode == 1 and "--dashboard: expected [HOST:]PORT" in bad.stderr, bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = recprep("run", job, "--output", str(tmp_path / "out"), "--dashboard", str(port))
+    assert busy.returncode == 1 and f"--dashboard {port}: cannot listen" in busy.stderr, busy.stderr
+    assert "Traceback" not in bad.stderr + busy.stderr
+    assert not (tmp_path / "out").exists()  # refused before any work
