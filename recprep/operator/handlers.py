@@ -264,7 +264,10 @@ async def start_follower(memo: kopf.Memo, **_: Any) -> None:
     if memo.settings.dashboard and memo.dashboard is None:
         from .dashboard import OperatorDashboard
 
-        memo.dashboard = OperatorDashboard(memo.settings.dashboard)
+        try:
+            memo.dashboard = OperatorDashboard(memo.settings.dashboard)
+        except OSError as exc:  # the port is taken: the operator's work goes on without its page
+            log.error("RECPREP_DASHBOARD=%s: cannot listen (%s); no dashboard", memo.settings.dashboard, exc)
     memo.follower = asyncio.create_task(_follow(memo, log), name="recprep-follower")
 
 

@@ -64,6 +64,42 @@ def test_startup_tunes_kopf_and_keeps_the_operator_state_in_the_memo(memo):
     assert follower.cancelled() and memo.follower is None
 
 
+def test_the_dashboard_starts_with_the_follower_and_a_taken_port_only_loses_the_page(caplog):
+    import asyncio
+    import dataclasses
+    import socket
+    import urllib.request
+
+    pytest.importorskip("prometheus_client")
+
+    async def lifecycle(memo):
+        await handlers.start_follower(memo=memo)
+        board = memo.dashboard
+        await handlers.stop_follower(memo=memo)
+        return board
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(namespace="default", image="unused", dashboard=f"127.0.0.1:{port}")
+        busy = handlers.operator_memo(settings, api=object())
+        with caplog.at_level(logging.ERROR):
+            assert asyncio.run(lifecycle(busy)) is None  # the follower ran; no page
+        assert f"RECPREP_DASHBOARD=127.0.0.1:{port}: cannot listen" in caplog.text
+    free = handlers.operator_memo(dataclasses.replace(settings, dashboard="127.0.0.1:0"), api=object())
+
+    async def serving(memo):
+        await handlers.start_follower(memo=memo)
+        url = memo.dashboard.server.url
+        with urllib.request.urlopen(url + "healthz", timeout=5) as response:
+            answer = response.read()
+        await handlers.stop_follower(memo=memo)
+        return answer
+
+    assert asyncio.run(serving(free)) == b"ok\n" and free.dashboard is None  # closed with the follower
+
+
 def test_invalid_spec_patches_failed_and_raises_permanent_error(memo):
     doc = job_document(
         transforms=[
