@@ -12,6 +12,7 @@ holding the traceback. The driver raises the line as a :class:`ShardError`.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..spec import PreprocessJob
 from ..uris import local_path, output_directory
 from .memory import tune_allocator
 from .output import put_error_log, put_quarantine, put_shard
+from .output.layout import INDEX_DIR
 from .plan import Plan, States, compile_plan
 from .sources import Split, open_source
 from .writer import shard_bytes
@@ -124,7 +126,8 @@ def _prepared(job: PreprocessJob):
             _PREPARED.clear()
         output = local_path(job.spec.output.uri)
         made = frozenset(str(t.params()["output"]) for t in job.spec.transforms if t.params().get("output"))
-        source = open_source(job.spec.source, exclude=output, generated=made)
+        index = os.path.join(os.path.abspath(output), INDEX_DIR) if output else None
+        source = open_source(job.spec.source, exclude=output, generated=made, index_dir=index)
         _PREPARED[key] = (source, compile_plan(job, source.schema(), source.roles))
     return _PREPARED[key]
 

@@ -41,11 +41,19 @@ def _roles_fn(spec, fmt: str, generated: frozenset[str] = frozenset()):
     return roles
 
 
-def open_source(spec, exclude: str | None = None, generated: frozenset[str] = frozenset()):
+def open_source(
+    spec,
+    exclude: str | None = None,
+    generated: frozenset[str] = frozenset(),
+    index_dir: str | None = None,
+):
     """The source object for a SourceSpec (checks that the data exists before any work).
     ``exclude``: a local directory whose files are never input (the job's own output, when it
     lies inside the source directory: a second run must not read the first run's shards).
     ``generated``: the columns the job's transforms make (the label may be one of them).
+    ``index_dir``: where the plans and indexes of compressed inputs are kept (the job output's
+    ``_index/``, which every worker reads; default: a directory under the system's temporary
+    one).
     With ``spec.joins``, the source is wrapped in a ``joins.JoinedSource`` (side tables joined
     into every split's rows)."""
     fmt = infer_format(spec.uri, spec.format)
@@ -55,11 +63,13 @@ def open_source(spec, exclude: str | None = None, generated: frozenset[str] = fr
 
         # the wrapped source's roles are those of its own columns among the roles over its and
         # the joined columns (a selector may name a joined column)
-        return JoinedSource(spec, lambda inner_roles: _open(spec, fmt, inner_roles, exclude), roles)
-    return _open(spec, fmt, roles, exclude)
+        return JoinedSource(
+            spec, lambda inner_roles: _open(spec, fmt, inner_roles, exclude, index_dir), roles
+        )
+    return _open(spec, fmt, roles, exclude, index_dir)
 
 
-def _open(spec, fmt: str, roles, exclude: str | None):
+def _open(spec, fmt: str, roles, exclude: str | None, index_dir: str | None = None):
     if spec.uri.startswith(SYNTHETIC_SCHEME):
         from .synthetic_source import SyntheticSource
 
@@ -82,7 +92,7 @@ def _open(spec, fmt: str, roles, exclude: str | None):
     from .text import TextSource
 
     if fmt == "criteo" and spec.columns is None:
-        return TextSource(spec, fmt, CRITEO_NAMES, roles, exclude)
+        return TextSource(spec, fmt, CRITEO_NAMES, roles, exclude, index_dir)
     if fmt == "criteo":
-        return TextSource(spec, fmt, list(spec.columns), roles, exclude)
-    return TextSource(spec, fmt, None, roles, exclude)
+        return TextSource(spec, fmt, list(spec.columns), roles, exclude, index_dir)
+    return TextSource(spec, fmt, None, roles, exclude, index_dir)

@@ -1,5 +1,6 @@
-"""Delimited text sources (criteo, tsv, csv): line-aligned byte-range splits, typed reads,
-malformed rows quarantined with their file and line number.
+"""Delimited text sources (criteo, tsv, csv): line-aligned byte-range splits (``cuts``; of a
+compressed file, the same cuts in its decompressed text: ``compressed``), typed reads, malformed
+rows quarantined with their file and line number.
 
 Types: the label is int64, dense features float64, sparse features dictionary<int32, string>
 (each distinct ID string is stored, and later transformed, once per shard), other columns string.
@@ -22,6 +23,9 @@ import pyarrow.csv as pcsv
 
 from ...errors import SourceError, SpecError
 from .base import NULL, BadRow, ReadResult, Roles, Split, non_finite_rows, null_non_finite
+from .compressed import IndexStore, Layout, plan_file, read_range
+from .cuts import SAMPLE, seek_bounds
+from .cuts import target as cut_rule
 from .files import is_compressed, list_files, reading
 
 try:
@@ -33,14 +37,24 @@ except ImportError:  # a source tree without the built extension: pyarrow reads 
 SPARSE_TYPE = pa.dictionary(pa.int32(), pa.string())
 # column kinds of the C scanner (see _textscan.c)
 _INT, _FLOAT, _HEX, _STR = 1, 2, 3, 4
-_SAMPLE = 1 << 20  # bytes read to estimate the line length
 _INT_RE = r"^[+-]?[0-9]+$"
 _FLOAT_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(?i:inf|infinity|nan)$"
 
 
 class TextSource:
-    def __init__(self, spec, fmt: str, names: list[str] | None, roles_fn, exclude: str | None = None):
+    def __init__(
+        self,
+        spec,
+        fmt: str,
+        names: list[str] | None,
+        roles_fn,
+        exclude: str | None = None,
+        index_dir: str | None = None,
+    ):
         self.spec = spec
+        #: plans and indexes of compressed files (the job output's ``_index/``)
+        self.store = IndexStore(index_dir)
+        self._layouts: dict[str, Layout] = {}
         self.format = fmt
         self.delimiter = spec.delimiter or ("," if fmt == "csv" else "\t")
         self.fs, self.files = list_files(spec.uri, exclude)
@@ -92,63 +106,57 @@ class TextSource:
         return out
 
     def _file_splits(self, path: str, rows_per_shard: int, first: int) -> list[Split]:
-        """The splits of one file, numbered from ``first``."""
-        size = self.fs.size(path)
+        """The splits of one file, numbered from ``first`` (a compressed file is cut where the
+        same text uncompressed would be: ``cuts``, ``compressed``)."""
         if is_compressed(path):
-            return [Split(first, path, 0, size, self._gz_rows(path, size), header=self.spec.header)]
-        with self.fs.open(path, "rb") as f:
-            sample = f.read(_SAMPLE)
-            body = 0
+            layout = plan_file(self.fs, path, bool(self.spec.header), rows_per_shard, self.store)
+            self._layouts[path] = layout
+            bounds, lines = layout.bounds, layout.lines
+            rows = [max(b - a, 1) for a, b in zip(lines, lines[1:])]
             if self.spec.header:
-                body = sample.find(b"\n") + 1 if b"\n" in sample else len(sample)
-            lines = max(sample.count(b"\n", body), 1)
-            per_line = max((len(sample) - body) / lines, 1.0)
-            target = max(int(rows_per_shard * per_line), 1)
-            bounds = [0]
-            pos = body + target
-            while pos < size:
-                cut = _next_line_start(f, pos, size)
-                if cut >= size:
-                    break
-                bounds.append(cut)
-                pos = cut + target
-            bounds.append(size)
+                rows[0] = max(rows[0] - 1, 1)
+        else:
+            size = self.fs.size(path)
+            with self.fs.open(path, "rb") as f:
+                rule = cut_rule(f.read(SAMPLE), bool(self.spec.header), rows_per_shard)
+                bounds = seek_bounds(f, size, rule)
+            rows = [max(int((b - a) / rule.per_line), 1) for a, b in zip(bounds, bounds[1:])]
         out: list[Split] = []
         for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
             if b > a:
-                est = max(int((b - a) / per_line), 1)
-                out.append(Split(first + len(out), path, a, b, est, header=self.spec.header and i == 0))
+                out.append(Split(first + len(out), path, a, b, rows[i], header=self.spec.header and i == 0))
         return out
 
-    def _gz_rows(self, path: str, size: int) -> int:
-        """Rows of a compressed file, estimated from a decompressed sample and the file size."""
-        with self.fs.open(path, "rb", compression="infer") as f:
-            sample = f.read(_SAMPLE)
-        lines = max(sample.count(b"\n"), 1)
-        ratio = 4.0
-        if path.endswith(".gz") and size >= 4:
-            with self.fs.open(path, "rb") as raw:
-                raw.seek(size - 4)
-                isize = int.from_bytes(raw.read(4), "little")  # uncompressed size mod 2**32
-            if isize:
-                ratio = max(isize / size, 1.0)
-        return max(int(size * ratio * lines / max(len(sample), 1)), 1)
+    def _layout(self, path: str) -> Layout:
+        """A compressed file's plan, made by the run that planned the splits."""
+        if path not in self._layouts:
+            layout = self.store.load(self.store.key(self.fs, path))
+            if layout is None:
+                raise SourceError(
+                    f"{path}: its index is not in {self.store.directory} (the run that planned the "
+                    "job writes it there: has the file changed since?)"
+                )
+            self._layouts[path] = layout
+        return self._layouts[path]
 
     # -- reading --------------------------------------------------------------------------------
     def _bytes(self, split: Split) -> bytes:
         with reading(split.path):
             if is_compressed(split.path):
-                with self.fs.open(split.path, "rb", compression="infer") as f:
-                    return f.read()
+                return read_range(
+                    self.fs, split.path, self._layout(split.path), self.store, split.start, split.stop
+                )
             with self.fs.open(split.path, "rb") as f:
                 f.seek(split.start)
                 return f.read(split.stop - split.start)
 
     def raw_bytes(self, split: Split) -> tuple[int, int]:
-        """(bytes the split occupies in storage, bytes of text parsed): its byte range (the whole
-        file of a compressed one, whose parsed size is not known before reading: counted as
-        stored)."""
-        return split.stop - split.start, split.stop - split.start
+        """(bytes the split occupies in storage, bytes of text parsed): its byte range (of a
+        compressed file: its share of the compressed bytes, and its decompressed range)."""
+        parsed = split.stop - split.start
+        if is_compressed(split.path):
+            return self._layout(split.path).stored_bytes(split.start, split.stop), parsed
+        return parsed, parsed
 
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """The split as a table of :meth:`schema`'s types, except that sparse columns named in
@@ -349,6 +357,8 @@ class TextSource:
         """1-based line number of the first byte of a split (counted only when rows go bad)."""
         if split.start == 0:
             return 1
+        if is_compressed(split.path):
+            return self._layout(split.path).line_of(split.start)
         count = 0
         with self.fs.open(split.path, "rb") as f:
             left = split.start
@@ -359,19 +369,6 @@ class TextSource:
                 count += block.count(b"\n")
                 left -= len(block)
         return count + 1
-
-
-def _next_line_start(f, pos: int, size: int) -> int:
-    """The offset just after the first newline at or after ``pos`` (``size`` if none)."""
-    f.seek(pos)
-    while True:
-        block = f.read(1 << 16)
-        if not block:
-            return size
-        i = block.find(b"\n")
-        if i >= 0:
-            return pos + i + 1
-        pos += len(block)
 
 
 def _table_lines(row_lines: np.ndarray, header: bool, excluded) -> np.ndarray:

@@ -1,0 +1,418 @@
+"""Compressed text files split into many splits, each read with bounded memory.
+
+A compressed file is planned by one streaming pass over its decompressed text, which finds the
+cuts the same text uncompressed would get (``cuts.StreamCutter``: same sample, same rule, on
+decompressed offsets, so the shards are byte-identical) and, at the same time, what lets a split
+task start reading near its first byte instead of at the file's start:
+
+- **gzip** (``.gz``): the pass is rapidgzip's (ISA-L's inflate, on several threads where the
+  machine has them), and its zran index of seek points (deflate block starts, with the 32 KiB
+  of text before each, about every 4 MiB of text) is kept for the point at or before each
+  split's start only. A task starts ISA-L's raw inflate at that point (the window as its
+  dictionary, the compressed bits realigned to a byte when the block starts inside one:
+  ``_aligned``), so it decompresses its own bytes and at most one point's spacing before them.
+  A file of several gzip members (``cat a.gz b.gz``, bgzip) is read on across members.
+- **bz2, xz, zstd**: the starts of the file's independent members (bz2 streams, xz streams,
+  zstd frames: files written by parallel compressors such as pbzip2 or pzstd have many). A task
+  starts at the last member that begins at or before its first byte; in a file of one member
+  every task decompresses from the start and skips to its bytes (memory stays bounded; time
+  grows with the split's position).
+
+The plan (cuts, newlines before each cut, members) and the gzip index are kept in an
+:class:`IndexStore` (the job output's ``_index/``), under the file's identity (path, size,
+modification time): built once, read by every split task, and reused by a resumed run.
+"""
+
+from __future__ import annotations
+
+import bisect
+import bz2
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ...errors import SourceError
+from .cuts import SAMPLE, StreamCutter, target
+
+GZIP, BZ2, XZ, ZSTD = "gzip", "bz2", "xz", "zstd"
+_SUFFIX = {".gz": GZIP, ".bz2": BZ2, ".xz": XZ, ".zst": ZSTD, ".zstd": ZSTD}
+#: decompressed bytes per step of a pass; compressed bytes per read of a split task
+BLOCK, READ = 8 << 20, 1 << 20
+#: threads of rapidgzip's pass (it decompresses chunks of the file in parallel)
+PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
+CHUNK = (1 << 20, 4 << 20)
+#: what a plan file's format is (a plan of another version is rebuilt)
+VERSION = 1
+
+
+def codec_of(path: str) -> str:
+    for suffix, codec in _SUFFIX.items():
+        if path.endswith(suffix):
+            return codec
+    raise ValueError(f"{path}: not a compressed file name")
+
+
+@dataclass
+class Layout:
+    """A compressed file's plan."""
+
+    codec: str
+    stored: int  #: compressed bytes
+    size: int  #: decompressed bytes
+    rows_per_shard: int
+    header: bool
+    bounds: list[int]  #: split bounds in the decompressed text: 0, cuts..., size
+    lines: list[int]  #: newlines before each bound
+    #: (compressed, decompressed) offset of each member's start (bz2, xz, zstd)
+    members: list[list[int]] = field(default_factory=list)
+    index: str | None = None  #: gzip: the index's file name in the store
+    version: int = VERSION
+
+    def line_of(self, start: int) -> int:
+        """1-based line number of the split beginning at ``start``."""
+        return self.lines[self.bounds.index(start)] + 1
+
+    def stored_bytes(self, start: int, stop: int) -> int:
+        """Compressed bytes a split stands for (its share of the file)."""
+        return round((stop - start) * self.stored / max(self.size, 1))
+
+
+class IndexStore:
+    """Plans and gzip indexes of compressed inputs, in one directory, by file identity."""
+
+    def __init__(self, directory: str | None):
+        self.directory = directory or os.path.join(tempfile.gettempdir(), "recprep-index")
+        self._layouts: dict[str, Layout] = {}
+        self._points: dict[str, _Gzidx] = {}
+
+    def key(self, fs, path: str) -> str:
+        info = fs.info(path)
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
+        ident = json.dumps([VERSION, fs.unstrip_protocol(path), info.get("size"), str(stamp)])
+        return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def load(self, key: str) -> Layout | None:
+        if key in self._layouts:
+            return self._layouts[key]
+        try:
+            with open(self._path(f"{key}.json")) as f:
+                layout = Layout(**json.load(f))
+        except (OSError, ValueError, TypeError):
+            return None
+        if layout.version != VERSION or (layout.index and not os.path.exists(self._path(layout.index))):
+            return None
+        self._layouts[key] = layout
+        return layout
+
+    def save(self, key: str, layout: Layout, gzidx: bytes | None) -> None:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            if gzidx is not None:
+                layout.index = f"{key}.gzidx"
+                _write(self._path(layout.index), gzidx)
+            _write(self._path(f"{key}.json"), json.dumps(asdict(layout)).encode())
+        except OSError as exc:
+            raise SourceError(
+                f"cannot keep the index of a compressed input in {self.directory} ({exc})"
+            ) from None
+        self._layouts[key] = layout
+
+    def point(self, layout: Layout, start: int) -> tuple[tuple[int, int, int, int], bytes]:
+        """The gzip index's last seek point at or before ``start``, and its window."""
+        path = self._path(layout.index)
+        if path not in self._points:
+            with open(path, "rb") as f:
+                self._points[path] = _Gzidx.parse(f)
+        return self._points[path].at(path, start)
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write whole, then rename into place (a reader never sees half a file; two writers of the
+    same plan write the same bytes)."""
+    tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+# -- planning ---------------------------------------------------------------------------------
+def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStore) -> Layout:
+    """The file's plan from the store, or made by one pass over it (and kept in the store)."""
+    key = store.key(fs, path)
+    layout = store.load(key)
+    if layout is not None and (layout.rows_per_shard, layout.header) == (rows_per_shard, header):
+        return layout
+    codec = codec_of(path)
+    cutter = StreamCutter(rows_per_shard, header)
+    stored = fs.size(path)
+    members: list[list[int]] = []
+    gzidx = None
+    with fs.open(path, "rb") as raw:
+        if codec == GZIP:
+            gzidx = _gzip_pass(raw, cutter, path)
+            index = _Gzidx.parse(io.BytesIO(gzidx))
+            _check_end(raw, path, index, gzidx, cutter.size)
+        else:
+            for block in _member_blocks(codec, raw, path, members):
+                cutter.feed(block)
+    bounds, lines = cutter.finish()
+    if gzidx is not None:
+        gzidx = index.trimmed(gzidx, bounds)
+    layout = Layout(codec, stored, cutter.size, rows_per_shard, header, bounds, lines, members)
+    store.save(key, layout, gzidx)
+    return layout
+
+
+def _gzip_pass(raw, cutter: StreamCutter, path: str) -> bytes:
+    """Feed the decompressed text to ``cutter``; rapidgzip's index of the file (indexed_gzip's
+    format), with a seek point about every quarter of a split's bytes (within ``CHUNK``)."""
+    import rapidgzip
+
+    sample = _gzip_sample(raw, path)
+    rule = target(sample, cutter.header, cutter.rows_per_shard)
+    chunk = min(max(rule.target // 4, CHUNK[0]), CHUNK[1])
+    raw.seek(0)
+    try:
+        with rapidgzip.RapidgzipFile(raw, parallelization=PASS_THREADS, chunk_size=chunk) as gz:
+            for block in iter(lambda: gz.read(BLOCK), b""):
+                cutter.feed(block)
+            out = io.BytesIO()
+            gz.export_index(out, rapidgzip.IndexFormat.INDEXED_GZIP)
+    except ValueError as exc:  # rapidgzip's word for data that is not gzip, or is damaged
+        raw.seek(0)
+        raise SourceError(
+            f"{path}: cannot decompress it ({_gzip_problem(raw) or _first_line(exc)})"
+        ) from None
+    return out.getvalue()
+
+
+def _check_end(raw, path: str, index: _Gzidx, data: bytes, size: int) -> None:
+    """The pass read the whole file: from the index's last seek point, ISA-L reads on to the
+    end of the last member and finds the text the pass found (rapidgzip ends a file cut short
+    without a word)."""
+    i = len(index.points) - 1
+    while i > 0 and index.points[i][1] >= size:  # a point at the very end has nothing after it
+        i -= 1
+    point, window = index.points[i], index.window_in(data, i)
+    end = point[1] + sum(len(b) for b in _gzip_blocks(raw, path, point, window))
+    if end != size:
+        raise SourceError(f"{path}: cannot decompress it (its text ends at byte {end}, not {size})")
+
+
+def _gzip_sample(raw, path: str) -> bytes:
+    """The first ``SAMPLE`` bytes of text (for the cut rule, and so the seek points' spacing)."""
+    try:
+        with gzip.GzipFile(fileobj=raw) as f:
+            return f.read(SAMPLE)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"{path}: cannot decompress it ({exc})") from None
+
+
+def _gzip_problem(raw) -> str | None:
+    """What Python's own gzip reader says of a file rapidgzip refused (its words are clearer
+    for a file that is not gzip or is cut short), or None if it reads the file."""
+    try:
+        with gzip.GzipFile(fileobj=raw) as f:
+            while f.read(BLOCK):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        return str(exc)
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _decompressor(codec: str, path: str):
+    if codec == GZIP:
+        from isal import isal_zlib
+
+        return isal_zlib.decompressobj(wbits=31)
+    if codec == BZ2:
+        return bz2.BZ2Decompressor()
+    if codec == XZ:
+        return lzma.LZMADecompressor()
+    try:
+        import zstandard
+    except ImportError:
+        raise SourceError(
+            f"{path}: reading zstd needs the zstandard package (pip install zstandard)"
+        ) from None
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(0, 0)):
+    """The decompressed text of a file of independent members (gzip members, bz2 and xz
+    streams, zstd frames), from the member starting at ``at`` (compressed, decompressed
+    offsets) on, block by block; each member's start appended to ``members``."""
+    pos, produced = at  # compressed offset of ``data``, bytes of text so far
+    d = None
+    raw.seek(pos)
+    data = b""
+    while True:
+        if not data:
+            data = raw.read(READ)
+            if not data:
+                break
+        if d is None or d.eof:  # a member begins here (null bytes between members: padding)
+            lead = len(data) - len(data.lstrip(b"\0"))
+            pos, data = pos + lead, data[lead:]
+            if not data:
+                continue
+            d = _decompressor(codec, path)
+            if members is not None:
+                members.append([pos, produced])
+        out = d.decompress(data)
+        if out:
+            produced += len(out)
+            yield out
+        rest = d.unused_data if d.eof else b""
+        pos, data = pos + len(data) - len(rest), rest
+    if d is not None and not d.eof:
+        raise EOFError("compressed data ends before the end of its stream (truncated?)")
+
+
+# -- reading ----------------------------------------------------------------------------------
+def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of the file's decompressed text."""
+    with fs.open(path, "rb") as raw:
+        if layout.codec == GZIP:
+            point, window = store.point(layout, start)
+            blocks = _gzip_blocks(raw, path, point, window)
+            pos = point[1]
+        else:
+            offsets = [m[1] for m in layout.members]
+            member = layout.members[max(bisect.bisect_right(offsets, start) - 1, 0)]
+            blocks = _member_blocks(layout.codec, raw, path, at=tuple(member))
+            pos = member[1]
+        out = []
+        for block in blocks:
+            a, b = max(start - pos, 0), min(stop - pos, len(block))
+            if b > a:
+                out.append(block[a:b])
+            pos += len(block)
+            if pos >= stop:
+                break
+        return b"".join(out)
+
+
+def _gzip_blocks(raw, path: str, point: tuple[int, int, int, int], window: bytes):
+    """The decompressed text from a seek point of the index on, block by block (and on into
+    the file's next gzip members)."""
+    from isal import isal_zlib
+
+    c, u, bits, _ = point
+    d = isal_zlib.decompressobj(wbits=-15, zdict=window) if window else isal_zlib.decompressobj(wbits=-15)
+    used = 0  # aligned bytes fed to d and consumed
+    for data in _aligned(raw, c, bits):
+        out = d.decompress(data)
+        if out:
+            yield out
+        u += len(out)
+        used += len(data) - len(d.unused_data)
+        if d.eof:
+            break
+    if not d.eof:
+        raise EOFError("compressed data ends before the end of its stream (truncated?)")
+    # the member ended: the next one starts 8 bytes (CRC, size) after the byte holding its last
+    # bit, which an aligned byte ``used - 1`` may share with the byte after it
+    ends = [c + used - 1] if not bits else [c + used - 2, c + used - 1]
+    for end in ends:
+        raw.seek(end + 9)
+        if raw.read(2) == b"\x1f\x8b":
+            yield from _member_blocks(GZIP, raw, path, at=(end + 9, u))
+            return
+    raw.seek(ends[-1] + 9)
+    if raw.read(1):
+        raise EOFError("no gzip member follows the end of the previous one")
+
+
+def _aligned(raw, c: int, bits: int):
+    """The compressed bytes from a seek point on, shifted so that its first bit begins a byte:
+    a point of a zran index starts ``bits`` bits before byte ``c`` (in the high bits of byte
+    ``c - 1``, deflate reading each byte from its low bit)."""
+    if not bits:
+        raw.seek(c)
+        yield from iter(lambda: raw.read(READ), b"")
+        return
+    raw.seek(c - 1)
+    prev = raw.read(1)
+    while True:
+        chunk = raw.read(READ)
+        if not chunk:
+            yield bytes([prev[0] >> (8 - bits)])
+            return
+        b = np.frombuffer(prev + chunk, dtype=np.uint8).astype(np.uint16)
+        yield (((b[:-1] >> (8 - bits)) | (b[1:] << bits)) & 0xFF).astype(np.uint8).tobytes()
+        prev = chunk[-1:]
+
+
+# -- indexed_gzip's index file ----------------------------------------------------------------
+_MAGIC, _HEAD, _POINT = b"GZIDX\x01", struct.Struct("<QQIII"), struct.Struct("<QQBB")
+
+
+@dataclass
+class _Gzidx:
+    """A zran index file in indexed_gzip's format (version 1: a header, the seek points, then
+    the 32 KiB window of text before each point that has one), as rapidgzip exports it: read to
+    keep a few points, and to start reading at one."""
+
+    header: bytes  #: the header, without its point count
+    window: int
+    points: list[tuple[int, int, int, int]]  #: (compressed, decompressed, bits, has window)
+    windows: list[int]  #: each point's window's offset in the file (-1: none)
+
+    @classmethod
+    def parse(cls, f) -> _Gzidx:
+        head = f.read(7 + _HEAD.size)
+        if head[:6] != _MAGIC:
+            raise SourceError("an index of indexed_gzip in a format this recprep does not read")
+        _csize, _usize, _spacing, window, n = _HEAD.unpack(head[7:])
+        table = f.read(n * _POINT.size)
+        points = [_POINT.unpack_from(table, i * _POINT.size) for i in range(n)]
+        at, windows = len(head) + len(table), []
+        for p in points:
+            windows.append(at if p[3] else -1)
+            at += window if p[3] else 0
+        return cls(head[:-4], window, points, windows)
+
+    def _last(self, start: int) -> int:
+        return max(bisect.bisect_right([p[1] for p in self.points], start) - 1, 0)
+
+    def trimmed(self, data: bytes, bounds: list[int]) -> bytes:
+        """The index with only the points a split of ``bounds`` starts from."""
+        keep = sorted({self._last(start) for start in bounds[:-1]})
+        out = bytearray(self.header) + struct.pack("<I", len(keep))
+        for i in keep:
+            out += _POINT.pack(*self.points[i])
+        for i in keep:
+            out += self.window_in(data, i)
+        return bytes(out)
+
+    def window_in(self, data: bytes, i: int) -> bytes:
+        """Point ``i``'s window in the index file's bytes ``data`` (empty: it has none)."""
+        return data[self.windows[i] : self.windows[i] + self.window] if self.points[i][3] else b""
+
+    def at(self, path: str, start: int) -> tuple[tuple[int, int, int, int], bytes]:
+        """The last point at or before ``start`` and its window, read from the file at ``path``."""
+        i = self._last(start)
+        if not self.points[i][3]:
+            return self.points[i], b""
+        with open(path, "rb") as f:
+            f.seek(self.windows[i])
+            return self.points[i], f.read(self.window)

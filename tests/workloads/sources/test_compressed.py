@@ -1,0 +1,218 @@
+"""Compressed inputs are split like the same text uncompressed: the same cuts, the same bytes per
+split, the same line numbers, for gzip (one member or several), bz2, xz and zstd; the plan and
+index are made once and reused; a task reads its split with memory bounded by the split."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recprep.errors import SourceError
+from recprep.spec import load_job_dict
+from recprep.workloads.sources import compressed, open_source
+from recprep.workloads.sources.cuts import StreamCutter, seek_bounds, target
+
+from ...conftest import job_doc
+
+
+def criteo_text(rows: int, seed: int = 0) -> bytes:
+    """Criteo-shaped lines: a label, 13 integers (some empty), 26 hex IDs (some empty)."""
+    rng = np.random.default_rng(seed)
+    ints = rng.integers(0, 5000, (rows, 13)).astype(str)
+    ints[rng.random((rows, 13)) < 0.2] = ""
+    cats = np.char.mod("%08x", rng.integers(0, 1 << 31, (rows, 26)))
+    cats[rng.random((rows, 26)) < 0.1] = ""
+    label = rng.integers(0, 2, (rows, 1)).astype(str)
+    fields = np.concatenate([label, ints, cats], axis=1)
+    return ("\n".join("\t".join(r) for r in fields.tolist()) + "\n").encode()
+
+
+def thirds(text: bytes) -> list[bytes]:
+    """The text in three pieces cut at line ends (one compressed member each)."""
+    a = text.rfind(b"\n", 0, len(text) // 3) + 1
+    b = text.rfind(b"\n", 0, 2 * len(text) // 3) + 1
+    return [text[:a], text[a:b], text[b:]]
+
+
+def zstd_frames(text: bytes) -> bytes:
+    c = zstandard.ZstdCompressor(level=3)
+    return b"".join(c.compress(p) for p in thirds(text))
+
+
+CODECS = {
+    "data.tsv.gz": lambda t: gzip.compress(t, 6),
+    "members.tsv.gz": lambda t: b"".join(gzip.compress(p, 6) for p in thirds(t)),
+    "data.tsv.bz2": lambda t: b"".join(bz2.compress(p) for p in thirds(t)),
+    "data.tsv.xz": lambda t: lzma.compress(t, preset=1),
+    "data.tsv.zst": zstd_frames,
+}
+
+
+def source(path, index_dir, **fields):
+    doc = job_doc(str(path), "unused", transforms=[], **fields)
+    return open_source(load_job_dict(doc).spec.source, index_dir=str(index_dir))
+
+
+@pytest.fixture(scope="module")
+def text() -> bytes:
+    return criteo_text(24000)  # ~4.5 MB: several gzip seek points, a sample of 1 MiB
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_a_compressed_file_is_split_where_the_same_text_uncompressed_is(tmp_path, text, name, monkeypatch):
+    monkeypatch.setattr(compressed, "CHUNK", (64 << 10, 64 << 10))  # many seek points in 4.5 MB
+    plain = tmp_path / "data.tsv"
+    plain.write_bytes(text)
+    packed = tmp_path / name
+    packed.write_bytes(CODECS[name](text))
+    a, b = source(plain, tmp_path / "idx"), source(packed, tmp_path / "idx")
+    # a one-member xz (and bz2's three members) is read from a member's start: fewer splits
+    rows = 3000 if name.endswith((".xz", ".bz2")) else 1000
+    ours, theirs = b.splits(rows), a.splits(rows)
+    assert len(ours) == len(theirs) > 24000 // rows - 2
+    assert [(s.start, s.stop) for s in ours] == [(s.start, s.stop) for s in theirs]
+    for x, y in zip(ours, theirs):
+        assert b._bytes(x) == a._bytes(y)
+        assert b._first_line(x) == a._first_line(y)
+        assert x.est_rows == a._bytes(y).count(b"\n")  # its exact rows (counted by the pass)
+    for x, y in [(ours[0], theirs[0]), (ours[-1], theirs[-1])]:
+        assert b.read(x).table.equals(a.read(y).table)
+    if name.endswith(".gz"):  # the kept index holds one seek point per split start, not all
+        (index,) = (tmp_path / "idx").glob("*.gzidx")
+        points = int.from_bytes(index.read_bytes()[31:35], "little")
+        assert 1 < points <= len(ours)
+    else:
+        (plan,) = (tmp_path / "idx").glob("*.json")
+        members = json.loads(plan.read_text())["members"]
+        assert len(members) == (1 if name.endswith(".xz") else 3)
+
+
+def test_a_gzip_split_starts_mid_block_at_every_bit_offset(tmp_path, monkeypatch):
+    """Seek points fall anywhere inside a byte; reading from each gives the plain text."""
+    monkeypatch.setattr(compressed, "CHUNK", (16 << 10, 16 << 10))
+    text = criteo_text(12000, seed=3)
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress(text, 9))
+    src = source(path, tmp_path / "idx")
+    src.splits(100)
+    layout = src._layout(str(path))
+    (index,) = (tmp_path / "idx").glob("*.gzidx")
+    with open(index, "rb") as f:
+        points = compressed._Gzidx.parse(f).points
+    assert len({p[2] for p in points}) >= 6  # many bit offsets among the kept points
+    for p in points:
+        start = p[1]
+        assert (
+            compressed.read_range(src.fs, str(path), layout, src.store, start, start + 5000)
+            == (text[start : start + 5000])
+        )
+
+
+def test_the_plan_is_made_once_and_remade_when_the_file_changes(tmp_path, text, monkeypatch):
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress(text, 1))
+    first = source(path, tmp_path / "idx").splits(2000)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the file was decompressed again")
+
+    with monkeypatch.context() as m:
+        m.setattr(compressed, "_gzip_pass", no_pass)
+        again = source(path, tmp_path / "idx")  # a resumed run, a worker: the kept plan
+        assert again.splits(2000) == first
+        assert again._bytes(first[3]) == text[first[3].start : first[3].stop]
+    shorter = text[: text.rfind(b"\n", 0, len(text) // 2) + 1]
+    path.write_bytes(gzip.compress(shorter, 1))
+    os.utime(path, (1, 1))
+    assert source(path, tmp_path / "idx").splits(2000)[-1].stop == len(shorter)
+
+
+def test_a_worker_without_the_plan_is_told_where_it_should_be(tmp_path, text):
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress(text, 1))
+    split = source(path, tmp_path / "planned").splits(2000)[2]
+    with pytest.raises(SourceError, match=r"data.tsv.gz: its index is not in .*elsewhere"):
+        source(path, tmp_path / "elsewhere").read(split)
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("data.tsv.gz", lambda b: b[: len(b) // 2], "truncated"),
+        ("data.tsv.gz", lambda b: b"not gzip at all\n" * 10, "Not a gzipped file"),
+        ("data.tsv.bz2", lambda b: b[: len(b) // 2], "truncated"),
+        ("data.tsv.xz", lambda b: b[:100] + b"\0" * 50 + b[150:], "Corrupt input data"),
+    ],
+)
+def test_a_damaged_compressed_file_is_one_error_naming_it(tmp_path, text, name, damage, message):
+    path = tmp_path / name
+    path.write_bytes(damage(CODECS[name](text)))
+    with pytest.raises(SourceError, match=rf"{name}: cannot .*{message}"):
+        src = source(path, tmp_path / "idx")
+        for split in src.splits(2000):
+            src.read(split)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=120),
+    trailing=st.booleans(),
+    header=st.booleans(),
+    rows=st.integers(1, 30),
+    block=st.integers(1, 300),
+)
+def test_the_stream_cutter_cuts_where_seeking_does(lines, trailing, header, rows, block, tmp_path_factory):
+    data = b"\n".join(lines) + (b"\n" if trailing and lines else b"")
+    path = tmp_path_factory.mktemp("cut") / "f"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        rule = target(f.read(1 << 20), header, rows)
+        expected = seek_bounds(f, len(data), rule)
+    cutter = StreamCutter(rows, header)
+    for i in range(0, len(data), block):
+        cutter.feed(data[i : i + block])
+    bounds, newlines = cutter.finish()
+    assert bounds == expected
+    assert newlines == [data.count(b"\n", 0, b) for b in bounds]
+
+
+def test_a_split_task_reads_with_memory_bounded_by_its_split(tmp_path, monkeypatch):
+    """A fresh process reading one 65,536-row split of a 40 MB-of-text gzip file grows by a small
+    multiple of the split, not by the file (the old reader held the whole text)."""
+    text = criteo_text(24000, seed=5) * 8  # ~36 MB of text, ~7 MB gzip
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress(text, 1))
+    splits = source(path, tmp_path / "idx").splits(20000)
+    split = splits[len(splits) // 2]
+    script = textwrap.dedent(
+        f"""
+        import resource, sys
+        from recprep.spec import load_job_dict
+        from recprep.workloads.sources import open_source
+        from recprep.workloads.sources.base import Split
+        doc = {job_doc(str(path), "unused", transforms=[])!r}
+        src = open_source(load_job_dict(doc).spec.source, index_dir={str(tmp_path / "idx")!r})
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        src.read(Split(*{(split.index, split.path, split.start, split.stop, split.est_rows)!r}))
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) * 1024)
+        """
+    )
+    grew = int(
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    )
+    size = split.stop - split.start
+    assert grew < 8 * size, (grew, size)
+    assert grew < len(text) / 2, (grew, len(text))
