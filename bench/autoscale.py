@@ -2,6 +2,7 @@
 
     python bench/autoscale.py                       # every policy on every trace, a table
     python bench/autoscale.py --json                # one JSON object: trace -> policy -> measures
+                                                    # (and _floor: trace -> its cost floor and bound)
     python bench/autoscale.py --trace my.csv        # columns: seconds, demand (any unit)
     python bench/autoscale.py --traces steady nasa --policies predictive reactive oracle
 
@@ -239,6 +240,97 @@ def load_traces(names: list[str], user: Path | None, seed: int) -> tuple[dict, d
     return traces, periods, notes
 
 
+def _whole_mixes(config: SimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Every whole-worker mix of the pools within their limits (min to max; a pool with hosts, ISP,
+    at most one worker per host), as (capacity rows/s ascending, the least cost per hour of a mix
+    with at least that capacity)."""
+    ranges = [range(p.min, min(p.max, p.hosts if p.hosts is not None else p.max) + 1) for p in config.pools]
+    caps, costs = [], []
+    for combo in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(len(ranges), -1).T:
+        caps.append(sum(n * config.rate(p) for n, p in zip(combo, config.pools)))
+        costs.append(sum(n * p.price_per_hour for n, p in zip(combo, config.pools)))
+    order = np.argsort(caps, kind="stable")
+    caps_a, costs_a = np.array(caps, dtype=float)[order], np.array(costs, dtype=float)[order]
+    return caps_a, np.minimum.accumulate(costs_a[::-1])[::-1]
+
+
+def moving_average(values: np.ndarray, k: int) -> np.ndarray:
+    """The mean of the last ``k`` values at each point (fewer at the start)."""
+    c = np.concatenate([[0.0], np.cumsum(values)])
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(0, idx - k)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def cost_floor(demand: np.ndarray, config: SimConfig, smoothing: float | None = None) -> float:
+    """The least cost of meeting ``demand`` (rows/s per step of ``config.dt``; NaN: no trainer)
+    without a stall, ignoring start-up lag and preemption: at each step the cheapest whole-worker
+    mix of the pools (within their min and max, ISP capped by its hosts) whose capacity meets that
+    step's demand, or its trailing moving average over ``smoothing`` seconds (None:
+    ``config.peak_smoothing``, the 30 s the trainers' buffer holds; 0: the raw demand), summed
+    over the trace. Above the pools' limits, the pools at their limits."""
+    caps, least = _whole_mixes(config)
+    want = np.nan_to_num(np.asarray(demand, dtype=float), nan=0.0)
+    seconds = config.peak_smoothing if smoothing is None else smoothing
+    k = max(1, round(seconds / config.dt))
+    need = moving_average(want, k) if k > 1 else want
+    idx = np.minimum(np.searchsorted(caps, need * (1 - 1e-12), side="left"), len(caps) - 1)
+    return float(least[idx].sum() * config.dt / 3600.0)
+
+
+def _fractional_cost(config: SimConfig, rate: np.ndarray) -> np.ndarray:
+    """Cost per hour of the cheapest *fractional* mix meeting ``rate``: every pool at its min,
+    then the cheapest rows first (convex in the rate, and below every whole-worker mix)."""
+    pools = sorted(config.pools, key=lambda p: p.price_per_hour / config.rate(p))
+    need = np.maximum(0.0, rate - sum(p.min * config.rate(p) for p in pools))
+    cost = np.full(np.shape(rate), sum(p.min * p.price_per_hour for p in pools), dtype=float)
+    for p in pools:
+        limit = min(p.max, p.hosts if p.hosts is not None else p.max)
+        take = np.minimum(need, (limit - p.min) * config.rate(p))
+        cost += take / config.rate(p) * p.price_per_hour
+        need = need - take
+    return cost
+
+
+def cost_bound(demand: np.ndarray, config: SimConfig, windows=(60, 300, 900, 1800, 3600)) -> float:
+    """A lower bound on the cost of any policy that never stalls, in the simulator's model with
+    nominal rows/s per worker and no start-up lag or preemption: capacity may follow demand at
+    once, and the buffer may let a policy alternate whole-worker mixes to pay for a fractional one.
+
+    Over any window of ``w`` seconds the rows produced, plus the rows buffered or in flight at its
+    start (at most the driver's cap: 30 s of the demand it measured, at least its minimum shards;
+    bounded by 30 s of the most demand over the 60 s before), must cover the demand in it; the
+    cost of a window is at least ``w`` times the cheapest fractional mix meeting that average
+    (Jensen: the fractional cost is convex). Every tiling of the trace by windows of one size is a
+    bound; this is the best of ``windows``."""
+    want = np.nan_to_num(np.asarray(demand, dtype=float), nan=0.0)
+    dt = config.dt
+    n = len(want)
+    floor_rows = config.min_prefetch_shards * config.shard_rows
+    look = max(1, round(60.0 / dt))
+    best = 0.0
+    for w in windows:
+        k = max(1, round(w / dt))
+        total = 0.0
+        for a in range(0, n, k):
+            b = min(n, a + k)
+            held = max(floor_rows, config.prefetch_seconds * float(want[max(0, a - look) : a + 1].max()))
+            rate = max(0.0, (float(want[a:b].sum()) * dt - held) / ((b - a) * dt))
+            total += (b - a) * dt * float(_fractional_cost(config, np.array(rate)))
+        best = max(best, total / 3600.0)
+    return best
+
+
+def floors(demand: np.ndarray, config: SimConfig) -> dict:
+    """The trace's cost floor (:func:`cost_floor` of the 30 s average, and of the raw demand) and
+    the lower bound any policy that never stalls pays (:func:`cost_bound`)."""
+    return {
+        "floor": round(cost_floor(demand, config), 4),
+        "floor_raw": round(cost_floor(demand, config, smoothing=0), 4),
+        "bound": round(cost_bound(demand, config), 4),
+    }
+
+
 def forecast_baselines(demand: np.ndarray, period: float | None, horizon_s: float, seed: int) -> dict:
     """MAPE and coverage of the peak over the horizon: ours (p90) vs seasonal-naive vs Holt-Winters,
     on the trace's demand in 10 s bins, a forecast every 30 s from the first hour on."""
@@ -274,11 +366,12 @@ def run(args) -> dict:
         f"every trace rescaled so its peak is {peak / 1e3:.0f}k rows/s = {PEAK_SHARE:.0%} of the pools at "
         f"max (cpu 20 x 10k + isp 4 x 40k rows/s): the peak needs every pool at its max"
     )
-    out: dict = {"_notes": notes, "_forecast": {}, "_seconds": {}}
+    out: dict = {"_notes": notes, "_forecast": {}, "_floor": {}, "_seconds": {}}
     started = time.process_time()
     for name, raw in traces.items():
         demand = _rescale(raw, peak)
         out[name] = {}
+        out["_floor"][name] = floors(demand, config)
         trace_started = time.process_time()
         recorded = {}
         for pol in args.policies:
@@ -310,18 +403,25 @@ def table(out: dict) -> str:
     lines = [*("# " + n for n in out["_notes"]), ""]
     head = (
         f"{'trace':<10} {'policy':<12} {'stall':>7} {'cpu wh':>7} {'isp wh':>7} {'cost':>7} "
-        f"{'actions':>7} {'lost':>5} {'preempt':>7} {'fc MAPE':>8} {'fc cov':>6}"
+        f"{'x floor':>7} {'actions':>7} {'lost':>5} {'preempt':>7} {'fc MAPE':>8} {'fc cov':>6}"
     )
     lines.append(head)
     for name, rows in out.items():
         if name.startswith("_"):
             continue
+        fl = out["_floor"].get(name)
+        if fl:
+            lines.append(
+                f"{name:<10} {'(floor)':<12} {0:>7.4f} {'':>7} {'':>7} {fl['floor']:>7.2f} {1:>7.2f}   "
+                f"bound {fl['bound']:.2f}, raw-demand floor {fl['floor_raw']:.2f}"
+            )
         for pol, r in rows.items():
             fc = r["forecast"] or {}
             wh = r["worker_hours"]
             lines.append(
                 f"{name:<10} {pol:<12} {r['stall_fraction']:>7.4f} {wh['cpu']:>7.1f} {wh['isp']:>7.1f} "
-                f"{r['cost']:>7.2f} {r['actions']:>7d} {r['shards_lost']:>5d} {r['preemptions']['cpu']:>7d} "
+                f"{r['cost']:>7.2f} {_ratio(r['cost'], fl):>7} {r['actions']:>7d} {r['shards_lost']:>5d} "
+                f"{r['preemptions']['cpu']:>7d} "
                 f"{_fmt(fc.get('mape')):>8} {_fmt(fc.get('coverage')):>6}"
             )
     if out["_forecast"]:
@@ -329,11 +429,18 @@ def table(out: dict) -> str:
         for name, fc in out["_forecast"].items():
             cells = "  ".join(f"{k} {_fmt(v['mape'], 1)}% / {_fmt(v['coverage'])}" for k, v in fc.items())
             lines.append(f"{name:<10} {cells}")
+    lines += [
+        "",
+        "cost floor: the cheapest whole-worker mix meeting each second's 30 s average demand, no start-up",
+        "lag or preemption; bound: what any policy that never stalls pays at least (the buffer credited,",
+        "fractional mixes); x floor: cost / floor",
+    ]
     lines += ["", "checks of the issue's 'What must hold' (predictive against the others, per trace):"]
     for name, rows in out.items():
         if name.startswith("_") or not {"predictive", "reactive", "oracle"} <= set(rows):
             continue
-        lines.append(f"{name:<10} " + "; ".join(f"{k}: {v}" for k, v in holds(rows).items()))
+        checks = holds(rows, out["_floor"].get(name))
+        lines.append(f"{name:<10} " + "; ".join(f"{k}: {v}" for k, v in checks.items()))
     if out.get("_plots"):
         lines += [
             "",
@@ -347,17 +454,43 @@ def table(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _ratio(cost: float, fl: dict | None) -> str:
+    return f"{cost / fl['floor']:.2f}" if fl and fl["floor"] > 0 else "-"
+
+
+def _sf(x: float) -> str:
+    """A stall fraction: 4 decimals, or 2 significant digits when that would show a stall as 0."""
+    return f"{x:.1e}" if 0 < x < 5e-5 else f"{x:.4f}"
+
+
 def _yes(ok: bool, detail: str) -> str:
     return f"{'yes' if ok else 'NO'} ({detail})"
 
 
-def holds(rows: dict) -> dict:
-    """The issue's conditions for predictive on one trace, each with the figures behind it."""
+def reach(target: float, fl: dict | None) -> str:
+    """Whether a cost of ``target`` is within reach of a policy that never stalls, by the floors."""
+    if not fl:
+        return ""
+    if target < fl["bound"]:
+        return f"; {target:.2f} is below the bound {fl['bound']:.2f}: unreachable without stalls, proven"
+    if target < fl["floor"]:
+        return (
+            f"; {target:.2f} is below the floor {fl['floor']:.2f} (above the bound {fl['bound']:.2f}): "
+            "unreachable by whole-worker mixes meeting the 30 s demand"
+        )
+    return f"; {target:.2f} = {target / fl['floor']:.2f}x the floor: not ruled out"
+
+
+def holds(rows: dict, fl: dict | None = None) -> dict:
+    """The issue's conditions for predictive on one trace, each with the figures behind it; with
+    the trace's floors (:func:`floors`), whether 0.9x reactive's cost is within reach at all."""
     p, r, o = rows["predictive"], rows["reactive"], rows["oracle"]
     ps, rs = p["stall_fraction"], r["stall_fraction"]
     checks = {
-        "stall <= 1/3 reactive": _yes(ps <= rs / 3, f"{ps:.4f} vs {rs:.4f}"),
-        "cost <= 0.9x reactive": _yes(p["cost"] <= 0.9 * r["cost"], f"{p['cost'] / r['cost']:.2f}x"),
+        "stall <= 1/3 reactive": _yes(ps <= rs / 3, f"{_sf(ps)} vs {_sf(rs)}"),
+        "cost <= 0.9x reactive": _yes(
+            p["cost"] <= 0.9 * r["cost"], f"{p['cost'] / r['cost']:.2f}x" + reach(0.9 * r["cost"], fl)
+        ),
         "fewer actions": _yes(p["actions"] < r["actions"], f"{p['actions']} vs {r['actions']}"),
         "cost <= 1.25x oracle": _yes(p["cost"] <= 1.25 * o["cost"], f"{p['cost'] / o['cost']:.2f}x"),
         "no shard lost": _yes(all(x["shards_lost"] == 0 for x in rows.values()), "all policies"),
@@ -368,7 +501,7 @@ def holds(rows: dict) -> dict:
             if ps == os_ == 0:
                 checks[f"stall < {other}"] = "tie (both 0)"
             else:
-                checks[f"stall < {other}"] = _yes(ps < os_, f"{ps:.4f} vs {os_:.4f}")
+                checks[f"stall < {other}"] = _yes(ps < os_, f"{_sf(ps)} vs {_sf(os_)}")
     return checks
 
 

@@ -313,12 +313,18 @@ class CapacityHold:
         rate: float,
         bridge: float | None = None,
         shrink: str = "",
+        remember: float | None = None,
+        wait: bool = True,
     ) -> tuple[dict[str, int], dict[str, str], float]:
         """Replicas per pool meeting ``rate`` now, a note per pool, and the rate they are sized
         for; ``shrink``: why no pool may shrink now (empty: they may); ``bridge``: rows/s the
-        buffer supplies while workers start (None: the memory does not apply)."""
+        buffer supplies while workers start (None: the memory does not apply); ``remember``: the
+        rate the hold and the memory keep of this look (None: ``rate``; less for a rate not yet
+        confirmed, such as a surge the next looks may not see again); ``wait``: False when the
+        current sizes were never wanted for a rate (every pool at its limit until the first
+        measurement), so they shrink without waiting out the hold."""
         hist = self.history
-        hist.append((now, rate))
+        hist.append((now, rate if remember is None else min(rate, remember)))
         # the last look at or before ``now - memory`` stays (see :class:`Hysteresis`)
         while len(hist) > 1 and hist[1][0] <= now - self.memory:
             hist.popleft()
@@ -341,7 +347,7 @@ class CapacityHold:
             return cur, notes, most
         if shrink:
             return cur, {n: (f"; {shrink}" if smaller[n] < cur[n] else "") for n in pools}, most
-        if span + 1e-9 < self.hold:
+        if wait and span + 1e-9 < self.hold:
             why = f"; shrinking waits {self.hold - span:.0f} s more (hysteresis)"
             return cur, {n: (why if smaller[n] < cur[n] else "") for n in pools}, most
         if most > rate * (1 + 1e-9):

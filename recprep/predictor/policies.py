@@ -300,6 +300,8 @@ class _Planned(Policy):
         #: Seconds from the job's start (time 0 of ``now``) to finish by, unless the observation
         #: has its own; USD per hour the workers may cost.
         self.deadline, self.budget = deadline, budget
+        #: Whether the last decision put every pool at its limit for want of a measurement.
+        self._unmeasured = False
 
     def horizon(self, obs: Observation) -> float:
         return max(p.startup_lag for p in obs.pools.values()) + self.interval
@@ -319,6 +321,7 @@ class _Planned(Policy):
         if math.isnan(peak):
             # trainers attached but nothing measured yet: every pool at its limit until it is
             sizes = {name: pool.limit for name, pool in obs.pools.items()}
+            self._unmeasured = True
             why = f"{label}; every pool at its limit until measured"
             reasons = {n: f"{n} {p.replicas} -> {sizes[n]}: {why}" for n, p in obs.pools.items()}
             return Decision(sizes, reasons)
@@ -402,13 +405,16 @@ class Predictive(_Planned):
     - The forecast is of the peak of the demand smoothed over ``smooth`` bins (60 s): the
       trainers' prefetch buffer (30 s of demand) absorbs what lasts less, so bin-to-bin noise need
       not be met; a jump of the newest bin beyond ``surge_z`` times the bins' noise
-      (:func:`~.forecast.surge`) is followed at once, before the model catches up.
+      (:func:`~.forecast.surge`) is followed at once, before the model catches up. The hold
+      remembers only the model's forecast of that look: a surge that the next look does not see
+      again (a blip of noisy demand) costs one interval of the workers it asked for, not a hold.
     - A buffer below ``backlog_target`` is refilled over ``refill`` seconds (default: the horizon).
     - :class:`~.planner.CapacityHold`: grow at once (never adding a worker while the current ones
       meet the rate), shrink after ``hold`` to the cheapest subset meeting the most wanted in it,
       never while the buffer holds under ``shrink_backlog`` times the target, and never below
       what a return of paused trainers to the rate wanted within ``memory`` seconds needs beyond
-      what the buffered rows supply during a start-up.
+      what the buffered rows supply during a start-up. The limits taken before the first
+      measurement shrink at the first look that has one, without the hold.
     """
 
     name = "predictive"
@@ -447,6 +453,7 @@ class Predictive(_Planned):
         self.surge_z = surge_z
         self.shrink_backlog = shrink_backlog
         self._buffered = 0.0  # rows committed and not consumed, at the last look that knew them
+        self._surge = 0.0  # rows/s the last peak added for a surge beyond the model's forecast
 
     def size(self, now: float, obs: Observation, pl: Plan) -> tuple[dict[str, int], dict[str, str]]:
         """Replicas per pool from the rate the plan must meet (:class:`~.planner.CapacityHold`):
@@ -467,7 +474,14 @@ class Predictive(_Planned):
         # had, and the pools must bridge what the buffer does not while new workers start
         paused = obs.current_demand(obs.demand.step * 2) <= 0
         bridge = self._buffered / max(lag, 1.0) if paused else None
-        sizes, notes, _ = self.hold.apply(now, obs.pools, rate, bridge=bridge, shrink=shrink)
+        # a surge is met now, but held only once a later look sees it again: a blip of noise
+        # costs one interval of the workers it asked for, not a hold
+        remember = max(0.0, rate - self._surge) if self._surge > 0 else None
+        # the limits taken while nothing was measured were never wanted for a rate: no hold on them
+        wait, self._unmeasured = not self._unmeasured, False
+        sizes, notes, _ = self.hold.apply(
+            now, obs.pools, rate, bridge=bridge, shrink=shrink, remember=remember, wait=wait
+        )
         return sizes, notes
 
     def refill_seconds(self, horizon: float) -> float:
@@ -486,9 +500,11 @@ class Predictive(_Planned):
         history = obs.demand.array()
         value, how = self.forecaster.predict(history)
         label = f"forecast p{round(self.quantile * 100)} demand ({how})"
+        self._surge = 0.0
         if self.surge_z:
             jump = surge(history, self.surge_z)
             if jump > value:
+                self._surge = jump - value
                 return jump, f"demand surging (newest bin {fmt_rate(history[-1])}, ramp extrapolated)"
         return value, label
 

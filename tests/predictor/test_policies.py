@@ -133,6 +133,33 @@ def test_capacity_hold_keeps_the_workers_that_meet_the_rate_and_shrinks_to_a_sub
     assert sizes == {"cpu": 0, "isp": 0}  # nothing wanted within the memory
 
 
+def test_capacity_hold_remembers_less_than_an_unconfirmed_rate():
+    from recprep.predictor.planner import CapacityHold
+
+    h = CapacityHold(hold=30, memory=120)
+    # a surge asks for 125k now, but only 50k of it is remembered
+    sizes, _, _ = h.apply(0, pools(cpu_replicas=1, isp_replicas=1), 125_000, remember=50_000)
+    assert sizes == {"cpu": 1, "isp": 3}
+    assert h.apply(10, pools(cpu_replicas=1, isp_replicas=3), 50_000)[0] == {"cpu": 1, "isp": 3}
+    # once the looks span the hold, the sizes follow the most remembered (50k), not the surge
+    assert h.apply(30, pools(cpu_replicas=1, isp_replicas=3), 50_000)[0] == {"cpu": 1, "isp": 1}
+    # wait=False: sizes never wanted for a rate shrink without waiting out the hold
+    fresh = CapacityHold(hold=30)
+    assert fresh.apply(0, pools(cpu_replicas=20, isp_replicas=4), 50_000)[0] == {"cpu": 20, "isp": 4}
+    fresh = CapacityHold(hold=30)
+    assert fresh.apply(0, pools(cpu_replicas=20, isp_replicas=4), 50_000, wait=False)[0] == {
+        "cpu": 1,
+        "isp": 1,
+    }
+
+
+def test_predictive_shrinks_from_the_limits_at_its_first_measurement():
+    p = Predictive(backlog_target=0)
+    assert p.decide(0, observation([])).targets == {"cpu": 20, "isp": 4}  # nothing measured yet
+    d = p.decide(10, observation(np.full(30, 50_000.0), pools(cpu_replicas=20, isp_replicas=4)))
+    assert sum(d.targets.values()) < 24  # no hold on limits that were never wanted
+
+
 def test_predictive_before_any_measurement_and_over_gaps():
     p = Predictive()
     d = p.decide(0, observation([]))
