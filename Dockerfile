@@ -43,11 +43,12 @@ USER 10001
 ENTRYPOINT ["recprep"]
 CMD ["train", "--help"]
 
-# ---- runtime (the default): the wheel with the operator extra, nothing else from the source tree ----
+# ---- runtime (the default): the wheel with the operator, dashboard and cloud (object-store sources)
+# extras, nothing else from the source tree ----
 FROM base AS runtime
 ARG RECPREP_VERSION=0.1.0
 COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --find-links /wheels "recprep[operator,dashboard]==${RECPREP_VERSION}" \
+RUN pip install --no-cache-dir --find-links /wheels "recprep[operator,dashboard,cloud]==${RECPREP_VERSION}" \
     && rm -rf /wheels
 USER 10001
 ENTRYPOINT ["recprep"]

@@ -329,7 +329,7 @@ def test_dockerfile_shape():
     assert any("useradd --system --uid 10001" in line for line in stages["base"])
     # `docker build .` builds the last stage: the slim operator/worker image, without torch;
     # `--target trainer` the trainer image, with the train extra
-    for name, extra in (("trainer", "train"), ("runtime", "operator,dashboard")):
+    for name, extra in (("trainer", "train"), ("runtime", "operator,dashboard,cloud")):
         lines = stages[name]
         assert lines[0] == f"FROM base AS {name}"
         installs = [line for line in lines if line.startswith("RUN pip install")]

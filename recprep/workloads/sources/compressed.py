@@ -105,8 +105,13 @@ class IndexStore:
         return os.path.join(self.directory, name)
 
     def load(self, key: str) -> Layout | None:
-        if key in self._layouts:
-            return self._layouts[key]
+        """The kept plan of the file ``key`` names, or None (a plan read before is reused only
+        while its files are still there: an output removed between two runs of one process
+        loses its plan)."""
+        cached = self._layouts.get(key)
+        if cached is not None and os.path.exists(self._path(f"{key}.json")):
+            if not cached.index or os.path.exists(self._path(cached.index)):
+                return cached
         try:
             with open(self._path(f"{key}.json")) as f:
                 layout = Layout(**json.load(f))
@@ -357,8 +362,8 @@ def _aligned(raw, c: int, bits: int):
         if not chunk:
             yield bytes([prev[0] >> (8 - bits)])
             return
-        b = np.frombuffer(prev + chunk, dtype=np.uint8).astype(np.uint16)
-        yield (((b[:-1] >> (8 - bits)) | (b[1:] << bits)) & 0xFF).astype(np.uint8).tobytes()
+        b = np.frombuffer(prev + chunk, dtype=np.uint8)
+        yield ((b[:-1] >> (8 - bits)) | (b[1:] << bits)).tobytes()  # uint8: the high bits fall off
         prev = chunk[-1:]
 
 

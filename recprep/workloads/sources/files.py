@@ -22,21 +22,33 @@ def list_files(uri: str, exclude: str | None = None) -> tuple[fsspec.AbstractFil
         fs, path = fsspec.core.url_to_fs(uri)
     except (ValueError, ImportError) as exc:
         raise SourceError(f"spec.source.uri: cannot open {uri!r}: {exc}") from None
-    if any(ch in path for ch in "*?["):
-        files = sorted(fs.glob(path))
-    elif fs.isdir(path):
-        files = sorted(p for p in fs.find(path) if not _hidden(p))
-    elif fs.exists(path):
-        files = [path]
-    else:
-        raise SourceError(f"spec.source.uri: {uri!r} does not exist{_resolved(uri, fs, path)}")
-    files = [f for f in files if fs.isfile(f)]
+    try:
+        if any(ch in path for ch in "*?["):
+            files = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            files = sorted(p for p in fs.find(path) if not _hidden(p))
+        elif fs.exists(path):
+            files = [path]
+        else:
+            raise SourceError(f"spec.source.uri: {uri!r} does not exist{_resolved(uri, fs, path)}")
+        files = [f for f in files if fs.isfile(f)]
+    except SourceError:
+        raise
+    except Exception as exc:  # an object store client raises its own (credentials, access, bucket)
+        raise SourceError(f"spec.source.uri: cannot list {uri!r} ({_storage_error(exc)})") from None
     if exclude and "file" in _protocols(fs):
         inside = os.path.join(os.path.abspath(exclude), "")
         files = [f for f in files if not os.path.abspath(f).startswith(inside)]
     if not files:
         raise SourceError(f"spec.source.uri: no files found at {uri!r}{_resolved(uri, fs, path)}")
     return fs, files
+
+
+def _storage_error(exc: Exception) -> str:
+    """An object store client's error in a few words: its type and first line (missing
+    credentials, access denied, no such bucket)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
 def _resolved(uri: str, fs: fsspec.AbstractFileSystem, path: str) -> str:

@@ -139,6 +139,19 @@ def test_the_plan_is_made_once_and_remade_when_the_file_changes(tmp_path, text, 
     assert source(path, tmp_path / "idx").splits(2000)[-1].stop == len(shorter)
 
 
+def test_a_plan_removed_between_two_runs_of_one_process_is_made_again(tmp_path, text):
+    import shutil
+
+    path = tmp_path / "data.tsv.gz"
+    path.write_bytes(gzip.compress(text, 1))
+    src = source(path, tmp_path / "idx")
+    first = src.splits(2000)
+    shutil.rmtree(tmp_path / "idx")  # the output removed; the same process plans the job again
+    assert src.splits(2000) == first
+    fresh = source(path, tmp_path / "idx")  # a worker: finds the plan on disk
+    assert fresh._bytes(first[-1]) == text[first[-1].start :]
+
+
 def test_a_worker_without_the_plan_is_told_where_it_should_be(tmp_path, text):
     path = tmp_path / "data.tsv.gz"
     path.write_bytes(gzip.compress(text, 1))

@@ -1,0 +1,270 @@
+"""Compressed inputs: a gzip-compressed Criteo input against the same text uncompressed, through
+recprep's own job, on one single-threaded worker (the throughput bench's Criteo manifest).
+
+Per contender: shards and whether they are byte-identical to the uncompressed run's, rows/s
+(wall time from job submission to the last commit, on one worker: per core), and the worker
+process's peak memory: in all, and above what the idle worker process had ("job"), against the
+mean text of one shard. The gzip input runs twice: first with no
+kept plan (the planning pass over the file is in the time), then reusing the plan a first run
+kept in the output's ``_index/`` (a resumed run, a rerun with --overwrite).
+
+bz2, xz and zstd (one frame, and many frames as pzstd writes them) run on a smaller input
+(``--codec-rows``): their tasks start at the last member before their bytes, so a file of one
+member costs time growing with its size squared.
+
+    python bench/compressed.py                       # 2,000,000 rows gzip; 200,000 rows others
+    python bench/compressed.py --rows 300000 --codecs gz --repeat 1
+    python bench/compressed.py --json
+
+The Criteo sample is read from ../shared/data (or --data) and replicated in a temporary
+directory (or --workdir, outside the repository); without it the script says so and exits 0.
+Timings are only printed: this script never fails because something is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import contextlib
+import gzip
+import json
+import logging
+import lzma
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench._inputs import replicate_tsv  # noqa: E402
+from bench.throughput import recprep_job_document  # noqa: E402
+
+CODECS = ("gz", "bz2", "xz", "zst", "zst-frames")
+FRAME = 8 << 20  # text per zstd frame in "zst-frames" (pzstd's default is larger)
+
+
+def compress(plain: Path, codec: str) -> Path:
+    """``plain`` compressed as ``codec``, next to it (reused when present)."""
+    suffix = {"gz": ".gz", "bz2": ".bz2", "xz": ".xz", "zst": ".zst", "zst-frames": ".zst"}[codec]
+    path = plain.with_name(
+        plain.name.replace(".tsv", "-frames.tsv" if codec == "zst-frames" else ".tsv") + suffix
+    )
+    if path.is_file():
+        return path
+    started = time.perf_counter()
+    data = plain.read_bytes()
+    if codec == "gz":
+        packed = gzip.compress(data, 6)
+    elif codec == "bz2":
+        packed = bz2.compress(data, 9)
+    elif codec == "xz":
+        packed = lzma.compress(data, preset=6)
+    else:
+        import zstandard
+
+        c = zstandard.ZstdCompressor(level=3)
+        step = FRAME if codec == "zst-frames" else len(data)
+        packed = b"".join(c.compress(data[i : i + step]) for i in range(0, len(data), step))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(packed)
+    partial.replace(path)
+    log(f"wrote {path.name}: {len(packed) / 1e6:.0f} MB ({time.perf_counter() - started:.0f} s)")
+    return path
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _peak_reset() -> int:
+    """In a worker: forget the process's peak resident memory (Linux: clear_refs 5), so the next
+    reading of VmHWM is this job's (ru_maxrss cannot be reset, and a spawned worker's starts at
+    what its parent had)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _peak()
+
+
+def _peak() -> int:
+    """In a worker: its peak resident memory since the last reset, bytes (VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def worker_peak(client, reset: bool = False) -> int:
+    """The worker process's peak resident memory, bytes (since the last reset)."""
+    return max(client.run(_peak_reset if reset else _peak).values())
+
+
+def run(path: Path, out: Path, keep_plan: bool) -> dict:
+    """One timed job on one fresh worker process; its figures."""
+    from recprep.spec import load_job_dict
+    from recprep.workloads.output.layout import INDEX_DIR
+    from recprep.workloads.runner import run_job
+
+    if not keep_plan:
+        shutil.rmtree(out / INDEX_DIR, ignore_errors=True)
+    job = load_job_dict(recprep_job_document(path, "tsv", out))
+    with fresh_client() as client:  # a fresh worker process: its peak memory is this run's
+        idle = worker_peak(client, reset=True)
+        started = time.perf_counter()
+        summary = run_job(job, client=client, output=str(out), overwrite=True)
+        seconds = time.perf_counter() - started
+        peak = worker_peak(client)
+    return {
+        "rows": summary.rows_written,
+        "seconds": seconds,
+        "rows_per_s": summary.rows_written / seconds,
+        "worker_peak_bytes": peak,
+        "job_peak_bytes": peak - idle,  # above what the idle worker process had reached
+    }
+
+
+@contextlib.contextmanager
+def fresh_client():
+    """A local Dask cluster of one single-threaded worker process, started before the timing."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from recprep.workloads.runner import WORKER_CONFIG
+
+    with dask.config.set(WORKER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def best(path: Path, out: Path, keep_plan: bool, repeat: int) -> dict:
+    runs = [run(path, out, keep_plan) for _ in range(repeat)]
+    top = max(runs, key=lambda r: r["rows_per_s"])
+    for key in ("worker_peak_bytes", "job_peak_bytes"):
+        top[key] = max(r[key] for r in runs)
+    return top
+
+
+def shards(out: Path) -> list[Path]:
+    return sorted(out.glob("part-*.parquet"))
+
+
+def identical(a: Path, b: Path) -> bool:
+    x, y = shards(a), shards(b)
+    return len(x) == len(y) and all(p.read_bytes() == q.read_bytes() for p, q in zip(x, y))
+
+
+def shard_text(plain: Path, out: Path) -> int:
+    """Mean bytes of text per shard."""
+    return plain.stat().st_size // max(len(shards(out)), 1)
+
+
+def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int) -> dict:
+    from recprep.workloads.sources import compressed
+
+    compressed.PASS_THREADS = 1  # the single-core contract: the planning pass on one thread too
+    results = {}
+    base_out = workdir / "out-plain"
+    log(f"plain: {plain.name}")
+    results["plain"] = best(plain, base_out, True, repeat)
+    results["plain"]["shards"] = len(shards(base_out))
+    for codec in codecs:
+        path = compress(plain, codec)
+        out = workdir / f"out-{codec}"
+        log(f"{codec}: {path.name}, first run (planning pass included)")
+        first = best(path, out, False, repeat)
+        entry = {"input_bytes": path.stat().st_size, "first": first, "shards": len(shards(out))}
+        entry["identical"] = identical(out, base_out)
+        if codec == "gz":
+            log(f"{codec}: plan kept from the first run")
+            entry["reused"] = best(path, out, True, repeat)
+        results[codec] = entry
+    text = shard_text(plain, base_out)
+    for entry in results.values():
+        for run_ in (entry, entry.get("first"), entry.get("reused")):
+            if run_ and "worker_peak_bytes" in run_:
+                run_["job_peak_over_shard_text"] = run_["job_peak_bytes"] / text
+    results["shard_text_bytes"] = text
+    return results
+
+
+def report(results: dict) -> None:
+    plain = results["plain"]
+    print(f"shard text: {results['shard_text_bytes'] / 1e6:.1f} MB (mean bytes of input text per shard)")
+    print(
+        f"{'contender':<24} {'rows':>10} {'shards':>6} {'same':>5} {'rows/s':>10} {'x plain':>8} "
+        f"{'peak MB':>8} {'job MB':>7} {'x shard':>8}"
+    )
+
+    def line(name, r, shards_, same, base):
+        print(
+            f"{name:<24} {r['rows']:>10,} {shards_:>6} {same:>5} {r['rows_per_s']:>10,.0f} "
+            f"{r['rows_per_s'] / base:>7.2f}x {r['worker_peak_bytes'] / 1e6:>8.0f} "
+            f"{r['job_peak_bytes'] / 1e6:>7.0f} {r['job_peak_over_shard_text']:>7.1f}x"
+        )
+
+    line("plain", plain, plain["shards"], "-", plain["rows_per_s"])
+    for codec, entry in results.items():
+        if codec in ("plain", "shard_text_bytes"):
+            continue
+        base = plain["rows_per_s"]
+        same = "yes" if entry["identical"] else "NO"
+        line(f"{codec} (first run)", entry["first"], entry["shards"], same, base)
+        if "reused" in entry:
+            line(f"{codec} (plan reused)", entry["reused"], entry["shards"], same, base)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=2_000_000, help="rows of the gzip input")
+    ap.add_argument("--codec-rows", type=int, default=200_000, help="rows of the bz2/xz/zstd inputs")
+    ap.add_argument("--codecs", nargs="+", default=list(CODECS), choices=CODECS)
+    ap.add_argument("--repeat", type=int, default=2, help="keep the best of N runs")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--workdir", type=Path, help="inputs and outputs here (reused), not a temporary dir")
+    ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = ap.parse_args(argv)
+    sample = args.data / "criteo_kaggle_train_10k.tsv.gz"
+    if not sample.exists():
+        print(f"the Criteo sample is not at {sample}: nothing to measure")
+        return 0
+    temporary = None if args.workdir else tempfile.mkdtemp(prefix="recprep-compressed-")
+    workdir = args.workdir or Path(temporary)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        out = {}
+        groups = [
+            (args.rows, [c for c in args.codecs if c == "gz"]),
+            (args.codec_rows, [c for c in args.codecs if c != "gz"]),
+        ]
+        for rows, codecs in groups:
+            if not codecs:
+                continue
+            plain = replicate_tsv(sample, rows, workdir)
+            here = workdir / f"rows-{rows}"
+            here.mkdir(exist_ok=True)
+            out[str(rows)] = measure(plain, codecs, here, args.repeat)
+        if args.json:
+            print(json.dumps(out, indent=1))
+        else:
+            for rows, results in out.items():
+                print(f"\n{int(rows):,} rows")
+                report(results)
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Sources in object storage: an ``s3://`` input (plain or gzip) read through s3fs, the client users
+have, from a real S3 API server in this process (moto's server mode, as s3fs's own tests do). Its
+splits and bytes are those of the same file on a local path, a job on it writes the same shards,
+and a missing bucket or missing credentials are one line naming the URI, before any work."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from recprep.spec import load_job_dict
+from recprep.workloads.runner import run_job
+from recprep.workloads.sources import open_source
+
+from ...conftest import job_doc
+
+s3fs = pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on a free local port; the environment points the AWS clients at it."""
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", **CREDENTIALS}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("data")
+        yield fs, env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def text(criteo_lines) -> bytes:
+    return b"".join(criteo_lines) * 4  # 40,000 real Criteo rows
+
+
+def source(uri, index_dir):
+    doc = job_doc(uri, "unused", transforms=[])
+    return open_source(load_job_dict(doc).spec.source, index_dir=str(index_dir))
+
+
+@pytest.mark.parametrize("name", ["day.tsv", "day.tsv.gz"])
+def test_an_s3_source_splits_and_reads_as_the_same_local_file(s3, text, tmp_path, name):
+    fs, _ = s3
+    local = tmp_path / name
+    local.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    fs.put(str(local), f"data/{name}")
+    ours, theirs = source(f"s3://data/{name}", tmp_path / "i1"), source(str(local), tmp_path / "i2")
+    a, b = ours.splits(4096), theirs.splits(4096)
+    assert len(a) == len(b) >= 8
+    assert [(s.start, s.stop, s.est_rows) for s in a] == [(s.start, s.stop, s.est_rows) for s in b]
+    for x, y in zip(a, b):
+        assert ours._bytes(x) == theirs._bytes(y)
+
+
+@pytest.mark.integration
+def test_a_job_on_an_s3_gzip_source_writes_the_shards_of_the_local_file(s3, text, tmp_path):
+    fs, _ = s3
+    local = tmp_path / "day.tsv.gz"
+    local.write_bytes(gzip.compress(text))
+    fs.put(str(local), "data/job/day.tsv.gz")
+    outs = {}
+    for where, uri in (("s3", "s3://data/job/"), ("local", str(local))):
+        doc = job_doc(uri, str(tmp_path / f"out-{where}"))
+        doc["spec"]["output"]["rowsPerShard"] = 8192
+        # an embedded cluster of its own: its workers inherit the environment that reaches the server
+        summary = run_job(load_job_dict(doc), workers=1)
+        assert summary.rows_written == 40_000
+        outs[where] = sorted((tmp_path / f"out-{where}").glob("part-*.parquet"))
+    assert len(outs["s3"]) == len(outs["local"]) == 5
+    assert [p.read_bytes() for p in outs["s3"]] == [p.read_bytes() for p in outs["local"]]
+
+
+def validate(tmp_path, uri: str, env: dict) -> subprocess.CompletedProcess:
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(job_doc(uri, str(tmp_path / "out"))))
+    return subprocess.run(
+        [sys.executable, "-m", "recprep.cli", "validate", str(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_a_missing_bucket_or_credentials_is_one_line_naming_the_uri(s3, tmp_path):
+    _, env = s3
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    nowhere = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
+    cases = [
+        ({**base, **env}, "s3://no-such-bucket/day.tsv", "does not exist"),
+        (
+            {
+                **base,
+                **nowhere,
+                "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"],
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+            "s3://data/day.tsv",
+            "cannot list 's3://data/day.tsv' (NoCredentialsError",
+        ),
+    ]
+    for environment, uri, expected in cases:
+        proc = validate(tmp_path, uri, environment)
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
+        assert uri in lines[0] and expected in lines[0], lines[0]
+        assert not (tmp_path / "out").exists()
