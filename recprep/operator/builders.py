@@ -181,6 +181,16 @@ def _storage_mounts(settings: Settings) -> list[dict]:
 # --- workers ------------------------------------------------------------------------------------
 
 
+def _data_access(settings: Settings, env: list[dict]) -> tuple[list[dict], dict, dict]:
+    """What a pod that reads or writes the job's data (driver, workers, shard service) gets to
+    reach object storage: (its env with the chart's ``data.env``, the container's ``envFrom``
+    of ``data.credentialsSecret``, the pod's ``serviceAccountName``)."""
+    env = [*env, *(copy.deepcopy(dict(e)) for e in settings.data_env)]
+    box = {"envFrom": [{"secretRef": {"name": settings.data_secret}}]} if settings.data_secret else {}
+    pod = {"serviceAccountName": settings.data_service_account} if settings.data_service_account else {}
+    return env, box, pod
+
+
 def _placement(job: PreprocessJob, pool: str, settings: Settings) -> dict[str, Any]:
     """nodeSelector / tolerations / affinity of a pool's pods (copies of the settings)."""
     defaults = settings.pool(pool)
@@ -281,6 +291,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, r
         env.append(node_name_env())
         data_volumes, data_mounts = _isp_data_root(job, settings)
         volumes, mounts = volumes + data_volumes, mounts + data_mounts
+    env, box, pod = _data_access(settings, env)
     worker = container(
         labels.WORKER,
         _worker_command(job, pool),
@@ -288,6 +299,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, r
         _worker_resources(job, pool, settings),
         env=env,
         mounts=mounts,
+        **box,
     )
     return {
         "apiVersion": "apps/v1",
@@ -304,6 +316,7 @@ def build_worker_deployment(job: PreprocessJob, pool: str, settings: Settings, r
                     volumes=volumes,
                     terminationGracePeriodSeconds=settings.worker_grace_seconds,
                     **_placement(job, pool, settings),
+                    **pod,
                 ),
             },
         },
@@ -326,13 +339,15 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
         "name": JOB_ENV,
         "valueFrom": {"configMapKeyRef": {"name": manifest_configmap_name, "key": JOB_FILE}},
     }
+    env, box, pod = _data_access(settings, [job_env])
     driver = container(
         labels.DRIVER,
         command,
         settings,
         settings.driver_resources,
-        env=[job_env],
+        env=env,
         mounts=_storage_mounts(settings),
+        **box,
     )
     return {
         "apiVersion": "batch/v1",
@@ -343,7 +358,7 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
                 "spec": pod_spec(
-                    [driver], settings, volumes=_storage_volumes(settings), restartPolicy="Never"
+                    [driver], settings, volumes=_storage_volumes(settings), restartPolicy="Never", **pod
                 ),
             },
         },
@@ -408,6 +423,7 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
                 "valueFrom": {"secretKeyRef": {"name": serve.token_secret, "key": SHARD_TOKEN_KEY}},
             }
         )
+    env, box, pod = _data_access(settings, env)
     server = container(
         labels.SHARDS,
         command,
@@ -417,9 +433,16 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
         mounts=_storage_mounts(settings),
         ports=[{"name": SHARDS_PORT, "containerPort": serve.port, "protocol": "TCP"}],
         readinessProbe={"tcpSocket": {"port": SHARDS_PORT}, "initialDelaySeconds": 1, "periodSeconds": 5},
+        **box,
     )
     return _single_pod_deployment(
-        job, settings, labels.SHARDS, labels.shards_name(name), server, volumes=_storage_volumes(settings)
+        job,
+        settings,
+        labels.SHARDS,
+        labels.shards_name(name),
+        server,
+        volumes=_storage_volumes(settings),
+        **pod,
     )
 
 

@@ -8,6 +8,7 @@ Helm chart sets on the operator pod (charts/recprep/templates/deployment.yaml).
      "worker": {"resources": {}}, "scheduler": {"resources": {}}, "driver": {"resources": {}},
      "shards": {"resources": {}},
      "storage": {"volumes": [], "volumeMounts": []},
+     "data": {"credentialsSecret": "", "serviceAccountName": "", "env": []},
      "podSecurityContext": {}, "securityContext": {}}
 
 Keys left out keep the defaults below (which mirror values.yaml; ``shards`` is the shard service
@@ -131,6 +132,12 @@ class Settings:
     #: output paths live on a real cluster (a ReadWriteMany claim, the storage nodes' disks).
     storage_volumes: tuple[Mapping[str, Any], ...] = ()
     storage_mounts: tuple[Mapping[str, Any], ...] = ()
+    #: How the pods that read and write the job's data (driver, workers, shard service) reach
+    #: object storage: a Secret whose keys become their environment (``envFrom``), the
+    #: ServiceAccount they run as (IRSA, workload identity), extra environment variables.
+    data_secret: str | None = None
+    data_service_account: str | None = None
+    data_env: tuple[Mapping[str, Any], ...] = ()
     pod_security_context: Mapping[str, Any] = field(default_factory=_pod_security_context)
     security_context: Mapping[str, Any] = field(default_factory=_security_context)
     #: Seconds a worker pod gets to hand its data over when retired or preempted.
@@ -200,6 +207,7 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
             "driver",
             "shards",
             "storage",
+            "data",
             "podSecurityContext",
             "securityContext",
         ),
@@ -219,6 +227,8 @@ def parse_pod_defaults(text: str) -> dict[str, Any]:
                 values[f"{part}_resources"] = _mapping(section["resources"], f"{part}.resources")
     if "storage" in doc:
         values.update(_storage(doc["storage"]))
+    if "data" in doc:
+        values.update(_data(doc["data"]))
     if "podSecurityContext" in doc:
         values["pod_security_context"] = _mapping(doc["podSecurityContext"], "podSecurityContext")
     if "securityContext" in doc:
@@ -239,6 +249,24 @@ def _objects(value: Any, where: str) -> tuple[dict, ...]:
     if not isinstance(value, list):
         raise SettingsError(f"{POD_DEFAULTS}: {where} must be a list, got {type(value).__name__}")
     return tuple(_mapping(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _data(value: Any) -> dict[str, Any]:
+    doc = _mapping(value, "data")
+    _known(doc, "data", ("credentialsSecret", "serviceAccountName", "env"))
+    out: dict[str, Any] = {"data_env": _objects(doc.get("env"), "data.env")}
+    for key, field_name in (
+        ("credentialsSecret", "data_secret"),
+        ("serviceAccountName", "data_service_account"),
+    ):
+        name = doc.get(key) or None
+        if name is not None and not isinstance(name, str):
+            raise SettingsError(f"{POD_DEFAULTS}: data.{key} must be a name, got {type(name).__name__}")
+        out[field_name] = name
+    for i, item in enumerate(out["data_env"]):
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            raise SettingsError(f"{POD_DEFAULTS}: data.env[{i}].name is required")
+    return out
 
 
 def _storage(value: Any) -> dict[str, Any]:

@@ -512,3 +512,43 @@ def test_a_native_isp_worker_requests_a_core_per_unit(isp, requests):
     assert worker["resources"]["requests"]["cpu"] == requests
     cpu = builders.build_worker_deployment(load_job_dict(doc), "cpu", Settings(), 1)
     assert cpu["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == "1"
+
+
+def test_the_pods_that_touch_data_get_its_credentials_and_service_account(settings):
+    """``data`` (values.yaml): the driver, every worker and the shard service reach object
+    storage with the Secret's keys as environment, the ServiceAccount of a cloud identity and the
+    extra env; the scheduler, which never reads data, gets none of them."""
+    import dataclasses
+
+    access = dataclasses.replace(
+        settings,
+        data_secret="s3-creds",
+        data_service_account="recprep-data",
+        data_env=({"name": "AWS_REGION", "value": "eu-west-1"},),
+    )
+    job = load_job_dict(
+        job_document(pools={"isp": {"max": 1}}, serve={"port": 8815, "tokenSecret": "shard-token"})
+    )
+    docs = builders.build_children(job, access) + builders.build_shard_service_children(job, access)
+    touched = {}
+    for doc in with_pods(docs):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        spec = pod_spec(doc)
+        (box,) = spec["containers"]
+        touched[doc["metadata"]["name"]] = (
+            spec.get("serviceAccountName"),
+            box.get("envFrom"),
+            [e for e in box.get("env", []) if e["name"] == "AWS_REGION"],
+        )
+    reads = {"clicks-driver", "clicks-worker-cpu", "clicks-worker-isp", "clicks-shards"}
+    assert reads <= set(touched)
+    for name, (account, env_from, region) in touched.items():
+        if name in reads:
+            assert account == "recprep-data", name
+            assert env_from == [{"secretRef": {"name": "s3-creds"}}], name
+            assert region == [{"name": "AWS_REGION", "value": "eu-west-1"}], name
+        else:
+            assert (account, env_from, region) == (None, None, []), name
+    # without the values, nothing of it
+    for doc in with_pods(builders.build_children(job, settings)):
+        assert "serviceAccountName" not in pod_spec(doc) and "envFrom" not in pod_spec(doc)["containers"][0]

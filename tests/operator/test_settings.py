@@ -109,11 +109,24 @@ def test_the_chart_rendered_value_parses():
             r"storage.volumeMounts\[0\].mountPath must be an absolute path",
         ),
         ({"RECPREP_POD_DEFAULTS": '{"storage": {"volumes": {}}}'}, "storage.volumes must be a list"),
+        (
+            {"RECPREP_POD_DEFAULTS": '{"data": {"credentialsSecret": 3}}'},
+            "data.credentialsSecret must be a name",
+        ),
+        ({"RECPREP_POD_DEFAULTS": '{"data": {"env": [{"value": "x"}]}}'}, r"data.env\[0\].name is required"),
+        ({"RECPREP_POD_DEFAULTS": '{"data": {"secret": "s"}}'}, "unknown key data.secret"),
     ],
 )
 def test_errors_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message.replace(".", r"\.").replace("{", r"\{")):
         Settings.from_env(env)
+
+
+def test_data_access_from_the_chart_values():
+    rendered = {"data": {"credentialsSecret": "s3-creds", "serviceAccountName": "", "env": []}}
+    s = Settings.from_env({"RECPREP_POD_DEFAULTS": json.dumps(rendered)})
+    assert (s.data_secret, s.data_service_account, s.data_env) == ("s3-creds", None, ())
+    assert Settings.from_env({}).data_secret is None
 
 
 def test_settings_are_frozen(settings):
