@@ -12,8 +12,11 @@ task start reading near its first byte instead of at the file's start:
   dictionary, the compressed bits realigned to a byte when the block starts inside one:
   ``_aligned``), so it decompresses its own bytes and at most one point's spacing before them.
   A file of several gzip members (``cat a.gz b.gz``, bgzip) is read on across members.
-- **bz2, xz, zstd**: the starts of the file's independent members (bz2 streams, xz streams,
-  zstd frames: files written by parallel compressors such as pbzip2 or pzstd have many). A task
+- **bz2**: the pass is rapidgzip's IndexedBzip2File, which also finds where each bz2 block
+  (about 900 kB of text, compressed on its own) starts; a task starts at the block before its
+  first byte.
+- **xz, zstd**: the starts of the file's independent members (xz streams, zstd frames: files
+  written by parallel compressors such as pzstd have many). A task
   starts at the last member that begins at or before its first byte; in a file of one member
   every task decompresses from the start and skips to its bytes (memory stays bounded; time
   grows with the split's position).
@@ -52,7 +55,7 @@ PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
 CHUNK = (1 << 20, 4 << 20)
 #: what a plan file's format is (a plan of another version is rebuilt)
-VERSION = 1
+VERSION = 2
 
 
 def codec_of(path: str) -> str:
@@ -75,6 +78,8 @@ class Layout:
     lines: list[int]  #: newlines before each bound
     #: (compressed, decompressed) offset of each member's start (bz2, xz, zstd)
     members: list[list[int]] = field(default_factory=list)
+    #: bz2: (bit offset, decompressed offset) of each block, where a task starts reading
+    blocks: list[list[int]] = field(default_factory=list)
     index: str | None = None  #: gzip: the index's file name in the store
     version: int = VERSION
 
@@ -164,6 +169,7 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
     cutter = StreamCutter(rows_per_shard, header)
     stored = fs.size(path)
     members: list[list[int]] = []
+    blocks: list[list[int]] = []
     gzidx = None
     with fs.open(path, "rb") as raw:
         if codec == GZIP:
@@ -171,12 +177,15 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
             index = _Gzidx.parse(io.BytesIO(gzidx))
             _check_end(raw, path, index, gzidx, cutter.size)
         else:
-            for block in _member_blocks(codec, raw, path, members):
-                cutter.feed(block)
+            if codec == BZ2:
+                blocks = _bz2_pass(raw, cutter, path)
+            else:
+                for block in _member_blocks(codec, raw, path, members):
+                    cutter.feed(block)
     bounds, lines = cutter.finish()
     if gzidx is not None:
         gzidx = index.trimmed(gzidx, bounds)
-    layout = Layout(codec, stored, cutter.size, rows_per_shard, header, bounds, lines, members)
+    layout = Layout(codec, stored, cutter.size, rows_per_shard, header, bounds, lines, members, blocks)
     store.save(key, layout, gzidx)
     return layout
 
@@ -199,7 +208,7 @@ def _gzip_pass(raw, cutter: StreamCutter, path: str) -> bytes:
     except ValueError as exc:  # rapidgzip's word for data that is not gzip, or is damaged
         raw.seek(0)
         raise SourceError(
-            f"{path}: cannot decompress it ({_gzip_problem(raw) or _first_line(exc)})"
+            f"{path}: cannot decompress it ({_problem(GZIP, raw) or _first_line(exc)})"
         ) from None
     return out.getvalue()
 
@@ -226,11 +235,31 @@ def _gzip_sample(raw, path: str) -> bytes:
         raise SourceError(f"{path}: cannot decompress it ({exc})") from None
 
 
-def _gzip_problem(raw) -> str | None:
-    """What Python's own gzip reader says of a file rapidgzip refused (its words are clearer
-    for a file that is not gzip or is cut short), or None if it reads the file."""
+def _bz2_pass(raw, cutter: StreamCutter, path: str) -> list[list[int]]:
+    """Feed the decompressed text to ``cutter``; where each bz2 block starts (rapidgzip's
+    IndexedBzip2File: bit offset in the file, offset in the text), so a task can start at the
+    block before its bytes (bz2 blocks are independent, about 900 kB of text each)."""
+    import rapidgzip
+
     try:
-        with gzip.GzipFile(fileobj=raw) as f:
+        with rapidgzip.IndexedBzip2File(raw, parallelization=PASS_THREADS) as f:
+            for block in iter(lambda: f.read(BLOCK), b""):
+                cutter.feed(block)
+            offsets = f.block_offsets()
+    except (ValueError, RuntimeError) as exc:  # not bz2, damaged, cut short
+        raw.seek(0)
+        raise SourceError(
+            f"{path}: cannot decompress it ({_problem(BZ2, raw) or _first_line(exc)})"
+        ) from None
+    return sorted([int(bit), int(at)] for bit, at in offsets.items())
+
+
+def _problem(codec: str, raw) -> str | None:
+    """What Python's own reader of ``codec`` says of a file rapidgzip refused (its words are
+    clearer for a file that is not of the format or is cut short), or None if it reads it."""
+    opener = {GZIP: lambda: gzip.GzipFile(fileobj=raw), BZ2: lambda: bz2.BZ2File(raw)}[codec]
+    try:
+        with opener() as f:
             while f.read(BLOCK):
                 pass
     except (OSError, EOFError, zlib.error) as exc:
@@ -300,6 +329,8 @@ def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, sto
             point, window = store.point(layout, start)
             blocks = _gzip_blocks(raw, path, point, window)
             pos = point[1]
+        elif layout.codec == BZ2 and layout.blocks:
+            return _bz2_range(raw, layout, start, stop)
         else:
             offsets = [m[1] for m in layout.members]
             member = layout.members[max(bisect.bisect_right(offsets, start) - 1, 0)]
@@ -314,6 +345,22 @@ def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, sto
             if pos >= stop:
                 break
         return b"".join(out)
+
+
+def _bz2_range(raw, layout: Layout, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of a bz2 file's text, from the block before ``start`` on."""
+    import rapidgzip
+
+    try:
+        with rapidgzip.IndexedBzip2File(raw, parallelization=1) as f:
+            f.set_block_offsets({bit: at for bit, at in layout.blocks})
+            f.seek(start)
+            data = f.read(stop - start)
+    except (ValueError, RuntimeError) as exc:  # damaged since it was planned
+        raise OSError(_first_line(exc)) from None
+    if len(data) != stop - start:
+        raise EOFError("compressed data ends before the end of its stream (truncated?)")
+    return data
 
 
 def _gzip_blocks(raw, path: str, point: tuple[int, int, int, int], window: bytes):
