@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 
 from rich.console import Console
@@ -281,8 +282,10 @@ def cmd_validate(args) -> int:
     from .workloads.tasks import prepare
 
     job = load_job(args.job)
-    source, plan = prepare(job)
-    splits = source.splits(job.spec.output.rows_per_shard)
+    # a compressed input is planned (one pass over it) in a directory of its own, not in the output
+    with tempfile.TemporaryDirectory(prefix="recprep-validate-") as index:
+        source, plan = prepare(job, index_dir=index)
+        splits = source.splits(job.spec.output.rows_per_shard)
     out.print(
         f"[green]ok[/green] {args.job}: job {job.metadata.name}, {len(plan.steps)} transforms, "
         f"{len(splits)} shards (~{sum(s.est_rows for s in splits):,} rows), "

@@ -86,3 +86,16 @@ def test_validate_says_which_transforms_isp_units_run(tmp_path):
         in line
     )
     assert "from spec.transforms[2] (categorify, not offloaded) on, the CPU pool finishes each shard" in line
+
+
+def test_validate_plans_a_compressed_input_without_writing_where_the_job_will(tmp_path, criteo_lines):
+    import gzip
+
+    src = tmp_path / "day.tsv.gz"
+    src.write_bytes(gzip.compress(b"".join(criteo_lines) * 3))
+    doc = job_doc(str(src), str(tmp_path / "out"))
+    doc["spec"]["output"]["rowsPerShard"] = 5000
+    res = recprep("validate", write_job(tmp_path, doc))
+    assert res.returncode == 0, res.stderr
+    assert "7 shards (~30,000 rows)" in " ".join(res.stdout.split())  # its exact lines, one pass
+    assert not (tmp_path / "out").exists()

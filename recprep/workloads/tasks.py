@@ -125,11 +125,17 @@ def _prepared(job: PreprocessJob):
         if len(_PREPARED) > 8:
             _PREPARED.clear()
         output = local_path(job.spec.output.uri)
-        made = frozenset(str(t.params()["output"]) for t in job.spec.transforms if t.params().get("output"))
         index = os.path.join(os.path.abspath(output), INDEX_DIR) if output else None
-        source = open_source(job.spec.source, exclude=output, generated=made, index_dir=index)
-        _PREPARED[key] = (source, compile_plan(job, source.schema(), source.roles))
+        _PREPARED[key] = _open(job, index)
     return _PREPARED[key]
+
+
+def _open(job: PreprocessJob, index_dir: str | None):
+    """(source, plan) of ``job``, compressed inputs planned into ``index_dir``."""
+    output = local_path(job.spec.output.uri)
+    made = frozenset(str(t.params()["output"]) for t in job.spec.transforms if t.params().get("output"))
+    source = open_source(job.spec.source, exclude=output, generated=made, index_dir=index_dir)
+    return source, compile_plan(job, source.schema(), source.roles)
 
 
 def _where(split: Split) -> str:
@@ -271,6 +277,8 @@ def _write(job, split, directory, compression, fsync, table, bad, nulled, stored
     )
 
 
-def prepare(job: PreprocessJob) -> tuple[object, Plan]:
-    """Source and plan for ``job`` (the driver's checks run the same code as the workers)."""
-    return _prepared(job)
+def prepare(job: PreprocessJob, index_dir: str | None = None) -> tuple[object, Plan]:
+    """Source and plan for ``job`` (the driver's checks run the same code as the workers).
+    ``index_dir``: plan compressed inputs there instead of in the job's output (``recprep
+    validate``, which writes nothing where the job will)."""
+    return _prepared(job) if index_dir is None else _open(job, index_dir)
