@@ -87,6 +87,12 @@ SKIPPED_GROUPS = {"metrics.k8s.io", "gateway.networking.k8s.io"}
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
+def is_true(value: str | None) -> bool:
+    """A boolean query parameter as the API server reads it (Go's strconv.ParseBool): the
+    official Python client sends ``watch=True``, kubectl ``watch=true``."""
+    return value in ("1", "t", "T", "TRUE", "true", "True")
+
+
 class ApiError(kmock.KubernetesError):
     """An error answered as a Kubernetes ``Status`` body (``reason`` as in metav1.StatusReason)."""
 
@@ -328,7 +334,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             raw_request[USER_KEY] = user
             request = self._parse_request(raw_request, body)
             self._requests.append(request)
-            watch = raw_request.query.get("watch") in ("true", "1")
+            watch = is_true(raw_request.query.get("watch"))
             fault = self._fault_for(raw_request, user, watch)
             if fault is not None and not fault.served:
                 return self._fault_response(fault)
@@ -376,7 +382,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             if method == enums.method.GET:
                 action = (
                     enums.action.WATCH
-                    if params.get("watch") in ("true", "1")
+                    if is_true(params.get("watch"))
                     else enums.action.LIST
                     if parsed.name is None
                     else enums.action.FETCH
@@ -1269,7 +1275,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return self._serve_token_request(request, rt, ns, name or "")
         if sub == "scale":
             return self._serve_scale(request, rt, ns, name or "")
-        if method == enums.method.GET and (params.get("watch") in ("true", "1")):
+        if method == enums.method.GET and (is_true(params.get("watch"))):
             return await self._serve_watch(request, rt, ns, name)
         if method == enums.method.GET and name is None:
             return self._serve_list(request, rt, ns)
@@ -1566,11 +1572,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         initial: list[dict[str, Any]] = []
         # Between taking the snapshot/replay and registering the watcher there is no `await`,
         # so no event can be missed or duplicated.
-        if since == "0" or params.get("sendInitialEvents") == "true":
+        if since == "0" or is_true(params.get("sendInitialEvents")):
             initial = [
                 {"type": "ADDED", "object": obj} for obj in self.list_objects(rt) if watcher.matches(obj)
             ]
-            if params.get("sendInitialEvents") == "true":
+            if is_true(params.get("sendInitialEvents")):
                 initial.append(
                     {
                         "type": "BOOKMARK",
