@@ -108,6 +108,21 @@ def _or_none(read: Callable[[], Any]) -> Any:
         raise
 
 
+def _patch(api: k8s.ApiClient, path: str, body: Any, content_type: str) -> None:
+    """PATCH ``path`` with ``body`` sent as ``content_type`` (merge or JSON patch). Through the
+    client's ``call_api`` with the header set here: the generated methods choose the patch type
+    themselves in some client versions (35: the first of their list, or merge-patch always for
+    custom objects) and take ``_content_type`` only in others."""
+    api.call_api(
+        path,
+        "PATCH",
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+    )
+
+
 def _unless_gone(write: Callable[[], Any]) -> bool:
     """Run ``write``; False if its object does not exist (404)."""
     try:
@@ -213,28 +228,14 @@ def ready_workers(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, in
 
 def set_replicas(api: k8s.ApiClient, namespace: str, name: str, pool: str, replicas: int) -> bool:
     """Set the worker Deployment's replicas; False if the Deployment does not exist."""
-    return _unless_gone(
-        lambda: k8s.AppsV1Api(api).patch_namespaced_deployment(
-            labels.worker_name(name, pool),
-            namespace,
-            {"spec": {"replicas": int(replicas)}},
-            _content_type=MERGE_PATCH,
-            _preload_content=False,
-        )
-    )
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{labels.worker_name(name, pool)}"
+    return _unless_gone(lambda: _patch(api, path, {"spec": {"replicas": int(replicas)}}, MERGE_PATCH))
 
 
 def annotate_pod(api: k8s.ApiClient, namespace: str, pod: str, annotations: dict[str, str]) -> bool:
     """Merge ``annotations`` into a pod's; False if the pod is gone."""
-    return _unless_gone(
-        lambda: k8s.CoreV1Api(api).patch_namespaced_pod(
-            pod,
-            namespace,
-            {"metadata": {"annotations": annotations}},
-            _content_type=MERGE_PATCH,
-            _preload_content=False,
-        )
-    )
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}"
+    return _unless_gone(lambda: _patch(api, path, {"metadata": {"annotations": annotations}}, MERGE_PATCH))
 
 
 def delete_pod(api: k8s.ApiClient, namespace: str, pod: str) -> bool:
@@ -261,6 +262,10 @@ def delete_runtime(api: k8s.ApiClient, namespace: str, name: str) -> None:
 JSON_PATCH = "application/json-patch+json"
 
 
+def _status_path(namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+
+
 def read_job(api: k8s.ApiClient, namespace: str, name: str) -> dict | None:
     """The PreprocessJob as a dict, or None."""
     return _or_none(
@@ -281,9 +286,7 @@ def patch_status(
     ]
     ops += [{"op": "add", "path": f"/status/{key}", "value": value} for key, value in changes.items()]
     try:
-        k8s.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, ops, _content_type=JSON_PATCH
-        )
+        _patch(api, _status_path(namespace, name), ops, JSON_PATCH)
     except ApiException as exc:
         if exc.status in (409, 422):
             return False
@@ -315,11 +318,7 @@ def merge_job_status(api: k8s.ApiClient, namespace: str, name: str, status: dict
     """Merge ``status`` into the job's status (a merge patch: a null member deletes, a list is
     replaced whole), unguarded: for a member only one writer owns (``status.autoscaler``).
     False if the job is gone."""
-    return _unless_gone(
-        lambda: k8s.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH
-        )
-    )
+    return _unless_gone(lambda: _patch(api, _status_path(namespace, name), {"status": status}, MERGE_PATCH))
 
 
 #: Who posts the operator's own Events (kopf posts its logs' as "kopf").
