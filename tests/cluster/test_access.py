@@ -224,10 +224,13 @@ def test_rbac_answers_403_status_bodies_until_a_binding_grants(cluster: Any, kub
 
     # the official client maps it to ApiException(403) with the Status as its body
     kubernetes = pytest.importorskip("kubernetes")
+    token = headers["Authorization"][7:]
+    # the token under both names clients have looked it up by ("authorization" up to 35,
+    # "BearerToken" since 37)
     configuration = kubernetes.client.Configuration(
         host=cluster.url,
-        api_key={"BearerToken": headers["Authorization"][7:]},
-        api_key_prefix={"BearerToken": "Bearer"},
+        api_key={"authorization": token, "BearerToken": token},
+        api_key_prefix={"authorization": "Bearer", "BearerToken": "Bearer"},
     )
     with kubernetes.client.ApiClient(configuration) as api:
         core = kubernetes.client.CoreV1Api(api)
