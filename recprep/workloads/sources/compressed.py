@@ -48,8 +48,9 @@ from .cuts import SAMPLE, StreamCutter, target
 
 GZIP, BZ2, XZ, ZSTD = "gzip", "bz2", "xz", "zstd"
 _SUFFIX = {".gz": GZIP, ".bz2": BZ2, ".xz": XZ, ".zst": ZSTD, ".zstd": ZSTD}
-#: decompressed bytes per step of a pass; compressed bytes per read of a split task
-BLOCK, READ = 8 << 20, 1 << 20
+#: decompressed bytes per step of a pass; compressed bytes per read, and at most the text one
+#: decompressor call makes (``_bounded``), for a split task
+BLOCK, READ, STEP = 8 << 20, 1 << 20, 1 << 20
 #: threads of rapidgzip's pass (it decompresses chunks of the file in parallel)
 PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
@@ -311,14 +312,41 @@ def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(
             d = _decompressor(codec, path)
             if members is not None:
                 members.append([pos, produced])
-        out = d.decompress(data)
-        if out:
+        for out in _bounded(d, data, codec):
             produced += len(out)
             yield out
         rest = d.unused_data if d.eof else b""
         pos, data = pos + len(data) - len(rest), rest
     if d is not None and not d.eof:
         raise EOFError("compressed data ends before the end of its stream (truncated?)")
+
+
+def _bounded(d, data: bytes, codec: str):
+    """What decompressor ``d`` makes of ``data``, at most ``STEP`` bytes at a time, all input
+    consumed (or left in ``d.unused_data`` past the end of its stream): a chunk of very
+    repetitive data may stand for far more text than memory should hold at once. zlib-style
+    decompressors (ISA-L's) keep what they did not read in ``unconsumed_tail``, bz2 and lzma
+    inside (``needs_input``); zstandard's has no bound (its output is what a frame's chunk
+    holds)."""
+    if codec == GZIP:
+        while True:
+            out = d.decompress(data, STEP)
+            if out:
+                yield out
+            data = d.unconsumed_tail
+            if d.eof or not data:
+                return
+    if codec in (BZ2, XZ):
+        out = d.decompress(data, max_length=STEP)
+        while True:
+            if out:
+                yield out
+            if d.eof or d.needs_input:
+                return
+            out = d.decompress(b"", max_length=STEP)
+    out = d.decompress(data)
+    if out:
+        yield out
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -372,10 +400,9 @@ def _gzip_blocks(raw, path: str, point: tuple[int, int, int, int], window: bytes
     d = isal_zlib.decompressobj(wbits=-15, zdict=window) if window else isal_zlib.decompressobj(wbits=-15)
     used = 0  # aligned bytes fed to d and consumed
     for data in _aligned(raw, c, bits):
-        out = d.decompress(data)
-        if out:
+        for out in _bounded(d, data, GZIP):
+            u += len(out)
             yield out
-        u += len(out)
         used += len(data) - len(d.unused_data)
         if d.eof:
             break
