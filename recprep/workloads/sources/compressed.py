@@ -38,13 +38,13 @@ import lzma
 import os
 import struct
 import tempfile
-import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ...errors import SourceError
 from .cuts import SAMPLE, StreamCutter, target
+from .files import READ_ERRORS
 
 GZIP, BZ2, XZ, ZSTD = "gzip", "bz2", "xz", "zstd"
 _SUFFIX = {".gz": GZIP, ".bz2": BZ2, ".xz": XZ, ".zst": ZSTD, ".zstd": ZSTD}
@@ -98,7 +98,6 @@ class IndexStore:
 
     def __init__(self, directory: str | None):
         self.directory = directory or os.path.join(tempfile.gettempdir(), "recprep-index")
-        self._layouts: dict[str, Layout] = {}
         self._points: dict[str, _Gzidx] = {}
 
     def key(self, fs, path: str) -> str:
@@ -111,13 +110,9 @@ class IndexStore:
         return os.path.join(self.directory, name)
 
     def load(self, key: str) -> Layout | None:
-        """The kept plan of the file ``key`` names, or None (a plan read before is reused only
-        while its files are still there: an output removed between two runs of one process
-        loses its plan)."""
-        cached = self._layouts.get(key)
-        if cached is not None and os.path.exists(self._path(f"{key}.json")):
-            if not cached.index or os.path.exists(self._path(cached.index)):
-                return cached
+        """The kept plan of the file ``key`` names, or None. Read from the directory each time
+        (once per planning, once per file in a worker, whose source keeps it): an output removed
+        between two runs of one process takes its plan with it."""
         try:
             with open(self._path(f"{key}.json")) as f:
                 layout = Layout(**json.load(f))
@@ -125,7 +120,6 @@ class IndexStore:
             return None
         if layout.version != VERSION or (layout.index and not os.path.exists(self._path(layout.index))):
             return None
-        self._layouts[key] = layout
         return layout
 
     def save(self, key: str, layout: Layout, gzidx: bytes | None) -> None:
@@ -139,7 +133,6 @@ class IndexStore:
             raise SourceError(
                 f"cannot keep the index of a compressed input in {self.directory} ({exc})"
             ) from None
-        self._layouts[key] = layout
 
     def point(self, layout: Layout, start: int) -> tuple[tuple[int, int, int, int], bytes]:
         """The gzip index's last seek point at or before ``start``, and its window."""
@@ -177,12 +170,11 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
             gzidx = _gzip_pass(raw, cutter, path)
             index = _Gzidx.parse(io.BytesIO(gzidx))
             _check_end(raw, path, index, gzidx, cutter.size)
+        elif codec == BZ2:
+            blocks = _bz2_pass(raw, cutter, path)
         else:
-            if codec == BZ2:
-                blocks = _bz2_pass(raw, cutter, path)
-            else:
-                for block in _member_blocks(codec, raw, path, members):
-                    cutter.feed(block)
+            for block in _member_blocks(codec, raw, path, members):
+                cutter.feed(block)
     bounds, lines = cutter.finish()
     if gzidx is not None:
         gzidx = index.trimmed(gzidx, bounds)
@@ -232,7 +224,7 @@ def _gzip_sample(raw, path: str) -> bytes:
     try:
         with gzip.GzipFile(fileobj=raw) as f:
             return f.read(SAMPLE)
-    except (OSError, EOFError, zlib.error) as exc:
+    except READ_ERRORS as exc:
         raise SourceError(f"{path}: cannot decompress it ({exc})") from None
 
 
@@ -263,7 +255,7 @@ def _problem(codec: str, raw) -> str | None:
         with opener() as f:
             while f.read(BLOCK):
                 pass
-    except (OSError, EOFError, zlib.error) as exc:
+    except READ_ERRORS as exc:
         return str(exc)
     return None
 
