@@ -38,6 +38,7 @@ from recprep.predictor.forecast import (  # noqa: E402
     QuantileForecaster,
     forecast_error,
     future_peak,
+    rolling_mean,
     seasonal_naive,
     smoothed,
 )
@@ -254,14 +255,6 @@ def _whole_mixes(config: SimConfig) -> tuple[np.ndarray, np.ndarray]:
     return caps_a, np.minimum.accumulate(costs_a[::-1])[::-1]
 
 
-def moving_average(values: np.ndarray, k: int) -> np.ndarray:
-    """The mean of the last ``k`` values at each point (fewer at the start)."""
-    c = np.concatenate([[0.0], np.cumsum(values)])
-    idx = np.arange(1, len(values) + 1)
-    lo = np.maximum(0, idx - k)
-    return (c[idx] - c[lo]) / (idx - lo)
-
-
 def cost_floor(demand: np.ndarray, config: SimConfig, smoothing: float | None = None) -> float:
     """The least cost of meeting ``demand`` (rows/s per step of ``config.dt``; NaN: no trainer)
     without a stall, ignoring start-up lag and preemption: at each step the cheapest whole-worker
@@ -273,7 +266,7 @@ def cost_floor(demand: np.ndarray, config: SimConfig, smoothing: float | None = 
     want = np.nan_to_num(np.asarray(demand, dtype=float), nan=0.0)
     seconds = config.peak_smoothing if smoothing is None else smoothing
     k = max(1, round(seconds / config.dt))
-    need = moving_average(want, k) if k > 1 else want
+    need = rolling_mean(want, k) if k > 1 else want
     idx = np.minimum(np.searchsorted(caps, need * (1 - 1e-12), side="left"), len(caps) - 1)
     return float(least[idx].sum() * config.dt / 3600.0)
 

@@ -41,7 +41,7 @@ def smoothed(y, k: int) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     if k <= 1 or len(y) == 0:
         return y.copy()
-    out = _rolling_mean(_ffill(y), k)
+    out = rolling_mean(_ffill(y), k)
     out[np.isnan(y)] = np.nan
     return out
 
@@ -68,12 +68,12 @@ def _features(filled: np.ndarray, h: int, period: int | None) -> np.ndarray:
     """One feature row per bin of ``filled`` (a gap-free series)."""
     n = len(filled)
     logy = np.log1p(np.maximum(filled, 0.0))
-    cur = np.log1p(np.maximum(_rolling_mean(filled, 3), 0.0))
+    cur = np.log1p(np.maximum(rolling_mean(filled, 3), 0.0))
     cols = []
     for k in LAGS:
         lagged = np.concatenate([np.full(k, logy[0]), logy[:-k]]) if n > k else np.full(n, logy[0])
         cols.append(cur - lagged)
-    cols.append(np.log1p(np.maximum(_rolling_mean(filled, 30), 0.0)) - cur)
+    cols.append(np.log1p(np.maximum(rolling_mean(filled, 30), 0.0)) - cur)
     cols.append(np.log1p(np.maximum(_rolling_max(filled, 12), 0.0)) - cur)
     if period:
         seasonal_now = np.full(n, np.nan)
@@ -89,7 +89,8 @@ def _features(filled: np.ndarray, h: int, period: int | None) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def _rolling_mean(y: np.ndarray, k: int) -> np.ndarray:
+def rolling_mean(y: np.ndarray, k: int) -> np.ndarray:
+    """The mean of the last ``k`` values at each point (of fewer at the start)."""
     c = np.concatenate([[0.0], np.cumsum(y)])
     idx = np.arange(1, len(y) + 1)
     lo = np.maximum(0, idx - k)
@@ -142,7 +143,7 @@ class QuantileForecaster:
         target_raw = future_peak(smoothed(y, self.smooth), self.horizon)
         filled = _ffill(y)
         x = _features(filled, self.horizon, self.period)
-        cur = np.log1p(np.maximum(_rolling_mean(filled, 3), 0.0))
+        cur = np.log1p(np.maximum(rolling_mean(filled, 3), 0.0))
         target = np.log1p(np.maximum(target_raw, 0.0)) - cur
         ok = ~np.isnan(target) & ~np.isnan(y)
         ok[: min(n, 3)] = False
@@ -178,7 +179,7 @@ class QuantileForecaster:
             )
         tail = filled[-max(60, (self.period or 0) + self.horizon + 2) :]
         x = _features(tail, self.horizon, self.period)[-1:]
-        cur = math.log1p(max(float(_rolling_mean(tail, 3)[-1]), 0.0))
+        cur = math.log1p(max(float(rolling_mean(tail, 3)[-1]), 0.0))
         value = math.expm1(cur + float(self.model.predict(x)[0]))
         return max(0.0, value), f"gradient boosting p{round(self.quantile * 100)}"
 

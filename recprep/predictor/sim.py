@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forecast import forecast_error
+from .forecast import forecast_error, rolling_mean
 from .planner import ThroughputModel
 from .signals import (
     BinnedSeries,
@@ -159,9 +159,7 @@ def simulate(
     # warm start: the driver has measured the first demand and filled the buffer for it
     cap_rows = max(floor_rows, config.prefetch_seconds * (want[0] if steps else 0.0))
     k = max(1, round(config.peak_smoothing / dt))
-    csum = np.concatenate([[0.0], np.cumsum(want)])
-    lo = np.maximum(0, np.arange(1, steps + 1) - k)
-    smooth_want = (csum[1:] - csum[lo]) / (np.arange(1, steps + 1) - lo)
+    smooth_want = rolling_mean(want, k)
 
     pools = {p.name: p for p in config.pools}
     workers: dict[str, list[_Worker]] = {n: [] for n in pools}
