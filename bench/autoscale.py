@@ -245,7 +245,7 @@ def _whole_mixes(config: SimConfig) -> tuple[np.ndarray, np.ndarray]:
     """Every whole-worker mix of the pools within their limits (min to max; a pool with hosts, ISP,
     at most one worker per host), as (capacity rows/s ascending, the least cost per hour of a mix
     with at least that capacity)."""
-    ranges = [range(p.min, min(p.max, p.hosts if p.hosts is not None else p.max) + 1) for p in config.pools]
+    ranges = [range(p.min, p.limit + 1) for p in config.pools]
     caps, costs = [], []
     for combo in np.array(np.meshgrid(*ranges, indexing="ij")).reshape(len(ranges), -1).T:
         caps.append(sum(n * config.rate(p) for n, p in zip(combo, config.pools)))
@@ -278,8 +278,7 @@ def _fractional_cost(config: SimConfig, rate: np.ndarray) -> np.ndarray:
     need = np.maximum(0.0, rate - sum(p.min * config.rate(p) for p in pools))
     cost = np.full(np.shape(rate), sum(p.min * p.price_per_hour for p in pools), dtype=float)
     for p in pools:
-        limit = min(p.max, p.hosts if p.hosts is not None else p.max)
-        take = np.minimum(need, (limit - p.min) * config.rate(p))
+        take = np.minimum(need, (p.limit - p.min) * config.rate(p))
         cost += take / config.rate(p) * p.price_per_hour
         need = need - take
     return cost

@@ -68,6 +68,11 @@ class PoolConfig:
     #: The planner's prior for seconds per shard before any is measured.
     prior_seconds_per_shard: float | None = None
 
+    @property
+    def limit(self) -> int:
+        """Workers the pool may have at most: its max, and one per host."""
+        return self.max if self.hosts is None else min(self.max, self.hosts)
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -88,7 +93,7 @@ class SimConfig:
 
     def max_rate(self) -> float:
         """Rows/s of every pool at its limit."""
-        return sum(min(p.max, p.hosts if p.hosts is not None else p.max) * self.rate(p) for p in self.pools)
+        return sum(p.limit * self.rate(p) for p in self.pools)
 
     def rate(self, pool: PoolConfig) -> float:
         return self.shard_rows / pool.seconds_per_shard
