@@ -24,13 +24,17 @@ def local_path(uri: str) -> str | None:
     return uri
 
 
-def output_directory(uri: str) -> str:
-    """``spec.output.uri`` as an absolute local directory; OutputError naming the field when it
-    is not a local path (only local outputs are supported)."""
+def output_location(uri: str) -> str:
+    """``spec.output.uri`` as the output's location: an absolute local directory, or an object
+    store URI (``s3://``, ``gs://``, ``az://``, any fsspec scheme) without a trailing slash;
+    OutputError naming the field for a URI with no bucket or a scheme that is not storage."""
     path = local_path(uri)
-    if path is None:
-        raise OutputError(f"spec.output.uri: only local paths are supported, got {uri!r}")
-    return os.path.abspath(path)
+    if path is not None:
+        return os.path.abspath(path)
+    scheme, _, rest = uri.partition("://")
+    if uri.startswith(SYNTHETIC_SCHEME) or not rest.strip("/"):
+        raise OutputError(f"spec.output.uri: not a place to write to: {uri!r}")
+    return uri.rstrip("/")
 
 
 #: Source URI scheme of generated Criteo-schema data (``synthetic://criteo?rows=N&seed=S``).

@@ -9,6 +9,7 @@ import warnings
 
 from ..errors import RecprepError
 from ..spec import SHARD_TOKEN_ENV as TOKEN_ENV
+from ..uris import output_location
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -165,7 +166,7 @@ def _source(args):
             args.world_size,
             args.token if args.token is not None else os.environ.get(TOKEN_ENV),
         )
-    directory = os.path.abspath(args.output)
+    directory = output_location(args.output)  # a path, or an object store URI (s3://...)
     read_ledger(directory)  # a missing or foreign directory is reported before torch loads
     return LocalShards(directory, args.rank, args.world_size)
 

@@ -24,10 +24,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..errors import BadDataError, RecprepError
 from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
-from ..uris import output_directory
+from ..uris import output_location
 from .output import (
     QUARANTINE_DIR,
-    SERVICE_DIR,
     WORKER_LOG,
     CommitRecord,
     JobRecord,
@@ -209,7 +208,7 @@ def run_job(
                 )
             }
         )
-    directory = output_directory(job.spec.output.uri)
+    directory = output_location(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
     splits = source.splits(job.spec.output.rows_per_shard)
     check_writable(directory)
@@ -230,7 +229,8 @@ def run_job(
         if workers is None and _names(job, "autoscale"):  # the autoscaler grows the pool from its min
             floor = 0 if isp[0] else 1
             workers = max(floor, min(job.spec.pools.cpu.min, local_cpu_workers(isp)))
-        with _client(workers, scheduler, client, os.path.join(directory, WORKER_LOG), isp) as (c, cluster):
+        worker_log = os.path.join(directory, WORKER_LOG) if ledger.store.local else None
+        with _client(workers, scheduler, client, worker_log, isp) as (c, cluster):
             if monitor is not None:
                 monitor.connected(c)
             info = c.scheduler_info(n_workers=-1)["workers"]
@@ -338,11 +338,11 @@ def _opening_warnings(ledger: OutputWriter, summary: RunSummary, progress: Progr
 def _consumption(directory: str, ledger: OutputWriter, identity: str):
     """What the trainers have consumed so far, as a function for the autoscaler: the rows of the
     shards the shard service's groups acknowledged in their first epoch (the service of
-    ``recprep run --serve`` keeps its state in ``<output>/_service``); None while no group has
-    joined."""
-    from ..delivery.service.acks import consumed_rows
+    ``recprep run --serve`` keeps its state in ``<output>/_service``, or for an object store
+    output in a local directory named after it); None while no group has joined."""
+    from ..delivery.service.acks import consumed_rows, default_state_dir
 
-    state = os.path.join(directory, SERVICE_DIR)
+    state = default_state_dir(directory)
 
     def consumed() -> int | None:
         return consumed_rows(state, identity, {i: r.rows for i, r in ledger.commits.items()})

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import RecprepError
 from ..isp_nodes.worker import PACED, here, pace
 from ..spec import PreprocessJob
-from ..uris import local_path, output_directory
+from ..uris import local_path, output_location
 from .memory import tune_allocator
 from .output import put_error_log, put_quarantine, put_shard
 from .output.layout import INDEX_DIR
@@ -108,7 +108,7 @@ def _failure(job: PreprocessJob, split: Split, stage: str, exc: Exception) -> Sh
     try:
         details = "".join(traceback.format_exception(exc))
         path = put_error_log(
-            output_directory(job.spec.output.uri), split.index, stage, line + "\n\n" + details
+            output_location(job.spec.output.uri), split.index, stage, line + "\n\n" + details
         )
     except (OSError, RecprepError) as log_exc:  # the error line matters more than its log
         return ShardFailure(split.index, f"{line} (its details could not be written: {log_exc})")

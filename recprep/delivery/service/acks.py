@@ -1,8 +1,10 @@
 """Acknowledged shards of consumer groups, kept in append-only files that survive restarts.
 
 A server's state lives in ``<state_dir>/<identity[:16]>/`` (``state_dir`` defaults to
-``<output>/_service``): a job replaced by a different one (``--overwrite``) starts from no
-acknowledgements without anyone deleting files. One file per group, ``<group>.acks.jsonl``:
+``<output>/_service``, or for an output in an object store, which has no append and no lock, to a
+local directory named after its URI: :func:`default_state_dir`): a job replaced by a different
+one (``--overwrite``) starts from no acknowledgements without anyone deleting files. One file
+per group, ``<group>.acks.jsonl``:
 
 - line 1, the header: ``{"group", "identity", "seed", "worldSize", "shards"}``, written to a
   temporary file, fsynced and renamed into place when the group's first consumer joins. A group
@@ -19,13 +21,26 @@ acknowledgements without anyone deleting files. One file per group, ``<group>.ac
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import threading
 
+from ...uris import local_path
+from ...workloads.output import SERVICE_DIR
 from .errors import ShardServiceError
 
 LOCK_FILE = ".lock"
+
+
+def default_state_dir(output: str) -> str:
+    """Where a shard server keeps its state without ``--state-dir``: ``<output>/_service`` for a
+    local output; for an object store URI, ``$XDG_STATE_HOME/recprep/service/<hash of the URI>``
+    (``~/.local/state`` by default), which lasts as long as that disk does."""
+    if local_path(output) is not None:
+        return os.path.join(os.path.abspath(output), SERVICE_DIR)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "recprep", "service", hashlib.sha256(output.encode()).hexdigest()[:16])
 
 
 def _fsync_dir(path: str) -> None:

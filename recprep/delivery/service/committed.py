@@ -1,10 +1,11 @@
-"""A job's output directory, followed while the driver commits shards into it.
+"""A job's output (a directory or an object store prefix), followed while the driver commits
+shards into it.
 
 ``_job.json`` gives the job's identity and its planned shard count (``shards``, written by the
-driver before any shard); ``_ledger.jsonl`` gets one line per committed shard, appended after the
-shard file was renamed into place. :class:`CommittedShards` reads the ledger's complete lines as
-they appear (through the output contract's :class:`~recprep.workloads.output.LedgerTail`) and
-wakes the streams waiting for a shard. The job is *complete* when every planned shard is
+driver before any shard); the ledger gets one record per committed shard, recorded after the
+shard was put in place whole. :class:`CommittedShards` reads the new records as they appear
+(through the output contract's follower, :func:`~recprep.workloads.output.follow`) and wakes the
+streams waiting for a shard. The job is *complete* when every planned shard is
 committed. A job replaced by a different one (``recprep run --overwrite``) fails every waiting
 stream with a message saying so.
 """
@@ -12,26 +13,29 @@ stream with a message saying so.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
 from ...errors import OutputError
-from ...workloads.output import JOB_FILE, CommitRecord, JobRecord, LedgerTail, read_job
+from ...workloads.output import JOB_FILE, CommitRecord, JobRecord, follow, open_store, read_job
 from .errors import ShardServiceError
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks at an object store's ledger, at least.
+OBJECT_POLL = 1.0
 
 
 def read_served_job(directory: str) -> JobRecord:
     """The job record of an output the service can serve (one with a planned shard count);
     ShardServiceError naming the directory or the file otherwise."""
     try:
-        job = read_job(directory)
+        store = open_store(directory)
+        job = read_job(store)
     except OutputError as exc:
         raise ShardServiceError(str(exc)) from None
     if job.shards is None:
         raise ShardServiceError(
-            f"{os.path.join(directory, JOB_FILE)}: no planned shard count ('shards'; written by recprep run "
+            f"{store.path(JOB_FILE)}: no planned shard count ('shards'; written by recprep run "
             "since the shard service exists): run the job again with --overwrite"
         )
     return job
@@ -43,19 +47,23 @@ class CommittedShards:
 
     def __init__(self, directory: str, poll_interval: float = 0.2):
         self.directory = directory
+        self.store = open_store(directory)
         job = read_served_job(directory)
         self.identity: str = job.identity
         self.name: str = job.name
         self.total: int = job.shards
         #: the job's spec as the driver wrote it (what trainers size their tables from)
         self.spec: dict | None = job.spec
-        self.poll_interval = poll_interval
+        # an object store is listed at each look: at most once a second (each LIST is billed)
+        self.poll_interval = poll_interval if self.store.local else max(poll_interval, OBJECT_POLL)
         #: each committed shard's latest record (see the output contract's rules)
         self.entries: dict[int, CommitRecord] = {}
         self.order: list[int] = []  #: shard indices in commit order (append-only)
         self.error: str | None = None  #: set when the output was replaced by a different job
         self.changed = threading.Condition()
-        self._tail = LedgerTail(directory, total=self.total)
+        self._tail = follow(directory, total=self.total)
+        #: where the ledger is, for messages
+        self.ledger_path: str = self._tail.path
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.refresh()
@@ -65,7 +73,7 @@ class CommittedShards:
         return len(self.entries) == self.total
 
     def path(self, shard: int) -> str:
-        return os.path.join(self.directory, self.entries[shard].file)
+        return self.store.path(self.entries[shard].file)
 
     def refresh(self) -> bool:
         """Read what the driver appended since the last look; True when a shard was added."""

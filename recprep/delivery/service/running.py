@@ -199,7 +199,7 @@ def serve_alongside(listen: str, job, run_job, console):
     """``recprep run --serve [HOST:]PORT``: ``run_job`` wrapped so that a shard server starts on
     the job's output at the driver's first phase and, once the job is done, serves until SIGINT
     or SIGTERM (the bearer token comes from $RECPREP_SHARD_TOKEN)."""
-    from ...uris import output_directory
+    from ...uris import output_location
 
     host, port = parse_listen(listen)
     if port:
@@ -207,7 +207,7 @@ def serve_alongside(listen: str, job, run_job, console):
     token = resolve_token(None, None)
 
     def run(*args, output=None, progress=None, **kwargs):
-        directory = output_directory(output or job.spec.output.uri)
+        directory = output_location(output or job.spec.output.uri)
         serving = ServeWhileRunning(
             progress,
             directory,

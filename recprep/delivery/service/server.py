@@ -47,8 +47,9 @@ import pyarrow.flight as flight
 import pyarrow.parquet as pq
 
 from ...errors import OutputError
-from ...workloads.output import FEATURES_KEY, LEDGER_FILE, SERVICE_DIR, read_shard, read_vocabulary_sizes
-from .acks import AckLog, StateLock
+from ...uris import output_location
+from ...workloads.output import FEATURES_KEY, read_shard, read_vocabulary_sizes
+from .acks import AckLog, StateLock, default_state_dir
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
 from .committed import CommittedShards
@@ -97,12 +98,12 @@ class ShardServer(flight.FlightServerBase):
             raise ShardServiceError(
                 f"wait_timeout: expected a positive number of seconds, got {wait_timeout!r}"
             )
-        self.directory = os.path.abspath(output)
+        self.directory = output_location(output)
         self.shards = CommittedShards(self.directory, poll_interval)
         self.seed = int(seed)
         self.batch_rows, self.buffer_batches = batch_rows, buffer_batches
         self.wait_timeout, self.verify = float(wait_timeout), verify
-        root = os.path.abspath(state_dir) if state_dir else os.path.join(self.directory, SERVICE_DIR)
+        root = os.path.abspath(state_dir) if state_dir else default_state_dir(self.directory)
         self.state_dir = os.path.join(root, self.shards.identity[:16])
         try:
             self._state_lock = StateLock(self.state_dir)
@@ -266,7 +267,7 @@ class ShardServer(flight.FlightServerBase):
             ops = {t.get("op") for t in (self.shards.spec or {}).get("transforms", []) if isinstance(t, dict)}
             if "categorify" not in ops:
                 return {}
-            sizes = read_vocabulary_sizes(self.directory, self.shards.identity)
+            sizes = read_vocabulary_sizes(self.shards.store, self.shards.identity)
             if not sizes:
                 return {}  # not fitted yet: look again at the next call
             self._vocabulary_sizes = sizes
@@ -379,7 +380,7 @@ class ShardServer(flight.FlightServerBase):
             raise flight.FlightTimedOutError(
                 f"no shard committed for {self.wait_timeout:g} s: job {self.shards.name!r} has "
                 f"{len(self.shards.entries)}/{self.shards.total} shards in "
-                f"{os.path.join(self.directory, LEDGER_FILE)}; is its driver running?"
+                f"{self.shards.ledger_path}; is its driver running?"
             )
 
     def read_shard(self, shard: int, schema: pa.Schema) -> Iterator[tuple[pa.RecordBatch, bytes]]:
@@ -387,7 +388,7 @@ class ShardServer(flight.FlightServerBase):
         entry = self.shards.entries[shard]
         path = self.shards.path(shard)
         try:
-            payload = read_shard(self.directory, entry, self.verify)
+            payload = read_shard(self.shards.store, entry, self.verify)
         except OutputError as exc:
             raise ShardServiceError(str(exc)) from None
         try:

@@ -5,6 +5,7 @@
     <output>/
       _job.json                   which job owns the directory (identity, name, spec, planned shards)
       _ledger.jsonl               one commit record per line, appended after the shard is in place
+      _ledger/part-NNNNN.json     (object stores, which cannot append) one commit record per shard
       _fit.json                   the fitted statistics of the job's fitted ops
       _accounting.json            the last run's accounting: bytes, busy seconds, energy, cost
       part-NNNNN.parquet          shard NNNNN, numbered in source order
@@ -27,6 +28,8 @@ import re
 
 JOB_FILE = "_job.json"
 LEDGER_FILE = "_ledger.jsonl"
+#: An object store's ledger: one object per committed shard (``ledger.ObjectLedger``).
+LEDGER_DIR = "_ledger"
 FIT_FILE = "_fit.json"
 #: The last run's accounting (``recprep.isp_nodes.accounting``).
 ACCOUNTING_FILE = "_accounting.json"

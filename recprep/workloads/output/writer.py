@@ -1,17 +1,21 @@
 """Writing a job output: the one writer of shard files, quarantine files and the ledger.
 
-The commit protocol: a worker writes a shard under a temporary name and renames it into place
-(:func:`put_shard`; its malformed rows likewise, :func:`put_quarantine`), then the driver
-appends the shard's :class:`~.records.CommitRecord` to the ledger (:meth:`OutputWriter.commit`).
-A shard is committed once its record is in the ledger, never before its file is in place; a
-crash in between leaves a file that a resumed run writes again, byte for byte. A storage
-without an atomic rename (object stores) changes this module only.
+The commit protocol: a worker puts a shard in place whole (:func:`put_shard`; its malformed
+rows likewise, :func:`put_quarantine`): in a local directory under a temporary name renamed into
+place, in an object store with one PUT (``store``). Then the driver records the shard's
+:class:`~.records.CommitRecord` in the ledger (:meth:`OutputWriter.commit`; ``ledger``: a line
+appended to ``_ledger.jsonl``, or a conditional create of ``_ledger/part-NNNNN.json`` in an
+object store, which no second run can repeat). A shard is committed once its record is in the
+ledger, never before its file is in place; a crash in between leaves a file that a resumed run
+writes again, byte for byte.
 
 The driver opens the directory first (:meth:`OutputWriter.open`) and holds it until the run
 ends (:meth:`OutputWriter.close`):
 
-- it takes the directory's lock (:class:`OutputLock`): a second run on the same output, of any
-  job, is refused with a line naming the holder (a run that dies loses its lock with its process);
+- it takes the directory's lock (:class:`OutputLock`; in an object store a lease,
+  ``lease.ObjectLease``): a second run on the same output, of any job, is refused with a line
+  naming the holder (a run that dies loses its lock with its process, or its lease when it
+  expires);
 - it repairs a ledger whose last line a crash tore (the line is cut off, so the next commit starts
   a line of its own; that shard is simply redone);
 - a directory of the same job resumes: every committed shard is checked against its record
@@ -34,7 +38,6 @@ import logging
 import os
 import socket
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,7 +49,6 @@ from .layout import (
     ERRORS_DIR,
     FIT_FILE,
     JOB_FILE,
-    LEDGER_FILE,
     LOCK_FILE,
     QUARANTINE_DIR,
     SHARD_PREFIX,
@@ -57,10 +59,12 @@ from .layout import (
     is_temporary,
     quarantine_name,
     shard_name,
-    temporary_name,
 )
-from .reader import read_commits, read_fit, read_job_if_any, read_shard
+from .lease import ObjectLease, describe_holder
+from .ledger import ledger_of, read_records
+from .reader import as_store, read_fit, read_job_if_any, read_shard
 from .records import CommitRecord, JobRecord, encode_fit_states
+from .store import LocalStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -81,57 +85,39 @@ class WrittenFile:
     sha256: str
 
 
-def check_writable(directory: str) -> None:
-    """Create ``directory`` and prove a file can be written there, before any work."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        probe = os.path.join(directory, f".recprep-probe-{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"ok")
-        os.remove(probe)
-    except OSError as exc:
-        raise OutputError(f"spec.output.uri: cannot write to {directory!r} ({exc.strerror or exc})") from None
+def check_writable(directory: str | Store) -> None:
+    """Create the output (a local directory) and prove a file can be written there, before any
+    work; OutputError naming the URI (a missing bucket, missing credentials, access denied)."""
+    as_store(directory).check_writable()
 
 
-def _put(directory: str, name: str, payload: bytes, fsync: bool) -> None:
-    """``payload`` under ``directory/name``, complete or not at all (temporary name, rename)."""
-    tmp = os.path.join(directory, temporary_name(name, uuid.uuid4().hex[:12]))
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, os.path.join(directory, name))
-
-
-def put_shard(directory: str, index: int, payload: bytes, fsync: bool = False) -> WrittenFile:
+def put_shard(directory: str | Store, index: int, payload: bytes, fsync: bool = False) -> WrittenFile:
     """Shard ``index``'s file put in place (not yet committed: the driver records it)."""
     name = shard_name(index)
-    _put(directory, name, payload, fsync)
+    as_store(directory).put(name, payload, fsync)
     return WrittenFile(name, len(payload), hashlib.sha256(payload).hexdigest())
 
 
-def put_quarantine(directory: str, index: int, rows: Iterable[BadRowLike], fsync: bool = False) -> str:
+def put_quarantine(
+    directory: str | Store, index: int, rows: Iterable[BadRowLike], fsync: bool = False
+) -> str:
     """Shard ``index``'s malformed rows as JSON lines (file, line, reason, text); returns the
     file's path relative to the output, as its commit record carries it."""
     path = quarantine_name(index)
-    qdir, name = os.path.split(os.path.join(directory, path))
-    os.makedirs(qdir, exist_ok=True)
     lines = "".join(
         json.dumps({"file": r.file, "line": r.line, "reason": r.reason, "text": r.text}) + "\n" for r in rows
     )
-    _put(qdir, name, lines.encode(), fsync)
+    as_store(directory).put(path, lines.encode(), fsync)
     return path
 
 
-def put_error_log(directory: str, index: int, stage: str, text: str) -> str:
+def put_error_log(directory: str | Store, index: int, stage: str, text: str) -> str:
     """The details of shard ``index``'s failure (``stage``: transform or fit) in the output;
-    returns the file's path (absolute), which the one-line error names."""
-    path = os.path.join(directory, error_log_name(index, stage))
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    _put(folder, name, text.encode("utf-8", "backslashreplace"), fsync=False)
-    return path
+    returns the file's path (absolute, or its URI), which the one-line error names."""
+    store = as_store(directory)
+    name = error_log_name(index, stage)
+    store.put(name, text.encode("utf-8", "backslashreplace"))
+    return store.path(name)
 
 
 class OutputLock:
@@ -159,7 +145,7 @@ class OutputLock:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise OutputError(f"{self.path}: cannot lock the output ({exc.strerror})") from None
             raise OutputError(
-                f"{os.path.dirname(self.path)}: in use by {_describe_holder(other)}; "
+                f"{os.path.dirname(self.path)}: in use by {describe_holder(other)}; "
                 "a second run on the same output is refused while it runs"
             ) from None
         record = json.dumps(
@@ -175,6 +161,9 @@ class OutputLock:
         os.pwrite(fd, record.encode() + b"\n", 0)
         self._fd = fd
 
+    def check(self) -> None:
+        """Nothing to check: the kernel holds the lock until this process ends."""
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
@@ -189,16 +178,6 @@ def _read_holder(fd: int) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _describe_holder(holder: dict[str, Any]) -> str:
-    if not holder:
-        return "another run (it has not recorded itself yet)"
-    identity = str(holder.get("identity"))[:12]
-    return (
-        f"job {holder.get('job')!r} (identity {identity}, pid {holder.get('pid')} on {holder.get('host')}, "
-        f"since {holder.get('since')})"
-    )
-
-
 @dataclass(frozen=True)
 class Redone:
     """A committed shard that did not match its record when the run opened the output."""
@@ -208,20 +187,26 @@ class Redone:
 
 
 class OutputWriter:
-    """The driver's side of the contract: holds the directory for one job, records commits.
-    Use it as a context manager (or call :meth:`close`): the lock is held until then."""
+    """The driver's side of the contract: holds the output for one job, records commits.
+    Use it as a context manager (or call :meth:`close`): the lock is held until then.
+    ``directory``: a local path or an object store URI."""
 
-    def __init__(self, directory: str, fsync: bool = False):
-        self.directory = directory
+    def __init__(self, directory: str | Store, fsync: bool = False):
+        self.store = as_store(directory)
+        self.directory = self.store.location
         self.fsync = fsync
-        self.path = os.path.join(directory, LEDGER_FILE)
+        self.ledger = ledger_of(self.store, fsync)
+        #: where the ledger is (a file, or an object store folder), for messages
+        self.path = self.ledger.path
         #: committed shards by index (filled by :meth:`open`, then by :meth:`commit`)
         self.commits: dict[int, CommitRecord] = {}
         #: committed shards that did not match their records when the output was opened
         self.redone: list[Redone] = []
         #: bytes of a torn last ledger line cut off when the output was opened
         self.repaired_bytes = 0
-        self._lock = OutputLock(directory)
+        self._lock: OutputLock | ObjectLease = (
+            OutputLock(self.directory) if isinstance(self.store, LocalStore) else ObjectLease(self.store)
+        )
 
     def __enter__(self) -> OutputWriter:
         return self
@@ -230,22 +215,27 @@ class OutputWriter:
         self.close()
 
     def open(self, job: JobRecord, overwrite: bool) -> None:
-        """Take the directory for ``job``: lock it, resume the same job (committed shards checked),
+        """Take the output for ``job``: lock it, resume the same job (committed shards checked),
         refuse (or with ``overwrite`` clear) another job's shards, write ``_job.json``, sweep
         temporaries."""
         self._lock.acquire({"job": job.name, "identity": job.identity})
         try:
             self._open(job, overwrite)
+        except OSError as exc:
+            self._lock.release()
+            raise OutputError(
+                f"{self.directory}: cannot open the job output ({exc.strerror or exc})"
+            ) from None
         except BaseException:
             self._lock.release()
             raise
 
     def close(self) -> None:
-        """Release the directory (the lock)."""
+        """Release the output (the lock)."""
         self._lock.release()
 
     def _open(self, job: JobRecord, overwrite: bool) -> None:
-        existing = read_job_if_any(self.directory)
+        existing = read_job_if_any(self.store)
         if existing is not None and existing.identity != job.identity:
             if not overwrite:
                 raise OutputError(
@@ -264,57 +254,39 @@ class OutputWriter:
             existing = None
         if existing is None:
             self._write_json(JOB_FILE, job.to_dict())
-        self.repaired_bytes = self._repair_ledger()
+        self.repaired_bytes = self.ledger.repair()
         self.commits = self._checked_commits()
         self._sweep_temporaries()
-
-    def _repair_ledger(self) -> int:
-        """Cut a torn last line (a crash mid-append) off the ledger; the bytes cut."""
-        try:
-            size = os.path.getsize(self.path)
-        except FileNotFoundError:
-            return 0
-        if size == 0:
-            return 0
-        with open(self.path, "rb+") as f:
-            f.seek(max(size - 1, 0))
-            if f.read(1) == b"\n":
-                return 0
-            f.seek(0)
-            data = f.read()
-            keep = data.rfind(b"\n") + 1
-            f.truncate(keep)
-            if self.fsync:
-                os.fsync(f.fileno())
-        log.warning(
-            "%s: cut a torn last line (%d bytes) left by a crash; its shard is redone", self.path, size - keep
-        )
-        return size - keep
 
     def _checked_commits(self) -> dict[int, CommitRecord]:
         """The ledger's commits whose file is there and matches the record; the others redone."""
         commits: dict[int, CommitRecord] = {}
-        for record in read_commits(self.directory, require_files=False):
+        for record in read_records(self.store).values():
             try:
-                read_shard(self.directory, record, verify=True)
+                read_shard(self.store, record, verify=True)
             except OutputError as exc:
                 self.redone.append(Redone(record.shard, str(exc)))
                 log.warning("shard %d is redone: %s", record.shard, exc)
+                self.ledger.drop(record.shard)
                 continue
             commits[record.shard] = record
         return commits
 
-    def commit(self, record: CommitRecord) -> None:
-        """Append ``record`` to the ledger: from now on the shard is committed."""
-        with open(self.path, "a") as f:
-            f.write(record.to_json() + "\n")
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
+    def commit(self, record: CommitRecord) -> CommitRecord:
+        """Record ``record`` in the ledger: from now on the shard is committed. Returns the record
+        that stands (in an object store, an earlier run's record of the same bytes)."""
+        self._lock.check()
+        try:
+            record = self.ledger.commit(record)
+        except OSError as exc:
+            raise OutputError(
+                f"{self.path}: cannot record shard {record.shard} ({exc.strerror or exc})"
+            ) from None
         self.commits[record.shard] = record
+        return record
 
     def load_fit(self, identity: str) -> dict[tuple[int, str], Any] | None:
-        return read_fit(self.directory, identity)
+        return read_fit(self.store, identity)
 
     def save_fit(self, identity: str, states: dict[tuple[int, str], Any]) -> None:
         self._write_json(FIT_FILE, {"identity": identity, "states": encode_fit_states(states)})
@@ -325,31 +297,26 @@ class OutputWriter:
 
     def _write_json(self, name: str, data: Any) -> None:
         payload = json.dumps(data, indent=1, sort_keys=True, default=str).encode()
-        _put(self.directory, name, payload, self.fsync)
+        self.store.put(name, payload, self.fsync)
 
     def _has_shards(self) -> bool:
-        return any(is_shard_file(n) for n in os.listdir(self.directory))
+        return any(is_shard_file(n) for n in self.store.names())
 
     def _clear(self) -> None:
         """Remove the previous job's files: only names of recprep's layout."""
-        for name in os.listdir(self.directory):
+        self.ledger.clear()
+        for name in self.store.names():
             if is_shard_file(name) or name in CONTRACT_FILES or is_temporary(name):
-                os.remove(os.path.join(self.directory, name))
+                self.store.remove(name)
         for folder, ours in ((QUARANTINE_DIR, is_quarantine_file), (ERRORS_DIR, is_error_log)):
-            path = os.path.join(self.directory, folder)
-            if os.path.isdir(path):
-                for name in os.listdir(path):
-                    if ours(name) or is_temporary(name):
-                        os.remove(os.path.join(path, name))
-                if not os.listdir(path):
-                    os.rmdir(path)
+            for name in self.store.names(folder):
+                if ours(name) or is_temporary(name):
+                    self.store.remove(f"{folder}/{name}")
+            if not self.store.names(folder):
+                self.store.remove_folder_if_empty(folder)
 
     def _sweep_temporaries(self) -> None:
-        for root in (
-            self.directory,
-            *(os.path.join(self.directory, d) for d in (QUARANTINE_DIR, ERRORS_DIR)),
-        ):
-            if os.path.isdir(root):
-                for name in os.listdir(root):
-                    if is_temporary(name):
-                        os.remove(os.path.join(root, name))
+        for folder in ("", QUARANTINE_DIR, ERRORS_DIR):
+            for name in self.store.names(folder):
+                if is_temporary(name):
+                    self.store.remove(f"{folder}/{name}" if folder else name)

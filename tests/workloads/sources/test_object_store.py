@@ -18,39 +18,17 @@ from recprep.workloads.runner import run_job
 from recprep.workloads.sources import open_source
 
 from ...conftest import job_doc
+from ...s3 import moto_s3
 
-s3fs = pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
-
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
 
 
 @pytest.fixture(scope="module")
 def s3():
-    """A moto S3 server on a free local port; the environment points the AWS clients at it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", **CREDENTIALS}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        fs = s3fs.S3FileSystem()
-        fs.mkdir("data")
+    """A moto S3 server with the bucket ``data``; the environment points the AWS clients at it."""
+    with moto_s3("data") as (fs, env):
         yield fs, env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        s3fs.S3FileSystem.clear_instance_cache()
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,44 @@
+"""A real S3 API for tests: moto's server mode on a free local port, as s3fs's own tests run it,
+reached through s3fs, the client users have."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@contextlib.contextmanager
+def moto_s3(*buckets: str) -> Iterator[tuple[object, dict[str, str]]]:
+    """(s3fs file system, environment) of a fresh S3 server holding ``buckets``; the environment
+    (endpoint and keys) is set in this process meanwhile, so the AWS clients of the process and
+    of the workers it starts reach the server."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", **CREDENTIALS}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        fs = s3fs.S3FileSystem()
+        for bucket in buckets:
+            fs.mkdir(bucket)
+        yield fs, env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        s3fs.S3FileSystem.clear_instance_cache()
+        server.stop()

@@ -1,0 +1,171 @@
+"""The output contract in an object store (a real S3 API: moto's server, through s3fs): objects
+are put whole, a commit is a conditional create that no second run repeats, the lease refuses a
+live holder, is taken over when it expires unrenewed, and a holder that lost it stops; readers see
+only committed shards."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from recprep.errors import OutputError
+from recprep.workloads.output import (
+    CommitRecord,
+    JobRecord,
+    ObjectStore,
+    OutputWriter,
+    follow,
+    open_store,
+    put_shard,
+    read_commits,
+    read_job,
+    read_shard,
+)
+from recprep.workloads.output.lease import ObjectLease
+from recprep.workloads.output.ledger import ObjectLedger, record_name
+
+from ...s3 import moto_s3
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3("out") as (fs, env):
+        yield fs
+
+
+@pytest.fixture
+def location(s3, request):
+    """A fresh prefix per test."""
+    return f"s3://out/{request.node.name}"
+
+
+def record(shard: int, payload: bytes) -> CommitRecord:
+    return CommitRecord(shard, f"part-{shard:05d}.parquet", 10, sha256=hashlib.sha256(payload).hexdigest())
+
+
+def test_the_store_of_a_uri_puts_reads_lists_and_creates_once(s3, location):
+    store = open_store(location + "/")
+    assert isinstance(store, ObjectStore) and store.location == location
+    store.put("a/b.json", b"1")
+    assert store.read("a/b.json") == b"1" and store.names("a") == ["b.json"]
+    assert store.create("a/c.json", b"2") and not store.create("a/c.json", b"3")
+    assert store.read("a/c.json") == b"2"
+    tag = store.etag("a/c.json")
+    assert store.replace("a/c.json", b"4", tag) and not store.replace("a/c.json", b"5", tag)
+    assert store.read("a/c.json") == b"4"
+    with pytest.raises(FileNotFoundError):
+        store.read("a/none")
+    assert store.names("nothing") == [] and store.read_many(["a/b.json", "a/none"]) == {"a/b.json": b"1"}
+
+
+def test_a_commit_is_made_once_whoever_makes_it(s3, location):
+    store = open_store(location)
+    a, b = ObjectLedger(store), ObjectLedger(open_store(location))
+    first = record(3, b"shard three")
+    assert a.commit(first) == first
+    # a second run (or a retried task) committing the same bytes finds the record there
+    again = CommitRecord(3, first.file, 10, sha256=first.sha256, placement={"worker": "other"})
+    assert b.commit(again) == first
+    assert s3.ls(f"{location[5:]}/_ledger") == [f"{location[5:]}/{record_name(3)}"]
+    # other bytes under the same shard: never silently replaced
+    with pytest.raises(OutputError, match="shard 3 is committed with other contents"):
+        b.commit(record(3, b"something else"))
+
+
+def test_readers_see_only_committed_shards(s3, location):
+    with OutputWriter(location) as w:
+        w.open(JobRecord("id-1", "job", None, 3), overwrite=False)
+        for shard in range(3):
+            payload = f"shard {shard}".encode()
+            put_shard(location, shard, payload)
+            if shard != 1:  # shard 1 is in place but its driver died before recording it
+                w.commit(record(shard, payload))
+    assert read_job(location).shards == 3
+    committed = read_commits(location)
+    assert [r.shard for r in committed] == [0, 2]
+    assert read_shard(location, committed[1]) == b"shard 2"
+    # a record whose object is gone is not offered to readers, and the next run redoes it
+    open_store(location).remove("part-00002.parquet")
+    assert [r.shard for r in read_commits(location)] == [0]
+    with OutputWriter(location) as w:
+        w.open(JobRecord("id-1", "job", None, 3), overwrite=False)
+        assert sorted(w.commits) == [0] and [r.shard for r in w.redone] == [2]
+        assert not open_store(location).exists(record_name(2))  # dropped: its redo can commit
+        # a changed object fails its check against the record
+    open_store(location).put("part-00000.parquet", b"tampered")
+    with pytest.raises(OutputError, match="content does not match its sha256 in _ledger/part-00000.json"):
+        read_shard(location, committed[0])
+
+
+def test_a_follower_sees_each_new_commit_once_and_notices_a_replaced_output(s3, location):
+    ledger = ObjectLedger(open_store(location))
+    tail = follow(location)
+    ledger.commit(record(0, b"a"))
+    assert not tail.changed_underneath() and [r.shard for r in tail.read()] == [0]
+    ledger.commit(record(1, b"b"))
+    ledger.commit(record(2, b"c"))
+    assert [r.shard for r in tail.read()] == [1, 2] and tail.read() == []
+    ledger.drop(1)  # --overwrite, or a shard being redone
+    assert tail.changed_underneath()
+    tail.restart()
+    assert [r.shard for r in tail.read()] == [0, 2]
+
+
+def test_a_second_run_waits_for_a_live_lease_and_is_refused(s3, location):
+    holder = ObjectLease(open_store(location), seconds=1.5)
+    holder.acquire({"job": "first", "identity": "abc"})
+    try:
+        started = time.monotonic()
+        with pytest.raises(OutputError, match=r"in use by job 'first' \(identity abc"):
+            ObjectLease(open_store(location), seconds=1.5).acquire({"job": "second", "identity": "def"})
+        assert time.monotonic() - started < 3  # refused once it saw the holder renew
+        holder.check()
+    finally:
+        holder.release()
+    assert not open_store(location).exists("_lock")
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(s3, location):
+    old = ObjectLease(open_store(location), seconds=1)
+    old.acquire({"job": "job", "identity": "abc"})
+    old._stop.set()  # the old holder stops renewing: its process paused, or was killed
+    old._thread.join()
+    started = time.monotonic()
+    new = ObjectLease(open_store(location), seconds=30)
+    new.acquire({"job": "job", "identity": "abc"})  # waits out the old lease, then takes it over
+    assert time.monotonic() - started < 5
+    held = json.loads(open_store(location).read("_lock"))
+    assert held["lease"] == 30 and held["pid"]
+    assert not old.renew()  # the old holder wakes up: its renewal fails
+    with pytest.raises(OutputError, match="lease was taken over by job 'job'"):
+        old.check()
+    old.release()  # does not remove the new holder's lease
+    assert open_store(location).exists("_lock")
+    new.release()
+    assert not open_store(location).exists("_lock")
+
+
+def test_a_writer_that_lost_its_lease_commits_nothing_more(s3, location, monkeypatch):
+    monkeypatch.setenv("RECPREP_OUTPUT_LEASE", "1")
+    a = OutputWriter(location)
+    a.open(JobRecord("id-1", "job", None, 2), overwrite=False)
+    a._lock._stop.set()
+    a._lock._thread.join()
+    b = OutputWriter(location)
+    b.open(JobRecord("id-1", "job", None, 2), overwrite=False)
+    try:
+        put_shard(location, 0, b"zero")
+        b.commit(record(0, b"zero"))
+        a._lock.renew()
+        with pytest.raises(OutputError, match="taken over"):
+            a.commit(record(1, b"one"))
+        assert [r.shard for r in read_commits(location)] == [0]
+    finally:
+        a.close()
+        b.close()

@@ -1,0 +1,208 @@
+"""Jobs whose output is in S3 (a real S3 API: moto's server, through s3fs, the client users have).
+
+The bucket keeps every version of every object (S3 versioning), so "committed once" is checked
+by the store itself: each shard's commit record has exactly one version, whatever was killed,
+resumed or raced. The shards are byte-identical to a local run of the same job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from recprep.delivery.shards import LocalShards
+from recprep.spec import load_job_dict
+from recprep.workloads.output import read_commits
+from recprep.workloads.runner import run_job
+
+from ..conftest import REPO, job_doc, wait_for
+from ..s3 import moto_s3
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
+pytestmark = pytest.mark.integration
+
+ROWS = 120_000
+PER_SHARD = 8192
+SHARDS = -(-ROWS // PER_SHARD)  # 15
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with moto_s3("out") as (fs, env):
+        fs.make_bucket_versioned("out")
+        yield fs, env
+
+
+def doc_for(output: str) -> dict:
+    doc = job_doc(f"synthetic://criteo?rows={ROWS}&seed=5", output)
+    doc["spec"]["output"]["rowsPerShard"] = PER_SHARD
+    return doc
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, bytes]:
+    """The shards of the job run on a local path."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    run_job(load_job_dict(doc_for(str(out))), workers=1)
+    return {p.name: p.read_bytes() for p in sorted(out.glob("part-*.parquet"))}
+
+
+def shards_in(fs, prefix: str) -> dict[str, bytes]:
+    fs.invalidate_cache()
+    return {p.rsplit("/", 1)[1]: fs.cat(p) for p in sorted(fs.glob(f"{prefix}/part-*.parquet"))}
+
+
+def record_versions(fs, prefix: str) -> dict[str, int]:
+    """How many times each commit record was written (every version the bucket kept)."""
+    import s3fs
+
+    versioned = s3fs.S3FileSystem(version_aware=True, skip_instance_cache=True)
+    return {
+        p.rsplit("/", 1)[1]: len(versioned.object_version_info(p)) for p in versioned.ls(f"{prefix}/_ledger")
+    }
+
+
+def command(tmp_path, output: str, name: str = "job.yaml") -> list[str]:
+    job = tmp_path / name
+    job.write_text(yaml.safe_dump(doc_for(output)))
+    return [sys.executable, "-m", "recprep.cli", "run", str(job), "--workers", "1"]
+
+
+def test_the_same_job_on_s3_writes_the_shards_of_a_local_run(s3, reference):
+    fs, _ = s3
+    summary = run_job(load_job_dict(doc_for("s3://out/same/")), workers=1)
+    assert summary.shards == SHARDS and summary.rows_written == ROWS
+    assert shards_in(fs, "out/same") == reference
+    assert set(record_versions(fs, "out/same").values()) == {1}
+    assert not fs.exists("out/same/_lock")  # the lease is given back
+    # trainers read it where it is: the committed shards, in full
+    commits = read_commits("s3://out/same")
+    assert [r.rows for r in commits] == [
+        pq.read_metadata(pa.BufferReader(reference[r.file])).num_rows for r in commits
+    ]
+    tables = [d.table for d in LocalShards("s3://out/same").open()]
+    assert sum(t.num_rows for t in tables) == ROWS
+    # a second run finds every shard committed and commits none again
+    again = run_job(load_job_dict(doc_for("s3://out/same")), workers=1)
+    assert again.shards_skipped == SHARDS and set(record_versions(fs, "out/same").values()) == {1}
+
+
+def test_a_run_killed_halfway_and_resumed_commits_every_shard_once(s3, reference, tmp_path):
+    fs, env = s3
+    cmd = command(tmp_path, "s3://out/killed")
+    lease = {**os.environ, **env, "RECPREP_OUTPUT_LEASE": "3"}
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=lease, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+    def committed() -> int:
+        fs.invalidate_cache()
+        return len(fs.ls("out/killed/_ledger")) if fs.exists("out/killed/_ledger") else 0
+
+    try:
+        wait_for(lambda: committed() >= 3, 120, message="a few committed shards")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-job
+        proc.wait(30)
+    before = committed()
+    assert before < SHARDS, "the job finished before it could be killed"
+    assert fs.exists("out/killed/_lock")  # killed: nobody gave the lease back
+    # resumed at once: it waits out the dead run's lease (3 s), then takes it over
+    resumed = subprocess.run(cmd, cwd=REPO, env=lease, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already committed" in resumed.stdout
+    assert shards_in(fs, "out/killed") == reference
+    versions = record_versions(fs, "out/killed")
+    assert len(versions) == SHARDS and set(versions.values()) == {1}, versions
+
+
+def test_two_drivers_racing_on_one_output_commit_each_shard_once(s3, reference, tmp_path):
+    fs, env = s3
+    cmd = command(tmp_path, "s3://out/raced")
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={**os.environ, **env, "RECPREP_OUTPUT_LEASE": "4"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(300), *p.communicate()) for p in procs]
+    finished = [r for r in results if r[0] == 0]
+    refused = [r for r in results if r[0] != 0]
+    assert finished, results
+    for _, out, err in refused:
+        # the loser says it waits for the holder's lease, and is refused in one line naming it
+        # (stderr also holds the progress bar's last frame, drawn with "━")
+        lines = [line for line in (out + err).splitlines() if line.strip() and "━" not in line]
+        assert "Traceback" not in out + err and len(lines) == 2, lines
+        assert "s3://out/raced: held by job 'test-job'" in lines[0] and "waiting up to 4 s" in lines[0]
+        assert lines[1].startswith("error: s3://out/raced: in use by job 'test-job' (identity"), lines
+    assert shards_in(fs, "out/raced") == reference
+    versions = record_versions(fs, "out/raced")
+    assert len(versions) == SHARDS and set(versions.values()) == {1}, versions
+
+
+def test_a_missing_bucket_or_missing_credentials_fail_before_any_work(s3, tmp_path):
+    _, env = s3
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    nowhere = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"],
+    }
+    cases = [
+        ({**base, **env}, "s3://no-such-bucket/out", "The specified bucket does not exist"),
+        ({**base, **nowhere}, "s3://out/nocreds", "NoCredentialsError"),
+    ]
+    for environment, uri, expected in cases:
+        proc = subprocess.run(
+            command(tmp_path, uri), cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+        )
+        lines = [
+            line for line in (proc.stdout + proc.stderr).splitlines() if line.strip() and "━" not in line
+        ]
+        assert proc.returncode != 0 and len(lines) == 1, proc.stdout + proc.stderr
+        assert f"spec.output.uri: cannot write to '{uri}'" in lines[0] and expected in lines[0], lines[0]
+
+
+def test_the_shard_service_streams_an_s3_output_while_its_driver_commits(s3, reference, tmp_path):
+    from contextlib import closing
+
+    from recprep.delivery.service import ShardClient, ShardServer
+    from recprep.workloads.output import JobRecord, OutputWriter, put_shard
+
+    fs, _ = s3
+    done = run_job(load_job_dict(doc_for("s3://out/served-source")), workers=1)
+    assert done.shards == SHARDS
+    committed = {r.shard: r for r in read_commits("s3://out/served-source")}
+    # a driver that commits the shards one by one while a trainer streams them
+    with OutputWriter("s3://out/served") as driver:
+        driver.open(JobRecord("served", "served", None, SHARDS), overwrite=False)
+        put_shard("s3://out/served", 0, reference["part-00000.parquet"])
+        driver.commit(committed[0])
+        with ShardServer("s3://out/served", state_dir=str(tmp_path / "state"), poll_interval=0.2) as server:
+            client = ShardClient(server.location, group="train", rank=0, world_size=1)
+            rows, seen = 0, []
+            with closing(iter(client)) as stream:
+                for shard in stream:
+                    seen.append(shard.index)
+                    rows += shard.table.num_rows
+                    client.ack(shard.index)
+                    following = len(seen)
+                    if following < SHARDS:  # the next shard is committed only now
+                        put_shard("s3://out/served", following, reference[f"part-{following:05d}.parquet"])
+                        driver.commit(committed[following])
+            assert sorted(seen) == list(range(SHARDS)) and rows == ROWS
+            assert server.status()["complete"]
