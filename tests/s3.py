@@ -15,10 +15,11 @@ CREDENTIALS = {
 
 
 @contextlib.contextmanager
-def moto_s3(*buckets: str) -> Iterator[tuple[object, dict[str, str]]]:
-    """(s3fs file system, environment) of a fresh S3 server holding ``buckets``; the environment
-    (endpoint and keys) is set in this process meanwhile, so the AWS clients of the process and
-    of the workers it starts reach the server."""
+def moto_s3(*buckets: str, set_env: bool = True) -> Iterator[tuple[object, dict[str, str]]]:
+    """(s3fs file system, environment) of a fresh S3 server holding ``buckets``. ``set_env``: the
+    environment (endpoint and keys) is set in this process meanwhile, so the AWS clients of the
+    process and of the workers it starts reach the server; without it only the file system
+    given knows them (the e2e tests, whose pods must get them from a Secret)."""
     import s3fs
     from moto.server import ThreadedMotoServer
 
@@ -26,11 +27,17 @@ def moto_s3(*buckets: str) -> Iterator[tuple[object, dict[str, str]]]:
     server.start()
     host, port = server.get_host_and_port()
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", **CREDENTIALS}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    saved = {k: os.environ.get(k) for k in env} if set_env else {}
+    if set_env:
+        os.environ.update(env)
     s3fs.S3FileSystem.clear_instance_cache()
     try:
-        fs = s3fs.S3FileSystem()
+        fs = s3fs.S3FileSystem(
+            key=env["AWS_ACCESS_KEY_ID"],
+            secret=env["AWS_SECRET_ACCESS_KEY"],
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            skip_instance_cache=not set_env,
+        )
         for bucket in buckets:
             fs.mkdir(bucket)
         yield fs, env

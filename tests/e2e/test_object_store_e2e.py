@@ -67,3 +67,48 @@ def test_an_s3_source_job_reads_with_the_secret_the_chart_names(deploy, criteo_l
         assert [p.read_bytes() for p in ours] == [p.read_bytes() for p in theirs]
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_job_whose_output_is_in_s3_runs_and_feeds_a_trainer_without_any_volume(deploy, tmp_path):
+    from ..s3 import moto_s3
+    from .test_operator_e2e import _serving, _trained, _trainer_job, _wait_shard_service
+
+    with moto_s3("out", set_env=False) as (fs, creds):
+        assert not any(k in os.environ for k in creds)  # the pods can only have them from the Secret
+        fs.make_bucket_versioned("out")
+        # no shared volume at all: the chart's storage is empty, the data is in S3
+        deployed: Deployed = deploy(
+            values={"data": {"credentialsSecret": "s3-creds"}, "storage": {"volumes": [], "volumeMounts": []}}
+        )
+        deployed.kubectl(
+            "create", "secret", "generic", "s3-creds", *(f"--from-literal={k}={v}" for k, v in creds.items())
+        )
+        out = "s3://out/to-s3"
+        deployed.apply_job(_serving(deployed, preprocess_job("to-s3", out, ttl=0)))
+        _wait_shard_service(deployed, "to-s3", out)
+        (server,) = deployed.pods("to-s3", "shards")[0]["spec"]["containers"]
+        state = server["command"].index("--state-dir")
+        assert server["command"][state + 1] == "/tmp/recprep-service"  # the pod's emptyDir
+        deployed.cluster.apply(_trainer_job("to-s3-trainer-0", "to-s3-shards", 0, 1, "to-s3-token"))
+        (report,) = _trained(deployed, ["to-s3-trainer-0"], timeout=120)
+        status = deployed.wait_phase("to-s3", "Succeeded", timeout=60)
+        assert status["shards"] == {"done": 4, "total": 4} and status["rows"]["written"] == 20_000
+        assert sorted(report["acknowledged"]) == [0, 1, 2, 3] and report["samples"] == 20_000
+        driver = deployed.pods("to-s3", "driver")[0]["spec"]
+        assert [v["name"] for v in driver["volumes"]] == ["tmp"]
+
+        # each shard committed once (the bucket keeps every version of every record)
+        versioned = type(fs)(
+            key=creds["AWS_ACCESS_KEY_ID"],
+            secret=creds["AWS_SECRET_ACCESS_KEY"],
+            endpoint_url=creds["AWS_ENDPOINT_URL"],
+            version_aware=True,
+            skip_instance_cache=True,
+        )
+        records = versioned.ls("out/to-s3/_ledger")
+        assert len(records) == 4 and all(len(versioned.object_version_info(r)) == 1 for r in records)
+        # the same job on a local path, run here: the same shards, byte for byte
+        run_job(load_job_dict(preprocess_job("to-s3", tmp_path / "local")), workers=1)
+        local = sorted((tmp_path / "local").glob("part-*.parquet"))
+        assert [p.read_bytes() for p in local] == [fs.cat(f"out/to-s3/{p.name}") for p in local]

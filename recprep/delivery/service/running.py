@@ -130,7 +130,9 @@ def serve_until_signal(server: ShardServer) -> None:
 
 def add_serve_arguments(p) -> None:
     """``recprep serve``'s options."""
-    p.add_argument("output", help="the job's output directory (holding _job.json and _ledger.jsonl)")
+    p.add_argument(
+        "output", help="the job's output: a directory, or an s3://, gs:// or az:// URI (holding _job.json)"
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 for all)"
     )
@@ -146,7 +148,10 @@ def add_serve_arguments(p) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every epoch's shard order (default 0)")
     p.add_argument(
-        "--state-dir", default=None, help="where acknowledgements are kept (default OUTPUT/_service)"
+        "--state-dir",
+        default=None,
+        help="where acknowledgements are kept (default OUTPUT/_service; for an s3://, gs:// or az:// "
+        "output, ~/.local/state/recprep/service/<hash of the URI>)",
     )
     p.add_argument(
         "--batch-rows", type=int, default=16384, help="rows per streamed record batch (default 16384)"
