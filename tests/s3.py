@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import urllib.request
 from collections.abc import Iterator
 
 CREDENTIALS = {
@@ -27,6 +28,8 @@ def moto_s3(*buckets: str, set_env: bool = True) -> Iterator[tuple[object, dict[
     server.start()
     host, port = server.get_host_and_port()
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", **CREDENTIALS}
+    # moto keeps its buckets in the process, across servers: start from none
+    urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
     saved = {k: os.environ.get(k) for k in env} if set_env else {}
     if set_env:
         os.environ.update(env)

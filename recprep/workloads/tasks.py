@@ -12,7 +12,6 @@ holding the traceback. The driver raises the line as a :class:`ShardError`.
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -124,8 +123,8 @@ def _prepared(job: PreprocessJob):
         tune_allocator()  # once per process: the first shard task on a worker
         if len(_PREPARED) > 8:
             _PREPARED.clear()
-        output = local_path(job.spec.output.uri)
-        index = os.path.join(os.path.abspath(output), INDEX_DIR) if output else None
+        # the output's _index/, where the driver's planning put it (a directory or an object store)
+        index = f"{output_location(job.spec.output.uri)}/{INDEX_DIR}"
         _PREPARED[key] = _open(job, index)
     return _PREPARED[key]
 

@@ -54,6 +54,11 @@ class LocalStore:
         with open(self.path(name), "rb") as f:
             return f.read()
 
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        with open(self.path(name), "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
     def put(self, name: str, payload: bytes, fsync: bool = False) -> None:
         """``payload`` under ``name``, complete or not at all (temporary name, rename)."""
         with self._temporary(name, payload, fsync) as tmp:
@@ -136,6 +141,10 @@ class ObjectStore:
     def read(self, name: str) -> bytes:
         with _client_errors():
             return self.fs.cat_file(self._key(name))
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        with _client_errors():
+            return self.fs.cat_file(self._key(name), start=offset, end=offset + length)
 
     def read_many(self, names: list[str]) -> dict[str, bytes]:
         """The objects ``names`` that exist, fetched concurrently (one request each)."""

@@ -22,8 +22,9 @@ task start reading near its first byte instead of at the file's start:
   grows with the split's position).
 
 The plan (cuts, newlines before each cut, members) and the gzip index are kept in an
-:class:`IndexStore` (the job output's ``_index/``), under the file's identity (path, size,
-modification time): built once, read by every split task, and reused by a resumed run.
+:class:`IndexStore` (the job output's ``_index/``, in a directory or an object store), under the
+file's identity (path, size, modification time): built once, read by every split task, and
+reused by a resumed run.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ...errors import SourceError
+from ..output.store import open_store
 from .cuts import SAMPLE, StreamCutter, target
 from .files import READ_ERRORS
 
@@ -94,81 +96,81 @@ class Layout:
 
 
 class IndexStore:
-    """Plans and gzip indexes of compressed inputs, in one directory, by file identity."""
+    """Plans and gzip indexes of compressed inputs, in one directory or object store prefix (the
+    job output's ``_index/``: a pod that runs a split task reads them where the driver put them),
+    by file identity."""
 
     def __init__(self, directory: str | None):
+        #: a local path or an object store URI
         self.directory = directory or os.path.join(tempfile.gettempdir(), "recprep-index")
+        self.store = open_store(self.directory)
         self._points: dict[str, _Gzidx] = {}
 
     def key(self, fs, path: str) -> str:
+        return self.identify(fs, path)[0]
+
+    def identify(self, fs, path: str) -> tuple[str, int]:
+        """(the key of the file's plan: its path, size and modification time or ETag; its size),
+        from one request for the file's details."""
         info = fs.info(path)
         stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
         ident = json.dumps([VERSION, fs.unstrip_protocol(path), info.get("size"), str(stamp)])
-        return hashlib.sha256(ident.encode()).hexdigest()[:32]
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
+        return hashlib.sha256(ident.encode()).hexdigest()[:32], int(info.get("size") or 0)
 
     def load(self, key: str) -> Layout | None:
-        """The kept plan of the file ``key`` names, or None. Read from the directory each time
+        """The kept plan of the file ``key`` names, or None. Read from the store each time
         (once per planning, once per file in a worker, whose source keeps it): an output removed
         between two runs of one process takes its plan with it."""
         try:
-            with open(self._path(f"{key}.json")) as f:
-                layout = Layout(**json.load(f))
+            layout = Layout(**json.loads(self.store.read(f"{key}.json")))
+            if layout.version != VERSION or (layout.index and not self.store.exists(layout.index)):
+                return None
         except (OSError, ValueError, TypeError):
-            return None
-        if layout.version != VERSION or (layout.index and not os.path.exists(self._path(layout.index))):
             return None
         return layout
 
     def save(self, key: str, layout: Layout, gzidx: bytes | None) -> None:
+        """Keep the plan (and the gzip index): whole or not at all (two writers of the same plan
+        write the same bytes)."""
         try:
-            os.makedirs(self.directory, exist_ok=True)
             if gzidx is not None:
                 layout.index = f"{key}.gzidx"
-                _write(self._path(layout.index), gzidx)
-            _write(self._path(f"{key}.json"), json.dumps(asdict(layout)).encode())
+                self.store.put(layout.index, gzidx)
+            self.store.put(f"{key}.json", json.dumps(asdict(layout)).encode())
         except OSError as exc:
             raise SourceError(
-                f"cannot keep the index of a compressed input in {self.directory} ({exc})"
+                f"cannot keep the index of a compressed input in {self.directory} ({exc.strerror or exc})"
             ) from None
 
     def point(self, layout: Layout, start: int) -> tuple[tuple[int, int, int, int], bytes]:
-        """The gzip index's last seek point at or before ``start``, and its window."""
-        path = self._path(layout.index)
-        if path not in self._points:
-            with open(path, "rb") as f:
-                self._points[path] = _Gzidx.parse(f)
-        return self._points[path].at(path, start)
+        """The gzip index's last seek point at or before ``start``, and its window (the index's
+        points are read once; a window is read alone, with a ranged read)."""
+        name = layout.index
 
+        def read(offset: int, length: int) -> bytes:
+            return self.store.read_range(name, offset, length)
 
-def _write(path: str, data: bytes) -> None:
-    """Write whole, then rename into place (a reader never sees half a file; two writers of the
-    same plan write the same bytes)."""
-    tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+        if name not in self._points:
+            self._points[name] = _Gzidx.parse(read)
+        return self._points[name].at(read, start)
 
 
 # -- planning ---------------------------------------------------------------------------------
 def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStore) -> Layout:
     """The file's plan from the store, or made by one pass over it (and kept in the store)."""
-    key = store.key(fs, path)
+    key, stored = store.identify(fs, path)
     layout = store.load(key)
     if layout is not None and (layout.rows_per_shard, layout.header) == (rows_per_shard, header):
         return layout
     codec = codec_of(path)
     cutter = StreamCutter(rows_per_shard, header)
-    stored = fs.size(path)
     members: list[list[int]] = []
     blocks: list[list[int]] = []
     gzidx = None
     with fs.open(path, "rb") as raw:
         if codec == GZIP:
             gzidx = _gzip_pass(raw, cutter, path)
-            index = _Gzidx.parse(io.BytesIO(gzidx))
+            index = _Gzidx.parse(lambda offset, length: gzidx[offset : offset + length])
             _check_end(raw, path, index, gzidx, cutter.size)
         elif codec == BZ2:
             blocks = _bz2_pass(raw, cutter, path)
@@ -449,12 +451,13 @@ class _Gzidx:
     windows: list[int]  #: each point's window's offset in the file (-1: none)
 
     @classmethod
-    def parse(cls, f) -> _Gzidx:
-        head = f.read(7 + _HEAD.size)
+    def parse(cls, read) -> _Gzidx:
+        """The index whose bytes ``read(offset, length)`` returns (its header and points only)."""
+        head = read(0, 7 + _HEAD.size)
         if head[:6] != _MAGIC:
             raise SourceError("an index of indexed_gzip in a format this recprep does not read")
         _csize, _usize, _spacing, window, n = _HEAD.unpack(head[7:])
-        table = f.read(n * _POINT.size)
+        table = read(len(head), n * _POINT.size)
         points = [_POINT.unpack_from(table, i * _POINT.size) for i in range(n)]
         at, windows = len(head) + len(table), []
         for p in points:
@@ -479,11 +482,9 @@ class _Gzidx:
         """Point ``i``'s window in the index file's bytes ``data`` (empty: it has none)."""
         return data[self.windows[i] : self.windows[i] + self.window] if self.points[i][3] else b""
 
-    def at(self, path: str, start: int) -> tuple[tuple[int, int, int, int], bytes]:
-        """The last point at or before ``start`` and its window, read from the file at ``path``."""
+    def at(self, read, start: int) -> tuple[tuple[int, int, int, int], bytes]:
+        """The last point at or before ``start`` and its window, read with ``read(offset, length)``."""
         i = self._last(start)
         if not self.points[i][3]:
             return self.points[i], b""
-        with open(path, "rb") as f:
-            f.seek(self.windows[i])
-            return self.points[i], f.read(self.window)
+        return self.points[i], read(self.windows[i], self.window)

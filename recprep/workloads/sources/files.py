@@ -41,6 +41,8 @@ def list_files(uri: str, exclude: str | None = None) -> tuple[fsspec.AbstractFil
         files = [f for f in files if not os.path.abspath(f).startswith(inside)]
     if not files:
         raise SourceError(f"spec.source.uri: no files found at {uri!r}{_resolved(uri, fs, path)}")
+    if "file" not in _protocols(fs):  # full URIs: what every message names, and fs still opens
+        files = [fs.unstrip_protocol(f) for f in files]
     return fs, files
 
 

@@ -112,8 +112,8 @@ def test_a_gzip_split_starts_mid_block_at_every_bit_offset(tmp_path, monkeypatch
     src.splits(100)
     layout = src._layout(str(path))
     (index,) = (tmp_path / "idx").glob("*.gzidx")
-    with open(index, "rb") as f:
-        points = compressed._Gzidx.parse(f).points
+    data = index.read_bytes()
+    points = compressed._Gzidx.parse(lambda offset, length: data[offset : offset + length]).points
     assert len({p[2] for p in points}) >= 6  # many bit offsets among the kept points
     for p in points:
         start = p[1]

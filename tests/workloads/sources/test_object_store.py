@@ -49,10 +49,22 @@ def test_an_s3_source_splits_and_reads_as_the_same_local_file(s3, text, tmp_path
     fs.put(str(local), f"data/{name}")
     ours, theirs = source(f"s3://data/{name}", tmp_path / "i1"), source(str(local), tmp_path / "i2")
     a, b = ours.splits(4096), theirs.splits(4096)
-    assert len(a) == len(b) >= 8
+    assert len(a) == len(b) >= 8 and all(s.path == f"s3://data/{name}" for s in a)
     assert [(s.start, s.stop, s.est_rows) for s in a] == [(s.start, s.stop, s.est_rows) for s in b]
     for x, y in zip(a, b):
         assert ours._bytes(x) == theirs._bytes(y)
+
+
+def test_a_damaged_s3_file_is_one_error_naming_its_uri(s3, text, tmp_path):
+    from recprep.errors import SourceError
+
+    fs, _ = s3
+    fs.pipe("data/cut.tsv.gz", gzip.compress(text)[:-5000])
+    with pytest.raises(
+        SourceError,
+        match=r"^s3://data/cut.tsv.gz: cannot plan the splits of it \(compressed data ends before",
+    ):
+        source("s3://data/cut.tsv.gz", tmp_path / "i").splits(4096)
 
 
 @pytest.mark.integration
