@@ -224,3 +224,43 @@ def test_a_gzip_input_is_planned_into_the_s3_output_where_its_tasks_read_the_pla
     assert len(outs["s3"]) >= 6 and outs["s3"] == outs["local"]
     kept = sorted(p.rsplit(".", 1)[1] for p in fs.ls("out/gz/_index"))
     assert kept == ["gzidx", "json"]  # the plan and the gzip index, beside the shards
+
+
+def test_access_denied_fails_before_any_work_naming_the_uri(s3, monkeypatch):
+    import json
+
+    import boto3
+    import moto.settings
+    import s3fs
+
+    from recprep.errors import OutputError
+
+    fs, env = s3
+    iam = boto3.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"])
+    iam.create_user(UserName="reader")  # may read and list the bucket, not write to it
+    policy = {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}
+    iam.put_user_policy(
+        UserName="reader",
+        PolicyName="read-only",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [policy]}),
+    )
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    fs.pipe("out/denied/notes.txt", b"kept")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks IAM now
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        with pytest.raises(OutputError) as failed:
+            run_job(load_job_dict(doc_for("s3://out/denied")), workers=1)
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    message = str(failed.value)
+    assert (
+        message.startswith("spec.output.uri: cannot write to 's3://out/denied' (")
+        and "Access Denied" in message
+    )
+    assert "\n" not in message
+    monkeypatch.undo()
+    s3fs.S3FileSystem.clear_instance_cache()
+    assert fs.ls("out/denied", refresh=True) == ["out/denied/notes.txt"]  # nothing written, nothing lost
