@@ -52,3 +52,16 @@ def moto_s3(*buckets: str, set_env: bool = True) -> Iterator[tuple[object, dict[
                 os.environ[k] = v
         s3fs.S3FileSystem.clear_instance_cache()
         server.stop()
+
+
+def environments(env: dict[str, str], tmp_path) -> tuple[dict[str, str], dict[str, str]]:
+    """(this process's environment with the server's keys, the same with no credentials at all:
+    only the endpoint, no profile, no instance metadata) for a ``recprep`` subprocess."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    nowhere = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"],
+    }
+    return {**base, **env}, {**base, **nowhere}

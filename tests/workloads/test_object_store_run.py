@@ -22,7 +22,7 @@ from recprep.workloads.output import read_commits
 from recprep.workloads.runner import run_job
 
 from ..conftest import REPO, job_doc, wait_for
-from ..s3 import moto_s3
+from ..s3 import environments, moto_s3
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
@@ -154,17 +154,10 @@ def test_two_drivers_racing_on_one_output_commit_each_shard_once(s3, reference, 
 
 
 def test_a_missing_bucket_or_missing_credentials_fail_before_any_work(s3, tmp_path):
-    _, env = s3
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    nowhere = {
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"],
-    }
+    keys, nothing = environments(s3[1], tmp_path)
     cases = [
-        ({**base, **env}, "s3://no-such-bucket/out", "The specified bucket does not exist"),
-        ({**base, **nowhere}, "s3://out/nocreds", "NoCredentialsError"),
+        (keys, "s3://no-such-bucket/out", "The specified bucket does not exist"),
+        (nothing, "s3://out/nocreds", "NoCredentialsError"),
     ]
     for environment, uri, expected in cases:
         proc = subprocess.run(

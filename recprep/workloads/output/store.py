@@ -106,13 +106,9 @@ class LocalStore:
         """Create the directory and prove a file can be written there, before any work."""
         try:
             os.makedirs(self.location, exist_ok=True)
-            probe = f".recprep-probe-{os.getpid()}"
-            self.put(probe, b"ok")
-            self.remove(probe)
         except OSError as exc:
-            raise OutputError(
-                f"spec.output.uri: cannot write to {self.location!r} ({exc.strerror or exc})"
-            ) from None
+            raise _not_writable(self, exc) from None
+        _probe(self)
 
 
 class ObjectStore:
@@ -217,17 +213,24 @@ class ObjectStore:
     def check_writable(self) -> None:
         """Prove an object can be written under the prefix (and removed), before any work:
         a missing bucket, missing credentials or access denied fail here, naming the URI."""
-        probe = f".recprep-probe-{uuid.uuid4().hex[:12]}"
-        try:
-            self.put(probe, b"ok")
-            self.remove(probe)
-        except OSError as exc:
-            raise OutputError(
-                f"spec.output.uri: cannot write to {self.location!r} ({storage_error(exc)})"
-            ) from None
+        _probe(self)
 
 
 Store = LocalStore | ObjectStore
+
+
+def _probe(store: Store) -> None:
+    """Write a small file in ``store`` and remove it; OutputError naming the output if either fails."""
+    probe = f".recprep-probe-{uuid.uuid4().hex[:12]}"
+    try:
+        store.put(probe, b"ok")
+        store.remove(probe)
+    except OSError as exc:
+        raise _not_writable(store, exc) from None
+
+
+def _not_writable(store: Store, exc: OSError) -> OutputError:
+    return OutputError(f"spec.output.uri: cannot write to {store.location!r} ({storage_error(exc)})")
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ and a missing bucket or missing credentials are one line naming the URI, before 
 from __future__ import annotations
 
 import gzip
-import os
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ from recprep.workloads.runner import run_job
 from recprep.workloads.sources import open_source
 
 from ...conftest import job_doc
-from ...s3 import moto_s3
+from ...s3 import environments, moto_s3
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
@@ -98,24 +97,10 @@ def validate(tmp_path, uri: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_a_missing_bucket_or_credentials_is_one_line_naming_the_uri(s3, tmp_path):
-    _, env = s3
-    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    nowhere = {
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-    }
+    keys, nothing = environments(s3[1], tmp_path)
     cases = [
-        ({**base, **env}, "s3://no-such-bucket/day.tsv", "does not exist"),
-        (
-            {
-                **base,
-                **nowhere,
-                "AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"],
-                "AWS_EC2_METADATA_DISABLED": "true",
-            },
-            "s3://data/day.tsv",
-            "cannot list 's3://data/day.tsv' (NoCredentialsError",
-        ),
+        (keys, "s3://no-such-bucket/day.tsv", "does not exist"),
+        (nothing, "s3://data/day.tsv", "cannot list 's3://data/day.tsv' (NoCredentialsError"),
     ]
     for environment, uri, expected in cases:
         proc = validate(tmp_path, uri, environment)
