@@ -315,6 +315,7 @@ class CapacityHold:
         shrink: str = "",
         remember: float | None = None,
         wait: bool = True,
+        slack: float = 0.0,
     ) -> tuple[dict[str, int], dict[str, str], float]:
         """Replicas per pool meeting ``rate`` now, a note per pool, and the rate they are sized
         for; ``shrink``: why no pool may shrink now (empty: they may); ``bridge``: rows/s the
@@ -322,7 +323,9 @@ class CapacityHold:
         rate the hold and the memory keep of this look (None: ``rate``; less for a rate not yet
         confirmed, such as a surge the next looks may not see again); ``wait``: False when the
         current sizes were never wanted for a rate (every pool at its limit until the first
-        measurement), so they shrink without waiting out the hold."""
+        measurement), so they shrink without waiting out the hold; ``slack``: the share of
+        ``rate`` the current workers may fall short of before any is added (the caller's buffer
+        covers it)."""
         hist = self.history
         hist.append((now, rate if remember is None else min(rate, remember)))
         # the last look at or before ``now - memory`` stays (see :class:`Hysteresis`)
@@ -336,7 +339,7 @@ class CapacityHold:
         high = {n: p.limit for n, p in pools.items()}
         cur = {n: max(p.lower, min(p.limit, p.replicas)) for n, p in pools.items()}
         notes = dict.fromkeys(pools, "")
-        if capacity(pools, cur) + 1e-9 < rate:
+        if capacity(pools, cur) + 1e-9 < rate * (1.0 - slack):
             sizes, _ = cheapest_between(pools, rate, cur, high)
             return sizes, notes, rate
         # a worker that has joined goes only when those that stay and have joined meet the rate

@@ -23,8 +23,9 @@ workers less the idle ones (only idle workers are closed).
   exponentially decaying weights, plus a margin, sized by the planner.
 - :class:`StaticPeak`: every pool at its limit all the time.
 - :class:`Oracle`: the planner fed the true future peak demand (the limit to measure against).
-- :class:`Predictive` (ours): the quantile forecast over start-up lag plus interval, the
-  planner, hysteresis on the rate to meet (:class:`~.planner.CapacityHold`).
+- :class:`Predictive` (ours): the quantile forecast over start-up lag plus interval (the recent
+  mean while the demand is calm), the planner, hysteresis on the rate to meet
+  (:class:`~.planner.CapacityHold`).
 """
 
 from __future__ import annotations
@@ -408,7 +409,16 @@ class Predictive(_Planned):
       (:func:`~.forecast.surge`) is followed at once, before the model catches up. The hold
       remembers only the model's forecast of that look: a surge that the next look does not see
       again (a blip of noisy demand) costs one interval of the workers it asked for, not a hold.
+    - Calm demand: when the last ``calm_memory`` seconds (and at least that much history) show no
+      jump the buffer cannot bridge (:meth:`jumps`: a rise that, lasting through the fastest
+      pool's start-up, needs more rows than the buffer holds), the rate is the mean demand of the
+      last ``calm_window`` seconds, the buffer refilled over the same window: the forecast's
+      headroom is for jumps, and the buffer absorbs the noise. The first such jump hands the look
+      back to the forecast and the surge.
     - A buffer below ``backlog_target`` is refilled over ``refill`` seconds (default: the horizon).
+    - While the buffer holds ``backlog_target``, workers falling short of the rate by at most
+      ``slack`` (a share of it) are not added to: the throughput estimate moves by a few percent
+      from look to look, and a rate on a worker's boundary would add and cancel one every look.
     - :class:`~.planner.CapacityHold`: grow at once (never adding a worker while the current ones
       meet the rate), shrink after ``hold`` to the cheapest subset meeting the most wanted in it,
       never while the buffer holds under ``shrink_backlog`` times the target, and never below
@@ -428,7 +438,10 @@ class Predictive(_Planned):
         refill: float | None = 60.0,
         smooth: int = 6,
         surge_z: float | None = 2.5,
+        calm_window: float = 300.0,
+        calm_memory: float = 3600.0,
         shrink_backlog: float = 1.0,
+        slack: float = 0.04,
         backlog_target: float = 20.0,
         credit: float = 0.0,
         period: float | None = None,
@@ -448,12 +461,17 @@ class Predictive(_Planned):
         self.seed = seed
         self.forecaster: QuantileForecaster | None = None
         self.hold = CapacityHold(hold, memory)
+        self.slack = slack
         self.refill = refill
         self.smooth = smooth
         self.surge_z = surge_z
+        self.calm_window = calm_window
+        self.calm_memory = calm_memory
         self.shrink_backlog = shrink_backlog
         self._buffered = 0.0  # rows committed and not consumed, at the last look that knew them
         self._surge = 0.0  # rows/s the last peak added for a surge beyond the model's forecast
+        self._jumped_at = -math.inf  # the last look that saw a jump the buffer cannot bridge
+        self._calm = False  # whether the last peak was the calm demand's mean
 
     def size(self, now: float, obs: Observation, pl: Plan) -> tuple[dict[str, int], dict[str, str]]:
         """Replicas per pool from the rate the plan must meet (:class:`~.planner.CapacityHold`):
@@ -479,13 +497,39 @@ class Predictive(_Planned):
         remember = max(0.0, rate - self._surge) if self._surge > 0 else None
         # the limits taken while nothing was measured were never wanted for a rate: no hold on them
         wait, self._unmeasured = not self._unmeasured, False
+        # a shortfall within the slack is left to a buffer that holds its target
+        full = not obs.trainers or obs.backlog >= self.backlog_target
         sizes, notes, _ = self.hold.apply(
-            now, obs.pools, rate, bridge=bridge, shrink=shrink, remember=remember, wait=wait
+            now,
+            obs.pools,
+            rate,
+            bridge=bridge,
+            shrink=shrink,
+            remember=remember,
+            wait=wait,
+            slack=self.slack if full else 0.0,
         )
         return sizes, notes
 
     def refill_seconds(self, horizon: float) -> float:
+        if self._calm:
+            return self.calm_window
         return self.refill if self.refill else horizon
+
+    def jumps(self, history: np.ndarray, obs: Observation) -> tuple[float, bool]:
+        """The surge the newest bin points to (NaN: none; :func:`~.forecast.surge`) and whether
+        it is a jump the buffer cannot bridge: a rise over the level before it that, lasting
+        through the start-up of the fastest pool, would need more rows than the buffer holds."""
+        if not self.surge_z:
+            return math.nan, False
+        jump = surge(history, self.surge_z)
+        if math.isnan(jump):
+            return jump, False
+        rise = jump - float(history[-1])
+        level = float(history[-1]) - rise
+        lag = min(p.startup_lag for p in obs.pools.values())
+        held = obs.backlog if math.isfinite(obs.backlog) else self.backlog_target
+        return jump, rise * lag > held * level
 
     def peak(self, now: float, obs: Observation, horizon: float) -> tuple[float, str]:
         step = obs.demand.step
@@ -498,14 +542,28 @@ class Predictive(_Planned):
                 bins, quantile=self.quantile, period=season, smooth=self.smooth, seed=self.seed
             )
         history = obs.demand.array()
-        value, how = self.forecaster.predict(history)
+        value, how = self.forecaster.predict(history)  # fitted in either regime: it may change
         label = f"forecast p{round(self.quantile * 100)} demand ({how})"
-        self._surge = 0.0
-        if self.surge_z:
-            jump = surge(history, self.surge_z)
-            if jump > value:
-                self._surge = jump - value
-                return jump, f"demand surging (newest bin {fmt_rate(history[-1])}, ramp extrapolated)"
+        self._surge, self._calm = 0.0, False
+        jump, unbridged = self.jumps(history, obs)
+        if unbridged:
+            self._jumped_at = now
+        seen = len(history) * obs.demand.step
+        calm = min(seen, now - self._jumped_at) >= self.calm_memory
+        if self.calm_memory and calm and not math.isnan(value):
+            # calm demand: the forecast's headroom is for jumps, and none the buffer cannot bridge
+            # was seen within the memory; what the buffer cannot absorb is the mean, not the peak of
+            # the noise (refilled over the same window)
+            mean = obs.current_demand(self.calm_window)
+            if mean > 0:
+                self._calm = True
+                return mean, (
+                    f"calm demand: mean of the last {self.calm_window:.0f} s (no jump beyond what the "
+                    f"buffer bridges within {self.calm_memory:.0f} s)"
+                )
+        if jump > value:
+            self._surge = jump - value
+            return jump, f"demand surging (newest bin {fmt_rate(history[-1])}, ramp extrapolated)"
         return value, label
 
 

@@ -281,3 +281,76 @@ def test_the_adaptive_target_follows_distributed():
     assert a.decide(0, observation([1e5], ps, scheduler=busy)).targets["cpu"] == 20
     mid = SchedulerView(queued=4, running=10, task_seconds=5.0, workers=14, idle=0)
     assert a.decide(1, observation([1e5], ps, scheduler=mid)).targets["cpu"] == 10  # 14 - 4 isp
+
+
+def test_capacity_hold_leaves_a_shortfall_within_the_slack_to_the_buffer():
+    from recprep.predictor.planner import CapacityHold
+
+    # cpu 2 + isp 2 give 100k: 103k is within 4% of them, 105k is not
+    assert CapacityHold(hold=30).apply(0, pools(cpu_replicas=2, isp_replicas=2), 103_000, slack=0.04)[0] == {
+        "cpu": 2,
+        "isp": 2,
+    }
+    assert CapacityHold(hold=30).apply(0, pools(cpu_replicas=2, isp_replicas=2), 103_000)[0] == {
+        "cpu": 3,
+        "isp": 2,
+    }
+    assert CapacityHold(hold=30).apply(0, pools(cpu_replicas=2, isp_replicas=2), 105_000, slack=0.04)[0] == {
+        "cpu": 3,
+        "isp": 2,
+    }
+
+
+def test_predictive_slack_only_while_the_buffer_holds_its_target():
+    hist = np.full(60, 102_000.0 / 1.15)  # short: the recent peak +15%, 102k
+    ps = pools(cpu_replicas=2, isp_replicas=2)  # 100k
+    full = Predictive(backlog_target=20, calm_memory=0, surge_z=None, refill=60)
+    d = full.decide(0, observation(hist, ps, backlog=30.0))
+    assert d.inputs["required"] == pytest.approx(102_000) and d.targets == {"cpu": 2, "isp": 2}
+    assert Predictive(backlog_target=20, calm_memory=0, surge_z=None, slack=0).decide(
+        0, observation(hist, ps, backlog=30.0)
+    ).targets == {"cpu": 3, "isp": 2}
+    low = Predictive(backlog_target=20, calm_memory=0, surge_z=None, refill=60)
+    d = low.decide(0, observation(hist, ps, backlog=5.0))
+    assert sum(d.targets.values()) > 4  # refilling: no slack
+
+
+def _calm_history(rng, bins=400, level=100_000.0):
+    return level * (1 + 0.03 * rng.standard_normal(bins))
+
+
+def test_predictive_sizes_calm_demand_for_its_mean(rng):
+    hist = _calm_history(rng)
+    p = Predictive(backlog_target=0)
+    d = p.decide(4000, observation(hist))
+    assert "calm demand: mean of the last 300 s" in d.reasons["cpu"]
+    assert d.forecast == pytest.approx(hist[-30:].mean())
+    # the same demand observed for less than the memory: the forecast, with its headroom
+    short = Predictive(backlog_target=0)
+    d = short.decide(2000, observation(hist[:200]))
+    assert "calm demand" not in d.reasons["cpu"] and d.forecast > hist[-30:].mean()
+    # calm_memory=0: never calm
+    d = Predictive(backlog_target=0, calm_memory=0).decide(4000, observation(hist))
+    assert "calm demand" not in d.reasons["cpu"]
+
+
+def test_a_jump_the_buffer_cannot_bridge_ends_the_calm(rng):
+    hist = _calm_history(rng)
+    p = Predictive(backlog_target=0)
+    assert "calm demand" in p.decide(4000, observation(hist)).reasons["cpu"]
+    # +20%: a surge, but 20% of the level for the 80 s start-up is less than the 30 s buffered
+    small = np.append(hist, 120_000.0)
+    jump, unbridged = p.jumps(small, observation(small))
+    assert jump > 120_000.0 and not unbridged
+    assert "calm demand" in p.decide(4010, observation(small)).reasons["cpu"]
+    # +60% would need 48 s of the level over the start-up: more than the buffer holds
+    big = np.append(hist, 160_000.0)
+    assert p.jumps(big, observation(big))[1]
+    d = p.decide(4020, observation(big))
+    assert "demand surging" in d.reasons["cpu"]
+    # back to the level: no longer calm within the memory of that jump
+    back = np.append(big, np.full(30, 100_000.0))
+    assert "calm demand" not in p.decide(4320, observation(back)).reasons["cpu"]
+    assert "calm demand" in p.decide(4020 + 3600, observation(back)).reasons["cpu"]
+    # with less in the buffer the same +20% is a jump it cannot bridge
+    assert p.jumps(small, observation(small, backlog=10.0))[1]
