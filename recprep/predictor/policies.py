@@ -497,8 +497,9 @@ class Predictive(_Planned):
         remember = max(0.0, rate - self._surge) if self._surge > 0 else None
         # the limits taken while nothing was measured were never wanted for a rate: no hold on them
         wait, self._unmeasured = not self._unmeasured, False
-        # a shortfall within the slack is left to a buffer that holds its target
-        full = not obs.trainers or obs.backlog >= self.backlog_target
+        # a shortfall within the slack is left to a buffer that holds its target (trainers only:
+        # a deadline has no buffer to absorb it)
+        full = bool(obs.trainers) and obs.backlog >= self.backlog_target
         sizes, notes, _ = self.hold.apply(
             now,
             obs.pools,
