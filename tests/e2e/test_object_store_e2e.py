@@ -6,7 +6,10 @@ read the gzip file through s3fs, and write the shards a local run of the same jo
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import secrets
+import shutil
 
 import pytest
 
@@ -85,7 +88,10 @@ def test_a_job_whose_output_is_in_s3_runs_and_feeds_a_trainer_without_any_volume
             "create", "secret", "generic", "s3-creds", *(f"--from-literal={k}={v}" for k, v in creds.items())
         )
         out = "s3://out/to-s3"
-        deployed.apply_job(_serving(deployed, preprocess_job("to-s3", out, ttl=0)))
+        # the process kubelet runs pods on this machine's /tmp, not an emptyDir of their own: a job
+        # of its own (seed) keeps another run's acknowledgements in /tmp/recprep-service out of it
+        seed = secrets.randbelow(1 << 30)
+        deployed.apply_job(_serving(deployed, preprocess_job("to-s3", out, ttl=0, seed=seed)))
         _wait_shard_service(deployed, "to-s3", out)
         (server,) = deployed.pods("to-s3", "shards")[0]["spec"]["containers"]
         state = server["command"].index("--state-dir")
@@ -109,6 +115,8 @@ def test_a_job_whose_output_is_in_s3_runs_and_feeds_a_trainer_without_any_volume
         records = versioned.ls("out/to-s3/_ledger")
         assert len(records) == 4 and all(len(versioned.object_version_info(r)) == 1 for r in records)
         # the same job on a local path, run here: the same shards, byte for byte
-        run_job(load_job_dict(preprocess_job("to-s3", tmp_path / "local")), workers=1)
+        run_job(load_job_dict(preprocess_job("to-s3", tmp_path / "local", seed=seed)), workers=1)
         local = sorted((tmp_path / "local").glob("part-*.parquet"))
         assert [p.read_bytes() for p in local] == [fs.cat(f"out/to-s3/{p.name}") for p in local]
+        identity = json.loads(fs.cat("out/to-s3/_job.json"))["identity"]
+        shutil.rmtree(f"/tmp/recprep-service/{identity[:16]}", ignore_errors=True)

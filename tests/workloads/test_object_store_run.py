@@ -146,7 +146,9 @@ def test_two_drivers_racing_on_one_output_commit_each_shard_once(s3, reference, 
         # (stderr also holds the progress bar's last frame, drawn with "━")
         lines = [line for line in (out + err).splitlines() if line.strip() and "━" not in line]
         assert "Traceback" not in out + err and len(lines) == 2, lines
-        assert "s3://out/raced: held by job 'test-job'" in lines[0] and "waiting up to 4 s" in lines[0]
+        assert (
+            "s3://out/raced: held by job 'test-job'" in lines[0] and "s for it to renew or expire" in lines[0]
+        )
         assert lines[1].startswith("error: s3://out/raced: in use by job 'test-job' (identity"), lines
     assert shards_in(fs, "out/raced") == reference
     versions = record_versions(fs, "out/raced")
