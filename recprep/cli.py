@@ -279,9 +279,11 @@ def cmd_isp_worker(args) -> int:
 
 def cmd_validate(args) -> int:
     from .spec import load_job
+    from .uris import output_location
     from .workloads.tasks import prepare
 
     job = load_job(args.job)
+    output_location(job.spec.output.uri)  # a URI that names no place to write is an error here too
     # a compressed input is planned (one pass over it) in a directory of its own, not in the output
     with tempfile.TemporaryDirectory(prefix="recprep-validate-") as index:
         source, plan = prepare(job, index_dir=index)

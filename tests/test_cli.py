@@ -63,6 +63,13 @@ def test_bad_input_gets_one_clear_line(tmp_path, mutate, code, message):
     assert "Traceback" not in res.stderr
 
 
+def test_validate_refuses_an_output_that_is_no_place_to_write(tmp_path):
+    doc = job_doc("synthetic://criteo?rows=100", "synthetic://criteo")
+    res = recprep("validate", write_job(tmp_path, doc))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip() == "error: spec.output.uri: not a place to write to: 'synthetic://criteo'"
+
+
 def test_bad_cli_arguments(tmp_path):
     res = recprep("run", "job.yaml", "--workers", "0")
     assert res.returncode == 2 and "expected a positive integer" in res.stderr
