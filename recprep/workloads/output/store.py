@@ -2,8 +2,8 @@
 small interface the writer and the reader share.
 
 - :class:`LocalStore`: a directory (a path, or a ReadWriteMany volume on Kubernetes). A file is
-  written under a temporary name and renamed into place; ``create`` links the temporary to the
-  name, which fails when the name exists.
+  written under a temporary name and renamed into place (the ledger appends to its file, and the
+  lock is an ``flock``: neither needs a conditional write here).
 - :class:`ObjectStore`: an fsspec file system and a prefix (``s3://``, ``gs://``, ``az://``).
   An object store has no rename and no append, but a PUT is whole: a reader sees the previous
   object or the new one, never part of one. ``create`` is a conditional PUT (``If-None-Match:
@@ -63,15 +63,6 @@ class LocalStore:
         """``payload`` under ``name``, complete or not at all (temporary name, rename)."""
         with self._temporary(name, payload, fsync) as tmp:
             os.replace(tmp, self.path(name))
-
-    def create(self, name: str, payload: bytes, fsync: bool = False) -> bool:
-        """``payload`` under ``name`` unless something is there already; False then."""
-        with self._temporary(name, payload, fsync) as tmp:
-            try:
-                os.link(tmp, self.path(name))
-            except FileExistsError:
-                return False
-        return True
 
     @contextlib.contextmanager
     def _temporary(self, name: str, payload: bytes, fsync: bool) -> Iterator[str]:
