@@ -53,6 +53,9 @@ _SUFFIX = {".gz": GZIP, ".bz2": BZ2, ".xz": XZ, ".zst": ZSTD, ".zstd": ZSTD}
 #: decompressed bytes per step of a pass; compressed bytes per read, and at most the text one
 #: decompressor call makes (``_bounded``), for a split task
 BLOCK, READ, STEP = 8 << 20, 1 << 20, 1 << 20
+#: compressed bytes per zstandard call in the planning pass: its decompressor has no bound on what
+#: one call makes, so the input is what bounds it (text compresses 5-20x: about 1 MiB)
+ZSTD_READ = 64 << 10
 #: threads of rapidgzip's pass (it decompresses chunks of the file in parallel)
 PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
@@ -276,13 +279,17 @@ def _decompressor(codec: str, path: str):
         return bz2.BZ2Decompressor()
     if codec == XZ:
         return lzma.LZMADecompressor()
+    return _zstandard(path).ZstdDecompressor().decompressobj()
+
+
+def _zstandard(path: str):
     try:
         import zstandard
     except ImportError:
         raise SourceError(
             f"{path}: reading zstd needs the zstandard package (pip install zstandard)"
         ) from None
-    return zstandard.ZstdDecompressor().decompressobj()
+    return zstandard
 
 
 def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(0, 0)):
@@ -293,9 +300,10 @@ def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(
     d = None
     raw.seek(pos)
     data = b""
+    size = ZSTD_READ if codec == ZSTD else READ
     while True:
         if not data:
-            data = raw.read(READ)
+            data = raw.read(size)
             if not data:
                 break
         if d is None or d.eof:  # a member begins here (null bytes between members: padding)
@@ -315,13 +323,31 @@ def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(
         raise EOFError("compressed data ends before the end of its stream (truncated?)")
 
 
+def _zstd_blocks(raw, path: str, at: int):
+    """A zstd file's text from the frame at compressed offset ``at`` on, across frames, at most
+    ``STEP`` bytes at a time (zstandard's stream reader bounds its output, which its
+    decompressobj does not). The planning pass checked the file whole: a file changed since has
+    another plan key, and its task fails finding no plan."""
+    zstandard = _zstandard(path)
+    raw.seek(at)
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        raw, read_size=READ, read_across_frames=True, closefd=False
+    )
+    try:
+        while block := reader.read(STEP):
+            yield block
+    except zstandard.ZstdError as exc:
+        raise OSError(_first_line(exc)) from None
+
+
 def _bounded(d, data: bytes, codec: str):
     """What decompressor ``d`` makes of ``data``, at most ``STEP`` bytes at a time, all input
     consumed (or left in ``d.unused_data`` past the end of its stream): a chunk of very
     repetitive data may stand for far more text than memory should hold at once. zlib-style
     decompressors (ISA-L's) keep what they did not read in ``unconsumed_tail``, bz2 and lzma
-    inside (``needs_input``); zstandard's has no bound (its output is what a frame's chunk
-    holds)."""
+    inside (``needs_input``); zstandard's has no bound (its output is what its input holds:
+    the planning pass gives it ``ZSTD_READ`` at a time, and split tasks use
+    :func:`_zstd_blocks`)."""
     if codec == GZIP:
         while True:
             out = d.decompress(data, STEP)
@@ -356,7 +382,10 @@ def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, sto
         else:
             offsets = [m[1] for m in layout.members]
             member = layout.members[max(bisect.bisect_right(offsets, start) - 1, 0)]
-            blocks = _member_blocks(layout.codec, raw, path, at=tuple(member))
+            if layout.codec == ZSTD:
+                blocks = _zstd_blocks(raw, path, member[0])
+            else:
+                blocks = _member_blocks(layout.codec, raw, path, at=tuple(member))
             pos = member[1]
         out = []
         for block in blocks:

@@ -232,20 +232,28 @@ def read_growth(path, index_dir, split) -> tuple[int, int]:
     return grew, rows
 
 
-@pytest.mark.parametrize("name", ["data.tsv.gz", "repetitive.tsv.gz", "repetitive.tsv.xz"])
+@pytest.mark.parametrize(
+    "name", ["data.tsv.gz", "repetitive.tsv.gz", "repetitive.tsv.xz", "repetitive.tsv.zst"]
+)
 def test_a_split_task_reads_with_memory_bounded_by_its_split(tmp_path, name):
     """A fresh process reading one 20,000-row split of 50-100 MB of compressed text needs little
     more memory than reading the same split of the text uncompressed (its text, its Arrow
     columns), not the file's (the old reader held the whole text), also when a chunk of the file
     stands for far more text than a split (one row repeated: a decompressor call makes at most
-    ``STEP`` bytes)."""
+    ``STEP`` bytes; zstd's reads through zstandard's stream reader, whose decompressobj has no
+    bound: the whole file's text in one call)."""
     if name.startswith("repetitive"):
         text = criteo_text(1, seed=5) * 230_000  # compresses about 1000 to 1
     else:
         text = criteo_text(24000, seed=5) * 16
     plain, path = tmp_path / "data.tsv", tmp_path / name
     plain.write_bytes(text)
-    path.write_bytes(gzip.compress(text, 1) if name.endswith(".gz") else lzma.compress(text, preset=1))
+    compress = {
+        ".gz": lambda t: gzip.compress(t, 1),
+        ".xz": lambda t: lzma.compress(t, preset=1),
+        ".zst": zstandard.ZstdCompressor(level=3).compress,
+    }
+    path.write_bytes(compress[path.suffix](text))
     splits = source(path, tmp_path / "idx").splits(20000)
     split = splits[len(splits) // 2]
     size = split.stop - split.start
