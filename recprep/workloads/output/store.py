@@ -112,7 +112,7 @@ class ObjectStore:
         self.root = root.rstrip("/")
         #: the output's URI as the job names it, without a trailing slash
         self.location = location.rstrip("/")
-        self._s3 = "s3" in _protocols(fs)
+        self._s3 = "s3" in protocols(fs)
 
     def path(self, name: str) -> str:
         return f"{self.location}/{name}" if name else self.location
@@ -235,7 +235,8 @@ def _client_errors() -> Iterator[None]:
         raise OSError(storage_error(exc)) from exc
 
 
-def _protocols(fs) -> tuple[str, ...]:
+def protocols(fs) -> tuple[str, ...]:
+    """The names an fsspec file system answers to (``("file", "local")``, ``("s3", "s3a")``)."""
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
@@ -252,6 +253,6 @@ def open_store(location: str) -> Store:
         fs, root = fsspec.core.url_to_fs(location)
     except (ValueError, ImportError) as exc:
         raise OutputError(f"spec.output.uri: cannot open {location!r}: {exc}") from None
-    if "file" in _protocols(fs):
+    if "file" in protocols(fs):
         return LocalStore(root)
     return ObjectStore(fs, root, location)

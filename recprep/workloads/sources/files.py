@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import fsspec
 
 from ...errors import SourceError
+from ..output.store import protocols
 
 COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zstd")
 
@@ -36,12 +37,12 @@ def list_files(uri: str, exclude: str | None = None) -> tuple[fsspec.AbstractFil
         raise
     except Exception as exc:  # an object store client raises its own (credentials, access, bucket)
         raise SourceError(f"spec.source.uri: cannot list {uri!r} ({_storage_error(exc)})") from None
-    if exclude and "file" in _protocols(fs):
+    if exclude and "file" in protocols(fs):
         inside = os.path.join(os.path.abspath(exclude), "")
         files = [f for f in files if not os.path.abspath(f).startswith(inside)]
     if not files:
         raise SourceError(f"spec.source.uri: no files found at {uri!r}{_resolved(uri, fs, path)}")
-    if "file" not in _protocols(fs):  # full URIs: what every message names, and fs still opens
+    if "file" not in protocols(fs):  # full URIs: what every message names, and fs still opens
         files = [fs.unstrip_protocol(f) for f in files]
     return fs, files
 
@@ -56,14 +57,9 @@ def _storage_error(exc: Exception) -> str:
 def _resolved(uri: str, fs: fsspec.AbstractFileSystem, path: str) -> str:
     """For a relative local path, what it was resolved against (relative paths are relative to
     the working directory of the run, not to the job file)."""
-    if "file" not in _protocols(fs) or "://" in uri or os.path.isabs(uri):
+    if "file" not in protocols(fs) or "://" in uri or os.path.isabs(uri):
         return ""
     return f" (a relative path: resolved against the working directory {os.getcwd()} as {path})"
-
-
-def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def _hidden(path: str) -> bool:
