@@ -306,6 +306,10 @@ class CapacityHold:
             first += 1
         return max(hist[i][1] for i in range(first, len(hist)))
 
+    def most(self, now: float) -> float:
+        """The most rate of the looks within the memory (0 before the first look)."""
+        return self._most(now, self.memory) if self.history else 0.0
+
     def apply(
         self,
         now: float,

@@ -397,6 +397,10 @@ HOLD_INTERVALS = 6
 #: While the trainers pause, the pools keep what a return to the rate wanted within this many holds
 #: needs beyond what the buffer supplies during a start-up.
 MEMORY_HOLDS = 5
+#: Demand under this share of the most rate wanted within the memory is a pause, not a new level:
+#: a trickle of requests while the trainers wait (an evaluation, a checkpoint) is not a rate the
+#: pools should shrink to.
+PAUSE_SHARE = 0.05
 
 
 class Predictive(_Planned):
@@ -422,7 +426,8 @@ class Predictive(_Planned):
     - :class:`~.planner.CapacityHold`: grow at once (never adding a worker while the current ones
       meet the rate), shrink after ``hold`` to the cheapest subset meeting the most wanted in it,
       never while the buffer holds under ``shrink_backlog`` times the target, and never below
-      what a return of paused trainers to the rate wanted within ``memory`` seconds needs beyond
+      what a return of paused trainers (no demand, or under :data:`PAUSE_SHARE` of the most rate
+      wanted within the memory) to that rate needs beyond
       what the buffered rows supply during a start-up. The limits taken before the first
       measurement shrink at the first look that has one, without the hold.
     """
@@ -488,9 +493,10 @@ class Predictive(_Planned):
         shrink = ""
         if obs.trainers and self.shrink_backlog and obs.backlog < self.shrink_backlog * self.backlog_target:
             shrink = f"no pool shrinks while the buffer holds {obs.backlog:.0f} s (refilling)"
-        # trainers paused (no demand in the newest bins): they may come back at the rate they
-        # had, and the pools must bridge what the buffer does not while new workers start
-        paused = obs.current_demand(obs.demand.step * 2) <= 0
+        # trainers paused (no demand in the newest bins, or a trickle of the rate wanted within
+        # the memory): they may come back at the rate they had, and the pools must bridge what the
+        # buffer does not while new workers start
+        paused = obs.current_demand(obs.demand.step * 2) <= PAUSE_SHARE * self.hold.most(now)
         bridge = self._buffered / max(lag, 1.0) if paused else None
         # a surge is met now, but held only once a later look sees it again: a blip of noise
         # costs one interval of the workers it asked for, not a hold

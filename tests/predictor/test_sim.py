@@ -96,3 +96,15 @@ def test_same_seed_same_result():
     d = trace(cfg, seconds=1200)
     a, b = simulate(Oracle(), d, cfg), simulate(Oracle(), d, cfg)
     assert a.row() | {"seconds": 0} == b.row() | {"seconds": 0}
+
+
+@pytest.mark.parametrize("level", [0.0, 0.01, 0.03])
+def test_trainers_that_pause_or_trickle_find_their_rate_again_without_a_stall(level):
+    # 3 minutes of no demand, or of a trickle (1-3% of the rate: requests while the trainers
+    # evaluate), then the rate again: a trickle is a pause, not a level to shrink to
+    cfg = config(preempt=0.0)
+    rng = np.random.default_rng(0)
+    d = (0.6 + np.repeat(rng.normal(0, 0.02, 300), 10)) * cfg.max_rate()
+    d[1800:1980] = level * cfg.max_rate()
+    r = simulate(Predictive(), d, cfg)
+    assert r.stall_fraction == 0.0
