@@ -6,29 +6,49 @@
 #   docker build --target trainer -t recprep-train:0.1.0 .
 #     `recprep train` for GPU trainers (examples/trainer-job.yaml): recprep with the train
 #     extra, whose torch==2.13.0 comes from PyPI as its default Linux wheel, the CUDA build.
+#
+# BASE is the root filesystem every stage starts from: the official Python image users pull by
+# default, or any Debian-family image with python3 (and its venv module) and apt, such as the one
+# `docker/build-image.sh` makes from Debian's packages alone (`--build-arg BASE=...`). Nothing here
+# relies on the official image's own Python: recprep and its dependencies live in a virtual
+# environment, /opt/recprep, on PATH.
+ARG BASE=python:3.11-slim
 
 # ---- builder: build the project's wheel (no dependencies; they come from PyPI below) ----
-# The full image has the C compiler and Python headers the wheel's kernels need
-# (recprep/workloads/**/_*.c); the runtime images below have no compiler.
-FROM python:3.11 AS builder
+# The wheel's kernels (recprep/workloads/**/_*.c) need a C compiler and Python's headers: the
+# official slim image has the headers and no compiler, a bare Debian image neither. The runtime
+# images below have no compiler.
+FROM ${BASE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
+# (Debian's packages at the base's own release: nothing to pin them to beyond it.)
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && if ! python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then \
+        apt-get install -y --no-install-recommends python3-dev; \
+    fi \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/build
 WORKDIR /src
 COPY pyproject.toml README.md MANIFEST.in ./
 COPY recprep ./recprep
-RUN pip wheel --no-cache-dir --no-deps -w /wheels .
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels .
 
-# ---- base: what both runtime images share (environment, the non-root user) ----
-FROM python:3.11-slim AS base
+# ---- base: what both runtime images share (environment, the venv, the non-root user) ----
+FROM ${BASE} AS base
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    DASK_TEMPORARY_DIRECTORY=/tmp
-RUN groupadd --system --gid 10001 recprep \
+    DASK_TEMPORARY_DIRECTORY=/tmp \
+    VIRTUAL_ENV=/opt/recprep \
+    PATH=/opt/recprep/bin:$PATH
+RUN python3 -m venv /opt/recprep \
+    && groupadd --system --gid 10001 recprep \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin recprep
 WORKDIR /tmp
 

@@ -321,11 +321,18 @@ def _stages(text: str) -> dict[str, list[str]]:
 def test_dockerfile_shape():
     text = tools.DOCKERFILE.read_text()
     stages = _stages(text)
-    # a full image builds the wheel (its C kernels need a compiler), slim ones run it
+    # one base for every stage, a build argument whose default is the official slim image: the
+    # builder adds a compiler to it for the wheel's C kernels, the runtime images never have one
     assert list(stages) == ["builder", "base", "trainer", "runtime"]
-    assert stages["builder"][0] == "FROM python:3.11 AS builder"
-    assert "RUN pip wheel --no-cache-dir --no-deps -w /wheels ." in stages["builder"]
-    assert stages["base"][0] == "FROM python:3.11-slim AS base" and text.count("FROM python:3.11-slim") == 1
+    assert text.startswith("#") and "\nARG BASE=python:3.11-slim\n" in text
+    assert text.index("ARG BASE=") < text.index("\nFROM ")
+    assert stages["builder"][0] == "FROM ${BASE} AS builder" and stages["base"][0] == "FROM ${BASE} AS base"
+    assert any("apt-get install -y --no-install-recommends gcc" in line for line in stages["builder"])
+    assert "RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps -w /wheels ." in stages["builder"]
+    assert not any("gcc" in line for name in ("base", "trainer", "runtime") for line in stages[name])
+    # recprep lives in a venv on PATH, whatever Python the base has
+    assert any("PATH=/opt/recprep/bin:$PATH" in line for line in stages["base"])
+    assert any("python3 -m venv /opt/recprep" in line for line in stages["base"])
     assert any("useradd --system --uid 10001" in line for line in stages["base"])
     # `docker build .` builds the last stage: the slim operator/worker image, without torch;
     # `--target trainer` the trainer image, with the train extra
