@@ -70,9 +70,9 @@ else
     || { tail -20 "$WORKDIR/debootstrap.log"; exit 1; }
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     root cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-    root chroot "$rootfs" update-ca-certificates >/dev/null
+    root chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
   fi
-  root tar -C "$rootfs" -c . | podman import - "$BASE_IMAGE" >/dev/null
+  root tar -C "$rootfs" -c . | podman import - "$BASE_IMAGE" >/dev/null 2>&1
   root rm -rf "$rootfs"
   took "debootstrap $RELEASE from $MIRROR, imported"
 fi
