@@ -59,6 +59,7 @@ import aiohttp
 import yaml
 
 from . import semantics
+from .containers import Podman
 
 logger = logging.getLogger(__name__)
 SHIM_DIR = Path(__file__).resolve().parent / "_shim"
@@ -128,6 +129,7 @@ class _Container:
     probe_failures: int = 0
     done: bool = False  # terminated for good (no restart will follow)
     kill_at: float | None = None  # SIGKILL deadline while terminating
+    engine_name: str | None = None  # container mode: the running container's name
 
     @property
     def running(self) -> bool:
@@ -179,8 +181,11 @@ class ProcessKubelet:
         resync_interval: float = 1.0,
         restart_backoff: float = 0.2,
         node_name: str = NODE_NAME,
+        containers: Podman | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        #: Container mode (``containers.py``): each container runs as ``podman run`` of its image.
+        self.containers = containers
         self.workdir = Path(workdir)
         self.logdir = self.workdir / "logs"
         self.hosts_file = self.workdir / "hosts.json"
@@ -432,6 +437,8 @@ class ProcessKubelet:
                 self._terminate(runtime)
                 if not any(c.running for c in runtime.all_containers):
                     del self._pods[uid]
+                    if self.containers is not None:
+                        self.containers.forget_pod(uid)
         for runtime in self._pods.values():
             if not runtime.terminating:
                 await self._start_due(runtime)
@@ -480,6 +487,9 @@ class ProcessKubelet:
         spec = container.spec
         try:
             env = await self._container_env(runtime, spec)
+            if self.containers is not None:
+                await self._start_container(runtime, container, env)
+                return
             argv = [_expand(str(a), env) for a in (spec.get("command") or []) + (spec.get("args") or [])]
             if not spec.get("command"):
                 raise ValueError(
@@ -511,8 +521,53 @@ class ProcessKubelet:
             container.started_at = container.finished_at = semantics.now_rfc3339()
             self._finished(runtime, container, 128, "StartError", str(e))
 
+    async def _start_container(self, runtime: _Pod, container: _Container, env: dict[str, str]) -> None:
+        """Container mode: ``podman run`` of the container's image, as its spec says."""
+        assert self.containers is not None
+        spec = dict(container.spec)
+        for key in ("command", "args"):
+            if spec.get(key):
+                spec[key] = [_expand(str(a), env) for a in spec[key]]
+        plumbing = [SHIM_DIR, self.hosts_file.parent] + (
+            [Path(env["KUBECONFIG"])] if env.get("KUBECONFIG") else []
+        )
+        name = self.containers.name(runtime.name, container.name, container.restart_count)
+        self.containers.remove(name)  # a container of this name left by a killed run
+        argv = self.containers.argv(
+            pod_name=runtime.name,
+            pod_uid=runtime.uid,
+            pod_spec=runtime.spec,
+            spec=spec,
+            env=env,
+            restart=container.restart_count,
+            plumbing=plumbing,
+        )
+        with open(container.log_path, "ab") as log:
+            container.process = subprocess.Popen(
+                argv,
+                cwd=self.cwd,
+                env=self.containers.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        container.engine_name = name
+        container.started_at = semantics.now_rfc3339()
+        container.exit_code = container.reason = container.message = None
+        container.ready = False
+        probe = spec.get("readinessProbe") or {}
+        container.probe_due = time.monotonic() + min(float(probe.get("initialDelaySeconds", 0)), 10.0)
+        container.probe_failures = 0
+
+    def _remove_container(self, container: _Container) -> None:
+        if self.containers is not None and container.engine_name is not None:
+            self.containers.remove(container.engine_name)
+            container.engine_name = None
+
     async def _container_env(self, runtime: _Pod, spec: Mapping[str, Any]) -> dict[str, str]:
-        env = {**os.environ, **self.extra_env}
+        # container mode: only what the pod spec and the kubelet give (not this machine's environment)
+        env = {} if self.containers is not None else {**os.environ, **self.extra_env}
         env.pop("KUBECONFIG", None)
         if self.kubeconfig is not None:
             env["KUBECONFIG"] = str(await self._pod_kubeconfig(runtime))
@@ -595,7 +650,8 @@ class ProcessKubelet:
         target = self.workdir / "tokens" / runtime.namespace / runtime.name / "kubeconfig.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(config))  # JSON is YAML
-        target.chmod(0o600)
+        # container mode: read by the pod's user, as a projected token is (fsGroup)
+        target.chmod(0o644 if self.containers is not None else 0o600)
         runtime.kubeconfig = target
         return target
 
@@ -707,8 +763,10 @@ class ProcessKubelet:
                     if container.kill_at is not None and now >= container.kill_at:
                         with contextlib.suppress(ProcessLookupError, PermissionError):
                             os.killpg(process.pid, signal.SIGKILL)
+                        self._remove_container(container)
                         container.kill_at = None
                     continue
+                self._remove_container(container)
                 container.process = None
                 container.kill_at = None
                 container.finished_at = semantics.now_rfc3339()
@@ -748,6 +806,7 @@ class ProcessKubelet:
                         os.killpg(container.process.pid, signal.SIGKILL)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         container.process.wait(2.0)
+                self._remove_container(container)
 
     async def _probe(self) -> bool:
         """Run the due readiness probes (concurrently: a slow pod must not hold up the others'

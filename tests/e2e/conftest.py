@@ -250,6 +250,7 @@ def _installed(
     values: dict[str, Any] | None = None,
     edit: Callable[[list[dict]], list[dict]] | None = None,
     authorization: str = "RBAC",
+    containers: Any = None,
 ) -> Iterator[Deployed]:
     pytest.importorskip("kopf")
     from tests.charts import tools
@@ -290,7 +291,9 @@ def _installed(
     if role == "Role" and chart.get("rbac", {}).get("nodes", True):
         kinds |= {"ClusterRole", "ClusterRoleBinding"}  # reading Nodes (spot-interruption taints)
     assert {m["kind"] for m in rest} == kinds
-    kubelet = cluster.start_kubelet(env={"PATH": path, "PYTHONPATH": pythonpath})
+    # containers (tests/cluster/containers.Podman): every pod runs as a container of its image
+    # instead, and PATH and PYTHONPATH do not reach it
+    kubelet = cluster.start_kubelet(env={"PATH": path, "PYTHONPATH": pythonpath}, containers=containers)
     result = Deployed(cluster, kubelet, wait_for, chart, manifests)
     try:
         cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(rest))
@@ -308,7 +311,8 @@ def _installed(
 def deploy(cluster, wait_for, tmp_path) -> Iterator[Callable[..., Deployed]]:
     """Install the chart (once per test): ``deploy(values=..., edit=..., authorization=...)``;
     ``values`` are merged into ``chart_values``, ``edit`` changes the rendered manifests before
-    they are applied, ``authorization`` is the emulator's mode (RBAC by default)."""
+    they are applied, ``authorization`` is the emulator's mode (RBAC by default), ``containers``
+    a ``tests.cluster.containers.Podman`` to run the pods as containers of their image."""
     with contextlib.ExitStack() as stack:
 
         def install(**options: Any) -> Deployed:
