@@ -1,8 +1,8 @@
 """The default image as `docker/build-image.sh` builds it, run with podman: non-root on a read-only
 root, and a job run in it writes the shards a local run writes.
 
-Skipped where podman or the image is missing (the image is built by the script, as root: CI does not
-build it yet); ``RECPREP_IMAGE`` names another image to check."""
+Skipped where podman or the image is missing (the script builds it, as root; ``.ci/run`` runs the
+script); ``RECPREP_IMAGE`` names another image to check."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 operator, the Dask scheduler, the workers and the driver run as ``podman run`` of it, with the pod
 specs' user, read-only root, dropped capabilities, env and volumes (tests/cluster/containers.py).
 
-Skipped where podman or the image is missing (CI does not build the image yet)."""
+Skipped where podman or the image is missing (``.ci/run`` builds the image first)."""
 
 from __future__ import annotations
 
