@@ -21,7 +21,8 @@ assumed:
   pod); other kinds fail to start, naming the volume;
 * the network of the host: every pod process binds its own loopback address through the
   kubelet's shim (``_shim/``), which is mounted read-only at its own path, as are the kubelet's
-  hosts file and the pod's kubeconfig.
+  hosts file and the pod's kubeconfig; so the kubelet's ``tcpSocket`` and ``httpGet`` probes reach
+  the pod as in process mode, and an ``exec`` probe runs in the container (``podman exec``).
 
 The containers are named after the pod, the container and its restart, so that a container
 whose ``podman run`` was killed can still be removed (:meth:`Podman.remove`).
@@ -78,6 +79,10 @@ class Podman:
     def remove(self, name: str) -> None:
         """Remove a container, running or not (a ``podman run`` killed leaves its container)."""
         self.run("rm", "--force", "--time", "0", "--ignore", name)
+
+    def exec_argv(self, name: str, command: list[str]) -> list[str]:
+        """An ``exec`` probe's command, run in the container ``name`` (as the container's user)."""
+        return [self.exe, "exec", name, *[str(c) for c in command]]
 
     def forget_pod(self, uid: str) -> None:
         """Remove the emptyDir volumes of a deleted pod."""

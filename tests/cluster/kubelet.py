@@ -488,17 +488,19 @@ class ProcessKubelet:
         try:
             env = await self._container_env(runtime, spec)
             if self.containers is not None:
-                await self._start_container(runtime, container, env)
-                return
-            argv = [_expand(str(a), env) for a in (spec.get("command") or []) + (spec.get("args") or [])]
-            if not spec.get("command"):
-                raise ValueError(
-                    "the process kubelet runs no images: the container needs an explicit command"
-                )
-            if argv[0] in ("python", "python3"):
-                argv[0] = self.python
-            working_dir = spec.get("workingDir")
-            cwd = working_dir if working_dir and Path(working_dir).is_dir() else self.cwd
+                argv, name = self._container_argv(runtime, container, env)
+                cwd, env = self.cwd, self.containers.environment()  # podman's own environment
+            else:
+                name = None
+                argv = [_expand(str(a), env) for a in (spec.get("command") or []) + (spec.get("args") or [])]
+                if not spec.get("command"):
+                    raise ValueError(
+                        "the process kubelet runs no images: the container needs an explicit command"
+                    )
+                if argv[0] in ("python", "python3"):
+                    argv[0] = self.python
+                working_dir = spec.get("workingDir")
+                cwd = working_dir if working_dir and Path(working_dir).is_dir() else self.cwd
             with open(container.log_path, "ab") as log:
                 container.process = subprocess.Popen(
                     argv,
@@ -509,6 +511,7 @@ class ProcessKubelet:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+            container.engine_name = name
             container.started_at = semantics.now_rfc3339()
             container.exit_code = container.reason = container.message = None
             container.ready = False
@@ -521,8 +524,11 @@ class ProcessKubelet:
             container.started_at = container.finished_at = semantics.now_rfc3339()
             self._finished(runtime, container, 128, "StartError", str(e))
 
-    async def _start_container(self, runtime: _Pod, container: _Container, env: dict[str, str]) -> None:
-        """Container mode: ``podman run`` of the container's image, as its spec says."""
+    def _container_argv(
+        self, runtime: _Pod, container: _Container, env: dict[str, str]
+    ) -> tuple[list[str], str]:
+        """Container mode: the ``podman run`` of the container's image, as its spec says, and
+        the container's name."""
         assert self.containers is not None
         spec = dict(container.spec)
         for key in ("command", "args"):
@@ -542,23 +548,7 @@ class ProcessKubelet:
             restart=container.restart_count,
             plumbing=plumbing,
         )
-        with open(container.log_path, "ab") as log:
-            container.process = subprocess.Popen(
-                argv,
-                cwd=self.cwd,
-                env=self.containers.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        container.engine_name = name
-        container.started_at = semantics.now_rfc3339()
-        container.exit_code = container.reason = container.message = None
-        container.ready = False
-        probe = spec.get("readinessProbe") or {}
-        container.probe_due = time.monotonic() + min(float(probe.get("initialDelaySeconds", 0)), 10.0)
-        container.probe_failures = 0
+        return argv, name
 
     def _remove_container(self, container: _Container) -> None:
         if self.containers is not None and container.engine_name is not None:
@@ -874,9 +864,15 @@ class ProcessKubelet:
                 async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
                     return 200 <= response.status < 400
             if "exec" in probe:
+                command, env = list(probe["exec"]["command"]), None
+                if self.containers is not None and container.engine_name is not None:
+                    # container mode: the command runs in the container, as a kubelet's does
+                    command = self.containers.exec_argv(container.engine_name, command)
+                    env = self.containers.environment()
                 process = await asyncio.create_subprocess_exec(
-                    *probe["exec"]["command"],
+                    *command,
                     cwd=self.cwd,
+                    env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )

@@ -73,6 +73,14 @@ def test_a_pod_spec_becomes_the_podman_run_it_promises(tmp_path):
     ]
     assert empty.is_dir() and (tmp_path / "host").is_dir()  # emptyDir made, DirectoryOrCreate too
     assert engine.started == [("op-1-operator-2", "localhost/recprep:0.1.0")]
+    # an exec probe runs in the container
+    assert engine.exec_argv("op-1-operator-2", ["cat", "/tmp/ready"]) == [
+        "podman",
+        "exec",
+        "op-1-operator-2",
+        "cat",
+        "/tmp/ready",
+    ]
     engine.forget_pod("u1")
     assert not empty.exists()
 
