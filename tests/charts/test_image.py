@@ -7,34 +7,28 @@ script); ``RECPREP_IMAGE`` names another image to check."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from ..cluster.containers import Podman
 from ..conftest import REPO, recprep
 
 IMAGE = os.environ.get("RECPREP_IMAGE", "localhost/recprep:0.1.0")
-#: What docker/build-image.sh gives podman (runc, ulimits), when it has run on this machine.
-CONTAINERS_CONF = Path("/var/tmp/recprep-image/containers.conf")
 #: As a pod of the chart runs: its uid and gid, a read-only root, no capabilities.
 HARDENED = ("--read-only", "--user", "10001:10001", "--cap-drop=ALL")
+#: podman with the configuration docker/build-image.sh builds with (no images mapped: plain runs).
+ENGINE = Podman({}, workdir=".")
 
 
-def podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if "CONTAINERS_CONF" not in env and CONTAINERS_CONF.exists():
-        env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, env=env)
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    return ENGINE.run(*args, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (docker/build-image.sh installs it and builds the image)")
-    if podman("image", "exists", IMAGE).returncode != 0:
-        pytest.skip(f"no image {IMAGE}: build it with docker/build-image.sh")
+    if (why := ENGINE.unavailable(IMAGE)) is not None:
+        pytest.skip(why)
     return IMAGE
 
 

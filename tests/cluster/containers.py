@@ -76,6 +76,14 @@ class Podman:
             [self.exe, *args], capture_output=True, text=True, timeout=timeout, env=self.environment()
         )
 
+    def unavailable(self, image: str) -> str | None:
+        """Why ``image`` cannot be run here (podman missing, or the image not built), or None."""
+        if shutil.which(self.exe) is None:
+            return "podman is not installed (docker/build-image.sh installs it and builds the image)"
+        if self.run("image", "exists", image).returncode != 0:
+            return f"no image {image}: build it with docker/build-image.sh"
+        return None
+
     def remove(self, name: str) -> None:
         """Remove a container, running or not (a ``podman run`` killed leaves its container)."""
         self.run("rm", "--force", "--time", "0", "--ignore", name)
@@ -110,12 +118,13 @@ class Podman:
         image = spec.get("image")
         if image not in self.images:
             raise ContainerStartError(f"image {image!r} is not available here (have: {sorted(self.images)})")
+        name = self.name(pod_name, spec["name"], restart)
         argv = [
             self.exe,
             "run",
             "--rm",
             "--name",
-            self.name(pod_name, spec["name"], restart),
+            name,
             "--pull",
             "never",
             "--network",
@@ -137,7 +146,7 @@ class Podman:
         if command:
             argv += ["--entrypoint", json.dumps(command)]
         argv.append(self.images[image])
-        self.started.append((self.name(pod_name, spec["name"], restart), self.images[image]))
+        self.started.append((name, self.images[image]))
         return argv + args
 
     @staticmethod

@@ -26,11 +26,9 @@ SHARED = Path("/var/lib/recprep")
 
 @pytest.fixture()
 def podman(tmp_path) -> Podman:
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (docker/build-image.sh installs it and builds the image)")
     engine = Podman({CHART_IMAGE: LOCAL_IMAGE}, tmp_path / "containers")
-    if engine.run("image", "exists", LOCAL_IMAGE).returncode != 0:
-        pytest.skip(f"no image {LOCAL_IMAGE}: build it with docker/build-image.sh")
+    if (why := engine.unavailable(LOCAL_IMAGE)) is not None:
+        pytest.skip(why)
     return engine
 
 
