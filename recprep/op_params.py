@@ -345,6 +345,25 @@ class NGramParams(OpParams):
     output: str | None = Field(None, description=_OUTPUT)
 
 
+class HistoryParams(OpParams):
+    op = "history"
+    offload = None  # reads the rows before each session: the shard's own order, on the CPU pool
+    summary = "the last k values of the session key's events before each session (needs spec.source.session)"
+
+    k: int = Field(ge=1, le=4096, description="Keep at most the k most recent values (1 <= k <= 4096).")
+    output: str | None = Field(
+        None,
+        description="Name of the new list column (required; with several input columns use {column}, e.g. "
+        '"{column}_history").',
+    )
+
+    @model_validator(mode="after")
+    def _needs_output(self):
+        if not self.output:
+            raise ValueError("output: required (history makes a new list column; the input stays)")
+        return self
+
+
 class CategorifyParams(OpParams):
     op = "categorify"
     offload = None  # a fitted vocabulary: a lookup table that may exceed an ISP unit's memory
@@ -393,6 +412,7 @@ PARAMS: dict[str, type[OpParams]] = {
         ToListParams,
         FirstXParams,
         NGramParams,
+        HistoryParams,
         CategorifyParams,
         NormalizeParams,
         BoxCoxParams,

@@ -127,6 +127,67 @@ class JoinSpec(Model):
         return v
 
 
+#: spec.source.session.gap by default: 30 minutes without an event end a session.
+DEFAULT_SESSION_GAP = 1800
+
+
+class SessionSpec(Model):
+    """How the source's events form sessions (RecD): the events of one key (a user), in time
+    order, cut where the key is inactive for ``gap`` seconds (rule gap) or at each UTC calendar day
+    (rule day). Shards then hold whole sessions, each in time order."""
+
+    key: str = Field(description="The column whose events form sessions (e.g. user_id).")
+    time: str = Field(
+        description="The event time column: integer unix seconds (a text source reads it as an integer; "
+        "a malformed time makes its row malformed: quarantined with its line)."
+    )
+    rule: Literal["gap", "day"] = Field(
+        "gap",
+        description="gap: a session ends after gap seconds without an event of its key; day: a session is "
+        "a key's events of one UTC calendar day.",
+    )
+    gap: int = Field(
+        DEFAULT_SESSION_GAP,
+        ge=0,
+        description="rule gap: seconds of inactivity that end a session (default 1800).",
+    )
+
+    @model_validator(mode="after")
+    def _two_columns(self):
+        if self.key == self.time:
+            raise ValueError(f"key and time must be two columns (both are {self.key!r})")
+        return self
+
+
+class DedupGroupSpec(Model):
+    """Sparse features that are constant within a session, stored and processed once per session
+    (RecD's deduplication; the shard layout is docs/dedup.md's)."""
+
+    name: str = Field(
+        json_schema_extra={"pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"},
+        description="Name of the group (its inverse column in a shard is _inverse.<name>).",
+    )
+    features: list[str] = Field(
+        min_length=1,
+        description="The group's sparse features (output columns): each must be constant within a session; "
+        "the job fails naming the feature and the session when one is not.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", v):
+            raise ValueError("must be 1-63 letters, digits, '_', '.' or '-', not starting with '.' or '-'")
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if any(not c for c in v) or len(set(v)) != len(v):
+            raise ValueError("must be distinct, non-empty column names")
+        return v
+
+
 class SourceSpec(Model):
     """Where the raw samples are and how to read them."""
 
@@ -153,8 +214,11 @@ class SourceSpec(Model):
     sparse: Selector | None = Field(
         None, description="Sparse (categorical ID) columns: names or globs (criteo: C*)."
     )
-    session: str | None = Field(
-        None, description="Optional session/user column used to group samples for deduplication."
+    session: SessionSpec | None = Field(
+        None,
+        description="Group the events into sessions (a key, a time column, a rule): shards then hold whole "
+        "sessions in time order, and history features and spec.dedup become possible (absent: rows keep "
+        "source order).",
     )
     non_finite: Literal["quarantine", "null"] = Field(
         "quarantine",
@@ -387,7 +451,11 @@ RUNTIME_FIELDS = ("pools", "backoffLimit", "ttlSecondsAfterFinished", "serve", "
 #: Fields added after outputs were first written, with their default: identity() leaves them out
 #: while they hold the default, so a job that does not set them keeps the identity (and the
 #: outputs) it had before they existed.
-LATER_FIELDS = {("source", "nonFinite"): "quarantine", ("output", "keep"): None, ("source", "joins"): []}
+LATER_FIELDS = {
+    ("source", "nonFinite"): "quarantine",
+    ("output", "keep"): None,
+    ("source", "joins"): [],
+}
 
 
 class JobSpec(Model):
@@ -421,6 +489,30 @@ class JobSpec(Model):
         description="How the operator sizes the worker pools within spec.pools: the scaling policy and its "
         "settings (ignored by recprep run).",
     )
+    dedup: list[DedupGroupSpec] = Field(
+        default_factory=list,
+        description="Groups of sparse features constant within a session (needs spec.source.session): their "
+        "transforms run once per session and shards store them once per session with an inverse index "
+        "(RecD's IKJT; docs/dedup.md).",
+    )
+
+    @model_validator(mode="after")
+    def _dedup_needs_sessions(self):
+        if self.dedup and self.source.session is None:
+            raise ValueError("dedup: needs spec.source.session (a group is deduplicated per session)")
+        seen: dict[str, str] = {}
+        names = set()
+        for i, group in enumerate(self.dedup):
+            if group.name in names:
+                raise ValueError(f"dedup[{i}].name: {group.name!r} names two groups")
+            names.add(group.name)
+            for feature in group.features:
+                if feature in seen:
+                    raise ValueError(
+                        f"dedup[{i}].features: {feature!r} is already in group {seen[feature]!r}"
+                    )
+                seen[feature] = group.name
+        return self
 
     @property
     def isp_runs_whole_shards(self) -> bool:
@@ -472,6 +564,8 @@ class PreprocessJob(BaseModel):
         for (section, key), default in LATER_FIELDS.items():
             if spec[section].get(key) == default:
                 spec[section].pop(key)
+        if not spec["dedup"]:  # added later too, at the top level
+            spec.pop("dedup")
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

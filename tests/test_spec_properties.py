@@ -52,6 +52,7 @@ BASE: dict[str, Any] = {
             "sparse": ["C*"],
             "nonFinite": "quarantine",
             "maxBadFraction": 0.01,
+            "session": {"key": "C10", "time": "I5", "rule": "gap", "gap": 1800},
         },
         "transforms": [
             {"op": "fill_null", "columns": "dense", "value": 0},
@@ -67,6 +68,7 @@ BASE: dict[str, Any] = {
             {"op": "firstx", "columns": ["C2"], "k": 1},
             {"op": "ngram", "columns": ["C3"], "n": 2, "maxValue": 100, "output": "C3_ng"},
             {"op": "to_int", "columns": ["C4"]},
+            {"op": "history", "columns": ["C4"], "k": 3, "output": "C4_hist"},
             {"op": "is_in", "columns": ["C9"], "values": ["68fd1e64"], "output": "C9_flag"},
             {"op": "cross", "columns": ["C5", "C6"], "output": "C5_C6", "maxValue": 1000, "salt": 2},
             {"op": "time", "columns": ["C7"], "part": "hour", "format": "%y%m%d%H", "output": "C7_hour"},
@@ -98,6 +100,7 @@ BASE: dict[str, Any] = {
             "deadline": 3600,
             "budget": 2.0,
         },
+        "dedup": [{"name": "user", "features": ["C10", "C4_hist"]}],
     },
 }
 assert {t["op"] for t in BASE["spec"]["transforms"]} == set(PARAMS), "BASE must use every op"

@@ -18,6 +18,18 @@ columns in none of them are not fed to the model. Shards without that record (wr
 older recprep) fall back to the column named ``label`` and the types: floating columns are dense,
 integer and list-of-integer columns sparse. A scalar integer sparse feature (a ``bucketize``
 output) is a one-ID list; a null is an empty one.
+
+Deduplicated shards (RecD, the layout of :mod:`recprep.workloads.output.dedup`): the features of
+a dedup group come once per *unique row of the batch* with an inverse index, as RecD's IKJT, in
+``ArrayBatch.groups`` (one :class:`UniqueGroup` per group); ``keys``/``values``/``lengths``/
+``offsets`` hold the other (per-sample) sparse features, and ``sparse_keys`` every sparse feature
+in the order the roles give (a plain run's ``keys``: one table per feature either way). A
+batch's unique rows are the ones its samples use, in order of first use: cut inside a shard they
+are a slice of the shard's unique rows, and a batch spanning two shards holds the first shard's
+rows then the second's, the second's inverse offset by the first's count. ``ArrayBatch.expanded()``
+gives every sample's values back (exactly the batch the same rows cut from plain shards give).
+All shards of a stream must have the same layout (all plain, or deduplicated with the same
+groups): a stream mixing them is a SourceError naming the shard (shards with no rows are exempt).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import SourceError
+from ..workloads.output.dedup import DEDUP_KEY, INVERSE_PREFIX, DedupGroup, groups_of
 from ..workloads.output.records import parse_roles
 from .shards import Delivery
 
@@ -56,9 +69,10 @@ class Features:
         """Roles from the column named ``label`` and the types (shards that carry no roles)."""
         if label not in schema.names:
             raise SourceError(f"shard schema: no label column {label!r} (columns: {', '.join(schema.names)})")
+        inverses = {g.inverse for g in _groups(schema, "shard schema")}  # a dedup shard's bookkeeping
         dense, sparse = [], []
         for f in schema:
-            if f.name == label:
+            if f.name == label or f.name in inverses:
                 continue
             if pa.types.is_floating(f.type):
                 dense.append(f.name)
@@ -127,15 +141,55 @@ def _is_id_type(t: pa.DataType) -> bool:
 
 
 @dataclass
+class UniqueGroup:
+    """One dedup group of a batch (RecD's IKJT): its sparse features once per unique row the
+    batch's samples use, in KeyedJaggedTensor layout over those ``unique`` rows (stride ``U``),
+    and each sample's row among them: sample ``i``'s bag of key ``k`` is unique row
+    ``inverse[i]``'s bag of ``k``."""
+
+    name: str
+    keys: tuple[str, ...]
+    values: np.ndarray  #: int64, key-major
+    lengths: np.ndarray  #: int64, (F_g * U,), key-major
+    offsets: np.ndarray  #: int64, (F_g * U + 1,)
+    unique: int  #: U, the unique rows (every one used by some sample of the batch)
+    inverse: np.ndarray  #: int64, (B,), values in [0, U)
+
+    def feature(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Key ``i``'s IDs and per-unique-row bag offsets (U,), as ``EmbeddingBag`` takes them."""
+        u = self.unique
+        start = self.offsets[i * u]
+        return self.values[start : self.offsets[(i + 1) * u]], self.offsets[i * u : (i + 1) * u] - start
+
+    def expand(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Key ``i``'s IDs and lengths (B,) per sample: the layout of a plain batch's feature."""
+        u = self.unique
+        lengths = self.lengths[i * u : (i + 1) * u][self.inverse]
+        starts = self.offsets[i * u : (i + 1) * u][self.inverse]
+        ends = np.cumsum(lengths)
+        total = int(ends[-1]) if len(ends) else 0
+        take = np.repeat(starts - (ends - lengths), lengths) + np.arange(total, dtype=np.int64)
+        return self.values[take], lengths
+
+
+@dataclass
 class ArrayBatch:
     dense: np.ndarray  #: (B, n_dense) float32
     labels: np.ndarray  #: (B,) float32
-    keys: tuple[str, ...]
+    keys: tuple[str, ...]  #: the per-sample sparse features (every one, for plain shards)
     values: np.ndarray  #: int64, key-major
     lengths: np.ndarray  #: int64, (F * B,), key-major
     offsets: np.ndarray  #: int64, (F * B + 1,)
     shards: tuple[int, ...] = ()  #: shards whose last row is in this batch
     ack: Callable[[int], None] | None = field(default=None, repr=False)
+    groups: tuple[UniqueGroup, ...] = ()  #: the dedup groups (deduplicated shards)
+    #: every sparse feature in the roles' order (one table each): ``keys`` and the groups' keys;
+    #: defaults to ``keys`` then the groups' keys
+    sparse_keys: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.sparse_keys:
+            self.sparse_keys = (*self.keys, *(k for g in self.groups for k in g.keys))
 
     @property
     def size(self) -> int:
@@ -150,6 +204,37 @@ class ArrayBatch:
         b = self.size
         start = self.offsets[i * b]
         return self.values[start : self.offsets[(i + 1) * b]], self.offsets[i * b : (i + 1) * b] - start
+
+    def lookup(self, key: str) -> tuple[np.ndarray, np.ndarray, UniqueGroup | None]:
+        """Sparse feature ``key``'s IDs, its bag offsets and its dedup group: a per-sample feature
+        has B bags (group None); a group's feature has one bag per unique row (U) and sample
+        ``i``'s bag is ``group.inverse[i]``."""
+        for g in self.groups:
+            if key in g.keys:
+                return (*g.feature(g.keys.index(key)), g)
+        if key not in self.keys:
+            raise KeyError(f"the batch has no sparse feature {key!r}")
+        return (*self.feature(self.keys.index(key)), None)
+
+    def expanded(self) -> ArrayBatch:
+        """This batch with every sparse feature per sample, keyed ``sparse_keys``: what the same
+        rows cut from plain shards give. A batch without groups is returned as it is."""
+        if not self.groups:
+            return self
+        b = self.size
+        bags: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            k: (self.feature(i)[0], self.lengths[i * b : (i + 1) * b]) for i, k in enumerate(self.keys)
+        }
+        for g in self.groups:
+            bags.update((k, g.expand(i)) for i, k in enumerate(g.keys))
+        parts = [bags[k] for k in self.sparse_keys]
+        values = np.concatenate([v for v, _ in parts]) if parts else np.empty(0, np.int64)
+        lengths = np.concatenate([n for _, n in parts]) if parts else np.empty(0, np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return ArrayBatch(
+            self.dense, self.labels, self.sparse_keys, values, lengths, offsets, self.shards, self.ack
+        )
 
     def acknowledge(self) -> None:
         """Acknowledge the shards this batch completes (call once the batch is consumed)."""
@@ -197,6 +282,176 @@ def to_arrays(table: pa.Table, features: Features) -> ArrayBatch:
     return ArrayBatch(dense, labels, features.sparse, values, lengths, offsets)
 
 
+def _groups(schema: pa.Schema, where: str) -> list[DedupGroup]:
+    """The shard's dedup groups. Inverse columns without the record that says which columns they
+    index (a deduplicated shard whose schema metadata was dropped on the way) are an error: its
+    group columns hold the unique rows, not every sample's values."""
+    try:
+        groups = groups_of(schema)
+    except ValueError as exc:
+        raise SourceError(f"{where}: {exc}") from None
+    if not groups:
+        orphans = [c for c in schema.names if c.startswith(INVERSE_PREFIX)]
+        if orphans:
+            raise SourceError(
+                f"{where}: column {orphans[0]!r} is a deduplicated shard's inverse index, but the shard's "
+                f"schema metadata has no {DEDUP_KEY.decode()} record saying which columns it indexes "
+                "(was the metadata dropped on the way?)"
+            )
+    return groups
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """How batches carry one dedup group: its name, its features (in the roles' order) and its
+    inverse column."""
+
+    name: str
+    keys: tuple[str, ...]
+    inverse: str
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A shard's layout as the batches see it: the dedup groups among the features (none: plain)."""
+
+    groups: tuple[_Slot, ...] = ()
+
+    @classmethod
+    def of(cls, groups: list[DedupGroup], features: Features, where: str) -> _Layout:
+        slots = []
+        for g in groups:
+            for c in g.columns:
+                if c == features.label or c in features.dense:
+                    raise SourceError(
+                        f"{where}: column {c!r} is in dedup group {g.name!r}: a group's columns are "
+                        "sparse features, not the label or a dense feature"
+                    )
+            keys = tuple(c for c in features.sparse if c in g.columns)
+            if keys:  # a group none of whose columns the trainer takes is not read
+                slots.append(_Slot(g.name, keys, g.inverse))
+        return cls(tuple(slots))
+
+    def per_sample(self, features: Features) -> Features:
+        grouped = {k for g in self.groups for k in g.keys}
+        return Features(features.label, features.dense, tuple(c for c in features.sparse if c not in grouped))
+
+    def describe(self) -> str:
+        if not self.groups:
+            return "plain"
+        return (
+            "deduplicated (groups " + ", ".join(f"{g.name}: {', '.join(g.keys)}" for g in self.groups) + ")"
+        )
+
+
+@dataclass
+class _Run:
+    """One group's unique rows over a run of samples, and each sample's row among them."""
+
+    rows: pa.Table
+    inverse: np.ndarray  #: int64
+
+    def rebase(self, start: int, stop: int) -> _Run:
+        """Samples ``[start, stop)`` with only the rows they use, in order of first use. The rows
+        of a session-grouped run (its inverse steps by 0 or 1) are a slice of ``rows``."""
+        inv = self.inverse[start:stop]
+        if inv.size == 0:
+            return _Run(self.rows.slice(0, 0), inv)
+        steps = np.diff(inv)
+        if steps.size == 0 or (steps.min() >= 0 and steps.max() <= 1):
+            low = int(inv[0])
+            return _Run(self.rows.slice(low, int(inv[-1]) - low + 1), inv - low)
+        used, first, inverse = np.unique(inv, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order), dtype=np.int64)
+        return _Run(self.rows.take(pa.array(used[order])), rank[inverse.reshape(-1)])
+
+
+@dataclass
+class _Piece:
+    """Pending rows: the per-sample columns and, per dedup group of the layout, a run."""
+
+    samples: pa.Table
+    runs: tuple[_Run, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return self.samples.num_rows
+
+    def head(self, n: int) -> _Piece:
+        return _Piece(self.samples.slice(0, n), tuple(r.rebase(0, n) for r in self.runs))
+
+    def tail(self, n: int) -> _Piece:
+        """The rows from ``n`` on; the runs keep their rows (rebased when concatenated)."""
+        return _Piece(self.samples.slice(n), tuple(_Run(r.rows, r.inverse[n:]) for r in self.runs))
+
+    @staticmethod
+    def concat(pieces: list[_Piece]) -> _Piece:
+        """The pieces one after the other: each group's rows concatenated, the inverse of each
+        piece offset by the rows before it."""
+        runs = []
+        for j in range(len(pieces[0].runs)):
+            parts = [p.runs[j].rebase(0, p.rows) for p in pieces]
+            starts = np.cumsum([0] + [r.rows.num_rows for r in parts[:-1]])
+            runs.append(
+                _Run(
+                    pa.concat_tables([r.rows for r in parts]),
+                    np.concatenate([r.inverse + s for r, s in zip(parts, starts)]),
+                )
+            )
+        return _Piece(pa.concat_tables([p.samples for p in pieces]), tuple(runs))
+
+
+def _read(
+    table: pa.Table, groups: list[DedupGroup], layout: _Layout, features: Features, where: str
+) -> _Piece:
+    """A shard's rows as a pending piece of ``layout``; the dedup record is checked against the
+    data (unique counts within the shard, inverse indices within the unique rows)."""
+    samples = table.select(layout.per_sample(features).columns)
+    unique = {g.name: g.unique for g in groups}
+    n, runs = table.num_rows, []
+    for slot in layout.groups:
+        u = unique[slot.name]
+        if not 0 <= u <= n:
+            raise SourceError(f"{where}: dedup group {slot.name!r} records {u} unique rows in a shard of {n}")
+        col = table[slot.inverse]
+        if not pa.types.is_integer(col.type) or col.null_count:
+            raise SourceError(
+                f"{where}: inverse column {slot.inverse!r} must hold integers without nulls "
+                f"(type {col.type}, {col.null_count} nulls)"
+            )
+        inverse = np.asarray(col.to_numpy(), dtype=np.int64)
+        if inverse.size and (inverse.min() < 0 or inverse.max() >= u):
+            bad = inverse[(inverse < 0) | (inverse >= u)][0]
+            raise SourceError(
+                f"{where}: inverse column {slot.inverse!r} holds {bad}, outside the group's {u} unique rows"
+            )
+        rows = table.select(list(slot.keys)).slice(0, u).replace_schema_metadata(None)
+        runs.append(_Run(rows, inverse))
+    return _Piece(samples, tuple(runs))
+
+
+def _unique_group(slot: _Slot, run: _Run) -> UniqueGroup:
+    parts = [_ids(run.rows[name], name) for name in slot.keys]
+    values = np.concatenate([v for v, _ in parts])
+    lengths = np.concatenate([n for _, n in parts])
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    inverse = np.ascontiguousarray(run.inverse, dtype=np.int64)
+    return UniqueGroup(slot.name, slot.keys, values, lengths, offsets, run.rows.num_rows, inverse)
+
+
+def _arrays(piece: _Piece, features: Features, layout: _Layout | None) -> ArrayBatch:
+    """The batch of a piece holding exactly its rows."""
+    if layout is None or not layout.groups:
+        return to_arrays(piece.samples, features)
+    batch = to_arrays(piece.samples, layout.per_sample(features))
+    batch.groups = tuple(_unique_group(slot, run) for slot, run in zip(layout.groups, piece.runs))
+    batch.sparse_keys = features.sparse
+    return batch
+
+
 def iter_batches(
     stream: Iterable[Delivery],
     batch_size: int,
@@ -209,27 +464,40 @@ def iter_batches(
     :meth:`ArrayBatch.acknowledge`."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    pending: list[pa.Table] = []
+    pending: list[_Piece] = []
     rows = 0
     ends: list[tuple[int, int]] = []  # (shard index, pending row position where it ends)
+    layout: _Layout | None = None  # of the first shard with rows; every other must have it
+    layout_shard = -1
 
     def emit(n: int) -> ArrayBatch:
         nonlocal pending, rows, ends
-        table = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
-        batch = to_arrays(table.slice(0, n), features)
+        piece = _Piece.concat(pending) if len(pending) > 1 else pending[0]
+        batch = _arrays(piece.head(n), features, layout)
         batch.shards = tuple(i for i, end in ends if end <= n)
         batch.ack = ack
         ends = [(i, end - n) for i, end in ends if end > n]
-        rest = table.slice(n)
-        pending, rows = ([rest] if rest.num_rows else []), rows - n
+        rest = piece.tail(n)
+        pending, rows = ([rest] if rest.rows else []), rows - n
         return batch
 
     for delivery in stream:
         table = delivery.table
+        where = f"shard {delivery.index}"
         if not isinstance(features, Features):
             features = (features or FeatureChoice()).resolve(table.schema)
-        features.check(table.schema, f"shard {delivery.index}")
-        pending.append(table.select(features.columns))
+        features.check(table.schema, where)
+        groups = _groups(table.schema, where)
+        shard_layout = _Layout.of(groups, features, where)
+        if table.num_rows:
+            if layout is None:
+                layout, layout_shard = shard_layout, delivery.index
+            elif shard_layout != layout:
+                raise SourceError(
+                    f"{where} is {shard_layout.describe()}, shard {layout_shard} is {layout.describe()}: "
+                    "the shards of a stream must be all plain or all deduplicated with the same groups"
+                )
+            pending.append(_read(table, groups, shard_layout, features, where))
         rows += table.num_rows
         ends.append((delivery.index, rows))
         while rows >= batch_size:
@@ -237,16 +505,24 @@ def iter_batches(
     if rows:
         yield emit(rows)
     elif ends and isinstance(features, Features):
-        empty = to_arrays(pending[0].slice(0, 0) if pending else _empty(features), features)
+        empty = _arrays(_empty(features, layout), features, layout)
         empty.shards, empty.ack = tuple(i for i, _ in ends), ack
         yield empty
 
 
-def _empty(features: Features) -> pa.Table:
-    return pa.table(
+def _empty(features: Features, layout: _Layout | None) -> _Piece:
+    """A piece of no rows: the last batch of a stream that ends with shards of no rows."""
+    layout = layout or _Layout()
+    sample = layout.per_sample(features)
+    samples = pa.table(
         {
-            features.label: pa.array([], pa.float32()),
-            **{n: pa.array([], pa.float32()) for n in features.dense},
-            **{n: pa.array([], pa.list_(pa.int64())) for n in features.sparse},
+            sample.label: pa.array([], pa.float32()),
+            **{n: pa.array([], pa.float32()) for n in sample.dense},
+            **{n: pa.array([], pa.list_(pa.int64())) for n in sample.sparse},
         }
     )
+    runs = tuple(
+        _Run(pa.table({k: pa.array([], pa.list_(pa.int64())) for k in slot.keys}), np.empty(0, np.int64))
+        for slot in layout.groups
+    )
+    return _Piece(samples, runs)

@@ -7,8 +7,19 @@
   ``torchrec.sparse.jagged_tensor.KeyedJaggedTensor`` when torchrec is importable.
   ``inverse_indices`` is carried for RecD-deduplicated batches (keys, (F, B) indices into the
   unique rows); batches cut from plain shards have none.
-- :class:`Batch`: ``dense`` (B, n_dense) float32, ``labels`` (B,) float32, ``sparse``, and the
-  shards the batch completes; ``acknowledge()`` acknowledges them on the stream.
+- :class:`Batch`: ``dense`` (B, n_dense) float32, ``labels`` (B,) float32, ``sparse`` (the
+  per-sample sparse features: every one for plain shards), ``groups`` and the shards the batch
+  completes; ``acknowledge()`` acknowledges them on the stream.
+
+Deduplicated shards (RecD): ``Batch.groups`` maps each dedup group's name to one KJT of its
+features over the batch's ``U`` unique rows of the group (``stride() == U``, ``lengths`` F_g * U)
+with ``inverse_indices() == (keys, inverse)``, ``inverse`` int64 of shape (F_g, B): row ``f``
+maps every sample of the batch to its unique row for key ``f`` (every row is the same: the
+group's features share one inverse index). That is TorchRec's definition, so
+``torchrec.EmbeddingBagCollection`` given ``batch.groups[name]`` (``to_torchrec()``, or
+``kjt="torchrec"``) looks up the U unique bags and returns B pooled rows (it expands with the
+inverse indices itself). ``Batch.sparse_keys`` lists every sparse feature in the roles' order
+(the order of the tables a plain run has).
 - :class:`ShardDataset`: a ``torch.utils.data.IterableDataset`` (use it with
   ``DataLoader(dataset, batch_size=None)``: it yields whole batches). With ``num_workers > 0``
   each worker process opens its own part of the stream (disjoint shards, together the whole
@@ -33,7 +44,7 @@ from typing import Any
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..delivery.batching import ArrayBatch, FeatureChoice, Features, iter_batches
+from ..delivery.batching import ArrayBatch, FeatureChoice, Features, UniqueGroup, iter_batches
 from ..delivery.shards import ShardSource
 from ..errors import RecprepError
 
@@ -165,9 +176,17 @@ def torchrec_available() -> bool:
 class Batch:
     dense: torch.Tensor
     labels: torch.Tensor
-    sparse: Any  #: KeyedJagged, or torchrec's KeyedJaggedTensor
+    sparse: Any  #: KeyedJagged, or torchrec's KeyedJaggedTensor: the per-sample sparse features
     shards: tuple[int, ...] = ()
     ack: Callable[[int], None] | None = field(default=None, repr=False)
+    #: per dedup group (by name), its features over the batch's unique rows, with inverse indices
+    groups: dict[str, Any] = field(default_factory=dict)
+    #: every sparse feature in the roles' order (``sparse``'s keys and the groups'); default those
+    sparse_keys: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.sparse_keys:
+            self.sparse_keys = (*self.sparse.keys(), *(k for g in self.groups.values() for k in g.keys()))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -180,7 +199,13 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         return Batch(
-            self.dense.pin_memory(), self.labels.pin_memory(), self.sparse.pin_memory(), self.shards, self.ack
+            self.dense.pin_memory(),
+            self.labels.pin_memory(),
+            self.sparse.pin_memory(),
+            self.shards,
+            self.ack,
+            {name: g.pin_memory() for name, g in self.groups.items()},
+            self.sparse_keys,
         )
 
     def to(self, device, non_blocking: bool = False) -> Batch:
@@ -190,6 +215,8 @@ class Batch:
             self.sparse.to(device, non_blocking=non_blocking),
             self.shards,
             self.ack,
+            {name: g.to(device, non_blocking=non_blocking) for name, g in self.groups.items()},
+            self.sparse_keys,
         )
 
     def __getstate__(self):  # the ack callable stays in the process that owns the stream
@@ -201,6 +228,8 @@ class Batch:
 def to_torch(batch: ArrayBatch, kjt: str = "native") -> Batch:
     """Zero-copy tensors over the numpy batch; ``kjt`` is ``native`` (:class:`KeyedJagged`),
     ``torchrec`` (requires torchrec) or ``auto`` (torchrec when importable)."""
+    if kjt not in ("native", "torchrec", "auto"):
+        raise ValueError(f"kjt must be native, torchrec or auto, got {kjt!r}")
     sparse = KeyedJagged(
         batch.keys,
         torch.from_numpy(batch.values),
@@ -208,12 +237,32 @@ def to_torch(batch: ArrayBatch, kjt: str = "native") -> Batch:
         torch.from_numpy(batch.offsets),
         stride=batch.size,
     )
+    groups = {g.name: unique_jagged(g) for g in batch.groups}
     if kjt == "torchrec" or (kjt == "auto" and torchrec_available()):
         sparse = sparse.to_torchrec()
-    elif kjt not in ("native", "auto"):
-        raise ValueError(f"kjt must be native, torchrec or auto, got {kjt!r}")
+        groups = {name: g.to_torchrec() for name, g in groups.items()}
     return Batch(
-        torch.from_numpy(batch.dense), torch.from_numpy(batch.labels), sparse, batch.shards, batch.ack
+        torch.from_numpy(batch.dense),
+        torch.from_numpy(batch.labels),
+        sparse,
+        batch.shards,
+        batch.ack,
+        groups,
+        batch.sparse_keys,
+    )
+
+
+def unique_jagged(group: UniqueGroup) -> KeyedJagged:
+    """One dedup group of a batch as a KJT over its ``U`` unique rows (``stride() == U``) whose
+    ``inverse_indices`` are ``(keys, inverse)``, ``inverse`` int64 (F_g, B): TorchRec's layout."""
+    inverse = torch.from_numpy(group.inverse).expand(len(group.keys), len(group.inverse)).contiguous()
+    return KeyedJagged(
+        group.keys,
+        torch.from_numpy(group.values),
+        torch.from_numpy(group.lengths),
+        torch.from_numpy(group.offsets),
+        inverse_indices=(list(group.keys), inverse),
+        stride=group.unique,
     )
 
 

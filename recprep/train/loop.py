@@ -9,6 +9,12 @@ get the chosen optimizer, the embeddings with sparse gradients) and acknowledges
 batch completes once its step is done. The LRU cache plans and fetches on the training thread,
 when the step needs the rows, as a backward-looking cache does.
 
+Deduplicated shards (RecD): one table per sparse feature in the roles' order, as for plain shards
+(``ArrayBatch.sparse_keys``), so the tables of a deduplicated output compare one to one with the
+plain output's. A dedup group's feature is looked up once per unique row of the batch (its IDs
+are what ``table_rows`` reduces and the caches plan and count) and the pooled vectors are
+expanded with the group's inverse index (``recprep.train.model``).
+
 Reported: samples/s over the steps, the fraction of that time the training thread waited for
 its next batch, the loss, and per cache the train-time hit rate and the rows moved.
 """
@@ -85,6 +91,7 @@ class TrainResult:
     tables: list[torch.Tensor]  #: every embedding table in full (host copies when cached)
     sparse_optimizer: torch.optim.Optimizer
     caches: list[DeviceCache] = field(default_factory=list)
+    losses: torch.Tensor | None = None  #: every step's loss, in order (CPU; None: no step)
 
     def optimizer_state(self, i: int, key: str = "sum") -> torch.Tensor:
         """Table ``i``'s row-aligned optimizer state in full (host copy when cached)."""
@@ -103,20 +110,29 @@ class _Step:
     labels: torch.Tensor
     offsets: list[torch.Tensor]
     lookups: list[tuple[torch.Tensor, torch.Tensor]] | None = None  #: (distinct rows or slots, inverse)
+    #: per feature, its dedup group's index in ``inverses`` (None: per-sample bags)
+    expand: list[int | None] = field(default_factory=list)
+    inverses: list[torch.Tensor] = field(default_factory=list)  #: per dedup group, (B,) int64
     plans: list[TablePlan] | None = None  #: look-ahead: this batch's plan per table
     due: list[list[TablePlan]] = field(default_factory=list)  #: look-ahead: carry out before this step
 
 
 def _prepare(batch: ArrayBatch, table_rows: int, pin: bool) -> _Step:
-    rows, offsets = [], []
-    for i in range(len(batch.keys)):
-        ids, bag_offsets = batch.feature(i)
+    """Every sparse feature's table rows and bag offsets, in ``sparse_keys`` order (a dedup
+    group's feature: of its unique rows, with the group's inverse index to expand them)."""
+    rows, offsets, expand = [], [], []
+    group_index = {g.name: k for k, g in enumerate(batch.groups)}
+    for key in batch.sparse_keys:
+        ids, bag_offsets, group = batch.lookup(key)
         rows.append(np.remainder(ids, table_rows))
         offsets.append(torch.from_numpy(bag_offsets))
+        expand.append(None if group is None else group_index[group.name])
     step = _Step(batch, rows, torch.from_numpy(batch.dense), torch.from_numpy(batch.labels), offsets)
+    step.expand, step.inverses = expand, [torch.from_numpy(g.inverse) for g in batch.groups]
     if pin:
         step.dense, step.labels = step.dense.pin_memory(), step.labels.pin_memory()
         step.offsets = [o.pin_memory() for o in step.offsets]
+        step.inverses = [i.pin_memory() for i in step.inverses]
     return step
 
 
@@ -191,9 +207,10 @@ def train(config: TrainConfig) -> TrainResult:
     first = next(batches, None)
     if first is None:
         raise RecprepError(f"{config.source.describe()}: no committed shards to train on")
-    n_tables = len(first.keys)
+    keys = first.sparse_keys  # one table per sparse feature, in the roles' order
+    n_tables = len(keys)
     if config.table_rows is None:
-        sized = resolve_table_rows(config.source, first.keys)
+        sized = resolve_table_rows(config.source, keys)
         check_fits(sized, n_tables, config.embedding_dim, config.optimizer, physical_memory())
         config = replace(config, table_rows=sized.rows)
         report.table_rows, report.table_rows_note = sized.rows, sized.note
@@ -221,7 +238,7 @@ def train(config: TrainConfig) -> TrainResult:
         ]
         stream = (_with_lookups(s, [np.unique(r, return_inverse=True) for r in s.rows], pin) for s in stream)
     else:
-        caches = [DeviceCache(t, config.cache_rows, device, name=k) for t, k in zip(tables, first.keys)]
+        caches = [DeviceCache(t, config.cache_rows, device, name=k) for t, k in zip(tables, keys)]
         embeddings = [c.table for c in caches]
         report.cache_rows = caches[0].capacity
         if config.cache == "lookahead":
@@ -236,9 +253,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     planners: list = []
     if config.cache == "lookahead":
-        planners = [
-            LookaheadPlanner(config.table_rows, config.cache_rows, config.window, k) for k in first.keys
-        ]
+        planners = [LookaheadPlanner(config.table_rows, config.cache_rows, config.window, k) for k in keys]
 
         def plan(step: _Step, upcoming: list[_Step]) -> list[TablePlan]:
             step.plans = [
@@ -254,7 +269,7 @@ def train(config: TrainConfig) -> TrainResult:
 
         stream = planned(stream)
     elif config.cache == "lru":
-        planners = [LRUPlanner(config.table_rows, config.cache_rows, k) for k in first.keys]
+        planners = [LRUPlanner(config.table_rows, config.cache_rows, k) for k in keys]
 
     loss_fn = torch.nn.BCEWithLogitsLoss()
     losses: list[torch.Tensor] = []
@@ -281,13 +296,15 @@ def train(config: TrainConfig) -> TrainResult:
             if step.batch.size:
                 dense = step.dense.to(device, non_blocking=True)
                 labels = step.labels.to(device, non_blocking=True)
+                inverses = [t.to(device, non_blocking=True) for t in step.inverses]
                 feats = [
                     (
                         u.to(device, non_blocking=True),
                         i.to(device, non_blocking=True),
                         o.to(device, non_blocking=True),
+                        None if e is None else inverses[e],
                     )
-                    for (u, i), o in zip(lookups, step.offsets)
+                    for (u, i), o, e in zip(lookups, step.offsets, step.expand)
                 ]
                 loss = loss_fn(model(dense, feats), labels)
                 if not torch.isfinite(loss):  # before the step: the tables never take a NaN update
@@ -306,6 +323,7 @@ def train(config: TrainConfig) -> TrainResult:
             torch.cuda.synchronize(device)
         report.seconds = time.perf_counter() - started
     report.shards_acknowledged = len(report.acknowledged)
+    values = None
     if losses:
         values = torch.stack(losses).float().cpu()
         report.loss_first = float(values[:10].mean())
@@ -318,4 +336,4 @@ def train(config: TrainConfig) -> TrainResult:
         report.cache_stats = stats
     else:
         full = [b.weight.detach().to("cpu") for b in embeddings]
-    return TrainResult(report, model, full, sparse_opt, caches)
+    return TrainResult(report, model, full, sparse_opt, caches, values)

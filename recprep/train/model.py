@@ -7,6 +7,14 @@ whole table indexed by row, or the device cache of a larger host table indexed b
 from those (RecD's unique rows + inverse indices): ``(unique, inverse, offsets)`` per feature. The
 gradient then reaches each table row as one summed entry, computed in the same order whatever
 indexes the rows, which makes a cached run reproduce an uncached one bit for bit.
+
+A feature of a RecD dedup group comes with its bags once per unique row of the batch (U bags)
+and ``expand`` (B,), each sample's unique row: the U bags are pooled once and the pooled
+vectors expanded, ``pooled[expand]``, before the interaction. The output equals pooling every
+sample's bag bit for bit (the same IDs in the same order). The gradients sum the samples of a
+unique row first, so a table row that several unique rows of a batch hold gets its gradient
+summed in another order than a plain run's: the trained tables agree with the plain run's to
+float32 rounding, not bit for bit.
 """
 
 from __future__ import annotations
@@ -58,15 +66,16 @@ class DLRM(nn.Module):
         self.register_buffer("li", li, persistent=False)
         self.register_buffer("lj", lj, persistent=False)
 
-    def forward(
-        self, dense: torch.Tensor, lookups: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    ) -> torch.Tensor:
-        """``lookups``: per feature ``(unique, inverse, offsets)``: the distinct indices into its
-        table, each ID's position in ``unique``, and the bag offsets (B,)."""
-        bags = [
-            F.embedding_bag(inverse, table(unique), offsets, mode="sum")
-            for table, (unique, inverse, offsets) in zip(self.embeddings, lookups)
-        ]
+    def forward(self, dense: torch.Tensor, lookups: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """``lookups``: per feature ``(unique, inverse, offsets)`` or ``(unique, inverse, offsets,
+        expand)``: the distinct indices into its table, each ID's position in ``unique``, the bag
+        offsets (B,), or, with ``expand`` (a dedup group's feature), the offsets of its U unique
+        bags and each sample's bag (B,) int64 (``expand`` None: per-sample bags)."""
+        bags = []
+        for table, (unique, inverse, offsets, *rest) in zip(self.embeddings, lookups):
+            pooled = F.embedding_bag(inverse, table(unique), offsets, mode="sum")
+            expand = rest[0] if rest else None
+            bags.append(pooled if expand is None else pooled.index_select(0, expand))
         if self.bottom is not None:
             x = self.bottom(dense)
             vectors = [x, *bags]

@@ -17,14 +17,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..errors import SpecError
+from ..errors import BadDataError, SpecError
 from ..spec import PreprocessJob
 from .ops import build_op
 from .ops.base import FLOAT, INT, LIST, STRING, Op, kind_of, null_values
 from .ops.hex_to_int import HexToInt
+from .output.dedup import Unique, first_rows, pack
 from .output.records import FeatureRoles
+from .sessions import KEY_RUN, SESSION_RUN, check_schema
 from .sources import Roles
 from .sources.base import select
 
@@ -56,6 +60,16 @@ class Plan:
     dropped: list[str] = field(default_factory=list)
     #: columns in no role that ``spec.output.keep`` writes anyway
     kept: list[str] = field(default_factory=list)
+    #: a session job (``spec.source.session``): its (key, time) columns; its rows come sorted
+    #: by session, with hidden key and session columns
+    sessions: tuple[str, str] | None = None
+    #: ``spec.dedup``: (group, its features), stored once per session
+    groups: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    #: columns constant within a session once made (the groups' source columns, history outputs
+    #: and what steps make from those alone); the steps that make them run once per session
+    constant: frozenset[str] = frozenset()
+    #: the groups' source columns (each checked to be constant within every session)
+    constant_sources: tuple[str, ...] = ()
 
     @property
     def needs_fit(self) -> bool:
@@ -74,26 +88,92 @@ class Plan:
         nulled: NullCounts | None = None,
         source_nulled: dict[str, int] | None = None,
         start: int = 0,
+        context: int = 0,
     ) -> pa.Table:
         """Run the steps (all, or those in ``[start, stop)``) on ``table``. With ``nulled``, count
         into it the values each step makes null; ``source_nulled`` holds what the source made
         null while doing a step pushed down into the read (``ReadResult.nulled``). Steps
         ``[0, k)`` then ``[k, n)`` give the same table as all ``n`` at once (the ISP pool runs
-        the first part of a shard, the CPU pool the rest)."""
+        the first part of a shard, the CPU pool the rest). ``context``: leading rows that only
+        give the others their history (a session read's); they are counted nowhere and left out
+        of the output. A plan with dedup groups writes the deduplicated layout
+        (:meth:`apply_dedup`)."""
+        if self.groups and stop is None and start == 0:
+            return self.apply_dedup(table, states, nulled, source_nulled, context)
         columns = _columns(table)
         for step in self.steps[start:stop]:
-            apply_step(columns, step, states, nulled, source_nulled or {})
+            apply_step(columns, step, states, nulled, source_nulled or {}, context)
         if stop is not None:
             return pa.table(columns)
         # the output: its columns in order, with the roles every shard carries (the contract's
         # FeatureRoles in the schema metadata)
-        out = pa.table({name: columns[name] for name in self.columns})
+        out = pa.table({name: columns[name].slice(context) for name in self.columns})
         return out.replace_schema_metadata(self.feature_roles().metadata())
+
+    def apply_dedup(
+        self,
+        table: pa.Table,
+        states: States,
+        nulled: NullCounts | None = None,
+        source_nulled: dict[str, int] | None = None,
+        context: int = 0,
+    ) -> pa.Table:
+        """All the steps on a session read, the steps that make session-constant columns once per
+        session (RecD), and the output in the deduplicated layout (``output.dedup``): each
+        group's features once per session of the shard, with the inverse index. The values are
+        those :meth:`apply` gives per sample. For the steps run once per session, ``nulled``
+        counts sessions, not samples."""
+        columns = _columns(table)
+        sessions = columns[SESSION_RUN].to_numpy()
+        starts, row_session = first_rows(sessions)
+        first = pa.array(starts)
+        unique: Columns = {}
+        for name in self.constant_sources:
+            unique[name] = pa.chunked_array([_one_chunk(columns[name]).take(first)])
+            check_constant(name, columns[name], unique[name], row_session, starts, columns, self.sessions)
+        for step in (part for s in self.steps for part in _parts(s)):
+            if step.op.per_session:
+                keys = columns[KEY_RUN].to_numpy()
+                for inp, out in zip(step.inputs, step.outputs):
+                    lists = step.op.session_lists(
+                        _one_chunk(_sample(columns, unique, inp, row_session)), keys, sessions
+                    )
+                    unique[out] = pa.chunked_array([lists])
+            elif all(c in self.constant for c in step.outputs):
+                apply_step(unique, step, states, nulled, source_nulled or {})
+            else:
+                for inp in step.inputs:
+                    columns[inp] = _sample(columns, unique, inp, row_session)
+                apply_step(columns, step, states, nulled, source_nulled or {}, context)
+                for out in step.outputs:
+                    unique.pop(out, None)
+        # the shard's own rows: its sessions from the first row after the context
+        s0 = int(row_session[context]) if context < len(row_session) else len(starts)
+        inverse = (row_session[context:] - s0).astype(np.int32)
+        grouped = {c for _, features in self.groups for c in features}
+        samples = {}
+        for name in self.columns:
+            if name in grouped:
+                continue
+            samples[name] = (
+                unique[name].slice(s0).take(pa.array(inverse))
+                if name in unique
+                else columns[name].slice(context)
+            )
+        uniques = [
+            Unique(group, pa.table({c: unique[c].slice(s0) for c in features}), inverse)
+            for group, features in self.groups
+        ]
+        out = pa.table(samples).replace_schema_metadata(self.feature_roles().metadata())
+        return pack(out, uniques, order=self.columns)
 
     @property
     def offloadable(self) -> int:
         """How many leading steps ISP units may run: up to the first op the registry does not
-        offload (``OpParams.offload``); the steps after it run on the CPU pool."""
+        offload (``OpParams.offload``); the steps after it run on the CPU pool. A session job's
+        shards are read from the staged, sorted partitions: the CPU pool runs them whole."""
+        if self.sessions:
+            return 0
         for i, step in enumerate(self.steps):
             if step.op.Params.offload is None:
                 return i
@@ -111,8 +191,11 @@ class Plan:
     def feature_roles(self) -> FeatureRoles:
         return FeatureRoles(self.roles.label, self.roles.dense, self.roles.sparse)
 
-    def fit_partials(self, table: pa.Table, stage: int, states: States) -> dict[tuple[int, str], Any]:
-        """Partial statistics of one fit stage's ops on one shard's table."""
+    def fit_partials(
+        self, table: pa.Table, stage: int, states: States, context: int = 0
+    ) -> dict[tuple[int, str], Any]:
+        """Partial statistics of one fit stage's ops on one shard's table (over every sample,
+        with or without dedup; ``context`` rows left out)."""
         fitting = set(self.fit_stages[stage])
         last = max(fitting)
         partials: dict[tuple[int, str], Any] = {}
@@ -120,7 +203,7 @@ class Plan:
         for step in self.steps[: last + 1]:
             if step.index in fitting:
                 for col in step.inputs:
-                    partials[(step.index, col)] = step.op.partial(_one_chunk(columns[col]))
+                    partials[(step.index, col)] = step.op.partial(_one_chunk(columns[col].slice(context)))
             elif not step.op.fitted or all((step.index, c) in states for c in step.inputs):
                 apply_step(columns, step, states)
             # a fitted op of a later stage is left out: nothing in this stage reads its output
@@ -150,15 +233,27 @@ def apply_step(
     states: States,
     nulled: NullCounts | None = None,
     source_nulled: dict[str, int] | None = None,
+    context: int = 0,
 ) -> None:
     """Run one step on ``columns`` in place (replaced columns keep their position, generated
-    ones are appended); with ``nulled``, count the values it makes null (see ``Plan.apply``)."""
+    ones are appended); with ``nulled``, count the values it makes null (see ``Plan.apply``),
+    the first ``context`` rows left out."""
     if step.op.combines:  # one new column from all the inputs at once (cross)
         arrays = [_one_chunk(columns[c]) for c in step.inputs]
         result = step.op.transform_many(arrays)
         if nulled is not None:
-            _count(nulled, (step.index, step.outputs[0]), step.op.nulls_made(arrays, result), len(result))
+            counted = [a.slice(context) for a in arrays]
+            made = step.op.nulls_made(counted, result.slice(context))
+            _count(nulled, (step.index, step.outputs[0]), made, len(result) - context)
         columns[step.outputs[0]] = pa.chunked_array([result])
+        return
+    if step.op.per_session:  # one list per session, every event of the session gets it
+        sessions = columns[SESSION_RUN].to_numpy()
+        _, row_session = first_rows(sessions)
+        keys = columns[KEY_RUN].to_numpy()
+        for inp, out in zip(step.inputs, step.outputs):
+            lists = step.op.session_lists(_one_chunk(columns[inp]), keys, sessions)
+            columns[out] = pa.chunked_array([lists.take(pa.array(row_session))])
         return
     for inp, out in zip(step.inputs, step.outputs):
         state = states.get((step.index, inp))
@@ -166,7 +261,7 @@ def apply_step(
         if inp in step.pushed and kind_of(col.type) == INT:
             # the source decoded it while scanning
             if nulled is not None:
-                _count(nulled, (step.index, inp), (source_nulled or {}).get(inp, 0), len(col))
+                _count(nulled, (step.index, inp), (source_nulled or {}).get(inp, 0), len(col) - context)
             continue
         if col.num_chunks == 1:
             result = pa.chunked_array([step.op.transform(col.chunk(0), state)])
@@ -175,10 +270,56 @@ def apply_step(
         else:
             result = col
         if nulled is not None:
-            before, seen = _nulls(col)
-            after, _ = _nulls(result)
+            before, seen = _nulls(col.slice(context))
+            after, _ = _nulls(result.slice(context))
             _count(nulled, (step.index, inp), max(after - before, 0), seen)
         columns[out] = result
+
+
+def _parts(step: Step) -> list[Step]:
+    """``step`` as the steps of its columns, one each, for an op that treats each input on its
+    own (so a step over both session-constant and per-event columns runs each part where it
+    belongs); a combining op stays whole."""
+    if step.op.combines or len(step.inputs) == 1:
+        return [step]
+    return [
+        Step(step.index, step.op, [inp], [out], step.pushed & {inp})
+        for inp, out in zip(step.inputs, step.outputs)
+    ]
+
+
+def _sample(columns: Columns, unique: Columns, name: str, row_session: np.ndarray) -> pa.ChunkedArray:
+    """Column ``name`` per sample: as it is, or a session-constant one expanded."""
+    if name in unique:
+        return pa.chunked_array([_one_chunk(unique[name]).take(pa.array(row_session))])
+    return columns[name]
+
+
+def check_constant(
+    name: str,
+    col: pa.ChunkedArray,
+    unique: pa.ChunkedArray,
+    row_session: np.ndarray,
+    starts: np.ndarray,
+    columns: Columns,
+    session: tuple[str, str] | None,
+) -> None:
+    """BadDataError naming ``name`` and the first session in which it is not constant."""
+    expanded = _one_chunk(unique).take(pa.array(row_session))
+    same = pc.fill_null(pc.equal(_one_chunk(col), expanded), False)
+    both_null = pc.and_(pc.is_null(_one_chunk(col)), pc.is_null(expanded))
+    ok = np.asarray(pc.or_(same, both_null).to_numpy(zero_copy_only=False), bool)
+    if ok.all():
+        return
+    row = int(np.flatnonzero(~ok)[0])
+    first = int(starts[row_session[row]])
+    named = [c for c in session or () if c in columns and c != name]
+    where = ", ".join(f"{c}={_one_chunk(columns[c])[first].as_py()!r}" for c in named) or f"row {first + 1}"
+    raise BadDataError(
+        f"spec.dedup: feature {name!r} is not constant within a session: the session starting at "
+        f"({where}) has {_one_chunk(col)[first].as_py()!r} and then {_one_chunk(col)[row].as_py()!r}; "
+        "only features that are the same for every event of a session can be deduplicated"
+    )
 
 
 def _nulls(col: pa.ChunkedArray) -> tuple[int, int]:
@@ -204,9 +345,14 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
     label, dense, sparse = roles.label, list(roles.dense), list(roles.sparse)
     generated: list[str] = []
     steps: list[Step] = []
+    session = job.spec.source.session
+    if session is not None:
+        check_schema(session, schema)
     for i, t in enumerate(job.spec.transforms):
         where = f"spec.transforms[{i}]"
         op = build_op(t, i)
+        if op.per_session and session is None:
+            raise SpecError(f"{where}: op {op.name} needs spec.source.session (the key and time of sessions)")
         inputs = _resolve(t.columns, columns, label, dense, sparse, f"{where}.columns")
         for name in inputs:
             kind = kinds.get(name)
@@ -269,7 +415,50 @@ def compile_plan(job: PreprocessJob, schema: pa.Schema, roles: Roles) -> Plan:
         kept=kept,
     )
     plan.fit_stages = _fit_stages(plan.steps)
+    if session is not None:
+        plan.sessions = (session.key, session.time)
+        _dedup(plan, job, set(schema.names))
     return plan
+
+
+def _dedup(plan: Plan, job: PreprocessJob, source_columns: set[str]) -> None:
+    """The plan's dedup groups, the session-constant columns and the checks that name the field:
+    a group's features are sparse output features, each constant within a session once made."""
+    grouped = [(g.name, tuple(g.features)) for g in job.spec.dedup]
+    sources = tuple(f for _, features in grouped for f in features if f in source_columns)
+    constant = set(sources)
+    made_by: dict[str, Step] = {}
+    for step in plan.steps:
+        for part in _parts(step):
+            if part.op.per_session or all(c in constant for c in part.inputs):
+                constant |= set(part.outputs)
+            else:
+                constant -= set(part.outputs)
+            for out in part.outputs:
+                made_by[out] = part
+    for i, (_, features) in enumerate(grouped):
+        for name in features:
+            where = f"spec.dedup[{i}].features"
+            if name not in plan.columns:
+                raise SpecError(
+                    f"{where}: no output column {name!r}; output columns: {', '.join(plan.columns)}"
+                )
+            if name not in plan.roles.sparse:
+                raise SpecError(
+                    f"{where}: {name!r} is not a sparse feature (the label and dense features stay "
+                    "per sample)"
+                )
+            if name not in constant:
+                step = made_by[name]
+                others = [c for c in step.inputs if c not in constant]
+                raise SpecError(
+                    f"{where}: {name!r} is not constant within a session: spec.transforms[{step.index}] "
+                    f"({step.op.name}) makes it from {', '.join(map(repr, others))}, which is not in a dedup "
+                    "group (only a group's features, history outputs and what is made from them alone are)"
+                )
+    plan.groups = grouped
+    plan.constant = frozenset(constant) if grouped else frozenset()
+    plan.constant_sources = sources
 
 
 def _push_down(steps: list[Step], schema: pa.Schema) -> list[Step]:

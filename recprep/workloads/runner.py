@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import dask
@@ -34,15 +34,18 @@ from .output import (
     check_writable,
 )
 from .plan import Plan, States
+from .sessions import PLAN_FILE, SessionPlan, partitions_for, read_plan, remove_pieces, staged
 from .sources import Split
 from .tasks import (
     ShardError,
     ShardFailure,
     ShardResult,
     combine_partials,
+    cut_shards,
     fit_shard,
     one_line,
     prepare,
+    stage_shard,
 )
 
 log = logging.getLogger(__name__)
@@ -216,14 +219,14 @@ def run_job(
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
     # the directory is this run's until it returns: a second run on it is refused meanwhile
+    sessions = job.spec.source.session is not None
+    record = JobRecord(
+        identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True), len(splits)
+    )
     with OutputWriter(directory, fsync=fsync) as ledger:
-        # "shards": the planned shard count, how the shard service knows the job is complete
-        ledger.open(
-            JobRecord(
-                identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True), len(splits)
-            ),
-            overwrite,
-        )
+        # "shards": the planned shard count, how the shard service knows the job is complete (a
+        # session job knows it once its sessions are cut: _job.json is written then)
+        ledger.open(replace(record, shards=None) if sessions else record, overwrite)
         _opening_warnings(ledger, summary, progress)
         isp = (embedded_isp_workers(job, isp_workers), job.spec.pools.isp.units)
         if workers is None and _names(job, "autoscale"):  # the autoscaler grows the pool from its min
@@ -236,6 +239,13 @@ def run_job(
             info = c.scheduler_info(n_workers=-1)["workers"]
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
+            session_plan = None
+            if sessions:
+                session_plan = _sessions(c, job, plan, splits, directory, ledger, identity, progress, fsync)
+                splits = session_plan.splits(_history_context(plan))
+                ledger.record_job(replace(record, shards=len(splits)))
+                summary.rows_quarantined = session_plan.bad_rows
+                summary.quarantine_files += session_plan.quarantine
             states: States = {}
             if plan.needs_fit:
                 states = _fit(c, job, plan, splits, ledger, identity, progress)
@@ -274,6 +284,8 @@ def run_job(
             if scaler is not None:
                 summary.scaling = scaler.summary()
                 summary.cores = max(summary.cores, scaler.peak_threads)
+            if session_plan is not None and len(ledger.commits) >= len(splits):
+                remove_pieces(directory)
         _nulled_warnings(plan, ledger, len(splits), summary, progress)
     summary.seconds = time.perf_counter() - started
     _check_bad_fraction(job, summary)
@@ -378,6 +390,35 @@ def _near(split: Split, holders: dict[str, list[str]]) -> dict:
     the fit's partial statistics then leave the node); loose, so any worker takes it otherwise."""
     node = holder(split_key(split.path, split.start, split.stop), holders)
     return {"workers": holders[node], "allow_other_workers": True} if node else {}
+
+
+def _history_context(plan: Plan) -> int:
+    """Rows of earlier events a session shard reads before its own: the longest history."""
+    return max((s.op.params.k for s in plan.steps if s.op.per_session), default=0)
+
+
+def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str, progress, fsync: bool):
+    """A session job's staging and cutting (``sessions``), or the plan an earlier run of the
+    same job kept (while its staged pieces are there, or nothing is left to do)."""
+    saved = read_plan(directory, identity)
+    if saved is not None and (staged(directory) or len(ledger.commits) >= len(saved.shards)):
+        return saved
+    partitions = partitions_for(sum(s.est_rows for s in splits), job.spec.output.rows_per_shard)
+    if progress:
+        progress.phase("sessions")
+    found = SessionPlan(identity, partitions)
+    for future in [c.submit(stage_shard, job, s, partitions, fsync, pure=False) for s in splits]:
+        done = _result(future)
+        found.rows += done.rows
+        found.bad_rows += done.bad_rows
+        if done.quarantine:
+            found.quarantine.append(done.quarantine)
+    for future in [c.submit(cut_shards, job, p, pure=False) for p in range(partitions)]:
+        cut = _result(future)
+        found.shards += [(cut.partition, a, b) for a, b in zip(cut.cuts, cut.cuts[1:])]
+        found.sessions += cut.sessions
+    ledger.store.put(PLAN_FILE, found.to_json(), fsync)
+    return found
 
 
 def _fit(c, job, plan: Plan, splits, ledger: OutputWriter, identity: str, progress) -> States:

@@ -24,6 +24,7 @@ from .memory import tune_allocator
 from .output import put_error_log, put_quarantine, put_shard
 from .output.layout import INDEX_DIR
 from .plan import Plan, States, compile_plan
+from .sessions import Cut, SessionSource, Staged, cut_partition, stage_split
 from .sources import Split, open_source
 from .writer import shard_bytes
 
@@ -130,10 +131,13 @@ def _prepared(job: PreprocessJob):
 
 
 def _open(job: PreprocessJob, index_dir: str | None):
-    """(source, plan) of ``job``, compressed inputs planned into ``index_dir``."""
+    """(source, plan) of ``job``, compressed inputs planned into ``index_dir``; a session job's
+    source also reads its shards from the staged partitions (``sessions``)."""
     output = local_path(job.spec.output.uri)
     made = frozenset(str(t.params()["output"]) for t in job.spec.transforms if t.params().get("output"))
     source = open_source(job.spec.source, exclude=output, generated=made, index_dir=index_dir)
+    if job.spec.source.session is not None:
+        source = SessionSource(source, job.spec.source.session, output_location(job.spec.output.uri))
     return source, compile_plan(job, source.schema(), source.roles)
 
 
@@ -144,9 +148,29 @@ def _where(split: Split) -> str:
 def fit_shard(job: PreprocessJob, split: Split, stage: int, states: States) -> dict | ShardFailure:
     try:
         source, plan = _prepared(job)
-        return plan.fit_partials(source.read(split, plan.scan_hex).table, stage, states)
+        read = source.read(split, plan.scan_hex)
+        return plan.fit_partials(read.table, stage, states, read.context)
     except Exception as exc:  # name the shard: the user needs to know which input broke
         return _failure(job, split, "fit", exc)
+
+
+def stage_shard(job: PreprocessJob, split: Split, partitions: int, fsync: bool) -> Staged | ShardFailure:
+    """A session job's first step for one source split (``sessions.stage_split``)."""
+    try:
+        source, _ = _prepared(job)
+        directory = output_location(job.spec.output.uri)
+        return stage_split(source.inner, job.spec.source.session, split, partitions, directory, fsync)
+    except Exception as exc:
+        return _failure(job, split, "sessions", exc)
+
+
+def cut_shards(job: PreprocessJob, partition: int) -> Cut | ShardFailure:
+    """A session job's second step for one partition (``sessions.cut_partition``)."""
+    try:
+        directory = output_location(job.spec.output.uri)
+        return cut_partition(job.spec.source.session, partition, job.spec.output.rows_per_shard, directory)
+    except Exception as exc:
+        return _failure(job, Split(partition, f"session partition {partition}", 0, 0, 0), "sessions", exc)
 
 
 def combine_partials(
@@ -202,7 +226,7 @@ def transform_shard(
     try:
         source, plan, read, stored, parsed = _read(job, split)
         nulled: dict = {}
-        table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled)
+        table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled, context=read.context)
         result = _write(job, split, directory, compression, fsync, table, read.bad, nulled, stored)
         steps = (0, len(plan.steps))
         result.ran.append(

@@ -86,7 +86,7 @@ def test_taobao_without_header(tmp_path, dask_client):
                 "label": None,
                 "dense": ["ts"],
                 "sparse": ["user_id", "item_id", "category_id", "behavior"],
-                "session": "user_id",
+                "session": {"key": "user_id", "time": "ts"},
             },
             [{"op": "normalize", "columns": "dense"}, {"op": "categorify", "columns": ["behavior"]}],
             tmp_path / "out",

@@ -30,6 +30,7 @@ from functools import cached_property
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from ...workloads.output.dedup import recount
 from .auth import bearer_headers
 from .errors import ShardAuthError, ShardServiceError, ShardServiceUnavailable
 from .protocol import ACK, STATUS, Member, check_member, parse_batch_metadata
@@ -90,7 +91,8 @@ class ShardDelivery:
 
     @cached_property
     def table(self) -> pa.Table:
-        return pa.Table.from_batches(self._batches, schema=self.schema)
+        # a deduplicated shard's unique counts are its own, not the stream schema's first shard's
+        return recount(pa.Table.from_batches(self._batches, schema=self.schema))
 
 
 class ShardClient:

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from ...errors import OutputError
 from ...uris import output_location
 from ...workloads.output import FEATURES_KEY, read_shard, read_vocabulary_sizes
+from ...workloads.output.dedup import DEDUP_KEY
 from .acks import AckLog, StateLock, default_state_dir
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
@@ -363,7 +364,8 @@ class ShardServer(flight.FlightServerBase):
         except (OSError, pa.ArrowException) as exc:
             raise ShardServiceError(f"{path}: not a readable Parquet shard ({exc})") from None
         # trainers get the job's feature roles (the output contract's), nothing else of the file's
-        roles = {k: v for k, v in (schema.metadata or {}).items() if k == FEATURES_KEY}
+        # the roles, and a deduplicated output's groups (each receiver recounts a shard's unique rows)
+        roles = {k: v for k, v in (schema.metadata or {}).items() if k in (FEATURES_KEY, DEDUP_KEY)}
         self._schema = schema.with_metadata(roles) if roles else schema.remove_metadata()
         return self._schema
 

@@ -17,6 +17,7 @@ from .clamp import Clamp
 from .cross import Cross
 from .fill_null import FillNull
 from .hex_to_int import HexToInt
+from .history import History
 from .is_in import IsIn
 from .lists import FirstX, ToList
 from .log import Log
@@ -43,6 +44,7 @@ REGISTRY: dict[str, type[Op]] = {
         ToList,
         FirstX,
         NGram,
+        History,
         Categorify,
         Normalize,
         BoxCox,

@@ -64,6 +64,9 @@ class Op:
     generates: ClassVar[bool] = False
     #: ops that combine all their input columns into one new column (:class:`CombiningOp`)
     combines: ClassVar[bool] = False
+    #: ops that need the rows' sessions (``history``): they make one value per session
+    #: (``session_lists``), which every event of the session gets
+    per_session: ClassVar[bool] = False
 
     def __init__(self, params: OpParams):
         self.params = params

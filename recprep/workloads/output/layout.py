@@ -42,6 +42,8 @@ LOCK_FILE = "_lock"
 INDEX_DIR = "_index"
 #: Details of shards that failed (the error line names the file).
 ERRORS_DIR = "_errors"
+#: a session job's staging: the source's rows by key partition, and the plan of its shards
+SESSIONS_DIR = "_sessions"
 SHARD_PREFIX = "part-"
 #: Marks a file still being written: never read, swept when a run opens the directory.
 TEMPORARY_MARK = ".tmp-"

@@ -51,6 +51,7 @@ from .layout import (
     JOB_FILE,
     LOCK_FILE,
     QUARANTINE_DIR,
+    SESSIONS_DIR,
     SHARD_PREFIX,
     error_log_name,
     is_error_log,
@@ -252,7 +253,7 @@ class OutputWriter:
         elif overwrite:
             self._clear()
             existing = None
-        if existing is None:
+        if existing is None and job.shards is not None:  # else: record_job, once they are planned
             self._write_json(JOB_FILE, job.to_dict())
         self.repaired_bytes = self.ledger.repair()
         self.commits = self._checked_commits()
@@ -285,6 +286,14 @@ class OutputWriter:
         self.commits[record.shard] = record
         return record
 
+    def record_job(self, job: JobRecord) -> None:
+        """Write ``_job.json`` for a job whose shard count is known only after a first pass (a
+        session job's); kept as it is when the same job's record is there."""
+        self._lock.check()
+        existing = read_job_if_any(self.store)
+        if existing is None or existing.identity != job.identity or existing.shards != job.shards:
+            self._write_json(JOB_FILE, job.to_dict())
+
     def load_fit(self, identity: str) -> dict[tuple[int, str], Any] | None:
         return read_fit(self.store, identity)
 
@@ -308,12 +317,23 @@ class OutputWriter:
         for name in self.store.names():
             if is_shard_file(name) or name in CONTRACT_FILES or is_temporary(name):
                 self.store.remove(name)
+        self._clear_sessions()
         for folder, ours in ((QUARANTINE_DIR, is_quarantine_file), (ERRORS_DIR, is_error_log)):
             for name in self.store.names(folder):
                 if ours(name) or is_temporary(name):
                     self.store.remove(f"{folder}/{name}")
             if not self.store.names(folder):
                 self.store.remove_folder_if_empty(folder)
+
+    def _clear_sessions(self) -> None:
+        """A session job's staging (``_sessions/``: partitions of Arrow pieces, the plan)."""
+        for name in self.store.names(SESSIONS_DIR):
+            path = f"{SESSIONS_DIR}/{name}"
+            for inner in self.store.names(path):
+                self.store.remove(f"{path}/{inner}")
+            self.store.remove_folder_if_empty(path)
+            self.store.remove(path)
+        self.store.remove_folder_if_empty(SESSIONS_DIR)
 
     def _sweep_temporaries(self) -> None:
         for folder in ("", QUARANTINE_DIR, ERRORS_DIR):

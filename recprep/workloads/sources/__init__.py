@@ -34,8 +34,12 @@ def _roles_fn(spec, fmt: str, generated: frozenset[str] = frozenset()):
             raise SpecError(f"spec.source: columns {sorted(both)} are both dense and sparse")
         if label in d or label in s:
             raise SpecError(f"spec.source.label: {label!r} is also selected as a feature")
-        if spec.session is not None and spec.session not in names:
-            raise SpecError(f"spec.source.session: no column {spec.session!r}")
+        for what in ("key", "time"):
+            name = getattr(spec.session, what) if spec.session is not None else None
+            if name is not None and name not in names:
+                raise SpecError(
+                    f"spec.source.session.{what}: no column {name!r}; columns are: {', '.join(names)}"
+                )
         return Roles(label, tuple(d), tuple(s))
 
     return roles

@@ -44,6 +44,9 @@ class ReadResult:
     #: per column, the values the source made null while doing an op pushed down into the read
     #: (hex fields that are not IDs, for ``hex_to_int``): counted as that op's, see ``plan``
     nulled: dict[str, int] = field(default_factory=dict)
+    #: leading rows that are not the split's own: earlier events of its first session key, read
+    #: so that history features see them (``sessions``); the plan drops them
+    context: int = 0
 
 
 #: ``spec.source.nonFinite``: non-finite numbers (inf, -inf, NaN, 1e309) make the row bad

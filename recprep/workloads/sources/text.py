@@ -85,6 +85,9 @@ class TextSource:
             types[n] = SPARSE_TYPE
         if self.roles.label:
             types[self.roles.label] = pa.int64()
+        session = getattr(self.spec, "session", None)
+        if session is not None and types.get(session.time) == pa.string():
+            types[session.time] = pa.int64()  # a session's times: integer unix seconds
         return types
 
     def schema(self) -> pa.Schema:

@@ -1,0 +1,404 @@
+"""Sessions (``spec.source.session``, RecD): shards that hold whole sessions, each in time order.
+
+A session is a run of one key's events (a user's) in time order: rule ``gap`` cuts a key's events
+where two consecutive events are more than ``gap`` seconds apart; rule ``day`` cuts them at each
+UTC calendar day. A session job groups before it fits and transforms:
+
+1. **stage** (one task per source split): read the split, hash each row's key
+   (``ops.cross.keys_of``: an integer's bit pattern, a string's FNV-1a 64) with ``mix64`` into one
+   of ``P`` partitions, and write the split's rows of each partition as one Arrow IPC piece,
+   ``_sessions/p<P>/s<split>.arrow`` in the output, with two columns added: the key's 64-bit hash
+   and the time as int64 seconds. Malformed rows go to the split's quarantine file, as in any
+   job. ``P = ceil(estimated rows / (rowsPerShard * PARTITION_FILL))``: every key's events, hence
+   its history, are in one partition.
+2. **cut** (one task per partition): read the partition's key and time columns (pieces in split
+   order), sort by (key hash, time) with a stable sort (ties keep source order), find the
+   sessions, and cut the sorted rows into shards: a shard takes whole sessions while it holds at
+   most ``rowsPerShard`` rows; a session of more than ``rowsPerShard`` rows starts a shard and is
+   cut every ``rowsPerShard`` rows of its time order (the only case where a session spans shards).
+   Shards are numbered partition by partition, in order.
+3. **read** (the fit and transform tasks): a shard's rows are the partition sorted again (the same
+   stable sort), rows ``[start, stop)``, preceded by up to ``context`` rows of the first key's
+   earlier events (what ``history`` needs); the rows carry each row's key run and session
+   ordinal as hidden columns. The plan drops the context rows and the hidden columns.
+
+Everything depends only on the data and the spec: the same shards, byte for byte, whatever the
+number of workers. The plan of step 2 is kept in ``_sessions/plan.json`` (a resumed run reuses it);
+the pieces are removed once every shard is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import SourceError, SpecError
+from ..spec import SessionSpec
+from .ops.cross import keys_of
+from .ops.hashing import mix64
+from .output import put_quarantine
+from .output.layout import SESSIONS_DIR
+from .output.reader import as_store
+from .sources.base import ReadResult, Split
+
+PLAN_FILE = f"{SESSIONS_DIR}/plan.json"
+#: partitions are sized for this fraction of rowsPerShard, so most make one shard
+PARTITION_FILL = 0.8
+#: hidden columns of a staged piece and of a session read
+KEY_HASH, TIME = "__session_key", "__session_time"
+KEY_RUN, SESSION_RUN = "__key_run", "__session_run"
+HIDDEN = (KEY_HASH, TIME, KEY_RUN, SESSION_RUN)
+_DAY = 86_400
+#: salt of the partition hash (apart from any hash a transform makes of the same key)
+_SALT = 0x5E55
+
+
+@dataclass(frozen=True)
+class SessionSplit:
+    """One shard of a session job: rows ``[start, stop)`` of partition ``partition`` sorted, and
+    up to ``context`` rows of the first key's earlier events before them."""
+
+    index: int
+    partition: int
+    start: int
+    stop: int
+    context: int = 0
+    header: bool = False
+
+    @property
+    def est_rows(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def path(self) -> str:
+        return f"{SESSIONS_DIR}/{partition_dir(self.partition)}"
+
+    def describe(self) -> dict:
+        return {"path": self.path, "start": self.start, "stop": self.stop}
+
+
+def partition_dir(p: int) -> str:
+    return f"p{p:05d}"
+
+
+def _is_partition(name: str) -> bool:
+    return name[:1] == "p" and name[1:].isdigit()
+
+
+def piece_name(p: int, split: int) -> str:
+    return f"{SESSIONS_DIR}/{partition_dir(p)}/s{split:05d}.arrow"
+
+
+def partitions_for(est_rows: int, rows_per_shard: int) -> int:
+    return max(1, math.ceil(est_rows / (rows_per_shard * PARTITION_FILL)))
+
+
+# -- the columns a session is made of ---------------------------------------------------------------
+def check_schema(session: SessionSpec, schema: pa.Schema) -> None:
+    """SpecError naming the field when the key or time column is missing or of a wrong type."""
+    for what, name in (("key", session.key), ("time", session.time)):
+        if name not in schema.names:
+            raise SpecError(
+                f"spec.source.session.{what}: no column {name!r}; columns are: {', '.join(schema.names)}"
+            )
+    key_type = schema.field(session.key).type
+    if pa.types.is_dictionary(key_type):
+        key_type = key_type.value_type
+    if not (
+        pa.types.is_integer(key_type) or pa.types.is_string(key_type) or pa.types.is_large_string(key_type)
+    ):
+        raise SpecError(
+            f"spec.source.session.key: column {session.key!r} is {key_type}; a key is an integer or a string"
+        )
+    t = schema.field(session.time).type
+    if not (pa.types.is_integer(t) or pa.types.is_timestamp(t) or pa.types.is_floating(t)):
+        raise SpecError(
+            f"spec.source.session.time: column {session.time!r} is {t}; times are integer unix seconds "
+            "(or a timestamp)"
+        )
+
+
+def _where(split: Split) -> str:
+    return f"{split.path} [{split.start}:{split.stop}]"
+
+
+def key_hashes(table: pa.Table, session: SessionSpec, split: Split) -> np.ndarray:
+    """Each row's 64-bit key (uint64); a null key is an error naming the column and the split."""
+    col = table[session.key]
+    chunks = [keys_of(c) for c in col.chunks]
+    keys = np.concatenate([k for k, _ in chunks]) if chunks else np.empty(0, np.uint64)
+    for n, (_, valid) in enumerate(chunks):
+        if valid is not None and not valid.all():
+            row = sum(len(c) for c in col.chunks[:n]) + int(np.flatnonzero(~valid)[0])
+            raise SourceError(
+                f"spec.source.session.key: column {session.key!r} is empty in {_where(split)}, row "
+                f"{row + 1} of the split's rows (every event needs a key)"
+            )
+    return keys
+
+
+def event_times(table: pa.Table, session: SessionSpec, split: Split) -> np.ndarray:
+    """Each row's time as int64 unix seconds; a null time is an error naming the column."""
+    col = table[session.time]
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.timestamp("s")).cast(pa.int64())
+    elif pa.types.is_floating(col.type):
+        col = pa.chunked_array(
+            [pa.array(np.floor(c.to_numpy(zero_copy_only=False)), pa.float64()) for c in col.chunks]
+        )
+    if col.null_count:
+        row = int(np.flatnonzero(~np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool))[0])
+        raise SourceError(
+            f"spec.source.session.time: column {session.time!r} is empty in {_where(split)}, row "
+            f"{row + 1} of the split's rows (every event needs a time)"
+        )
+    values = col.to_numpy(zero_copy_only=False) if len(col) else np.empty(0)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise SourceError(
+            f"spec.source.session.time: column {session.time!r} holds a non-finite time in {_where(split)}"
+        )
+    return values.astype(np.int64)
+
+
+def session_starts(
+    keys: np.ndarray, times: np.ndarray, session: SessionSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by (key, time): (a key starts here, a session starts here), both bool."""
+    n = len(keys)
+    new_key = np.ones(n, bool)
+    new_key[1:] = keys[1:] != keys[:-1]
+    new_session = new_key.copy()
+    if n > 1:
+        if session.rule == "gap":
+            new_session[1:] |= (times[1:] - times[:-1]) > session.gap
+        else:
+            day = np.floor_divide(times, _DAY)
+            new_session[1:] |= day[1:] != day[:-1]
+    return new_key, new_session
+
+
+def sort_order(keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The stable order by (key, time): equal keys and times keep their order (source order)."""
+    return np.lexsort((times, keys))
+
+
+def cut_points(starts: np.ndarray, rows: int, rows_per_shard: int) -> list[int]:
+    """Row positions that cut ``rows`` sorted rows into shards (see the module docstring):
+    ``starts`` are the sorted positions where sessions begin."""
+    bounds = np.append(starts, rows)
+    cuts, pos = [0], 0
+    while pos < rows:
+        limit = pos + rows_per_shard
+        if limit >= rows:
+            cut = rows
+        else:
+            cut = int(bounds[np.searchsorted(bounds, limit, side="right") - 1])
+            if cut <= pos:  # the session at pos alone is longer than a shard: cut inside it
+                cut = limit
+        cuts.append(cut)
+        pos = cut
+    return cuts
+
+
+# -- the tasks ------------------------------------------------------------------------------------
+@dataclass
+class Staged:
+    """What staging one source split did."""
+
+    index: int
+    rows: int
+    bad_rows: int
+    quarantine: str | None
+
+
+@dataclass
+class Cut:
+    """The shards of one partition: row cut points of its sorted rows, and its sessions."""
+
+    partition: int
+    cuts: list[int]
+    sessions: int
+
+
+def stage_split(
+    source, session: SessionSpec, split: Split, partitions: int, directory: str, fsync: bool
+) -> Staged:
+    """Step 1 for one source split (see the module docstring)."""
+    read = source.read(split)
+    table = read.table
+    keys = key_hashes(table, session, split)
+    times = event_times(table, session, split)
+    part = (mix64(keys, _SALT) % np.uint64(partitions)).astype(np.int64)
+    order = np.argsort(part, kind="stable")
+    counts = np.bincount(part, minlength=partitions)
+    table = table.append_column(KEY_HASH, pa.array(keys, pa.uint64())).append_column(
+        TIME, pa.array(times, pa.int64())
+    )
+    store = as_store(directory)
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    for p in np.flatnonzero(counts):
+        piece = table.take(pa.array(order[bounds[p] : bounds[p + 1]]))
+        store.put(piece_name(int(p), split.index), _ipc(piece), fsync)
+    quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
+    return Staged(split.index, table.num_rows, len(read.bad), quarantine)
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _pieces(directory: str, partition: int, columns: list[str] | None = None) -> pa.Table | None:
+    store = as_store(directory)
+    folder = f"{SESSIONS_DIR}/{partition_dir(partition)}"
+    tables = []
+    for name in store.names(folder):
+        if name.endswith(".arrow"):
+            reader = pa.ipc.open_file(pa.py_buffer(store.read(f"{folder}/{name}")))
+            t = reader.read_all()
+            tables.append(t.select(columns) if columns else t)
+    if not tables:
+        return None
+    return pa.concat_tables(tables)
+
+
+def cut_partition(session: SessionSpec, partition: int, rows_per_shard: int, directory: str) -> Cut:
+    """Step 2 for one partition."""
+    table = _pieces(directory, partition, [KEY_HASH, TIME])
+    if table is None:
+        return Cut(partition, [0], 0)
+    keys, times = _column(table, KEY_HASH), _column(table, TIME)
+    order = sort_order(keys, times)
+    _, new_session = session_starts(keys[order], times[order], session)
+    starts = np.flatnonzero(new_session)
+    return Cut(partition, cut_points(starts, len(keys), rows_per_shard), len(starts))
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    col = table[name]
+    return col.to_numpy() if len(col) else np.empty(0, np.uint64 if name == KEY_HASH else np.int64)
+
+
+def read_session_split(session: SessionSpec, split: SessionSplit, directory: str) -> ReadResult:
+    """Step 3: the shard's rows (context rows first), with the hidden key run and session columns."""
+    table = _pieces(directory, split.partition)
+    if table is None:
+        raise SourceError(
+            f"{as_store(directory).path(split.path)}: the staged rows of shard {split.index} are missing "
+            "(removed while the job ran?); run the job again"
+        )
+    keys, times = _column(table, KEY_HASH), _column(table, TIME)
+    order = sort_order(keys, times)
+    sorted_keys, sorted_times = keys[order], times[order]
+    new_key, new_session = session_starts(sorted_keys, sorted_times, session)
+    first = split.start
+    if split.context:
+        key_start = int(np.flatnonzero(new_key[: first + 1])[-1]) if first < len(keys) else first
+        first = max(key_start, split.start - split.context)
+    rows = order[first : split.stop]
+    out = table.take(pa.array(rows)).drop_columns([KEY_HASH, TIME])
+    key_run = np.cumsum(new_key[first : split.stop], dtype=np.int32)
+    session_run = np.cumsum(new_session[first : split.stop], dtype=np.int32)
+    out = out.append_column(KEY_RUN, pa.array(key_run)).append_column(SESSION_RUN, pa.array(session_run))
+    return ReadResult(out, context=split.start - first)
+
+
+# -- the plan of a job's sessions -----------------------------------------------------------------------
+@dataclass
+class SessionPlan:
+    """What steps 1 and 2 found: kept in ``_sessions/plan.json``."""
+
+    identity: str
+    partitions: int
+    #: per shard: (partition, start, stop)
+    shards: list[tuple[int, int, int]] = field(default_factory=list)
+    sessions: int = 0
+    rows: int = 0
+    bad_rows: int = 0
+    quarantine: list[str] = field(default_factory=list)
+
+    def splits(self, context: int) -> list[SessionSplit]:
+        return [SessionSplit(i, p, a, b, context if a > 0 else 0) for i, (p, a, b) in enumerate(self.shards)]
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> SessionPlan | None:
+        try:
+            doc = json.loads(data)
+            plan = cls(**doc)
+            plan.shards = [tuple(int(v) for v in s) for s in plan.shards]
+        except (ValueError, TypeError):
+            return None
+        return plan
+
+
+def read_plan(directory: str, identity: str) -> SessionPlan | None:
+    store = as_store(directory)
+    if not store.exists(PLAN_FILE):
+        return None
+    plan = SessionPlan.parse(store.read(PLAN_FILE))
+    return plan if plan is not None and plan.identity == identity else None
+
+
+def staged(directory: str) -> bool:
+    """Whether the output holds staged pieces."""
+    store = as_store(directory)
+    return any(_is_partition(n) for n in store.names(SESSIONS_DIR))
+
+
+class SessionSource:
+    """A source whose shards are a session job's (:class:`SessionSplit`): the source's own
+    splits are read as before (the staging step reads them), a session split from the staged
+    partitions."""
+
+    def __init__(self, source, session: SessionSpec, directory: str):
+        self.inner = source
+        self.session = session
+        self.directory = directory
+        self.roles = source.roles
+
+    def schema(self) -> pa.Schema:
+        return self.inner.schema()
+
+    def splits(self, rows_per_shard: int) -> list[Split]:
+        return self.inner.splits(rows_per_shard)
+
+    def read(self, split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
+        if isinstance(split, SessionSplit):
+            return read_session_split(self.session, split, self.directory)
+        return self.inner.read(split, decode_hex)
+
+
+def remove_pieces(directory: str) -> None:
+    """Remove the staged pieces (the plan stays: a later run that finds a shard to redo stages again)."""
+    store = as_store(directory)
+    for folder in store.names(SESSIONS_DIR):
+        if _is_partition(folder):
+            path = f"{SESSIONS_DIR}/{folder}"
+            for name in store.names(path):
+                store.remove(f"{path}/{name}")
+            store.remove_folder_if_empty(path)
+
+
+__all__ = [
+    "HIDDEN",
+    "SESSIONS_DIR",
+    "SessionPlan",
+    "SessionSplit",
+    "check_schema",
+    "cut_partition",
+    "cut_points",
+    "partitions_for",
+    "read_plan",
+    "read_session_split",
+    "session_starts",
+    "stage_split",
+]

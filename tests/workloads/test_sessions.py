@@ -1,0 +1,325 @@
+"""Sessions (spec.source.session), history features and dedup groups (spec.dedup), end to end on
+a Dask cluster, against plain references written row by row."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recprep.errors import RecprepError, SpecError
+from recprep.spec import SessionSpec, load_job_dict
+from recprep.workloads.output.dedup import expand, groups_of
+from recprep.workloads.runner import run_job
+from recprep.workloads.sessions import cut_points, session_starts
+from recprep.workloads.sources.session_events import COLUMNS, write_session_events
+
+from .test_runner import run_with_workers, shard_bytes
+
+K = 5
+TRANSFORMS = [
+    {"op": "is_in", "columns": "behavior_type", "values": ["cart", "fav", "buy"], "output": "engaged"},
+    {"op": "to_int", "columns": "sparse"},
+    {"op": "history", "columns": ["item_id", "category_id"], "k": K, "output": "{column}_history"},
+    {"op": "sigrid_hash", "columns": ["item_id_history"], "salt": 3, "maxValue": 1000},
+    {"op": "time", "columns": "timestamp", "part": "hour", "format": "unix", "output": "hour"},
+]
+GROUP = {"name": "user", "features": ["user_id", "item_id_history", "category_id_history"]}
+
+
+def doc(source: Path, out: Path, rows_per_shard: int = 400, dedup: bool = False, **session) -> dict:
+    spec = {
+        "source": {
+            "uri": str(source),
+            "format": "csv",
+            "columns": COLUMNS,
+            "label": "engaged",
+            "sparse": ["user_id", "item_id", "category_id"],
+            "session": {"key": "user_id", "time": "timestamp", "gap": 600, **session},
+        },
+        "transforms": TRANSFORMS,
+        "output": {"uri": str(out), "rowsPerShard": rows_per_shard, "keep": ["timestamp"]},
+    }
+    if dedup:
+        spec["dedup"] = [GROUP]
+    return {
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "s"},
+        "spec": spec,
+    }
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory) -> Path:
+    # 40 users x 6 sessions x 7 events, in time order across users; events 30 s apart, sessions
+    # 2 h apart (gap 600 s finds them)
+    return write_session_events(tmp_path_factory.mktemp("events") / "log.csv", 40, 6, 7, items=300, seed=3)
+
+
+def read_rows(out: Path) -> list[pa.Table]:
+    return [expand(pq.read_table(p)) for p in sorted(out.glob("part-*.parquet"))]
+
+
+def reference(source: Path, gap: int) -> dict[tuple[int, int], dict]:
+    """Per (user, time): the session's first time and the item/category histories, computed
+    row by row in plain Python."""
+    events = defaultdict(list)
+    for line in source.read_text().splitlines():
+        user, item, category, _, ts = line.split(",")
+        events[int(user)].append((int(ts), int(item), int(category)))
+    out = {}
+    for user, rows in events.items():
+        rows.sort(key=lambda r: r[0])  # stable: ties keep source order
+        start = 0
+        for i, (ts, _, _) in enumerate(rows):
+            if i and ts - rows[i - 1][0] > gap:
+                start = i
+            before = rows[:start]
+            out[(user, ts)] = {
+                "session": rows[start][0],
+                "items": [r[1] for r in before][-K:],
+                "categories": [r[2] for r in before][-K:],
+            }
+    return out
+
+
+# -- units -----------------------------------------------------------------------------------------
+def test_sessions_are_cut_by_gap_or_by_day():
+    keys = np.array([1, 1, 1, 1, 2, 2], np.uint64)
+    times = np.array([0, 100, 800, 86_500, 86_000, 86_450], np.int64)
+    new_key, gap = session_starts(keys, times, SessionSpec(key="u", time="t", gap=600))
+    assert new_key.tolist() == [True, False, False, False, True, False]
+    assert gap.tolist() == [True, False, True, True, True, False]
+    _, day = session_starts(keys, times, SessionSpec(key="u", time="t", rule="day"))
+    assert day.tolist() == [True, False, False, True, True, True]  # 86_400 is a new UTC day
+
+
+def test_shards_take_whole_sessions_and_cut_only_a_session_longer_than_a_shard():
+    # sessions of 3, 4, 2, 11 and 1 rows; shards of at most 5 rows
+    starts = np.array([0, 3, 7, 9, 20])
+    cuts = cut_points(starts, 21, 5)
+    assert cuts == [0, 3, 7, 9, 14, 19, 21]
+    # the 11-row session starts a shard and is cut every 5 rows of its time order; nothing else is
+    for a, b in zip(cuts, cuts[1:]):
+        assert b - a <= 5
+    assert [c for c in cuts if c not in starts and c != 21] == [14, 19]
+
+
+def test_dedup_and_history_errors_name_the_field(events, tmp_path):
+    d = doc(events, tmp_path / "o")
+    d["spec"]["source"].pop("session")
+    with pytest.raises(SpecError, match=r"spec.transforms\[2\]: op history needs spec.source.session"):
+        run_job(load_job_dict(d), workers=1)
+    d = doc(events, tmp_path / "o", dedup=True)
+    d["spec"]["dedup"] = [{"name": "user", "features": ["user_id", "hour"]}]
+    with pytest.raises(SpecError, match=r"spec.dedup\[0\].features: 'hour' is not constant within a session"):
+        run_job(load_job_dict(d), workers=1)
+    d["spec"]["dedup"] = [{"name": "user", "features": ["nope"]}]
+    with pytest.raises(SpecError, match=r"spec.dedup\[0\].features: no output column 'nope'"):
+        run_job(load_job_dict(d), workers=1)
+    d = doc(events, tmp_path / "o", key="uid")
+    with pytest.raises(SpecError, match=r"spec.source.session.key: no column 'uid'"):
+        run_job(load_job_dict(d), workers=1)
+    d = doc(events, tmp_path / "o")
+    d["spec"]["dedup"] = [GROUP]
+    d["spec"]["source"].pop("session")
+    d["spec"]["transforms"] = TRANSFORMS[:1]
+    with pytest.raises(SpecError, match="dedup: needs spec.source.session"):
+        load_job_dict(d)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("part-*"))
+
+
+# -- runs ------------------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_shards_hold_whole_sessions_in_time_order_with_their_history(events, tmp_path, dask_client):
+    out = tmp_path / "out"
+    summary = run_job(load_job_dict(doc(events, out)), client=dask_client)
+    assert summary.rows_written == 40 * 6 * 7 and summary.rows_conserved
+    expected = reference(events, 600)
+    seen_sessions: dict[tuple[int, int], int] = {}
+    for shard, table in enumerate(read_rows(out)):
+        assert table.num_rows <= 400
+        users, times = table["user_id"].to_pylist(), table["timestamp"].to_pylist()
+        runs = 1 + sum(a != b for a, b in zip(users, users[1:]))
+        assert runs == len(set(users))  # each user's events together (users in key-hash order)
+        for i in range(1, len(users)):
+            if users[i] == users[i - 1]:
+                assert times[i] >= times[i - 1]  # each user's events in time order
+        items = table["item_id_history"].to_pylist()
+        cats = table["category_id_history"].to_pylist()
+        for user, ts, hist, cat in zip(users, times, items, cats):
+            want = expected[(user, ts)]
+            session = (user, want["session"])
+            assert seen_sessions.setdefault(session, shard) == shard, f"session {session} is split"
+            assert cat == want["categories"]
+            hashed = pa.array([want["items"]], pa.list_(pa.int64()))
+            assert hist == _sigrid(hashed)[0]
+    assert len(seen_sessions) == 40 * 6
+    plan = json.loads((out / "_sessions" / "plan.json").read_text())
+    assert plan["sessions"] == 240 and plan["rows"] == 1680
+    assert not [p for p in (out / "_sessions").iterdir() if p.name != "plan.json"], "pieces are removed"
+    job = json.loads((out / "_job.json").read_text())
+    assert job["shards"] == len(plan["shards"]) == len(list(out.glob("part-*.parquet")))
+
+
+def _sigrid(lists: pa.Array) -> list:
+    from recprep.op_params import SigridHashParams
+    from recprep.workloads.ops.sigrid_hash import SigridHash
+
+    return SigridHash(SigridHashParams(salt=3, max_value=1000)).transform(lists).to_pylist()
+
+
+@pytest.mark.integration
+def test_session_shards_are_byte_identical_with_one_and_two_workers(events, tmp_path):
+    for workers in (1, 2):
+        run_with_workers(doc(events, tmp_path / f"w{workers}", dedup=True), workers)
+    assert shard_bytes(tmp_path / "w1") == shard_bytes(tmp_path / "w2")
+    assert len(shard_bytes(tmp_path / "w1")) >= 4
+
+
+@pytest.mark.integration
+def test_dedup_is_exact_and_stores_each_session_once(events, tmp_path, dask_client):
+    run_job(load_job_dict(doc(events, tmp_path / "plain")), client=dask_client)
+    run_job(load_job_dict(doc(events, tmp_path / "dedup", dedup=True)), client=dask_client)
+    plain = sorted((tmp_path / "plain").glob("part-*.parquet"))
+    dedup = sorted((tmp_path / "dedup").glob("part-*.parquet"))
+    assert [p.name for p in plain] == [p.name for p in dedup]
+    for a, b in zip(plain, dedup):
+        stored = pq.read_table(b)
+        (group,) = groups_of(stored.schema)
+        assert group.columns == tuple(GROUP["features"])
+        inverse = stored[group.inverse].to_numpy()
+        assert group.unique == len(np.unique(inverse)) < stored.num_rows  # one row per session
+        assert np.all(np.diff(inverse) >= 0)
+        assert stored["item_id_history"].slice(group.unique).null_count == stored.num_rows - group.unique
+        plain_table = pq.read_table(a)
+        assert expand(stored).equals(plain_table.replace_schema_metadata(expand(stored).schema.metadata))
+        # a plain reader still reads the per-sample columns
+        assert pq.read_table(b, columns=["item_id", "engaged"]).equals(
+            plain_table.select(["item_id", "engaged"])
+        )
+
+
+@pytest.mark.integration
+def test_a_feature_that_varies_within_a_session_fails_naming_it_and_the_session(
+    events, tmp_path, dask_client
+):
+    d = doc(events, tmp_path / "o", dedup=True)
+    d["spec"]["dedup"] = [{"name": "user", "features": ["user_id", "category_id", "item_id_history"]}]
+    d["spec"]["transforms"] = [t for t in TRANSFORMS if t["op"] != "sigrid_hash"]
+    with pytest.raises(RecprepError) as info:
+        run_job(load_job_dict(d), client=dask_client)
+    message = str(info.value)
+    assert "feature 'category_id' is not constant within a session" in message
+    assert "user_id=" in message and "timestamp=" in message
+
+
+@pytest.mark.integration
+def test_a_session_longer_than_a_shard_is_cut_in_time_order(tmp_path, dask_client):
+    # one user with 25 events in one session and four users with 3 each; shards of at most 10
+    source = tmp_path / "log.csv"
+    lines = [f"1,{100 + i},7,pv,{1000 + 10 * i}" for i in range(25)]
+    lines += [f"{u},{200 + i},8,pv,{5000 + 10 * i}" for u in range(2, 6) for i in range(3)]
+    source.write_text("\n".join(sorted(lines, key=lambda s: int(s.rsplit(",", 1)[1]))) + "\n")
+    out = tmp_path / "out"
+    run_job(load_job_dict(doc(source, out, rows_per_shard=10)), client=dask_client)
+    tables = read_rows(out)
+    long = [t.filter(pa.compute.equal(t["user_id"], 1)) for t in tables]
+    pieces = [t["timestamp"].to_pylist() for t in long if t.num_rows]
+    assert [len(p) for p in pieces] == [10, 10, 5]  # cut every rowsPerShard rows of its time order
+    assert sum(pieces, []) == [1000 + 10 * i for i in range(25)]
+    # the later pieces' history sees nothing before the session: it is the user's first session
+    assert all(h == [] for t in tables for h in t["item_id_history"].to_pylist())
+    for t in tables:  # the other users' sessions are whole
+        for u in range(2, 6):
+            assert pa.compute.sum(pa.compute.equal(t["user_id"], u)).as_py() in (None, 0, 3)
+
+
+@pytest.mark.integration
+def test_malformed_times_are_quarantined_with_their_line(events, tmp_path, dask_client):
+    source = tmp_path / "log.csv"
+    lines = events.read_text().splitlines()
+    lines[9] = lines[9].rsplit(",", 1)[0] + ",yesterday"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    summary = run_job(load_job_dict(doc(source, out)), client=dask_client)
+    assert summary.rows_quarantined == 1 and summary.rows_written == len(lines) - 1
+    (record,) = [json.loads(x) for f in (out / "_quarantine").iterdir() for x in f.read_text().splitlines()]
+    assert record["line"] == 10 and "timestamp" in record["reason"]
+
+
+@pytest.mark.integration
+def test_a_second_run_reuses_the_sessions_and_commits_nothing_twice(events, tmp_path, dask_client):
+    out = tmp_path / "out"
+    job = load_job_dict(doc(events, out, dedup=True))
+    first = run_job(job, client=dask_client)
+    before = shard_bytes(out)
+    # a shard lost after the pieces were removed: the next run stages again and redoes only it
+    (out / "part-00001.parquet").unlink()
+    second = run_job(job, client=dask_client)
+    assert second.shards_skipped == first.shards - 1
+    assert shard_bytes(out) == before
+    ledger = [json.loads(x)["shard"] for x in (out / "_ledger.jsonl").read_text().splitlines()]
+    assert sorted(set(ledger)) == list(range(first.shards))
+
+
+def test_history_is_the_last_k_values_of_the_key_before_the_session_nulls_left_out():
+    from recprep.op_params import HistoryParams
+    from recprep.workloads.ops.history import History
+
+    rng = np.random.default_rng(5)
+    n = 400
+    key_run = np.cumsum(rng.random(n) < 0.1).astype(np.int32) + 1
+    session_run = np.cumsum((rng.random(n) < 0.3) | np.r_[True, key_run[1:] != key_run[:-1]]).astype(np.int32)
+    values = [None if rng.random() < 0.2 else int(v) for v in rng.integers(0, 50, n)]
+    lists = History(HistoryParams(k=3, output="h")).session_lists(
+        pa.array(values, pa.int64()), key_run, session_run
+    )
+    want = []
+    for i in range(n):  # row by row: the session's first row, then its key's valid values before it
+        if i == 0 or session_run[i] != session_run[i - 1]:
+            start = i
+            first_of_key = max(j for j in range(i + 1) if j == 0 or key_run[j] != key_run[j - 1])
+            before = [v for v in values[first_of_key:start] if v is not None]
+            want.append(before[-3:])
+    assert lists.to_pylist() == want and len(want) == session_run[-1]
+
+
+@pytest.mark.integration
+def test_training_a_deduplicated_job_through_the_shard_service_matches_the_plain_job(
+    events, tmp_path, dask_client
+):
+    pytest.importorskip("torch")
+    from recprep.delivery.service import ShardServer
+    from recprep.delivery.shards import ServiceShards
+    from recprep.train.config import TrainConfig
+    from recprep.train.loop import train
+
+    hashed = {"op": "sigrid_hash", "columns": ["user_id", "item_id", "category_id", "category_id_history"]}
+    outputs = {}
+    for name, dedup in (("plain", False), ("dedup", True)):
+        d = doc(events, tmp_path / name, dedup=dedup)
+        d["spec"]["transforms"] = [*TRANSFORMS, {**hashed, "salt": 1, "maxValue": 1000}]
+        run_job(load_job_dict(d), client=dask_client)
+        outputs[name] = tmp_path / name
+
+    runs = {}
+    # served: every epoch's shard order is seeded by shard index, so both runs see the same batches
+    # (a directory streams in commit order, which varies); SGD: Adagrad's first steps divide by
+    # near-zero gradient sums and blow up the rounding of the deduplicated backward's other order
+    for name, out in outputs.items():
+        with ShardServer(str(out), state_dir=str(tmp_path / f"state-{name}")) as server:
+            runs[name] = train(
+                TrainConfig(ServiceShards(server.location), batch_size=64, optimizer="sgd", lr=0.5, seed=3)
+            )
+    plain, deduped = runs["plain"], runs["dedup"]
+    assert deduped.report.samples == plain.report.samples == 1680
+    assert len(deduped.tables) == len(plain.tables) == 6
+    for a, b in zip(plain.tables, deduped.tables):
+        assert float((a - b).abs().max()) < 1e-5 < float(a.abs().max())
