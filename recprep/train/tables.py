@@ -14,7 +14,8 @@ transforms over the output's sparse features, the IDs of a feature lie in ``[0, 
 
 ``to_list`` and ``firstx`` keep a bound, ``fill_null`` keeps it when its value lies inside it; any
 other op (``hex_to_int`` and ``to_int`` give raw 64-bit IDs) leaves the IDs unbounded. An op
-with an ``output`` makes a new feature and leaves its inputs' bounds as they were. The default is the largest
+with an ``output`` makes a new feature and leaves its inputs' bounds as they were (``history``'s
+feature lists its input's IDs: it has the input's bound at that step). The default is the largest
 bound when every feature has one, else :data:`DEFAULT_TABLE_ROWS` with a note naming the
 features without one. The spec comes from ``_job.json`` (and the vocabulary sizes from
 ``_fit.json``) of a local output directory, or from the shard service's status.
@@ -46,6 +47,7 @@ from ..op_params import (
     CrossParams,
     FillNullParams,
     FirstXParams,
+    HistoryParams,
     IsInParams,
     NGramParams,
     OpParams,
@@ -114,6 +116,17 @@ def _generated(transform: Mapping[str, Any], features: Sequence[str], roles) -> 
     ]
 
 
+def _history_input(transform: Mapping[str, Any], feature: str) -> str | None:
+    """The input column whose values a history feature lists."""
+    target = str(getattr(_params(transform), "output", "") or "")
+    if "{column}" not in target:
+        columns = transform.get("columns")
+        return columns if isinstance(columns, str) else (columns[0] if len(columns or []) == 1 else None)
+    head, _, tail = target.partition("{column}")
+    m = re.fullmatch(re.escape(head) + "(.+)" + re.escape(tail), feature)
+    return m.group(1) if m else None
+
+
 def _params(transform: Mapping[str, Any]) -> OpParams | None:
     """The transform's op parameters, parsed as the spec parses them (``recprep.op_params``);
     None for an op this version does not know or parameters it does not accept."""
@@ -169,7 +182,9 @@ def id_bounds(
     for i, t in enumerate(transforms):
         if made[i] or getattr(_params(t), "output", None):  # a new feature; the inputs stay as they are
             for f in made[i]:
-                bounds[f] = _bound(t, i, f, None, vocabularies)
+                # history lists the input's IDs: its bound is the input's, as it stands here
+                source = _history_input(t, f) if isinstance(_params(t), HistoryParams) else None
+                bounds[f] = bounds.get(source) if source else _bound(t, i, f, None, vocabularies)
             present += [f for f in made[i] if f not in present]
             continue
         for f in present:

@@ -72,3 +72,25 @@ def test_to_int_ids_are_unbounded_until_hashed():
 def test_time_in_place_is_bounded_too():
     s = spec({"op": "time", "columns": "ts", "part": "weekday", "format": "%y%m%d%H"}, **ROLES)
     assert id_bounds(s, ["ts"]) == {"ts": 7}
+
+
+def test_a_history_feature_has_its_inputs_bound_at_that_step():
+    s = spec(
+        {"op": "sigrid_hash", "columns": "sparse", "maxValue": 5000},
+        {"op": "history", "columns": ["item", "cat"], "k": 10, "output": "{column}_history"},
+        {"op": "sigrid_hash", "columns": ["cat"], "maxValue": 70},
+        {"op": "history", "columns": ["cat"], "k": 3, "output": "recent_cat"},
+        {"op": "to_int", "columns": ["user"]},
+        {"op": "history", "columns": ["user"], "k": 3, "output": "{column}_h"},
+        **ROLES,
+    )
+    features = ["user", "item", "cat", "item_history", "cat_history", "recent_cat", "user_h"]
+    assert id_bounds(s, features) == {
+        "user": None,
+        "item": 5000,
+        "cat": 70,
+        "item_history": 5000,
+        "cat_history": 5000,  # made before cat was hashed again
+        "recent_cat": 70,
+        "user_h": None,  # user is raw 64-bit IDs by then
+    }

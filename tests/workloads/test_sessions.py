@@ -184,9 +184,18 @@ def test_session_shards_are_byte_identical_with_one_and_two_workers(events, tmp_
 
 
 @pytest.mark.integration
-def test_dedup_is_exact_and_stores_each_session_once(events, tmp_path, dask_client):
-    run_job(load_job_dict(doc(events, tmp_path / "plain")), client=dask_client)
-    run_job(load_job_dict(doc(events, tmp_path / "dedup", dedup=True)), client=dask_client)
+@pytest.mark.parametrize(
+    "extra",
+    [[], [{"op": "categorify", "columns": ["category_id_history", "user_id"]}]],
+    ids=["stateless", "fitted"],
+)
+def test_dedup_is_exact_and_stores_each_session_once(events, tmp_path, dask_client, extra):
+    # a fitted op on a group's features is fitted over every sample (as without dedup) and
+    # applied once per session
+    for name, dedup in (("plain", False), ("dedup", True)):
+        d = doc(events, tmp_path / name, dedup=dedup)
+        d["spec"]["transforms"] = [*TRANSFORMS, *extra]
+        run_job(load_job_dict(d), client=dask_client)
     plain = sorted((tmp_path / "plain").glob("part-*.parquet"))
     dedup = sorted((tmp_path / "dedup").glob("part-*.parquet"))
     assert [p.name for p in plain] == [p.name for p in dedup]
