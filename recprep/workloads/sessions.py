@@ -351,7 +351,11 @@ def read_plan(directory: str, identity: str) -> SessionPlan | None:
 def staged(directory: str) -> bool:
     """Whether the output holds staged pieces."""
     store = as_store(directory)
-    return any(_is_partition(n) for n in store.names(SESSIONS_DIR))
+    # a folder listed is not enough: an object store may list a prefix whose objects are deleted
+    return any(
+        _is_partition(n) and any(p.endswith(".arrow") for p in store.names(f"{SESSIONS_DIR}/{n}"))
+        for n in store.names(SESSIONS_DIR)
+    )
 
 
 class SessionSource:

@@ -259,3 +259,28 @@ def test_access_denied_fails_before_any_work_naming_the_uri(s3, monkeypatch):
     monkeypatch.undo()
     s3fs.S3FileSystem.clear_instance_cache()
     assert fs.ls("out/denied", refresh=True) == ["out/denied/notes.txt"]  # nothing written, nothing lost
+
+
+def test_a_session_job_stages_and_deduplicates_in_s3_as_on_a_local_path(s3, tmp_path):
+    from recprep.workloads.sources.session_events import write_session_events
+
+    from .test_sessions import doc as session_doc
+
+    fs, _ = s3
+    events = write_session_events(tmp_path / "log.csv", 30, 4, 6, items=200, seed=8)
+    outs = {}
+    for uri in ("s3://out/sessions", str(tmp_path / "local")):
+        summary = run_job(load_job_dict(session_doc(events, uri, rows_per_shard=200, dedup=True)), workers=1)
+        assert summary.rows_written == 720
+    outs["s3"] = shards_in(fs, "out/sessions")
+    outs["local"] = {p.name: p.read_bytes() for p in sorted((tmp_path / "local").glob("part-*.parquet"))}
+    assert len(outs["s3"]) >= 3 and outs["s3"] == outs["local"]
+    fs.invalidate_cache()
+    # the plan stays; the staged rows are gone once every shard is committed
+    assert fs.find("out/sessions/_sessions") == ["out/sessions/_sessions/plan.json"]
+    # a shard lost: the next run stages again (the store may still list the emptied folders)
+    fs.rm("out/sessions/part-00001.parquet")
+    again = run_job(
+        load_job_dict(session_doc(events, "s3://out/sessions", rows_per_shard=200, dedup=True)), workers=1
+    )
+    assert again.shards_skipped == len(outs["s3"]) - 1 and shards_in(fs, "out/sessions") == outs["local"]
