@@ -288,9 +288,12 @@ def cmd_validate(args) -> int:
     with tempfile.TemporaryDirectory(prefix="recprep-validate-") as index:
         source, plan = prepare(job, index_dir=index)
         splits = source.splits(job.spec.output.rows_per_shard)
+    rows = sum(s.est_rows for s in splits)
+    # a session job's shards are cut at session boundaries once its rows are grouped
+    shards = f"{len(splits)} source splits, shards by session" if plan.sessions else f"{len(splits)} shards"
     out.print(
         f"[green]ok[/green] {args.job}: job {job.metadata.name}, {len(plan.steps)} transforms, "
-        f"{len(splits)} shards (~{sum(s.est_rows for s in splits):,} rows), "
+        f"{shards} (~{rows:,} rows), "
         f"{len(plan.fit_stages)} fit stage(s); output columns: {', '.join(plan.columns)}"
     )
     roles = plan.roles
@@ -306,6 +309,10 @@ def cmd_validate(args) -> int:
             f"  left out (in no role; spec.output.keep keeps them): {', '.join(plan.dropped)}",
             highlight=False,
             soft_wrap=True,
+        )
+    for name, features in plan.groups:
+        out.print(
+            f"  dedup group {name}: {', '.join(features)} (once per session)", highlight=False, soft_wrap=True
         )
     out.print(f"  ISP units (spec.pools.isp): {_offload_line(plan)}", highlight=False, soft_wrap=True)
     unhashed = [c for c in roles.sparse if plan.schema_kinds.get(c) == "string"]
@@ -323,6 +330,8 @@ def cmd_validate(args) -> int:
 def _offload_line(plan) -> str:
     """Which transforms ISP units run (the op registry's classes) and which the CPU pool does."""
     k, n = plan.offloadable, len(plan.steps)
+    if plan.sessions:
+        return "none: a session job's shards are read from its staged sessions, so the CPU pool runs them"
     if n == 0:
         return "the read and the write (no transform)"
     classes = ", ".join(f"{s.op.name} ({s.op.Params.offload})" for s in plan.steps[:k])
