@@ -457,13 +457,19 @@ def iter_batches(
     batch_size: int,
     features: Features | FeatureChoice | None = None,
     ack: Callable[[int], None] | None = None,
+    session_slack: int = 0,
 ) -> Iterator[ArrayBatch]:
     """Batches of ``batch_size`` rows across the shards of ``stream`` (the last may be shorter).
 
     ``ack`` (usually the stream's ``ack``) is attached to every batch, for
-    :meth:`ArrayBatch.acknowledge`."""
+    :meth:`ArrayBatch.acknowledge`. ``session_slack`` (deduplicated shards): a batch may end up
+    to that many rows early, where a unique row of the first dedup group (a session) begins, so
+    that the session is not split between two batches (which would store its row in both); a
+    session that began more than ``session_slack`` rows before the cut is split as usual."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not 0 <= session_slack < batch_size:
+        raise ValueError(f"session_slack must be in [0, batch_size), got {session_slack}")
     pending: list[_Piece] = []
     rows = 0
     ends: list[tuple[int, int]] = []  # (shard index, pending row position where it ends)
@@ -500,14 +506,39 @@ def iter_batches(
             pending.append(_read(table, groups, shard_layout, features, where))
         rows += table.num_rows
         ends.append((delivery.index, rows))
-        while rows >= batch_size:
-            yield emit(batch_size)
+        # with a slack, a full batch waits for the row after it (is a session cut there?)
+        while rows > batch_size or (rows == batch_size and not (session_slack and layout and layout.groups)):
+            yield emit(_session_cut(pending, batch_size, session_slack) if session_slack else batch_size)
     if rows:
-        yield emit(rows)
+        while rows:
+            yield emit(min(rows, batch_size))
     elif ends and isinstance(features, Features):
         empty = _arrays(_empty(features, layout), features, layout)
         empty.shards, empty.ack = tuple(i for i, _ in ends), ack
         yield empty
+
+
+def _session_cut(pending: list[_Piece], n: int, slack: int) -> int:
+    """Where to end a batch of at most ``n`` pending rows: at ``n``, or at the first row of the
+    session (unique row of the first group) that row ``n`` belongs to when it begins within the
+    last ``slack`` rows of the batch."""
+    if not pending or not pending[0].runs:
+        return n
+    # (piece, unique row) of rows [n - slack, n], as one label per row
+    labels, start = [], 0
+    for i, piece in enumerate(pending):
+        lo, hi = max(n - slack - start, 0), min(n + 1 - start, piece.rows)
+        if lo < hi:
+            labels.append(piece.runs[0].inverse[lo:hi].astype(np.int64) + (i << 40))
+        start += piece.rows
+        if start > n:
+            break
+    window = np.concatenate(labels)  # rows n - slack .. n
+    same = window[:-1] == window[-1]
+    if same.all():  # the session began before the slack: split it
+        return n
+    first = len(same) - int(np.argmin(same[::-1]))  # the first row of row n's session, in the window
+    return n - slack + first if first > 0 else n
 
 
 def _empty(features: Features, layout: _Layout | None) -> _Piece:

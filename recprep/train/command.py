@@ -55,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--embedding-dim", type=int, default=16, help="embedding dimension (default 16)")
     m.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
     m.add_argument("--epochs", type=int, default=1, help="passes over the shards (default 1)")
+    m.add_argument(
+        "--session-slack",
+        type=int,
+        default=0,
+        help="deduplicated shards: a batch may end up to this many samples early where a session "
+        "begins, so sessions are not split between batches (default 0: every batch is --batch-size)",
+    )
     m.add_argument("--steps", type=int, default=None, help="stop after this many steps")
     m.add_argument(
         "--table-rows",
@@ -122,6 +129,7 @@ def run(args, out, err) -> int:
             threads=args.threads,
             features=FeatureChoice(args.label, args.dense, args.sparse),
             pace=args.rows_per_second,
+            session_slack=args.session_slack,
         )
         config.check()
     except TrainConfigError as exc:

@@ -42,6 +42,8 @@ class TrainConfig:
     features: FeatureChoice | None = None
     #: the demand schedule the trainer is held to (--rows-per-second); None: as fast as it can
     pace: Pace | None = None
+    #: deduplicated shards: a batch may end this many rows early at a session's start
+    session_slack: int = 0
 
     def check(self) -> None:
         for name in ("embedding_dim", "batch_size", "epochs", "table_rows", "prefetch"):
@@ -65,6 +67,8 @@ class TrainConfig:
             raise TrainConfigError(
                 f"--cache-rows: --cache {self.cache} needs a positive number of rows per table"
             )
+        if not 0 <= self.session_slack < self.batch_size:
+            raise TrainConfigError(f"--session-slack: must be in [0, --batch-size), got {self.session_slack}")
         if self.window < 0:
             raise TrainConfigError(f"--window: must be >= 0, got {self.window}")
         if self.horizon < 0:

@@ -274,11 +274,13 @@ def epoch_batches(
     part: int = 0,
     parts: int = 1,
     first_epoch: int = 0,
+    session_slack: int = 0,
 ) -> Iterator[ArrayBatch]:
-    """Numpy batches of ``epochs`` epochs, each from a freshly opened stream of ``source``."""
+    """Numpy batches of ``epochs`` epochs, each from a freshly opened stream of ``source``
+    (``session_slack``: see :func:`recprep.delivery.batching.iter_batches`)."""
     for epoch in range(first_epoch, first_epoch + epochs):
         stream = source.open(epoch, part, parts)
-        yield from iter_batches(stream, batch_size, features, ack=stream.ack)
+        yield from iter_batches(stream, batch_size, features, ack=stream.ack, session_slack=session_slack)
 
 
 class ShardDataset(IterableDataset):
@@ -391,18 +393,27 @@ class ShardLoader:
         prefetch: int = 4,
         features: Features | FeatureChoice | None = None,
         kjt: str = "native",
+        session_slack: int = 0,
     ):
+        """``session_slack``: a batch of deduplicated shards may end up to that many rows early, at
+        the start of a session, so the session is not split between batches."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if epochs < 1:
             raise ValueError(f"epochs must be positive, got {epochs}")
+        if not 0 <= session_slack < batch_size:
+            raise ValueError(f"session_slack must be in [0, batch_size), got {session_slack}")
         self.source, self.batch_size, self.epochs = source, batch_size, epochs
         self.device = torch.device(device) if device is not None else default_device()
         self.prefetch, self.features, self.kjt = prefetch, features, kjt
+        self.session_slack = session_slack
 
     def _produce(self) -> Iterator[Batch]:
         pin = self.device.type == "cuda"
-        for b in epoch_batches(self.source, self.batch_size, self.epochs, self.features):
+        batches = epoch_batches(
+            self.source, self.batch_size, self.epochs, self.features, session_slack=self.session_slack
+        )
+        for b in batches:
             t = to_torch(b, self.kjt)
             yield t.pin_memory() if pin else t
 

@@ -203,7 +203,13 @@ def train(config: TrainConfig) -> TrainResult:
     if config.pace is not None:
         report.pace = config.pace.describe()
 
-    batches = epoch_batches(config.source, config.batch_size, config.epochs, config.features)
+    batches = epoch_batches(
+        config.source,
+        config.batch_size,
+        config.epochs,
+        config.features,
+        session_slack=config.session_slack,
+    )
     first = next(batches, None)
     if first is None:
         raise RecprepError(f"{config.source.describe()}: no committed shards to train on")

@@ -189,3 +189,33 @@ def test_only_empty_deduplicated_shards_give_one_empty_batch(tmp_path):
     *_, last = _batches(out, 8)
     assert last.size == 0 and last.shards == (1,) and [g.unique for g in last.groups] == [0] * len(GROUPS)
     assert last.expanded().sparse_keys == ROLES.sparse and last.expanded().lengths.size == 0
+
+
+def test_a_session_slack_ends_batches_where_sessions_begin(tmp_path):
+    sizes = [200, 150, 170]
+    tables, start = [], 0
+    for i, n in enumerate(sizes):
+        tables.append(session_table(n, seed=i + 11, start=start))
+        start += n
+    _, dedup_out = write_pair(tmp_path, tables)
+    exact = _batches(dedup_out, 32)
+    slack = list(iter_batches(LocalShards(str(dedup_out)).open(), 32, session_slack=6))
+    # every row once, in order; each batch at most 6 rows short (the last may be shorter still)
+    rows = [r for b in slack for r in b.dense[:, 1].tolist()]
+    assert rows == [float(i) for i in range(sum(sizes))]
+    assert all(26 <= b.size <= 32 for b in slack[:-1]) and any(b.size < 32 for b in slack)
+    for b in slack:
+        assert_unique_rows(b)
+    # a batch ends where a session begins whenever one begins within the slack
+    session = pa.concat_tables(tables)["session"].to_numpy()
+    starts = set(np.flatnonzero(np.r_[True, np.diff(session) != 0]).tolist())
+    end = 0
+    for b in slack[:-1]:
+        full = end + 32
+        end += b.size
+        options = [s for s in starts if full - 6 < s <= full]
+        assert end == (max(options) if options else full)
+    # so fewer sessions are split between two batches, each of which stored its row twice
+    assert sum(b.groups[0].unique for b in slack) < sum(b.groups[0].unique for b in exact)
+    with pytest.raises(ValueError, match="session_slack"):
+        next(iter_batches(LocalShards(str(dedup_out)).open(), 32, session_slack=32))
