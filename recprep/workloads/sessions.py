@@ -302,11 +302,37 @@ def read_session_split(session: SessionSpec, split: SessionSplit, directory: str
         key_start = int(np.flatnonzero(new_key[: first + 1])[-1]) if first < len(keys) else first
         first = max(key_start, split.start - split.context)
     rows = order[first : split.stop]
-    out = table.take(pa.array(rows)).drop_columns([KEY_HASH, TIME])
+    out = compact(table.take(pa.array(rows)).drop_columns([KEY_HASH, TIME]))
     key_run = np.cumsum(new_key[first : split.stop], dtype=np.int32)
     session_run = np.cumsum(new_session[first : split.stop], dtype=np.int32)
     out = out.append_column(KEY_RUN, pa.array(key_run)).append_column(SESSION_RUN, pa.array(session_run))
     return ReadResult(out, context=split.start - first)
+
+
+def compact(table: pa.Table) -> pa.Table:
+    """``table`` with each dictionary-encoded column in one chunk whose dictionary holds only the
+    values its rows use (in the order of the pieces' dictionaries, deduplicated): rows taken from
+    a partition would otherwise carry every piece's whole dictionary into the shard."""
+    columns = []
+    for col in table.columns:
+        if pa.types.is_dictionary(col.type) and len(col):
+            col = col.unify_dictionaries() if col.num_chunks > 1 else col
+            array = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
+            indices = array.indices.to_numpy(zero_copy_only=False)
+            valid = np.asarray(array.indices.is_valid().to_numpy(zero_copy_only=False), bool)
+            used = np.unique(indices[valid]) if valid.any() else np.empty(0, np.int64)
+            remapped = np.searchsorted(used, np.where(valid, indices, used[0] if len(used) else 0))
+            mask = None if valid.all() else ~valid
+            new_indices = pa.array(remapped, pa.int64(), mask=mask).cast(array.indices.type)
+            col = pa.chunked_array(
+                [
+                    pa.DictionaryArray.from_arrays(
+                        new_indices, array.dictionary.take(pa.array(used, pa.int64()))
+                    )
+                ]
+            )
+        columns.append(col)
+    return pa.table(columns, schema=table.schema)
 
 
 # -- the plan of a job's sessions -----------------------------------------------------------------------

@@ -332,3 +332,15 @@ def test_training_a_deduplicated_job_through_the_shard_service_matches_the_plain
     assert len(deduped.tables) == len(plain.tables) == 6
     for a, b in zip(plain.tables, deduped.tables):
         assert float((a - b).abs().max()) < 1e-5 < float(a.abs().max())
+
+
+def test_a_shard_keeps_only_the_dictionary_entries_its_rows_use():
+    from recprep.workloads.sessions import compact
+
+    a = pa.array(["x", "y", "z", None, "y"]).dictionary_encode()
+    b = pa.array(["w", "z", "v"]).dictionary_encode()
+    col = pa.chunked_array([a, b]).take(pa.array([1, 5, 3, 4, 6]))
+    out = compact(pa.table({"c": col, "n": pa.array([1, 2, 3, 4, 5])}))
+    assert out["c"].to_pylist() == ["y", "w", None, "y", "z"] and out["c"].num_chunks == 1
+    assert sorted(out["c"].chunk(0).dictionary.to_pylist()) == ["w", "y", "z"]  # not x, nor v
+    assert out["n"].to_pylist() == [1, 2, 3, 4, 5] and out.schema == pa.table({"c": col, "n": pa.array([1, 2, 3, 4, 5])}).schema
