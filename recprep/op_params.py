@@ -348,9 +348,13 @@ class NGramParams(OpParams):
 class HistoryParams(OpParams):
     op = "history"
     offload = None  # reads the rows before each session: the shard's own order, on the CPU pool
-    summary = "the last k values of the session key's events before each session (needs spec.source.session)"
+    summary = "the values of the key's last k events before each session (needs spec.source.session)"
 
-    k: int = Field(ge=1, le=4096, description="Keep at most the k most recent values (1 <= k <= 4096).")
+    k: int = Field(
+        ge=1,
+        le=4096,
+        description="The key's last k events before the session (1 <= k <= 4096); nulls left out.",
+    )
     output: str | None = Field(
         None,
         description="Name of the new list column (required; with several input columns use {column}, e.g. "

@@ -18,8 +18,9 @@ UTC calendar day. A session job groups before it fits and transforms:
    cut every ``rowsPerShard`` rows of its time order (the only case where a session spans shards).
    Shards are numbered partition by partition, in order.
 3. **read** (the fit and transform tasks): a shard's rows are the partition sorted again (the same
-   stable sort), rows ``[start, stop)``, preceded by up to ``context`` rows of the first key's
-   earlier events (what ``history`` needs); the rows carry each row's key run and session
+   stable sort), rows ``[start, stop)``, preceded by the first key's earlier events its history
+   needs: the rest of a session cut by the shard's start, and up to ``context`` (the longest
+   history's ``k``) events before that session. The rows carry each row's key run and session
    ordinal as hidden columns. The plan drops the context rows and the hidden columns.
 
 Everything depends only on the data and the spec: the same shards, byte for byte, whatever the
@@ -60,7 +61,7 @@ _SALT = 0x5E55
 @dataclass(frozen=True)
 class SessionSplit:
     """One shard of a session job: rows ``[start, stop)`` of partition ``partition`` sorted, and
-    up to ``context`` rows of the first key's earlier events before them."""
+    before them the first key's earlier rows its history reads (see the module docstring)."""
 
     index: int
     partition: int
@@ -298,9 +299,10 @@ def read_session_split(session: SessionSpec, split: SessionSplit, directory: str
     sorted_keys, sorted_times = keys[order], times[order]
     new_key, new_session = session_starts(sorted_keys, sorted_times, session)
     first = split.start
-    if split.context:
-        key_start = int(np.flatnonzero(new_key[: first + 1])[-1]) if first < len(keys) else first
-        first = max(key_start, split.start - split.context)
+    if split.context:  # the first key's events that the first session's history reads
+        key_start = int(np.flatnonzero(new_key[: first + 1])[-1])
+        session_start = int(np.flatnonzero(new_session[: first + 1])[-1])
+        first = max(key_start, session_start - split.context)
     rows = order[first : split.stop]
     out = compact(table.take(pa.array(rows)).drop_columns([KEY_HASH, TIME]))
     key_run = np.cumsum(new_key[first : split.stop], dtype=np.int32)

@@ -231,20 +231,27 @@ def test_a_feature_that_varies_within_a_session_fails_naming_it_and_the_session(
 
 @pytest.mark.integration
 def test_a_session_longer_than_a_shard_is_cut_in_time_order(tmp_path, dask_client):
-    # one user with 25 events in one session and four users with 3 each; shards of at most 10
+    # user 1: a session of 7 events, then one of 25; four users with 3 each; shards of at most 10
     source = tmp_path / "log.csv"
-    lines = [f"1,{100 + i},7,pv,{1000 + 10 * i}" for i in range(25)]
+    lines = [f"1,{50 + i},7,pv,{100 + 10 * i}" for i in range(7)]
+    lines += [f"1,{100 + i},7,pv,{10_000 + 10 * i}" for i in range(25)]
     lines += [f"{u},{200 + i},8,pv,{5000 + 10 * i}" for u in range(2, 6) for i in range(3)]
     source.write_text("\n".join(sorted(lines, key=lambda s: int(s.rsplit(",", 1)[1]))) + "\n")
     out = tmp_path / "out"
     run_job(load_job_dict(doc(source, out, rows_per_shard=10)), client=dask_client)
     tables = read_rows(out)
-    long = [t.filter(pa.compute.equal(t["user_id"], 1)) for t in tables]
-    pieces = [t["timestamp"].to_pylist() for t in long if t.num_rows]
-    assert [len(p) for p in pieces] == [10, 10, 5]  # cut every rowsPerShard rows of its time order
-    assert sum(pieces, []) == [1000 + 10 * i for i in range(25)]
-    # the later pieces' history sees nothing before the session: it is the user's first session
-    assert all(h == [] for t in tables for h in t["item_id_history"].to_pylist())
+    long = [t.filter(pa.compute.greater_equal(t["timestamp"], 10_000)) for t in tables]
+    pieces = [t for t in long if t.num_rows]
+    # cut every rowsPerShard rows of its time order
+    assert [p.num_rows for p in pieces] == [10, 10, 5]
+    assert sum((p["timestamp"].to_pylist() for p in pieces), []) == [10_000 + 10 * i for i in range(25)]
+    # every piece has the session's history: the last K events of the first session, even where
+    # the shard begins more than K rows after the session did
+    for p in pieces:
+        assert set(map(tuple, p["category_id_history"].to_pylist())) == {(7,) * K}
+        assert {tuple(h) for h in p["item_id_history"].to_pylist()} == {
+            tuple(_sigrid(pa.array([[52, 53, 54, 55, 56]]))[0])
+        }
     for t in tables:  # the other users' sessions are whole
         for u in range(2, 6):
             assert pa.compute.sum(pa.compute.equal(t["user_id"], u)).as_py() in (None, 0, 3)
@@ -278,7 +285,7 @@ def test_a_second_run_reuses_the_sessions_and_commits_nothing_twice(events, tmp_
     assert sorted(set(ledger)) == list(range(first.shards))
 
 
-def test_history_is_the_last_k_values_of_the_key_before_the_session_nulls_left_out():
+def test_history_is_the_values_of_the_keys_last_k_events_before_the_session_nulls_left_out():
     from recprep.op_params import HistoryParams
     from recprep.workloads.ops.history import History
 
@@ -295,8 +302,8 @@ def test_history_is_the_last_k_values_of_the_key_before_the_session_nulls_left_o
         if i == 0 or session_run[i] != session_run[i - 1]:
             start = i
             first_of_key = max(j for j in range(i + 1) if j == 0 or key_run[j] != key_run[j - 1])
-            before = [v for v in values[first_of_key:start] if v is not None]
-            want.append(before[-3:])
+            window = values[max(first_of_key, start - 3) : start]  # the key's last 3 events before
+            want.append([v for v in window if v is not None])
     assert lists.to_pylist() == want and len(want) == session_run[-1]
 
 
@@ -343,4 +350,7 @@ def test_a_shard_keeps_only_the_dictionary_entries_its_rows_use():
     out = compact(pa.table({"c": col, "n": pa.array([1, 2, 3, 4, 5])}))
     assert out["c"].to_pylist() == ["y", "w", None, "y", "z"] and out["c"].num_chunks == 1
     assert sorted(out["c"].chunk(0).dictionary.to_pylist()) == ["w", "y", "z"]  # not x, nor v
-    assert out["n"].to_pylist() == [1, 2, 3, 4, 5] and out.schema == pa.table({"c": col, "n": pa.array([1, 2, 3, 4, 5])}).schema
+    assert (
+        out["n"].to_pylist() == [1, 2, 3, 4, 5]
+        and out.schema == pa.table({"c": col, "n": pa.array([1, 2, 3, 4, 5])}).schema
+    )

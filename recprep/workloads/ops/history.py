@@ -1,9 +1,11 @@
 """history(k, output): each session's recent past, the sequence feature production recommenders use.
 
 For a session job (``spec.source.session``: rows sorted by key, then time), the history of column
-``c`` for a session ``s`` of key ``u`` is the list of the last ``k`` non-null values of ``c`` in
-``u``'s events *before* ``s`` starts, oldest first (most recent last), taken in the shard's order
-(key, then time; ties in source order). Every event of ``s`` gets the same list; the first session
+``c`` for a session ``s`` of key ``u`` is the list of the values of ``c`` in ``u``'s last ``k``
+events *before* ``s`` starts, nulls left out (so it holds at most ``k`` values), oldest first (most
+recent last), taken in the shard's order (key, then time; ties in source order). The window is
+``k`` events, not ``k`` values, so a shard needs only the ``k`` events before a session to make its
+history. Every event of ``s`` gets the same list; the first session
 of a key gets an empty list. Values of the session itself never enter its own history (no label
 leak from the future or the present). The input is an integer ID column (hash strings first, with
 ``sigrid_hash``); the result is a new list<int64> sparse feature.
@@ -48,10 +50,9 @@ class History(Op):
         starts = np.flatnonzero(np.concatenate(([True], session_run[1:] != session_run[:-1])))
         key_new = np.concatenate(([True], key_run[1:] != key_run[:-1]))
         key_start_of_row = np.maximum.accumulate(np.where(key_new, np.arange(n), 0))
-        lo = np.searchsorted(valid_rows, key_start_of_row[starts], side="left")
-        hi = np.searchsorted(valid_rows, starts, side="left")
-        first = np.maximum(lo, hi - self.params.k)
-        lengths = hi - first
+        window = np.maximum(key_start_of_row[starts], starts - self.params.k)  # the k events before
+        first = np.searchsorted(valid_rows, window, side="left")
+        lengths = np.searchsorted(valid_rows, starts, side="left") - first
         offsets = np.zeros(len(starts) + 1, np.int64)
         np.cumsum(lengths, out=offsets[1:])
         total = int(offsets[-1])
