@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -123,27 +124,41 @@ def check_schema(session: SessionSpec, schema: pa.Schema) -> None:
         )
 
 
-def _where(split: Split) -> str:
-    return f"{split.path} [{split.start}:{split.stop}]"
+def locator(source, split: Split, bad: list) -> Callable[[int], str]:
+    """Where row ``n`` of ``split``'s table is, for an error: the file and line (or row) when the
+    source can say (``locate``), else the split's byte or row range and the row's number in it."""
+
+    def where(n: int) -> str:
+        locate = getattr(source, "locate", None)
+        if locate is not None:
+            return locate(split, bad, n)
+        return f"{split.path} [{split.start}:{split.stop}], row {n + 1} of the split's rows"
+
+    return where
 
 
-def key_hashes(table: pa.Table, session: SessionSpec, split: Split) -> np.ndarray:
-    """Each row's 64-bit key (uint64); a null key is an error naming the column and the split."""
+def _first_null(col: pa.ChunkedArray) -> int:
+    return int(np.flatnonzero(~np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool))[0])
+
+
+def key_hashes(table: pa.Table, session: SessionSpec, where: Callable[[int], str]) -> np.ndarray:
+    """Each row's 64-bit key (uint64); a null key is an error naming the column and, by
+    ``where``, the row's file and line."""
     col = table[session.key]
     chunks = [keys_of(c) for c in col.chunks]
-    keys = np.concatenate([k for k, _ in chunks]) if chunks else np.empty(0, np.uint64)
     for n, (_, valid) in enumerate(chunks):
         if valid is not None and not valid.all():
             row = sum(len(c) for c in col.chunks[:n]) + int(np.flatnonzero(~valid)[0])
             raise SourceError(
-                f"spec.source.session.key: column {session.key!r} is empty in {_where(split)}, row "
-                f"{row + 1} of the split's rows (every event needs a key)"
+                f"{where(row)}: spec.source.session.key: column {session.key!r} is empty "
+                "(every event needs a key)"
             )
-    return keys
+    return np.concatenate([k for k, _ in chunks]) if chunks else np.empty(0, np.uint64)
 
 
-def event_times(table: pa.Table, session: SessionSpec, split: Split) -> np.ndarray:
-    """Each row's time as int64 unix seconds; a null time is an error naming the column."""
+def event_times(table: pa.Table, session: SessionSpec, where: Callable[[int], str]) -> np.ndarray:
+    """Each row's time as int64 unix seconds; a null or non-finite time is an error naming the
+    column and, by ``where``, the row's file and line."""
     col = table[session.time]
     if pa.types.is_timestamp(col.type):
         col = col.cast(pa.timestamp("s")).cast(pa.int64())
@@ -152,15 +167,16 @@ def event_times(table: pa.Table, session: SessionSpec, split: Split) -> np.ndarr
             [pa.array(np.floor(c.to_numpy(zero_copy_only=False)), pa.float64()) for c in col.chunks]
         )
     if col.null_count:
-        row = int(np.flatnonzero(~np.asarray(col.is_valid().to_numpy(zero_copy_only=False), bool))[0])
         raise SourceError(
-            f"spec.source.session.time: column {session.time!r} is empty in {_where(split)}, row "
-            f"{row + 1} of the split's rows (every event needs a time)"
+            f"{where(_first_null(col))}: spec.source.session.time: column {session.time!r} is empty "
+            "(every event needs a time)"
         )
     values = col.to_numpy(zero_copy_only=False) if len(col) else np.empty(0)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
+        row = int(np.flatnonzero(~np.isfinite(values))[0])
         raise SourceError(
-            f"spec.source.session.time: column {session.time!r} holds a non-finite time in {_where(split)}"
+            f"{where(row)}: spec.source.session.time: column {session.time!r} holds a non-finite "
+            f"time ({values[row]})"
         )
     return values.astype(np.int64)
 
@@ -231,8 +247,9 @@ def stage_split(
     """Step 1 for one source split (see the module docstring)."""
     read = source.read(split)
     table = read.table
-    keys = key_hashes(table, session, split)
-    times = event_times(table, session, split)
+    where = locator(source, split, read.bad)
+    keys = key_hashes(table, session, where)
+    times = event_times(table, session, where)
     part = (mix64(keys, _SALT) % np.uint64(partitions)).astype(np.int64)
     order = np.argsort(part, kind="stable")
     counts = np.bincount(part, minlength=partitions)

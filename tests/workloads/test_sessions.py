@@ -271,6 +271,47 @@ def test_malformed_times_are_quarantined_with_their_line(events, tmp_path, dask_
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("field, column", [(0, "user_id"), (4, "timestamp")])
+def test_an_event_without_a_key_or_time_fails_naming_the_column_and_its_line(
+    events, tmp_path, dask_client, field, column
+):
+    source = tmp_path / "log.csv"
+    lines = events.read_text().splitlines()
+    lines[9] = lines[9].rsplit(",", 1)[0] + ",yesterday"  # quarantined: the lines after keep their numbers
+    lines.insert(700, "")  # an empty line is no event, and is counted as a line
+    values = lines[1199].split(",")
+    values[field] = ""
+    lines[1199] = ",".join(values)  # line 1200, in the third of the source's splits
+    source.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecprepError) as failed:
+        run_job(load_job_dict(doc(source, tmp_path / "out")), client=dask_client)
+    message = str(failed.value)
+    assert f"{source}:1200:" in message, message
+    assert f"spec.source.session.{'key' if field == 0 else 'time'}: column {column!r} is empty" in message
+
+
+@pytest.mark.integration
+def test_a_parquet_event_without_a_key_fails_naming_its_row_in_the_file(events, tmp_path, dask_client):
+    import pyarrow.csv as pcsv
+
+    strings = {c: pa.string() for c in ("user_id", "item_id", "category_id")}
+    options = pcsv.ConvertOptions(column_types=strings)
+    table = pcsv.read_csv(
+        events, read_options=pcsv.ReadOptions(column_names=COLUMNS), convert_options=options
+    )
+    users = table["user_id"].to_pylist()
+    users[1199] = None
+    table = table.set_column(0, "user_id", pa.array(users, pa.string()))
+    source = tmp_path / "log.parquet"
+    pq.write_table(table, source, row_group_size=300)
+    job = doc(source, tmp_path / "out")
+    job["spec"]["source"].update(format="parquet")
+    del job["spec"]["source"]["columns"]
+    with pytest.raises(RecprepError, match=rf"{source}, row 1200: spec.source.session.key: column 'user_id'"):
+        run_job(load_job_dict(job), client=dask_client)
+
+
+@pytest.mark.integration
 def test_a_second_run_reuses_the_sessions_and_commits_nothing_twice(events, tmp_path, dask_client):
     out = tmp_path / "out"
     job = load_job_dict(doc(events, out, dedup=True))

@@ -70,6 +70,19 @@ class ParquetSource:
         )
         return stored, 0
 
+    def locate(self, split: Split, bad: list[BadRow], row: int) -> str:
+        """Where row ``row`` (0-based) of the table :meth:`read` returned for ``split`` is: its
+        1-based row number in the file, as bad rows are numbered (the rows before it that went
+        bad, ``bad``, counted back in)."""
+        with reading(split.path, "read the Parquet metadata of"):
+            meta = self._file(split.path).metadata
+        first = sum(meta.row_group(rg).num_rows for rg in range(split.start))
+        number = first + row + 1
+        for line in sorted(b.line for b in bad):
+            if line <= number:
+                number += 1
+        return f"{split.path}, row {number}"
+
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """The split as a table of :meth:`schema`'s types (``decode_hex``: this source leaves
         hex decoding to the plan). A row with a non-finite dense or label value is quarantined

@@ -356,6 +356,14 @@ class TextSource:
         bad = bad + [(int(lines[i]), why[int(i)]) for i in np.flatnonzero(mask)]
         return table.filter(pa.array(~mask)), bad
 
+    def locate(self, split: Split, bad: list[BadRow], row: int) -> str:
+        """``file:line`` of row ``row`` (0-based) of the table :meth:`read` returned for ``split``
+        with bad rows ``bad``: for errors about a value found after the read. It reads the split
+        again, so only a failing job pays for it."""
+        first = self._first_line(split)
+        lines = _table_lines(_row_lines(self._bytes(split)), split.header, [b.line - first + 1 for b in bad])
+        return f"{split.path}:{first + int(lines[row]) - 1}"
+
     def _first_line(self, split: Split) -> int:
         """1-based line number of the first byte of a split (counted only when rows go bad)."""
         if split.start == 0:
