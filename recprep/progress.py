@@ -54,6 +54,15 @@ log = logging.getLogger(__name__)
 KEY = ("recprep", "progress")
 PLAN, FIT, TRANSFORM, DONE = "plan", "fit", "transform", "done"
 STAGES = (PLAN, FIT, TRANSFORM, DONE)
+
+
+def stage_of(phase: str) -> str:
+    """The stage of a driver's phase (``Progress.phase``): "fit 1/2" and "transform" name theirs;
+    any other ("sessions": grouping a session job's events) is still planning, before the driver
+    has written the output's ``_job.json``."""
+    return FIT if phase.startswith(FIT) else TRANSFORM if phase.startswith(TRANSFORM) else PLAN
+
+
 #: Least seconds between two publications while shards land (start, stage changes and the
 #: last shard are always published).
 MIN_INTERVAL = 0.5
@@ -238,7 +247,7 @@ class ProgressPublisher:
     # --- the Progress protocol ---
 
     def phase(self, name: str) -> None:
-        self.stage = FIT if name.startswith(FIT) else TRANSFORM if name.startswith(TRANSFORM) else PLAN
+        self.stage = stage_of(name)
         self.detail = name
         if self.inner is not None:
             self.inner.phase(name)

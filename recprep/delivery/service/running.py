@@ -66,8 +66,9 @@ def check_port_free(host: str, port: int) -> None:
 
 class ServeWhileRunning:
     """A ``run_job`` progress that starts a :class:`ShardServer` on the job's output at the
-    driver's first phase (by then the driver has written ``_job.json``), so trainers stream
-    shards as they are committed. Every other call goes to ``inner``."""
+    driver's first phase past planning, or its ``start`` (by then the driver has written
+    ``_job.json``), so trainers stream shards as they are committed. Every other call goes to
+    ``inner``."""
 
     def __init__(
         self, inner, directory: str, on_start: Callable[[ShardServer], None] | None = None, **options
@@ -84,7 +85,10 @@ class ServeWhileRunning:
                 self._on_start(self.server)
 
     def phase(self, name: str) -> None:
-        self._ensure()
+        from ...progress import PLAN, stage_of
+
+        if stage_of(name) != PLAN:  # a session job writes _job.json after grouping its events
+            self._ensure()
         if self._inner is not None:
             self._inner.phase(name)
 
@@ -109,13 +113,15 @@ class ServeWhileRunning:
             self.server.close()
 
 
-def serve_until_signal(server: ShardServer) -> None:
-    """Serve until SIGINT or SIGTERM, then close the server (streams end, acks are on disk)."""
+def serve_until_signal(server: ShardServer, every: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then close the server (streams end, acks are on disk).
+    ``every``: called once a second meanwhile."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(1.0):
-            pass
+            if every is not None:
+                every()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -233,7 +239,11 @@ def serve_alongside(listen: str, job, run_job, console):
                 highlight=False,
                 soft_wrap=True,
             )
-            serve_until_signal(serving.server)
+            # the trainers read on after the last commit: their consumption stays on the progress
+            # (the dashboard's demand and backlog) while they drain
+            publish = getattr(progress, "consumed", None)
+            server = serving.server
+            serve_until_signal(server, (lambda: publish(server.consumed())) if publish else None)
             return summary
         finally:
             serving.close()

@@ -50,7 +50,7 @@ from ...errors import OutputError
 from ...uris import output_location
 from ...workloads.output import FEATURES_KEY, read_shard, read_vocabulary_sizes
 from ...workloads.output.dedup import DEDUP_KEY
-from .acks import AckLog, StateLock, default_state_dir
+from .acks import AckLog, StateLock, consumed_rows, default_state_dir
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
 from .committed import CommittedShards
@@ -144,6 +144,12 @@ class ShardServer(flight.FlightServerBase):
         """Where a client on this machine connects."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"grpc://{host}:{self.port}"
+
+    def consumed(self) -> int | None:
+        """Rows the trainers have consumed of the job's first pass (``acks.consumed_rows``, over
+        the shards committed so far); None while no group has joined."""
+        rows = {i: record.rows for i, record in list(self.shards.entries.items())}
+        return consumed_rows(os.path.dirname(self.state_dir), self.shards.identity, rows)
 
     def close(self, grace: float = 10.0) -> bool:
         """Stop accepting calls, end every stream and release the state directory. A stream

@@ -188,3 +188,52 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
         out = proc.stdout.read()
     assert proc.returncode == 0, "".join(stderr)
     assert "rows written" in out and "600,000" in out
+
+
+@pytest.mark.integration
+def test_run_serve_of_a_session_job_serves_once_its_sessions_are_cut(tmp_path):
+    """A session job writes _job.json only after grouping its events: the driver's server starts
+    then, not at the grouping phase (where it found no job output and the run failed)."""
+    from recprep.workloads.sources.session_events import write_session_events
+
+    from ...workloads.test_sessions import doc
+
+    events = write_session_events(tmp_path / "log.csv", 30, 4, 5, items=200, seed=1)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(doc(events, tmp_path / "out", rows_per_shard=100, dedup=True)))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recprep.cli",
+            "run",
+            str(job),
+            "--workers",
+            "1",
+            "--serve",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "RECPREP_SHARD_TOKEN"},
+    )
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        client = ShardClient(f"grpc://127.0.0.1:{port}", "sessions")
+        wait_for(lambda: _reachable(client) or proc.poll() is not None, timeout=120, message="the server")
+        assert proc.poll() is None, "".join(stderr)
+        rows = 0
+        for shard in client:
+            rows += shard.table.num_rows
+            client.ack(shard.index)
+        assert rows == 30 * 4 * 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(stderr)

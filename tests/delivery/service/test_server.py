@@ -263,3 +263,11 @@ def test_out_of_range_members_and_bugs_reach_a_raw_client_as_one_line(server, mo
         list(raw.do_action(flight.Action("status", b""), options))
     assert "internal error in the shard service: OverflowError: a bug" in str(bug.value)
     assert "Traceback" not in str(bug.value) and ".py" not in str(bug.value)
+
+
+def test_consumed_counts_the_rows_a_group_acknowledged_in_its_first_epoch(server):
+    assert server.consumed() is None  # no group has joined
+    indices, tables = consume(client(server), limit=5)
+    assert server.consumed() == sum(t.num_rows for t in tables) == 5 * ROWS_PER_SHARD
+    consume(client(server, group="other"), limit=2)  # the most over the groups
+    assert server.consumed() == 5 * ROWS_PER_SHARD
