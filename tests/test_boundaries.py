@@ -95,6 +95,8 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.delivery",
             "recprep.workloads.output",
             "recprep.workloads.ops.hashing",
+            # the driver's stages (a leaf: ``recprep run --serve`` starts its server past planning)
+            "recprep.progress",
         ),
         ("kopf", "kubernetes", "torch"),
     ),

@@ -928,6 +928,48 @@ def test_a_serving_job_feeds_two_trainers_through_its_shard_service(deployed: De
     )
 
 
+def test_a_deduplicated_session_job_feeds_a_trainer_through_its_shard_service(deployed: Deployed, tmp_path):
+    """RecD on Kubernetes: a job with spec.source.session, a history feature and spec.dedup
+    groups its events on the pool's workers, its shard service starts once the sessions are cut
+    (the driver writes _job.json then), and a trainer pod reads every row through it."""
+    import pyarrow.parquet as pq
+
+    from recprep.workloads.output.dedup import groups_of
+    from recprep.workloads.sources.session_events import COLUMNS, write_session_events
+
+    events = write_session_events(tmp_path / "log.csv", 40, 4, 6, items=300, seed=5)
+    out, name = tmp_path / "out", "sessions"
+    manifest = preprocess_job(name, out, rows_per_shard=200, cpu=(2, 2))
+    manifest["spec"]["source"] = {
+        "uri": str(events),
+        "format": "csv",
+        "columns": COLUMNS,
+        "label": "engaged",
+        "sparse": ["user_id", "item_id", "category_id"],
+        "session": {"key": "user_id", "time": "timestamp", "gap": 600},
+    }
+    manifest["spec"]["transforms"] = [
+        {"op": "is_in", "columns": "behavior_type", "values": ["cart", "fav", "buy"], "output": "engaged"},
+        {"op": "sigrid_hash", "columns": "sparse", "salt": 0, "maxValue": 1000},
+        {"op": "history", "columns": ["item_id"], "k": 8, "output": "{column}_history"},
+    ]
+    manifest["spec"]["dedup"] = [{"name": "user", "features": ["user_id", "item_id_history"]}]
+    deployed.apply_job(_serving(deployed, manifest))
+    _wait_shard_service(deployed, name, out)
+    deployed.cluster.apply(
+        _trainer_job(f"{name}-trainer", f"{name}-shards", 0, 1, f"{name}-token", batch_size=64)
+    )
+    (report,) = _trained(deployed, [f"{name}-trainer"], timeout=90)
+    status = deployed.wait_phase(name, "Succeeded", timeout=60)
+    shards = status["shards"]["total"]
+    assert status["shards"]["done"] == shards and status["rows"]["written"] == 40 * 4 * 6
+    entries = assert_committed_exactly_once(out, shards)
+    assert report["samples"] == 40 * 4 * 6 and sorted(report["acknowledged"]) == list(range(shards))
+    for entry in entries:  # each shard holds whole sessions, the user group stored once per session
+        meta = pq.read_schema(out / entry["file"])
+        assert [g.name for g in groups_of(meta)] == ["user"]
+
+
 @pytest.mark.slow
 def test_a_trainer_whose_demand_rises_gets_more_cpu_workers_and_fewer_when_it_drops(
     deployed: Deployed, tmp_path
