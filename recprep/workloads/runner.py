@@ -404,11 +404,14 @@ def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str,
     if saved is not None and (staged(directory) or len(ledger.commits) >= len(saved.shards)):
         return saved
     partitions = partitions_for(sum(s.est_rows for s in splits), job.spec.output.rows_per_shard)
-    if progress:
+    if progress:  # the source's splits grouped so far (as the fit shows the splits it read)
         progress.phase("sessions")
+        progress.start(len(splits), sum(s.est_rows for s in splits), 0, 0, 0)
     found = SessionPlan(identity, partitions)
     for future in [c.submit(stage_shard, job, s, partitions, fsync, pure=False) for s in splits]:
         done = _result(future)
+        if progress:
+            progress.fitted(done.rows + done.bad_rows)
         found.rows += done.rows
         found.bad_rows += done.bad_rows
         if done.quarantine:

@@ -136,11 +136,28 @@ def test_dedup_and_history_errors_name_the_field(events, tmp_path):
 
 
 # -- runs ------------------------------------------------------------------------------------------
+class Calls:
+    """A run's progress, as the calls it got."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, args))
+
+
 @pytest.mark.integration
 def test_shards_hold_whole_sessions_in_time_order_with_their_history(events, tmp_path, dask_client):
     out = tmp_path / "out"
-    summary = run_job(load_job_dict(doc(events, out)), client=dask_client)
+    progress = Calls()
+    summary = run_job(load_job_dict(doc(events, out)), client=dask_client, progress=progress)
     assert summary.rows_written == 40 * 6 * 7 and summary.rows_conserved
+    # grouping shows its progress over the source's splits, then the transform over the shards
+    assert [args[0] for name, args in progress.calls if name == "phase"] == ["sessions", "transform"]
+    starts = [args for name, args in progress.calls if name == "start"]
+    grouped = [args[0] for name, args in progress.calls if name == "fitted"]
+    assert len(starts) == 2 and starts[0][0] == len(grouped) > 1 and sum(grouped) == 1680
+    assert starts[1][0] == summary.shards
     expected = reference(events, 600)
     seen_sessions: dict[tuple[int, int], int] = {}
     for shard, table in enumerate(read_rows(out)):

@@ -66,15 +66,16 @@ def check_port_free(host: str, port: int) -> None:
 
 class ServeWhileRunning:
     """A ``run_job`` progress that starts a :class:`ShardServer` on the job's output at the
-    driver's first phase past planning, or its ``start`` (by then the driver has written
-    ``_job.json``), so trainers stream shards as they are committed. Every other call goes to
-    ``inner``."""
+    driver's first phase past planning, or its first ``start`` outside planning (by then the
+    driver has written ``_job.json``), so trainers stream shards as they are committed. Every
+    other call goes to ``inner``."""
 
     def __init__(
         self, inner, directory: str, on_start: Callable[[ShardServer], None] | None = None, **options
     ):
         self._inner, self._directory, self._options, self._on_start = inner, directory, options, on_start
         self.server: ShardServer | None = None
+        self._planning = False  #: the driver's last phase is still planning (no _job.json yet)
 
     def _ensure(self) -> None:
         if self.server is None:
@@ -87,13 +88,16 @@ class ServeWhileRunning:
     def phase(self, name: str) -> None:
         from ...progress import PLAN, stage_of
 
-        if stage_of(name) != PLAN:  # a session job writes _job.json after grouping its events
+        # a session job writes _job.json after grouping its events (its "sessions" phase)
+        self._planning = stage_of(name) == PLAN
+        if not self._planning:
             self._ensure()
         if self._inner is not None:
             self._inner.phase(name)
 
     def start(self, *args, **kwargs) -> None:
-        self._ensure()
+        if not self._planning:
+            self._ensure()
         if self._inner is not None:
             self._inner.start(*args, **kwargs)
 
