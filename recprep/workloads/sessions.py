@@ -258,8 +258,8 @@ def stage_split(
     )
     store = as_store(directory)
     bounds = np.concatenate(([0], np.cumsum(counts)))
-    for p in np.flatnonzero(counts):
-        piece = table.take(pa.array(order[bounds[p] : bounds[p + 1]]))
+    for p in np.flatnonzero(counts):  # each piece's dictionaries only what its rows use
+        piece = take(table, order[bounds[p] : bounds[p + 1]])
         store.put(piece_name(int(p), split.index), _ipc(piece), fsync)
     quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
     return Staged(split.index, table.num_rows, len(read.bad), quarantine)
@@ -321,37 +321,66 @@ def read_session_split(session: SessionSpec, split: SessionSplit, directory: str
         session_start = int(np.flatnonzero(new_session[: first + 1])[-1])
         first = max(key_start, session_start - split.context)
     rows = order[first : split.stop]
-    out = compact(table.take(pa.array(rows)).drop_columns([KEY_HASH, TIME]))
+    out = take(table.drop_columns([KEY_HASH, TIME]), rows)
     key_run = np.cumsum(new_key[first : split.stop], dtype=np.int32)
     session_run = np.cumsum(new_session[first : split.stop], dtype=np.int32)
     out = out.append_column(KEY_RUN, pa.array(key_run)).append_column(SESSION_RUN, pa.array(session_run))
     return ReadResult(out, context=split.start - first)
 
 
-def compact(table: pa.Table) -> pa.Table:
-    """``table`` with each dictionary-encoded column in one chunk whose dictionary holds only the
-    values its rows use (in the order of the pieces' dictionaries, deduplicated): rows taken from
-    a partition would otherwise carry every piece's whole dictionary into the shard."""
+def take(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The ``rows`` of ``table`` (a partition: one chunk per staged piece), each column in one
+    chunk; a dictionary-encoded column's dictionary holds only the values those rows use (in the
+    order of the pieces' dictionaries, deduplicated): rows taken from a partition would
+    otherwise carry every piece's whole dictionary into the shard. The pieces' dictionaries are
+    unified once and the rows taken from its indices (pyarrow's take of a chunked dictionary
+    column unifies them itself, and did so again for the pruning)."""
+    rows = np.asarray(rows, np.int64)
     columns = []
     for col in table.columns:
         if pa.types.is_dictionary(col.type) and len(col):
             col = col.unify_dictionaries() if col.num_chunks > 1 else col
             array = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
-            indices = array.indices.to_numpy(zero_copy_only=False)
-            valid = np.asarray(array.indices.is_valid().to_numpy(zero_copy_only=False), bool)
-            used = np.unique(indices[valid]) if valid.any() else np.empty(0, np.int64)
-            remapped = np.searchsorted(used, np.where(valid, indices, used[0] if len(used) else 0))
-            mask = None if valid.all() else ~valid
+            valid = None
+            if array.indices.null_count:
+                valid = np.asarray(array.indices.is_valid().to_numpy(zero_copy_only=False), bool)[rows]
+            indices = array.indices.fill_null(0).to_numpy()[rows]
+            used, remapped = _used(indices, valid, len(array.dictionary))
+            mask = None if valid is None or valid.all() else ~valid
             new_indices = pa.array(remapped, pa.int64(), mask=mask).cast(array.indices.type)
-            col = pa.chunked_array(
-                [
-                    pa.DictionaryArray.from_arrays(
-                        new_indices, array.dictionary.take(pa.array(used, pa.int64()))
-                    )
-                ]
+            dictionary = array.dictionary.take(pa.array(used, pa.int64()))
+            col = pa.chunked_array([pa.DictionaryArray.from_arrays(new_indices, dictionary)])
+        else:
+            taken = col.take(pa.array(rows))
+            col = (
+                pa.chunked_array([taken.combine_chunks()], type=col.type) if taken.num_chunks != 1 else taken
             )
         columns.append(col)
     return pa.table(columns, schema=table.schema)
+
+
+def _used(indices: np.ndarray, valid: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The dictionary entries ``indices`` use (where ``valid``), in order, and the indices
+    renumbered into them (an invalid one to 0): by a bitmap over the dictionary, or by sorting
+    the indices when they are much fewer than its entries."""
+    if len(indices) * 8 < size:
+        used, inverse = np.unique(indices if valid is None else indices[valid], return_inverse=True)
+        if valid is None:
+            return used, inverse.reshape(-1)
+        renumbered = np.zeros(len(indices), np.int64)
+        renumbered[valid] = inverse.reshape(-1)
+        return used, renumbered
+    seen = np.zeros(size, bool)
+    seen[indices if valid is None else indices[valid]] = True
+    used = np.flatnonzero(seen)
+    renumber = np.cumsum(seen, dtype=np.int64) - 1
+    return used, np.maximum(renumber[indices], 0)
+
+
+def compact(table: pa.Table) -> pa.Table:
+    """``table`` whole, through :func:`take` (each column in one chunk, each dictionary pruned
+    to the values its rows use)."""
+    return take(table, np.arange(table.num_rows))
 
 
 # -- the plan of a job's sessions -----------------------------------------------------------------------

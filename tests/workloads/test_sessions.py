@@ -400,7 +400,7 @@ def test_training_a_deduplicated_job_through_the_shard_service_matches_the_plain
 
 
 def test_a_shard_keeps_only_the_dictionary_entries_its_rows_use():
-    from recprep.workloads.sessions import compact
+    from recprep.workloads.sessions import compact, take
 
     a = pa.array(["x", "y", "z", None, "y"]).dictionary_encode()
     b = pa.array(["w", "z", "v"]).dictionary_encode()
@@ -412,3 +412,15 @@ def test_a_shard_keeps_only_the_dictionary_entries_its_rows_use():
         out["n"].to_pylist() == [1, 2, 3, 4, 5]
         and out.schema == pa.table({"c": col, "n": pa.array([1, 2, 3, 4, 5])}).schema
     )
+    # a few rows of a large dictionary (pruned by sorting the rows' indices, not by a bitmap)
+    big = pa.array([f"v{i}" for i in range(100)] + [None]).dictionary_encode(null_encoding="mask")
+    table = pa.table({"c": pa.chunked_array([big, b]), "n": pa.array(range(104))})
+    out = take(table, np.array([100, 7, 103, 7, 42]))
+    assert out["c"].to_pylist() == [None, "v7", "v", "v7", "v42"] and out["n"].to_pylist() == [
+        100,
+        7,
+        103,
+        7,
+        42,
+    ]
+    assert sorted(out["c"].chunk(0).dictionary.to_pylist()) == ["v", "v42", "v7"]
