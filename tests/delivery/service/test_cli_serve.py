@@ -3,6 +3,7 @@ SIGTERM ends the server cleanly, and the driver serves its shards while the job 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -132,13 +133,12 @@ def _reachable(client: ShardClient) -> bool:
         return False
 
 
-@pytest.mark.integration
-def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
+@contextlib.contextmanager
+def run_serving(job, group: str):
+    """``recprep run JOB --workers 1 --serve`` on a free port, with a client of ``group`` once its
+    server answers: (process, its stderr lines so far, the client). SIGTERM at the end; the
+    process's stdout is left to read."""
     port = free_port()
-    job = tmp_path / "job.yaml"
-    job.write_text(
-        yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=600_000, rows_per_shard=4000))
-    )  # long enough to be joined mid-run
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -161,13 +161,27 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
     reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
     reader.start()
     try:
-        client = ShardClient(f"grpc://127.0.0.1:{port}", "live")
+        client = ShardClient(f"grpc://127.0.0.1:{port}", group)
         wait_for(
             lambda: _reachable(client) or proc.poll() is not None,
             timeout=120,
             message="the driver's shard server",
         )
         assert proc.poll() is None, "".join(stderr)
+        yield proc, stderr, client
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        reader.join(10)  # the reader owns stderr until its end (communicate() would close it under it)
+
+
+@pytest.mark.integration
+def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        yaml.safe_dump(synthetic_doc(tmp_path / "out", rows=600_000, rows_per_shard=4000))
+    )  # long enough to be joined mid-run
+    with run_serving(job, "live") as (proc, stderr, client):
         during = []  # for each shard: was the job still running when it arrived?
         rows = 0
         for shard in client:
@@ -181,11 +195,7 @@ def test_run_serve_delivers_shards_while_the_job_runs(tmp_path):
             timeout=60,
             message="the job to end",
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        reader.join(10)  # the reader owns stderr until its end (communicate() would close it under it)
-        out = proc.stdout.read()
+    out = proc.stdout.read()
     assert proc.returncode == 0, "".join(stderr)
     assert "rows written" in out and "600,000" in out
 
@@ -201,39 +211,10 @@ def test_run_serve_of_a_session_job_serves_once_its_sessions_are_cut(tmp_path):
     events = write_session_events(tmp_path / "log.csv", 30, 4, 5, items=200, seed=1)
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(doc(events, tmp_path / "out", rows_per_shard=100, dedup=True)))
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recprep.cli",
-            "run",
-            str(job),
-            "--workers",
-            "1",
-            "--serve",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "RECPREP_SHARD_TOKEN"},
-    )
-    stderr: list[str] = []
-    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
-    reader.start()
-    try:
-        client = ShardClient(f"grpc://127.0.0.1:{port}", "sessions")
-        wait_for(lambda: _reachable(client) or proc.poll() is not None, timeout=120, message="the server")
-        assert proc.poll() is None, "".join(stderr)
+    with run_serving(job, "sessions") as (proc, stderr, client):
         rows = 0
         for shard in client:
             rows += shard.table.num_rows
             client.ack(shard.index)
         assert rows == 30 * 4 * 5
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        reader.join(10)
     assert proc.returncode == 0, "".join(stderr)
