@@ -281,8 +281,8 @@ class OutputSpec(Model):
     rows_per_shard: int = Field(
         65536,
         ge=1,
-        description="Target rows per output shard (text sources are split on line boundaries by "
-        "size, so shards hold about this many rows; a compressed file is one shard).",
+        description="Target rows per output shard (text sources, compressed or not, are split on "
+        "line boundaries by size, so shards hold about this many rows).",
     )
     compression: Literal["snappy", "zstd", "lz4", "gzip", "none"] = Field(
         "snappy", description="Parquet compression codec: snappy | zstd | lz4 | gzip | none."
