@@ -1,25 +1,36 @@
-"""A job on a gzip-compressed input writes the same shards, byte for byte, as the same job on
-the input uncompressed: many shards (not one), planned once, on a Dask cluster of 2 workers."""
+"""A job on a compressed input (gzip; zstd of one frame) writes the same shards, byte for byte,
+as the same job on the input uncompressed: many shards (not one), planned once, on a Dask
+cluster of 2 workers; a rerun reuses the plan (and a one-frame file's splits written again as
+frames of their own)."""
 
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
+import zstandard
 
 from recprep.spec import load_job_dict
 from recprep.workloads.output.layout import INDEX_DIR
 from recprep.workloads.runner import run_job
+from recprep.workloads.sources import compressed
 
 from ..conftest import job_doc
 
 
 @pytest.mark.integration
-def test_a_gzip_input_writes_the_shards_of_the_same_input_uncompressed(criteo_lines, tmp_path, dask_client):
+@pytest.mark.parametrize("name", ["day.tsv.gz", "day.tsv.zst"])
+def test_a_compressed_input_writes_the_shards_of_the_same_input_uncompressed(
+    criteo_lines, tmp_path, dask_client, name, monkeypatch
+):
     text = b"".join(criteo_lines) * 12  # 120,000 real Criteo rows
-    plain, packed = tmp_path / "day.tsv", tmp_path / "day.tsv.gz"
+    plain, packed = tmp_path / "day.tsv", tmp_path / name
     plain.write_bytes(text)
-    packed.write_bytes(gzip.compress(text, 6))
+    compress = (
+        (lambda t: gzip.compress(t, 6)) if name.endswith(".gz") else zstandard.ZstdCompressor().compress
+    )
+    packed.write_bytes(compress(text))  # zstd: one frame, as the zstd tool writes a file
     outputs = {}
     for path in (plain, packed):
         doc = job_doc(str(path), str(tmp_path / f"out-{path.name}"))
@@ -27,13 +38,20 @@ def test_a_gzip_input_writes_the_shards_of_the_same_input_uncompressed(criteo_li
         summary = run_job(load_job_dict(doc), client=dask_client)
         assert summary.rows_written == 120_000 and summary.rows_quarantined == 0
         outputs[path.name] = tmp_path / f"out-{path.name}"
-    ours = sorted(outputs["day.tsv.gz"].glob("part-*.parquet"))
+    ours = sorted(outputs[name].glob("part-*.parquet"))
     theirs = sorted(outputs["day.tsv"].glob("part-*.parquet"))
     assert 12 <= len(ours) == len(theirs) <= 18  # ~120,000 / 8,192, as the plain file's
     for a, b in zip(ours, theirs):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
-    kept = sorted(p.suffix for p in (outputs["day.tsv.gz"] / INDEX_DIR).iterdir())
-    assert kept == [".gzidx", ".json"]  # the plan and index the shard tasks read
-    # a second run over the same output resumes: nothing left to do, the plan is reused
+    kept = sorted(p.suffix for p in (outputs[name] / INDEX_DIR).iterdir())
+    if name.endswith(".gz"):
+        assert kept == [".gzidx", ".json"]  # the plan and index the shard tasks read
+    else:  # the plan, and the splits after the first written again as frames of their own
+        assert kept == [".json", ".zst"]
+        (plan,) = (outputs[name] / INDEX_DIR).glob("*.json")
+        assert len(json.loads(plan.read_text())["frames"]) == len(ours) - 1
+    # a second run over the same output resumes: nothing left to do, the plan is reused (no pass)
+    for pass_ in ("_gzip_pass", "_member_blocks"):
+        monkeypatch.setattr(compressed, pass_, lambda *a, **k: pytest.fail("planned again"))
     again = run_job(load_job_dict(doc), client=dask_client)
     assert again.shards_skipped == len(ours) and again.rows_processed == 0

@@ -203,22 +203,35 @@ def test_the_shard_service_streams_an_s3_output_while_its_driver_commits(s3, ref
             assert server.status()["complete"]
 
 
-def test_a_gzip_input_is_planned_into_the_s3_output_where_its_tasks_read_the_plan(s3, criteo_lines, tmp_path):
+@pytest.mark.parametrize(
+    "name, kept",
+    [
+        ("day.tsv.gz", ["gzidx", "json"]),  # the plan and the gzip index
+        ("day.tsv.zst", ["json", "zst"]),  # the plan and the splits written again as frames
+    ],
+)
+def test_a_compressed_input_is_planned_into_the_s3_output_where_its_tasks_read_the_plan(
+    s3, criteo_lines, tmp_path, name, kept
+):
     import gzip
 
+    import zstandard
+
     fs, _ = s3
-    src = tmp_path / "day.tsv.gz"
-    src.write_bytes(gzip.compress(b"".join(criteo_lines) * 3))  # 30,000 real rows
+    src = tmp_path / name
+    text = b"".join(criteo_lines) * 3  # 30,000 real rows
+    compress = gzip.compress if name.endswith(".gz") else zstandard.ZstdCompressor().compress  # one frame
+    src.write_bytes(compress(text))
     outs = {}
-    for uri in ("s3://out/gz", str(tmp_path / "local")):
+    prefix = f"out/{name}"  # one output per case: the bucket outlives a test
+    for uri in (f"s3://{prefix}", str(tmp_path / "local")):
         doc = job_doc(str(src), uri)
         doc["spec"]["output"]["rowsPerShard"] = 4096
         assert run_job(load_job_dict(doc), workers=1).rows_written == 30_000
-    outs["s3"] = shards_in(fs, "out/gz")
+    outs["s3"] = shards_in(fs, prefix)
     outs["local"] = {p.name: p.read_bytes() for p in sorted((tmp_path / "local").glob("part-*.parquet"))}
     assert len(outs["s3"]) >= 6 and outs["s3"] == outs["local"]
-    kept = sorted(p.rsplit(".", 1)[1] for p in fs.ls("out/gz/_index"))
-    assert kept == ["gzidx", "json"]  # the plan and the gzip index, beside the shards
+    assert sorted(p.rsplit(".", 1)[1] for p in fs.ls(f"{prefix}/_index")) == kept  # beside the shards
 
 
 def test_access_denied_fails_before_any_work_naming_the_uri(s3, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -63,6 +64,26 @@ class LocalStore:
         """``payload`` under ``name``, complete or not at all (temporary name, rename)."""
         with self._temporary(name, payload, fsync) as tmp:
             os.replace(tmp, self.path(name))
+
+    def put_file(self, name: str, local: str) -> None:
+        """The local file ``local`` under ``name``, complete or not at all (moved when it is on
+        the same file system, else copied to a temporary name and renamed); ``local`` is gone."""
+        dest = self.path(name)
+        folder, base = os.path.split(dest)
+        os.makedirs(folder, exist_ok=True)
+        try:
+            os.replace(local, dest)
+            return
+        except OSError:
+            pass
+        tmp = os.path.join(folder, temporary_name(base, uuid.uuid4().hex[:12]))
+        try:
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            os.remove(local)
 
     @contextlib.contextmanager
     def _temporary(self, name: str, payload: bytes, fsync: bool) -> Iterator[str]:
@@ -153,6 +174,15 @@ class ObjectStore:
     def put(self, name: str, payload: bytes, fsync: bool = False) -> None:
         with _client_errors():
             self.fs.pipe_file(self._key(name), payload)
+
+    def put_file(self, name: str, local: str) -> None:
+        """The local file ``local`` uploaded under ``name`` (fsspec's streamed, multipart upload:
+        the object appears whole when it completes); ``local`` is removed."""
+        try:
+            with _client_errors():
+                self.fs.put_file(local, self._key(name))
+        finally:
+            os.remove(local)
 
     def create(self, name: str, payload: bytes, fsync: bool = False) -> bool:
         try:

@@ -16,12 +16,15 @@ task start reading near its first byte instead of at the file's start:
   (about 900 kB of text, compressed on its own) starts; a task starts at the block before its
   first byte.
 - **xz, zstd**: the starts of the file's independent members (xz streams, zstd frames: files
-  written by parallel compressors such as pzstd have many). A task
-  starts at the last member that begins at or before its first byte; in a file of one member
-  every task decompresses from the start and skips to its bytes (memory stays bounded; time
-  grows with the split's position).
+  written by parallel compressors such as pzstd have many). A task starts at the last member
+  that begins at or before its first byte. A split that no member starts in front of (after the
+  previous split's start) would make its task decompress more than its own text (a file of one
+  member: everything before it, so that a job's time grew with the file's size squared): the
+  pass writes such a split's text again as a zstd frame of its own (level 1, ``_Reframer``)
+  into the store, ``<key>.frames.zst``, and its task reads only that frame.
 
-The plan (cuts, newlines before each cut, members) and the gzip index are kept in an
+The plan (cuts, newlines before each cut, members, frames) and the gzip index or the frames are
+kept in an
 :class:`IndexStore` (the job output's ``_index/``, in a directory or an object store), under the
 file's identity (path, size, modification time): built once, read by every split task, and
 reused by a resumed run.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import bisect
 import bz2
+import contextlib
 import gzip
 import hashlib
 import io
@@ -39,6 +43,7 @@ import lzma
 import os
 import struct
 import tempfile
+from collections import deque
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -61,7 +66,9 @@ PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
 CHUNK = (1 << 20, 4 << 20)
 #: what a plan file's format is (a plan of another version is rebuilt)
-VERSION = 2
+VERSION = 3
+#: zstd level of the frames a planning pass writes again (``_Reframer``): its fastest
+REFRAME_LEVEL = 1
 
 
 def codec_of(path: str) -> str:
@@ -87,6 +94,10 @@ class Layout:
     #: bz2: (bit offset, decompressed offset) of each block, where a task starts reading
     blocks: list[list[int]] = field(default_factory=list)
     index: str | None = None  #: gzip: the index's file name in the store
+    #: xz, zstd: splits written again as zstd frames of their own (``_Reframer``): per split,
+    #: [text start, text stop, offset in ``copy``, compressed length]
+    frames: list[list[int]] = field(default_factory=list)
+    copy: str | None = None  #: those frames' file name in the store
     version: int = VERSION
 
     def line_of(self, start: int) -> int:
@@ -126,19 +137,25 @@ class IndexStore:
         between two runs of one process takes its plan with it."""
         try:
             layout = Layout(**json.loads(self.store.read(f"{key}.json")))
-            if layout.version != VERSION or (layout.index and not self.store.exists(layout.index)):
+            if layout.version != VERSION or any(
+                name and not self.store.exists(name) for name in (layout.index, layout.copy)
+            ):
                 return None
         except (OSError, ValueError, TypeError):
             return None
         return layout
 
-    def save(self, key: str, layout: Layout, gzidx: bytes | None) -> None:
-        """Keep the plan (and the gzip index): whole or not at all (two writers of the same plan
-        write the same bytes)."""
+    def save(self, key: str, layout: Layout, gzidx: bytes | None, frames: str | None = None) -> None:
+        """Keep the plan (and the gzip index, or the local file of frames written again, which
+        is moved or uploaded): whole or not at all (two writers of the same plan write the same
+        bytes)."""
         try:
             if gzidx is not None:
                 layout.index = f"{key}.gzidx"
                 self.store.put(layout.index, gzidx)
+            if frames is not None:
+                layout.copy = f"{key}.frames.zst"
+                self.store.put_file(layout.copy, frames)
             self.store.put(f"{key}.json", json.dumps(asdict(layout)).encode())
         except OSError as exc:
             raise SourceError(
@@ -178,14 +195,103 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
         elif codec == BZ2:
             blocks = _bz2_pass(raw, cutter, path)
         else:
-            for block in _member_blocks(codec, raw, path, members):
-                cutter.feed(block)
+            reframer = _Reframer(path, cutter, members)
+            try:
+                for block in _member_blocks(codec, raw, path, members):
+                    cutter.feed(block)
+                    reframer.feed(block)
+            except BaseException:
+                reframer.discard()
+                raise
     bounds, lines = cutter.finish()
+    frames, copy = reframer.finish(bounds) if codec in (XZ, ZSTD) else ([], None)
     if gzidx is not None:
         gzidx = index.trimmed(gzidx, bounds)
     layout = Layout(codec, stored, cutter.size, rows_per_shard, header, bounds, lines, members, blocks)
-    store.save(key, layout, gzidx)
+    layout.frames = frames
+    store.save(key, layout, gzidx, copy)
     return layout
+
+
+class _Reframer:
+    """The planning pass's second consumer of an xz or zstd file's text (beside the cutter):
+    each split that no member of the file starts in front of (a member starting after the
+    previous split's start and at or before its own), compressed again on the way as one zstd
+    frame of its own into a local spool file, so that its task decompresses that frame only.
+    Text waits here only until the cutter has placed the cuts around it (the cut rule needs the
+    file's first ``SAMPLE`` bytes): about ``SAMPLE`` plus a block at most."""
+
+    def __init__(self, path: str, cutter: StreamCutter, members: list[list[int]]):
+        self.zstandard = _zstandard(path)
+        self.cutter, self.members = cutter, members
+        self.pending: deque[bytes] = deque()
+        self.at = 0  #: text offset of ``pending[0]``'s first byte
+        self.split = 0  #: the split the text at ``at`` belongs to
+        self.frames: list[list[int]] = []
+        self.compressor = None
+        self.spool = None
+
+    def feed(self, block: bytes, final: bool = False) -> None:
+        if block:
+            self.pending.append(block)
+        if self.cutter.rule is None and not final:
+            return  # cuts may still fall in the text held so far
+        cuts = self.cutter.cuts
+        while self.pending:
+            head = self.pending[0]
+            nxt = cuts[self.split + 1] if self.split + 1 < len(cuts) else None
+            n = len(head) if nxt is None else min(len(head), nxt - self.at)
+            if n:
+                if self.compressor is not None:
+                    self.spool.write(self.compressor.compress(head[:n]))
+                self.at += n
+                if n == len(head):
+                    self.pending.popleft()
+                else:
+                    self.pending[0] = head[n:]
+            if nxt is not None and self.at == nxt:
+                self._close()
+                self.split += 1
+                self._open(cuts[self.split - 1], nxt)
+
+    def _open(self, previous: int, start: int) -> None:
+        """Split ``self.split`` begins at ``start``: written again unless a member starts in
+        ``(previous, start]`` (its task then decompresses less than a split's text before it)."""
+        if any(previous < m[1] <= start for m in reversed(self.members)):
+            return
+        if self.spool is None:
+            self.spool = tempfile.NamedTemporaryFile(prefix="recprep-frames-", suffix=".zst", delete=False)
+            os.chmod(self.spool.name, 0o644)  # moved into the store as it is: readable by the workers
+        self.compressor = self.zstandard.ZstdCompressor(level=REFRAME_LEVEL).compressobj()
+        self.frames.append([start, 0, self.spool.tell()])
+
+    def _close(self) -> None:
+        if self.compressor is not None:
+            self.spool.write(self.compressor.flush())
+            self.compressor = None
+            frame = self.frames[-1]
+            frame[1] = self.at
+            frame.append(self.spool.tell() - frame[2])
+
+    def finish(self, bounds: list[int]) -> tuple[list[list[int]], str | None]:
+        """(the frames of splits of ``bounds``, the spool's path or None when no split needed one)."""
+        self.feed(b"", final=True)
+        self._close()
+        starts = set(bounds[:-1])
+        self.frames = [f for f in self.frames if f[0] in starts and f[1] > f[0]]
+        if self.spool is None:
+            return [], None
+        self.spool.close()
+        if not self.frames:
+            os.remove(self.spool.name)
+            return [], None
+        return self.frames, self.spool.name
+
+    def discard(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.spool.name)
 
 
 def _gzip_pass(raw, cutter: StreamCutter, path: str) -> bytes:
@@ -372,6 +478,8 @@ def _bounded(d, data: bytes, codec: str):
 # -- reading ----------------------------------------------------------------------------------
 def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, stop: int) -> bytes:
     """Bytes ``[start, stop)`` of the file's decompressed text."""
+    if frame := _frame_of(layout, start, stop):  # written again by the pass: the file is not read
+        return _frame_range(store, layout, frame, start, stop, path)
     with fs.open(path, "rb") as raw:
         if layout.codec == GZIP:
             point, window = store.point(layout, start)
@@ -395,7 +503,40 @@ def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, sto
             pos += len(block)
             if pos >= stop:
                 break
+        if pos < stop:  # the plan saw more text: the file was cut short or replaced since
+            raise EOFError(
+                f"its text ends at byte {pos}, before byte {stop} of the split (changed since planned?)"
+            )
         return b"".join(out)
+
+
+def _frame_of(layout: Layout, start: int, stop: int) -> list[int] | None:
+    """The frame written again that holds text ``[start, stop)``, if any."""
+    i = bisect.bisect_right([f[0] for f in layout.frames], start) - 1
+    return layout.frames[i] if i >= 0 and stop <= layout.frames[i][1] else None
+
+
+def _frame_range(
+    store: IndexStore, layout: Layout, frame: list[int], start: int, stop: int, path: str
+) -> bytes:
+    """Bytes ``[start, stop)`` of the text from its frame written again (one ranged read of the
+    frame; decompressed at most ``STEP`` bytes at a time)."""
+    zstandard = _zstandard(path)
+    first, _, offset, length = frame
+    data = store.store.read_range(layout.copy, offset, length)
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_size=READ)
+    out, pos = [], first
+    try:
+        while pos < stop and (block := reader.read(STEP)):
+            a, b = max(start - pos, 0), min(stop - pos, len(block))
+            if b > a:
+                out.append(block[a:b])
+            pos += len(block)
+    except zstandard.ZstdError as exc:
+        raise OSError(f"{store.store.path(layout.copy)}: {_first_line(exc)}") from None
+    if pos < stop:
+        raise EOFError(f"{store.store.path(layout.copy)}: its frame ends before byte {stop} (cut short?)")
+    return b"".join(out)
 
 
 def _bz2_range(raw, layout: Layout, start: int, stop: int) -> bytes:
