@@ -33,6 +33,8 @@ def storage_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc).strip().splitlines()
+    if text and type(exc) is OSError:  # a client's error in OSError's clothes: its words name it
+        return text[0][:300]
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
@@ -134,6 +136,7 @@ class ObjectStore:
         #: the output's URI as the job names it, without a trailing slash
         self.location = location.rstrip("/")
         self._s3 = "s3" in protocols(fs)
+        self._azure = "az" in protocols(fs) or "abfs" in protocols(fs)
 
     def path(self, name: str) -> str:
         return f"{self.location}/{name}" if name else self.location
@@ -141,10 +144,16 @@ class ObjectStore:
     def _key(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
 
+    def _fresh(self, key: str) -> str:
+        """``key``, with what the client cached of it and of its folder forgotten (adlfs answers
+        ``info`` from a cached listing of the folder, which misses objects written since)."""
+        self.fs.invalidate_cache(key)
+        self.fs.invalidate_cache(self.fs._parent(key))
+        return key
+
     def exists(self, name: str = "") -> bool:
         with _client_errors():
-            self.fs.invalidate_cache(self._key(name))
-            return self.fs.exists(self._key(name))
+            return self.fs.exists(self._fresh(self._key(name)))
 
     def read(self, name: str) -> bytes:
         with _client_errors():
@@ -166,8 +175,7 @@ class ObjectStore:
     def etag(self, name: str) -> str | None:
         """The object's version as the store names it (None when it names none)."""
         with _client_errors():
-            self.fs.invalidate_cache(self._key(name))
-            info = self.fs.info(self._key(name))
+            info = self.fs.info(self._fresh(self._key(name)))
         tag = info.get("ETag") or info.get("etag") or info.get("generation")
         return str(tag) if tag else None
 
@@ -195,14 +203,20 @@ class ObjectStore:
     def replace(self, name: str, payload: bytes, etag: str | None) -> bool:
         """``payload`` under ``name`` if the object there is still version ``etag``; False when it
         changed (another writer got there first)."""
-        if self._s3 and etag:
+        if (self._s3 or self._azure) and etag:
+            if self._s3:
+                condition = {"IfMatch": etag}
+            else:  # azure-storage-blob's upload_blob, under adlfs: If-Match
+                from azure.core import MatchConditions
+
+                condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
             try:
                 with _client_errors():
-                    self.fs.pipe_file(self._key(name), payload, IfMatch=etag)
+                    self.fs.pipe_file(self._key(name), payload, **condition)
             except (FileExistsError, FileNotFoundError):
                 return False
             except OSError as exc:
-                if "pre-condition" in str(exc) or "PreconditionFailed" in str(exc):
+                if _precondition_failed(exc):
                     return False
                 raise
             return True
@@ -222,8 +236,7 @@ class ObjectStore:
         key = self._key(folder)
         try:
             with _client_errors():
-                self.fs.invalidate_cache(key)
-                found = self.fs.ls(key, detail=False)
+                found = self.fs.ls(self._fresh(key), detail=False)
         except FileNotFoundError:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in found if p.rstrip("/") != key)
@@ -263,6 +276,18 @@ def _client_errors() -> Iterator[None]:
         raise
     except Exception as exc:
         raise OSError(storage_error(exc)) from exc
+
+
+def _precondition_failed(exc: OSError) -> bool:
+    """Whether a conditional write was refused because the object changed (S3's 412
+    PreconditionFailed through s3fs; Azure's ConditionNotMet, ResourceModifiedError)."""
+    cause = exc.__cause__
+    return (
+        "pre-condition" in str(exc)
+        or "PreconditionFailed" in str(exc)
+        or type(cause).__name__ in ("ResourceModifiedError", "ResourceNotFoundError")
+        or getattr(cause, "status_code", None) == 412
+    )
 
 
 def protocols(fs) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
-"""The output contract in an object store (a real S3 API: moto's server, through s3fs): objects
-are put whole, a commit is a conditional create that no second run repeats, the lease refuses a
-live holder, is taken over when it expires unrenewed, and a holder that lost it stops; readers see
-only committed shards."""
+"""The output contract in an object store (a real S3 API: moto's server, through s3fs; a real
+Azure Blob API: Azurite, through adlfs): objects are put whole, a commit is a conditional create
+that no second run repeats, the lease refuses a live holder, is taken over when it expires
+unrenewed, and a holder that lost it stops; readers see only committed shards."""
 
 from __future__ import annotations
 
@@ -27,29 +27,37 @@ from recprep.workloads.output import (
 from recprep.workloads.output.lease import ObjectLease
 from recprep.workloads.output.ledger import ObjectLedger, record_name
 
+from ...azurite import available as azurite_missing
+from ...azurite import azurite
 from ...s3 import moto_s3
 
-pytest.importorskip("s3fs")
-pytest.importorskip("moto.server")
 
-
-@pytest.fixture(scope="module")
-def s3():
-    with moto_s3("out") as (fs, env):
-        yield fs
+@pytest.fixture(scope="module", params=["s3", "az"])
+def store_fs(request):
+    """(scheme, the client's file system) of a fresh store with a bucket (container) ``out``."""
+    if request.param == "s3":
+        pytest.importorskip("s3fs")
+        pytest.importorskip("moto.server")
+        with moto_s3("out") as (fs, _):
+            yield "s3", fs
+    else:
+        if why := azurite_missing():
+            pytest.skip(why)
+        with azurite("out") as (fs, _):
+            yield "az", fs
 
 
 @pytest.fixture
-def location(s3, request):
+def location(store_fs, request):
     """A fresh prefix per test."""
-    return f"s3://out/{request.node.name}"
+    return f"{store_fs[0]}://out/{request.node.originalname}"
 
 
 def record(shard: int, payload: bytes) -> CommitRecord:
     return CommitRecord(shard, f"part-{shard:05d}.parquet", 10, sha256=hashlib.sha256(payload).hexdigest())
 
 
-def test_the_store_of_a_uri_puts_reads_lists_and_creates_once(s3, location):
+def test_the_store_of_a_uri_puts_reads_lists_and_creates_once(store_fs, location):
     store = open_store(location + "/")
     assert isinstance(store, ObjectStore) and store.location == location
     store.put("a/b.json", b"1")
@@ -64,7 +72,22 @@ def test_the_store_of_a_uri_puts_reads_lists_and_creates_once(s3, location):
     assert store.names("nothing") == [] and store.read_many(["a/b.json", "a/none"]) == {"a/b.json": b"1"}
 
 
-def test_a_commit_is_made_once_whoever_makes_it(s3, location):
+def test_a_replace_is_refused_by_the_store_itself_when_the_object_changed(store_fs, location, monkeypatch):
+    """The lease's renewal: on S3 and Azure the store checks the version (If-Match), so a write
+    between a writer's look and its replace is never overwritten, even when the look saw no
+    change (a read, a compare, then a write would lose it)."""
+    store = open_store(location)
+    store.put("_lock", b"mine")
+    seen = store.etag("_lock")
+    store.put("_lock", b"theirs")  # another writer, after the look
+    monkeypatch.setattr(store, "etag", lambda name: seen)  # the look itself would not notice
+    assert not store.replace("_lock", b"renewed", seen)
+    assert store.read("_lock") == b"theirs"
+    monkeypatch.undo()
+    assert store.replace("_lock", b"renewed", store.etag("_lock")) and store.read("_lock") == b"renewed"
+
+
+def test_a_commit_is_made_once_whoever_makes_it(store_fs, location):
     store = open_store(location)
     a, b = ObjectLedger(store), ObjectLedger(open_store(location))
     first = record(3, b"shard three")
@@ -72,13 +95,14 @@ def test_a_commit_is_made_once_whoever_makes_it(s3, location):
     # a second run (or a retried task) committing the same bytes finds the record there
     again = CommitRecord(3, first.file, 10, sha256=first.sha256, placement={"worker": "other"})
     assert b.commit(again) == first
-    assert s3.ls(f"{location[5:]}/_ledger") == [f"{location[5:]}/{record_name(3)}"]
+    fs, key = store_fs[1], location.split("://", 1)[1]
+    assert fs.ls(f"{key}/_ledger", detail=False, refresh=True) == [f"{key}/{record_name(3)}"]
     # other bytes under the same shard: never silently replaced
     with pytest.raises(OutputError, match="shard 3 is committed with other contents"):
         b.commit(record(3, b"something else"))
 
 
-def test_readers_see_only_committed_shards(s3, location):
+def test_readers_see_only_committed_shards(store_fs, location):
     with OutputWriter(location) as w:
         w.open(JobRecord("id-1", "job", None, 3), overwrite=False)
         for shard in range(3):
@@ -103,7 +127,7 @@ def test_readers_see_only_committed_shards(s3, location):
         read_shard(location, committed[0])
 
 
-def test_a_follower_sees_each_new_commit_once_and_notices_a_replaced_output(s3, location):
+def test_a_follower_sees_each_new_commit_once_and_notices_a_replaced_output(store_fs, location):
     ledger = ObjectLedger(open_store(location))
     tail = follow(location)
     ledger.commit(record(0, b"a"))
@@ -117,7 +141,7 @@ def test_a_follower_sees_each_new_commit_once_and_notices_a_replaced_output(s3, 
     assert [r.shard for r in tail.read()] == [0, 2]
 
 
-def test_a_second_run_waits_for_a_live_lease_and_is_refused(s3, location):
+def test_a_second_run_waits_for_a_live_lease_and_is_refused(store_fs, location):
     holder = ObjectLease(open_store(location), seconds=1.5)
     holder.acquire({"job": "first", "identity": "abc"})
     try:
@@ -131,7 +155,7 @@ def test_a_second_run_waits_for_a_live_lease_and_is_refused(s3, location):
     assert not open_store(location).exists("_lock")
 
 
-def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(s3, location):
+def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(store_fs, location):
     old = ObjectLease(open_store(location), seconds=1)
     old.acquire({"job": "job", "identity": "abc"})
     old._stop.set()  # the old holder stops renewing: its process paused, or was killed
@@ -151,7 +175,7 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(s3, location):
     assert not open_store(location).exists("_lock")
 
 
-def test_a_writer_that_lost_its_lease_commits_nothing_more(s3, location, monkeypatch):
+def test_a_writer_that_lost_its_lease_commits_nothing_more(store_fs, location, monkeypatch):
     monkeypatch.setenv("RECPREP_OUTPUT_LEASE", "1")
     a = OutputWriter(location)
     a.open(JobRecord("id-1", "job", None, 2), overwrite=False)
