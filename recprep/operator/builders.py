@@ -32,7 +32,7 @@ import yaml
 from ..spec import SHARD_TOKEN_ENV, PreprocessJob
 from ..uris import local_path
 from . import labels, scaling
-from .podspec import NODE_NAME_ENV, TMP_PATH, container, node_name_env, pod_name_env, pod_spec
+from .podspec import NODE_NAME_ENV, container, node_name_env, pod_name_env, pod_spec
 from .settings import Settings
 
 SCHEDULER_PORT = 8786
@@ -369,8 +369,6 @@ def build_driver_job(job: PreprocessJob, settings: Settings, manifest_configmap_
 
 #: Name of the shard service's port (container and Service).
 SHARDS_PORT = "flight"
-#: Where the shard service of an object store output keeps its acknowledgements (the pod's /tmp).
-SHARD_STATE_DIR = f"{TMP_PATH}/recprep-service"
 #: The Secret's key holding the bearer token (its value reaches the server as SHARD_TOKEN_ENV).
 SHARD_TOKEN_KEY = "token"
 
@@ -403,11 +401,11 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
     Secret ``spec.serve.tokenSecret`` through ``--token-env``, which fails the pod when it is
     empty rather than serving without one. Ready once the port accepts connections.
 
-    The trainers' acknowledgements are kept beside a local output (``<output>/_service`` on the
-    shared volume). An object store output has no volume: they are kept in the pod's ``/tmp``
-    (``SHARD_STATE_DIR``, an emptyDir), which outlives a restart of the container but not the
-    pod (a replaced pod delivers the current epoch's unacknowledged and acknowledged shards
-    again).
+    The trainers' acknowledgements are kept with the output, ``<output>/_service``: on the
+    shared volume, or in the object store of an object store output (one object each, the lock a
+    lease). A replaced pod goes on where the old one stopped: nothing acknowledged is delivered
+    again (after a pod killed without releasing the lease, the new one waits out its length),
+    and the driver reads the trainers' consumption there for the autoscaler.
     """
     serve = _serve(job)
     name = job.metadata.name
@@ -422,8 +420,6 @@ def build_shard_deployment(job: PreprocessJob, settings: Settings) -> dict:
         "--seed",
         str(serve.seed),
     ]
-    if local_path(job.spec.output.uri) is None:
-        command += ["--state-dir", SHARD_STATE_DIR]
     env = []
     if serve.token_secret:
         command += ["--token-env", SHARD_TOKEN_ENV]

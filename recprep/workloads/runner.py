@@ -349,9 +349,9 @@ def _opening_warnings(ledger: OutputWriter, summary: RunSummary, progress: Progr
 
 def _consumption(directory: str, ledger: OutputWriter, identity: str):
     """What the trainers have consumed so far, as a function for the autoscaler: the rows of the
-    shards the shard service's groups acknowledged in their first epoch (the service of
-    ``recprep run --serve`` keeps its state in ``<output>/_service``, or for an object store
-    output in a local directory named after it); None while no group has joined."""
+    shards the shard service's groups acknowledged in their first epoch (a shard service keeps
+    them in ``<output>/_service``, in the object store too for an object store output, so a driver
+    on another host reads them); None while no group has joined."""
     from ..delivery.service.acks import consumed_rows, default_state_dir
 
     state = default_state_dir(directory)

@@ -9,7 +9,6 @@ import gzip
 import json
 import os
 import secrets
-import shutil
 
 import pytest
 
@@ -88,14 +87,11 @@ def test_a_job_whose_output_is_in_s3_runs_and_feeds_a_trainer_without_any_volume
             "create", "secret", "generic", "s3-creds", *(f"--from-literal={k}={v}" for k, v in creds.items())
         )
         out = "s3://out/to-s3"
-        # the process kubelet runs pods on this machine's /tmp, not an emptyDir of their own: a job
-        # of its own (seed) keeps another run's acknowledgements in /tmp/recprep-service out of it
-        seed = secrets.randbelow(1 << 30)
+        seed = secrets.randbelow(1 << 30)  # a job of its own: no other run's state in the bucket
         deployed.apply_job(_serving(deployed, preprocess_job("to-s3", out, ttl=0, seed=seed)))
         _wait_shard_service(deployed, "to-s3", out)
         (server,) = deployed.pods("to-s3", "shards")[0]["spec"]["containers"]
-        state = server["command"].index("--state-dir")
-        assert server["command"][state + 1] == "/tmp/recprep-service"  # the pod's emptyDir
+        assert "--state-dir" not in server["command"]  # the acknowledgements go to the bucket
         deployed.cluster.apply(_trainer_job("to-s3-trainer-0", "to-s3-shards", 0, 1, "to-s3-token"))
         (report,) = _trained(deployed, ["to-s3-trainer-0"], timeout=120)
         status = deployed.wait_phase("to-s3", "Succeeded", timeout=60)
@@ -118,5 +114,10 @@ def test_a_job_whose_output_is_in_s3_runs_and_feeds_a_trainer_without_any_volume
         run_job(load_job_dict(preprocess_job("to-s3", tmp_path / "local", seed=seed)), workers=1)
         local = sorted((tmp_path / "local").glob("part-*.parquet"))
         assert [p.read_bytes() for p in local] == [fs.cat(f"out/to-s3/{p.name}") for p in local]
+        # the trainer's acknowledgements are in the bucket, one object each, beside the shards
         identity = json.loads(fs.cat("out/to-s3/_job.json"))["identity"]
-        shutil.rmtree(f"/tmp/recprep-service/{identity[:16]}", ignore_errors=True)
+        fs.invalidate_cache()
+        state = fs.ls(f"out/to-s3/_service/{identity[:16]}", detail=False)  # and the server's _lock
+        (group,) = [p for p in state if p.endswith(".acks")]
+        acks = fs.ls(f"{group}/epoch-00000", detail=False)
+        assert sorted(a.rsplit("/", 1)[1] for a in acks) == [f"{s:05d}.json" for s in range(4)]

@@ -481,12 +481,12 @@ def test_shard_service_without_a_token_and_with_a_file_uri(settings):
     assert "env" not in container
 
 
-def test_the_shard_service_of_an_object_store_output_keeps_its_state_in_the_pods_tmp(settings):
+def test_the_shard_service_of_an_object_store_output_keeps_its_state_in_the_store(settings):
     doc = job_document(serve={})
     doc["spec"]["output"]["uri"] = "s3://bucket/out/clicks"
     (container,) = pod_spec(builders.build_shard_deployment(load_job_dict(doc), settings))["containers"]
     assert container["command"][2] == "s3://bucket/out/clicks"
-    assert container["command"][-2:] == ["--state-dir", "/tmp/recprep-service"]
+    assert "--state-dir" not in container["command"]  # s3://bucket/out/clicks/_service, as a path's
 
 
 def test_shard_service_manifests_pass_kubernetes_validate(settings):

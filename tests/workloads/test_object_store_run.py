@@ -172,11 +172,13 @@ def test_a_missing_bucket_or_missing_credentials_fail_before_any_work(s3, tmp_pa
         assert f"spec.output.uri: cannot write to '{uri}'" in lines[0] and expected in lines[0], lines[0]
 
 
-def test_the_shard_service_streams_an_s3_output_while_its_driver_commits(s3, reference, tmp_path):
+def test_the_shard_service_streams_an_s3_output_while_its_driver_commits_and_keeps_its_acks_there(
+    s3, reference
+):
     from contextlib import closing
 
     from recprep.delivery.service import ShardClient, ShardServer
-    from recprep.workloads.output import JobRecord, OutputWriter, put_shard
+    from recprep.workloads.output import JobRecord, OutputWriter, put_shard, read_job
 
     fs, _ = s3
     done = run_job(load_job_dict(doc_for("s3://out/served-source")), workers=1)
@@ -187,7 +189,7 @@ def test_the_shard_service_streams_an_s3_output_while_its_driver_commits(s3, ref
         driver.open(JobRecord("served", "served", None, SHARDS), overwrite=False)
         put_shard("s3://out/served", 0, reference["part-00000.parquet"])
         driver.commit(committed[0])
-        with ShardServer("s3://out/served", state_dir=str(tmp_path / "state"), poll_interval=0.2) as server:
+        with ShardServer("s3://out/served", poll_interval=0.2) as server:  # its state: in the bucket
             client = ShardClient(server.location, group="train", rank=0, world_size=1)
             rows, seen = 0, []
             with closing(iter(client)) as stream:
@@ -200,7 +202,17 @@ def test_the_shard_service_streams_an_s3_output_while_its_driver_commits(s3, ref
                         put_shard("s3://out/served", following, reference[f"part-{following:05d}.parquet"])
                         driver.commit(committed[following])
             assert sorted(seen) == list(range(SHARDS)) and rows == ROWS
-            assert server.status()["complete"]
+            assert server.status()["complete"] and server.consumed() == ROWS
+    # the acknowledgements are objects beside the shards: a replaced server (another pod, nothing
+    # on its disk) delivers none of them again, and a driver anywhere reads the consumption
+    identity = read_job("s3://out/served").identity
+    fs.invalidate_cache()
+    assert len(fs.ls(f"out/served/_service/{identity[:16]}/train.acks/epoch-00000")) == SHARDS
+    with ShardServer("s3://out/served", poll_interval=0.2) as again:
+        client = ShardClient(again.location, group="train", rank=0, world_size=1)
+        with closing(iter(client)) as stream:
+            assert [shard.index for shard in stream] == []
+        assert again.consumed() == ROWS
 
 
 @pytest.mark.parametrize(
@@ -297,3 +309,29 @@ def test_a_session_job_stages_and_deduplicates_in_s3_as_on_a_local_path(s3, tmp_
         load_job_dict(session_doc(events, "s3://out/sessions", rows_per_shard=200, dedup=True)), workers=1
     )
     assert again.shards_skipped == len(outs["s3"]) - 1 and shards_in(fs, "out/sessions") == outs["local"]
+
+
+def test_the_driver_of_an_s3_job_reads_the_trainers_consumption_from_the_bucket(s3):
+    """The autoscaler's demand signal: what the shard service's groups acknowledged, read by the
+    driver from the output's ``_service`` in the bucket (on Kubernetes, the driver and the shard
+    service are different pods with nothing on a shared disk)."""
+    from types import SimpleNamespace
+
+    from recprep.delivery.service.acks import open_group
+    from recprep.workloads.runner import _consumption
+
+    identity = "c" * 64
+    ledger = SimpleNamespace(commits={i: SimpleNamespace(rows=100 * (i + 1)) for i in range(3)})
+    consumed = _consumption("s3://out/consumption", ledger, identity)
+    assert consumed() is None  # no group has joined
+    group = open_group(
+        f"s3://out/consumption/_service/{identity[:16]}",
+        "train",
+        identity=identity,
+        seed=0,
+        world_size=1,
+        total=3,
+    )
+    group.add(0, 0, 0)
+    group.add(0, 0, 2)
+    assert consumed() == 100 + 300

@@ -160,8 +160,8 @@ def add_serve_arguments(p) -> None:
     p.add_argument(
         "--state-dir",
         default=None,
-        help="where acknowledgements are kept (default OUTPUT/_service; for an s3://, gs:// or az:// "
-        "output, ~/.local/state/recprep/service/<hash of the URI>)",
+        help="where acknowledgements are kept: a directory or an s3://, gs:// or az:// URI (default "
+        "OUTPUT/_service, in the object store too for an object store output)",
     )
     p.add_argument(
         "--batch-rows", type=int, default=16384, help="rows per streamed record batch (default 16384)"

@@ -35,7 +35,6 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -50,7 +49,7 @@ from ...errors import OutputError
 from ...uris import output_location
 from ...workloads.output import FEATURES_KEY, read_shard, read_vocabulary_sizes
 from ...workloads.output.dedup import DEDUP_KEY
-from .acks import AckLog, StateLock, consumed_rows, default_state_dir
+from .acks import AckLog, consumed_rows, default_state_dir, lock_state, open_group, state_path
 from .assignment import owners, rank_shards
 from .auth import BearerTokenFactory
 from .committed import CommittedShards
@@ -104,10 +103,10 @@ class ShardServer(flight.FlightServerBase):
         self.seed = int(seed)
         self.batch_rows, self.buffer_batches = batch_rows, buffer_batches
         self.wait_timeout, self.verify = float(wait_timeout), verify
-        root = os.path.abspath(state_dir) if state_dir else default_state_dir(self.directory)
-        self.state_dir = os.path.join(root, self.shards.identity[:16])
+        self.state_root = state_dir or default_state_dir(self.directory)
+        self.state_dir = state_path(self.state_root, self.shards.identity)
         try:
-            self._state_lock = StateLock(self.state_dir)
+            self._state_lock = lock_state(self.state_dir)
         except ShardServiceError as exc:
             raise ShardServiceError(f"{exc} (a read-only output needs --state-dir)") from None
         self._lock = threading.Lock()
@@ -149,7 +148,7 @@ class ShardServer(flight.FlightServerBase):
         """Rows the trainers have consumed of the job's first pass (``acks.consumed_rows``, over
         the shards committed so far); None while no group has joined."""
         rows = {i: record.rows for i, record in list(self.shards.entries.items())}
-        return consumed_rows(os.path.dirname(self.state_dir), self.shards.identity, rows)
+        return consumed_rows(self.state_root, self.shards.identity, rows)
 
     def close(self, grace: float = 10.0) -> bool:
         """Stop accepting calls, end every stream and release the state directory. A stream
@@ -285,7 +284,7 @@ class ShardServer(flight.FlightServerBase):
         with self._lock:
             acks = self._groups.get(member.group)
             if acks is None:
-                acks = AckLog.open(
+                acks = open_group(
                     self.state_dir,
                     member.group,
                     identity=self.shards.identity,
