@@ -6,12 +6,13 @@ reads credentials). Tests that need it skip where ``azurite-blob`` is not on the
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+
+from .environment import environment
 
 #: Azurite's well-known development account (its documentation's; not a secret)
 ACCOUNT = "devstoreaccount1"
@@ -61,27 +62,21 @@ def azurite(*containers: str) -> Iterator[tuple[object, dict[str, str]]]:
         f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
     )
     env = {"AZURE_STORAGE_CONNECTION_STRING": connection}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
-        deadline = time.monotonic() + 30
-        while True:  # listening once a connection is accepted
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"azurite-blob did not start: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)  # polling for the port to open
-        adlfs.AzureBlobFileSystem.clear_instance_cache()
-        fs = adlfs.AzureBlobFileSystem(connection_string=connection)
-        for container in containers:
-            fs.mkdir(container)
-        yield fs, env
+        with environment(env):
+            deadline = time.monotonic() + 30
+            while True:  # listening once a connection is accepted
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"azurite-blob did not start: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)  # polling for the port to open
+            adlfs.AzureBlobFileSystem.clear_instance_cache()
+            fs = adlfs.AzureBlobFileSystem(connection_string=connection)
+            for container in containers:
+                fs.mkdir(container)
+            yield fs, env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         adlfs.AzureBlobFileSystem.clear_instance_cache()
         server.terminate()
         server.wait(timeout=30)

@@ -8,6 +8,8 @@ import os
 import urllib.request
 from collections.abc import Iterator
 
+from .environment import environment
+
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -30,26 +32,19 @@ def moto_s3(*buckets: str, set_env: bool = True) -> Iterator[tuple[object, dict[
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", **CREDENTIALS}
     # moto keeps its buckets in the process, across servers: start from none
     urllib.request.urlopen(urllib.request.Request(f"{env['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST"))
-    saved = {k: os.environ.get(k) for k in env} if set_env else {}
-    if set_env:
-        os.environ.update(env)
     s3fs.S3FileSystem.clear_instance_cache()
     try:
-        fs = s3fs.S3FileSystem(
-            key=env["AWS_ACCESS_KEY_ID"],
-            secret=env["AWS_SECRET_ACCESS_KEY"],
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            skip_instance_cache=not set_env,
-        )
-        for bucket in buckets:
-            fs.mkdir(bucket)
-        yield fs, env
+        with environment(env if set_env else {}):
+            fs = s3fs.S3FileSystem(
+                key=env["AWS_ACCESS_KEY_ID"],
+                secret=env["AWS_SECRET_ACCESS_KEY"],
+                endpoint_url=env["AWS_ENDPOINT_URL"],
+                skip_instance_cache=not set_env,
+            )
+            for bucket in buckets:
+                fs.mkdir(bucket)
+            yield fs, env
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         s3fs.S3FileSystem.clear_instance_cache()
         server.stop()
 

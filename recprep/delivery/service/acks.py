@@ -147,14 +147,61 @@ def _header(group: str, identity: str, seed: int, world_size: int, total: int) -
     return {"group": group, "identity": identity, "seed": seed, "worldSize": world_size, "shards": total}
 
 
-class AckLog:
-    """The acknowledgements of one group: ``{epoch: {shard, ...}}`` in memory, a file on disk."""
+class _Acks:
+    """A group's acknowledgements, ``{epoch: {shard, ...}}`` in memory; where they are kept is
+    the subclass's (:meth:`_record`, :meth:`_close`)."""
 
-    def __init__(self, path: str, header: dict, acked: dict[int, set[int]]):
-        self.path = path
+    def __init__(self, header: dict, acked: dict[int, set[int]]):
         self.header = header
         self._acked = acked
         self._lock = threading.Lock()
+        self._closed = False
+
+    def acked(self, epoch: int) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._acked.get(epoch, ()))
+
+    def is_acked(self, epoch: int, shard: int) -> bool:
+        with self._lock:
+            return shard in self._acked.get(epoch, ())
+
+    def add(self, epoch: int, rank: int, shard: int) -> bool:
+        """Record the acknowledgement durably before returning; False when it was already
+        recorded (acks are idempotent)."""
+        with self._lock:
+            if self._closed:
+                raise ShardServiceError(
+                    "the shard server is shutting down; acknowledge again once it is back"
+                )
+            done = self._acked.setdefault(epoch, set())
+            if shard in done:
+                return False
+            made = self._record(epoch, rank, shard)
+            done.add(shard)
+            return made
+
+    def counts(self) -> dict[int, int]:
+        with self._lock:
+            return {e: len(s) for e, s in sorted(self._acked.items())}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._close()
+
+    def _record(self, epoch: int, rank: int, shard: int) -> bool:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+
+class AckLog(_Acks):
+    """The acknowledgements of one group in a directory: one append-only file."""
+
+    def __init__(self, path: str, header: dict, acked: dict[int, set[int]]):
+        super().__init__(header, acked)
+        self.path = path
         self._file = open(path, "ab")
 
     @classmethod
@@ -176,49 +223,23 @@ class AckLog:
         _check_header(found, header, group, path)
         return cls(path, found, acked)
 
-    def acked(self, epoch: int) -> frozenset[int]:
-        with self._lock:
-            return frozenset(self._acked.get(epoch, ()))
+    def _record(self, epoch: int, rank: int, shard: int) -> bool:
+        self._file.write((json.dumps({"epoch": epoch, "rank": rank, "shard": shard}) + "\n").encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return True
 
-    def is_acked(self, epoch: int, shard: int) -> bool:
-        with self._lock:
-            return shard in self._acked.get(epoch, ())
-
-    def add(self, epoch: int, rank: int, shard: int) -> bool:
-        """Record the acknowledgement durably; False when it was already recorded (acks are idempotent)."""
-        with self._lock:
-            if self._file.closed:
-                raise ShardServiceError(
-                    "the shard server is shutting down; acknowledge again once it is back"
-                )
-            done = self._acked.setdefault(epoch, set())
-            if shard in done:
-                return False
-            self._file.write((json.dumps({"epoch": epoch, "rank": rank, "shard": shard}) + "\n").encode())
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            done.add(shard)
-            return True
-
-    def counts(self) -> dict[int, int]:
-        with self._lock:
-            return {e: len(s) for e, s in sorted(self._acked.items())}
-
-    def close(self) -> None:
-        with self._lock:
-            self._file.close()
+    def _close(self) -> None:
+        self._file.close()
 
 
-class ObjectAckLog:
+class ObjectAckLog(_Acks):
     """The acknowledgements of one group in an object store: one object each (see the module)."""
 
     def __init__(self, store, folder: str, header: dict, acked: dict[int, set[int]]):
+        super().__init__(header, acked)
         self.store, self.folder = store, folder
         self.path = store.path(folder)
-        self.header = header
-        self._acked = acked
-        self._lock = threading.Lock()
-        self._closed = False
 
     @classmethod
     def open(
@@ -238,42 +259,15 @@ class ObjectAckLog:
         _check_header(found, header, group, store.path(folder))
         return cls(store, folder, found, acked)
 
-    def acked(self, epoch: int) -> frozenset[int]:
-        with self._lock:
-            return frozenset(self._acked.get(epoch, ()))
-
-    def is_acked(self, epoch: int, shard: int) -> bool:
-        with self._lock:
-            return shard in self._acked.get(epoch, ())
-
-    def add(self, epoch: int, rank: int, shard: int) -> bool:
-        """Record the acknowledgement (a conditional create, done before this returns); False
-        when it was already recorded."""
-        with self._lock:
-            if self._closed:
-                raise ShardServiceError(
-                    "the shard server is shutting down; acknowledge again once it is back"
-                )
-            done = self._acked.setdefault(epoch, set())
-            if shard in done:
-                return False
-            name = f"{self.folder}/{_epoch_folder(epoch)}/{shard:05d}.json"
-            try:
-                made = self.store.create(name, json.dumps({"rank": rank}).encode())
-            except OSError as exc:
-                raise ShardServiceError(
-                    f"{self.store.path(name)}: cannot record the acknowledgement ({exc}); acknowledge again"
-                ) from None
-            done.add(shard)
-            return made
-
-    def counts(self) -> dict[int, int]:
-        with self._lock:
-            return {e: len(s) for e, s in sorted(self._acked.items())}
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
+    def _record(self, epoch: int, rank: int, shard: int) -> bool:
+        """A conditional create: False when another server made the record first (it stands)."""
+        name = f"{self.folder}/{_epoch_folder(epoch)}/{shard:05d}.json"
+        try:
+            return self.store.create(name, json.dumps({"rank": rank}).encode())
+        except OSError as exc:
+            raise ShardServiceError(
+                f"{self.store.path(name)}: cannot record the acknowledgement ({exc}); acknowledge again"
+            ) from None
 
 
 def _epoch_folder(epoch: int) -> str:
