@@ -10,12 +10,14 @@
       _accounting.json            the last run's accounting: bytes, busy seconds, energy, cost
       part-NNNNN.parquet          shard NNNNN, numbered in source order
       _quarantine/part-NNNNN.jsonl  the malformed input rows of shard NNNNN
-      _service/                   the shard service's acknowledgements (recprep serve)
+      _service/                   the shard service's acknowledgements (recprep serve; in an object
+                                  store too)
       _lock                       held by the run that writes the directory (who, since when)
       _errors/part-NNNNN.log      why shard NNNNN failed, with the traceback (its .fit.log: the fit)
       _errors/workers.log         what the embedded cluster's workers printed (other libraries' warnings)
-      _index/                     plans and gzip indexes of compressed inputs (sources.compressed):
-                                  made once by the run that plans the job, read by every shard task
+      _index/                     plans, gzip indexes and frames written again of compressed inputs
+                                  (sources.compressed): made once by the run that plans the job,
+                                  read by every shard task
       .<name>.tmp-<random>        a file being written (renamed into place when complete)
 
 recprep deletes and overwrites only names of this layout: a shard is ``part-`` and five or more
@@ -38,7 +40,7 @@ QUARANTINE_DIR = "_quarantine"
 SERVICE_DIR = "_service"
 #: The lock the writing run holds (``writer.OutputLock``).
 LOCK_FILE = "_lock"
-#: Plans and indexes of compressed inputs (``workloads.sources.compressed.IndexStore``).
+#: Plans, indexes and frames of compressed inputs (``workloads.sources.compressed.IndexStore``).
 INDEX_DIR = "_index"
 #: Details of shards that failed (the error line names the file).
 ERRORS_DIR = "_errors"
