@@ -31,6 +31,9 @@ REFRESH = 1.0
 #: Seconds to fetch a finished task's result (small: a shard's record, or a table handed over)
 #: before it counts as lost with its worker.
 FETCH_TIMEOUT = 30.0
+#: Seconds between two looks, while fetching, at whether the result was lost with its worker
+#: (the scheduler tells the client: the future is no longer finished).
+FETCH_POLL = 0.25
 #: Worker states (distributed's ``Status``) of a worker that takes tasks (paused: memory
 #: pressure, it resumes).
 TAKING = ("running", "paused")
@@ -100,6 +103,23 @@ def wait_for_isp(client, wanted: int, seconds: float, clock=time.monotonic) -> T
         time.sleep(0.5)  # polling the scheduler for joining workers
         topology = Topology.read(client)
     return topology
+
+
+def _fetch(fut, result: Callable):
+    """A finished task's value, by ``result(future, timeout)``; TimeoutError as soon as the
+    client learns that the value went with its worker (a preempted node: the future is no
+    longer finished, and the tasks it was restricted to may have no worker left to run it
+    again), or after ``FETCH_TIMEOUT``. One long wait would cost that timeout for every result
+    lost with a worker, one after another."""
+    deadline = time.monotonic() + FETCH_TIMEOUT
+    while True:
+        if fut.status not in ("finished", "error"):
+            raise TimeoutError
+        try:
+            return result(fut, FETCH_POLL)
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def run_shards(
@@ -196,7 +216,7 @@ def run_shards(
             for fut in done:
                 flight = flights.pop(fut)
                 try:
-                    value = result(fut, FETCH_TIMEOUT)
+                    value = _fetch(fut, result)
                 except TimeoutError:
                     # done, but its result went with its worker before it was fetched: Dask would
                     # compute it again only on the workers it was restricted to, maybe all gone
