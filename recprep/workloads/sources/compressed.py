@@ -145,7 +145,7 @@ class IndexStore:
             return None
         return layout
 
-    def save(self, key: str, layout: Layout, gzidx: bytes | None, frames: str | None = None) -> None:
+    def save(self, key: str, layout: Layout, gzidx: bytes | None, copy: str | None = None) -> None:
         """Keep the plan (and the gzip index, or the local file of frames written again, which
         is moved or uploaded): whole or not at all (two writers of the same plan write the same
         bytes)."""
@@ -153,9 +153,9 @@ class IndexStore:
             if gzidx is not None:
                 layout.index = f"{key}.gzidx"
                 self.store.put(layout.index, gzidx)
-            if frames is not None:
+            if copy is not None:
                 layout.copy = f"{key}.frames.zst"
-                self.store.put_file(layout.copy, frames)
+                self.store.put_file(layout.copy, copy)
             self.store.put(f"{key}.json", json.dumps(asdict(layout)).encode())
         except OSError as exc:
             raise SourceError(
@@ -186,7 +186,7 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
     cutter = StreamCutter(rows_per_shard, header)
     members: list[list[int]] = []
     blocks: list[list[int]] = []
-    gzidx = None
+    gzidx = reframer = None
     with fs.open(path, "rb") as raw:
         if codec == GZIP:
             gzidx = _gzip_pass(raw, cutter, path)
@@ -204,11 +204,12 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
                 reframer.discard()
                 raise
     bounds, lines = cutter.finish()
-    frames, copy = reframer.finish(bounds) if codec in (XZ, ZSTD) else ([], None)
+    frames, copy = reframer.finish(bounds) if reframer is not None else ([], None)
     if gzidx is not None:
         gzidx = index.trimmed(gzidx, bounds)
-    layout = Layout(codec, stored, cutter.size, rows_per_shard, header, bounds, lines, members, blocks)
-    layout.frames = frames
+    layout = Layout(
+        codec, stored, cutter.size, rows_per_shard, header, bounds, lines, members, blocks, frames=frames
+    )
     store.save(key, layout, gzidx, copy)
     return layout
 
@@ -479,7 +480,8 @@ def _bounded(d, data: bytes, codec: str):
 def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, stop: int) -> bytes:
     """Bytes ``[start, stop)`` of the file's decompressed text."""
     if frame := _frame_of(layout, start, stop):  # written again by the pass: the file is not read
-        return _frame_range(store, layout, frame, start, stop, path)
+        copy = store.store.path(layout.copy)
+        return _slice(_frame_blocks(store, layout, frame, path), frame[0], start, stop, copy)
     with fs.open(path, "rb") as raw:
         if layout.codec == GZIP:
             point, window = store.point(layout, start)
@@ -495,19 +497,28 @@ def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, sto
             else:
                 blocks = _member_blocks(layout.codec, raw, path, at=tuple(member))
             pos = member[1]
-        out = []
-        for block in blocks:
-            a, b = max(start - pos, 0), min(stop - pos, len(block))
-            if b > a:
-                out.append(block[a:b])
-            pos += len(block)
-            if pos >= stop:
-                break
-        if pos < stop:  # the plan saw more text: the file was cut short or replaced since
-            raise EOFError(
-                f"its text ends at byte {pos}, before byte {stop} of the split (changed since planned?)"
-            )
-        return b"".join(out)
+        return _slice(blocks, pos, start, stop)
+
+
+def _slice(blocks, pos: int, start: int, stop: int, copy: str | None = None) -> bytes:
+    """Bytes ``[start, stop)`` of the text that ``blocks`` give from offset ``pos`` on (read no
+    further than ``stop``); EOFError when they end before it (the plan saw more text: the file,
+    or ``copy``, the frames written again, was cut short or replaced since)."""
+    out = []
+    for block in blocks:
+        a, b = max(start - pos, 0), min(stop - pos, len(block))
+        if b > a:
+            out.append(block[a:b])
+        pos += len(block)
+        if pos >= stop:
+            break
+    if pos < stop:
+        if copy is not None:
+            raise EOFError(f"{copy}: its frame ends before byte {stop} (cut short?)")
+        raise EOFError(
+            f"its text ends at byte {pos}, before byte {stop} of the split (changed since planned?)"
+        )
+    return b"".join(out)
 
 
 def _frame_of(layout: Layout, start: int, stop: int) -> list[int] | None:
@@ -516,27 +527,15 @@ def _frame_of(layout: Layout, start: int, stop: int) -> list[int] | None:
     return layout.frames[i] if i >= 0 and stop <= layout.frames[i][1] else None
 
 
-def _frame_range(
-    store: IndexStore, layout: Layout, frame: list[int], start: int, stop: int, path: str
-) -> bytes:
-    """Bytes ``[start, stop)`` of the text from its frame written again (one ranged read of the
-    frame; decompressed at most ``STEP`` bytes at a time)."""
-    zstandard = _zstandard(path)
-    first, _, offset, length = frame
+def _frame_blocks(store: IndexStore, layout: Layout, frame: list[int], path: str):
+    """The text of a frame written again (one ranged read of the frame, then
+    :func:`_zstd_blocks`: at most ``STEP`` bytes at a time); its errors name the frames' file."""
+    _, _, offset, length = frame
     data = store.store.read_range(layout.copy, offset, length)
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_size=READ)
-    out, pos = [], first
     try:
-        while pos < stop and (block := reader.read(STEP)):
-            a, b = max(start - pos, 0), min(stop - pos, len(block))
-            if b > a:
-                out.append(block[a:b])
-            pos += len(block)
-    except zstandard.ZstdError as exc:
-        raise OSError(f"{store.store.path(layout.copy)}: {_first_line(exc)}") from None
-    if pos < stop:
-        raise EOFError(f"{store.store.path(layout.copy)}: its frame ends before byte {stop} (cut short?)")
-    return b"".join(out)
+        yield from _zstd_blocks(io.BytesIO(data), path, 0)
+    except OSError as exc:
+        raise OSError(f"{store.store.path(layout.copy)}: {exc}") from None
 
 
 def _bz2_range(raw, layout: Layout, start: int, stop: int) -> bytes:
