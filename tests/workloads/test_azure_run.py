@@ -7,6 +7,7 @@ in one line naming the URI."""
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 import sys
 
@@ -98,6 +99,4 @@ def fs_has(fs, prefix: str) -> bool:
 
 
 def _without_azure() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
