@@ -263,7 +263,11 @@ class _Reframer:
         if self.spool is None:
             self.spool = tempfile.NamedTemporaryFile(prefix="recprep-frames-", suffix=".zst", delete=False)
             os.chmod(self.spool.name, 0o644)  # moved into the store as it is: readable by the workers
-        self.compressor = self.zstandard.ZstdCompressor(level=REFRAME_LEVEL).compressobj()
+        # with its content checksum: a copy damaged in the store fails its task (naming the
+        # frames' file) instead of giving other text
+        self.compressor = self.zstandard.ZstdCompressor(
+            level=REFRAME_LEVEL, write_checksum=True
+        ).compressobj()
         self.frames.append([start, 0, self.spool.tell()])
 
     def _close(self) -> None:

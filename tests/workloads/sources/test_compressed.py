@@ -135,6 +135,24 @@ def test_the_tasks_of_a_one_member_file_read_their_own_frame_not_the_file(tmp_pa
         b.read(ours[0])
 
 
+def test_a_frame_damaged_in_the_store_fails_its_task_naming_the_copy(tmp_path, text):
+    """The frames are written with zstd's content checksum: a byte changed in the copy (a
+    literal, which decompresses without complaint) is caught by that checksum, not read as
+    other text."""
+    packed = tmp_path / "one-frame.tsv.zst"
+    packed.write_bytes(CODECS["one-frame.tsv.zst"](text))
+    ours = source(packed, tmp_path / "idx").splits(1000)
+    (copy,) = (tmp_path / "idx").glob("*.frames.zst")
+    (plan,) = (tmp_path / "idx").glob("*.json")
+    _, _, offset, length = json.loads(plan.read_text())["frames"][-1]
+    data = bytearray(copy.read_bytes())
+    data[offset + length // 2] ^= 0x20  # mid-frame: inside the compressed blocks
+    copy.write_bytes(bytes(data))
+    b = source(packed, tmp_path / "idx")
+    with pytest.raises(SourceError, match=r"frames\.zst"):
+        b.read(ours[-1])
+
+
 def test_a_gzip_split_starts_mid_block_at_every_bit_offset(tmp_path, monkeypatch):
     """Seek points fall anywhere inside a byte; reading from each gives the plain text."""
     monkeypatch.setattr(compressed, "CHUNK", (16 << 10, 16 << 10))
