@@ -5,6 +5,7 @@
                                                     # (and _floor: trace -> its cost floor and bound)
     python bench/autoscale.py --trace my.csv        # columns: seconds, demand (any unit)
     python bench/autoscale.py --traces steady nasa --policies predictive reactive oracle
+    python bench/autoscale.py --lookahead 120        # the driver keeps 120 s ahead, for every policy
 
 The simulator is ``recprep.predictor.sim`` (see its docstring); the policies are
 ``recprep.predictor.policies``. Traces: synthetic steady, diurnal and bursty, and the public traces
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import gzip
 import json
 import math
@@ -351,9 +353,16 @@ def forecast_baselines(demand: np.ndarray, period: float | None, horizon_s: floa
 def run(args) -> dict:
     rate, rate_note = preemption_rate(TRACES_DIR / SKYPILOT)
     config = cluster(rate, args.seed)
+    if args.lookahead is not None:
+        config = dataclasses.replace(config, prefetch_seconds=args.lookahead)
     peak = PEAK_SHARE * config.max_rate()
     traces, periods, notes = load_traces(args.traces, args.trace, args.seed)
     notes.insert(0, rate_note)
+    if args.lookahead is not None:
+        notes.append(
+            f"look-ahead: the driver keeps {args.lookahead:g} s of the measured demand committed or in "
+            "flight ahead of the trainers, for every policy (default 30 s)"
+        )
     notes.append(
         f"every trace rescaled so its peak is {peak / 1e3:.0f}k rows/s = {PEAK_SHARE:.0%} of the pools at "
         f"max (cpu 20 x 10k + isp 4 x 40k rows/s): the peak needs every pool at its max"
@@ -509,6 +518,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--policies", nargs="*", default=list(POLICIES), choices=list(POLICIES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--lookahead",
+        type=float,
+        metavar="S",
+        help="seconds of demand the simulated driver keeps ahead of the trainers, for every policy "
+        "(default 30: a streaming pipeline's buffer; recprep's own driver does not throttle)",
+    )
     ap.add_argument("--no-forecast", action="store_true", help="skip the forecast baselines")
     ap.add_argument("--reasons", action="store_true", help="keep the last decisions' reasons")
     ap.add_argument(
