@@ -1,25 +1,32 @@
 """One column chunk: an optional dictionary page and one data page (format v1), compressed.
 
-Values are dictionary-encoded (RLE_DICTIONARY) when the column arrives dictionary-encoded (its
-dictionary is written as it is, no re-hashing) or when a dictionary of at most
-``DICTIONARY_LIMIT`` bytes holds its distinct values, else PLAIN, as pyarrow decides it.
-Statistics (null count, min, max) are written for flat columns that ask for them.
+A chunk takes whichever of these encodings gives it the fewest bytes (see :func:`encode`; ties
+in this order): RLE_DICTIONARY, with the dictionary the values arrived with (written as it is, no
+re-hashing), else when a dictionary of at most ``DICTIONARY_LIMIT`` bytes holds its distinct
+values (pyarrow's only choice besides PLAIN); PLAIN (which a compressor
+makes small where lists repeat from one row to the next, as the sliding windows of a user's
+history features do); DELTA_BINARY_PACKED for integers (hashed IDs of a large table, where a
+dictionary holds nearly every value and costs its full width per distinct value). All three are
+read by every Parquet reader since format 2.0. Statistics (null count, min, max) are
+written for flat columns that ask for them.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from . import thrift
-from ._encode import dict_encode, rle_hybrid
+from ._encode import delta_binary_packed, dict_encode, rle_hybrid
 from .levels import Flat, flatten
 from .schema import Leaf
 
 # parquet.thrift enums
-PLAIN, RLE, RLE_DICTIONARY = 0, 3, 8
+PLAIN, RLE, DELTA_BINARY_PACKED, RLE_DICTIONARY = 0, 3, 5, 8
 DATA_PAGE, DICTIONARY_PAGE = 0, 2
 #: compression name (spec.output.compression) -> (Parquet CompressionCodec, Arrow codec name)
 CODECS = {
@@ -104,38 +111,141 @@ def statistics(flat: Flat, leaf: Leaf) -> thrift.Fields:
     ]
 
 
+#: A list column of at least this many values per list that has any also has its PLAIN pages
+#: compressed, to compare: lists may repeat from row to row (a user's history
+#: window sliding by a few items), which only the compressor sees. One-element lists (``firstx``
+#: of a sparse ID) are not tried.
+REPEATED_LISTS = 2
+#: Bytes of a long PLAIN body compressed to judge it first, and how far under the best its
+#: estimate must come for the whole body to be compressed and compared.
+PLAIN_SAMPLE = 1 << 18
+PLAIN_MARGIN = 1.1
+#: Values whose deltas are looked at first, to judge whether the delta encoding is worth a pass.
+DELTA_SAMPLE = 4096
+
+
+@dataclass
+class _Candidate:
+    """One way to encode a chunk's values: its data page's encoding, their bytes before
+    compression, how to make them, and the dictionary page's body when it has one."""
+
+    encoding: int
+    size: int  #: bytes before compression (page headers aside)
+    make: Callable[[], bytes]  #: the data page's values
+    dictionary: bytes | None = None
+    entries: int = 0  #: values in the dictionary
+
+    def pages(self, levels: bytes, num_levels: int, codec: str | None) -> tuple[bytes | None, bytes, int]:
+        """(dictionary page or None, data page, uncompressed bytes of both, headers included)."""
+        uncompressed, dict_page = 0, None
+        if self.dictionary is not None:
+            dict_page, uncompressed = _page(
+                DICTIONARY_PAGE, self.dictionary, codec, (7, [(1, "i32", self.entries), (2, "i32", PLAIN)])
+            )
+        data_page, size = _page(
+            DATA_PAGE,
+            levels + self.make(),
+            codec,
+            (5, [(1, "i32", num_levels), (2, "i32", self.encoding), (3, "i32", RLE), (4, "i32", RLE)]),
+        )
+        return dict_page, data_page, uncompressed + size
+
+
+def _candidates(flat: Flat, leaf: Leaf) -> tuple[list[_Candidate], int]:
+    """The encodings worth weighing, in the order that breaks ties (dictionary, PLAIN, delta),
+    and how many values are present. Values that arrived dictionary-encoded are expanded only
+    for an encoding that needs them; integers are delta-encoded only where the deltas of their
+    first ``DELTA_SAMPLE`` values say that may be smaller than the others."""
+    encoded = _dictionary(flat, leaf)
+
+    @functools.cache
+    def present() -> np.ndarray:
+        if flat.values is None:  # arrived dictionary-encoded
+            return np.ascontiguousarray(flat.dictionary, leaf.dtype)[flat.indices]
+        return np.ascontiguousarray(flat.values, leaf.dtype)
+
+    count = len(flat.values) if flat.values is not None else len(flat.indices)
+    itemsize = leaf.dtype.itemsize
+    found = []
+    if encoded is not None:
+        indices, dictionary = encoded
+        width = max(1, (len(dictionary) - 1).bit_length())
+        packed = bytes([width]) + rle_hybrid(np.ascontiguousarray(indices, np.int32), 4, width)
+        body = np.ascontiguousarray(dictionary, leaf.dtype).tobytes()
+        found.append(
+            _Candidate(RLE_DICTIONARY, len(packed) + len(body), lambda: packed, body, len(dictionary))
+        )
+    found.append(_Candidate(PLAIN, count * itemsize, lambda: present().tobytes()))
+    if leaf.dtype.kind == "i" and count:
+        if _delta_bits(_head(flat, leaf, DELTA_SAMPLE)) * count / 8 < min(c.size for c in found):
+            deltas = delta_binary_packed(present(), itemsize)
+            found.append(_Candidate(DELTA_BINARY_PACKED, len(deltas), lambda: deltas))
+    return found, count
+
+
+def _head(flat: Flat, leaf: Leaf, n: int) -> np.ndarray:
+    """The first ``n`` present values (expanded from their dictionary where they came in one)."""
+    if flat.values is None:
+        return np.ascontiguousarray(flat.dictionary, leaf.dtype)[flat.indices[:n]]
+    return np.ascontiguousarray(flat.values[:n], leaf.dtype)
+
+
+def _delta_bits(sample: np.ndarray) -> int:
+    """Bits per value the delta encoding would take for values like ``sample``: the width of
+    its deltas' range (wrapping as the encoding does). Random values take their range in bits
+    and one more; sorted ones their largest step."""
+    if len(sample) < 2:
+        return 0
+    kind = np.uint64 if sample.dtype.itemsize == 8 else np.uint32
+    deltas = np.diff(sample.view(kind)).view(sample.dtype)  # the type's wrapping difference
+    return (int(deltas.max()) - int(deltas.min())).bit_length()
+
+
+def _plain_may_win(flat: Flat, leaf: Leaf, size: int, best: int, codec: str) -> bool:
+    """Whether PLAIN compressed (``size`` bytes before) may be under ``best`` bytes, judged from
+    its first ``PLAIN_SAMPLE`` bytes compressed (repetition from list to list is local: a sample
+    sees it), with a margin; a body that short is compressed whole instead."""
+    if size <= 2 * PLAIN_SAMPLE:
+        return True
+    sample = _head(flat, leaf, PLAIN_SAMPLE // leaf.dtype.itemsize).tobytes()
+    return len(_compress(sample, codec)) * size / PLAIN_SAMPLE < PLAIN_MARGIN * best
+
+
+def _lists(flat: Flat, leaf: Leaf) -> int:
+    """Lists that begin with a value (not null, not empty, not an absent row of a padded group)."""
+    starts = flat.rep == 0
+    if flat.defs is not None:
+        starts &= flat.defs == leaf.max_def
+    return int(np.count_nonzero(starts))
+
+
 def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool) -> Chunk:
+    """The chunk in whichever encoding is smallest: by bytes before compression (cheap, and where
+    the encodings differ in kind: a dictionary's narrow indices, deltas bit-packed), and for long
+    lists compressed against PLAIN compressed too (repetition only the compressor finds)."""
     codec_id, codec = CODECS[compression]
     flat = flatten(array, leaf)
     levels = _levels(flat.rep, leaf.max_rep) + _levels(flat.defs, leaf.max_def)
-    out, uncompressed = bytearray(), 0
-    dictionary_offset = None
-    encoded = _dictionary(flat, leaf)
-    if encoded is not None:
-        indices, dictionary = encoded
-        page, size = _page(
-            DICTIONARY_PAGE,
-            np.ascontiguousarray(dictionary, leaf.dtype).tobytes(),
-            codec,
-            (7, [(1, "i32", len(dictionary)), (2, "i32", PLAIN)]),
-        )
-        dictionary_offset, uncompressed = 0, size
-        out += page
-        width = max(1, (len(dictionary) - 1).bit_length())
-        values = bytes([width]) + rle_hybrid(np.ascontiguousarray(indices, np.int32), 4, width)
-        encoding, encodings = RLE_DICTIONARY, [PLAIN, RLE, RLE_DICTIONARY]
-    else:
-        values = np.ascontiguousarray(flat.values, leaf.dtype).tobytes()
-        encoding, encodings = PLAIN, [PLAIN, RLE]
+    candidates, count = _candidates(flat, leaf)
+    chosen = min(candidates, key=lambda c: c.size)  # the first of the smallest
+    dict_page, data_page, uncompressed = chosen.pages(levels, flat.num_levels, codec)
+    repeats = leaf.is_list and count >= REPEATED_LISTS * _lists(flat, leaf) > 0
+    if codec is not None and chosen.encoding != PLAIN and repeats:
+        plain = next(c for c in candidates if c.encoding == PLAIN)
+        best = len(data_page) + (len(dict_page) if dict_page is not None else 0)
+        if _plain_may_win(flat, leaf, plain.size, best, codec):
+            other = plain.pages(levels, flat.num_levels, codec)
+            if len(other[1]) < best:
+                chosen, (dict_page, data_page, uncompressed) = plain, other
+    out, dictionary_offset = bytearray(), None
+    if dict_page is not None:
+        dictionary_offset = 0
+        out += dict_page
     data_offset = len(out)
-    page, size = _page(
-        DATA_PAGE,
-        levels + values,
-        codec,
-        (5, [(1, "i32", flat.num_levels), (2, "i32", encoding), (3, "i32", RLE), (4, "i32", RLE)]),
+    out += data_page
+    encodings = {RLE_DICTIONARY: [PLAIN, RLE, RLE_DICTIONARY], PLAIN: [PLAIN, RLE]}.get(
+        chosen.encoding, [RLE, chosen.encoding]
     )
-    out += page
-    uncompressed += size
     meta: thrift.Fields = [
         (1, "i32", leaf.physical),
         (2, "list:i32", encodings),

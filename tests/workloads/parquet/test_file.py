@@ -13,8 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recprep.workloads.parquet import supports, write_table
+from recprep.workloads.parquet import column, supports, write_table
 from recprep.workloads.parquet.column import DICTIONARY_LIMIT
+from recprep.workloads.parquet.levels import flatten
+from recprep.workloads.parquet.schema import leaves
 from recprep.workloads.writer import plain_schema, plain_table
 
 PROPERTY = settings(
@@ -148,25 +150,98 @@ def test_independent_reader_duckdb(tmp_path):
             ),
             "hashed": pa.array(ids).dictionary_encode(),
             "wide": pa.array(rng.integers(-(2**62), 2**62, n)),  # distinct everywhere: PLAIN
+            "ids": pa.array(rng.integers(0, 10**6, n)),  # hashed IDs: DELTA_BINARY_PACKED
         }
     )
     for codec in CODECS:
         path = tmp_path / f"t-{codec}.parquet"
         path.write_bytes(write_table(table, codec, logical=plain_schema(table.schema)))
-        rows = duckdb.sql(f"SELECT label, dense, bucket, sparse, hashed, wide FROM '{path}'").fetchall()
+        meta = pq.ParquetFile(path).metadata.row_group(0)
+        assert {e for i in range(meta.num_columns) for e in meta.column(i).encodings} >= {
+            "PLAIN",
+            "RLE_DICTIONARY",
+            "DELTA_BINARY_PACKED",
+        }
+        rows = duckdb.sql(f"SELECT label, dense, bucket, sparse, hashed, wide, ids FROM '{path}'").fetchall()
         want = plain_table(table).to_pylist()
-        assert [tuple(r.values()) for r in want] == [(a, b, c, list(d), e, f) for a, b, c, d, e, f in rows], (
-            codec
-        )
+        assert [tuple(r.values()) for r in want] == [(*r[:3], list(r[3]), *r[4:]) for r in rows], codec
 
 
-def test_high_cardinality_falls_back_to_plain():
+def test_high_cardinality_goes_without_a_dictionary():
     n = DICTIONARY_LIMIT // 8 + 10
-    table = pa.table({"x": pa.array(np.arange(n, dtype=np.int64)), "y": pa.array(np.zeros(n, np.int64))})
+    table = pa.table(
+        {
+            "x": pa.array(np.arange(n, dtype=np.int64)),
+            "y": pa.array(np.zeros(n, np.int64)),
+            "z": pa.array(np.arange(n, dtype=np.float64)),
+        }
+    )
     meta = pq.ParquetFile(io.BytesIO(write_table(table))).metadata.row_group(0)
-    assert "RLE_DICTIONARY" not in meta.column(0).encodings and not meta.column(0).has_dictionary_page
+    assert (
+        meta.column(0).encodings == ("RLE", "DELTA_BINARY_PACKED") and not meta.column(0).has_dictionary_page
+    )
     assert "RLE_DICTIONARY" in meta.column(1).encodings
+    assert meta.column(2).encodings == ("PLAIN", "RLE") and not meta.column(2).has_dictionary_page
     assert pq.read_table(io.BytesIO(write_table(table))).equals(table)
+
+
+def _chunk(table: pa.Table, codec: str):
+    data = write_table(table, codec)
+    assert pq.read_table(io.BytesIO(data)).equals(table)
+    return pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0)
+
+
+def _candidate_bytes(table: pa.Table, codec: str) -> dict[str, int]:
+    """Compressed bytes of the column's pages in each encoding the writer weighs."""
+    (leaf,) = leaves(table.schema)
+    flat = flatten(table.column(0).combine_chunks(), leaf)
+    levels = column._levels(flat.rep, leaf.max_rep) + column._levels(flat.defs, leaf.max_def)
+    names = {
+        column.PLAIN: "PLAIN",
+        column.RLE_DICTIONARY: "RLE_DICTIONARY",
+        column.DELTA_BINARY_PACKED: "DELTA_BINARY_PACKED",
+    }
+    out = {}
+    for candidate in column._candidates(flat, leaf)[0]:
+        dict_page, data_page, _ = candidate.pages(levels, flat.num_levels, column.CODECS[codec][1])
+        out[names[candidate.encoding]] = len(data_page) + (len(dict_page) if dict_page else 0)
+    return out
+
+
+def test_each_chunk_takes_the_encoding_that_makes_it_smallest():
+    """Hashed IDs of a large table (nearly all distinct): DELTA_BINARY_PACKED, not a dictionary
+    holding every value at full width; a few distinct values: the dictionary; lists sliding by
+    one item per row (a user's history feature), compressed: PLAIN, where the compressor finds
+    each list in the one before; without compression: the dictionary. Each the smallest of the
+    three once compressed, though the writer compresses only what it needs to compare."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    items = rng.integers(0, 10**6, n + 50)
+    tables = {
+        "ids": pa.table({"x": pa.array(rng.integers(0, 10**6, n))}),
+        "few": pa.table({"x": pa.array(rng.integers(0, 50, n))}),
+        "history": pa.table(
+            {
+                "x": pa.ListArray.from_arrays(
+                    pa.array(np.arange(n + 1, dtype=np.int32) * 50),
+                    pa.array(items[np.arange(n)[:, None] + np.arange(50)].ravel()),
+                )
+            }
+        ),
+    }
+    expected = {
+        ("ids", "snappy"): "DELTA_BINARY_PACKED",
+        ("ids", "none"): "DELTA_BINARY_PACKED",
+        ("few", "snappy"): "RLE_DICTIONARY",
+        ("few", "none"): "RLE_DICTIONARY",
+        ("history", "snappy"): "PLAIN",
+        ("history", "none"): "RLE_DICTIONARY",
+    }
+    for (name, codec), encoding in expected.items():
+        chunk, sizes = _chunk(tables[name], codec), _candidate_bytes(tables[name], codec)
+        assert min(sizes, key=sizes.get) == encoding, (name, codec, sizes)
+        assert encoding in chunk.encodings, (name, codec, chunk.encodings)
+        assert chunk.total_compressed_size == sizes[encoding], (name, codec, sizes)
 
 
 def test_unsupported_types_are_refused():
