@@ -11,18 +11,23 @@ from hypothesis import strategies as st
 from recprep.workloads.parquet._encode import delta_binary_packed, dict_encode, list_levels, rle_hybrid
 
 
+def _uleb(data: bytes, pos: int) -> tuple[int, int]:
+    """An unsigned LEB128 varint at ``pos``: (its value, the position after it)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
 def decode_hybrid(data: bytes, width: int, count: int) -> list[int]:
     """The Parquet RLE/bit-packing hybrid, decoded value by value (the format's definition)."""
     out, pos = [], 0
     while len(out) < count:
-        header, shift = 0, 0
-        while True:
-            byte = data[pos]
-            pos += 1
-            header |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
+        header, pos = _uleb(data, pos)
         if header & 1:  # bit-packed: (header >> 1) groups of 8 values, LSB first
             nbytes = (header >> 1) * width
             bits = int.from_bytes(data[pos : pos + nbytes], "little")
@@ -80,17 +85,6 @@ def test_list_levels():
     n = list_levels(offsets, list_valid, item_valid, 1, 3, rep, defs)
     assert rep[:n].tolist() == [0, 1, 0, 0, 0, 0, 1]
     assert defs[:n].tolist() == [3, 3, 1, 3, 0, 3, 2]
-
-
-def _uleb(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, pos
 
 
 def decode_delta(data: bytes, bits: int) -> list[int]:
