@@ -1,14 +1,14 @@
 """One column chunk: an optional dictionary page and one data page (format v1), compressed.
 
-A chunk takes whichever of these encodings gives it the fewest bytes (see :func:`encode`; ties
-in this order): RLE_DICTIONARY, with the dictionary the values arrived with (written as it is, no
-re-hashing), else when a dictionary of at most ``DICTIONARY_LIMIT`` bytes holds its distinct
-values (pyarrow's only choice besides PLAIN); PLAIN (which a compressor
-makes small where lists repeat from one row to the next, as the sliding windows of a user's
-history features do); DELTA_BINARY_PACKED for integers (hashed IDs of a large table, where a
-dictionary holds nearly every value and costs its full width per distinct value). All three are
-read by every Parquet reader since format 2.0. Statistics (null count, min, max) are
-written for flat columns that ask for them.
+A chunk takes whichever of these encodings gives it the fewest bytes (how it is judged: see
+:func:`encode`; ties in this order): RLE_DICTIONARY, with the dictionary the values arrived with
+(written as it is, no re-hashing), else when a dictionary of at most ``DICTIONARY_LIMIT`` bytes
+holds its distinct values (pyarrow's only choice besides PLAIN); PLAIN (which a compressor makes
+small where lists repeat from one row to the next, as the sliding windows of a user's history
+features do); DELTA_BINARY_PACKED for integers (hashed IDs of a large table, where a dictionary
+holds nearly every value and costs its full width per distinct value). All three are read by
+every Parquet reader since format 2.0. Statistics (null count, min, max) are written for flat
+columns that ask for them.
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def statistics(flat: Flat, leaf: Leaf) -> thrift.Fields:
 
 
 #: A list column of at least this many values per list that has any also has its PLAIN pages
-#: compressed, to compare: lists may repeat from row to row (a user's history
-#: window sliding by a few items), which only the compressor sees. One-element lists (``firstx``
-#: of a sparse ID) are not tried.
+#: compressed, to compare: lists may repeat from row to row (a user's history window sliding by
+#: a few items), which only the compressor sees. One-element lists (``firstx`` of a sparse ID)
+#: are not tried.
 REPEATED_LISTS = 2
 #: Bytes of a long PLAIN body compressed to judge it first, and how far under the best its
 #: estimate must come for the whole body to be compressed and compared.
