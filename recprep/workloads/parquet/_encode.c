@@ -1,5 +1,5 @@
 /*
- * _encode: the two Parquet encodings that need a loop per value.
+ * _encode: the Parquet encodings that need a loop per value.
  *
  * dict_encode(values, itemsize, indices_out, dictionary_out, max_distinct) -> distinct or -1
  *     Dictionary-encode fixed-width values (4 or 8 bytes, compared bit for bit) in order of
