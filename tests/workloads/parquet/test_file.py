@@ -244,6 +244,66 @@ def test_each_chunk_takes_the_encoding_that_makes_it_smallest():
         assert chunk.total_compressed_size == sizes[encoding], (name, codec, sizes)
 
 
+@st.composite
+def integer_columns(draw):
+    """Integer columns the delta encoding wins on (ramps, hashed IDs) or may (any value), with
+    nulls, empty and null lists, dictionaries they arrive in, and sliced offsets."""
+    t = draw(st.sampled_from([pa.int32(), pa.int64()]))
+    bits = t.bit_width
+    rows = draw(st.integers(2, 600))
+    shape = draw(st.sampled_from(["ramp", "ids", "any"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = rows * 5 + 10  # enough for rows + 2 lists of at most 5
+    if shape == "ramp":
+        steps = rng.integers(-3, 40, n)
+        values = (draw(st.integers(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)) + np.cumsum(steps)).astype(
+            t.to_pandas_dtype()
+        )  # wraps at the type's ends, as the encoding's differences do
+    elif shape == "ids":
+        values = rng.integers(0, 10**6, n).astype(t.to_pandas_dtype())
+    else:
+        values = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), n, dtype=t.to_pandas_dtype())
+    nulls = rng.random(n) < draw(st.sampled_from([0.0, 0.1, 0.5]))
+    flat = pa.array(values, t, mask=nulls if nulls.any() else None)
+    if draw(st.booleans()):  # lists of 0-5 values, some null
+        lengths = rng.integers(0, 6, rows + 2)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        items = flat.slice(0, int(offsets[-1]))
+        if draw(st.booleans()):
+            items = items.dictionary_encode()
+        mask = rng.random(rows + 2) < 0.1
+        array = pa.ListArray.from_arrays(pa.array(offsets), items, mask=pa.array(mask))
+    else:
+        array = flat.dictionary_encode() if draw(st.booleans()) else flat
+    start = draw(st.integers(0, 2))
+    return array.slice(start, rows)
+
+
+@PROPERTY
+@given(col=integer_columns(), codec=st.sampled_from(CODECS))
+def test_integer_columns_round_trip_whichever_encoding_wins(col, codec):
+    table = pa.table({"x": col})
+    data = write_table(table, codec, logical=plain_schema(table.schema))
+    want = plain_table(table)
+    assert pq.read_table(io.BytesIO(data))["x"].to_pylist() == want["x"].to_pylist()
+    assert write_table(table, codec, logical=plain_schema(table.schema)) == data
+
+
+def test_a_ramp_and_hashed_ids_take_the_delta_encoding_with_nulls_and_offsets():
+    rng = np.random.default_rng(1)
+    ramp = pa.array(np.cumsum(rng.integers(0, 9, 5000)), mask=rng.random(5000) < 0.2).slice(3)
+    ids = pa.array(rng.integers(0, 10**6, 30_000)).dictionary_encode()
+    lists = pa.ListArray.from_arrays(pa.array(np.arange(0, 30_001, 3, dtype=np.int32)), ids)
+    for col in (ramp, lists):
+        table = pa.table({"x": col})
+        chunk = _chunk(table, "snappy") if not pa.types.is_list(col.type) else None
+        data = write_table(table, "snappy", logical=plain_schema(table.schema))
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0).column(0)
+        assert "DELTA_BINARY_PACKED" in meta.encodings, meta.encodings
+        assert pq.read_table(io.BytesIO(data))["x"].to_pylist() == plain_table(table)["x"].to_pylist()
+        assert chunk is None or chunk.encodings == meta.encodings
+
+
 def test_unsupported_types_are_refused():
     assert not supports(pa.schema([("s", pa.string())]))
     assert not supports(pa.schema([("l", pa.list_(pa.string()))]))
