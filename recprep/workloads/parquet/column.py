@@ -157,14 +157,8 @@ def _candidates(flat: Flat, leaf: Leaf) -> tuple[list[_Candidate], int]:
     for an encoding that needs them; integers are delta-encoded only where the deltas of their
     first ``DELTA_SAMPLE`` values say that may be smaller than the others."""
     encoded = _dictionary(flat, leaf)
-
-    @functools.cache
-    def present() -> np.ndarray:
-        if flat.values is None:  # arrived dictionary-encoded
-            return np.ascontiguousarray(flat.dictionary, leaf.dtype)[flat.indices]
-        return np.ascontiguousarray(flat.values, leaf.dtype)
-
     count = len(flat.values) if flat.values is not None else len(flat.indices)
+    present = functools.cache(lambda: _head(flat, leaf, count))  # every value, made once if at all
     itemsize = leaf.dtype.itemsize
     found = []
     if encoded is not None:
