@@ -280,17 +280,21 @@ def cmd_isp_worker(args) -> int:
 def cmd_validate(args) -> int:
     from .spec import load_job
     from .uris import output_location
-    from .workloads.tasks import prepare
+    from .workloads.tasks import prepare, split_rows
 
     job = load_job(args.job)
     output_location(job.spec.output.uri)  # a URI that names no place to write is an error here too
     # a compressed input is planned (one pass over it) in a directory of its own, not in the output
     with tempfile.TemporaryDirectory(prefix="recprep-validate-") as index:
         source, plan = prepare(job, index_dir=index)
-        splits = source.splits(job.spec.output.rows_per_shard)
+        splits = source.splits(split_rows(job))
     rows = sum(s.est_rows for s in splits)
     # a session job's shards are cut at session boundaries once its rows are grouped
-    shards = f"{len(splits)} source splits, shards by session" if plan.sessions else f"{len(splits)} shards"
+    shards = (
+        f"{len(splits)} source splits to group, shards by session"
+        if plan.sessions
+        else f"{len(splits)} shards"
+    )
     out.print(
         f"[green]ok[/green] {args.job}: job {job.metadata.name}, {len(plan.steps)} transforms, "
         f"{shards} (~{rows:,} rows), "

@@ -114,12 +114,14 @@ def test_tiny_bench_prints_one_json_object_of_measured_gains(bench, capsys, tmp_
     args = ["--users", str(USERS), "--sessions", str(SESSIONS), "--events", ",".join(map(str, EVENTS))]
     args += ["--k", "5", "--repeat", "2", "--compression", "snappy,none", "--workers", "1"]
     args += ["--steps", "3", "--table-rows", "1000", "--batch-size", "64", "--workdir", str(tmp_path / "w")]
+    args += ["--taobao-copies", "2"]
     if not trained:
         args += ["--skip", "train"]
     code, doc = _main(bench, capsys, *args)
     assert code == 0
     names = [f"generated-e{e}" for e in EVENTS]
-    assert set(doc) == {"settings", "published", "taobao", *names}
+    scaled = {"taobao-x2"} if TAOBAO.exists() else set()
+    assert set(doc) == {"settings", "published", "taobao", *names, *scaled}
     assert doc["published"] == {"storage": 3.71, "preprocess": 1.79, "train": 2.48}
     assert doc["settings"]["repeat"] == 2 and doc["settings"]["statistic"] == "median"
     for e, name in zip(EVENTS, names):
@@ -137,15 +139,21 @@ def test_tiny_bench_prints_one_json_object_of_measured_gains(bench, capsys, tmp_
         return
     assert taobao["rows_quarantined"] == 1  # the sample's malformed last line
     _check_dataset(taobao, ["snappy", "none"], 2, trained)
-    bars = taobao["bars"]
-    assert _approx(bars["storage"]["gain"], taobao["storage"]["snappy"]["gain"])
-    assert _approx(bars["preprocess"]["gain"], taobao["preprocess"]["gain"])
-    assert bars["storage"]["bar"] == 2.0 and bars["preprocess"]["bar"] == 1.5 and bars["train"]["bar"] == 1.0
-    for b in bars.values():
-        if b["gain"] is None:
-            assert b["pass"] is None and not trained
-        else:
-            assert b["pass"] == (b["gain"] > b["bar"] if b["strict"] else b["gain"] >= b["bar"])
+    # the sample twice over, each copy its own users: the same sessions twice, the malformed line left out
+    twice = doc["taobao-x2"]
+    assert twice["rows"] == 2 * (taobao["rows"] - 1) and twice["rows_quarantined"] == 0
+    assert twice["sessions"] == 2 * taobao["sessions"]
+    _check_dataset(twice, ["snappy", "none"], 2, trained=False)  # training is the sample's measure
+    for r, trains in ((taobao, trained), (twice, False)):
+        bars = r["bars"]
+        assert _approx(bars["storage"]["gain"], r["storage"]["snappy"]["gain"])
+        assert _approx(bars["preprocess"]["gain"], r["preprocess"]["gain"])
+        assert [bars[m]["bar"] for m in ("storage", "preprocess", "train")] == [2.0, 1.5, 1.0]
+        for b in bars.values():
+            if b["gain"] is None:
+                assert b["pass"] is None and not trains
+            else:
+                assert b["pass"] == (b["gain"] > b["bar"] if b["strict"] else b["gain"] >= b["bar"])
 
 
 def test_without_the_sample_the_taobao_part_is_skipped(bench, capsys, tmp_path):

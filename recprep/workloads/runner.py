@@ -43,8 +43,10 @@ from .tasks import (
     combine_partials,
     cut_shards,
     fit_shard,
+    history_context,
     one_line,
     prepare,
+    split_rows,
     stage_shard,
 )
 
@@ -213,13 +215,13 @@ def run_job(
         )
     directory = output_location(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
-    splits = source.splits(job.spec.output.rows_per_shard)
+    sessions = job.spec.source.session is not None
+    splits = source.splits(split_rows(job))
     check_writable(directory)
     identity = _identity(job, splits, plan)
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
     # the directory is this run's until it returns: a second run on it is refused meanwhile
-    sessions = job.spec.source.session is not None
     record = JobRecord(
         identity, job.metadata.name, job.spec.model_dump(mode="json", by_alias=True), len(splits)
     )
@@ -242,7 +244,7 @@ def run_job(
             session_plan = None
             if sessions:
                 session_plan = _sessions(c, job, plan, splits, directory, ledger, identity, progress, fsync)
-                splits = session_plan.splits(_history_context(plan))
+                splits = session_plan.splits(history_context(plan))
                 ledger.record_job(replace(record, shards=len(splits)))
                 summary.rows_quarantined = session_plan.bad_rows
                 summary.quarantine_files += session_plan.quarantine
@@ -392,18 +394,14 @@ def _near(split: Split, holders: dict[str, list[str]]) -> dict:
     return {"workers": holders[node], "allow_other_workers": True} if node else {}
 
 
-def _history_context(plan: Plan) -> int:
-    """Rows of earlier events a session shard reads before its own: the longest history."""
-    return max((s.op.params.k for s in plan.steps if s.op.per_session), default=0)
-
-
 def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str, progress, fsync: bool):
     """A session job's staging and cutting (``sessions``), or the plan an earlier run of the
     same job kept (while its staged pieces are there, or nothing is left to do)."""
     saved = read_plan(directory, identity)
-    if saved is not None and (staged(directory) or len(ledger.commits) >= len(saved.shards)):
+    if saved is not None and (len(ledger.commits) >= len(saved.shards) or staged(directory, saved)):
         return saved
     partitions = partitions_for(sum(s.est_rows for s in splits), job.spec.output.rows_per_shard)
+    context = history_context(plan)
     if progress:  # the source's splits grouped so far (as the fit shows the splits it read)
         progress.phase("sessions")
         progress.start(len(splits), sum(s.est_rows for s in splits), 0, 0, 0)
@@ -416,7 +414,7 @@ def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str,
         found.bad_rows += done.bad_rows
         if done.quarantine:
             found.quarantine.append(done.quarantine)
-    for future in [c.submit(cut_shards, job, p, pure=False) for p in range(partitions)]:
+    for future in [c.submit(cut_shards, job, p, context, fsync, pure=False) for p in range(partitions)]:
         cut = _result(future)
         found.shards += [(cut.partition, a, b) for a, b in zip(cut.cuts, cut.cuts[1:])]
         found.sessions += cut.sessions

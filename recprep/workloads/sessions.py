@@ -4,24 +4,28 @@ A session is a run of one key's events (a user's) in time order: rule ``gap`` cu
 where two consecutive events are more than ``gap`` seconds apart; rule ``day`` cuts them at each
 UTC calendar day. A session job groups before it fits and transforms:
 
-1. **stage** (one task per source split): read the split, hash each row's key
-   (``ops.cross.keys_of``: an integer's bit pattern, a string's FNV-1a 64) with ``mix64`` into one
-   of ``P`` partitions, and write the split's rows of each partition as one Arrow IPC piece,
-   ``_sessions/p<P>/s<split>.arrow`` in the output, with two columns added: the key's 64-bit hash
-   and the time as int64 seconds. Malformed rows go to the split's quarantine file, as in any
-   job. ``P = ceil(estimated rows / (rowsPerShard * PARTITION_FILL))``: every key's events, hence
-   its history, are in one partition.
-2. **cut** (one task per partition): read the partition's key and time columns (pieces in split
-   order), sort by (key hash, time) with a stable sort (ties keep source order), find the
-   sessions, and cut the sorted rows into shards: a shard takes whole sessions while it holds at
-   most ``rowsPerShard`` rows; a session of more than ``rowsPerShard`` rows starts a shard and is
-   cut every ``rowsPerShard`` rows of its time order (the only case where a session spans shards).
-   Shards are numbered partition by partition, in order.
-3. **read** (the fit and transform tasks): a shard's rows are the partition sorted again (the same
-   stable sort), rows ``[start, stop)``, preceded by the first key's earlier events its history
-   needs: the rest of a session cut by the shard's start, and up to ``context`` (the longest
-   history's ``k``) events before that session. The rows carry each row's key run and session
-   ordinal as hidden columns. The plan drops the context rows and the hidden columns.
+1. **stage** (one task per source split of ``STAGE_SHARDS`` shards' rows): read the split, hash
+   each row's key (``ops.cross.keys_of``: an integer's bit pattern, a string's FNV-1a 64) with
+   ``mix64`` into one of ``P`` partitions, and write the split's rows of each partition as one
+   Arrow IPC piece, ``_sessions/p<P>/s<split>.arrow`` in the output, with two columns added: the
+   key's 64-bit hash and the time as int64 seconds. Malformed rows go to the split's quarantine
+   file, as in any job. ``P = ceil(estimated rows / (rowsPerShard * PARTITION_FILL *
+   SHARDS_PER_PARTITION))``: every key's events, hence its history, are in one partition, and a
+   partition makes about ``SHARDS_PER_PARTITION`` shards. Staging writes splits x partitions
+   pieces; the two sizes keep that product ``STAGE_SHARDS * SHARDS_PER_PARTITION`` times below
+   one piece per shard and partition (a 1.7M-row log in 16,384-row shards wrote 9,800 pieces of
+   about 170 rows each, and staging cost ten times the transform).
+2. **cut** (one task per partition): read the partition's pieces (in split order), sort by (key
+   hash, time) with a stable sort (ties keep source order), find the sessions, and cut the sorted
+   rows into shards: a shard takes whole sessions while it holds at most ``rowsPerShard`` rows; a
+   session of more than ``rowsPerShard`` rows starts a shard and is cut every ``rowsPerShard``
+   rows of its time order (the only case where a session spans shards). Each shard's rows are
+   written as ``_sessions/p<P>/r<start>.arrow``, preceded by the first key's earlier events its
+   history needs: the rest of a session cut by the shard's start, and up to ``context`` (the
+   longest history's ``k``) events before that session; they carry each row's key run and
+   session ordinal as hidden columns. Shards are numbered partition by partition, in order.
+3. **read** (the fit and transform tasks): a shard's file, as the cut wrote it. The plan drops
+   the context rows and the hidden columns.
 
 Everything depends only on the data and the spec: the same shards, byte for byte, whatever the
 number of workers. The plan of step 2 is kept in ``_sessions/plan.json`` (a resumed run reuses it);
@@ -48,8 +52,12 @@ from .output.reader import as_store
 from .sources.base import ReadResult, Split
 
 PLAN_FILE = f"{SESSIONS_DIR}/plan.json"
-#: partitions are sized for this fraction of rowsPerShard, so most make one shard
+#: partitions are sized for this fraction of SHARDS_PER_PARTITION shards, so few make one more
 PARTITION_FILL = 0.8
+#: shards a partition makes, about: its cut holds that many shards' rows at once
+SHARDS_PER_PARTITION = 4
+#: shards' rows in one staging task's source split: its task holds them at once
+STAGE_SHARDS = 4
 #: hidden columns of a staged piece and of a session read
 KEY_HASH, TIME = "__session_key", "__session_time"
 KEY_RUN, SESSION_RUN = "__key_run", "__session_run"
@@ -57,6 +65,8 @@ HIDDEN = (KEY_HASH, TIME, KEY_RUN, SESSION_RUN)
 _DAY = 86_400
 #: salt of the partition hash (apart from any hash a transform makes of the same key)
 _SALT = 0x5E55
+#: a shard file's schema metadata: its context rows, and the sorted row it stops before
+_CONTEXT, _STOP = b"recprep.context", b"recprep.stop"
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,13 @@ def piece_name(p: int, split: int) -> str:
     return f"{SESSIONS_DIR}/{partition_dir(p)}/s{split:05d}.arrow"
 
 
+def shard_name(p: int, start: int) -> str:
+    """The file of the shard whose rows start at sorted row ``start`` of partition ``p``."""
+    return f"{SESSIONS_DIR}/{partition_dir(p)}/r{start:010d}.arrow"
+
+
 def partitions_for(est_rows: int, rows_per_shard: int) -> int:
-    return max(1, math.ceil(est_rows / (rows_per_shard * PARTITION_FILL)))
+    return max(1, math.ceil(est_rows / (rows_per_shard * PARTITION_FILL * SHARDS_PER_PARTITION)))
 
 
 # -- the columns a session is made of ---------------------------------------------------------------
@@ -276,8 +291,8 @@ def _pieces(directory: str, partition: int, columns: list[str] | None = None) ->
     store = as_store(directory)
     folder = f"{SESSIONS_DIR}/{partition_dir(partition)}"
     tables = []
-    for name in store.names(folder):
-        if name.endswith(".arrow"):
+    for name in sorted(store.names(folder)):
+        if name.startswith("s") and name.endswith(".arrow"):
             reader = pa.ipc.open_file(pa.py_buffer(store.read(f"{folder}/{name}")))
             t = reader.read_all()
             tables.append(t.select(columns) if columns else t)
@@ -286,16 +301,35 @@ def _pieces(directory: str, partition: int, columns: list[str] | None = None) ->
     return pa.concat_tables(tables)
 
 
-def cut_partition(session: SessionSpec, partition: int, rows_per_shard: int, directory: str) -> Cut:
-    """Step 2 for one partition."""
-    table = _pieces(directory, partition, [KEY_HASH, TIME])
+def cut_partition(
+    session: SessionSpec, partition: int, rows_per_shard: int, directory: str, context: int, fsync: bool
+) -> Cut:
+    """Step 2 for one partition: its cut points, and each shard's rows written (see the module
+    docstring)."""
+    table = _pieces(directory, partition)
     if table is None:
         return Cut(partition, [0], 0)
     keys, times = _column(table, KEY_HASH), _column(table, TIME)
     order = sort_order(keys, times)
-    _, new_session = session_starts(keys[order], times[order], session)
+    new_key, new_session = session_starts(keys[order], times[order], session)
     starts = np.flatnonzero(new_session)
-    return Cut(partition, cut_points(starts, len(keys), rows_per_shard), len(starts))
+    cuts = cut_points(starts, len(keys), rows_per_shard)
+    rows = table.drop_columns([KEY_HASH, TIME])
+    key_starts = np.flatnonzero(new_key)
+    store = as_store(directory)
+    for start, stop in zip(cuts, cuts[1:]):
+        first = start
+        if context and start > 0:  # the first key's events that the first session's history reads
+            key_start = int(key_starts[np.searchsorted(key_starts, start, side="right") - 1])
+            session_start = int(starts[np.searchsorted(starts, start, side="right") - 1])
+            first = max(key_start, session_start - context)
+        out = take(rows, order[first:stop])
+        key_run = np.cumsum(new_key[first:stop], dtype=np.int32)
+        session_run = np.cumsum(new_session[first:stop], dtype=np.int32)
+        out = out.append_column(KEY_RUN, pa.array(key_run)).append_column(SESSION_RUN, pa.array(session_run))
+        meta = {_CONTEXT: str(start - first), _STOP: str(stop)}
+        store.put(shard_name(partition, start), _ipc(out.replace_schema_metadata(meta)), fsync)
+    return Cut(partition, cuts, len(starts))
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -303,29 +337,22 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return col.to_numpy() if len(col) else np.empty(0, np.uint64 if name == KEY_HASH else np.int64)
 
 
-def read_session_split(session: SessionSpec, split: SessionSplit, directory: str) -> ReadResult:
-    """Step 3: the shard's rows (context rows first), with the hidden key run and session columns."""
-    table = _pieces(directory, split.partition)
-    if table is None:
+def read_session_split(split: SessionSplit, directory: str) -> ReadResult:
+    """Step 3: the shard's rows as its partition's cut wrote them (context rows first), with the
+    hidden key run and session columns."""
+    store = as_store(directory)
+    name = shard_name(split.partition, split.start)
+    meta = {}
+    if store.exists(name):
+        table = pa.ipc.open_file(pa.py_buffer(store.read(name))).read_all()
+        meta = table.schema.metadata or {}
+    if meta.get(_STOP) != str(split.stop).encode() or meta.get(_CONTEXT) is None:
         raise SourceError(
-            f"{as_store(directory).path(split.path)}: the staged rows of shard {split.index} are missing "
+            f"{store.path(name)}: the staged rows of shard {split.index} are missing "
             "(removed while the job ran?); run the job again"
         )
-    keys, times = _column(table, KEY_HASH), _column(table, TIME)
-    order = sort_order(keys, times)
-    sorted_keys, sorted_times = keys[order], times[order]
-    new_key, new_session = session_starts(sorted_keys, sorted_times, session)
-    first = split.start
-    if split.context:  # the first key's events that the first session's history reads
-        key_start = int(np.flatnonzero(new_key[: first + 1])[-1])
-        session_start = int(np.flatnonzero(new_session[: first + 1])[-1])
-        first = max(key_start, session_start - split.context)
-    rows = order[first : split.stop]
-    out = take(table.drop_columns([KEY_HASH, TIME]), rows)
-    key_run = np.cumsum(new_key[first : split.stop], dtype=np.int32)
-    session_run = np.cumsum(new_session[first : split.stop], dtype=np.int32)
-    out = out.append_column(KEY_RUN, pa.array(key_run)).append_column(SESSION_RUN, pa.array(session_run))
-    return ReadResult(out, context=split.start - first)
+    context = int(meta[_CONTEXT])
+    return ReadResult(table.replace_schema_metadata(None), context=context)
 
 
 def take(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -422,14 +449,14 @@ def read_plan(directory: str, identity: str) -> SessionPlan | None:
     return plan if plan is not None and plan.identity == identity else None
 
 
-def staged(directory: str) -> bool:
-    """Whether the output holds staged pieces."""
+def staged(directory: str, plan: SessionPlan) -> bool:
+    """Whether the output holds the file of every shard of ``plan``, as its cut wrote them."""
     store = as_store(directory)
-    # a folder listed is not enough: an object store may list a prefix whose objects are deleted
-    return any(
-        _is_partition(n) and any(p.endswith(".arrow") for p in store.names(f"{SESSIONS_DIR}/{n}"))
-        for n in store.names(SESSIONS_DIR)
-    )
+    wanted: dict[int, set[str]] = {}
+    for p, start, _ in plan.shards:
+        wanted.setdefault(p, set()).add(shard_name(p, start).rsplit("/", 1)[1])
+    # listed, not just a folder seen: an object store may list a prefix whose objects are deleted
+    return all(names <= set(store.names(f"{SESSIONS_DIR}/{partition_dir(p)}")) for p, names in wanted.items())
 
 
 class SessionSource:
@@ -451,7 +478,7 @@ class SessionSource:
 
     def read(self, split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         if isinstance(split, SessionSplit):
-            return read_session_split(self.session, split, self.directory)
+            return read_session_split(split, self.directory)
         return self.inner.read(split, decode_hex)
 
 
@@ -478,5 +505,6 @@ __all__ = [
     "read_plan",
     "read_session_split",
     "session_starts",
+    "shard_name",
     "stage_split",
 ]

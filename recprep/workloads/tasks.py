@@ -24,7 +24,7 @@ from .memory import tune_allocator
 from .output import put_error_log, put_quarantine, put_shard
 from .output.layout import INDEX_DIR
 from .plan import Plan, States, compile_plan
-from .sessions import Cut, SessionSource, Staged, cut_partition, stage_split
+from .sessions import STAGE_SHARDS, Cut, SessionSource, Staged, cut_partition, stage_split
 from .sources import Split, open_source
 from .writer import shard_bytes
 
@@ -164,11 +164,25 @@ def stage_shard(job: PreprocessJob, split: Split, partitions: int, fsync: bool) 
         return _failure(job, split, "sessions", exc)
 
 
-def cut_shards(job: PreprocessJob, partition: int) -> Cut | ShardFailure:
-    """A session job's second step for one partition (``sessions.cut_partition``)."""
+def split_rows(job: PreprocessJob) -> int:
+    """Rows of the source's splits: a shard's, or a session job's staging task's (``STAGE_SHARDS``
+    shards' rows: ``sessions``)."""
+    rows = job.spec.output.rows_per_shard
+    return rows * STAGE_SHARDS if job.spec.source.session is not None else rows
+
+
+def history_context(plan: Plan) -> int:
+    """Rows of earlier events a session shard reads before its own: the longest history."""
+    return max((s.op.params.k for s in plan.steps if s.op.per_session), default=0)
+
+
+def cut_shards(job: PreprocessJob, partition: int, context: int, fsync: bool) -> Cut | ShardFailure:
+    """A session job's second step for one partition (``sessions.cut_partition``): its shards'
+    rows written, each with ``context`` events of history before it."""
     try:
         directory = output_location(job.spec.output.uri)
-        return cut_partition(job.spec.source.session, partition, job.spec.output.rows_per_shard, directory)
+        rows_per_shard = job.spec.output.rows_per_shard
+        return cut_partition(job.spec.source.session, partition, rows_per_shard, directory, context, fsync)
     except Exception as exc:
         return _failure(job, Split(partition, f"session partition {partition}", 0, 0, 0), "sessions", exc)
 

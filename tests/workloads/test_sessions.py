@@ -4,6 +4,7 @@ a Dask cluster, against plain references written row by row."""
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -109,6 +110,56 @@ def test_shards_take_whole_sessions_and_cut_only_a_session_longer_than_a_shard()
     for a, b in zip(cuts, cuts[1:]):
         assert b - a <= 5
     assert [c for c in cuts if c not in starts and c != 21] == [14, 19]
+
+
+def test_staging_writes_few_pieces_and_the_cut_one_file_per_full_shard(events, tmp_path):
+    from recprep.errors import SourceError
+    from recprep.workloads.sessions import (
+        SHARDS_PER_PARTITION,
+        STAGE_SHARDS,
+        SessionPlan,
+        SessionSplit,
+        cut_partition,
+        partitions_for,
+        read_session_split,
+        shard_name,
+        stage_split,
+        staged,
+    )
+    from recprep.workloads.tasks import history_context, prepare, split_rows
+
+    rows_per_shard, out = 100, tmp_path / "out"
+    job = load_job_dict(doc(events, out, rows_per_shard=rows_per_shard))
+    source, plan = prepare(job)
+    splits = source.splits(split_rows(job))  # a staging task reads STAGE_SHARDS shards' rows
+    total = sum(s.est_rows for s in splits)
+    assert split_rows(job) == STAGE_SHARDS * rows_per_shard and len(splits) <= total // split_rows(job) + 1
+    partitions = partitions_for(total, rows_per_shard)
+    assert partitions == math.ceil(total / (rows_per_shard * 0.8 * SHARDS_PER_PARTITION)) > 1
+    session = job.spec.source.session
+    staged_rows = sum(stage_split(source.inner, session, s, partitions, str(out), False).rows for s in splits)
+    assert staged_rows == 40 * 6 * 7
+    assert len(list((out / "_sessions").rglob("s*.arrow"))) <= len(splits) * partitions
+    context = history_context(plan)
+    found = SessionPlan("i", partitions)
+    for p in range(partitions):
+        cuts = cut_partition(session, p, rows_per_shard, str(out), context, False).cuts
+        found.shards += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
+        # whole sessions (7 events) while they fit: every shard but a partition's last is nearly full
+        assert all(rows_per_shard - 7 < b - a <= rows_per_shard for a, b in zip(cuts[:-2], cuts[1:-1]))
+    assert staged(str(out), found)
+    read = 0
+    for i, (p, a, b) in enumerate(found.shards):
+        r = read_session_split(SessionSplit(i, p, a, b, context if a else 0), str(out))
+        assert r.table.num_rows - r.context == b - a and r.context <= (context if a else 0)
+        read += b - a
+    assert read == staged_rows
+    # a shard's file gone: not staged (a rerun stages again), and its read names the file
+    p, a, b = found.shards[-1]
+    (out / shard_name(p, a)).unlink()
+    assert not staged(str(out), found)
+    with pytest.raises(SourceError, match=shard_name(p, a).rsplit("/", 1)[1]):
+        read_session_split(SessionSplit(len(found.shards) - 1, p, a, b, context), str(out))
 
 
 def test_dedup_and_history_errors_name_the_field(events, tmp_path):
