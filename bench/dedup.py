@@ -215,11 +215,13 @@ def one_core(doc: dict, out: Path) -> dict:
     t0 = time.perf_counter()
     splits = source.splits(split_rows(job))
     partitions = partitions_for(sum(s.est_rows for s in splits), rows_per_shard)
-    rows = sum(stage_split(source.inner, session, s, partitions, str(out), False).rows for s in splits)
+    staged = [stage_split(source.inner, session, s, partitions, str(out), False) for s in splits]
+    rows = sum(s.rows for s in staged)
     t1 = time.perf_counter()
     shards = []
     for p in range(partitions):
-        cuts = cut_partition(session, p, rows_per_shard, str(out), context, False).cuts
+        pieces = [(s.index, *s.pieces[p]) for s in staged if p in s.pieces]
+        cuts = cut_partition(session, p, pieces, rows_per_shard, str(out), context, False).cuts
         shards += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
     t2 = time.perf_counter()
     seconds["stage"], seconds["cut"] = t1 - t0, t2 - t1

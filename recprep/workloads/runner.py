@@ -406,6 +406,7 @@ def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str,
         progress.phase("sessions")
         progress.start(len(splits), sum(s.est_rows for s in splits), 0, 0, 0)
     found = SessionPlan(identity, partitions)
+    pieces: list[list[tuple[int, int, int]]] = [[] for _ in range(partitions)]
     for future in [c.submit(stage_shard, job, s, partitions, fsync, pure=False) for s in splits]:
         done = _result(future)
         if progress:
@@ -414,7 +415,10 @@ def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str,
         found.bad_rows += done.bad_rows
         if done.quarantine:
             found.quarantine.append(done.quarantine)
-    for future in [c.submit(cut_shards, job, p, context, fsync, pure=False) for p in range(partitions)]:
+        for p, (offset, length) in done.pieces.items():  # in split order: the futures are awaited in it
+            pieces[p].append((done.index, offset, length))
+    cuts = [c.submit(cut_shards, job, p, pieces[p], context, fsync, pure=False) for p in range(partitions)]
+    for future in cuts:
         cut = _result(future)
         found.shards += [(cut.partition, a, b) for a, b in zip(cut.cuts, cut.cuts[1:])]
         found.sessions += cut.sessions

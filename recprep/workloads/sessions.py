@@ -7,15 +7,17 @@ UTC calendar day. A session job groups before it fits and transforms:
 1. **stage** (one task per source split of ``STAGE_SHARDS`` shards' rows): read the split, hash
    each row's key (``ops.cross.keys_of``: an integer's bit pattern, a string's FNV-1a 64) with
    ``mix64`` into one of ``P`` partitions, and write the split's rows of each partition as one
-   Arrow IPC piece, ``_sessions/p<P>/s<split>.arrow`` in the output, with two columns added: the
-   key's 64-bit hash and the time as int64 seconds. Malformed rows go to the split's quarantine
+   Arrow IPC piece, with two columns added: the key's 64-bit hash and the time as int64 seconds;
+   a split's pieces go one after another into one file, ``_sessions/staged/s<split>.arrows`` in
+   the output, and the task returns where each is. Malformed rows go to the split's quarantine
    file, as in any job. ``P = ceil(estimated rows / (rowsPerShard * PARTITION_FILL *
    SHARDS_PER_PARTITION))``: every key's events, hence its history, are in one partition, and a
-   partition makes about ``SHARDS_PER_PARTITION`` shards. Staging writes splits x partitions
+   partition makes about ``SHARDS_PER_PARTITION`` shards. Staging makes splits x partitions
    pieces; the two sizes keep that product ``STAGE_SHARDS * SHARDS_PER_PARTITION`` times below
-   one piece per shard and partition (a 1.7M-row log in 16,384-row shards wrote 9,800 pieces of
-   about 170 rows each, and staging cost ten times the transform).
-2. **cut** (one task per partition): read the partition's pieces (in split order), sort by (key
+   one piece per shard and partition (a 1.7M-row log in 16,384-row shards made 9,800 pieces of
+   about 170 rows each, a file each, and staging cost ten times the transform).
+2. **cut** (one task per partition): read the partition's pieces (in split order, a byte range
+   of each split's file), sort by (key
    hash, time) with a stable sort (ties keep source order), find the sessions, and cut the sorted
    rows into shards: a shard takes whole sessions while it holds at most ``rowsPerShard`` rows; a
    session of more than ``rowsPerShard`` rows starts a shard and is cut every ``rowsPerShard``
@@ -65,6 +67,8 @@ HIDDEN = (KEY_HASH, TIME, KEY_RUN, SESSION_RUN)
 _DAY = 86_400
 #: salt of the partition hash (apart from any hash a transform makes of the same key)
 _SALT = 0x5E55
+#: the folder of the staged splits' files
+STAGE_DIR = "staged"
 #: a shard file's schema metadata: its context rows, and the sorted row it stops before
 _CONTEXT, _STOP = b"recprep.context", b"recprep.stop"
 
@@ -101,8 +105,9 @@ def _is_partition(name: str) -> bool:
     return name[:1] == "p" and name[1:].isdigit()
 
 
-def piece_name(p: int, split: int) -> str:
-    return f"{SESSIONS_DIR}/{partition_dir(p)}/s{split:05d}.arrow"
+def stage_name(split: int) -> str:
+    """The file of a source split's pieces: an Arrow IPC file per partition, one after another."""
+    return f"{SESSIONS_DIR}/{STAGE_DIR}/s{split:05d}.arrows"
 
 
 def shard_name(p: int, start: int) -> str:
@@ -245,6 +250,8 @@ class Staged:
     rows: int
     bad_rows: int
     quarantine: str | None
+    #: partition -> (offset, length) of its piece in the split's staged file
+    pieces: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -259,25 +266,85 @@ class Cut:
 def stage_split(
     source, session: SessionSpec, split: Split, partitions: int, directory: str, fsync: bool
 ) -> Staged:
-    """Step 1 for one source split (see the module docstring)."""
+    """Step 1 for one source split (see the module docstring): its pieces, one file."""
     read = source.read(split)
     table = read.table
     where = locator(source, split, read.bad)
     keys = key_hashes(table, session, where)
     times = event_times(table, session, where)
     part = (mix64(keys, _SALT) % np.uint64(partitions)).astype(np.int64)
-    order = np.argsort(part, kind="stable")
-    counts = np.bincount(part, minlength=partitions)
     table = table.append_column(KEY_HASH, pa.array(keys, pa.uint64())).append_column(
         TIME, pa.array(times, pa.int64())
     )
-    store = as_store(directory)
-    bounds = np.concatenate(([0], np.cumsum(counts)))
-    for p in np.flatnonzero(counts):  # each piece's dictionaries only what its rows use
-        piece = take(table, order[bounds[p] : bounds[p + 1]])
-        store.put(piece_name(int(p), split.index), _ipc(piece), fsync)
+    blobs, pieces, offset = [], {}, 0
+    for p, piece in split_by_partition(table, part, partitions):
+        blob = _ipc(piece)
+        pieces[p] = (offset, len(blob))
+        blobs.append(blob)
+        offset += len(blob)
+    if blobs:
+        as_store(directory).put(stage_name(split.index), b"".join(blobs), fsync)
     quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
-    return Staged(split.index, table.num_rows, len(read.bad), quarantine)
+    return Staged(split.index, table.num_rows, len(read.bad), quarantine, pieces)
+
+
+def split_by_partition(table: pa.Table, part: np.ndarray, partitions: int) -> list[tuple[int, pa.Table]]:
+    """``table``'s rows of each partition ``part`` names, in their order, for every partition
+    that has rows: each column in one chunk, each dictionary pruned to the values the piece's rows
+    use (as :func:`take` of those rows makes it), all pieces' entries found by one sort per column."""
+    # numpy sorts 16-bit integers by radix: linear
+    order = np.argsort(part.astype(np.uint16) if partitions <= 1 << 16 else part, kind="stable")
+    counts = np.bincount(part, minlength=partitions)
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    present = np.flatnonzero(counts)
+    sorted_part = part[order]
+    columns: list[list[pa.Array]] = []
+    for col in table.columns:
+        if pa.types.is_dictionary(col.type) and len(col):
+            columns.append(_dictionary_pieces(col, order, sorted_part, bounds, present))
+        else:
+            taken = col.take(pa.array(order)).combine_chunks() if len(col) else col.combine_chunks()
+            columns.append([taken.slice(bounds[p], counts[p]) for p in present])
+    return [(int(p), pa.table([c[i] for c in columns], schema=table.schema)) for i, p in enumerate(present)]
+
+
+def _dictionary_pieces(
+    col: pa.ChunkedArray, order: np.ndarray, sorted_part: np.ndarray, bounds: np.ndarray, present: np.ndarray
+) -> list[pa.Array]:
+    """A dictionary column's pieces (see :func:`split_by_partition`): the used entries of every
+    piece from one ``np.unique`` of (partition, index) pairs, in index order within a piece."""
+    col = col.unify_dictionaries() if col.num_chunks > 1 else col
+    array = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
+    size = max(len(array.dictionary), 1)
+    indices = array.indices.fill_null(0).to_numpy()[order].astype(np.int64)
+    valid = None
+    if array.indices.null_count:
+        valid = np.asarray(array.indices.is_valid().to_numpy(zero_copy_only=False), bool)[order]
+    pairs = sorted_part * size + indices
+    span = (int(sorted_part[-1]) + 1) * size if len(pairs) else 0
+    if span <= max(8 * len(pairs), 1 << 20):  # a bitmap over every (partition, entry) pair
+        seen = np.zeros(span, bool)
+        seen[pairs if valid is None else pairs[valid]] = True
+        used = np.flatnonzero(seen)
+        remapped = (np.cumsum(seen, dtype=np.int64) - 1)[pairs]
+    else:  # too many pairs for the rows: sort the rows' pairs
+        used, inverse = np.unique(pairs if valid is None else pairs[valid], return_inverse=True)
+        if valid is None:
+            remapped = inverse.reshape(-1)
+        else:
+            remapped = np.zeros(len(pairs), np.int64)
+            remapped[valid] = inverse.reshape(-1)
+    # the used entries of partition p are a block of ``used``: renumbered from the block's start
+    block = np.searchsorted(used, np.arange(sorted_part[-1] + 2 if len(sorted_part) else 1) * size)
+    remapped = np.maximum(remapped - block[sorted_part], 0)
+    out = []
+    for p in present:
+        a, b = bounds[p], bounds[p + 1]
+        mask = None if valid is None or valid[a:b].all() else ~valid[a:b]
+        new_indices = pa.array(remapped[a:b], pa.int64(), mask=mask).cast(array.indices.type)
+        entries = pa.array(used[block[p] : block[p + 1]] - p * size, pa.int64())
+        out.append(pa.DictionaryArray.from_arrays(new_indices, array.dictionary.take(entries)))
+    return out
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -287,26 +354,31 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _pieces(directory: str, partition: int, columns: list[str] | None = None) -> pa.Table | None:
+def _pieces(directory: str, pieces: list[tuple[int, int, int]]) -> pa.Table | None:
+    """A partition's staged rows: its piece of each split, ``(split, offset, length)`` in split
+    order."""
     store = as_store(directory)
-    folder = f"{SESSIONS_DIR}/{partition_dir(partition)}"
     tables = []
-    for name in sorted(store.names(folder)):
-        if name.startswith("s") and name.endswith(".arrow"):
-            reader = pa.ipc.open_file(pa.py_buffer(store.read(f"{folder}/{name}")))
-            t = reader.read_all()
-            tables.append(t.select(columns) if columns else t)
+    for split, offset, length in pieces:
+        blob = store.read_range(stage_name(split), offset, length)
+        tables.append(pa.ipc.open_file(pa.py_buffer(blob)).read_all())
     if not tables:
         return None
     return pa.concat_tables(tables)
 
 
 def cut_partition(
-    session: SessionSpec, partition: int, rows_per_shard: int, directory: str, context: int, fsync: bool
+    session: SessionSpec,
+    partition: int,
+    pieces: list[tuple[int, int, int]],
+    rows_per_shard: int,
+    directory: str,
+    context: int,
+    fsync: bool,
 ) -> Cut:
-    """Step 2 for one partition: its cut points, and each shard's rows written (see the module
-    docstring)."""
-    table = _pieces(directory, partition)
+    """Step 2 for one partition, from its ``pieces`` (``(split, offset, length)`` of each, in
+    split order): its cut points, and each shard's rows written (see the module docstring)."""
+    table = _pieces(directory, pieces)
     if table is None:
         return Cut(partition, [0], 0)
     keys, times = _column(table, KEY_HASH), _column(table, TIME)
@@ -314,7 +386,7 @@ def cut_partition(
     new_key, new_session = session_starts(keys[order], times[order], session)
     starts = np.flatnonzero(new_session)
     cuts = cut_points(starts, len(keys), rows_per_shard)
-    rows = table.drop_columns([KEY_HASH, TIME])
+    rows = _one_chunk(table.drop_columns([KEY_HASH, TIME]))
     key_starts = np.flatnonzero(new_key)
     store = as_store(directory)
     for start, stop in zip(cuts, cuts[1:]):
@@ -330,6 +402,19 @@ def cut_partition(
         meta = {_CONTEXT: str(start - first), _STOP: str(stop)}
         store.put(shard_name(partition, start), _ipc(out.replace_schema_metadata(meta)), fsync)
     return Cut(partition, cuts, len(starts))
+
+
+def _one_chunk(table: pa.Table) -> pa.Table:
+    """``table`` with each column in one chunk, the pieces' dictionaries unified (once for all
+    the shards :func:`take` makes of it, not once per shard)."""
+    columns = []
+    for col in table.columns:
+        if col.num_chunks > 1:
+            if pa.types.is_dictionary(col.type):
+                col = col.unify_dictionaries()
+            col = pa.chunked_array([col.combine_chunks()], type=col.type)
+        columns.append(col)
+    return pa.table(columns, schema=table.schema)
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -483,10 +568,11 @@ class SessionSource:
 
 
 def remove_pieces(directory: str) -> None:
-    """Remove the staged pieces (the plan stays: a later run that finds a shard to redo stages again)."""
+    """Remove the staged pieces and the shards' files (the plan stays: a later run that finds a
+    shard to redo stages again)."""
     store = as_store(directory)
     for folder in store.names(SESSIONS_DIR):
-        if _is_partition(folder):
+        if _is_partition(folder) or folder == STAGE_DIR:
             path = f"{SESSIONS_DIR}/{folder}"
             for name in store.names(path):
                 store.remove(f"{path}/{name}")

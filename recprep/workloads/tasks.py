@@ -176,13 +176,15 @@ def history_context(plan: Plan) -> int:
     return max((s.op.params.k for s in plan.steps if s.op.per_session), default=0)
 
 
-def cut_shards(job: PreprocessJob, partition: int, context: int, fsync: bool) -> Cut | ShardFailure:
-    """A session job's second step for one partition (``sessions.cut_partition``): its shards'
-    rows written, each with ``context`` events of history before it."""
+def cut_shards(
+    job: PreprocessJob, partition: int, pieces: list[tuple[int, int, int]], context: int, fsync: bool
+) -> Cut | ShardFailure:
+    """A session job's second step for one partition (``sessions.cut_partition``) from its staged
+    ``pieces``: its shards' rows written, each with ``context`` events of history before it."""
     try:
         directory = output_location(job.spec.output.uri)
-        rows_per_shard = job.spec.output.rows_per_shard
-        return cut_partition(job.spec.source.session, partition, rows_per_shard, directory, context, fsync)
+        session, rows = job.spec.source.session, job.spec.output.rows_per_shard
+        return cut_partition(session, partition, pieces, rows, directory, context, fsync)
     except Exception as exc:
         return _failure(job, Split(partition, f"session partition {partition}", 0, 0, 0), "sessions", exc)
 

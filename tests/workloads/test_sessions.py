@@ -137,13 +137,19 @@ def test_staging_writes_few_pieces_and_the_cut_one_file_per_full_shard(events, t
     partitions = partitions_for(total, rows_per_shard)
     assert partitions == math.ceil(total / (rows_per_shard * 0.8 * SHARDS_PER_PARTITION)) > 1
     session = job.spec.source.session
-    staged_rows = sum(stage_split(source.inner, session, s, partitions, str(out), False).rows for s in splits)
+    done = [stage_split(source.inner, session, s, partitions, str(out), False) for s in splits]
+    staged_rows = sum(s.rows for s in done)
     assert staged_rows == 40 * 6 * 7
-    assert len(list((out / "_sessions").rglob("s*.arrow"))) <= len(splits) * partitions
+    # one file per split, its pieces one after another
+    assert sorted(p.name for p in (out / "_sessions" / "staged").iterdir()) == [
+        f"s{s.index:05d}.arrows" for s in splits
+    ]
+    assert 1 < sum(len(s.pieces) for s in done) <= len(splits) * partitions
     context = history_context(plan)
     found = SessionPlan("i", partitions)
     for p in range(partitions):
-        cuts = cut_partition(session, p, rows_per_shard, str(out), context, False).cuts
+        pieces = [(s.index, *s.pieces[p]) for s in done if p in s.pieces]
+        cuts = cut_partition(session, p, pieces, rows_per_shard, str(out), context, False).cuts
         found.shards += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
         # whole sessions (7 events) while they fit: every shard but a partition's last is nearly full
         assert all(rows_per_shard - 7 < b - a <= rows_per_shard for a, b in zip(cuts[:-2], cuts[1:-1]))
@@ -475,3 +481,33 @@ def test_a_shard_keeps_only_the_dictionary_entries_its_rows_use():
         42,
     ]
     assert sorted(out["c"].chunk(0).dictionary.to_pylist()) == ["v", "v42", "v7"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_splits_pieces_are_what_take_makes_of_each_partitions_rows(seed):
+    from recprep.workloads.sessions import split_by_partition, take
+
+    rng = np.random.default_rng(seed)
+    n, partitions = 300, 7
+    words = [f"w{i}" for i in range(60)]
+    chunks = []
+    for size in (120, 180):  # two chunks, each its own dictionary (as a read of two blocks makes)
+        values = [
+            None if rng.random() < 0.1 else words[rng.integers(0, 60 if seed else 3)] for _ in range(size)
+        ]
+        chunks.append(pa.array(values).dictionary_encode())
+    table = pa.table(
+        {
+            "c": pa.chunked_array(chunks),
+            "n": pa.array(rng.integers(0, 1000, n)),
+            "s": pa.array([None if i % 9 == 0 else f"s{i}" for i in range(n)]),
+        }
+    )
+    part = rng.integers(0, partitions - 1, n)  # the last partition gets no rows
+    pieces = split_by_partition(table, part, partitions)
+    assert [p for p, _ in pieces] == sorted(set(part.tolist()))
+    for p, piece in pieces:
+        want = take(table, np.flatnonzero(part == p))
+        assert piece.schema == want.schema and piece.equals(want)
+        got, expected = piece["c"].chunk(0), want["c"].chunk(0)
+        assert got.dictionary.equals(expected.dictionary) and got.indices.equals(expected.indices)
