@@ -283,7 +283,7 @@ def stage_split(
         blobs.append(blob)
         offset += len(blob)
     if blobs:
-        as_store(directory).put(stage_name(split.index), b"".join(blobs), fsync)
+        as_store(directory).put(stage_name(split.index), blobs, fsync)
     quarantine = put_quarantine(directory, split.index, read.bad, fsync) if read.bad else None
     return Staged(split.index, table.num_rows, len(read.bad), quarantine, pieces)
 

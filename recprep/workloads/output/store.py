@@ -62,8 +62,9 @@ class LocalStore:
             f.seek(offset)
             return f.read(length)
 
-    def put(self, name: str, payload: bytes, fsync: bool = False) -> None:
-        """``payload`` under ``name``, complete or not at all (temporary name, rename)."""
+    def put(self, name: str, payload: bytes | list[bytes], fsync: bool = False) -> None:
+        """``payload`` (or its parts, one after another) under ``name``, complete or not at all
+        (temporary name, rename)."""
         with self._temporary(name, payload, fsync) as tmp:
             os.replace(tmp, self.path(name))
 
@@ -88,12 +89,13 @@ class LocalStore:
             os.remove(local)
 
     @contextlib.contextmanager
-    def _temporary(self, name: str, payload: bytes, fsync: bool) -> Iterator[str]:
+    def _temporary(self, name: str, payload: bytes | list[bytes], fsync: bool) -> Iterator[str]:
         folder, base = os.path.split(self.path(name))
         os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, temporary_name(base, uuid.uuid4().hex[:12]))
         with open(tmp, "wb") as f:
-            f.write(payload)
+            for part in payload if isinstance(payload, list) else [payload]:
+                f.write(part)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -179,7 +181,10 @@ class ObjectStore:
         tag = info.get("ETag") or info.get("etag") or info.get("generation")
         return str(tag) if tag else None
 
-    def put(self, name: str, payload: bytes, fsync: bool = False) -> None:
+    def put(self, name: str, payload: bytes | list[bytes], fsync: bool = False) -> None:
+        """``payload`` (or its parts, one after another) as the object ``name``: one PUT."""
+        if isinstance(payload, list):
+            payload = b"".join(payload)
         with _client_errors():
             self.fs.pipe_file(self._key(name), payload)
 
