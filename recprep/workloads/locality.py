@@ -3,7 +3,7 @@ their raw data, or to the CPU pool, as ``isp_nodes.placement.LocalityQueues`` de
 
 The mechanism: the cluster's workers are read from the scheduler (an ISP worker is named
 ``isp/<node>/<id>``, every other worker is the CPU pool); each pool is kept at most
-``DEPTH`` tasks per thread ahead (so a thread never waits on the driver, and the queues keep
+``depth`` tasks per thread ahead (so a thread never waits on the driver, and the queues keep
 deciding who takes the rest); every task is restricted to its pool's workers. A shard whose
 offloadable transforms are only a prefix of the job's runs in two tasks: the ISP task reads it
 and runs the prefix (``tasks.offloaded_part``), a CPU task finishes and writes it
@@ -16,6 +16,7 @@ committed), a storage node with no worker left gives its queued shards to the ot
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,8 +25,13 @@ from ..isp_nodes.placement import CPU, LocalityQueues, node_of, split_key
 from .sources import Split
 from .tasks import Handoff, ShardResult, finish_shard, offloaded_part, transform_shard
 
-#: Tasks kept in flight per worker thread.
+#: Tasks kept in flight per worker thread, at least.
 DEPTH = 2
+#: At most, for shards that take little time (``depth``).
+MAX_DEPTH = 8
+#: Seconds, about, from a task's end on a worker to the next one the driver sends reaching it:
+#: the result fetched, the shard committed, the next submitted (a few Dask round trips).
+TURNAROUND = 0.05
 #: Seconds between two reads of the cluster's workers while shards land.
 REFRESH = 1.0
 #: Seconds to fetch a finished task's result (small: a shard's record, or a table handed over)
@@ -105,6 +111,15 @@ def wait_for_isp(client, wanted: int, seconds: float, clock=time.monotonic) -> T
     return topology
 
 
+def depth(seconds: float | None) -> int:
+    """Tasks to keep in flight per thread of a pool whose shards take ``seconds`` (None: not
+    measured yet): ``DEPTH``, and more when a shard takes less than the driver's turnaround, so
+    that the thread still has one to start while the driver answers the one it finished."""
+    if not seconds or seconds <= 0:
+        return DEPTH
+    return min(MAX_DEPTH, max(DEPTH, 1 + math.ceil(TURNAROUND / seconds)))
+
+
 def _fetch(fut, result: Callable):
     """A finished task's value, by ``result(future, timeout)``; TimeoutError as soon as the
     client learns that the value went with its worker (a preempted node: the future is no
@@ -162,7 +177,7 @@ def run_shards(
 
     def fill() -> None:
         for node, addrs in topology.isp.items():
-            while in_flight(node) < DEPTH * topology.units[node]:
+            while in_flight(node) < depth(queues.seconds.get(node)) * topology.units[node]:
                 took = queues.take_isp(node) or (queues.take_any() if not topology.cpu else None)
                 if took is None:
                     break
@@ -178,7 +193,7 @@ def run_shards(
                         f"({plan.steps[stop].op.name} is not offloaded to ISP units)"
                     )
                     submit(offloaded_part, job, split, states, stop, flight=flight)
-        while topology.cpu and in_flight(CPU) < DEPTH * topology.cpu_threads:
+        while topology.cpu and in_flight(CPU) < depth(queues.seconds.get(CPU)) * topology.cpu_threads:
             took = queues.take_cpu(topology.units)
             if took is None:
                 break

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 from pathlib import Path
@@ -131,3 +132,13 @@ def test_a_result_lost_with_its_worker_is_given_up_at_once_not_after_the_fetch_t
     monkeypatch.setattr(locality, "FETCH_TIMEOUT", 0.0)
     with pytest.raises(TimeoutError):  # still finished, never arriving: the timeout bounds it
         locality._fetch(Future(["finished"]), fetch)
+
+
+def test_short_shards_are_kept_deeper_in_flight_so_a_thread_never_waits_on_the_driver():
+    from recprep.workloads.locality import DEPTH, MAX_DEPTH, TURNAROUND, depth
+
+    assert depth(None) == depth(0.0) == DEPTH == 2  # not measured yet
+    assert depth(0.3) == DEPTH  # a Criteo shard: two ahead cover the driver's turnaround
+    # 11 ms shards (the deduplicated Taobao job's): the turnaround covered by the ones queued
+    assert depth(0.011) == 1 + math.ceil(TURNAROUND / 0.011) == 6
+    assert depth(1e-4) == MAX_DEPTH
