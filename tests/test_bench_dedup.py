@@ -18,6 +18,8 @@ import pytest
 from .conftest import REPO, SHARED_DATA
 
 TAOBAO = SHARED_DATA / "taobao_userbehavior_84k.csv.gz"
+#: --min-seconds of the tiny bench: the smallest log's runs take a few hundredths of a second
+MIN_SECONDS = 0.2
 USERS, SESSIONS, EVENTS = 12, 3, (1, 4)
 
 
@@ -64,7 +66,7 @@ def _check_stats(s: dict) -> None:
     assert s["min"] == min(s["runs"]) and s["max"] == max(s["runs"])
 
 
-def _check_dataset(r: dict, codecs: list[str], repeat: int, trained: bool) -> None:
+def _check_dataset(r: dict, codecs: list[str], repeat: int, trained: bool, max_runs: int) -> None:
     assert r["exact"]["exact"] and r["exact"]["difference"] is None
     assert (
         r["exact"]["shards"] == r["shards"] >= 1 and r["exact"]["rows"] == r["rows"] - r["rows_quarantined"]
@@ -79,7 +81,10 @@ def _check_dataset(r: dict, codecs: list[str], repeat: int, trained: bool) -> No
         assert 0 < s["plain_group_bytes"] < s["plain_bytes"] and 0 < s["dedup_group_bytes"] < s["dedup_bytes"]
     pre = r["preprocess"]
     for v in ("plain", "dedup"):
-        assert len(pre[v]["rows_per_second"]["runs"]) == repeat
+        # at least --repeat runs, and more until the variant has run --min-seconds (MIN_SECONDS)
+        runs = pre[v]["seconds"]["runs"]
+        assert len(runs) >= repeat and len(pre[v]["rows_per_second"]["runs"]) == len(runs)
+        assert sum(runs) >= MIN_SECONDS or len(runs) == max_runs
         _check_stats(pre[v]["rows_per_second"])
         _check_stats(pre[v]["seconds"])
         for rate, seconds in zip(pre[v]["rows_per_second"]["runs"], pre[v]["seconds"]["runs"]):
@@ -89,6 +94,10 @@ def _check_dataset(r: dict, codecs: list[str], repeat: int, trained: bool) -> No
         one = pre["one_core"][v]
         _check_stats(one["rows_per_second"])
         assert list(one["phase_seconds"]) == ["stage", "cut", "read", "apply", "write"]
+    # no round more than needed: before the last one, a variant had run less than --min-seconds
+    runs = [pre[v]["seconds"]["runs"] for v in ("plain", "dedup")]
+    assert len(runs[0]) == len(runs[1])
+    assert len(runs[0]) == repeat or min(sum(r[:-1]) for r in runs) < MIN_SECONDS
     gain = pre["dedup"]["rows_per_second"]["median"] / pre["plain"]["rows_per_second"]["median"]
     assert _approx(pre["gain"], gain)
     for phase, g in pre["phase_gain"].items():
@@ -113,6 +122,7 @@ def test_tiny_bench_prints_one_json_object_of_measured_gains(bench, capsys, tmp_
     trained = _torch()
     args = ["--users", str(USERS), "--sessions", str(SESSIONS), "--events", ",".join(map(str, EVENTS))]
     args += ["--k", "5", "--repeat", "2", "--compression", "snappy,none", "--workers", "1"]
+    args += ["--min-seconds", str(MIN_SECONDS)]
     args += ["--steps", "3", "--table-rows", "1000", "--batch-size", "64", "--workdir", str(tmp_path / "w")]
     args += ["--taobao-copies", "2"]
     if not trained:
@@ -124,11 +134,14 @@ def test_tiny_bench_prints_one_json_object_of_measured_gains(bench, capsys, tmp_
     assert set(doc) == {"settings", "published", "taobao", *names, *scaled}
     assert doc["published"] == {"storage": 3.71, "preprocess": 1.79, "train": 2.48}
     assert doc["settings"]["repeat"] == 2 and doc["settings"]["statistic"] == "median"
+    assert doc["settings"]["min_seconds"] == MIN_SECONDS
+    # the smallest log's runs take a few hundredths of a second: it runs more than --repeat times
+    assert len(doc[names[0]]["preprocess"]["plain"]["seconds"]["runs"]) > 2
     for e, name in zip(EVENTS, names):
         r = doc[name]
         assert r["rows"] == USERS * SESSIONS * e and r["rows_quarantined"] == 0
         assert r["sessions"] == USERS * SESSIONS and r["events_per_session"] == e
-        _check_dataset(r, ["snappy", "none"], 2, trained)
+        _check_dataset(r, ["snappy", "none"], 2, trained, bench.MAX_RUNS)
         assert "bars" not in r
     # more events per session: more repeats for dedup to remove (no compression: no codec hides them)
     none = [doc[n]["storage"]["none"]["group_gain"] for n in names]
@@ -138,12 +151,12 @@ def test_tiny_bench_prints_one_json_object_of_measured_gains(bench, capsys, tmp_
         assert "missing" in taobao["skipped"]
         return
     assert taobao["rows_quarantined"] == 1  # the sample's malformed last line
-    _check_dataset(taobao, ["snappy", "none"], 2, trained)
+    _check_dataset(taobao, ["snappy", "none"], 2, trained, bench.MAX_RUNS)
     # the sample twice over, each copy its own users: the same sessions twice, the malformed line left out
     twice = doc["taobao-x2"]
     assert twice["rows"] == 2 * (taobao["rows"] - 1) and twice["rows_quarantined"] == 0
     assert twice["sessions"] == 2 * taobao["sessions"]
-    _check_dataset(twice, ["snappy", "none"], 2, trained=False)  # training is the sample's measure
+    _check_dataset(twice, ["snappy", "none"], 2, False, bench.MAX_RUNS)  # training is the sample's measure
     for r, trains in ((taobao, trained), (twice, False)):
         bars = r["bars"]
         assert _approx(bars["storage"]["gain"], r["storage"]["snappy"]["gain"])
