@@ -6,7 +6,7 @@ decompressed offsets, so the shards are byte-identical) and, at the same time, w
 task start reading near its first byte instead of at the file's start:
 
 - **gzip** (``.gz``): the pass is rapidgzip's (ISA-L's inflate, on several threads where the
-  machine has them), and its zran index of seek points (deflate block starts, with the 32 KiB
+  machine has 4 cores or more: ``GZIP_PARALLEL_CORES``), and its zran index of seek points (deflate block starts, with the 32 KiB
   of text before each, about every 4 MiB of text) is kept for the point at or before each
   split's start only. A task starts ISA-L's raw inflate at that point (the window as its
   dictionary, the compressed bits realigned to a byte when the block starts inside one:
@@ -63,6 +63,11 @@ BLOCK, READ, STEP = 8 << 20, 1 << 20, 1 << 20
 ZSTD_READ = 64 << 10
 #: threads of rapidgzip's pass (it decompresses chunks of the file in parallel)
 PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: cores a machine needs for the gzip pass to use more than one thread: a chunk's decoder starts
+#: without the text before it (it finds a block start by trial and marks what refers back, to
+#: resolve later), work that 2 threads on 2 cores do not win back: 1.5-1.6 s for 485 MB of text
+#: where one thread took 1.0-1.3 s (bench/README.md, ``compressed.py``)
+GZIP_PARALLEL_CORES = 4
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
 CHUNK = (1 << 20, 4 << 20)
 #: what a plan file's format is (a plan of another version is rebuilt)
@@ -309,7 +314,8 @@ def _gzip_pass(raw, cutter: StreamCutter, path: str) -> bytes:
     chunk = min(max(rule.target // 4, CHUNK[0]), CHUNK[1])
     raw.seek(0)
     try:
-        with rapidgzip.RapidgzipFile(raw, parallelization=PASS_THREADS, chunk_size=chunk) as gz:
+        threads = PASS_THREADS if (os.cpu_count() or 1) >= GZIP_PARALLEL_CORES else 1
+        with rapidgzip.RapidgzipFile(raw, parallelization=threads, chunk_size=chunk) as gz:
             for block in iter(lambda: gz.read(BLOCK), b""):
                 cutter.feed(block)
             out = io.BytesIO()
