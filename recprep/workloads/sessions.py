@@ -17,11 +17,11 @@ UTC calendar day. A session job groups before it fits and transforms:
    one piece per shard and partition (a 1.7M-row log in 16,384-row shards made 9,800 pieces of
    about 170 rows each, a file each, and staging cost ten times the transform).
 2. **cut** (one task per partition): read the partition's pieces (in split order, a byte range
-   of each split's file), sort by (key
-   hash, time) with a stable sort (ties keep source order), find the sessions, and cut the sorted
-   rows into shards: a shard takes whole sessions while it holds at most ``rowsPerShard`` rows; a
-   session of more than ``rowsPerShard`` rows starts a shard and is cut every ``rowsPerShard``
-   rows of its time order (the only case where a session spans shards). Each shard's rows are
+   of each split's file), sort by (key hash, time) with a stable sort (ties keep source order),
+   find the sessions, and cut the sorted rows into shards: a shard takes whole sessions while it
+   holds at most ``rowsPerShard`` rows; a session of more than ``rowsPerShard`` rows starts a
+   shard and is cut every ``rowsPerShard`` rows of its time order (the only case where a session
+   spans shards). Each shard's rows are
    written as ``_sessions/p<P>/r<start>.arrow``, preceded by the first key's earlier events its
    history needs: the rest of a session cut by the shard's start, and up to ``context`` (the
    longest history's ``k``) events before that session; they carry each row's key run and
@@ -312,7 +312,8 @@ def _dictionary_pieces(
     col: pa.ChunkedArray, order: np.ndarray, sorted_part: np.ndarray, bounds: np.ndarray, present: np.ndarray
 ) -> list[pa.Array]:
     """A dictionary column's pieces (see :func:`split_by_partition`): the used entries of every
-    piece from one ``np.unique`` of (partition, index) pairs, in index order within a piece."""
+    piece found at once from the rows' (partition, index) pairs, by a bitmap over all pairs or,
+    where those are many more than the rows, by ``np.unique``; in index order within a piece."""
     col = col.unify_dictionaries() if col.num_chunks > 1 else col
     array = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
     size = max(len(array.dictionary), 1)

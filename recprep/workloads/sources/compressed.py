@@ -6,11 +6,12 @@ decompressed offsets, so the shards are byte-identical) and, at the same time, w
 task start reading near its first byte instead of at the file's start:
 
 - **gzip** (``.gz``): the pass is rapidgzip's (ISA-L's inflate, on several threads where the
-  machine has 4 cores or more: ``GZIP_PARALLEL_CORES``), and its zran index of seek points (deflate block starts, with the 32 KiB
-  of text before each, about every 4 MiB of text) is kept for the point at or before each
-  split's start only. A task starts ISA-L's raw inflate at that point (the window as its
-  dictionary, the compressed bits realigned to a byte when the block starts inside one:
-  ``_aligned``), so it decompresses its own bytes and at most one point's spacing before them.
+  machine has 4 cores or more: ``GZIP_PARALLEL_CORES``), and its zran index of seek points
+  (deflate block starts, with the 32 KiB of text before each, about every 4 MiB of text) is kept
+  for the point at or before each split's start only. A task starts ISA-L's raw inflate at that
+  point (the window as its dictionary, the compressed bits realigned to a byte when the block
+  starts inside one: ``_aligned``), so it decompresses its own bytes and at most one point's
+  spacing before them.
   A file of several gzip members (``cat a.gz b.gz``, bgzip) is read on across members.
 - **bz2**: the pass is rapidgzip's IndexedBzip2File, which also finds where each bz2 block
   (about 900 kB of text, compressed on its own) starts; a task starts at the block before its
