@@ -396,7 +396,7 @@ def _near(split: Split, holders: dict[str, list[str]]) -> dict:
 
 def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str, progress, fsync: bool):
     """A session job's staging and cutting (``sessions``), or the plan an earlier run of the
-    same job kept (while its staged pieces are there, or nothing is left to do)."""
+    same job kept (while every shard's file the cut wrote is there, or nothing is left to do)."""
     saved = read_plan(directory, identity)
     if saved is not None and (len(ledger.commits) >= len(saved.shards) or staged(directory, saved)):
         return saved
