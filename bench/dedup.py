@@ -202,7 +202,13 @@ def one_core(doc: dict, out: Path) -> dict:
     shard reading its rows, applying the plan and encoding the Parquet file (what a worker's tasks
     do; no commit)."""
     from recprep.spec import load_job_dict
-    from recprep.workloads.sessions import SessionSplit, cut_partition, partitions_for, stage_split
+    from recprep.workloads.sessions import (
+        SessionSplit,
+        cut_partition,
+        partition_pieces,
+        partitions_for,
+        stage_split,
+    )
     from recprep.workloads.tasks import history_context, prepare, split_rows
     from recprep.workloads.writer import shard_bytes
 
@@ -223,8 +229,7 @@ def one_core(doc: dict, out: Path) -> dict:
     rows = sum(s.rows for s in staged)
     t1 = time.perf_counter()
     shards = []
-    for p in range(partitions):
-        pieces = [(s.index, *s.pieces[p]) for s in staged if p in s.pieces]
+    for p, pieces in enumerate(partition_pieces(staged, partitions)):
         cuts = cut_partition(session, p, pieces, rows_per_shard, str(out), context, False).cuts
         shards += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
     t2 = time.perf_counter()

@@ -34,7 +34,15 @@ from .output import (
     check_writable,
 )
 from .plan import Plan, States
-from .sessions import PLAN_FILE, SessionPlan, partitions_for, read_plan, remove_pieces, staged
+from .sessions import (
+    PLAN_FILE,
+    SessionPlan,
+    partition_pieces,
+    partitions_for,
+    read_plan,
+    remove_pieces,
+    staged,
+)
 from .sources import Split
 from .tasks import (
     ShardError,
@@ -406,17 +414,17 @@ def _sessions(c, job, plan: Plan, splits, directory: str, ledger, identity: str,
         progress.phase("sessions")
         progress.start(len(splits), sum(s.est_rows for s in splits), 0, 0, 0)
     found = SessionPlan(identity, partitions)
-    pieces: list[list[tuple[int, int, int]]] = [[] for _ in range(partitions)]
+    staged_splits = []
     for future in [c.submit(stage_shard, job, s, partitions, fsync, pure=False) for s in splits]:
-        done = _result(future)
+        done = _result(future)  # in split order
         if progress:
             progress.fitted(done.rows + done.bad_rows)
         found.rows += done.rows
         found.bad_rows += done.bad_rows
         if done.quarantine:
             found.quarantine.append(done.quarantine)
-        for p, (offset, length) in done.pieces.items():  # in split order: the futures are awaited in it
-            pieces[p].append((done.index, offset, length))
+        staged_splits.append(done)
+    pieces = partition_pieces(staged_splits, partitions)
     cuts = [c.submit(cut_shards, job, p, pieces[p], context, fsync, pure=False) for p in range(partitions)]
     for future in cuts:
         cut = _result(future)

@@ -288,6 +288,16 @@ def stage_split(
     return Staged(split.index, table.num_rows, len(read.bad), quarantine, pieces)
 
 
+def partition_pieces(staged: list[Staged], partitions: int) -> list[list[tuple[int, int, int]]]:
+    """Per partition, where its pieces are: ``(split, offset, length)`` of each, in the order of
+    ``staged`` (split order), from what the staging tasks returned."""
+    pieces: list[list[tuple[int, int, int]]] = [[] for _ in range(partitions)]
+    for done in staged:
+        for p, (offset, length) in done.pieces.items():
+            pieces[p].append((done.index, offset, length))
+    return pieces
+
+
 def split_by_partition(table: pa.Table, part: np.ndarray, partitions: int) -> list[tuple[int, pa.Table]]:
     """``table``'s rows of each partition ``part`` names, in their order, for every partition
     that has rows: each column in one chunk, each dictionary pruned to the values the piece's rows
@@ -311,9 +321,10 @@ def split_by_partition(table: pa.Table, part: np.ndarray, partitions: int) -> li
 def _dictionary_pieces(
     col: pa.ChunkedArray, order: np.ndarray, sorted_part: np.ndarray, bounds: np.ndarray, present: np.ndarray
 ) -> list[pa.Array]:
-    """A dictionary column's pieces (see :func:`split_by_partition`): the used entries of every
-    piece found at once from the rows' (partition, index) pairs, by a bitmap over all pairs or,
-    where those are many more than the rows, by ``np.unique``; in index order within a piece."""
+    """A dictionary column's pieces: the rows ``order`` picks, piece ``present[i]`` being rows
+    ``bounds[p]:bounds[p + 1]`` of them (``sorted_part`` names each row's piece, ascending). Every
+    piece's dictionary holds only the entries its rows use, in index order, all found at once
+    from the rows' (piece, index) pairs (:func:`_used`)."""
     col = col.unify_dictionaries() if col.num_chunks > 1 else col
     array = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
     size = max(len(array.dictionary), 1)
@@ -322,21 +333,9 @@ def _dictionary_pieces(
     if array.indices.null_count:
         valid = np.asarray(array.indices.is_valid().to_numpy(zero_copy_only=False), bool)[order]
     pairs = sorted_part * size + indices
-    span = (int(sorted_part[-1]) + 1) * size if len(pairs) else 0
-    if span <= max(8 * len(pairs), 1 << 20):  # a bitmap over every (partition, entry) pair
-        seen = np.zeros(span, bool)
-        seen[pairs if valid is None else pairs[valid]] = True
-        used = np.flatnonzero(seen)
-        remapped = (np.cumsum(seen, dtype=np.int64) - 1)[pairs]
-    else:  # too many pairs for the rows: sort the rows' pairs
-        used, inverse = np.unique(pairs if valid is None else pairs[valid], return_inverse=True)
-        if valid is None:
-            remapped = inverse.reshape(-1)
-        else:
-            remapped = np.zeros(len(pairs), np.int64)
-            remapped[valid] = inverse.reshape(-1)
-    # the used entries of partition p are a block of ``used``: renumbered from the block's start
-    block = np.searchsorted(used, np.arange(sorted_part[-1] + 2 if len(sorted_part) else 1) * size)
+    used, remapped = _used(pairs, valid, (int(present[-1]) + 1) * size)
+    # the used entries of piece p are a block of ``used``: renumbered from the block's start
+    block = np.searchsorted(used, np.arange(int(present[-1]) + 2) * size)
     remapped = np.maximum(remapped - block[sorted_part], 0)
     out = []
     for p in present:
@@ -451,18 +450,10 @@ def take(table: pa.Table, rows: np.ndarray) -> pa.Table:
     rows = np.asarray(rows, np.int64)
     columns = []
     for col in table.columns:
-        if pa.types.is_dictionary(col.type) and len(col):
-            col = col.unify_dictionaries() if col.num_chunks > 1 else col
-            array = col.combine_chunks() if col.num_chunks > 1 else col.chunk(0)
-            valid = None
-            if array.indices.null_count:
-                valid = np.asarray(array.indices.is_valid().to_numpy(zero_copy_only=False), bool)[rows]
-            indices = array.indices.fill_null(0).to_numpy()[rows]
-            used, remapped = _used(indices, valid, len(array.dictionary))
-            mask = None if valid is None or valid.all() else ~valid
-            new_indices = pa.array(remapped, pa.int64(), mask=mask).cast(array.indices.type)
-            dictionary = array.dictionary.take(pa.array(used, pa.int64()))
-            col = pa.chunked_array([pa.DictionaryArray.from_arrays(new_indices, dictionary)])
+        if pa.types.is_dictionary(col.type) and len(col):  # one piece: every row
+            one = np.zeros(len(rows), np.int64)
+            (array,) = _dictionary_pieces(col, rows, one, np.array([0, len(rows)]), np.array([0]))
+            col = pa.chunked_array([array])
         else:
             taken = col.take(pa.array(rows))
             col = (
@@ -472,22 +463,22 @@ def take(table: pa.Table, rows: np.ndarray) -> pa.Table:
     return pa.table(columns, schema=table.schema)
 
 
-def _used(indices: np.ndarray, valid: np.ndarray | None, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The dictionary entries ``indices`` use (where ``valid``), in order, and the indices
-    renumbered into them (an invalid one to 0): by a bitmap over the dictionary, or by sorting
-    the indices when they are much fewer than its entries."""
-    if len(indices) * 8 < size:
-        used, inverse = np.unique(indices if valid is None else indices[valid], return_inverse=True)
+def _used(keys: np.ndarray, valid: np.ndarray | None, span: int) -> tuple[np.ndarray, np.ndarray]:
+    """The values in ``[0, span)`` that ``keys`` hold (where ``valid``), ascending, and each key
+    renumbered into them (an invalid one to some number >= 0): by a bitmap over the span, or by
+    sorting the keys when the span is much larger than they are many."""
+    if span > max(8 * len(keys), 1 << 20):
+        used, inverse = np.unique(keys if valid is None else keys[valid], return_inverse=True)
         if valid is None:
             return used, inverse.reshape(-1)
-        renumbered = np.zeros(len(indices), np.int64)
+        renumbered = np.zeros(len(keys), np.int64)
         renumbered[valid] = inverse.reshape(-1)
         return used, renumbered
-    seen = np.zeros(size, bool)
-    seen[indices if valid is None else indices[valid]] = True
+    seen = np.zeros(span, bool)
+    seen[keys if valid is None else keys[valid]] = True
     used = np.flatnonzero(seen)
     renumber = np.cumsum(seen, dtype=np.int64) - 1
-    return used, np.maximum(renumber[indices], 0)
+    return used, np.maximum(renumber[keys], 0)
 
 
 def compact(table: pa.Table) -> pa.Table:
@@ -588,6 +579,7 @@ __all__ = [
     "check_schema",
     "cut_partition",
     "cut_points",
+    "partition_pieces",
     "partitions_for",
     "read_plan",
     "read_session_split",

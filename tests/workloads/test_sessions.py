@@ -120,6 +120,7 @@ def test_staging_writes_few_pieces_and_the_cut_one_file_per_full_shard(events, t
         SessionPlan,
         SessionSplit,
         cut_partition,
+        partition_pieces,
         partitions_for,
         read_session_split,
         shard_name,
@@ -147,8 +148,7 @@ def test_staging_writes_few_pieces_and_the_cut_one_file_per_full_shard(events, t
     assert 1 < sum(len(s.pieces) for s in done) <= len(splits) * partitions
     context = history_context(plan)
     found = SessionPlan("i", partitions)
-    for p in range(partitions):
-        pieces = [(s.index, *s.pieces[p]) for s in done if p in s.pieces]
+    for p, pieces in enumerate(partition_pieces(done, partitions)):
         cuts = cut_partition(session, p, pieces, rows_per_shard, str(out), context, False).cuts
         found.shards += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
         # whole sessions (7 events) while they fit: every shard but a partition's last is nearly full
