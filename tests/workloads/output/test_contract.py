@@ -207,6 +207,20 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
         again.open(job(name="first"), overwrite=False)
 
 
+def test_the_lock_holds_exactly_its_holder_record(tmp_path):
+    """A holder's record is written over the last one's and cut to its length: a shorter record
+    after a longer one leaves nothing of it behind (the refusal message reads it back)."""
+    from recprep.workloads.output.writer import OutputLock
+
+    path = tmp_path / "_lock"
+    for name in ("a-long-job-name-" * 8, "b"):
+        lock = OutputLock(str(tmp_path))
+        lock.acquire({"job": name})
+        held = json.loads(path.read_text())
+        assert held["job"] == name and path.read_text().count("\n") == 1
+        lock.release()
+
+
 def test_a_killed_holder_leaves_the_directory_unlocked(tmp_path):
     import signal
     import subprocess
