@@ -428,9 +428,11 @@ def read_session_split(split: SessionSplit, directory: str) -> ReadResult:
     store = as_store(directory)
     name = shard_name(split.partition, split.start)
     meta = {}
-    if store.exists(name):
+    try:  # one request in an object store (no existence check before it)
         table = pa.ipc.open_file(pa.py_buffer(store.read(name))).read_all()
         meta = table.schema.metadata or {}
+    except FileNotFoundError:
+        pass
     if meta.get(_STOP) != str(split.stop).encode() or meta.get(_CONTEXT) is None:
         raise SourceError(
             f"{store.path(name)}: the staged rows of shard {split.index} are missing "
