@@ -210,7 +210,6 @@ def one_core(doc: dict, out: Path) -> dict:
         stage_split,
     )
     from recprep.workloads.tasks import history_context, prepare, split_rows
-    from recprep.workloads.writer import shard_bytes
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -224,6 +223,8 @@ def one_core(doc: dict, out: Path) -> dict:
     seconds = dict.fromkeys(("stage", "cut", "read", "apply", "write"), 0.0)
     t0 = time.perf_counter()
     splits = source.splits(split_rows(job))
+    if session.grouped:  # no staging, no cut: a shard is a source split and its neighbours' rows
+        return _one_core_shards(source, plan, splits, out, compression, seconds, t0)
     partitions = partitions_for(sum(s.est_rows for s in splits), rows_per_shard)
     staged = [stage_split(source.inner, session, s, partitions, str(out), False) for s in splits]
     rows = sum(s.rows for s in staged)
@@ -234,9 +235,20 @@ def one_core(doc: dict, out: Path) -> dict:
         shards += [(p, a, b) for a, b in zip(cuts, cuts[1:])]
     t2 = time.perf_counter()
     seconds["stage"], seconds["cut"] = t1 - t0, t2 - t1
-    for i, (p, a, b) in enumerate(shards):
-        t = time.perf_counter()
-        read = source.read(SessionSplit(i, p, a, b, context if a > 0 else 0), plan.scan_hex)
+    splits = [SessionSplit(i, p, a, b, context if a > 0 else 0) for i, (p, a, b) in enumerate(shards)]
+    return _one_core_shards(source, plan, splits, out, compression, seconds, None, rows)
+
+
+def _one_core_shards(source, plan, splits, out: Path, compression: str, seconds: dict, t0, rows=None) -> dict:
+    """Per shard: read its rows, apply the plan, encode the Parquet file (``t0``: when the
+    planning of a grouped job's splits began, counted in its read)."""
+    from recprep.workloads.writer import shard_bytes
+
+    read_rows = 0
+    for split in splits:
+        t = time.perf_counter() if t0 is None else t0
+        t0 = None
+        read = source.read(split, plan.scan_hex)
         t_read = time.perf_counter()
         table = plan.apply(read.table, {}, nulled={}, source_nulled=read.nulled, context=read.context)
         t_apply = time.perf_counter()
@@ -245,8 +257,10 @@ def one_core(doc: dict, out: Path) -> dict:
         seconds["read"] += t_read - t
         seconds["apply"] += t_apply - t_read
         seconds["write"] += t_write - t_apply
+        read_rows += read.table.num_rows - read.context
     shutil.rmtree(out, ignore_errors=True)
     total = sum(seconds.values())
+    rows = read_rows if rows is None else rows
     return {"seconds": total, "rows_per_second": rows / total, "phases": seconds, "rows": rows}
 
 
@@ -307,11 +321,16 @@ def check_exact(plain: Path, dedup: Path) -> dict:
 
 
 def sessions_of(outdir: Path) -> dict:
-    """What the session plan found (``_sessions/plan.json``, kept after the run)."""
-    from recprep.workloads.sessions import PLAN_FILE
+    """The sessions of a deduplicated output: its shards' unique group rows (one per session of
+    each shard; a grouped source's job keeps no session plan), and their events."""
+    import pyarrow.parquet as pq
 
-    plan = json.loads((outdir / PLAN_FILE).read_text())
-    return {"sessions": plan["sessions"], "events_per_session": plan["rows"] / max(plan["sessions"], 1)}
+    sessions = rows = 0
+    for path in sorted(outdir.glob("part-*.parquet")):
+        groups = json.loads(pq.read_schema(path).metadata[b"recprep.dedup"])["groups"]
+        sessions += next(g["unique"] for g in groups if g["name"] == GROUP)
+        rows += pq.read_metadata(path).num_rows
+    return {"sessions": sessions, "events_per_session": rows / max(sessions, 1)}
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -633,6 +652,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the Taobao sample replicated this many times, each copy its own users "
         "(default 20; 0: not)",
     )
+    parser.add_argument(
+        "--grouping",
+        choices=["grouped", "shuffle"],
+        default="grouped",
+        help="the Taobao jobs: grouped (default) declares the log grouped by user, as it is, so shards are "
+        "cut from its own splits; shuffle has the job group it (stage and cut). The generated logs are in "
+        "time order: always shuffle",
+    )
     parser.add_argument("--k", type=int, default=50, help="history length, both datasets (default 50)")
     parser.add_argument(
         "--compression",
@@ -690,7 +717,12 @@ def datasets(args, work: Path) -> dict[str, tuple[str, dict] | str]:
     if "taobao" not in args.skip:
         sample = args.data / TAOBAO_FILE
         if sample.is_file():
-            session = {"key": "user_id", "time": "timestamp", "rule": "day"}
+            session = {
+                "key": "user_id",
+                "time": "timestamp",
+                "rule": "day",
+                "grouped": args.grouping == "grouped",
+            }
             out["taobao"] = (str(sample.resolve()), session)
             if args.taobao_copies > 1:
                 path = replicate_taobao(sample, args.taobao_copies, work)

@@ -151,6 +151,13 @@ class SessionSpec(Model):
         ge=0,
         description="rule gap: seconds of inactivity that end a session (default 1800).",
     )
+    grouped: bool = Field(
+        False,
+        description="The source already holds each key's events together and in time order (a log "
+        "clustered by key, as RecD's logging writes it, or an export sorted by key and time): shards are cut "
+        "from the source's own splits, with no staging and no sort. Checked as it is read: a key found in "
+        "two places, or a time before its key's previous one, fails the job naming the column and the line.",
+    )
 
     @model_validator(mode="after")
     def _two_columns(self):

@@ -25,6 +25,7 @@ from ..errors import BadDataError, RecprepError
 from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
 from ..uris import output_location
+from .grouped_sessions import GroupedSessionSource, GroupingCheck, GroupingError, recall, remember
 from .output import (
     QUARANTINE_DIR,
     WORKER_LOG,
@@ -56,6 +57,7 @@ from .tasks import (
     prepare,
     split_rows,
     stage_shard,
+    staged_sessions,
 )
 
 log = logging.getLogger(__name__)
@@ -223,7 +225,7 @@ def run_job(
         )
     directory = output_location(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
-    sessions = job.spec.source.session is not None
+    sessions = staged_sessions(job)
     splits = source.splits(split_rows(job))
     check_writable(directory)
     identity = _identity(job, splits, plan)
@@ -237,6 +239,8 @@ def run_job(
         # "shards": the planned shard count, how the shard service knows the job is complete (a
         # session job knows it once its sessions are cut: _job.json is written then)
         ledger.open(replace(record, shards=None) if sessions else record, overwrite)
+        if isinstance(source, GroupedSessionSource):
+            recall(directory, identity)
         _opening_warnings(ledger, summary, progress)
         isp = (embedded_isp_workers(job, isp_workers), job.spec.pools.isp.units)
         if workers is None and _names(job, "autoscale"):  # the autoscaler grows the pool from its min
@@ -290,6 +294,7 @@ def run_job(
                 scaler,
                 identity,
                 monitor,
+                _grouping(job, source),
             )
             if scaler is not None:
                 summary.scaling = scaler.summary()
@@ -489,6 +494,7 @@ def _transform(
     scaler=None,
     identity: str = "",
     monitor=None,
+    grouping: GroupingCheck | None = None,
 ):
     from ..isp_nodes.accounting import Account, placement_record
     from .locality import Topology, run_shards, wait_for_isp
@@ -544,6 +550,13 @@ def _transform(
         if scaler is not None:
             scaler.landed(r)
         placement = placement_record(r, landed.holder, landed.reason)
+        if grouping is not None:
+            try:  # before its commit: the shard that shows the source is not grouped is not kept
+                grouping.add(r.index, r.keys)
+            except GroupingError as exc:
+                landed_shards.close()
+                remember(directory, identity, exc, fsync)
+                raise
         ledger.commit(
             CommitRecord(
                 r.index,
@@ -570,6 +583,12 @@ def _transform(
         if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
             landed_shards.close()
             raise BadDataError(_bad_message(job, summary, directory, estimated=True))
+    if grouping is not None:
+        try:
+            grouping.finish()
+        except GroupingError as exc:
+            remember(directory, identity, exc, fsync)
+            raise
     account.wall_seconds = time.perf_counter() - started
     summary.accounting = account.to_json()
     ledger.save_accounting(summary.accounting)
@@ -584,6 +603,13 @@ def _transform(
         )
     elif _names_isp(job) and not offload:
         _warn(summary, progress, f"spec.pools.isp: {why_not}; all {len(todo)} shards ran on the CPU pool")
+
+
+def _grouping(job: PreprocessJob, source) -> GroupingCheck | None:
+    """The driver's check of a grouped session source (``grouped_sessions``), or None."""
+    if not isinstance(source, GroupedSessionSource):
+        return None
+    return GroupingCheck(job.spec.source.session, source.where_key)
 
 
 def _result(future, timeout: float | None = None):

@@ -391,7 +391,7 @@ def cut_partition(
     new_key, new_session = session_starts(keys[order], times[order], session)
     starts = np.flatnonzero(new_session)
     cuts = cut_points(starts, len(keys), rows_per_shard)
-    rows = _one_chunk(table.drop_columns([KEY_HASH, TIME]))
+    rows = one_chunk(table.drop_columns([KEY_HASH, TIME]))
     key_starts = np.flatnonzero(new_key)
     store = as_store(directory)
     for start, stop in zip(cuts, cuts[1:]):
@@ -409,7 +409,7 @@ def cut_partition(
     return Cut(partition, cuts, len(starts))
 
 
-def _one_chunk(table: pa.Table) -> pa.Table:
+def one_chunk(table: pa.Table) -> pa.Table:
     """``table`` with each column in one chunk, the pieces' dictionaries unified (once for all
     the shards :func:`take` makes of it, not once per shard)."""
     columns = []

@@ -20,6 +20,7 @@ from ..errors import RecprepError
 from ..isp_nodes.worker import PACED, here, pace
 from ..spec import PreprocessJob
 from ..uris import local_path, output_location
+from .grouped_sessions import GroupedSessionSource
 from .memory import tune_allocator
 from .output import put_error_log, put_quarantine, put_shard
 from .output.layout import INDEX_DIR
@@ -81,6 +82,8 @@ class ShardResult:
     handoff: int = 0
     #: the shard's tasks, in order
     ran: list[Ran] = field(default_factory=list)
+    #: a grouped session job's keys of the split's rows (``grouped_sessions.SplitKeys``)
+    keys: object = None
 
 
 class ShardError(RecprepError):
@@ -132,13 +135,20 @@ def _prepared(job: PreprocessJob):
 
 def _open(job: PreprocessJob, index_dir: str | None):
     """(source, plan) of ``job``, compressed inputs planned into ``index_dir``; a session job's
-    source also reads its shards from the staged partitions (``sessions``)."""
+    source also reads its shards from the staged partitions (``sessions``), or, a grouped one,
+    from its own splits and their neighbours (``grouped_sessions``)."""
     output = local_path(job.spec.output.uri)
     made = frozenset(str(t.params()["output"]) for t in job.spec.transforms if t.params().get("output"))
     source = open_source(job.spec.source, exclude=output, generated=made, index_dir=index_dir)
-    if job.spec.source.session is not None:
-        source = SessionSource(source, job.spec.source.session, output_location(job.spec.output.uri))
-    return source, compile_plan(job, source.schema(), source.roles)
+    session = job.spec.source.session
+    if session is not None and session.grouped:
+        source = GroupedSessionSource(source, session, job.spec.output.rows_per_shard)
+    elif session is not None:
+        source = SessionSource(source, session, output_location(job.spec.output.uri))
+    plan = compile_plan(job, source.schema(), source.roles)
+    if isinstance(source, GroupedSessionSource):
+        source.context = history_context(plan)
+    return source, plan
 
 
 def _where(split: Split) -> str:
@@ -166,9 +176,15 @@ def stage_shard(job: PreprocessJob, split: Split, partitions: int, fsync: bool) 
 
 def split_rows(job: PreprocessJob) -> int:
     """Rows of the source's splits: a shard's, or a session job's staging task's (``STAGE_SHARDS``
-    shards' rows: ``sessions``)."""
+    shards' rows: ``sessions``; a grouped one's splits are its shards)."""
     rows = job.spec.output.rows_per_shard
-    return rows * STAGE_SHARDS if job.spec.source.session is not None else rows
+    return rows * STAGE_SHARDS if staged_sessions(job) else rows
+
+
+def staged_sessions(job: PreprocessJob) -> bool:
+    """A session job that groups its events itself: staging and cutting (``sessions``)."""
+    session = job.spec.source.session
+    return session is not None and not session.grouped
 
 
 def history_context(plan: Plan) -> int:
@@ -244,6 +260,7 @@ def transform_shard(
         nulled: dict = {}
         table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled, context=read.context)
         result = _write(job, split, directory, compression, fsync, table, read.bad, nulled, stored)
+        result.keys = read.keys
         steps = (0, len(plan.steps))
         result.ran.append(
             _ran(job, plan, started, wall, steps, table.num_rows, stored, parsed, read=True, wrote=True)

@@ -47,6 +47,9 @@ class ReadResult:
     #: leading rows that are not the split's own: earlier events of its first session key, read
     #: so that history features see them (``sessions``); the plan drops them
     context: int = 0
+    #: a grouped session source's keys of the split's own rows (``grouped_sessions.SplitKeys``),
+    #: for the driver's check that no key's events are in two places
+    keys: object = None
 
 
 #: ``spec.source.nonFinite``: non-finite numbers (inf, -inf, NaN, 1e309) make the row bad

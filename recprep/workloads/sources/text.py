@@ -167,7 +167,72 @@ class TextSource:
         (wrong field count, a value that does not convert, bytes that are not UTF-8, a
         non-finite number unless ``spec.source.nonFinite`` is null) are quarantined: every
         non-empty line is either a row of the table or a bad row."""
-        data = self._bytes(split)
+        return self._parse(self._bytes(split), split, decode_hex)
+
+    def read_piece(
+        self, split: Split, nbytes: int, tail: bool = False, decode_hex: frozenset[str] = frozenset()
+    ) -> pa.Table:
+        """The whole lines among the first (``tail``: the last) ``nbytes`` bytes of ``split``, read
+        as :meth:`read` reads them, malformed rows left out (they are the split's own read's to
+        quarantine): a grouped session source's look at a neighbouring split
+        (``grouped_sessions``). ``nbytes`` at least the split's size reads it whole."""
+        size = split.stop - split.start
+        if nbytes >= size:
+            return self._parse(self._bytes(split), split, decode_hex, keep_bad=False).table
+        a, b = (split.stop - nbytes, split.stop) if tail else (split.start, split.start + nbytes)
+        data = self._bytes(Split(split.index, split.path, a, b, 0))
+        if tail:  # the line that began before ``a`` is cut: the lines after its end are whole
+            cut = data.find(b"\n") + 1
+            piece = Split(split.index, split.path, a + cut, b, 0)
+            data = data[cut:] if cut else b""
+        else:  # the last line may run on past ``b``: whole lines end at the last newline
+            cut = data.rfind(b"\n") + 1
+            piece = Split(split.index, split.path, a, a + cut, 0, split.header)
+            data = data[:cut]
+        return self._parse(data, piece, decode_hex, keep_bad=False).table
+
+    def read_around(
+        self,
+        split: Split,
+        before: Split | None,
+        before_bytes: int,
+        after: Split | None,
+        after_bytes: int,
+        decode_hex: frozenset[str] = frozenset(),
+    ) -> tuple[ReadResult, pa.Table | None, pa.Table | None]:
+        """:meth:`read` of ``split``, and :meth:`read_piece` of the last ``before_bytes`` of the
+        split ``before`` it and of the first ``after_bytes`` of the split ``after`` it (both next
+        to it in its file, or None), all from one read of the file's bytes."""
+        size = split.stop - split.start
+        ahead = min(after_bytes, after.stop - after.start) if after else 0
+        back = min(before_bytes, before.stop - before.start) if before else 0
+        data = self._bytes(Split(split.index, split.path, split.start - back, split.stop + ahead, 0))
+        own = self._parse(data[back : back + size], split, decode_hex)
+        back_table = ahead_table = None
+        if before is not None:
+            piece = data[:back]
+            if back < before.stop - before.start:  # the first line is cut: from the next one
+                cut = piece.find(b"\n") + 1
+                piece, first = (piece[cut:], split.start - back + cut) if cut else (b"", split.start)
+                part = Split(before.index, before.path, first, split.start, 0)
+            else:
+                part = before
+            back_table = self._parse(piece, part, decode_hex, keep_bad=False).table
+        if after is not None:
+            piece = data[back + size :]
+            if ahead < after.stop - after.start:  # whole lines: to the last newline
+                piece = piece[: piece.rfind(b"\n") + 1]
+                part = Split(after.index, after.path, after.start, after.start + len(piece), 0, after.header)
+            else:
+                part = after
+            ahead_table = self._parse(piece, part, decode_hex, keep_bad=False).table
+        return own, back_table, ahead_table
+
+    def _parse(
+        self, data: bytes, split: Split, decode_hex: frozenset[str], keep_bad: bool = True
+    ) -> ReadResult:
+        """:meth:`read` of ``data``, the bytes of ``split`` (``keep_bad``: False leaves the bad
+        rows out of the result, and their lines uncounted)."""
         read = None
         if _scan is not None and ord(self.delimiter) < 128:  # the scanner splits on one ASCII byte
             read = self._scan(data, split, decode_hex)
@@ -175,7 +240,7 @@ class TextSource:
             read = self._read_arrow(data, split)
         table, bad, nulled = read
         table, bad = self._finite(table, bad, data, split)
-        if not bad:
+        if not bad or not keep_bad:
             return ReadResult(table, nulled=nulled)
         first_line = self._first_line(split)
         lines = data.split(b"\n")

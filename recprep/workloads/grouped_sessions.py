@@ -1,0 +1,470 @@
+"""Sessions of a source that already holds each key's events together and in time order
+(``spec.source.session.grouped``): a log clustered by key, as RecD's logging writes it, or an
+export sorted by key and time. Such a source needs no staging and no sort (``sessions``): every
+shard is cut from one of the source's own splits, read where it lies.
+
+The source's rows, all its splits one after another, are one sequence. A *boundary* is a row that
+starts a session (``sessions.session_starts``: a new key, or the rule's gap or day), or the first
+row of a split that holds no session start when the session running through it has more than
+``rowsPerShard`` rows up to that split's end (**the only place a session is cut**: at the first
+row of each split it covers whole, once it is longer than a shard). Shard ``i`` holds the rows
+from the first boundary at or after split ``i``'s first row to the first boundary at or after
+split ``i + 1``'s: the sessions that start in split ``i``, whole, the last one read on into the
+next split. A split inside a session of at most ``rowsPerShard`` rows (one whose byte range
+held fewer rows than it estimated) makes an empty shard.
+
+A shard's task reads its split, then as little of its neighbours as it needs: the last rows of
+the splits before it (the row before its first, whose key and time say whether its first row
+starts a session, and its first session's history context: the key's events before it, up to the
+longest history's ``k``, as ``sessions`` reads them), and the first rows of the splits after it
+(the rest of its last session). A text source reads those as byte ranges of whole lines that
+double until they hold enough (``TextSource.read_piece``); any other source reads the
+neighbouring split whole. The shards depend only on the data, the splits and the spec: the same
+bytes whatever the number of workers.
+
+The declaration is checked. Within what a task reads: a key's events must be one run of rows,
+in time order (an earlier time than its key's previous event fails the job naming the column
+and the line). Across splits: each task returns its rows' keys (:class:`SplitKeys`) and the
+driver (:class:`GroupingCheck`) fails the job when a key's events are in two splits with other
+keys between them. Shards committed before it sees that are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import SourceError
+from ..spec import SessionSpec
+from .output.layout import SESSIONS_DIR
+from .output.reader import as_store
+from .sessions import KEY_RUN, SESSION_RUN, event_times, key_hashes, locator, one_chunk
+from .sources.base import ReadResult, Split
+
+_DAY = 86_400
+#: where a run that found the source not grouped says so, for a later run of the same job
+NOT_GROUPED = f"{SESSIONS_DIR}/not-grouped.json"
+#: bytes of a neighbour's first look: this many of the split's average rows (doubled as needed)
+_FIRST_LOOK_ROWS = 64
+
+
+@dataclass(frozen=True)
+class SplitKeys:
+    """The keys of one split's rows (64-bit hashes, ``ops.cross.keys_of``), for the driver's
+    check that the source is grouped: its first and last key and all of them (sorted, unique)."""
+
+    first: int
+    last: int
+    keys: np.ndarray
+
+    @property
+    def single(self) -> bool:
+        return len(self.keys) == 1
+
+
+class GroupingError(SourceError):
+    """The source is not grouped by the session key, as ``grouped`` declares."""
+
+
+class GroupingCheck:
+    """The driver's check, as shards land, that no key's events are in two splits with another
+    key between them. A key in splits ``a < b`` is fine when it is ``a``'s last key, ``b``'s
+    first, and every split between holds that key alone; a pair whose splits between have not
+    all landed is looked at again by :meth:`finish`."""
+
+    def __init__(self, session: SessionSpec, where: Callable[[int, int], str]):
+        self.session = session
+        self.where = where  # (split, key) -> where the split's first event of the key is
+        self.splits: dict[int, SplitKeys] = {}
+        self.seen: dict[int, list[int]] = {}  # key -> splits holding it
+        self.pending: list[tuple[int, int, int]] = []
+
+    def add(self, index: int, keys: SplitKeys | None) -> None:
+        if keys is None:
+            return
+        self.splits[index] = keys
+        for key in keys.keys.tolist():
+            holders = self.seen.setdefault(key, [])
+            for other in holders:
+                self._pair(key, min(other, index), max(other, index))
+            holders.append(index)
+
+    def finish(self) -> None:
+        pending, self.pending = self.pending, []
+        for key, a, b in pending:
+            self._pair(key, a, b, final=True)
+
+    def _pair(self, key: int, a: int, b: int, final: bool = False) -> None:
+        first, last = self.splits[a], self.splits[b]
+        ok = first.last == key and last.first == key
+        for between in range(a + 1, b):
+            if not ok:
+                break
+            known = self.splits.get(between)
+            if known is None:
+                if not final:
+                    self.pending.append((key, a, b))
+                    return
+                continue  # a split with no rows (all bad): no key between
+            ok = known.single and known.first == key
+        if not ok:
+            raise GroupingError(
+                f"spec.source.session.grouped: the source is not grouped by {self.session.key!r}: the key "
+                f"at {self.where(a, key)} has events again at {self.where(b, key)}, with other keys "
+                "between them; leave grouped out and the job groups the events itself"
+            )
+
+
+def remember(directory: str, identity: str, error: GroupingError, fsync: bool) -> None:
+    """Keep ``error`` in the output: a later run of the same job, which would not read the
+    committed shards' keys again, fails at once with it (:func:`recall`)."""
+    doc = {"identity": identity, "error": str(error)}
+    as_store(directory).put(NOT_GROUPED, json.dumps(doc).encode(), fsync)
+
+
+def recall(directory: str, identity: str) -> None:
+    """GroupingError when an earlier run of the same job found its source not grouped."""
+    store = as_store(directory)
+    try:
+        doc = json.loads(store.read(NOT_GROUPED))
+    except (FileNotFoundError, ValueError):
+        return
+    if doc.get("identity") == identity:
+        raise GroupingError(f"{doc['error']} (found by an earlier run: {store.path(NOT_GROUPED)})")
+
+
+@dataclass
+class _Rows:
+    """Rows of the source sequence: their table and their keys and times."""
+
+    tables: list[pa.Table]  #: one after another (put together once, by :meth:`table`)
+    keys: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def empty_like(cls, table: pa.Table) -> _Rows:
+        return cls([table.slice(0, 0)], np.empty(0, np.uint64), np.empty(0, np.int64))
+
+    def slice(self, a: int, b: int | None = None) -> _Rows:
+        b = len(self) if b is None else b
+        tables, offset = [], 0
+        for t in self.tables:
+            lo, hi = max(a - offset, 0), min(b - offset, t.num_rows)
+            if hi > lo or not tables and t is self.tables[-1]:
+                tables.append(t.slice(lo, max(hi - lo, 0)))
+            offset += t.num_rows
+        return _Rows(tables, self.keys[a:b], self.times[a:b])
+
+    def table(self) -> pa.Table:
+        """The rows as one table, each column in one chunk."""
+        tables = [t for t in self.tables if t.num_rows] or self.tables[:1]
+        return tables[0] if len(tables) == 1 else one_chunk(pa.concat_tables(tables))
+
+
+def _concat(parts: list[_Rows]) -> _Rows:
+    parts = [p for p in parts if len(p)] or parts[:1]
+    if len(parts) == 1:
+        return parts[0]
+    return _Rows(
+        [t for p in parts for t in p.tables],
+        np.concatenate([p.keys for p in parts]),
+        np.concatenate([p.times for p in parts]),
+    )
+
+
+class GroupedSessionSource:
+    """A source whose shards are its own splits, each read with the neighbours' rows its
+    sessions need (see the module docstring)."""
+
+    def __init__(self, source, session: SessionSpec, rows_per_shard: int):
+        self.inner = source
+        self.session = session
+        self.rows_per_shard = rows_per_shard
+        self.roles = source.roles
+        #: events of history a shard's first session reads before it (set once the plan is known)
+        self.context = 0
+        self._splits: list[Split] | None = None
+
+    def schema(self) -> pa.Schema:
+        return self.inner.schema()
+
+    def splits(self, rows_per_shard: int) -> list[Split]:
+        self._splits = self.inner.splits(rows_per_shard)
+        return self._splits
+
+    def raw_bytes(self, split: Split):
+        raw = getattr(self.inner, "raw_bytes", None)
+        return raw(split) if raw else None
+
+    def locate(self, split: Split, bad: list, row: int) -> str:
+        return locator(self.inner, split, bad)(row)
+
+    def where_key(self, index: int, key: int) -> str:
+        """Where split ``index``'s first event of ``key`` (its hash) is, with the key's value, for
+        the driver's error (it reads the split again: only a failing job pays for it)."""
+        split = self._all()[index]
+        read = self.inner.read(split)
+        hit = np.flatnonzero(key_hashes(read.table, self.session, _somewhere(split)) == np.uint64(key))
+        if not len(hit):
+            return f"{split.path} [{split.start}:{split.stop}]"
+        value = read.table[self.session.key][int(hit[0])].as_py()
+        return f"{locator(self.inner, split, read.bad)(int(hit[0]))} ({self.session.key} {value!r})"
+
+    # -- the session rule -----------------------------------------------------------------------
+    def _starts(self, rows: _Rows, prev: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """(new key, new session) of each of ``rows``, following the row ``prev`` (key, time),
+        or beginning the source (None)."""
+        n = len(rows)
+        keys, times = rows.keys, rows.times
+        new_key = np.ones(n, bool)
+        new_key[1:] = keys[1:] != keys[:-1]
+        if n and prev is not None:
+            new_key[0] = int(keys[0]) != prev[0]
+        before = np.empty(n, np.int64)
+        if n:
+            before[1:] = times[:-1]
+            before[0] = prev[1] if prev is not None else times[0]
+        if self.session.rule == "gap":
+            cut = (times - before) > self.session.gap
+        else:
+            cut = np.floor_divide(times, _DAY) != np.floor_divide(before, _DAY)
+        new_session = new_key | cut
+        if n and prev is None:
+            new_session[0] = True
+        return new_key, new_session
+
+    # -- reading the sequence -------------------------------------------------------------------
+    def _all(self) -> list[Split]:
+        if self._splits is None:
+            self._splits = self.inner.splits(self.rows_per_shard)
+        return self._splits
+
+    def _rows(self, split: Split, table: pa.Table, where: Callable[[int], str]) -> _Rows:
+        return _Rows([table], key_hashes(table, self.session, where), event_times(table, self.session, where))
+
+    def _piece(self, split: Split, nbytes: int, tail: bool, decode: frozenset[str]) -> tuple[_Rows, bool]:
+        """Rows of the first (last) ``nbytes`` bytes of a neighbouring split, and whether that is
+        all of it."""
+        size = split.stop - split.start
+        read_piece = getattr(self.inner, "read_piece", None)
+        if read_piece is not None and nbytes < size:
+            table, whole = read_piece(split, nbytes, tail, decode), False
+        else:
+            table, whole = self.inner.read(split, decode).table, True
+        return self._rows(split, table, _somewhere(split)), whole
+
+    def _read_around(self, split: Split, decode: frozenset[str]):
+        """The split's own read, and the first looks at its neighbours (``(rows, whole)``, or
+        None): a text source reads them with the split, in one read of the file (for a
+        compressed file, one decompression), when they are next to it in the same file."""
+        read_around = getattr(self.inner, "read_around", None)
+        splits = self._all()
+        i = split.index
+        prev = splits[i - 1] if i > 0 else None
+        after = splits[i + 1] if i + 1 < len(splits) else None
+        if prev is not None and (prev.path != split.path or prev.stop != split.start):
+            prev = None
+        if after is not None and (after.path != split.path or after.start != split.stop):
+            after = None
+        if read_around is None or (prev is None and after is None):
+            return self.inner.read(split, decode), None, None
+        before_bytes = self._first_look(prev, self.context + 1) if prev else 0
+        after_bytes = self._first_look(after, 0) if after else 0
+        own, back, ahead = read_around(split, prev, before_bytes, after, after_bytes, decode)
+        looks = []
+        for neighbour, table, nbytes in ((prev, back, before_bytes), (after, ahead, after_bytes)):
+            if neighbour is None:
+                looks.append(None)
+                continue
+            rows = self._rows(neighbour, table, _somewhere(neighbour))
+            looks.append((rows, nbytes >= neighbour.stop - neighbour.start))
+        return own, looks[0], looks[1]
+
+    def _first_look(self, split: Split, rows: int) -> int:
+        """Bytes of a neighbour's first look: about ``rows`` (at least ``_FIRST_LOOK_ROWS``) rows
+        at the split's own average size."""
+        per_row = (split.stop - split.start) / max(split.est_rows, 1)
+        return max(int(per_row * max(rows, _FIRST_LOOK_ROWS)), 4096)
+
+    def _before(self, index: int, own: _Rows, decode: frozenset[str], looked) -> tuple[_Rows, bool]:
+        """The rows before split ``index``'s first, as many as :meth:`_enough` needs, and whether
+        they reach the source's first row: each earlier split's last bytes (``looked``: the first
+        look at split ``index - 1``, read with the split), doubled while not enough, then the
+        split before it."""
+        splits = self._all()
+        got: list[_Rows] = []  # earliest first
+        for j in range(index - 1, -1, -1):
+            nbytes = self._first_look(splits[j], self.context + 1)
+            while True:
+                if j == index - 1 and looked is not None:
+                    (piece, whole), looked = looked, None
+                else:
+                    piece, whole = self._piece(splits[j], nbytes, True, decode)
+                rows, at_start = _concat([piece, *got]), whole and j == 0
+                if whole or self._enough(rows, own, at_start):
+                    break
+                nbytes *= 2
+            got.insert(0, piece)
+            if self._enough(rows, own, at_start):
+                return rows, at_start
+        return (_concat(got) if got else _Rows.empty_like(own.table)), True
+
+    def _enough(self, back: _Rows, own: _Rows, at_start: bool) -> bool:
+        """Whether ``back`` (rows just before the split's own) holds all a shard needs: the row
+        before its first, the start of the session running into it (when it holds no start of its
+        own), and the history context of its first session (``context`` events of its key
+        before that session's start, or the key's first event)."""
+        if at_start:
+            return True
+        nb = len(back)
+        if not nb:
+            return False
+        new_key, new_session = self._starts(_concat([back, own]), None)  # back[0]: not known
+        own_starts = np.flatnonzero(new_session[nb:])
+        if len(own_starts):
+            anchor = nb + int(own_starts[0])
+        else:
+            found = np.flatnonzero(new_session[1:nb])
+            if not len(found):
+                return False
+            anchor = int(found[-1]) + 1
+            if nb - anchor + len(own) <= self.rows_per_shard:
+                return True  # the session is not cut: the shard holds none of this split's rows
+        if anchor - self.context >= 0:
+            return True
+        return bool(new_key[1 : anchor + 1].any())  # the key's first event is in ``back``
+
+    def _ahead(
+        self, index: int, last: tuple[int, int], run: int, decode: frozenset[str], looked
+    ) -> _Rows | None:
+        """The rows after split ``index`` that its shard takes: the next splits' first rows up to
+        their first boundary (``last``: the split's last row, key and time; ``run``: rows of the
+        session running at its end, so far; ``looked``: the first look at split ``index + 1``,
+        read with the split)."""
+        splits = self._all()
+        got: list[_Rows] = []
+        for j in range(index + 1, len(splits)):
+            nbytes = self._first_look(splits[j], 0)
+            while True:
+                if j == index + 1 and looked is not None:
+                    (piece, whole), looked = looked, None
+                else:
+                    piece, whole = self._piece(splits[j], nbytes, False, decode)
+                starts = np.flatnonzero(self._starts(piece, last)[1])
+                if len(starts) or whole:
+                    break
+                nbytes *= 2
+            if len(starts):
+                got.append(piece.slice(0, int(starts[0])))
+                break
+            if run + len(piece) > self.rows_per_shard:
+                break  # split j is cut at its first row: the session is longer than a shard
+            got.append(piece)
+            run += len(piece)
+            if len(piece):
+                last = (int(piece.keys[-1]), int(piece.times[-1]))
+        return _concat(got) if got else None
+
+    # -- a shard --------------------------------------------------------------------------------
+    def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
+        """Shard ``split.index``: its context rows, then its own (see the module docstring),
+        with the hidden key run and session columns; its keys for the driver's check."""
+        own_read, before, after = self._read_around(split, decode_hex)
+        where = locator(self.inner, split, own_read.bad)
+        own = self._rows(split, own_read.table, where)
+        self._check_order(own, where)
+        back, at_start = (
+            self._before(split.index, own, decode_hex, before)
+            if split.index > 0
+            else (_Rows.empty_like(own_read.table), True)
+        )
+        nb = len(back)
+        if nb and len(own) and own.keys[0] == back.keys[-1] and own.times[0] < back.times[-1]:
+            raise self._disorder(where(0), own.times[0], back.times[-1])
+        rows = _concat([back, own])
+        new_key, new_session = self._starts(rows, None)
+        own_starts = np.flatnonzero(new_session[nb:])
+        if len(own_starts):
+            first = nb + int(own_starts[0])
+        else:  # no session starts in the split: cut at its first row, or no row of its own
+            running = np.flatnonzero(new_session[:nb])
+            begun = int(running[-1]) if len(running) else 0
+            if nb - begun + len(own) <= self.rows_per_shard:
+                empty = own_read.table.slice(0, 0)
+                return ReadResult(self._hidden(empty, np.zeros(0, bool), np.zeros(0, bool)), own_read.bad)
+            first = nb
+        # the context: the key's events before the shard's first session, at most ``context``
+        key_start = int(np.flatnonzero(new_key[: first + 1])[-1])
+        session_start = int(np.flatnonzero(new_session[: first + 1])[-1])
+        begin = max(key_start, session_start - self.context) if self.context else first
+        last = (int(rows.keys[-1]), int(rows.times[-1]))
+        running = len(rows) - int(np.flatnonzero(new_session)[-1])
+        ahead = self._ahead(split.index, last, running, decode_hex, after)
+        shard = rows.slice(begin)
+        flags_key, flags_session = new_key[begin:], new_session[begin:]
+        if ahead is not None and len(ahead):
+            ak, asess = self._starts(ahead, last)
+            shard = _concat([shard, ahead])
+            flags_key = np.concatenate([flags_key, ak])
+            flags_session = np.concatenate([flags_session, asess])
+        table = self._hidden(shard.table(), flags_key, flags_session)
+        keys = _split_keys(own) if len(own) else None
+        return ReadResult(table, own_read.bad, own_read.nulled, context=first - begin, keys=keys)
+
+    def _hidden(self, table: pa.Table, new_key: np.ndarray, new_session: np.ndarray) -> pa.Table:
+        """``table`` with the hidden key run and session columns a session read carries."""
+        key_run = np.cumsum(new_key, dtype=np.int32)
+        session_run = np.cumsum(new_session, dtype=np.int32)
+        return table.append_column(KEY_RUN, pa.array(key_run)).append_column(
+            SESSION_RUN, pa.array(session_run)
+        )
+
+    def _check_order(self, rows: _Rows, where: Callable[[int], str]) -> None:
+        """A key's events one run of rows, in time order, within what one read holds."""
+        if not len(rows):
+            return
+        new_key = np.ones(len(rows), bool)
+        new_key[1:] = rows.keys[1:] != rows.keys[:-1]
+        back = np.flatnonzero(~new_key[1:] & (rows.times[1:] < rows.times[:-1])) + 1
+        if len(back):
+            r = int(back[0])
+            raise self._disorder(where(r), rows.times[r], rows.times[r - 1])
+        firsts = np.flatnonzero(new_key)
+        run_keys = rows.keys[firsts]
+        order = np.argsort(run_keys, kind="stable")  # a key's runs in row order
+        again = np.flatnonzero(run_keys[order][1:] == run_keys[order][:-1]) + 1
+        if len(again):  # the first run whose key had a run before it, and that run
+            j = int(again[np.argmin(order[again])])
+            a, b = int(order[j - 1]), int(order[j])
+            raise GroupingError(
+                f"{where(int(firsts[b]))}: spec.source.session.grouped: the source is not grouped by "
+                f"{self.session.key!r}: this key's events also come before, at {where(int(firsts[a]))}, "
+                "with other keys between them; leave grouped out and the job groups the events itself"
+            )
+
+    def _disorder(self, here: str, time: int, previous: int) -> GroupingError:
+        return GroupingError(
+            f"{here}: spec.source.session.grouped: column {self.session.time!r} goes back in time "
+            f"({int(time)} after {int(previous)}) within one key's events; a grouped source holds each "
+            "key's events in time order (leave grouped out and the job sorts them)"
+        )
+
+
+def _split_keys(rows: _Rows) -> SplitKeys:
+    return SplitKeys(int(rows.keys[0]), int(rows.keys[-1]), np.unique(rows.keys))
+
+
+def _somewhere(split: Split) -> Callable[[int], str]:
+    """Where a row of a neighbouring split's piece is, for an error: the split's range (its own
+    task names the line)."""
+    return lambda n: f"{split.path} [{split.start}:{split.stop}]"
+
+
+__all__ = ["GroupedSessionSource", "GroupingCheck", "GroupingError", "SplitKeys", "recall", "remember"]
