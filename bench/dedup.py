@@ -26,13 +26,15 @@ Measures, for each variant, and their ratio (dedup's gain):
                     plain bytes / dedup bytes.
   preprocessing     rows read (quarantined rows included) / wall seconds of ``run_job``, from the
                     call to its return: opening the source and planning, staging the source into
-                    session partitions and cutting them, fit (no op of this job fits), transform
-                    and write of every shard, commit, removal of the staged pieces. Per phase from
-                    the job's progress calls; and the transform tasks' own seconds, summed. A second
-                    line does the same work in this process on one core, without Dask (stage every
-                    source split, cut every partition, then per shard read its sessions, apply the
-                    plan, encode the Parquet file; nothing committed), timed step by step: what
-                    dedup changes, apart from scheduling and the cluster's noise.
+                    session partitions and cutting them (not for a grouped source), fit (no op of
+                    this job fits), transform and write of every shard, commit, removal of the
+                    staged pieces. Per phase from the job's progress calls; and the transform tasks'
+                    own seconds, summed. A second line does the same work in this process on one
+                    core, without Dask (stage every source split, cut every partition, then per
+                    shard read its sessions, apply the plan, encode the Parquet file; nothing
+                    committed; a grouped source: plan its splits, then per shard read its split
+                    and its neighbours' rows, apply, encode), timed step by step: what dedup
+                    changes, apart from scheduling and the cluster's noise.
   training          samples/s of ``recprep.train.loop.train`` (what ``recprep train <output>``
                     runs) on the output, --threads torch threads, one epoch (or --steps), the
                     tables sized from the job (sigrid_hash's 1,000,000) unless --table-rows.
@@ -47,6 +49,10 @@ the plain shard of the same number, values, types and order: a difference fails 
 
 Data: the Taobao sample ``taobao_userbehavior_84k.csv.gz`` is read in place from --data (default
 ``../shared/data``; its last line is malformed and is quarantined); without it that part is skipped.
+The sample holds each user's events together, in time order, and its jobs say so
+(``session.grouped``, docs/dedup.md): their shards are cut from the file's own splits, with no
+staging and no cut (``--grouping shuffle``: the jobs group the events themselves, as for a log in
+time order).
 The generated logs (``recprep.workloads.sources.session_events``: --users users with --sessions
 sessions of E events each, events 30 s apart, sessions 2 h apart, found with rule gap, gap 1800 s)
 are written to a temporary directory (or --workdir, outside the repository), one per E of --events.
@@ -402,6 +408,7 @@ def bench_dataset(client, name: str, uri: str, session: dict, args, work: Path) 
     result.update(sessions_of(dirs["dedup"]))
     result["rows_quarantined"] = runs["plain"][-1]["rows_quarantined"]
     result["shards"] = runs["plain"][-1]["shards"]
+    result["grouping"] = "grouped source" if session.get("grouped") else "staged and cut by the job"
     result["storage_deterministic"] = all(s == sizes[v][0] for v in VARIANTS for s in sizes[v])
 
     # storage: the timed runs' codec, then one untimed run per other codec
@@ -536,7 +543,8 @@ def report_text(doc: dict, args) -> None:
             continue
         print(
             f"{name}: {r['rows']:,} rows ({r['rows_quarantined']} quarantined), {r['sessions']:,} sessions "
-            f"({r['events_per_session']:.2f} events each), {r['shards']} shards; expanded dedup == plain "
+            f"({r['events_per_session']:.2f} events each), {r['shards']} shards ({r['grouping']}); "
+            "expanded dedup == plain "
             f"on all {r['exact']['shards']} shards ({r['exact']['unique_rows']:,} unique group rows)"
         )
         if not r["storage_deterministic"]:

@@ -25,8 +25,10 @@ bytes whatever the number of workers.
 The declaration is checked. Within what a task reads: a key's events must be one run of rows,
 in time order (an earlier time than its key's previous event fails the job naming the column
 and the line). Across splits: each task returns its rows' keys (:class:`SplitKeys`) and the
-driver (:class:`GroupingCheck`) fails the job when a key's events are in two splits with other
-keys between them. Shards committed before it sees that are kept.
+driver (:class:`GroupingCheck`), once every shard has landed, fails the job when a key's events
+are in two splits with other keys between them. The shards are committed by then, and kept; the
+output remembers the failure (``NOT_GROUPED``), so that a later run of the same job, which would
+not read those shards' keys again, fails at once.
 """
 
 from __future__ import annotations
@@ -71,46 +73,40 @@ class GroupingError(SourceError):
 
 
 class GroupingCheck:
-    """The driver's check, as shards land, that no key's events are in two splits with another
-    key between them. A key in splits ``a < b`` is fine when it is ``a``'s last key, ``b``'s
-    first, and every split between holds that key alone; a pair whose splits between have not
-    all landed is looked at again by :meth:`finish`."""
+    """The driver's check, once the shards have landed, that no key's events are in two splits
+    with another key between them: a key in splits ``a < b`` (two that hold it, with none
+    between that does) is fine when it is ``a``'s last key and ``b``'s first, and every split
+    between holds that key alone. All the splits' keys are sorted at once (16 bytes a key and
+    split it is in). A resumed run checks the splits it reads: a split between whose shard an
+    earlier run committed is not known, and not held against the pair."""
 
     def __init__(self, session: SessionSpec, where: Callable[[int, int], str]):
         self.session = session
         self.where = where  # (split, key) -> where the split's first event of the key is
         self.splits: dict[int, SplitKeys] = {}
-        self.seen: dict[int, list[int]] = {}  # key -> splits holding it
-        self.pending: list[tuple[int, int, int]] = []
 
     def add(self, index: int, keys: SplitKeys | None) -> None:
-        if keys is None:
-            return
-        self.splits[index] = keys
-        for key in keys.keys.tolist():
-            holders = self.seen.setdefault(key, [])
-            for other in holders:
-                self._pair(key, min(other, index), max(other, index))
-            holders.append(index)
+        if keys is not None:
+            self.splits[index] = keys
 
     def finish(self) -> None:
-        pending, self.pending = self.pending, []
-        for key, a, b in pending:
-            self._pair(key, a, b, final=True)
+        if not self.splits:
+            return
+        order = sorted(self.splits)
+        keys = np.concatenate([self.splits[i].keys for i in order])
+        holder = np.repeat(np.array(order), [len(self.splits[i].keys) for i in order])
+        by_key = np.argsort(keys, kind="stable")  # a key's splits in split order
+        keys, holder = keys[by_key], holder[by_key]
+        for j in np.flatnonzero(keys[1:] == keys[:-1]).tolist():  # one pair per boundary, if grouped
+            self._pair(int(keys[j]), int(holder[j]), int(holder[j + 1]))
 
-    def _pair(self, key: int, a: int, b: int, final: bool = False) -> None:
-        first, last = self.splits[a], self.splits[b]
-        ok = first.last == key and last.first == key
+    def _pair(self, key: int, a: int, b: int) -> None:
+        ok = self.splits[a].last == key and self.splits[b].first == key
         for between in range(a + 1, b):
+            known = self.splits.get(between)
             if not ok:
                 break
-            known = self.splits.get(between)
-            if known is None:
-                if not final:
-                    self.pending.append((key, a, b))
-                    return
-                continue  # a split with no rows (all bad): no key between
-            ok = known.single and known.first == key
+            ok = known is None or (known.single and known.first == key)
         if not ok:
             raise GroupingError(
                 f"spec.source.session.grouped: the source is not grouped by {self.session.key!r}: the key "
@@ -274,10 +270,10 @@ class GroupedSessionSource:
         if after is not None and (after.path != split.path or after.start != split.stop):
             after = None
         if read_around is None or (prev is None and after is None):
-            return self.inner.read(split, decode), None, None
+            return self.inner.read(split, decode), None, None, None
         before_bytes = self._first_look(prev, self.context + 1) if prev else 0
         after_bytes = self._first_look(after, 0) if after else 0
-        own, back, ahead = read_around(split, prev, before_bytes, after, after_bytes, decode)
+        own, back, ahead, together = read_around(split, prev, before_bytes, after, after_bytes, decode)
         looks = []
         for neighbour, table, nbytes in ((prev, back, before_bytes), (after, ahead, after_bytes)):
             if neighbour is None:
@@ -285,7 +281,7 @@ class GroupedSessionSource:
                 continue
             rows = self._rows(neighbour, table, _somewhere(neighbour))
             looks.append((rows, nbytes >= neighbour.stop - neighbour.start))
-        return own, looks[0], looks[1]
+        return own, looks[0], looks[1], together
 
     def _first_look(self, split: Split, rows: int) -> int:
         """Bytes of a neighbour's first look: about ``rows`` (at least ``_FIRST_LOOK_ROWS``) rows
@@ -343,19 +339,21 @@ class GroupedSessionSource:
 
     def _ahead(
         self, index: int, last: tuple[int, int], run: int, decode: frozenset[str], looked
-    ) -> _Rows | None:
+    ) -> tuple[_Rows | None, bool]:
         """The rows after split ``index`` that its shard takes: the next splits' first rows up to
         their first boundary (``last``: the split's last row, key and time; ``run``: rows of the
         session running at its end, so far; ``looked``: the first look at split ``index + 1``,
-        read with the split)."""
+        read with the split), and whether they are the first rows of that look."""
         splits = self._all()
         got: list[_Rows] = []
+        only_looked = looked is not None
         for j in range(index + 1, len(splits)):
             nbytes = self._first_look(splits[j], 0)
             while True:
                 if j == index + 1 and looked is not None:
                     (piece, whole), looked = looked, None
                 else:
+                    only_looked = False
                     piece, whole = self._piece(splits[j], nbytes, False, decode)
                 starts = np.flatnonzero(self._starts(piece, last)[1])
                 if len(starts) or whole:
@@ -370,13 +368,13 @@ class GroupedSessionSource:
             run += len(piece)
             if len(piece):
                 last = (int(piece.keys[-1]), int(piece.times[-1]))
-        return _concat(got) if got else None
+        return (_concat(got) if got else None), only_looked
 
     # -- a shard --------------------------------------------------------------------------------
     def read(self, split: Split, decode_hex: frozenset[str] = frozenset()) -> ReadResult:
         """Shard ``split.index``: its context rows, then its own (see the module docstring),
         with the hidden key run and session columns; its keys for the driver's check."""
-        own_read, before, after = self._read_around(split, decode_hex)
+        own_read, before, after, together = self._read_around(split, decode_hex)
         where = locator(self.inner, split, own_read.bad)
         own = self._rows(split, own_read.table, where)
         self._check_order(own, where)
@@ -406,15 +404,23 @@ class GroupedSessionSource:
         begin = max(key_start, session_start - self.context) if self.context else first
         last = (int(rows.keys[-1]), int(rows.times[-1]))
         running = len(rows) - int(np.flatnonzero(new_session)[-1])
-        ahead = self._ahead(split.index, last, running, decode_hex, after)
+        ahead, only_looked = self._ahead(split.index, last, running, decode_hex, after)
         shard = rows.slice(begin)
         flags_key, flags_session = new_key[begin:], new_session[begin:]
-        if ahead is not None and len(ahead):
+        taken = len(ahead) if ahead is not None else 0
+        if taken:
             ak, asess = self._starts(ahead, last)
             shard = _concat([shard, ahead])
             flags_key = np.concatenate([flags_key, ak])
             flags_session = np.concatenate([flags_session, asess])
-        table = self._hidden(shard.table(), flags_key, flags_session)
+        looked_back = len(before[0]) if before is not None else 0
+        if together is not None and nb == looked_back and (only_looked or not taken):
+            # the rows before, the split's and the rows after that the shard takes are one run of
+            # the table read with the neighbours' first looks: a slice of it, no copy
+            table = together.slice(begin, len(rows) + taken - begin)
+        else:
+            table = shard.table()
+        table = self._hidden(table, flags_key, flags_session)
         keys = _split_keys(own) if len(own) else None
         return ReadResult(table, own_read.bad, own_read.nulled, context=first - begin, keys=keys)
 
@@ -458,7 +464,9 @@ class GroupedSessionSource:
 
 
 def _split_keys(rows: _Rows) -> SplitKeys:
-    return SplitKeys(int(rows.keys[0]), int(rows.keys[-1]), np.unique(rows.keys))
+    firsts = np.ones(len(rows), bool)
+    firsts[1:] = rows.keys[1:] != rows.keys[:-1]
+    return SplitKeys(int(rows.keys[0]), int(rows.keys[-1]), np.unique(rows.keys[firsts]))
 
 
 def _somewhere(split: Split) -> Callable[[int], str]:

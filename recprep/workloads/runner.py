@@ -551,12 +551,7 @@ def _transform(
             scaler.landed(r)
         placement = placement_record(r, landed.holder, landed.reason)
         if grouping is not None:
-            try:  # before its commit: the shard that shows the source is not grouped is not kept
-                grouping.add(r.index, r.keys)
-            except GroupingError as exc:
-                landed_shards.close()
-                remember(directory, identity, exc, fsync)
-                raise
+            grouping.add(r.index, r.keys)
         ledger.commit(
             CommitRecord(
                 r.index,

@@ -226,18 +226,16 @@ def test_a_key_in_two_far_apart_splits_fails_and_keeps_what_was_committed(groupe
 
 def test_the_drivers_check_allows_a_key_across_adjacent_splits_only():
     spec = SessionSpec(key="u", time="t")
-    check = GroupingCheck(spec, lambda split, key: f"split {split}")
     keys = lambda *k: SplitKeys(k[0], k[-1], np.unique(np.array(k, np.uint64)))  # noqa: E731
-    check.add(0, keys(1, 2, 3))
-    check.add(2, keys(3, 4))  # 3 runs on through split 1, not yet seen: looked at again at the end
-    check.add(1, keys(3))
-    check.add(3, keys(4, 5))
-    check.finish()
-    with pytest.raises(GroupingError, match="the key at split 3 has events again at split 4"):
-        check.add(4, keys(6, 5))  # 5 is not split 4's first key
-    late = GroupingCheck(spec, lambda split, key: f"split {split}")
-    late.add(0, keys(1, 2))
-    late.add(2, keys(2, 3))
-    late.add(1, keys(7))  # a split between holds another key
-    with pytest.raises(GroupingError):
-        late.finish()
+    check = GroupingCheck(spec, lambda split, key: f"split {split}")
+    for index, held in [(0, (1, 2, 3)), (2, (3, 4)), (1, (3,)), (3, (4, 5)), (5, (6,))]:
+        check.add(index, keys(*held))  # in any order; split 4 not known (an earlier run's)
+    check.finish()  # 3 runs on through split 1 into split 2, 4 from split 2 into 3
+    cases = [((7,), "the key at split 0 has events again at split 2"), ((2, 4), "at split 1 has events")]
+    for between, message in cases:
+        late = GroupingCheck(spec, lambda split, key: f"split {split}")
+        late.add(0, keys(1, 2))
+        late.add(2, keys(2, 3))
+        late.add(1, keys(*between))  # another key between; or 2 again, then another
+        with pytest.raises(GroupingError, match=message):
+            late.finish()
