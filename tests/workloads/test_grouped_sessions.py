@@ -157,6 +157,23 @@ def test_a_users_events_may_run_on_into_the_next_file(grouped, tmp_path, dask_cl
 
 
 @pytest.mark.integration
+def test_a_compressed_grouped_source_gives_the_shards_of_the_same_text_uncompressed(
+    grouped, tmp_path, dask_client
+):
+    import gzip
+
+    text = write(grouped, tmp_path / "log.csv")
+    packed = tmp_path / "log.csv.gz"
+    packed.write_bytes(gzip.compress(text.read_bytes()))
+    for name, uri in (("gz", packed), ("csv", text)):
+        run_job(
+            load_job_dict(doc(uri, tmp_path / name, rows_per_shard=60, dedup=True, grouped=True)),
+            client=dask_client,
+        )
+    assert shard_bytes(tmp_path / "gz") == shard_bytes(tmp_path / "csv")
+
+
+@pytest.mark.integration
 def test_a_grouped_parquet_source_reads_its_neighbours_whole(grouped, tmp_path, dask_client):
     path = tmp_path / "log.parquet"
     ids = ("user_id", "item_id", "category_id")  # as strings, as a CSV source reads them

@@ -197,7 +197,7 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
         if codec == GZIP:
             gzidx = _gzip_pass(raw, cutter, path)
             index = _Gzidx.parse(lambda offset, length: gzidx[offset : offset + length])
-            _check_end(raw, path, index, gzidx, cutter.size)
+            _check_end(raw, path, index, gzidx, cutter.fed)
         elif codec == BZ2:
             blocks = _bz2_pass(raw, cutter, path)
         else:

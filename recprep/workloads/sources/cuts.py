@@ -90,6 +90,12 @@ class StreamCutter:
             self._start_rule()
         self._cut(block)
 
+    @property
+    def fed(self) -> int:
+        """Bytes fed so far, those held until the sample is whole included (``size`` counts
+        them only from then: a file shorter than the sample has ``size`` 0 until :meth:`finish`)."""
+        return self.size + sum(len(b) for b in self._held)
+
     def _start_rule(self) -> None:
         self.rule = target(bytes(self._sample), self.header, self.rows_per_shard)
         self._pos = self.rule.body + self.rule.target
