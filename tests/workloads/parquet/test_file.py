@@ -151,20 +151,29 @@ def test_independent_reader_duckdb(tmp_path):
             "hashed": pa.array(ids).dictionary_encode(),
             "wide": pa.array(rng.integers(-(2**62), 2**62, n)),  # distinct everywhere: PLAIN
             "ids": pa.array(rng.integers(0, 10**6, n)),  # hashed IDs: DELTA_BINARY_PACKED
+            # a user's 50-item history, one list per session of 14 events: BYTE_STREAM_SPLIT
+            # once compressed
+            "history": pa.ListArray.from_arrays(
+                pa.array(np.arange(n + 1, dtype=np.int32) * 50),
+                pa.array(
+                    rng.integers(0, 10**6, 14 * n + 50)[14 * np.arange(n)[:, None] + np.arange(50)].ravel()
+                ),
+            ),
         }
     )
     for codec in CODECS:
         path = tmp_path / f"t-{codec}.parquet"
         path.write_bytes(write_table(table, codec, logical=plain_schema(table.schema)))
         meta = pq.ParquetFile(path).metadata.row_group(0)
-        assert {e for i in range(meta.num_columns) for e in meta.column(i).encodings} >= {
-            "PLAIN",
-            "RLE_DICTIONARY",
-            "DELTA_BINARY_PACKED",
-        }
-        rows = duckdb.sql(f"SELECT label, dense, bucket, sparse, hashed, wide, ids FROM '{path}'").fetchall()
+        encodings = {"PLAIN", "RLE_DICTIONARY", "DELTA_BINARY_PACKED"}
+        if codec != "none":
+            encodings.add("BYTE_STREAM_SPLIT")
+        assert {e for i in range(meta.num_columns) for e in meta.column(i).encodings} >= encodings
+        names = "label, dense, bucket, sparse, hashed, wide, ids, history"
+        rows = duckdb.sql(f"SELECT {names} FROM '{path}'").fetchall()
         want = plain_table(table).to_pylist()
-        assert [tuple(r.values()) for r in want] == [(*r[:3], list(r[3]), *r[4:]) for r in rows], codec
+        got = [(*r[:3], list(r[3]), *r[4:7], list(r[7])) for r in rows]
+        assert [tuple(r.values()) for r in want] == got, codec
 
 
 def test_high_cardinality_goes_without_a_dictionary():
@@ -202,9 +211,17 @@ def _candidate_bytes(table: pa.Table, codec: str) -> dict[str, int]:
         column.DELTA_BINARY_PACKED: "DELTA_BINARY_PACKED",
     }
     out = {}
-    for candidate in column._candidates(flat, leaf)[0]:
+    candidates = column._candidates(flat, leaf)[0]
+    for candidate in candidates:
         dict_page, data_page, _ = candidate.pages(levels, flat.num_levels, column.CODECS[codec][1])
         out[names[candidate.encoding]] = len(data_page) + (len(dict_page) if dict_page else 0)
+    plain = next(c for c in candidates if c.encoding == column.PLAIN)
+    split = column._Candidate(
+        column.BYTE_STREAM_SPLIT,
+        plain.size,
+        lambda: column._byte_stream_split(plain.make(), leaf.dtype.itemsize),
+    )
+    out["BYTE_STREAM_SPLIT"] = len(split.pages(levels, flat.num_levels, column.CODECS[codec][1])[1])
     return out
 
 
@@ -212,8 +229,11 @@ def test_each_chunk_takes_the_encoding_that_makes_it_smallest():
     """Hashed IDs of a large table (nearly all distinct): DELTA_BINARY_PACKED, not a dictionary
     holding every value at full width; a few distinct values: the dictionary; lists sliding by
     one item per row (a user's history feature), compressed: PLAIN, where the compressor finds
-    each list in the one before; without compression: the dictionary. Each the smallest of the
-    three once compressed, though the writer compresses only what it needs to compare."""
+    each list in the one before; without compression: the dictionary; sliding by 14 items a
+    row (one list per session of a deduplicated history), compressed: BYTE_STREAM_SPLIT, where
+    the compressor finds the window in every byte plane and folds the high bytes' planes (IDs
+    below a million). Each the smallest of the encodings once compressed, though the writer
+    compresses only what it needs to compare."""
     rng = np.random.default_rng(0)
     n = 20_000
     items = rng.integers(0, 10**6, n + 50)
@@ -228,6 +248,14 @@ def test_each_chunk_takes_the_encoding_that_makes_it_smallest():
                 )
             }
         ),
+        "sessions": pa.table(
+            {
+                "x": pa.ListArray.from_arrays(
+                    pa.array(np.arange(n // 14 + 1, dtype=np.int32) * 50),
+                    pa.array(items[14 * np.arange(n // 14)[:, None] + np.arange(50)].ravel()),
+                )
+            }
+        ),
     }
     expected = {
         ("ids", "snappy"): "DELTA_BINARY_PACKED",
@@ -236,6 +264,8 @@ def test_each_chunk_takes_the_encoding_that_makes_it_smallest():
         ("few", "none"): "RLE_DICTIONARY",
         ("history", "snappy"): "PLAIN",
         ("history", "none"): "RLE_DICTIONARY",
+        ("sessions", "snappy"): "BYTE_STREAM_SPLIT",
+        ("sessions", "zstd"): "BYTE_STREAM_SPLIT",
     }
     for (name, codec), encoding in expected.items():
         chunk, sizes = _chunk(tables[name], codec), _candidate_bytes(tables[name], codec)
