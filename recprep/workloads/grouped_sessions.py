@@ -245,6 +245,17 @@ class GroupedSessionSource:
     def _rows(self, split: Split, table: pa.Table, where: Callable[[int], str]) -> _Rows:
         return _Rows([table], key_hashes(table, self.session, where), event_times(table, self.session, where))
 
+    def _neighbour(self, split: Split, table: pa.Table) -> _Rows:
+        """Rows of a piece of a neighbouring split. An event without a key or time there fails
+        the task as the split's own read does, naming its line: the split is read again whole
+        for that (only a failing job pays for it)."""
+        try:
+            return self._rows(split, table, _somewhere(split))
+        except SourceError:
+            whole = self.inner.read(split)
+            self._rows(split, whole.table, locator(self.inner, split, whole.bad))  # raises, with the line
+            raise
+
     def _piece(self, split: Split, nbytes: int, tail: bool, decode: frozenset[str]) -> tuple[_Rows, bool]:
         """Rows of the first (last) ``nbytes`` bytes of a neighbouring split, and whether that is
         all of it."""
@@ -254,7 +265,7 @@ class GroupedSessionSource:
             table, whole = read_piece(split, nbytes, tail, decode), False
         else:
             table, whole = self.inner.read(split, decode).table, True
-        return self._rows(split, table, _somewhere(split)), whole
+        return self._neighbour(split, table), whole
 
     def _read_around(self, split: Split, decode: frozenset[str]):
         """The split's own read, and the first looks at its neighbours (``(rows, whole)``, or
@@ -279,7 +290,7 @@ class GroupedSessionSource:
             if neighbour is None:
                 looks.append(None)
                 continue
-            rows = self._rows(neighbour, table, _somewhere(neighbour))
+            rows = self._neighbour(neighbour, table)
             looks.append((rows, nbytes >= neighbour.stop - neighbour.start))
         return own, looks[0], looks[1], together
 

@@ -6,6 +6,7 @@ line."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -202,6 +203,37 @@ def test_a_key_that_comes_back_within_a_split_fails_naming_both_lines(grouped, t
     assert "spec.source.session.grouped" in message and "'user_id'" in message
     assert f"{source}:16: " in message and f"at {source}:1, " in message
     assert "\n" not in message
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("field, column", [(0, "user_id"), (4, "timestamp")])
+def test_an_event_without_a_key_or_time_fails_naming_its_line_whichever_task_finds_it(
+    grouped, tmp_path, dask_client, field, column
+):
+    # the first line of a split, which the task before also reads (the rest of its last
+    # session): both tasks name the line. The field is emptied and another padded, so that the
+    # file's splits stay where they were.
+    source = write(grouped, tmp_path / "log.csv")
+    job = load_job_dict(doc(source, tmp_path / "out", rows_per_shard=50, grouped=True))
+    second = prepare(job, index_dir=str(tmp_path / "index"))[0].splits(split_rows(job))[1]
+    line = source.read_bytes()[: second.start].count(b"\n") + 1
+    lines = source.read_text().splitlines()
+    fields = lines[line - 1].split(",")
+    fields[3] += " " * len(fields[field])
+    fields[field] = ""
+    lines[line - 1] = ",".join(fields)
+    source.write_text("\n".join(lines) + "\n")
+    src, _ = prepare(job, index_dir=str(tmp_path / "index2"))
+    splits = src.splits(split_rows(job))
+    assert splits[1].start == second.start
+    what = (
+        f"{source}:{line}: spec.source.session.{'key' if field == 0 else 'time'}: column {column!r} is empty"
+    )
+    for split in splits[:2]:  # the task before it, and its own
+        with pytest.raises(RecprepError, match=re.escape(what)):
+            src.read(split)
+    with pytest.raises(RecprepError, match=re.escape(what)):
+        run_job(job, client=dask_client)
 
 
 @pytest.mark.integration
