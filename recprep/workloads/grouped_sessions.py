@@ -44,10 +44,9 @@ from ..errors import SourceError
 from ..spec import SessionSpec
 from .output.layout import SESSIONS_DIR
 from .output.reader import as_store
-from .sessions import KEY_RUN, SESSION_RUN, event_times, key_hashes, locator, one_chunk
+from .sessions import KEY_RUN, SESSION_RUN, event_times, key_hashes, locator, one_chunk, session_starts
 from .sources.base import ReadResult, Split
 
-_DAY = 86_400
 #: where a run that found the source not grouped says so, for a later run of the same job
 NOT_GROUPED = f"{SESSIONS_DIR}/not-grouped.json"
 #: bytes of a neighbour's first look: this many of the split's average rows (doubled as needed)
@@ -215,26 +214,14 @@ class GroupedSessionSource:
 
     # -- the session rule -----------------------------------------------------------------------
     def _starts(self, rows: _Rows, prev: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-        """(new key, new session) of each of ``rows``, following the row ``prev`` (key, time),
-        or beginning the source (None)."""
-        n = len(rows)
-        keys, times = rows.keys, rows.times
-        new_key = np.ones(n, bool)
-        new_key[1:] = keys[1:] != keys[:-1]
-        if n and prev is not None:
-            new_key[0] = int(keys[0]) != prev[0]
-        before = np.empty(n, np.int64)
-        if n:
-            before[1:] = times[:-1]
-            before[0] = prev[1] if prev is not None else times[0]
-        if self.session.rule == "gap":
-            cut = (times - before) > self.session.gap
-        else:
-            cut = np.floor_divide(times, _DAY) != np.floor_divide(before, _DAY)
-        new_session = new_key | cut
-        if n and prev is None:
-            new_session[0] = True
-        return new_key, new_session
+        """(new key, new session) of each of ``rows`` (``sessions.session_starts``), following
+        the row ``prev`` (key, time), or beginning the source (None)."""
+        if prev is None:
+            return session_starts(rows.keys, rows.times, self.session)
+        keys = np.concatenate([np.array([prev[0]], np.uint64), rows.keys])
+        times = np.concatenate([np.array([prev[1]], np.int64), rows.times])
+        new_key, new_session = session_starts(keys, times, self.session)
+        return new_key[1:], new_session[1:]
 
     # -- reading the sequence -------------------------------------------------------------------
     def _all(self) -> list[Split]:
@@ -315,11 +302,12 @@ class GroupedSessionSource:
                 else:
                     piece, whole = self._piece(splits[j], nbytes, True, decode)
                 rows, at_start = _concat([piece, *got]), whole and j == 0
-                if whole or self._enough(rows, own, at_start):
+                enough = self._enough(rows, own, at_start)
+                if whole or enough:
                     break
                 nbytes *= 2
             got.insert(0, piece)
-            if self._enough(rows, own, at_start):
+            if enough:
                 return rows, at_start
         return (_concat(got) if got else _Rows.empty_like(own.table)), True
 
@@ -388,7 +376,7 @@ class GroupedSessionSource:
         own_read, before, after, together = self._read_around(split, decode_hex)
         where = locator(self.inner, split, own_read.bad)
         own = self._rows(split, own_read.table, where)
-        self._check_order(own, where)
+        runs = self._check_order(own, where)
         back, at_start = (
             self._before(split.index, own, decode_hex, before)
             if split.index > 0
@@ -432,7 +420,7 @@ class GroupedSessionSource:
         else:
             table = shard.table()
         table = self._hidden(table, flags_key, flags_session)
-        keys = _split_keys(own) if len(own) else None
+        keys = SplitKeys(int(own.keys[0]), int(own.keys[-1]), np.unique(own.keys[runs])) if len(own) else None
         return ReadResult(table, own_read.bad, own_read.nulled, context=first - begin, keys=keys)
 
     def _hidden(self, table: pa.Table, new_key: np.ndarray, new_session: np.ndarray) -> pa.Table:
@@ -443,10 +431,11 @@ class GroupedSessionSource:
             SESSION_RUN, pa.array(session_run)
         )
 
-    def _check_order(self, rows: _Rows, where: Callable[[int], str]) -> None:
-        """A key's events one run of rows, in time order, within what one read holds."""
+    def _check_order(self, rows: _Rows, where: Callable[[int], str]) -> np.ndarray:
+        """A key's events one run of rows, in time order, within what one read holds; the rows
+        where its runs begin."""
         if not len(rows):
-            return
+            return np.empty(0, np.int64)
         new_key = np.ones(len(rows), bool)
         new_key[1:] = rows.keys[1:] != rows.keys[:-1]
         back = np.flatnonzero(~new_key[1:] & (rows.times[1:] < rows.times[:-1])) + 1
@@ -465,6 +454,7 @@ class GroupedSessionSource:
                 f"{self.session.key!r}: this key's events also come before, at {where(int(firsts[a]))}, "
                 "with other keys between them; leave grouped out and the job groups the events itself"
             )
+        return firsts
 
     def _disorder(self, here: str, time: int, previous: int) -> GroupingError:
         return GroupingError(
@@ -472,12 +462,6 @@ class GroupedSessionSource:
             f"({int(time)} after {int(previous)}) within one key's events; a grouped source holds each "
             "key's events in time order (leave grouped out and the job sorts them)"
         )
-
-
-def _split_keys(rows: _Rows) -> SplitKeys:
-    firsts = np.ones(len(rows), bool)
-    firsts[1:] = rows.keys[1:] != rows.keys[:-1]
-    return SplitKeys(int(rows.keys[0]), int(rows.keys[-1]), np.unique(rows.keys[firsts]))
 
 
 def _somewhere(split: Split) -> Callable[[int], str]:
