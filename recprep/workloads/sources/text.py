@@ -180,15 +180,7 @@ class TextSource:
         if nbytes >= size:
             return self._parse(self._bytes(split), split, decode_hex, keep_bad=False).table
         a, b = (split.stop - nbytes, split.stop) if tail else (split.start, split.start + nbytes)
-        data = self._bytes(Split(split.index, split.path, a, b, 0))
-        if tail:  # the line that began before ``a`` is cut: the lines after its end are whole
-            cut = data.find(b"\n") + 1
-            piece = Split(split.index, split.path, a + cut, b, 0)
-            data = data[cut:] if cut else b""
-        else:  # the last line may run on past ``b``: whole lines end at the last newline
-            cut = data.rfind(b"\n") + 1
-            piece = Split(split.index, split.path, a, a + cut, 0, split.header)
-            data = data[:cut]
+        data, piece = _whole_lines(self._bytes(Split(split.index, split.path, a, b, 0)), a, split, tail)
         return self._parse(data, piece, decode_hex, keep_bad=False).table
 
     def read_around(
@@ -211,21 +203,19 @@ class TextSource:
         data = self._bytes(Split(split.index, split.path, split.start - back, split.stop + ahead, 0))
         pieces: list[tuple[bytes, Split] | None] = [None, None]
         if before is not None:
-            piece = data[:back]
-            if back < before.stop - before.start:  # the first line is cut: from the next one
-                cut = piece.find(b"\n") + 1
-                piece, first = (piece[cut:], split.start - back + cut) if cut else (b"", split.start)
-                pieces[0] = (piece, Split(before.index, before.path, first, split.start, 0))
-            else:
-                pieces[0] = (piece, before)
+            whole = back == before.stop - before.start
+            pieces[0] = (
+                (data[:back], before)
+                if whole
+                else _whole_lines(data[:back], split.start - back, before, True)
+            )
         if after is not None:
-            piece = data[back + size :]
-            if ahead < after.stop - after.start:  # whole lines: to the last newline
-                piece = piece[: piece.rfind(b"\n") + 1]
-                part = Split(after.index, after.path, after.start, after.start + len(piece), 0, after.header)
-                pieces[1] = (piece, part)
-            else:
-                pieces[1] = (piece, after)
+            whole = ahead == after.stop - after.start
+            pieces[1] = (
+                (data[back + size :], after)
+                if whole
+                else _whole_lines(data[back + size :], after.start, after, False)
+            )
         together = self._read_together(data, back, size, pieces, split, decode_hex)
         if together is not None:
             return together
@@ -477,6 +467,18 @@ class TextSource:
                 count += block.count(b"\n")
                 left -= len(block)
         return count + 1
+
+
+def _whole_lines(data: bytes, start: int, split: Split, tail: bool) -> tuple[bytes, Split]:
+    """The whole lines of ``data``, bytes of ``split`` from file offset ``start``, and the range
+    they are: of a tail, the lines after its first newline (the line before it began earlier);
+    of a head, up to its last newline (the last line may run on)."""
+    stop = start + len(data)
+    if tail:
+        cut = data.find(b"\n") + 1 or len(data)  # no newline: no whole line
+        return data[cut:], Split(split.index, split.path, start + cut, stop, 0)
+    cut = data.rfind(b"\n") + 1
+    return data[:cut], Split(split.index, split.path, start, start + cut, 0, split.header)
 
 
 def _table_lines(row_lines: np.ndarray, header: bool, excluded) -> np.ndarray:
