@@ -6,6 +6,7 @@
     python bench/autoscale.py --trace my.csv        # columns: seconds, demand (any unit)
     python bench/autoscale.py --traces steady nasa --policies predictive reactive oracle
     python bench/autoscale.py --lookahead 120        # the driver keeps 120 s ahead, for every policy
+    python bench/autoscale.py --onset-bound          # bursty: a reference seeing each burst from its start
 
 The simulator is ``recprep.predictor.sim`` (see its docstring); the policies are
 ``recprep.predictor.policies``. Traces: synthetic steady, diurnal and bursty, and the public traces
@@ -137,7 +138,9 @@ def _hold(values: np.ndarray, seconds_per_point: float, duration: int) -> np.nda
     return values[idx]
 
 
-def synthetic(name: str, rng: np.random.Generator) -> np.ndarray:
+def synthetic(name: str, rng: np.random.Generator, parts: dict | None = None) -> np.ndarray:
+    """A synthetic trace; ``parts``, when given, gets the bursty trace's demand without its bursts
+    (``calm``) and each burst's (start, end) seconds (``bursts``)."""
     t = np.arange(DURATION, dtype=float)
     noise = np.repeat(rng.normal(0, 0.03, DURATION // 10 + 1), 10)[:DURATION]
     if name == "steady":
@@ -146,6 +149,8 @@ def synthetic(name: str, rng: np.random.Generator) -> np.ndarray:
         d = 0.6 - 0.35 * np.cos(2 * np.pi * t / SYNTHETIC_PERIOD) + noise
     elif name == "bursty":
         d = 0.35 + noise
+        if parts is not None:
+            parts["calm"], parts["bursts"] = np.maximum(d, 0.0), []
         start = rng.exponential(1800.0)
         while start < DURATION:
             length = rng.uniform(300, 900)
@@ -153,6 +158,8 @@ def synthetic(name: str, rng: np.random.Generator) -> np.ndarray:
             height = rng.uniform(0.3, 0.6)
             seg = (t >= start) & (t < start + length)
             d[seg] += height * np.minimum(1.0, (t[seg] - start) / ramp)
+            if parts is not None:
+                parts["bursts"].append((start, start + length))
             start += length + rng.exponential(1800.0)
     else:
         raise ValueError(name)
@@ -350,6 +357,86 @@ def forecast_baselines(demand: np.ndarray, period: float | None, horizon_s: floa
     return {k: forecast_error(v, truth) for k, v in f.items()}
 
 
+class OnsetOracle(Oracle):
+    """A reference for the bursty trace: what a policy could do that learns of a burst the second
+    it begins, and then knows it whole (its height, ramp and length), but never sees one coming.
+
+    The oracle's planner fed the true peak demand over the horizon of a trace in which the bursts
+    not yet begun are left out (the calm demand in their place), plus ``headroom`` rows/s held at
+    all times. No causal policy knows more about a burst than this one does, so where it cannot
+    meet the issue's bars at some headroom, a forecast from the demand seen so far cannot either
+    (at that headroom, with this planner; a policy with another planner may do better)."""
+
+    name = "onset"
+
+    def __init__(self, full: np.ndarray, calm: np.ndarray, bursts: list, headroom: float, **kw):
+        super().__init__(**kw)
+        self.full, self.calm, self.bursts, self.headroom = full, calm, bursts, headroom
+        self.k = 30  # the oracle's smoothing (SimConfig.peak_smoothing at dt = 1 s)
+
+    def peak(self, now: float, obs, horizon: float) -> tuple[float, str]:
+        a, b = int(now), min(len(self.full), int(now + horizon) + 1)
+        lo = max(0, a - self.k)
+        seen = self.calm[lo:b].copy()
+        t = np.arange(lo, b)
+        for start, end in self.bursts:
+            if start <= now:
+                begun = (t >= start) & (t < end)
+                seen[begun] = self.full[lo:b][begun]
+        return float(rolling_mean(seen, self.k)[a - lo :].max()) + self.headroom, "peak of begun bursts"
+
+
+#: Standing headroom of the onset reference, in cpu workers' rows/s.
+ONSET_HEADROOM = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def onset_bound(args) -> dict:
+    """The bursty trace: reactive's stall and cost (the bars' corner) and the onset reference's at
+    each headroom of :data:`ONSET_HEADROOM`, deciding every 5 s."""
+    rate, _ = preemption_rate(TRACES_DIR / SKYPILOT)
+    config = cluster(rate, args.seed)
+    parts: dict = {}
+    raw = synthetic("bursty", np.random.default_rng([args.seed, 2]), parts)
+    scale = PEAK_SHARE * config.max_rate() / np.nanmax(raw)
+    full, calm = raw * scale, parts["calm"] * scale
+    reactive = simulate(Reactive(), full, config)
+    predictive = simulate(Predictive(seed=args.seed), full, config)
+    cpu = next(p for p in config.pools if p.name == "cpu")
+    out = {
+        "bars": {"stall": reactive.stall_fraction / 3, "cost": 0.9 * reactive.cost},
+        "reactive": {"stall_fraction": reactive.stall_fraction, "cost": reactive.cost},
+        "predictive": {"stall_fraction": predictive.stall_fraction, "cost": predictive.cost},
+        "onset": [],
+    }
+    for workers in ONSET_HEADROOM:
+        policy = OnsetOracle(full, calm, parts["bursts"], workers * config.rate(cpu), interval=5.0)
+        res = simulate(policy, full, config)
+        out["onset"].append(
+            {"headroom_workers": workers, "stall_fraction": res.stall_fraction, "cost": res.cost}
+        )
+    return out
+
+
+def bound_table(out: dict) -> str:
+    bars = out["bars"]
+    lines = [
+        "bursty: the onset reference (each burst known whole from its first second, none before; the",
+        "oracle's planner every 5 s) with standing headroom, against the bars (predictive must have",
+        f"stall <= {_sf(bars['stall'])} = 1/3 reactive's and cost <= {bars['cost']:.2f} = 0.9x reactive's)",
+        "",
+        f"{'policy':<28} {'stall':>7} {'stall s':>8} {'cost':>6}  meets both",
+    ]
+    rows = [("reactive", out["reactive"]), ("predictive", out["predictive"])]
+    rows += [(f"onset, +{r['headroom_workers']:g} cpu workers", r) for r in out["onset"]]
+    for label, r in rows:
+        ok = r["stall_fraction"] <= bars["stall"] and r["cost"] <= bars["cost"]
+        lines.append(
+            f"{label:<28} {_sf(r['stall_fraction']):>7} {r['stall_fraction'] * DURATION:>8.1f} "
+            f"{r['cost']:>6.2f}  {'yes' if ok else 'no'}"
+        )
+    return "\n".join(lines)
+
+
 def run(args) -> dict:
     rate, rate_note = preemption_rate(TRACES_DIR / SKYPILOT)
     config = cluster(rate, args.seed)
@@ -533,7 +620,17 @@ def main(argv=None) -> int:
         metavar="DIR",
         help="draw demand, forecast and capacity per policy as DIR/<trace>.png (needs matplotlib)",
     )
+    ap.add_argument(
+        "--onset-bound",
+        action="store_true",
+        help="only the bursty trace: the onset reference (bursts known from their first second) "
+        "at several standing headrooms against the bars",
+    )
     args = ap.parse_args(argv)
+    if args.onset_bound:
+        out = onset_bound(args)
+        print(json.dumps(out, indent=1) if args.json else bound_table(out))
+        return 0
     out = run(args)
     print(json.dumps(out, indent=1) if args.json else table(out))
     return 0
