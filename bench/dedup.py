@@ -112,7 +112,15 @@ def log(message: str) -> None:
 
 
 # -- the jobs -------------------------------------------------------------------------------------
-def job_doc(uri: str, out: Path, session: dict, k: int, compression: str, dedup: bool) -> dict:
+def job_doc(
+    uri: str,
+    out: Path,
+    session: dict,
+    k: int,
+    compression: str,
+    dedup: bool,
+    rows_per_shard: int = ROWS_PER_SHARD,
+) -> dict:
     """The README's Taobao session job on ``uri``; with ``dedup``, the user group deduplicated."""
     spec = {
         "source": {
@@ -134,7 +142,7 @@ def job_doc(uri: str, out: Path, session: dict, k: int, compression: str, dedup:
             {"op": "history", "columns": ["item_id", "category_id"], "k": k, "output": "{column}_history"},
             {"op": "time", "columns": "timestamp", "part": "hour", "format": "unix", "output": "hour_of_day"},
         ],
-        "output": {"uri": str(out), "rowsPerShard": ROWS_PER_SHARD, "compression": compression},
+        "output": {"uri": str(out), "rowsPerShard": rows_per_shard, "compression": compression},
     }
     if dedup:
         spec["dedup"] = [{"name": GROUP, "features": list(GROUP_FEATURES)}]
@@ -393,7 +401,10 @@ def bench_dataset(client, name: str, uri: str, session: dict, args, work: Path) 
     """Every measure of one dataset (see the module docstring)."""
     codecs = args.compression
     dirs = {v: work / f"{name}-{v}" for v in VARIANTS}
-    docs = {v: job_doc(uri, dirs[v], session, args.k, codecs[0], v == "dedup") for v in VARIANTS}
+    docs = {
+        v: job_doc(uri, dirs[v], session, args.k, codecs[0], v == "dedup", args.rows_per_shard)
+        for v in VARIANTS
+    }
     runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     sizes: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for i in _runs(args, runs):
@@ -670,6 +681,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--k", type=int, default=50, help="history length, both datasets (default 50)")
     parser.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=ROWS_PER_SHARD,
+        help=f"rowsPerShard of every job (default {ROWS_PER_SHARD:,}; the spec's default is 65,536)",
+    )
+    parser.add_argument(
         "--compression",
         type=_list(str, "--compression"),
         default=["snappy", "none"],
@@ -697,7 +714,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout, nothing else")
     args = parser.parse_args(argv)
-    for name in ("users", "sessions", "k", "repeat", "workers", "batch_size", "threads"):
+    for name in ("users", "sessions", "k", "rows_per_shard", "repeat", "workers", "batch_size", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.taobao_copies < 0:
@@ -785,7 +802,7 @@ def warm_up(client, args, work: Path) -> None:
     session = {"key": "user_id", "time": "timestamp", "rule": "gap", "gap": GAP}
     for v in VARIANTS:
         out = work / f"warmup-{v}"
-        doc = job_doc(str(path), out, session, args.k, args.compression[0], v == "dedup")
+        doc = job_doc(str(path), out, session, args.k, args.compression[0], v == "dedup", args.rows_per_shard)
         preprocess(client, doc)
         one_core(doc, work / f"warmup-{v}-one-core")
         if not args.skip_train:
@@ -812,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
             "compression": args.compression,
             "batch_size": args.batch_size,
             "threads": args.threads,
-            "rows_per_shard": ROWS_PER_SHARD,
+            "rows_per_shard": args.rows_per_shard,
             "group": {GROUP: GROUP_FEATURES},
         },
         "published": dict(PUBLISHED),
