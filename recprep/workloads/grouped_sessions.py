@@ -72,23 +72,37 @@ class GroupingError(SourceError):
 
 
 class GroupingCheck:
-    """The driver's check, once the shards have landed, that no key's events are in two splits
-    with another key between them: a key in splits ``a < b`` (two that hold it, with none
-    between that does) is fine when it is ``a``'s last key and ``b``'s first, and every split
-    between holds that key alone. All the splits' keys are sorted at once (16 bytes a key and
-    split it is in). A resumed run checks the splits it reads: a split between whose shard an
-    earlier run committed is not known, and not held against the pair."""
+    """The driver's check that no key's events are in two splits with another key between them:
+    a key in splits ``a < b`` (two that hold it, with none between that does) is fine when it is
+    ``a``'s last key and ``b``'s first, and every split between holds that key alone. All the
+    splits' keys are sorted at once (16 bytes a key and split it is in). A split between whose
+    keys are not known (its shard not landed yet, or committed by an earlier run) is not held
+    against the pair, so a look at some of the splits never finds a fault that all of them would
+    not: the driver looks while the shards land (:meth:`due`: at 8, 16, 32, ... splits, each key
+    sorted about twice over all the looks), so that a source grouped per file but not across
+    files fails once splits of both places have landed, and once more at the end."""
+
+    #: Splits landed before the first look while the job runs; each later one waits for twice as many.
+    FIRST_LOOK = 8
 
     def __init__(self, session: SessionSpec, where: Callable[[int, int], str]):
         self.session = session
         self.where = where  # (split, key) -> where the split's first event of the key is
         self.splits: dict[int, SplitKeys] = {}
+        self._next = self.FIRST_LOOK
 
     def add(self, index: int, keys: SplitKeys | None) -> None:
         if keys is not None:
             self.splits[index] = keys
 
+    def due(self) -> bool:
+        """Whether the splits landed since the last look are enough for another."""
+        return len(self.splits) >= self._next
+
     def finish(self) -> None:
+        """Look at the splits known so far; GroupingError naming both places of a key that is
+        not grouped."""
+        self._next = 2 * max(len(self.splits), self.FIRST_LOOK // 2)
         if not self.splits:
             return
         order = sorted(self.splits)

@@ -578,12 +578,10 @@ def _transform(
         if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
             landed_shards.close()
             raise BadDataError(_bad_message(job, summary, directory, estimated=True))
+        if grouping is not None and grouping.due():
+            _check_grouping(grouping, directory, identity, fsync, landed_shards)
     if grouping is not None:
-        try:
-            grouping.finish()
-        except GroupingError as exc:
-            remember(directory, identity, exc, fsync)
-            raise
+        _check_grouping(grouping, directory, identity, fsync)
     account.wall_seconds = time.perf_counter() - started
     summary.accounting = account.to_json()
     ledger.save_accounting(summary.accounting)
@@ -598,6 +596,19 @@ def _transform(
         )
     elif _names_isp(job) and not offload:
         _warn(summary, progress, f"spec.pools.isp: {why_not}; all {len(todo)} shards ran on the CPU pool")
+
+
+def _check_grouping(grouping: GroupingCheck, directory: str, identity: str, fsync: bool, landed=None) -> None:
+    """The grouped source's check of the splits landed so far; when it fails, the tasks still
+    running (``landed``, the shards' generator) are stopped, the committed shards kept, and the
+    failure kept in the output for a later run (``grouped_sessions.remember``)."""
+    try:
+        grouping.finish()
+    except GroupingError as exc:
+        if landed is not None:
+            landed.close()
+        remember(directory, identity, exc, fsync)
+        raise
 
 
 def _grouping(job: PreprocessJob, source) -> GroupingCheck | None:

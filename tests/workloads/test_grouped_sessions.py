@@ -257,8 +257,12 @@ def test_a_key_in_two_far_apart_splits_fails_and_keeps_what_was_committed(groupe
     write(first, folder / "a.csv")
     write(first.set_column(4, "timestamp", pa.compute.add(first["timestamp"], 86_400)), folder / "b.csv")
     out = tmp_path / "out"
+    job = load_job_dict(doc(folder, out, rows_per_shard=100, grouped=True))
+    source, _ = prepare(job)
+    splits = len(source.splits(split_rows(job)))
+    assert splits > GroupingCheck.FIRST_LOOK
     with pytest.raises(RecprepError) as info:
-        run_job(load_job_dict(doc(folder, out, rows_per_shard=100, grouped=True)), client=dask_client)
+        run_job(job, client=dask_client)
     message = str(info.value)
     assert "not grouped by 'user_id'" in message and "a.csv:" in message and "b.csv:" in message
     assert "(user_id '" in message
@@ -266,6 +270,9 @@ def test_a_key_in_two_far_apart_splits_fails_and_keeps_what_was_committed(groupe
     committed = [json.loads(line)["file"] for line in ledger.splitlines() if '"file"' in line]
     assert committed, "the shards committed before the check saw it are kept"
     assert all((out / name).is_file() for name in committed)
+    # the driver looks while the shards land (at 8 of them; any 8 of the two files' splits hold
+    # both places of some user): the job stops there, not after the last shard
+    assert len(committed) < splits, (len(committed), splits)
     # a second run of the job, which would not see the committed shards' keys, fails at once
     with pytest.raises(RecprepError, match="found by an earlier run") as again:
         run_job(load_job_dict(doc(folder, out, rows_per_shard=100, grouped=True)), client=dask_client)
