@@ -99,7 +99,7 @@ class GroupingCheck:
         """Whether the splits landed since the last look are enough for another."""
         return len(self.splits) >= self._next
 
-    def finish(self) -> None:
+    def check(self) -> None:
         """Look at the splits known so far; GroupingError naming both places of a key that is
         not grouped."""
         self._next = 2 * max(len(self.splits), self.FIRST_LOOK // 2)

@@ -603,7 +603,7 @@ def _check_grouping(grouping: GroupingCheck, directory: str, identity: str, fsyn
     running (``landed``, the shards' generator) are stopped, the committed shards kept, and the
     failure kept in the output for a later run (``grouped_sessions.remember``)."""
     try:
-        grouping.finish()
+        grouping.check()
     except GroupingError as exc:
         if landed is not None:
             landed.close()

@@ -283,10 +283,17 @@ def test_a_key_in_two_far_apart_splits_fails_and_keeps_what_was_committed(groupe
 def test_the_drivers_check_allows_a_key_across_adjacent_splits_only():
     spec = SessionSpec(key="u", time="t")
     keys = lambda *k: SplitKeys(k[0], k[-1], np.unique(np.array(k, np.uint64)))  # noqa: E731
-    check = GroupingCheck(spec, lambda split, key: f"split {split}")
+    grouping = GroupingCheck(spec, lambda split, key: f"split {split}")
     for index, held in [(0, (1, 2, 3)), (2, (3, 4)), (1, (3,)), (3, (4, 5)), (5, (6,))]:
-        check.add(index, keys(*held))  # in any order; split 4 not known (an earlier run's)
-    check.finish()  # 3 runs on through split 1 into split 2, 4 from split 2 into 3
+        grouping.add(index, keys(*held))  # in any order; split 4 not known (an earlier run's)
+    assert not grouping.due()  # the first look while the job runs comes at 8 splits
+    grouping.check()  # 3 runs on through split 1 into split 2, 4 from split 2 into 3
+    for index in range(6, 11):
+        assert not grouping.due()  # a look at 5 splits: the next at twice as many
+        grouping.add(index, keys(10 + index))
+    assert grouping.due()
+    grouping.check()
+    assert not grouping.due()
     cases = [((7,), "the key at split 0 has events again at split 2"), ((2, 4), "at split 1 has events")]
     for between, message in cases:
         late = GroupingCheck(spec, lambda split, key: f"split {split}")
@@ -294,4 +301,4 @@ def test_the_drivers_check_allows_a_key_across_adjacent_splits_only():
         late.add(2, keys(2, 3))
         late.add(1, keys(*between))  # another key between; or 2 again, then another
         with pytest.raises(GroupingError, match=message):
-            late.finish()
+            late.check()
