@@ -215,6 +215,11 @@ def _byte_stream_split(plain: bytes, itemsize: int) -> bytes:
     return np.ascontiguousarray(np.frombuffer(plain, np.uint8).reshape(-1, itemsize).T).tobytes()
 
 
+def _split_of(plain: _Candidate, itemsize: int) -> _Candidate:
+    """The BYTE_STREAM_SPLIT candidate of the same values as the PLAIN candidate ``plain``."""
+    return _Candidate(BYTE_STREAM_SPLIT, plain.size, lambda: _byte_stream_split(plain.make(), itemsize))
+
+
 def _lists(flat: Flat, leaf: Leaf) -> int:
     """Lists that begin with a value (not null, not empty, not an absent row of a padded group)."""
     starts = flat.rep == 0
@@ -242,8 +247,7 @@ def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool)
             if len(other[1]) < best:
                 chosen, (dict_page, data_page, uncompressed) = plain, other
     if codec is not None and chosen.encoding == PLAIN and repeats and leaf.dtype.kind in "iuf":
-        size, plain_values = leaf.dtype.itemsize, chosen.make
-        split = _Candidate(BYTE_STREAM_SPLIT, chosen.size, lambda: _byte_stream_split(plain_values(), size))
+        split = _split_of(chosen, leaf.dtype.itemsize)
         other = split.pages(levels, flat.num_levels, codec)
         if len(other[1]) < len(data_page):
             chosen, (dict_page, data_page, uncompressed) = split, other

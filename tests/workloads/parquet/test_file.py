@@ -216,11 +216,7 @@ def _candidate_bytes(table: pa.Table, codec: str) -> dict[str, int]:
         dict_page, data_page, _ = candidate.pages(levels, flat.num_levels, column.CODECS[codec][1])
         out[names[candidate.encoding]] = len(data_page) + (len(dict_page) if dict_page else 0)
     plain = next(c for c in candidates if c.encoding == column.PLAIN)
-    split = column._Candidate(
-        column.BYTE_STREAM_SPLIT,
-        plain.size,
-        lambda: column._byte_stream_split(plain.make(), leaf.dtype.itemsize),
-    )
+    split = column._split_of(plain, leaf.dtype.itemsize)
     out["BYTE_STREAM_SPLIT"] = len(split.pages(levels, flat.num_levels, column.CODECS[codec][1])[1])
     return out
 
