@@ -369,10 +369,21 @@ class OnsetOracle(Oracle):
 
     name = "onset"
 
-    def __init__(self, full: np.ndarray, calm: np.ndarray, bursts: list, headroom: float, **kw):
+    def __init__(
+        self,
+        full: np.ndarray,
+        calm: np.ndarray,
+        bursts: list,
+        headroom: float,
+        config: SimConfig | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.full, self.calm, self.bursts, self.headroom = full, calm, bursts, headroom
-        self.k = 30  # the oracle's smoothing (SimConfig.peak_smoothing at dt = 1 s)
+        # the oracle's smoothing: the simulator's peak_smoothing (default: SimConfig's), in steps
+        # of its dt (one a second: the traces are per second)
+        config = config or SimConfig(pools=())
+        self.k = max(1, round(config.peak_smoothing / config.dt))
 
     def peak(self, now: float, obs, horizon: float) -> tuple[float, str]:
         a, b = int(now), min(len(self.full), int(now + horizon) + 1)
@@ -409,7 +420,7 @@ def onset_bound(args) -> dict:
         "onset": [],
     }
     for workers in ONSET_HEADROOM:
-        policy = OnsetOracle(full, calm, parts["bursts"], workers * config.rate(cpu), interval=5.0)
+        policy = OnsetOracle(full, calm, parts["bursts"], workers * config.rate(cpu), config, interval=5.0)
         res = simulate(policy, full, config)
         out["onset"].append(
             {"headroom_workers": workers, "stall_fraction": res.stall_fraction, "cost": res.cost}
