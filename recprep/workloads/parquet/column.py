@@ -7,7 +7,12 @@ holds its distinct values (pyarrow's only choice besides PLAIN); PLAIN (which a 
 small where lists repeat from one row to the next, as the sliding windows of a user's history
 features do); DELTA_BINARY_PACKED for integers (hashed IDs of a large table, where a dictionary
 holds nearly every value and costs its full width per distinct value). All three are read by
-every Parquet reader since format 2.0. Where PLAIN wins for such lists, BYTE_STREAM_SPLIT (byte k
+every Parquet reader since format 2.0. For such lists the dictionary's indices are also packed
+at the next whole number of bytes (17 bits: 24) and compressed against the narrowest packing: a
+list repeated from the row before then repeats byte for byte, which the compressor folds away
+(at 17 bits a 50-item list starts 34 bits later in its byte than the one before); the Taobao
+sample's plain history columns take 6-33% fewer bytes with Snappy, depending on where the
+narrowest width falls. Where PLAIN wins for such lists, BYTE_STREAM_SPLIT (byte k
 of every value, then byte k + 1 of every value, ...) is compressed against it too: the compressor
 then finds the window in each byte plane, and the planes of a narrow range's high bytes (IDs
 hashed below a million in int64) are runs it folds away; the deduplicated 50-item histories of
@@ -139,6 +144,7 @@ class _Candidate:
     make: Callable[[], bytes]  #: the data page's values
     dictionary: bytes | None = None
     entries: int = 0  #: values in the dictionary
+    indices: np.ndarray | None = None  #: the dictionary's indices, one per value
 
     def pages(self, levels: bytes, num_levels: int, codec: str | None) -> tuple[bytes | None, bytes, int]:
         """(dictionary page or None, data page, uncompressed bytes of both, headers included)."""
@@ -168,18 +174,36 @@ def _candidates(flat: Flat, leaf: Leaf) -> tuple[list[_Candidate], int]:
     found = []
     if encoded is not None:
         indices, dictionary = encoded
-        width = max(1, (len(dictionary) - 1).bit_length())
-        packed = bytes([width]) + rle_hybrid(np.ascontiguousarray(indices, np.int32), 4, width)
         body = np.ascontiguousarray(dictionary, leaf.dtype).tobytes()
-        found.append(
-            _Candidate(RLE_DICTIONARY, len(packed) + len(body), lambda: packed, body, len(dictionary))
-        )
+        found.append(_packed(indices, body, len(dictionary), max(1, (len(dictionary) - 1).bit_length())))
     found.append(_Candidate(PLAIN, count * itemsize, lambda: present().tobytes()))
     if leaf.dtype.kind == "i" and count:
         if _delta_bits(_head(flat, leaf, DELTA_SAMPLE)) * count / 8 < min(c.size for c in found):
             deltas = delta_binary_packed(present(), itemsize)
             found.append(_Candidate(DELTA_BINARY_PACKED, len(deltas), lambda: deltas))
     return found, count
+
+
+def _packed(indices: np.ndarray, dictionary: bytes, entries: int, width: int) -> _Candidate:
+    """The RLE_DICTIONARY candidate: the dictionary page's body, and the indices bit-packed at
+    ``width`` bits (the data page's first byte)."""
+    indices = np.ascontiguousarray(indices, np.int32)
+    packed = bytes([width]) + rle_hybrid(indices, 4, width)
+    return _Candidate(
+        RLE_DICTIONARY, len(packed) + len(dictionary), lambda: packed, dictionary, entries, indices
+    )
+
+
+def _aligned_of(packed: _Candidate) -> _Candidate | None:
+    """The same dictionary candidate with its indices packed at the next whole number of bytes
+    (17 bits: 24), or None where they already are. The format allows any width that holds the
+    indices (readers take it from the page), and a wider one is what lets the compressor see
+    lists that repeat from row to row: at 17 bits a 50-item list begins 2 x 17 bits later in
+    its byte than the same list in the row before, so their bytes differ; at 24 they are the same."""
+    width = packed.make()[0]
+    if width % 8 == 0:
+        return None
+    return _packed(packed.indices, packed.dictionary, packed.entries, -(-width // 8) * 8)
 
 
 def _head(flat: Flat, leaf: Leaf, n: int) -> np.ndarray:
@@ -239,6 +263,13 @@ def encode(array: pa.Array, leaf: Leaf, compression: str, with_statistics: bool)
     chosen = min(candidates, key=lambda c: c.size)  # the first of the smallest
     dict_page, data_page, uncompressed = chosen.pages(levels, flat.num_levels, codec)
     repeats = leaf.is_list and count >= REPEATED_LISTS * _lists(flat, leaf) > 0
+    aligned = (
+        _aligned_of(chosen) if codec is not None and chosen.encoding == RLE_DICTIONARY and repeats else None
+    )
+    if aligned is not None:
+        other = aligned.pages(levels, flat.num_levels, codec)
+        if len(other[1]) < len(data_page):
+            chosen, (dict_page, data_page, uncompressed) = aligned, other
     if codec is not None and chosen.encoding != PLAIN and repeats:
         plain = next(c for c in candidates if c.encoding == PLAIN)
         best = len(data_page) + (len(dict_page) if dict_page is not None else 0)
