@@ -90,6 +90,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # benchmark the recprep of this working tree
     sys.path.insert(0, str(REPO_ROOT))
 
+from recprep.spec import OutputSpec  # noqa: E402
+
 TAOBAO_FILE = "taobao_userbehavior_84k.csv.gz"
 COLUMNS = ["user_id", "item_id", "category_id", "behavior_type", "timestamp"]
 GROUP = "user"
@@ -102,7 +104,8 @@ PUBLISHED = {"storage": 3.71, "preprocess": 1.79, "train": 2.48}
 BARS = {"storage": (2.0, False), "preprocess": (1.5, False), "train": (1.0, True)}
 #: The generated logs: events ``STEP`` s apart, sessions ``PAUSE`` s apart, cut at ``GAP`` s.
 STEP, PAUSE, GAP = 30, 7_200, 1_800
-ROWS_PER_SHARD = 16_384
+#: The jobs' rowsPerShard unless --rows-per-shard: the spec's default.
+ROWS_PER_SHARD = OutputSpec.model_fields["rows_per_shard"].default
 #: Timed preprocessing runs of one variant, at most (``--min-seconds``).
 MAX_RUNS = 25
 
@@ -684,7 +687,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rows-per-shard",
         type=int,
         default=ROWS_PER_SHARD,
-        help=f"rowsPerShard of every job (default {ROWS_PER_SHARD:,}; the spec's default is 65,536)",
+        help=f"rowsPerShard of every job (default {ROWS_PER_SHARD:,}, the spec's default)",
     )
     parser.add_argument(
         "--compression",

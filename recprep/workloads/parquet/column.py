@@ -10,8 +10,9 @@ holds nearly every value and costs its full width per distinct value). All three
 every Parquet reader since format 2.0. For such lists the dictionary's indices are also packed
 at the next whole number of bytes (17 bits: 24) and compressed against the narrowest packing: a
 list repeated from the row before then repeats byte for byte, which the compressor folds away
-(at 17 bits a 50-item list starts 34 bits later in its byte than the one before); the Taobao
-sample's plain history columns take 6-33% fewer bytes with Snappy, depending on where the
+(50 items at 15 bits take 750 bits, so each list starts 6 bits further into its byte than the
+one before and only every fourth lines up; at 16 bits each is 100 whole bytes); the Taobao
+sample's plain shards take 6-33% fewer bytes with Snappy, depending on where the
 narrowest width falls. Where PLAIN wins for such lists, BYTE_STREAM_SPLIT (byte k
 of every value, then byte k + 1 of every value, ...) is compressed against it too: the compressor
 then finds the window in each byte plane, and the planes of a narrow range's high bytes (IDs
@@ -198,8 +199,8 @@ def _aligned_of(packed: _Candidate) -> _Candidate | None:
     """The same dictionary candidate with its indices packed at the next whole number of bytes
     (17 bits: 24), or None where they already are. The format allows any width that holds the
     indices (readers take it from the page), and a wider one is what lets the compressor see
-    lists that repeat from row to row: at 17 bits a 50-item list begins 2 x 17 bits later in
-    its byte than the same list in the row before, so their bytes differ; at 24 they are the same."""
+    lists that repeat from row to row: at 15 bits a 50-item list begins 6 bits further into its
+    byte than the same list in the row before, so their bytes differ; at 16 they are the same."""
     width = packed.make()[0]
     if width % 8 == 0:
         return None
