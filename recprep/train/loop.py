@@ -108,13 +108,20 @@ class _Step:
     rows: list[np.ndarray]  #: table rows of each feature's IDs
     dense: torch.Tensor
     labels: torch.Tensor
-    offsets: list[torch.Tensor]
+    offsets: list[torch.Tensor | None]  #: None: one ID in every bag
     lookups: list[tuple[torch.Tensor, torch.Tensor]] | None = None  #: (distinct rows or slots, inverse)
     #: per feature, its dedup group's index in ``inverses`` (None: per-sample bags)
     expand: list[int | None] = field(default_factory=list)
     inverses: list[torch.Tensor] = field(default_factory=list)  #: per dedup group, (B,) int64
     plans: list[TablePlan] | None = None  #: look-ahead: this batch's plan per table
     due: list[list[TablePlan]] = field(default_factory=list)  #: look-ahead: carry out before this step
+
+
+def one_each(ids: np.ndarray, offsets: np.ndarray) -> bool:
+    """Whether every bag holds one ID: as many IDs as bags, each bag starting one after the one
+    before (a bag's offset is where it starts in ``ids``, the first 0). The model then takes the
+    IDs as the bags (``offsets`` None)."""
+    return len(ids) == len(offsets) and bool((np.diff(offsets) == 1).all())
 
 
 def _prepare(batch: ArrayBatch, table_rows: int, pin: bool) -> _Step:
@@ -125,13 +132,13 @@ def _prepare(batch: ArrayBatch, table_rows: int, pin: bool) -> _Step:
     for key in batch.sparse_keys:
         ids, bag_offsets, group = batch.lookup(key)
         rows.append(np.remainder(ids, table_rows))
-        offsets.append(torch.from_numpy(bag_offsets))
+        offsets.append(None if one_each(ids, bag_offsets) else torch.from_numpy(bag_offsets))
         expand.append(None if group is None else group_index[group.name])
     step = _Step(batch, rows, torch.from_numpy(batch.dense), torch.from_numpy(batch.labels), offsets)
     step.expand, step.inverses = expand, [torch.from_numpy(g.inverse) for g in batch.groups]
     if pin:
         step.dense, step.labels = step.dense.pin_memory(), step.labels.pin_memory()
-        step.offsets = [o.pin_memory() for o in step.offsets]
+        step.offsets = [None if o is None else o.pin_memory() for o in step.offsets]
         step.inverses = [i.pin_memory() for i in step.inverses]
     return step
 
@@ -307,7 +314,7 @@ def train(config: TrainConfig) -> TrainResult:
                     (
                         u.to(device, non_blocking=True),
                         i.to(device, non_blocking=True),
-                        o.to(device, non_blocking=True),
+                        None if o is None else o.to(device, non_blocking=True),
                         None if e is None else inverses[e],
                     )
                     for (u, i), o, e in zip(lookups, step.offsets, step.expand)

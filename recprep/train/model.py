@@ -63,17 +63,25 @@ class DLRM(nn.Module):
         self.top = mlp([dim + n * (n - 1) // 2, *top, 1], last_activation=False)
         self.embeddings = nn.ModuleList(embeddings)
         li, lj = torch.tril_indices(n, n, offset=-1)
-        self.register_buffer("li", li, persistent=False)
-        self.register_buffer("lj", lj, persistent=False)
+        # the pairs below the diagonal as positions in the flattened (n, n) products: one
+        # index_select (its backward an index_add) where ``[:, li, lj]`` takes an advanced index
+        # whose backward is an accumulating index_put, a fifth of a step here
+        self.register_buffer("pairs", li * n + lj, persistent=False)
 
     def forward(self, dense: torch.Tensor, lookups: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
         """``lookups``: per feature ``(unique, inverse, offsets)`` or ``(unique, inverse, offsets,
         expand)``: the distinct indices into its table, each ID's position in ``unique``, the bag
         offsets (B,), or, with ``expand`` (a dedup group's feature), the offsets of its U unique
-        bags and each sample's bag (B,) int64 (``expand`` None: per-sample bags)."""
+        bags and each sample's bag (B,) int64 (``expand`` None: per-sample bags). ``offsets``
+        None: one ID in every bag (``firstx(k=1)`` of a sparse ID), which are then taken as they
+        are: the same sums, without the bag's backward (a sort of the IDs, 6x an index_add here)."""
         bags = []
         for table, (unique, inverse, offsets, *rest) in zip(self.embeddings, lookups):
-            pooled = F.embedding_bag(inverse, table(unique), offsets, mode="sum")
+            rows = table(unique)
+            if offsets is None:
+                pooled = rows.index_select(0, inverse)
+            else:
+                pooled = F.embedding_bag(inverse, rows, offsets, mode="sum")
             expand = rest[0] if rest else None
             bags.append(pooled if expand is None else pooled.index_select(0, expand))
         if self.bottom is not None:
@@ -83,7 +91,7 @@ class DLRM(nn.Module):
             x = torch.stack(bags, dim=1).sum(dim=1)
             vectors = bags
         t = torch.stack(vectors, dim=1)  # (B, n, dim)
-        z = torch.bmm(t, t.transpose(1, 2))[:, self.li, self.lj]  # (B, n(n-1)/2)
+        z = torch.bmm(t, t.transpose(1, 2)).flatten(1).index_select(1, self.pairs)  # (B, n(n-1)/2)
         return self.top(torch.cat([x, z], dim=1)).squeeze(1)
 
     def dense_parameters(self) -> list[nn.Parameter]:

@@ -1,5 +1,6 @@
 """The DLRM against a plain re-computation: bags from distinct rows equal EmbeddingBag on the raw
-IDs, and the interaction is the pairwise dot products below the diagonal."""
+IDs, and the interaction is the pairwise dot products below the diagonal; bags of one ID each,
+taken without EmbeddingBag, give the same outputs and gradients."""
 
 from __future__ import annotations
 
@@ -46,3 +47,43 @@ def test_init_table_is_seeded_and_bounded():
     a, b = init_table(100, 8, seed=3), init_table(100, 8, seed=3)
     assert torch.equal(a, b) and not torch.equal(a, init_table(100, 8, seed=4))
     assert float(a.abs().max()) <= 0.1
+
+
+def test_one_id_per_bag_without_offsets_gives_the_bags_outputs_and_gradients():
+    """``offsets`` None (every bag one ID, as ``firstx(k=1)`` makes them): the same logits and
+    the same gradients, table rows and MLPs, as the same IDs pooled as bags of one."""
+    dim, b, rows = 4, 50, 30
+    rng = np.random.default_rng(1)
+    dense = torch.tensor(rng.normal(size=(b, 3)), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 2, b), dtype=torch.float32)
+    lookups = []
+    for _ in range(3):
+        unique, inverse = np.unique(rng.integers(0, rows, b), return_inverse=True)
+        lookups.append((torch.from_numpy(unique), torch.from_numpy(inverse)))
+
+    def run(with_offsets: bool):
+        torch.manual_seed(0)
+        tables = [
+            torch.nn.Embedding(rows, dim, sparse=True, _weight=init_table(rows, dim, i)) for i in range(3)
+        ]
+        model = DLRM(3, tables, dim, bottom=(8,), top=(6,))
+        offsets = torch.arange(b) if with_offsets else None
+        out = model(dense, [(u, i, offsets) for u, i in lookups])
+        torch.nn.functional.binary_cross_entropy_with_logits(out, labels).backward()
+        grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in model.parameters()]
+        return out.detach(), grads
+
+    (bags, bag_grads), (ids, id_grads) = run(True), run(False)
+    assert torch.equal(bags, ids)
+    for g, h in zip(bag_grads, id_grads):
+        torch.testing.assert_close(g, h, rtol=1e-6, atol=1e-7)
+
+
+def test_one_each_tells_bags_of_one_from_bags_that_sum_to_as_many():
+    from recprep.train.loop import one_each
+
+    ids = np.arange(3)
+    assert one_each(ids, np.array([0, 1, 2]))
+    assert not one_each(ids, np.array([0, 0, 2]))  # an empty bag and a bag of two: 3 IDs, 3 bags
+    assert not one_each(ids, np.array([0, 2]))
+    assert one_each(ids[:1], np.array([0])) and one_each(ids[:0], np.array([], np.int64))
