@@ -989,8 +989,10 @@ def test_a_trainer_whose_demand_rises_gets_more_cpu_workers_and_fewer_when_it_dr
     after the drop while the job still runs, each with its reason in status and an Event; the
     trainer's stall is set beside the simulator's for the same trace."""
     # Small shards: one CPU worker makes about 12k rows/s here (per-shard costs dominate), less
-    # than the trainer consumes when let go, so the rise needs a second worker.
-    out, name, rows, per_shard = tmp_path / "out", "demand", 2_400_000, 500
+    # than the trainer consumes when let go, so the rise needs a second worker. The job must
+    # still run when the pool shrinks after the drop (about 60 s into the trainer's clock):
+    # 3.2M rows last about 100 s here, 2.4M did about 75 s (a faster machine does them sooner).
+    out, name, rows, per_shard = tmp_path / "out", "demand", 3_200_000, 500
     shards = rows // per_shard
     manifest = preprocess_job(
         name,
@@ -1007,9 +1009,9 @@ def test_a_trainer_whose_demand_rises_gets_more_cpu_workers_and_fewer_when_it_dr
     # operator the pool goes to its limit (no demand is known); the low demand then lets it
     # shrink before the rise; after the drop it shrinks again, once the peak has left the
     # demand's 10 s measurement and the forecast's window (the measured start-up lag + interval:
-    # a few seconds here) and the hold (6 intervals) has passed, about 30 s after the drop;
-    # at the end the trainer drains.
-    low, high, rise, drop, free = 2000.0, 20000.0, 20.0, 40.0, 100.0
+    # a few seconds here) and the hold (6 intervals) has passed, 15-30 s after the drop;
+    # at the end the trainer is let go (at 75 s: the shrink must come before it) and drains.
+    low, high, rise, drop, free = 2000.0, 20000.0, 20.0, 40.0, 75.0
     schedule = f"{low:g},{high:g}@{rise:g},{low:g}@{drop:g},inf@{free:g}"
     deployed.cluster.apply(
         _trainer_job(
