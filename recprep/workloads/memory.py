@@ -7,6 +7,11 @@ on a 65,536-row Criteo shard, about 25,000 page faults and a third of the task's
 faulting and zeroing pages. A shard task allocates the same sizes shard after shard, so the
 worker is better off keeping them: buffers up to 32 MiB come from the heap and up to 128 MiB of
 freed heap stays with the process (what a worker holds at its peak anyway).
+
+The nanny sets that variable in the environment of the process that starts the workers too, so
+every process started from there later inherits it: ``recprep train`` applies the same
+thresholds (its step's buffers are the same sizes step after step; measured under the
+variable, 69,702 against 121,735 samples/s).
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ then a few dozen training steps on CPU through the look-ahead cache; one-line er
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -55,6 +59,37 @@ def test_train_runs_end_to_end_on_the_criteo_sample(criteo_job_output):
     assert len(ledger) >= 3
     assert report["shards_acknowledged"] == sum(end <= 30 * 256 for end in ends)  # consumed shards only
     assert report["loss_last"] < report["loss_first"]
+
+
+UNTUNED = """
+import sys
+import recprep.workloads.memory
+recprep.workloads.memory.tune_allocator = lambda: False  # the trainer as it was before it tuned
+from recprep.cli import main
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_train_keeps_its_buffers_under_the_nannys_trim_threshold(criteo_job_output):
+    """Started from a process that started Dask workers, a trainer inherits the nanny's
+    MALLOC_TRIM_THRESHOLD_=65536, under which glibc maps every buffer over 128 KiB afresh and
+    gives it back when freed: ``recprep train`` sets the allocator's thresholds itself and
+    page-faults about half as often over the same steps (measured here: 104k against 203k)."""
+    env = dict(os.environ, MALLOC_TRIM_THRESHOLD_="65536")
+    args = [str(criteo_job_output), "--epochs", "3", "--batch-size", "5000", "--table-rows", "1000"]
+    args += ["--embedding-dim", "4", "--threads", "1", "--json"]
+
+    def faults(*command: str) -> int:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+        subprocess.run(
+            [sys.executable, *command, *args], env=env, check=True, capture_output=True, timeout=300
+        )
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
+
+    tuned, untuned = faults("-m", "recprep.cli", "train"), faults("-c", UNTUNED)
+    assert tuned < 0.75 * untuned, (tuned, untuned)
 
 
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks")
