@@ -109,6 +109,8 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.train",
             "recprep.delivery",
             "recprep.workloads.output",
+            # the shard tasks' malloc thresholds, which recprep train sets too (a leaf: ctypes)
+            "recprep.workloads.memory",
         ),
         ("kopf", "kubernetes"),
     ),
