@@ -17,11 +17,19 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: What Dask's nanny puts in the environment of the process that starts its workers
-#: (distributed.nanny.pre-spawn-environ: MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ...), as this
-#: process had them before any test started one.
-NANNY_ENVIRON = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-_CLEAN_ENVIRON = {key: os.environ.get(key) for key in NANNY_ENVIRON}
+#: This process's environment before any test started a Dask cluster.
+_CLEAN_ENVIRON = dict(os.environ)
+
+
+def _nanny_environ() -> list[str]:
+    """What Dask's nanny puts in the environment of the process that starts its workers
+    (``distributed.nanny.pre-spawn-environ``: MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ...);
+    nothing before distributed is imported, when no nanny can have run."""
+    if "distributed" not in sys.modules:
+        return []
+    import dask
+
+    return list(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +40,11 @@ def _without_the_nannys_environment():
     trainers of the e2e tests ran 1.4x slower after any test that had started a Dask cluster)."""
 
     def restore():
-        for key, value in _CLEAN_ENVIRON.items():
-            if value is None:
-                os.environ.pop(key, None)
+        for key in _nanny_environ():
+            if key in _CLEAN_ENVIRON:
+                os.environ[key] = _CLEAN_ENVIRON[key]
             else:
-                os.environ[key] = value
+                os.environ.pop(key, None)
 
     restore()
     yield

@@ -176,7 +176,7 @@ def test_independent_reader_duckdb(tmp_path):
             encodings.add("BYTE_STREAM_SPLIT")
         assert {e for i in range(meta.num_columns) for e in meta.column(i).encodings} >= encodings
         if codec in ("snappy", "lz4"):  # the recent items' indices at 2 bytes each, not 13 bits
-            # (zstd and gzip make the PLAIN values smaller still)
+            # (zstd and gzip make BYTE_STREAM_SPLIT or PLAIN smaller still)
             assert _dictionary_width(path, "recent", codec) == 16, codec
         names = "label, dense, bucket, sparse, hashed, wide, ids, history, recent"
         rows = duckdb.sql(f"SELECT {names} FROM '{path}'").fetchall()
