@@ -8,6 +8,13 @@ mean text of one shard. The gzip input runs twice: first with no
 kept plan (the planning pass over the file is in the time), then reusing the plan a first run
 kept in the output's ``_index/`` (a resumed run, a rerun with --overwrite).
 
+Planning several files (``--files N``, default 2; 0 skips it): a source of N gzip files (links
+to the gzip input, each a file of its own to the planner) planned by ``TextSource.splits``, the
+passes one at a time and then at once (``compressed.plan_files``: one per core this process
+may use, within half its memory), each pass on one thread; wall time to the plan, best of
+``--repeat``, and the ratio. A job on many compressed files (a Criteo Terabyte month is 24 gzip
+days) waits for every pass before its first shard task.
+
 bz2, xz and zstd (one frame, and many frames as pzstd writes them) run on a smaller input
 (``--codec-rows``): their tasks start at the last member before their bytes, so a file of one
 member costs time growing with its size squared.
@@ -169,7 +176,7 @@ def shard_text(plain: Path, out: Path) -> int:
     return plain.stat().st_size // max(len(shards(out)), 1)
 
 
-def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int) -> dict:
+def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int, files: int = 0) -> dict:
     from recprep.workloads.sources import compressed
 
     compressed.PASS_THREADS = 1  # the single-core contract: the planning pass on one thread too
@@ -188,6 +195,9 @@ def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int) -> dict:
         if codec == "gz":
             log(f"{codec}: plan kept from the first run")
             entry["reused"] = best(path, out, True, repeat)
+            if files:
+                log(f"{codec}: planning {files} files, one at a time and at once")
+                results["planning"] = planning(path, files, workdir, repeat)
         results[codec] = entry
     text = shard_text(plain, base_out)
     for entry in results.values():
@@ -196,6 +206,44 @@ def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int) -> dict:
                 run_["job_peak_over_shard_text"] = run_["job_peak_bytes"] / text
     results["shard_text_bytes"] = text
     return results
+
+
+def planning(path: Path, files: int, workdir: Path, repeat: int) -> dict:
+    """Seconds to plan a source of ``files`` links to ``path``, the passes one at a time and at
+    once (best of ``repeat``, a fresh index each time)."""
+    from recprep.spec import load_job_dict
+    from recprep.workloads.machine import usable_cores
+    from recprep.workloads.output.layout import INDEX_DIR
+    from recprep.workloads.sources import compressed, open_source
+
+    here = workdir / f"plan-{files}"
+    shutil.rmtree(here, ignore_errors=True)
+    (here / "data").mkdir(parents=True)
+    for i in range(files):
+        (here / "data" / f"day_{i}.tsv.gz").symlink_to(path.resolve())
+    job = load_job_dict(recprep_job_document(here / "data", "tsv", here / "out"))
+    rows = job.spec.output.rows_per_shard
+    serial = compressed.concurrent_passes
+    seconds: dict[str, float] = {}
+    for name, passes in (("one_at_a_time", lambda stored: 1), ("at_once", serial)):
+        compressed.concurrent_passes = passes
+        try:
+            for _ in range(repeat):
+                shutil.rmtree(here / INDEX_DIR, ignore_errors=True)
+                started = time.perf_counter()
+                splits = open_source(job.spec.source, index_dir=str(here / INDEX_DIR)).splits(rows)
+                took = time.perf_counter() - started
+                seconds[name] = min(seconds.get(name, took), took)
+        finally:
+            compressed.concurrent_passes = serial
+    sizes = [path.stat().st_size] * files
+    return seconds | {
+        "files": files,
+        "splits": len(splits),
+        "passes_at_once": serial(sizes),
+        "cores": usable_cores(),
+        "speedup": seconds["one_at_a_time"] / seconds["at_once"],
+    }
 
 
 def report(results: dict) -> None:
@@ -215,13 +263,20 @@ def report(results: dict) -> None:
 
     line("plain", plain, plain["shards"], "-", plain["rows_per_s"])
     for codec, entry in results.items():
-        if codec in ("plain", "shard_text_bytes"):
+        if codec in ("plain", "shard_text_bytes", "planning"):
             continue
         base = plain["rows_per_s"]
         same = "yes" if entry["identical"] else "NO"
         line(f"{codec} (first run)", entry["first"], entry["shards"], same, base)
         if "reused" in entry:
             line(f"{codec} (plan reused)", entry["reused"], entry["shards"], same, base)
+    p = results.get("planning")
+    if p:
+        print(
+            f"planning {p['files']} gzip files ({p['splits']} splits, {p['cores']} cores, "
+            f"{p['passes_at_once']} passes at once): one at a time {p['one_at_a_time']:.2f} s, "
+            f"at once {p['at_once']:.2f} s ({p['speedup']:.2f}x)"
+        )
 
 
 def main(argv=None) -> int:
@@ -232,6 +287,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="keep the best of N runs")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--workdir", type=Path, help="inputs and outputs here (reused), not a temporary dir")
+    ap.add_argument("--files", type=int, default=2, help="gzip files planned at once (0: skip)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = ap.parse_args(argv)
     sample = args.data / "criteo_kaggle_train_10k.tsv.gz"
@@ -253,7 +309,7 @@ def main(argv=None) -> int:
             plain = replicate_tsv(sample, rows, workdir)
             here = workdir / f"rows-{rows}"
             here.mkdir(exist_ok=True)
-            out[str(rows)] = measure(plain, codecs, here, args.repeat)
+            out[str(rows)] = measure(plain, codecs, here, args.repeat, args.files)
         if args.json:
             print(json.dumps(out, indent=1))
         else:

@@ -55,3 +55,32 @@ def test_a_compressed_input_writes_the_shards_of_the_same_input_uncompressed(
         monkeypatch.setattr(compressed, pass_, lambda *a, **k: pytest.fail("planned again"))
     again = run_job(load_job_dict(doc), client=dask_client)
     assert again.shards_skipped == len(ours) and again.rows_processed == 0
+
+
+@pytest.mark.integration
+def test_a_source_of_several_compressed_days_writes_the_shards_of_the_same_days_uncompressed(
+    criteo_lines, tmp_path, dask_client
+):
+    """Three days, one each of gzip, bz2 and xz, planned at once (``compressed.plan_files``, as
+    many passes as the cores allow): the shards of the same three days uncompressed."""
+    import bz2
+    import lzma
+
+    packers = [lambda t: gzip.compress(t, 6), bz2.compress, lambda t: lzma.compress(t, preset=1)]
+    for i, (suffix, pack) in enumerate(zip([".gz", ".bz2", ".xz"], packers)):
+        text = b"".join(criteo_lines[i * 3000 :] + criteo_lines[: i * 3000]) * 4  # 40,000 rows a day
+        for folder, data in (("plain", text), ("packed", pack(text))):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            (tmp_path / folder / f"day_{i}.tsv{suffix if folder == 'packed' else ''}").write_bytes(data)
+    outputs = []
+    for folder in ("plain", "packed"):
+        doc = job_doc(str(tmp_path / folder), str(tmp_path / f"out-{folder}"))
+        doc["spec"]["output"]["rowsPerShard"] = 8192
+        summary = run_job(load_job_dict(doc), client=dask_client)
+        assert summary.rows_written == 120_000 and summary.rows_quarantined == 0
+        outputs.append(sorted((tmp_path / f"out-{folder}").glob("part-*.parquet")))
+    plain, packed = outputs
+    assert 15 <= len(packed) == len(plain) <= 21  # ~40,000 / 8,192 a day, each day cut on its own
+    for a, b in zip(plain, packed):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()
+    assert len(list((tmp_path / "out-packed" / INDEX_DIR).glob("*.json"))) == 3

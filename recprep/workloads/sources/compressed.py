@@ -24,6 +24,11 @@ task start reading near its first byte instead of at the file's start:
   pass writes such a split's text again as a zstd frame of its own (level 1, ``_Reframer``)
   into the store, ``<key>.frames.zst``, and its task reads only that frame.
 
+The passes over a source's files run at once (``plan_files``, on threads: the decompressors
+release the GIL), as many as the cores the process may use and half its memory hold
+(``machine``: a pod's limits), the cores shared among them: a job on many files (a Criteo
+Terabyte month is 24 gzip days) waits for every pass before its first shard task.
+
 The plan (cuts, newlines before each cut, members, frames) and the gzip index or the frames are
 kept in an
 :class:`IndexStore` (the job output's ``_index/``, in a directory or an object store), under the
@@ -44,15 +49,18 @@ import lzma
 import os
 import struct
 import tempfile
+import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ...errors import SourceError
+from ..machine import memory_limit, usable_cores
 from ..output.store import open_store
 from .cuts import SAMPLE, StreamCutter, target
-from .files import READ_ERRORS
+from .files import READ_ERRORS, reading
 
 GZIP, BZ2, XZ, ZSTD = "gzip", "bz2", "xz", "zstd"
 _SUFFIX = {".gz": GZIP, ".bz2": BZ2, ".xz": XZ, ".zst": ZSTD, ".zstd": ZSTD}
@@ -62,13 +70,18 @@ BLOCK, READ, STEP = 8 << 20, 1 << 20, 1 << 20
 #: compressed bytes per zstandard call in the planning pass: its decompressor has no bound on what
 #: one call makes, so the input is what bounds it (text compresses 5-20x: about 1 MiB)
 ZSTD_READ = 64 << 10
-#: threads of rapidgzip's pass (it decompresses chunks of the file in parallel)
-PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: threads of one planning pass, at most (rapidgzip decompresses chunks of a file in parallel),
+#: within the cores the process may use (``machine.usable_cores``), shared among the passes that
+#: run at once (``plan_files``)
+PASS_THREADS = 4
 #: cores a machine needs for the gzip pass to use more than one thread: a chunk's decoder starts
 #: without the text before it (it finds a block start by trial and marks what refers back, to
 #: resolve later), work that 2 threads on 2 cores do not win back: 1.5-1.6 s for 485 MB of text
 #: where one thread took 1.0-1.3 s (bench/README.md, ``compressed.py``)
 GZIP_PARALLEL_CORES = 4
+#: memory one planning pass holds besides its index (rapidgzip's buffers: about 220 MB measured
+#: for a gzip pass on one thread with 4 MiB chunks), for how many run at once (``plan_files``)
+PASS_MEMORY = 256 << 20
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
 CHUNK = (1 << 20, 4 << 20)
 #: what a plan file's format is (a plan of another version is rebuilt)
@@ -182,24 +195,36 @@ class IndexStore:
 
 
 # -- planning ---------------------------------------------------------------------------------
-def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStore) -> Layout:
-    """The file's plan from the store, or made by one pass over it (and kept in the store)."""
+def plan_file(
+    fs,
+    path: str,
+    header: bool,
+    rows_per_shard: int,
+    store: IndexStore,
+    cores: int | None = None,
+    stop: threading.Event | None = None,
+) -> Layout:
+    """The file's plan from the store, or made by one pass over it (and kept in the store).
+    ``cores``: the cores the pass may use (default: all this process may); ``stop``: set, the
+    pass stops at its next block (``cuts.PassStopped``)."""
     key, stored = store.identify(fs, path)
     layout = store.load(key)
     if layout is not None and (layout.rows_per_shard, layout.header) == (rows_per_shard, header):
         return layout
     codec = codec_of(path)
-    cutter = StreamCutter(rows_per_shard, header)
+    cores = usable_cores() if cores is None else cores
+    cutter = StreamCutter(rows_per_shard, header, stop=stop)
     members: list[list[int]] = []
     blocks: list[list[int]] = []
     gzidx = reframer = None
     with fs.open(path, "rb") as raw:
         if codec == GZIP:
-            gzidx = _gzip_pass(raw, cutter, path)
+            threads = min(PASS_THREADS, cores) if cores >= GZIP_PARALLEL_CORES else 1
+            gzidx = _gzip_pass(raw, cutter, path, threads)
             index = _Gzidx.parse(lambda offset, length: gzidx[offset : offset + length])
             _check_end(raw, path, index, gzidx, cutter.fed)
         elif codec == BZ2:
-            blocks = _bz2_pass(raw, cutter, path)
+            blocks = _bz2_pass(raw, cutter, path, max(1, min(PASS_THREADS, cores)))
         else:
             reframer = _Reframer(path, cutter, members)
             try:
@@ -218,6 +243,47 @@ def plan_file(fs, path: str, header: bool, rows_per_shard: int, store: IndexStor
     )
     store.save(key, layout, gzidx, copy)
     return layout
+
+
+def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: IndexStore) -> list[Layout]:
+    """The plans of several compressed files (:func:`plan_file`), their passes run at once on
+    threads (``concurrent_passes``: the passes decompress outside the GIL), the cores shared
+    among them. An error names its file (``files.reading``); the other passes stop at their next
+    block, and the plans already made stay in the store for the next run."""
+    if len(paths) < 2:
+        return [_planned(fs, p, header, rows_per_shard, store, None, None) for p in paths]
+    sizes = []
+    for p in paths:
+        with reading(p, "plan the splits of"):
+            sizes.append(fs.size(p) or 0)
+    at_once = concurrent_passes(sizes)
+    if at_once < 2:
+        return [_planned(fs, p, header, rows_per_shard, store, None, None) for p in paths]
+    cores, stop = max(1, usable_cores() // at_once), threading.Event()
+    with ThreadPoolExecutor(at_once, thread_name_prefix="recprep-plan") as pool:
+        futures = [pool.submit(_planned, fs, p, header, rows_per_shard, store, cores, stop) for p in paths]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # an error, or the user's interrupt: the other passes stop too
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _planned(fs, path, header, rows_per_shard, store, cores, stop) -> Layout:
+    with reading(path, "plan the splits of"):
+        return plan_file(fs, path, header, rows_per_shard, store, cores, stop)
+
+
+def concurrent_passes(stored: list[int]) -> int:
+    """How many planning passes run at once over files of ``stored`` compressed bytes: at most
+    one per core this process may use, and as many as half the memory it may have holds, a pass
+    needing ``PASS_MEMORY`` and its index (up to a tenth of its file: 32 KiB of window per 4 MiB
+    of text, text compressed up to 12x)."""
+    need = PASS_MEMORY + max(stored, default=0) // 10
+    by_memory = (memory_limit() // 2) // need
+    return max(1, min(len(stored), usable_cores(), by_memory))
 
 
 class _Reframer:
@@ -305,9 +371,10 @@ class _Reframer:
                 os.remove(self.spool.name)
 
 
-def _gzip_pass(raw, cutter: StreamCutter, path: str) -> bytes:
+def _gzip_pass(raw, cutter: StreamCutter, path: str, threads: int) -> bytes:
     """Feed the decompressed text to ``cutter``; rapidgzip's index of the file (indexed_gzip's
-    format), with a seek point about every quarter of a split's bytes (within ``CHUNK``)."""
+    format), with a seek point about every quarter of a split's bytes (within ``CHUNK``), made
+    on ``threads`` threads."""
     import rapidgzip
 
     sample = _gzip_sample(raw, path)
@@ -315,7 +382,6 @@ def _gzip_pass(raw, cutter: StreamCutter, path: str) -> bytes:
     chunk = min(max(rule.target // 4, CHUNK[0]), CHUNK[1])
     raw.seek(0)
     try:
-        threads = PASS_THREADS if (os.cpu_count() or 1) >= GZIP_PARALLEL_CORES else 1
         with rapidgzip.RapidgzipFile(raw, parallelization=threads, chunk_size=chunk) as gz:
             for block in iter(lambda: gz.read(BLOCK), b""):
                 cutter.feed(block)
@@ -351,14 +417,14 @@ def _gzip_sample(raw, path: str) -> bytes:
         raise SourceError(f"{path}: cannot decompress it ({exc})") from None
 
 
-def _bz2_pass(raw, cutter: StreamCutter, path: str) -> list[list[int]]:
+def _bz2_pass(raw, cutter: StreamCutter, path: str, threads: int) -> list[list[int]]:
     """Feed the decompressed text to ``cutter``; where each bz2 block starts (rapidgzip's
     IndexedBzip2File: bit offset in the file, offset in the text), so a task can start at the
     block before its bytes (bz2 blocks are independent, about 900 kB of text each)."""
     import rapidgzip
 
     try:
-        with rapidgzip.IndexedBzip2File(raw, parallelization=PASS_THREADS) as f:
+        with rapidgzip.IndexedBzip2File(raw, parallelization=threads) as f:
             for block in iter(lambda: f.read(BLOCK), b""):
                 cutter.feed(block)
             offsets = f.block_offsets()

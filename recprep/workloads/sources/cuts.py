@@ -11,9 +11,14 @@ decompressed text, so its shards are byte-identical to those of the same data un
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 SAMPLE = 1 << 20  # bytes read to estimate the line length
+
+
+class PassStopped(Exception):
+    """A pass fed to a :class:`StreamCutter` was told to stop (its ``stop`` was set)."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,13 @@ class StreamCutter:
     """The same bounds found in one pass over a stream of blocks (a decompressing reader), with
     the newlines before each bound (a split's first line number, for its bad rows).
 
-    Feed every block in order with :meth:`feed`, then :meth:`finish`."""
+    Feed every block in order with :meth:`feed`, then :meth:`finish`. ``stop``, once set, makes
+    the next :meth:`feed` raise :class:`PassStopped` (a pass among several, ended by another's
+    error or the user's interrupt)."""
 
     rows_per_shard: int
     header: bool
+    stop: threading.Event | None = None
     rule: Target | None = None
     size: int = 0  #: bytes fed so far
     newlines: int = 0  #: newlines in them
@@ -79,6 +87,8 @@ class StreamCutter:
     _pos: int = 0  #: the next cut is the first line start at or after this offset
 
     def feed(self, block: bytes) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise PassStopped
         if self.rule is None:
             self._sample += block[: SAMPLE - len(self._sample)]
             if len(self._sample) < SAMPLE:

@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 
 from ...errors import SourceError, SpecError
 from .base import NULL, BadRow, ReadResult, Roles, Split, non_finite_rows, null_non_finite
-from .compressed import IndexStore, Layout, plan_file, read_range
+from .compressed import IndexStore, Layout, plan_files, read_range
 from .cuts import SAMPLE, seek_bounds
 from .cuts import target as cut_rule
 from .files import is_compressed, list_files, reading
@@ -102,6 +102,11 @@ class TextSource:
 
     # -- planning -------------------------------------------------------------------------------
     def splits(self, rows_per_shard: int) -> list[Split]:
+        """The splits of every file, in order. The compressed files are planned first, their
+        passes at once (``compressed.plan_files``)."""
+        compressed = [p for p in self.files if is_compressed(p)]
+        layouts = plan_files(self.fs, compressed, bool(self.spec.header), rows_per_shard, self.store)
+        self._layouts.update(zip(compressed, layouts))
         out: list[Split] = []
         for path in self.files:
             with reading(path, "plan the splits of"):
@@ -110,10 +115,9 @@ class TextSource:
 
     def _file_splits(self, path: str, rows_per_shard: int, first: int) -> list[Split]:
         """The splits of one file, numbered from ``first`` (a compressed file is cut where the
-        same text uncompressed would be: ``cuts``, ``compressed``)."""
+        same text uncompressed would be, as its plan says: ``cuts``, ``compressed``)."""
         if is_compressed(path):
-            layout = plan_file(self.fs, path, bool(self.spec.header), rows_per_shard, self.store)
-            self._layouts[path] = layout
+            layout = self._layouts[path]
             bounds, lines = layout.bounds, layout.lines
             rows = [max(b - a, 1) for a, b in zip(lines, lines[1:])]
             if self.spec.header:

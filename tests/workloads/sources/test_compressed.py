@@ -328,3 +328,72 @@ def test_a_split_task_reads_with_memory_bounded_by_its_split(tmp_path, name):
     assert rows == same == split.est_rows and grew > size  # it read the split: its text was held
     assert grew < baseline + 3 * size, (grew, baseline, size)  # the decompression's share
     assert baseline + 3 * size < len(text)  # less than the file's text alone
+
+
+def test_the_files_of_a_source_are_planned_at_once_each_pass_with_its_share_of_the_cores(
+    tmp_path, text, monkeypatch
+):
+    """Three compressed files, three passes at once (a barrier that each pass waits at until all
+    three are in it: passes one after the other break it), on 6 cores: 2 each; the splits are
+    the same as those of the same files planned one at a time."""
+    import threading
+
+    names = ["a.tsv.gz", "b.tsv.bz2", "c.tsv.xz"]
+    for i, name in enumerate(names):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / name).write_bytes(CODECS[f"data{name[1:]}"](criteo_text(6000, seed=i)))
+    monkeypatch.setattr(compressed, "usable_cores", lambda: 6)
+    monkeypatch.setattr(compressed, "memory_limit", lambda: 16 << 30)
+    barrier, seen, real = threading.Barrier(3, timeout=60), {}, compressed.plan_file
+
+    def spy(fs, path, header, rows, store, cores=None, stop=None):
+        seen[os.path.basename(path)] = (threading.current_thread().name, cores)
+        barrier.wait()
+        return real(fs, path, header, rows, store, cores, stop)
+
+    monkeypatch.setattr(compressed, "plan_file", spy)
+    at_once = source(tmp_path / "data", tmp_path / "idx").splits(1000)
+    assert sorted(seen) == names
+    assert len({thread for thread, _ in seen.values()}) == 3
+    assert {cores for _, cores in seen.values()} == {2}
+    monkeypatch.setattr(compressed, "plan_file", real)
+    monkeypatch.setattr(compressed, "concurrent_passes", lambda stored: 1)
+    one_by_one = source(tmp_path / "data", tmp_path / "idx-serial").splits(1000)
+    assert at_once == one_by_one and len(at_once) >= 15
+
+
+def test_a_damaged_file_among_several_is_named_and_stops_the_other_passes(tmp_path, text, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.tsv.gz").write_bytes(gzip.compress(text, 1)[:-5000])  # cut short
+    (tmp_path / "data" / "b.tsv.gz").write_bytes(gzip.compress(text, 1))
+    monkeypatch.setattr(compressed, "usable_cores", lambda: 2)
+    monkeypatch.setattr(compressed, "memory_limit", lambda: 16 << 30)
+    ended, real = {}, compressed.plan_file
+
+    def spy(fs, path, header, rows, store, cores=None, stop=None):
+        name = os.path.basename(path)
+        if name == "b.tsv.gz":  # starts once the error has stopped the passes
+            assert stop.wait(60)
+        try:
+            return real(fs, path, header, rows, store, cores, stop)
+        except BaseException as exc:
+            ended[name] = type(exc).__name__
+            raise
+
+    monkeypatch.setattr(compressed, "plan_file", spy)
+    with pytest.raises(SourceError, match=r"a.tsv.gz: cannot decompress it \(.*end-of-stream"):
+        source(tmp_path / "data", tmp_path / "idx").splits(2000)
+    assert ended == {"a.tsv.gz": "SourceError", "b.tsv.gz": "PassStopped"}
+    assert not list((tmp_path / "idx").glob("*.json"))  # no plan kept of either
+
+
+def test_passes_at_once_are_as_many_as_the_cores_and_half_the_memory_hold(monkeypatch):
+    monkeypatch.setattr(compressed, "usable_cores", lambda: 8)
+    monkeypatch.setattr(compressed, "memory_limit", lambda: 64 << 30)
+    assert compressed.concurrent_passes([100 << 20] * 3) == 3
+    assert compressed.concurrent_passes([100 << 20] * 24) == 8
+    assert compressed.concurrent_passes([]) == 1
+    # a pod of 2 GiB planning Criteo Terabyte days (about 14 GB of gzip each): one at a time
+    monkeypatch.setattr(compressed, "memory_limit", lambda: 2 << 30)
+    assert compressed.concurrent_passes([14 << 30] * 24) == 1
+    assert compressed.concurrent_passes([200 << 20] * 24) == 3
