@@ -111,6 +111,9 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "recprep.workloads.output",
             # the shard tasks' malloc thresholds, which recprep train sets too (a leaf: ctypes)
             "recprep.workloads.memory",
+            # the cores and memory the process may use, for torch's threads and the tables' fit
+            # (a leaf: os)
+            "recprep.workloads.machine",
         ),
         ("kopf", "kubernetes"),
     ),

@@ -80,7 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
     m.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: one per core)")
+    m.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: one per core, within a container's CPU limit)",
+    )
     m.add_argument(
         "--rows-per-second",
         type=_pace,
@@ -188,7 +193,7 @@ def _source(args):
 def _summary(r):
     from rich.table import Table
 
-    t = Table(title=f"train ({r.device}, cache {r.cache})", show_header=False)
+    t = Table(title=f"train ({r.device}, {r.threads} threads, cache {r.cache})", show_header=False)
     t.add_row("source", r.source)
     t.add_row("table rows", f"{r.table_rows:,} ({r.table_rows_note})")
     t.add_row("steps", f"{r.steps:,}")

@@ -37,7 +37,7 @@ class TrainConfig:
     device: str | None = None  #: default: cuda when available, else cpu
     seed: int = 0
     prefetch: int = 4  #: batches the loader thread prepares ahead
-    threads: int | None = None  #: torch intra-op threads (default: torch's, one per core)
+    threads: int | None = None  #: torch intra-op threads (default: one per core the process may use)
     #: roles that replace the shards' (--label, --dense, --sparse); default: the job's
     features: FeatureChoice | None = None
     #: the demand schedule the trainer is held to (--rows-per-second); None: as fast as it can

@@ -32,6 +32,7 @@ import torch
 
 from ..delivery.batching import ArrayBatch
 from ..errors import RecprepError
+from ..workloads.machine import usable_cores
 from .cache import CacheStats, DeviceCache
 from .cache_plan import LookaheadPlanner, LRUPlanner, TablePlan, plan_ahead
 from .config import TrainConfig, TrainConfigError
@@ -48,6 +49,7 @@ class TrainReport:
     source: str
     device: str
     cache: str
+    threads: int = 0  #: torch's intra-op threads (--threads, else one per core the process may use)
     table_rows: int = 0  #: rows per embedding table
     table_rows_note: str = ""  #: where table_rows comes from (the option, the job, the default)
     steps: int = 0
@@ -204,9 +206,13 @@ def train(config: TrainConfig) -> TrainResult:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainConfigError("--device cuda: no GPU is available")
     pin = device.type == "cuda"
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    # torch's default is a thread per core of the node, even in a container limited to fewer:
+    # threads beyond the CPU quota spin against each other (``machine.usable_cores``)
+    torch.set_num_threads(
+        config.threads if config.threads is not None else min(torch.get_num_threads(), usable_cores())
+    )
     report = TrainReport(config.source.describe(), str(device), config.cache)
+    report.threads = torch.get_num_threads()
     if config.pace is not None:
         report.pace = config.pace.describe()
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from ..op_params import (
 )
 from ..spec import ROLES, SourceSpec
 from ..uris import infer_format
+from ..workloads.machine import memory_limit
 from ..workloads.output import read_job, read_vocabulary_sizes
 from .config import TrainConfigError
 
@@ -245,10 +245,10 @@ def host_bytes(rows: int, tables: int, dim: int, optimizer: str) -> int:
 
 
 def physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    """Bytes this process may have: its cgroup's limit in a container (a trainer pod's
+    ``resources.limits.memory``, which kills it beyond, whatever the node has), else the
+    machine's memory; None where neither is known."""
+    return memory_limit() or None
 
 
 def check_fits(sized: TableRows, tables: int, dim: int, optimizer: str, memory: int | None) -> None:
@@ -261,7 +261,7 @@ def check_fits(sized: TableRows, tables: int, dim: int, optimizer: str, memory: 
         raise TrainConfigError(
             f"--table-rows: {where} {sized.rows:,} rows per table ({sized.note}); "
             f"{tables} tables of dimension {dim} need {need / 2**30:.1f} GiB of host memory, "
-            f"this machine has {memory / 2**30:.1f} GiB: "
+            f"this machine (or container) has {memory / 2**30:.1f} GiB: "
             "give a smaller --table-rows (IDs are then reduced modulo it) or --embedding-dim"
         )
 

@@ -26,6 +26,7 @@ from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
 from ..uris import output_location
 from .grouped_sessions import GroupedSessionSource, GroupingCheck, GroupingError, recall, remember
+from .machine import usable_cores
 from .output import (
     QUARANTINE_DIR,
     WORKER_LOG,
@@ -191,8 +192,9 @@ def _client(
 
 def local_cpu_workers(isp: tuple[int, int]) -> int:
     """The CPU workers this machine runs beside ``isp = (nodes, units)`` ISP workers: the cores
-    their units leave (at least one)."""
-    return max(1, (os.cpu_count() or 1) - isp[0] * isp[1])
+    their units leave (at least one), of the cores this process may use (``machine``: in a
+    container, its CPU limit, not the node's cores)."""
+    return max(1, usable_cores() - isp[0] * isp[1])
 
 
 def run_job(

@@ -326,3 +326,13 @@ def test_the_fit_pass_reports_its_shards_and_a_resumed_run_only_its_own_rows(tmp
     # the fit is read back from _fit.json; every shard is committed: nothing read, nothing to rate
     assert again.calls == [("phase", "transform"), ("start", 4, 4, 6000)]
     assert resumed.rows_processed == 0 and resumed.rows_per_second_per_core == 0.0
+
+
+def test_the_embedded_cluster_has_a_worker_per_core_the_process_may_use(monkeypatch):
+    """In a container limited to 3 CPUs on a bigger node: 3 workers, less the ISP units."""
+    from recprep.workloads import runner
+
+    monkeypatch.setattr(runner, "usable_cores", lambda: 3)
+    assert runner.local_cpu_workers((0, 1)) == 3
+    assert runner.local_cpu_workers((1, 2)) == 1
+    assert runner.local_cpu_workers((4, 1)) == 1  # at least one
