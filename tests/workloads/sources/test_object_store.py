@@ -54,6 +54,31 @@ def test_an_s3_source_splits_and_reads_as_the_same_local_file(s3, text, tmp_path
         assert ours._bytes(x) == theirs._bytes(y)
 
 
+def test_several_s3_gzip_files_planned_at_once_split_as_the_same_local_files(s3, text, tmp_path, monkeypatch):
+    """Three passes at once, each reading its own object through s3fs from its own thread."""
+    from recprep.workloads.sources import compressed
+
+    fs, _ = s3
+    (tmp_path / "days").mkdir()
+    for i in range(3):
+        day = text[i * 1000 :] + text[: i * 1000]
+        (tmp_path / "days" / f"day_{i}.tsv.gz").write_bytes(gzip.compress(day))
+        fs.put(str(tmp_path / "days" / f"day_{i}.tsv.gz"), f"data/days/day_{i}.tsv.gz")
+    monkeypatch.setattr(compressed, "usable_cores", lambda: 3)
+    at_once = []
+    real = compressed.concurrent_passes
+    monkeypatch.setattr(
+        compressed, "concurrent_passes", lambda stored: at_once.append(real(stored)) or at_once[-1]
+    )
+    ours = source("s3://data/days/", tmp_path / "i1")
+    a = ours.splits(4096)
+    assert at_once == [3]
+    b = source(str(tmp_path / "days"), tmp_path / "i2").splits(4096)
+    assert len(a) == len(b) >= 24
+    assert [(s.start, s.stop, s.est_rows) for s in a] == [(s.start, s.stop, s.est_rows) for s in b]
+    assert ours._bytes(a[-1]) == (text[2000:] + text[:2000])[a[-1].start :]  # day_2's last
+
+
 def test_a_damaged_s3_file_is_one_error_naming_its_uri(s3, text, tmp_path):
     from recprep.errors import SourceError
 
