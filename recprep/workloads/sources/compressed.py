@@ -261,8 +261,10 @@ def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: I
         return [_planned(fs, p, header, rows_per_shard, store, None, None) for p in paths]
     cores, stop = max(1, usable_cores() // at_once), threading.Event()
     with ThreadPoolExecutor(at_once, thread_name_prefix="recprep-plan") as pool:
-        futures = [pool.submit(_planned, fs, p, header, rows_per_shard, store, cores, stop) for p in paths]
+        futures = []
         try:
+            for p in paths:
+                futures.append(pool.submit(_planned, fs, p, header, rows_per_shard, store, cores, stop))
             return [f.result() for f in futures]
         except BaseException:  # an error, or the user's interrupt: the other passes stop too
             stop.set()

@@ -410,3 +410,41 @@ def test_passes_at_once_are_as_many_as_the_cores_and_half_the_memory_hold(monkey
     monkeypatch.setattr(compressed, "memory_limit", lambda: 2 << 30)
     assert compressed.concurrent_passes([14 << 30] * 24) == 1
     assert compressed.concurrent_passes([200 << 20] * 24) == 3
+
+
+def test_an_interrupt_while_files_are_planned_stops_every_pass(tmp_path, text, monkeypatch):
+    """Ctrl-C (a real SIGINT to the main thread, waiting for the passes): both passes stop at
+    their next block and the interrupt goes on up."""
+    import signal
+    import threading
+
+    (tmp_path / "data").mkdir()
+    for name in ("a.tsv.gz", "b.tsv.gz"):
+        (tmp_path / "data" / name).write_bytes(gzip.compress(text, 1))
+    monkeypatch.setattr(compressed, "usable_cores", lambda: 2)
+    monkeypatch.setattr(compressed, "memory_limit", lambda: 16 << 30)
+    started, ended, real = threading.Barrier(3, timeout=60), {}, compressed.plan_file
+
+    def spy(fs, path, header, rows, store, cores=None, stop=None):
+        started.wait()
+        assert stop.wait(60)  # the passes go on only once told to stop
+        try:
+            return real(fs, path, header, rows, store, cores, stop)
+        except BaseException as exc:
+            ended[os.path.basename(path)] = type(exc).__name__
+            raise
+
+    def interrupt():
+        started.wait()  # both passes are running: the main thread waits for them
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    monkeypatch.setattr(compressed, "plan_file", spy)
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        source(tmp_path / "data", tmp_path / "idx").splits(2000)
+    # a pass whose thread the interrupt caught while starting is not joined before the interrupt
+    # goes up (the executor had not yet counted it): it stops all the same
+    for thread in threading.enumerate():
+        if thread.name.startswith("recprep-plan"):
+            thread.join(60)
+    assert ended == {"a.tsv.gz": "PassStopped", "b.tsv.gz": "PassStopped"}
