@@ -51,7 +51,7 @@ import struct
 import tempfile
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -82,6 +82,9 @@ GZIP_PARALLEL_CORES = 4
 #: memory one planning pass holds besides its index (rapidgzip's buffers: about 220 MB measured
 #: for a gzip pass on one thread with 4 MiB chunks), for how many run at once (``plan_files``)
 PASS_MEMORY = 256 << 20
+#: seconds between two looks of the thread that waits for passes running at once (a signal that
+#: arrives just as it goes to sleep is seen at its next look, not when a pass ends)
+WAKE = 0.5
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
 CHUNK = (1 << 20, 4 << 20)
 #: what a plan file's format is (a plan of another version is rebuilt)
@@ -265,6 +268,11 @@ def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: I
         try:
             for p in paths:
                 futures.append(pool.submit(_planned, fs, p, header, rows_per_shard, store, cores, stop))
+            running = set(futures)
+            while running:  # woken every WAKE s: a Ctrl-C is not left pending behind a long pass
+                done, running = wait(running, timeout=WAKE, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    f.result()  # the first error, whichever file's
             return [f.result() for f in futures]
         except BaseException:  # an error, or the user's interrupt: the other passes stop too
             stop.set()

@@ -439,9 +439,13 @@ def test_an_interrupt_while_files_are_planned_stops_every_pass(tmp_path, text, m
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     monkeypatch.setattr(compressed, "plan_file", spy)
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        source(tmp_path / "data", tmp_path / "idx").splits(2000)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's, as a CLI has
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            source(tmp_path / "data", tmp_path / "idx").splits(2000)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # a pass whose thread the interrupt caught while starting is not joined before the interrupt
     # goes up (the executor had not yet counted it): it stops all the same
     for thread in threading.enumerate():
