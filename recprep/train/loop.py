@@ -39,7 +39,7 @@ from .config import TrainConfig, TrainConfigError
 from .loader import Prefetcher, default_device, epoch_batches
 from .model import DLRM, init_table
 from .pace import Pacer
-from .tables import TableRows, check_fits, physical_memory, resolve_table_rows
+from .tables import TableRows, check_fits, host_memory, resolve_table_rows
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def train(config: TrainConfig) -> TrainResult:
     n_tables = len(keys)
     if config.table_rows is None:
         sized = resolve_table_rows(config.source, keys)
-        check_fits(sized, n_tables, config.embedding_dim, config.optimizer, physical_memory())
+        check_fits(sized, n_tables, config.embedding_dim, config.optimizer, host_memory())
         config = replace(config, table_rows=sized.rows)
         report.table_rows, report.table_rows_note = sized.rows, sized.note
     else:
@@ -239,7 +239,7 @@ def train(config: TrainConfig) -> TrainResult:
             n_tables,
             config.embedding_dim,
             config.optimizer,
-            physical_memory(),
+            host_memory(),
         )
         report.table_rows, report.table_rows_note = config.table_rows, "--table-rows"
     log.info("embedding tables of %d rows (%s)", report.table_rows, report.table_rows_note)

@@ -244,7 +244,7 @@ def host_bytes(rows: int, tables: int, dim: int, optimizer: str) -> int:
     return rows * tables * dim * 4 * (2 if optimizer == "adagrad" else 1)
 
 
-def physical_memory() -> int | None:
+def host_memory() -> int | None:
     """Bytes this process may have: its cgroup's limit in a container (a trainer pod's
     ``resources.limits.memory``, which kills it beyond, whatever the node has), else the
     machine's memory; None where neither is known."""
