@@ -253,13 +253,13 @@ def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: I
     threads (``concurrent_passes``: the passes decompress outside the GIL), the cores shared
     among them. An error names its file (``files.reading``); the other passes stop at their next
     block, and the plans already made stay in the store for the next run."""
-    if len(paths) < 2:
-        return [_planned(fs, p, header, rows_per_shard, store, None, None) for p in paths]
-    sizes = []
-    for p in paths:
-        with reading(p, "plan the splits of"):
-            sizes.append(fs.size(p) or 0)
-    at_once = concurrent_passes(sizes)
+    at_once = 1
+    if len(paths) > 1:  # (one file: no request for its size)
+        sizes = []
+        for p in paths:
+            with reading(p, "plan the splits of"):
+                sizes.append(fs.size(p) or 0)
+        at_once = concurrent_passes(sizes)
     if at_once < 2:
         return [_planned(fs, p, header, rows_per_shard, store, None, None) for p in paths]
     cores, stop = max(1, usable_cores() // at_once), threading.Event()
@@ -722,7 +722,7 @@ class _Gzidx:
     window: int
     points: list[tuple[int, int, int, int]]  #: (compressed, decompressed, bits, has window)
     windows: list[int]  #: each point's window's offset in the file (-1: none)
-    starts: list[int] = field(default_factory=list)  #: each point's decompressed offset
+    starts: list[int] = field(init=False, repr=False)  #: each point's decompressed offset
 
     def __post_init__(self):
         self.starts = [p[1] for p in self.points]
