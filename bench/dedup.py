@@ -22,8 +22,9 @@ Measures, for each variant, and their ratio (dedup's gain):
 
   storage           bytes of the ``part-*.parquet`` files, with each codec of --compression (the
                     first is the one the timed runs use; the others cost one untimed run each);
-                    also the bytes of the group's column chunks (+ the inverse column). Gain:
-                    plain bytes / dedup bytes.
+                    also the bytes of the group's column chunks (+ the inverse column and the
+                    flags of its history lists that follow from the session before: docs/dedup.md).
+                    Gain: plain bytes / dedup bytes.
   preprocessing     rows read (quarantined rows included) / wall seconds of ``run_job``, from the
                     call to its return: opening the source and planning, staging the source into
                     session partitions and cutting them (not for a grouped source), fit (no op of
@@ -282,12 +283,14 @@ def _one_core_shards(source, plan, splits, out: Path, compression: str, seconds:
 
 
 def storage(outdir: Path) -> dict:
-    """Bytes of the part files, and of the group's column chunks (and inverse column) in them."""
+    """Bytes of the part files, and of the group's column chunks (and its inverse and flag
+    columns) in them."""
     import pyarrow.parquet as pq
 
     from recprep.workloads.output.dedup import inverse_column
+    from recprep.workloads.output.derived import FLAGS_PREFIX
 
-    grouped = {*GROUP_FEATURES, inverse_column(GROUP)}
+    grouped = {*GROUP_FEATURES, inverse_column(GROUP), *(FLAGS_PREFIX + f for f in GROUP_FEATURES)}
     files = sorted(outdir.glob("part-*.parquet"))
     total = group = 0
     for path in files:
@@ -570,7 +573,7 @@ def report_text(doc: dict, args) -> None:
                 f"{s['gain']:>8.2f}x{PUBLISHED['storage']:>7.2f}x"
             )
             print(
-                f"  {'  the group columns (+inverse), ' + codec:<40}{s['plain_group_bytes']:>26,}"
+                f"  {'  the group columns (+inverse, flags), ' + codec:<40}{s['plain_group_bytes']:>26,}"
                 f"{s['dedup_group_bytes']:>26,}{s['group_gain']:>8.2f}x"
             )
         p = r["preprocess"]

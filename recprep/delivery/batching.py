@@ -69,10 +69,10 @@ class Features:
         """Roles from the column named ``label`` and the types (shards that carry no roles)."""
         if label not in schema.names:
             raise SourceError(f"shard schema: no label column {label!r} (columns: {', '.join(schema.names)})")
-        inverses = {g.inverse for g in _groups(schema, "shard schema")}  # a dedup shard's bookkeeping
+        bookkeeping = {c for g in _groups(schema, "shard schema") for c in g.bookkeeping}  # a dedup shard's
         dense, sparse = [], []
         for f in schema:
-            if f.name == label or f.name in inverses:
+            if f.name == label or f.name in bookkeeping:
                 continue
             if pa.types.is_floating(f.type):
                 dense.append(f.name)

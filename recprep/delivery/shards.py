@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from ..errors import OutputError, RecprepError, SourceError
 from ..workloads.output import CommitRecord, read_commits, read_job, read_shard
+from ..workloads.output.dedup import materialize
 
 
 @runtime_checkable
@@ -84,9 +85,11 @@ class LocalShardStream:
                 raise SourceError(str(exc)) from None
             path = os.path.join(self.directory, e.file)
             try:
-                table = pq.read_table(pa.BufferReader(payload))
+                table = materialize(pq.read_table(pa.BufferReader(payload)))
             except pa.ArrowException as exc:
                 raise SourceError(f"{path}: not a readable Parquet shard ({exc})") from None
+            except ValueError as exc:  # a deduplicated shard whose record and data disagree
+                raise SourceError(f"{path}: {exc}") from None
             yield LocalDelivery(e.shard, table)
 
     def ack(self, index: int) -> None:

@@ -27,6 +27,7 @@ from .ops import build_op
 from .ops.base import FLOAT, INT, LIST, STRING, Op, kind_of, null_values
 from .ops.hex_to_int import HexToInt
 from .output.dedup import Unique, first_rows, pack
+from .output.derived import Derivation
 from .output.records import FeatureRoles
 from .sessions import KEY_RUN, SESSION_RUN, check_schema
 from .sources import Roles
@@ -70,6 +71,9 @@ class Plan:
     constant: frozenset[str] = frozenset()
     #: the groups' source columns (each checked to be constant within every session)
     constant_sources: tuple[str, ...] = ()
+    #: the groups' history lists that a shard stores only where the row before and their source
+    #: column do not give them (``output.derived``)
+    derived: tuple[Derivation, ...] = ()
 
     @property
     def needs_fit(self) -> bool:
@@ -165,7 +169,7 @@ class Plan:
             for group, features in self.groups
         ]
         out = pa.table(samples).replace_schema_metadata(self.feature_roles().metadata())
-        return pack(out, uniques, order=self.columns)
+        return pack(out, uniques, order=self.columns, derive=self.derived)
 
     @property
     def offloadable(self) -> int:
@@ -459,6 +463,24 @@ def _dedup(plan: Plan, job: PreprocessJob, source_columns: set[str]) -> None:
     plan.groups = grouped
     plan.constant = frozenset(constant) if grouped else frozenset()
     plan.constant_sources = sources
+    plan.derived = _derivations(plan)
+
+
+def _derivations(plan: Plan) -> tuple[Derivation, ...]:
+    """The grouped history lists whose source column the shard keeps per sample, neither
+    written by a later step: each may follow from the session before (``output.derived``; the
+    writer checks every list it leaves out)."""
+    grouped = {c for _, features in plan.groups for c in features}
+    parts = [part for step in plan.steps for part in _parts(step)]
+    out = []
+    for i, part in enumerate(parts):
+        if not part.op.per_session:
+            continue
+        later = {c for p in parts[i + 1 :] for c in p.outputs}
+        for inp, made in zip(part.inputs, part.outputs):
+            if made in grouped and inp in plan.columns and inp not in grouped and not {inp, made} & later:
+                out.append(Derivation(made, inp, part.op.params.k))
+    return tuple(out)
 
 
 def _push_down(steps: list[Step], schema: pa.Schema) -> list[Step]:

@@ -30,7 +30,7 @@ from functools import cached_property
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from ...workloads.output.dedup import recount
+from ...workloads.output.dedup import materialize, recount
 from .auth import bearer_headers
 from .errors import ShardAuthError, ShardServiceError, ShardServiceUnavailable
 from .protocol import ACK, STATUS, Member, check_member, parse_batch_metadata
@@ -87,12 +87,19 @@ class ShardDelivery:
         return sum(b.nbytes for b in self._batches)
 
     def batches(self) -> list[pa.RecordBatch]:
+        """The record batches as received: a deduplicated shard's in its stored layout (the
+        history lists that follow from the session before left out: ``table`` makes them)."""
         return list(self._batches)
 
     @cached_property
     def table(self) -> pa.Table:
+        """The shard's rows; a deduplicated shard's group lists all there (``dedup.materialize``)."""
         # a deduplicated shard's unique counts are its own, not the stream schema's first shard's
-        return recount(pa.Table.from_batches(self._batches, schema=self.schema))
+        table = recount(pa.Table.from_batches(self._batches, schema=self.schema))
+        try:
+            return materialize(table)
+        except ValueError as exc:
+            raise ShardServiceError(f"shard {self.index}: {exc}") from None
 
 
 class ShardClient:

@@ -11,9 +11,14 @@ of such a job stores each group's distinct rows once, with an inverse index per 
   ``N`` samples, its row in ``[0, U)``;
 - the schema metadata key ``recprep.dedup`` (JSON) lists the groups:
   ``{"version": 1, "groups": [{"name": ..., "columns": [...], "inverse": "_inverse.<name>",
-  "unique": U}]}``.
+  "unique": U}]}``;
+- version 2 adds, to a group with history lists, ``"derived": [{"column": c, "from": s, "k": k,
+  "flags": "_derived.<c>"}]``: a flag column (int32 0 or 1, rows ``[0, U)``) marks the unique rows whose
+  list of ``c`` is not stored (null) because it follows from the row before and the per-sample
+  column ``s`` (:mod:`.derived` has the rule). :func:`materialize` makes them again.
 
-Sample ``i``'s value of a group column ``c`` is ``c[inverse[i]]``. A plain Parquet reader still
+Sample ``i``'s value of a group column ``c`` is ``c[inverse[i]]`` (once the derived lists are
+made again). A plain Parquet reader still
 reads every column outside the groups as usual (the nulls cost one definition level each); a
 reader that knows the layout (:func:`expand`, the loader) gets every sample's values back, and the
 loader hands the unique rows to the model with TorchRec's ``inverse_indices``.
@@ -22,17 +27,22 @@ loader hands the unique rows to the model with TorchRec's ``inverse_indices``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .derived import Derivation, flags, rebuild, stored
+
 #: The schema metadata key of a deduplicated shard's groups.
 DEDUP_KEY = b"recprep.dedup"
 #: Prefix of a group's inverse column.
 INVERSE_PREFIX = "_inverse."
 LAYOUT_VERSION = 1
+#: The layout version of a shard with derived history lists.
+DERIVED_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -42,18 +52,27 @@ class DedupGroup:
     name: str
     columns: tuple[str, ...]
     unique: int
+    derived: tuple[Derivation, ...] = ()  #: its history lists stored only where needed
 
     @property
     def inverse(self) -> str:
         return inverse_column(self.name)
 
+    @property
+    def bookkeeping(self) -> tuple[str, ...]:
+        """The group's columns that are no feature: its inverse index and flags."""
+        return (self.inverse, *(d.flags for d in self.derived))
+
     def to_json(self) -> dict:
-        return {
+        doc = {
             "name": self.name,
             "columns": list(self.columns),
             "inverse": self.inverse,
             "unique": self.unique,
         }
+        if self.derived:
+            doc["derived"] = [d.to_json() for d in self.derived]
+        return doc
 
 
 def inverse_column(group: str) -> str:
@@ -68,16 +87,29 @@ def groups_of(schema: pa.Schema) -> list[DedupGroup]:
         return []
     try:
         doc = json.loads(raw)
-        groups = [DedupGroup(g["name"], tuple(g["columns"]), int(g["unique"])) for g in doc["groups"]]
+        groups = [
+            DedupGroup(
+                g["name"],
+                tuple(g["columns"]),
+                int(g["unique"]),
+                tuple(Derivation.from_json(d) for d in g.get("derived", ())),
+            )
+            for g in doc["groups"]
+        ]
         if not all(isinstance(g.name, str) and all(isinstance(c, str) for c in g.columns) for g in groups):
             raise TypeError("group names and columns must be strings")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"schema metadata {DEDUP_KEY.decode()}: malformed ({exc})") from None
     names = set(schema.names)
     for g in groups:
-        missing = [c for c in (*g.columns, g.inverse) if c not in names]
+        missing = [c for c in (*g.columns, *g.bookkeeping, *(d.source for d in g.derived)) if c not in names]
         if missing:
             raise ValueError(f"dedup group {g.name!r}: the shard has no column {missing[0]!r}")
+        outside = [d.column for d in g.derived if d.column not in g.columns]
+        if outside:
+            raise ValueError(
+                f"dedup group {g.name!r}: derived column {outside[0]!r} is not one of its columns"
+            )
     return groups
 
 
@@ -90,38 +122,97 @@ class Unique:
     inverse: np.ndarray  #: int32 (N,), values in [0, U)
 
 
-def pack(table: pa.Table, uniques: list[Unique], order: list[str] | None = None) -> pa.Table:
+def _padded(col, n: int) -> pa.ChunkedArray:
+    """``col`` (a group's unique rows) followed by nulls up to ``n`` rows."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    return pa.chunked_array([*chunks, pa.nulls(n - len(col), col.type)], type=col.type)
+
+
+def pack(
+    table: pa.Table,
+    uniques: list[Unique],
+    order: list[str] | None = None,
+    derive: Sequence[Derivation] = (),
+) -> pa.Table:
     """The shard layout of ``table`` (N samples, every column but the groups') and the groups'
     unique rows: the columns in ``order`` (default: ``table``'s, then each group's), then each
-    group's inverse column; ``table``'s schema metadata is kept."""
+    group's inverse column (and flag columns); ``table``'s schema metadata is kept. ``derive``:
+    history lists of the groups stored only where the row before and their per-sample source
+    column do not give them (:mod:`.derived`); one whose source is not in ``table`` is stored
+    whole."""
     n = table.num_rows
     columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(table.column_names, table.columns))
-    groups = []
+    groups, extra = [], []
     for u in uniques:
         count = u.rows.num_rows
         if count > n or len(u.inverse) != n:
             raise ValueError(
                 f"dedup group {u.group!r}: {count} unique rows and {len(u.inverse)} inverse for {n}"
             )
-        for name, col in zip(u.rows.column_names, u.rows.columns):
-            pad = pa.nulls(n - count, col.type)
-            columns[name] = pa.chunked_array([*col.chunks, pad], type=col.type)
+        rows = dict(zip(u.rows.column_names, u.rows.columns))
+        derived = tuple(d for d in derive if d.column in rows and d.source in columns)
+        flag_columns = {}
+        for d in derived:
+            row_flags = flags(rows[d.column], columns[d.source], u.inverse, d.k)
+            rows[d.column] = stored(rows[d.column], row_flags)
+            flag_columns[d.flags] = _padded(pa.array(row_flags.astype(np.int32)), n)
+        for name, col in rows.items():
+            columns[name] = _padded(col, n)
         columns[inverse_column(u.group)] = pa.array(u.inverse.astype(np.int32, copy=False), pa.int32())
-        groups.append(DedupGroup(u.group, tuple(u.rows.column_names), count))
+        columns.update(flag_columns)
+        group = DedupGroup(u.group, tuple(u.rows.column_names), count, derived)
+        groups.append(group)
+        extra += group.bookkeeping
     if order is not None:
-        inverses = [inverse_column(u.group) for u in uniques]
-        columns = {c: columns[c] for c in [*order, *inverses]}
+        columns = {c: columns[c] for c in [*order, *extra]}
     out = pa.table(columns)
     meta = dict(table.schema.metadata or {})
+    version = DERIVED_VERSION if any(g.derived for g in groups) else LAYOUT_VERSION
     meta[DEDUP_KEY] = json.dumps(
-        {"version": LAYOUT_VERSION, "groups": [g.to_json() for g in groups]}, separators=(",", ":")
+        {"version": version, "groups": [g.to_json() for g in groups]}, separators=(",", ":")
     ).encode()
     return out.replace_schema_metadata(meta)
 
 
+def materialize(table: pa.Table) -> pa.Table:
+    """A whole shard with its derived history lists made again and stored as any group column
+    (version 1 of the layout: no flag columns); any other shard as it is. ValueError when the
+    flags contradict the shard (its record or data was changed on the way)."""
+    if b'"derived"' not in (table.schema.metadata or {}).get(DEDUP_KEY, b""):
+        return table  # nothing to make (a record that does not parse is its readers' to report)
+    groups = groups_of(table.schema)
+    if not any(g.derived for g in groups):
+        return table
+    n = table.num_rows
+    for g in groups:
+        inverse = np.asarray(table[g.inverse].to_numpy(), dtype=np.int64)
+        for d in g.derived:
+            row_flags = table[d.flags].slice(0, g.unique)
+            if row_flags.null_count:
+                raise ValueError(
+                    f"dedup group {g.name!r}: flag column {d.flags!r} has nulls among its unique rows"
+                )
+            lists = table[d.column].slice(0, g.unique)
+            try:
+                made = rebuild(lists, np.asarray(row_flags.to_numpy()) != 0, table[d.source], inverse, d.k)
+            except ValueError as exc:
+                raise ValueError(f"dedup group {g.name!r}, column {d.column!r}: {exc}") from None
+            i = table.schema.get_field_index(d.column)
+            table = table.set_column(i, table.schema.field(i), _padded(made, n))
+    doc = json.loads(table.schema.metadata[DEDUP_KEY])
+    doc["version"] = LAYOUT_VERSION
+    for g in doc["groups"]:
+        g.pop("derived", None)
+    meta = dict(table.schema.metadata)
+    meta[DEDUP_KEY] = json.dumps(doc, separators=(",", ":")).encode()
+    table = table.drop_columns([d.flags for g in groups for d in g.derived])
+    return table.replace_schema_metadata(meta)
+
+
 def unpack(table: pa.Table) -> tuple[pa.Table, list[Unique]]:
-    """``table`` (a shard, or a run of rows of one) as its per-sample columns and its groups'
-    unique rows; a plain shard is itself with no groups."""
+    """``table`` (a whole shard) as its per-sample columns and its groups' unique rows (the
+    derived lists made again); a plain shard is itself with no groups."""
+    table = materialize(table)
     groups = groups_of(table.schema)
     if not groups:
         return table, []
@@ -160,7 +251,8 @@ def recount(table: pa.Table) -> pa.Table:
 
 def expand(table: pa.Table) -> pa.Table:
     """Every sample's values of a deduplicated shard, as a plain table (the columns in the file's
-    order, the inverse columns and the dedup record dropped); a plain shard is returned as is."""
+    order, the inverse and flag columns and the dedup record dropped); a plain shard is returned
+    as is."""
     groups = groups_of(table.schema)
     if not groups:
         return table
@@ -169,8 +261,8 @@ def expand(table: pa.Table) -> pa.Table:
     for u in uniques:
         taken = u.rows.take(pa.array(u.inverse, pa.int32()))
         values.update(zip(taken.column_names, taken.columns))
-    inverse = {g.inverse for g in groups}
-    order = [c for c in table.column_names if c not in inverse]
+    bookkeeping = {c for g in groups for c in g.bookkeeping}
+    order = [c for c in table.column_names if c not in bookkeeping]
     out = pa.table({c: values[c] for c in order})
     return out.replace_schema_metadata(samples.schema.metadata)
 
@@ -189,12 +281,15 @@ def first_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 __all__ = [
     "DEDUP_KEY",
+    "DERIVED_VERSION",
     "DedupGroup",
+    "Derivation",
     "Unique",
     "expand",
     "first_rows",
     "groups_of",
     "inverse_column",
+    "materialize",
     "pack",
     "unpack",
 ]
