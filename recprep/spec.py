@@ -179,6 +179,13 @@ class DedupGroupSpec(Model):
         description="The group's sparse features (output columns): each must be constant within a session; "
         "the job fails naming the feature and the session when one is not.",
     )
+    derive_histories: bool = Field(
+        default=True,
+        description="Leave out of a shard each history list of the group that follows from the key's "
+        "session before and the events between, which the shard keeps per sample (checked value by "
+        "value when written; made again by recprep's readers: docs/dedup.md, layout version 2). "
+        "false: every unique row stored whole (version 1, for readers of your own).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -573,6 +580,9 @@ class PreprocessJob(BaseModel):
                 spec[section].pop(key)
         if not spec["dedup"]:  # added later too, at the top level
             spec.pop("dedup")
+        for group in spec.get("dedup", ()):  # added later still, inside each group
+            if group["deriveHistories"]:
+                group.pop("deriveHistories")
         blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -463,13 +463,14 @@ def _dedup(plan: Plan, job: PreprocessJob, source_columns: set[str]) -> None:
     plan.groups = grouped
     plan.constant = frozenset(constant) if grouped else frozenset()
     plan.constant_sources = sources
-    plan.derived = _derivations(plan)
+    plan.derived = _derivations(plan, job)
 
 
-def _derivations(plan: Plan) -> tuple[Derivation, ...]:
+def _derivations(plan: Plan, job: PreprocessJob) -> tuple[Derivation, ...]:
     """The grouped history lists whose source column the shard keeps per sample, neither
     written by a later step: each may follow from the session before (``output.derived``; the
-    writer checks every list it leaves out)."""
+    writer checks every list it leaves out), in groups that do not say ``deriveHistories: false``."""
+    derived = {c for g in job.spec.dedup if g.derive_histories for c in g.features}
     grouped = {c for _, features in plan.groups for c in features}
     parts = [part for step in plan.steps for part in _parts(step)]
     out = []
@@ -478,7 +479,7 @@ def _derivations(plan: Plan) -> tuple[Derivation, ...]:
             continue
         later = {c for p in parts[i + 1 :] for c in p.outputs}
         for inp, made in zip(part.inputs, part.outputs):
-            if made in grouped and inp in plan.columns and inp not in grouped and not {inp, made} & later:
+            if made in derived and inp in plan.columns and inp not in grouped and not {inp, made} & later:
                 out.append(Derivation(made, inp, part.op.params.k))
     return tuple(out)
 

@@ -299,6 +299,21 @@ def test_dedup_is_exact_and_stores_each_session_once(events, tmp_path, dask_clie
         )
 
 
+def test_derive_histories_false_stores_every_unique_row_whole_and_keeps_the_identity(events, tmp_path):
+    from recprep.workloads.tasks import prepare
+
+    jobs = {}
+    for derive in (None, True, False):
+        d = doc(events, tmp_path / "o", dedup=True)
+        if derive is not None:
+            d["spec"]["dedup"][0]["deriveHistories"] = derive
+        jobs[derive] = load_job_dict(d)
+    # the default is not part of the identity (outputs written before the field stay resumable)
+    assert jobs[None].identity() == jobs[True].identity() != jobs[False].identity()
+    assert prepare(jobs[None])[1].derived == (Derivation("category_id_history", "category_id", K),)
+    assert prepare(jobs[False])[1].derived == ()
+
+
 @pytest.mark.integration
 def test_a_feature_that_varies_within_a_session_fails_naming_it_and_the_session(
     events, tmp_path, dask_client
