@@ -145,10 +145,10 @@ class IndexStore:
     def key(self, fs, path: str) -> str:
         return self.identify(fs, path)[0]
 
-    def identify(self, fs, path: str) -> tuple[str, int]:
+    def identify(self, fs, path: str, info: dict | None = None) -> tuple[str, int]:
         """(the key of the file's plan: its path, size and modification time or ETag; its size),
-        from one request for the file's details."""
-        info = fs.info(path)
+        from one request for the file's details (none when ``info``, its details, is given)."""
+        info = fs.info(path) if info is None else info
         stamp = info.get("mtime") or info.get("LastModified") or info.get("ETag") or ""
         ident = json.dumps([VERSION, fs.unstrip_protocol(path), info.get("size"), str(stamp)])
         return hashlib.sha256(ident.encode()).hexdigest()[:32], int(info.get("size") or 0)
@@ -206,11 +206,13 @@ def plan_file(
     store: IndexStore,
     cores: int | None = None,
     stop: threading.Event | None = None,
+    info: dict | None = None,
 ) -> Layout:
     """The file's plan from the store, or made by one pass over it (and kept in the store).
     ``cores``: the cores the pass may use (default: all this process may); ``stop``: set, the
-    pass stops at its next block (``cuts.PassStopped``)."""
-    key, stored = store.identify(fs, path)
+    pass stops at its next block (``cuts.PassStopped``); ``info``: the file's details, if the
+    caller has them (``fs.info``)."""
+    key, stored = store.identify(fs, path, info)
     layout = store.load(key)
     if layout is not None and (layout.rows_per_shard, layout.header) == (rows_per_shard, header):
         return layout
@@ -253,21 +255,20 @@ def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: I
     threads (``concurrent_passes``: the passes decompress outside the GIL), the cores shared
     among them. An error names its file (``files.reading``); the other passes stop at their next
     block, and the plans already made stay in the store for the next run."""
-    at_once = 1
-    if len(paths) > 1:  # (one file: no request for its size)
-        sizes = []
-        for p in paths:
+    at_once, infos = 1, [None] * len(paths)
+    if len(paths) > 1:  # (one file: its details are asked for once, by its pass)
+        for i, p in enumerate(paths):
             with reading(p, "plan the splits of"):
-                sizes.append(fs.size(p) or 0)
-        at_once = concurrent_passes(sizes)
+                infos[i] = fs.info(p)  # each file's details once: for its size, then its key
+        at_once = concurrent_passes([int(info.get("size") or 0) for info in infos])
     if at_once < 2:
-        return [_planned(fs, p, header, rows_per_shard, store, None, None) for p in paths]
+        return [_planned(fs, p, header, rows_per_shard, store, None, None, i) for p, i in zip(paths, infos)]
     cores, stop = max(1, usable_cores() // at_once), threading.Event()
     with ThreadPoolExecutor(at_once, thread_name_prefix="recprep-plan") as pool:
         futures = []
         try:
-            for p in paths:
-                futures.append(pool.submit(_planned, fs, p, header, rows_per_shard, store, cores, stop))
+            for p, i in zip(paths, infos):
+                futures.append(pool.submit(_planned, fs, p, header, rows_per_shard, store, cores, stop, i))
             running = set(futures)
             while running:  # woken every WAKE s: a Ctrl-C is not left pending behind a long pass
                 done, running = wait(running, timeout=WAKE, return_when=FIRST_EXCEPTION)
@@ -281,9 +282,9 @@ def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: I
             raise
 
 
-def _planned(fs, path, header, rows_per_shard, store, cores, stop) -> Layout:
+def _planned(fs, path, header, rows_per_shard, store, cores, stop, info) -> Layout:
     with reading(path, "plan the splits of"):
-        return plan_file(fs, path, header, rows_per_shard, store, cores, stop)
+        return plan_file(fs, path, header, rows_per_shard, store, cores, stop, info)
 
 
 def concurrent_passes(stored: list[int]) -> int:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import fsspec.implementations.local
 import numpy as np
 import pytest
 import zstandard
@@ -359,14 +360,24 @@ def test_the_files_of_a_source_are_planned_at_once_each_pass_with_its_share_of_t
     monkeypatch.setattr(compressed, "memory_limit", lambda: 16 << 30)
     barrier, seen, real = threading.Barrier(3, timeout=60), {}, compressed.plan_file
 
-    def spy(fs, path, header, rows, store, cores=None, stop=None):
+    def spy(fs, path, header, rows, store, cores=None, stop=None, info=None):
         seen[os.path.basename(path)] = (threading.current_thread().name, cores)
         barrier.wait()
-        return real(fs, path, header, rows, store, cores, stop)
+        return real(fs, path, header, rows, store, cores, stop, info)
+
+    asked, real_info = [], fsspec.implementations.local.LocalFileSystem.info
+
+    def info(self, path, **kw):
+        asked.append(os.path.basename(path))
+        return real_info(self, path, **kw)
 
     monkeypatch.setattr(compressed, "plan_file", spy)
-    at_once = source(tmp_path / "data", tmp_path / "idx").splits(1000)
+    monkeypatch.setattr(fsspec.implementations.local.LocalFileSystem, "info", info)
+    files = source(tmp_path / "data", tmp_path / "idx")
+    asked.clear()  # (the listing's)
+    at_once = files.splits(1000)
     assert sorted(seen) == names
+    assert sorted(asked) == names  # planning asks once for each file's details (in S3: one HEAD)
     assert len({thread for thread, _ in seen.values()}) == 3
     assert {cores for _, cores in seen.values()} == {2}
     monkeypatch.setattr(compressed, "plan_file", real)
@@ -383,12 +394,12 @@ def test_a_damaged_file_among_several_is_named_and_stops_the_other_passes(tmp_pa
     monkeypatch.setattr(compressed, "memory_limit", lambda: 16 << 30)
     ended, real = {}, compressed.plan_file
 
-    def spy(fs, path, header, rows, store, cores=None, stop=None):
+    def spy(fs, path, header, rows, store, cores=None, stop=None, info=None):
         name = os.path.basename(path)
         if name == "b.tsv.gz":  # starts once the error has stopped the passes
             assert stop.wait(60)
         try:
-            return real(fs, path, header, rows, store, cores, stop)
+            return real(fs, path, header, rows, store, cores, stop, info)
         except BaseException as exc:
             ended[name] = type(exc).__name__
             raise
@@ -425,11 +436,11 @@ def test_an_interrupt_while_files_are_planned_stops_every_pass(tmp_path, text, m
     monkeypatch.setattr(compressed, "memory_limit", lambda: 16 << 30)
     started, ended, real = threading.Barrier(3, timeout=60), {}, compressed.plan_file
 
-    def spy(fs, path, header, rows, store, cores=None, stop=None):
+    def spy(fs, path, header, rows, store, cores=None, stop=None, info=None):
         started.wait()
         assert stop.wait(60)  # the passes go on only once told to stop
         try:
-            return real(fs, path, header, rows, store, cores, stop)
+            return real(fs, path, header, rows, store, cores, stop, info)
         except BaseException as exc:
             ended[os.path.basename(path)] = type(exc).__name__
             raise
