@@ -315,8 +315,12 @@ def cmd_validate(args) -> int:
             soft_wrap=True,
         )
     for name, features in plan.groups:
+        derived = [f"{d.column} from {d.source}" for d in plan.derived if d.column in features]
+        note = f"; where the session before gives it, not stored: {', '.join(derived)}" if derived else ""
         out.print(
-            f"  dedup group {name}: {', '.join(features)} (once per session)", highlight=False, soft_wrap=True
+            f"  dedup group {name}: {', '.join(features)} (once per session{note})",
+            highlight=False,
+            soft_wrap=True,
         )
     out.print(f"  ISP units (spec.pools.isp): {_offload_line(plan)}", highlight=False, soft_wrap=True)
     unhashed = [c for c in roles.sparse if plan.schema_kinds.get(c) == "string"]

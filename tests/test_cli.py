@@ -24,6 +24,18 @@ def test_validate_the_examples():
         assert "ok examples/" in res.stdout and "I1_bucket" in res.stdout
 
 
+def test_validate_names_the_history_lists_a_deduplicated_shard_leaves_out():
+    if not (REPO.parent / "shared" / "data").exists():
+        pytest.skip("../shared/data is not here")
+    res = recprep("validate", "examples/taobao-sample.yaml")
+    assert res.returncode == 0, res.stderr
+    assert (
+        "dedup group user: user_id, item_id_history, category_id_history (once per session; where the "
+        "session before gives it, not stored: item_id_history from item_id, category_id_history from "
+        "category_id)"
+    ) in " ".join(res.stdout.split())
+
+
 @pytest.mark.integration
 def test_run_synthetic_job_prints_summary(tmp_path):
     doc = job_doc("synthetic://criteo?rows=30000&seed=3", str(tmp_path / "out"))
