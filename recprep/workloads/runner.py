@@ -116,10 +116,12 @@ class RunSummary:
 def _identity(job: PreprocessJob, splits: list[Split], plan: Plan) -> str:
     """The job's identity with its split plan; and, when the source has columns in no role, the
     columns that are left out: shards once kept every column, so an output written before that
-    is another job's and is not resumed into shards of another schema."""
+    is another job's and is not resumed into shards of another schema. Likewise the history
+    lists a deduplicated shard leaves out (its flag columns: ``output.derived``)."""
     described = json.dumps([s.describe() for s in splits], sort_keys=True)
     dropped = f"dropped:{json.dumps(plan.dropped)}" if plan.dropped else ""
-    return hashlib.sha256((job.identity() + described + dropped).encode()).hexdigest()
+    derived = f"derived:{json.dumps([d.to_json() for d in plan.derived])}" if plan.derived else ""
+    return hashlib.sha256((job.identity() + described + dropped + derived).encode()).hexdigest()
 
 
 #: Dask settings for the embedded cluster. The statistical profiler samples every worker thread's

@@ -299,7 +299,8 @@ def test_dedup_is_exact_and_stores_each_session_once(events, tmp_path, dask_clie
         )
 
 
-def test_derive_histories_false_stores_every_unique_row_whole_and_keeps_the_identity(events, tmp_path):
+def test_derive_histories_false_stores_every_unique_row_whole_and_the_identity_says_which(events, tmp_path):
+    from recprep.workloads.runner import _identity
     from recprep.workloads.tasks import prepare
 
     jobs = {}
@@ -308,10 +309,14 @@ def test_derive_histories_false_stores_every_unique_row_whole_and_keeps_the_iden
         if derive is not None:
             d["spec"]["dedup"][0]["deriveHistories"] = derive
         jobs[derive] = load_job_dict(d)
-    # the default is not part of the identity (outputs written before the field stay resumable)
+    # the default is not in the spec's identity; the run's names the lists left out, so an output
+    # whose shards store every list (written before, or with false) is not resumed into others
     assert jobs[None].identity() == jobs[True].identity() != jobs[False].identity()
-    assert prepare(jobs[None])[1].derived == (Derivation("category_id_history", "category_id", K),)
-    assert prepare(jobs[False])[1].derived == ()
+    plans = {derive: prepare(job)[1] for derive, job in jobs.items()}
+    assert plans[None].derived == (Derivation("category_id_history", "category_id", K),)
+    assert plans[False].derived == ()
+    same_spec = jobs[None]
+    assert _identity(same_spec, [], plans[None]) != _identity(same_spec, [], plans[False])
 
 
 @pytest.mark.integration
