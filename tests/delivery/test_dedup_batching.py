@@ -1,8 +1,9 @@
 """Batches cut from deduplicated (RecD) shards: expanded, they are exactly the batches the same rows
 cut from plain shards give (across shard boundaries, with empty shards, shuffled sessions, a
 trainer's own feature choice, shards without roles); each group holds only the unique rows its
-samples use, in order of first use, with an inverse index; a stream mixing layouts or a broken
-dedup record is a SourceError naming the shard."""
+samples use, in order of first use, with an inverse index; history lists left out where the
+session before gives them are made again; a stream mixing layouts or a broken dedup record is a
+SourceError naming the shard."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from recprep.delivery.batching import FeatureChoice, iter_batches
 from recprep.delivery.shards import LocalShards
 from recprep.errors import SourceError
 from recprep.workloads.output.dedup import DEDUP_KEY
+from recprep.workloads.output.records import FeatureRoles
 
 from ..shard_outputs import write_output
 from .dedup_shards import GROUPS, ROLES, dedup, session_table, write_pair
@@ -219,3 +221,41 @@ def test_a_session_slack_ends_batches_where_sessions_begin(tmp_path):
     assert sum(b.groups[0].unique for b in slack) < sum(b.groups[0].unique for b in exact)
     with pytest.raises(ValueError, match="session_slack"):
         next(iter_batches(LocalShards(str(dedup_out)).open(), 32, session_slack=32))
+
+
+def _history_shard(seed: int) -> tuple[pa.Table, pa.Table]:
+    """(whole, derived): one shard of users' sessions with a 4-item history per session in the
+    ``user`` group, stored whole and with the lists the session before gives left out."""
+    from recprep.op_params import HistoryParams
+    from recprep.workloads.ops.history import History
+    from recprep.workloads.output.dedup import Unique, first_rows, pack
+    from recprep.workloads.output.derived import Derivation
+
+    rng = np.random.default_rng(seed)
+    n = 300
+    key_run = np.cumsum(rng.random(n) < 0.05).astype(np.int32)
+    session = np.cumsum((rng.random(n) < 0.25) | np.r_[True, key_run[1:] != key_run[:-1]])
+    item = pa.array(rng.integers(0, 1000, n), pa.int64())
+    hist = History(HistoryParams(k=4, output="hist")).session_lists(item, key_run, session)
+    starts, inverse = first_rows(session)
+    samples = pa.table({"label": pa.array(rng.integers(0, 2, n)), "item": item})
+    samples = samples.replace_schema_metadata(FeatureRoles("label", (), ("item", "user", "hist")).metadata())
+    rows = pa.table({"user": pa.array(key_run[starts].astype(np.int64)), "hist": hist})
+    order = ["label", "item", "user", "hist"]
+    whole = pack(samples, [Unique("u", rows, inverse)], order=order)
+    derived = pack(samples, [Unique("u", rows, inverse)], order=order, derive=[Derivation("hist", "item", 4)])
+    return whole, derived
+
+
+def test_shards_with_derived_history_lists_give_the_batches_of_the_lists_stored_whole(tmp_path):
+    pairs = [_history_shard(seed) for seed in (1, 2)]
+    assert all(d["_derived.hist"].to_numpy(zero_copy_only=False)[:10].any() for _, d in pairs)
+    whole = write_output(tmp_path / "whole", [w for w, _ in pairs])
+    derived = write_output(tmp_path / "derived", [d for _, d in pairs])
+    for size in (7, 64):
+        a, b = _batches(whole, size), _batches(derived, size)
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same_batches([x.expanded()], [y])
+            for gx, gy in zip(x.groups, y.groups):
+                assert np.array_equal(gx.values, gy.values) and np.array_equal(gx.inverse, gy.inverse)
