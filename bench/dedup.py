@@ -573,7 +573,7 @@ def report_text(doc: dict, args) -> None:
                 f"{s['gain']:>8.2f}x{PUBLISHED['storage']:>7.2f}x"
             )
             print(
-                f"  {'  the group columns (+inverse, flags), ' + codec:<40}{s['plain_group_bytes']:>26,}"
+                f"  {'  the group (+inverse, flags), ' + codec:<40}{s['plain_group_bytes']:>26,}"
                 f"{s['dedup_group_bytes']:>26,}{s['group_gain']:>8.2f}x"
             )
         p = r["preprocess"]
