@@ -138,8 +138,8 @@ def pack(
     unique rows: the columns in ``order`` (default: ``table``'s, then each group's), then each
     group's inverse column (and flag columns); ``table``'s schema metadata is kept. ``derive``:
     history lists of the groups stored only where the row before and their per-sample source
-    column do not give them (:mod:`.derived`); one whose source is not in ``table`` is stored
-    whole."""
+    column do not give them (:mod:`.derived`); one whose source is not one of ``table``'s
+    per-sample columns is stored whole."""
     n = table.num_rows
     columns: dict[str, pa.ChunkedArray | pa.Array] = dict(zip(table.column_names, table.columns))
     groups, extra = [], []
@@ -150,7 +150,7 @@ def pack(
                 f"dedup group {u.group!r}: {count} unique rows and {len(u.inverse)} inverse for {n}"
             )
         rows = dict(zip(u.rows.column_names, u.rows.columns))
-        derived = tuple(d for d in derive if d.column in rows and d.source in columns)
+        derived = tuple(d for d in derive if d.column in rows and d.source in table.column_names)
         flag_columns = {}
         for d in derived:
             row_flags = flags(rows[d.column], columns[d.source], u.inverse, d.k)
