@@ -69,7 +69,8 @@ class Features:
         """Roles from the column named ``label`` and the types (shards that carry no roles)."""
         if label not in schema.names:
             raise SourceError(f"shard schema: no label column {label!r} (columns: {', '.join(schema.names)})")
-        bookkeeping = {c for g in _groups(schema, "shard schema") for c in g.bookkeeping}  # a dedup shard's
+        # a deduplicated shard's inverse and flag columns are no features
+        bookkeeping = {c for g in _groups(schema, "shard schema") for c in g.bookkeeping}
         dense, sparse = [], []
         for f in schema:
             if f.name == label or f.name in bookkeeping:
