@@ -72,6 +72,10 @@ def _one(col) -> pa.Array:
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
+def _valid(col: pa.Array) -> np.ndarray:
+    return np.ones(len(col), bool) if not col.null_count else np.asarray(col.is_valid().to_numpy(False))
+
+
 def _lists(col: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(lengths, offsets, values as int64, valid) of a list column of integers; None for any other
     type. A null list has length 0."""
@@ -79,7 +83,7 @@ def _lists(col: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
         return None
     if not pa.types.is_integer(col.type.value_type):
         return None
-    valid = np.ones(len(col), bool) if not col.null_count else np.asarray(col.is_valid().to_numpy(False))
+    valid = _valid(col)
     lengths = np.asarray(pc.fill_null(pc.list_value_length(col), 0).to_numpy(False), np.int64)
     offsets = np.zeros(len(col) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -96,8 +100,15 @@ def _source(col) -> tuple[np.ndarray, np.ndarray] | None:
         col = col.dictionary_decode()
     if not pa.types.is_integer(col.type):
         return None
-    valid = np.ones(len(col), bool) if not col.null_count else np.asarray(col.is_valid().to_numpy(False))
+    valid = _valid(col)
     return np.asarray(col.fill_null(0).to_numpy(False), np.int64), valid
+
+
+def _rule_index(p, base_offset, base_len, base_first, n_values: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where position ``p`` of (a base row's list, then the source from the base row's first
+    sample on) is in ``concatenate([list values, source])``, and whether it is in the list."""
+    in_list = p < base_len
+    return np.where(in_list, base_offset + p, n_values + base_first + p - base_len), in_list
 
 
 def _segments(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +140,7 @@ def flags(lists, source, inverse: np.ndarray, k: int) -> np.ndarray:
     seg, j = _segments(lengths[rows])
     u = rows[seg]
     p = total[u - 1] - lengths[u] + j  # the position in (list u - 1, then the samples between)
-    stored = p < lengths[u - 1]
-    index = np.where(stored, offsets[u - 1] + p, len(values) + first[u - 1] + p - lengths[u - 1])
+    index, stored = _rule_index(p, offsets[u - 1], lengths[u - 1], first[u - 1], len(values))
     expected = np.concatenate([values, src_values])[index]
     known = np.ones(len(index), bool)  # a null sample enters no history: such a list is stored
     known[~stored] = src_valid[index[~stored] - len(values)]
@@ -164,8 +174,7 @@ def rebuild(lists, row_flags: np.ndarray, source, inverse: np.ndarray, k: int) -
     seg, j = _segments(out_len)
     h = head[seg]
     p = np.where(row_flags[seg], total[seg] - out_len[seg] + j, j)
-    stored = p < head_len[seg]
-    index = np.where(stored, offsets[h] + p, len(values) + first[h] + p - head_len[seg])
+    index, _ = _rule_index(p, offsets[h], head_len[seg], first[h], len(values))
     if len(index) and (index.max() >= len(values) + len(src[0])):
         raise ValueError("rows flagged derived reach past the shard's samples")
     rebuilt = np.concatenate([values, src[0]])[index]
