@@ -11,9 +11,11 @@ kept in the output's ``_index/`` (a resumed run, a rerun with --overwrite).
 Planning several files (``--files N``, default 2; 0 skips it): a source of N gzip files (links
 to the gzip input, each a file of its own to the planner) planned by ``TextSource.splits``, the
 passes one at a time and then at once (``compressed.plan_files``: one per core this process
-may use, within half its memory), each pass on one thread; wall time to the plan, best of
-``--repeat``, and the ratio. A job on many compressed files (a Criteo Terabyte month is 24 gzip
-days) waits for every pass before its first shard task.
+may use, within half its memory), each pass on one thread, and then on a local cluster of N
+single-threaded worker processes (``workloads.planning``, as the operator's driver plans); wall
+time to the plan, best of ``--repeat``, and the ratios to one at a time. A job on many
+compressed files (a Criteo Terabyte month is 24 gzip days) waits for every pass before its first
+shard task.
 
 bz2, xz and zstd (one frame, and many frames as pzstd writes them) run on a smaller input
 (``--codec-rows``): their tasks start at the last member before their bytes, so a file of one
@@ -179,7 +181,10 @@ def shard_text(plain: Path, out: Path) -> int:
 def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int, files: int = 0) -> dict:
     from recprep.workloads.sources import compressed
 
-    compressed.PASS_THREADS = 1  # the single-core contract: the planning pass on one thread too
+    # the single-core contract: the planning pass on one thread too (it runs on the one worker,
+    # the driver being given the cluster: ``workloads.planning``, one thread a worker thread; and
+    # here, where ``planning`` plans in this process)
+    compressed.PASS_THREADS = 1
     results = {}
     base_out = workdir / "out-plain"
     log(f"plain: {plain.name}")
@@ -257,6 +262,27 @@ def planning(path: Path, files: int, workdir: Path, repeat: int) -> dict:
                 seconds[name] = min(seconds.get(name, took), took)
         finally:
             compressed.concurrent_passes = serial
+    # on the workers of a cluster the driver is given (``workloads.planning``): one single-threaded
+    # worker process per file, started before the timing
+    from distributed import Client, LocalCluster
+
+    from recprep.workloads.planning import WorkerPasses
+
+    with (
+        LocalCluster(
+            n_workers=files, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR
+        ) as cluster,
+        Client(cluster) as client,
+        compressed.passes_run_by(WorkerPasses(client)),
+    ):
+        client.wait_for_workers(files)
+        for _ in range(repeat):
+            shutil.rmtree(here / INDEX_DIR, ignore_errors=True)
+            started = time.perf_counter()
+            on_workers = open_source(job.spec.source, index_dir=str(here / INDEX_DIR)).splits(rows)
+            took = time.perf_counter() - started
+            seconds["on_workers"] = min(seconds.get("on_workers", took), took)
+    assert [s.describe() for s in on_workers] == [s.describe() for s in splits]
     sizes = [path.stat().st_size] * files
     return seconds | {
         "files": files,
@@ -301,7 +327,8 @@ def report(results: dict) -> None:
         print(
             f"planning {p['files']} gzip files ({p['splits']} splits, {p['cores']} cores, "
             f"{p['passes_at_once']} passes at once): one at a time {p['one_at_a_time']:.2f} s, "
-            f"at once {p['at_once']:.2f} s ({p['speedup']:.2f}x)"
+            f"at once {p['at_once']:.2f} s ({p['speedup']:.2f}x), on {p['files']} workers "
+            f"{p['on_workers']:.2f} s ({p['one_at_a_time'] / p['on_workers']:.2f}x)"
         )
 
 

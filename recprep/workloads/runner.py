@@ -46,6 +46,7 @@ from .sessions import (
     staged,
 )
 from .sources import Split
+from .sources.compressed import passes_run_by
 from .tasks import (
     ShardError,
     ShardFailure,
@@ -230,7 +231,7 @@ def run_job(
     directory = output_location(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
     sessions = staged_sessions(job)
-    splits = source.splits(split_rows(job))
+    splits = _splits(source, job, client)
     check_writable(directory)
     identity = _identity(job, splits, plan)
     summary = RunSummary(job.metadata.name, directory)
@@ -311,6 +312,19 @@ def run_job(
     if monitor is not None:
         monitor.finished(True)
     return summary
+
+
+def _splits(source, job: PreprocessJob, client) -> list[Split]:
+    """The source's splits. On a cluster the driver was given (``recprep run --scheduler``: the
+    operator's driver), the planning passes of compressed files run on its workers
+    (``planning``); the embedded cluster's workers share this machine's cores, so its driver
+    runs them itself, as ``recprep validate`` does."""
+    if client is None:
+        return source.splits(split_rows(job))
+    from .planning import WorkerPasses
+
+    with passes_run_by(WorkerPasses(client)):
+        return source.splits(split_rows(job))
 
 
 def embedded_isp_workers(job: PreprocessJob, override: int | None) -> int:

@@ -7,7 +7,7 @@ task start reading near its first byte instead of at the file's start:
 
 - **gzip** (``.gz``): the pass is rapidgzip's (ISA-L's inflate, on several threads where the
   machine has 4 cores or more: ``GZIP_PARALLEL_CORES``), and its zran index of seek points
-  (deflate block starts, with the 32 KiB of text before each, about every 4 MiB of text) is kept
+  (deflate block starts, with the 32 KiB of text before each, every 1-4 MiB of text) is kept
   for the point at or before each split's start only. A task starts ISA-L's raw inflate at that
   point (the window as its dictionary, the compressed bits realigned to a byte when the block
   starts inside one: ``_aligned``), so it decompresses its own bytes and at most one point's
@@ -26,8 +26,9 @@ task start reading near its first byte instead of at the file's start:
 
 The passes over a source's files run at once (``plan_files``, on threads: the decompressors
 release the GIL), as many as the cores the process may use and half its memory hold
-(``machine``: a pod's limits), the cores shared among them: a job on many files (a Criteo
-Terabyte month is 24 gzip days) waits for every pass before its first shard task.
+(``machine``: a pod's limits), the cores shared among them; or, for a driver given a cluster
+(``passes_run_by``, ``workloads.planning``), as tasks on the cluster's workers. A job on many
+files (a Criteo Terabyte month is 24 gzip days) waits for every pass before its first shard task.
 
 The plan (cuts, newlines before each cut, members, frames) and the gzip index or the frames are
 kept in an
@@ -41,6 +42,7 @@ from __future__ import annotations
 import bisect
 import bz2
 import contextlib
+import contextvars
 import gzip
 import hashlib
 import io
@@ -79,14 +81,21 @@ PASS_THREADS = 4
 #: resolve later), work that 2 threads on 2 cores do not win back: 1.5-1.6 s for 485 MB of text
 #: where one thread took 1.0-1.3 s (bench/README.md, ``compressed.py``)
 GZIP_PARALLEL_CORES = 4
-#: memory one planning pass holds besides its index (rapidgzip's buffers: about 220 MB measured
-#: for a gzip pass on one thread with 4 MiB chunks), for how many run at once (``plan_files``)
+#: memory one planning pass holds besides its index (rapidgzip's buffers, which grow with its
+#: chunks: about 220 MB measured for a gzip pass with 4 MiB chunks, 80 MB with the 1 MiB chunks
+#: of a pass on one thread), for how many run at once (``plan_files``)
 PASS_MEMORY = 256 << 20
 #: seconds between two looks of the thread that waits for passes running at once (a signal that
 #: arrives just as it goes to sleep is seen at its next look, not when a pass ends)
 WAKE = 0.5
 #: bounds of the text between two seek points of a gzip index (its chunks in rapidgzip's pass)
+#: on several threads (larger chunks, fewer decoders that start without the text before them)
 CHUNK = (1 << 20, 4 << 20)
+#: the text between two seek points of a pass on one thread: rapidgzip's memory grows with its
+#: chunks (2,000,000 Criteo rows: 81 MB with 1 MiB, 128 MB with 2 MiB, 224 MB with 4 MiB; the
+#: same time), a split's task decompresses at most one spacing before its bytes, and the
+#: temporary whole index holds a 32 KiB window per point (3% of the text)
+CHUNK_ONE_THREAD = 1 << 20
 #: what a plan file's format is (a plan of another version is rebuilt)
 VERSION = 3
 #: zstd level of the frames a planning pass writes again (``_Reframer``): its fastest
@@ -212,9 +221,8 @@ def plan_file(
     ``cores``: the cores the pass may use (default: all this process may); ``stop``: set, the
     pass stops at its next block (``cuts.PassStopped``); ``info``: the file's details, if the
     caller has them (``fs.info``)."""
-    key, stored = store.identify(fs, path, info)
-    layout = store.load(key)
-    if layout is not None and (layout.rows_per_shard, layout.header) == (rows_per_shard, header):
+    key, stored, layout = _kept(fs, path, header, rows_per_shard, store, info)
+    if layout is not None:
         return layout
     codec = codec_of(path)
     cores = usable_cores() if cores is None else cores
@@ -250,16 +258,60 @@ def plan_file(
     return layout
 
 
+def _kept(fs, path: str, header: bool, rows_per_shard: int, store: IndexStore, info: dict | None):
+    """(the file's plan key, its compressed size, its plan kept in the store for this cut rule
+    or None)."""
+    key, stored = store.identify(fs, path, info)
+    layout = store.load(key)
+    if layout is not None and (layout.rows_per_shard, layout.header) != (rows_per_shard, header):
+        layout = None
+    return key, stored, layout
+
+
+#: Where the planning passes of :func:`plan_files` run: None, on threads of this process; else
+#: a function ``(fs, paths, infos, header, rows_per_shard, directory) -> list[Layout] | None``
+#: that runs :func:`plan_file` for each path elsewhere (the job's workers: ``workloads.planning``)
+#: with the plans kept in the store at ``directory``, or returns None when it has nowhere to run
+#: them (then they run here). Set with :func:`passes_run_by`.
+_PASSES: contextvars.ContextVar = contextvars.ContextVar("recprep_planning_passes", default=None)
+
+
+@contextlib.contextmanager
+def passes_run_by(run):
+    """Within the block, :func:`plan_files` gives the passes it needs to ``run`` (see
+    ``_PASSES``); the plans already kept are still read here."""
+    token = _PASSES.set(run)
+    try:
+        yield
+    finally:
+        _PASSES.reset(token)
+
+
 def plan_files(fs, paths: list[str], header: bool, rows_per_shard: int, store: IndexStore) -> list[Layout]:
-    """The plans of several compressed files (:func:`plan_file`), their passes run at once on
-    threads (``concurrent_passes``: the passes decompress outside the GIL), the cores shared
-    among them. An error names its file (``files.reading``); the other passes stop at their next
-    block, and the plans already made stay in the store for the next run."""
+    """The plans of several compressed files (:func:`plan_file`): those kept in the store are read,
+    the passes still needed run where :func:`passes_run_by` says, else at once on threads of
+    this process (``concurrent_passes``: the passes decompress outside the GIL), the cores shared
+    among them. An error names its file (``files.reading``); the other passes stop, and the plans
+    already made stay in the store for the next run."""
     at_once, infos = 1, [None] * len(paths)
-    if len(paths) > 1:  # (one file: its details are asked for once, by its pass)
+    run = _PASSES.get()
+    if len(paths) > 1 or (run is not None and paths):  # (one file here: its pass asks, once)
         for i, p in enumerate(paths):
             with reading(p, "plan the splits of"):
                 infos[i] = fs.info(p)  # each file's details once: for its size, then its key
+    if run is not None and paths:
+        layouts = [_kept(fs, p, header, rows_per_shard, store, i)[2] for p, i in zip(paths, infos)]
+        todo = [k for k, layout in enumerate(layouts) if layout is None]
+        if not todo:
+            return layouts
+        made = run(
+            fs, [paths[k] for k in todo], [infos[k] for k in todo], header, rows_per_shard, store.directory
+        )
+        if made is not None:
+            for k, layout in zip(todo, made):
+                layouts[k] = layout
+            return layouts
+    if len(paths) > 1:
         at_once = concurrent_passes([int(info.get("size") or 0) for info in infos])
     if at_once < 2:
         return [_planned(fs, p, header, rows_per_shard, store, None, None, i) for p, i in zip(paths, infos)]
@@ -385,15 +437,15 @@ class _Reframer:
 
 def _gzip_pass(raw, cutter: StreamCutter, path: str, threads: int):
     """Feed the decompressed text to ``cutter``; rapidgzip's index of the file (indexed_gzip's
-    format), with a seek point about every quarter of a split's bytes (within ``CHUNK``), made
-    on ``threads`` threads, in an anonymous temporary file (the caller closes it): the whole
-    index is about 0.8% of the text (~380 MB for a Criteo Terabyte day), of which the plan keeps
-    one point per split."""
+    format), with a seek point every ``CHUNK_ONE_THREAD`` of text on one thread, or on several
+    about every quarter of a split's bytes (within ``CHUNK``), in an anonymous temporary file
+    (the caller closes it): the whole index is 0.8-3% of the text (0.4-1.4 GB for a Criteo
+    Terabyte day), of which the plan keeps one point per split."""
     import rapidgzip
 
     sample = _gzip_sample(raw, path)
     rule = target(sample, cutter.header, cutter.rows_per_shard)
-    chunk = min(max(rule.target // 4, CHUNK[0]), CHUNK[1])
+    chunk = CHUNK_ONE_THREAD if threads == 1 else min(max(rule.target // 4, CHUNK[0]), CHUNK[1])
     raw.seek(0)
     try:
         with rapidgzip.RapidgzipFile(raw, parallelization=threads, chunk_size=chunk) as gz:

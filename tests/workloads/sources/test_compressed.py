@@ -75,6 +75,7 @@ def text() -> bytes:
 @pytest.mark.parametrize("name", list(CODECS))
 def test_a_compressed_file_is_split_where_the_same_text_uncompressed_is(tmp_path, text, name, monkeypatch):
     monkeypatch.setattr(compressed, "CHUNK", (64 << 10, 64 << 10))  # many seek points in 4.5 MB
+    monkeypatch.setattr(compressed, "CHUNK_ONE_THREAD", 64 << 10)
     plain = tmp_path / "data.tsv"
     plain.write_bytes(text)
     packed = tmp_path / name
@@ -172,6 +173,7 @@ def test_a_frame_damaged_in_the_store_fails_its_task_naming_the_copy(tmp_path, t
 def test_a_gzip_split_starts_mid_block_at_every_bit_offset(tmp_path, monkeypatch):
     """Seek points fall anywhere inside a byte; reading from each gives the plain text."""
     monkeypatch.setattr(compressed, "CHUNK", (16 << 10, 16 << 10))
+    monkeypatch.setattr(compressed, "CHUNK_ONE_THREAD", 16 << 10)
     text = criteo_text(12000, seed=3)
     path = tmp_path / "data.tsv.gz"
     path.write_bytes(gzip.compress(text, 9))
