@@ -22,6 +22,8 @@ import contextlib
 import logging
 import time
 
+from ..errors import SourceError
+from ..failpoints import failpoint
 from .machine import usable_cores
 from .sources.compressed import IndexStore, Layout, plan_file
 from .sources.files import reading
@@ -31,6 +33,8 @@ from .sources.files import reading
 ORPHANED = 120.0
 log = logging.getLogger(__name__)
 
+#: the failpoint (``recprep.failpoints``) in a pass, before it reads: its worker dies running it
+FAILPOINT = "planning-pass"
 #: seconds between two looks at the passes running (and at the cluster's workers)
 LOOK = 0.5
 
@@ -39,9 +43,24 @@ def _pass(fs, path: str, header: bool, rows_per_shard: int, directory: str, info
     """One file's planning pass, in a worker, on the threads the worker runs tasks on."""
     from distributed import get_worker
 
+    failpoint(FAILPOINT)
     cores = max(1, min(usable_cores(), get_worker().state.nthreads))
     with reading(path, "plan the splits of"):
         return plan_file(fs, path, header, rows_per_shard, IndexStore(directory), cores, None, info)
+
+
+def _raise(future, path: str) -> None:
+    """The error of a pass that failed: its own (it names the file), or the file named when the
+    pass took its workers down (``KilledWorker``: each died running it, out of memory say)."""
+    from distributed import KilledWorker
+
+    try:
+        future.result()
+    except KilledWorker:
+        raise SourceError(
+            f"{path}: cannot plan its splits: every worker that ran its planning pass died "
+            "(out of memory? a pass holds up to 256 MiB and the file's index)"
+        ) from None
 
 
 class WorkerPasses:
@@ -66,9 +85,9 @@ class WorkerPasses:
         try:
             while True:
                 pending = [f for f in futures if f.status == "pending"]
-                for f in futures:
+                for f, path in zip(futures, paths):
                     if f.status in ("error", "cancelled"):
-                        f.result()  # the first error, whichever file's (it names its file)
+                        _raise(f, path)  # the first error, whichever file's (it names its file)
                 if not pending:
                     return [f.result() for f in futures]
                 with contextlib.suppress(TimeoutError):

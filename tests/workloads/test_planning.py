@@ -25,7 +25,8 @@ def _days(criteo_lines, folder, n=2, rows=20_000):
     folder.mkdir()
     paths = []
     for i in range(n):
-        text = b"".join(criteo_lines[i * 1000 :] + criteo_lines[: i * 1000]) * (rows // len(criteo_lines))
+        lines = criteo_lines[i * 1000 :] + criteo_lines[: i * 1000]  # each day other text
+        text = b"".join((lines * (rows // len(lines) + 1))[:rows])
         path = folder / f"day_{i}.tsv.gz"
         path.write_bytes(gzip.compress(text, 1))
         paths.append(str(path))
@@ -96,7 +97,7 @@ def test_a_cluster_without_workers_for_a_while_leaves_the_passes_to_the_driver(
     ):
         with passes_run_by(WorkerPasses(client, orphaned=0.3)):
             layouts = plan_files(fs, paths, False, 1024, IndexStore(str(tmp_path / "a")))
-        assert sorted(made) == sorted(paths) and len(layouts) == 2
+        assert sorted(made) == sorted(paths) and [len(x.bounds) for x in layouts] == [6, 6]
         assert not client.who_has()  # the passes given out were cancelled
         # a cluster that had a worker when the passes were given out and lost it: after
         # ``orphaned`` seconds without one (counted from then), the driver plans them
@@ -119,3 +120,48 @@ def test_a_damaged_file_planned_on_a_worker_is_named_in_the_error(criteo_lines, 
     fs = fsspec.filesystem("file")
     with passes_run_by(WorkerPasses(dask_client)), pytest.raises(SourceError, match="day_1.tsv.gz"):
         plan_files(fs, paths, False, 1024, IndexStore(str(tmp_path / "index")))
+
+
+def _cluster_whose_first_pass_kills_its_worker(tmp_path, allowed_failures: int):
+    import dask
+    from distributed import LocalCluster
+
+    from recprep.failpoints import ENV, MARK_ENV
+    from recprep.workloads.planning import FAILPOINT
+
+    env = {ENV: FAILPOINT, MARK_ENV: str(tmp_path / "fired")}
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        return LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+            env=env,
+        )
+
+
+@pytest.mark.integration
+def test_a_worker_killed_in_a_pass_has_the_pass_run_again_elsewhere(criteo_lines, tmp_path, monkeypatch):
+    from distributed import Client
+
+    paths = _days(criteo_lines, tmp_path / "days", rows=5_000)
+    fs = fsspec.filesystem("file")
+    _no_pass_here(monkeypatch)
+    with _cluster_whose_first_pass_kills_its_worker(tmp_path, 3) as cluster, Client(cluster) as client:
+        with passes_run_by(WorkerPasses(client)):
+            layouts = plan_files(fs, paths, False, 1024, IndexStore(str(tmp_path / "index")))
+    assert (tmp_path / "fired").exists()  # a worker died in a pass
+    assert len(layouts) == 2 and all(len(x.bounds) > 3 for x in layouts)
+
+
+@pytest.mark.integration
+def test_a_pass_that_kills_its_workers_is_an_error_naming_its_file(criteo_lines, tmp_path):
+    from distributed import Client
+
+    paths = _days(criteo_lines, tmp_path / "days", n=1, rows=5_000)
+    fs = fsspec.filesystem("file")
+    with _cluster_whose_first_pass_kills_its_worker(tmp_path, 0) as cluster, Client(cluster) as client:
+        with passes_run_by(WorkerPasses(client)), pytest.raises(SourceError) as err:
+            plan_files(fs, paths, False, 1024, IndexStore(str(tmp_path / "index")))
+    assert str(err.value).startswith(f"{paths[0]}: cannot plan its splits: every worker")
