@@ -231,7 +231,9 @@ def plan_file(
     blocks: list[list[int]] = []
     gzidx = reframer = None
     with fs.open(path, "rb") as raw:
-        if codec == GZIP:
+        if not stored:
+            pass  # an empty file: no text, for every codec (rapidgzip finds no gzip format in it)
+        elif codec == GZIP:
             threads = min(PASS_THREADS, cores) if cores >= GZIP_PARALLEL_CORES else 1
             with _gzip_pass(raw, cutter, path, threads) as exported:
                 read = _reader(exported)
@@ -239,7 +241,9 @@ def plan_file(
                 _check_end(raw, path, index, read, cutter.fed)
                 gzidx = index.trimmed(read, cutter.finish()[0])  # finish: the same bounds again below
         elif codec == BZ2:
-            blocks = _bz2_pass(raw, cutter, path, max(1, min(PASS_THREADS, cores)))
+            blocks, end = _bz2_pass(raw, cutter, path, max(1, min(PASS_THREADS, cores)))
+            if end < stored:  # bytes after where the pass stopped
+                _check_bz2_end(raw, path, end, cutter.fed)
         else:
             reframer = _Reframer(path, cutter, members)
             try:
@@ -457,7 +461,7 @@ def _gzip_pass(raw, cutter: StreamCutter, path: str, threads: int):
             except BaseException:
                 out.close()
                 raise
-    except ValueError as exc:  # rapidgzip's word for data that is not gzip, or is damaged
+    except (ValueError, RuntimeError) as exc:  # not gzip, damaged (ValueError); cut short (RuntimeError)
         raw.seek(0)
         raise SourceError(
             f"{path}: cannot decompress it ({_problem(GZIP, raw) or _first_line(exc)})"
@@ -497,10 +501,11 @@ def _gzip_sample(raw, path: str) -> bytes:
         raise SourceError(f"{path}: cannot decompress it ({exc})") from None
 
 
-def _bz2_pass(raw, cutter: StreamCutter, path: str, threads: int) -> list[list[int]]:
+def _bz2_pass(raw, cutter: StreamCutter, path: str, threads: int) -> tuple[list[list[int]], int]:
     """Feed the decompressed text to ``cutter``; where each bz2 block starts (rapidgzip's
     IndexedBzip2File: bit offset in the file, offset in the text), so a task can start at the
-    block before its bytes (bz2 blocks are independent, about 900 kB of text each)."""
+    block before its bytes (bz2 blocks are independent, about 900 kB of text each); and the
+    compressed byte where it stopped reading (``_check_bz2_end``)."""
     import rapidgzip
 
     try:
@@ -508,12 +513,37 @@ def _bz2_pass(raw, cutter: StreamCutter, path: str, threads: int) -> list[list[i
             for block in iter(lambda: f.read(BLOCK), b""):
                 cutter.feed(block)
             offsets = f.block_offsets()
+            end = f.tell_compressed() // 8
     except (ValueError, RuntimeError) as exc:  # not bz2, damaged, cut short
         raw.seek(0)
         raise SourceError(
             f"{path}: cannot decompress it ({_problem(BZ2, raw) or _first_line(exc)})"
         ) from None
-    return sorted([int(bit), int(at)] for bit, at in offsets.items())
+    return sorted([int(bit), int(at)] for bit, at in offsets.items()), end
+
+
+def _check_bz2_end(raw, path: str, end: int, size: int) -> None:
+    """The bz2 pass read the whole file. rapidgzip stops without an error (a warning on stderr,
+    as bzip2 does) at bytes after a stream that do not begin another: after null padding, or
+    any other bytes, it leaves out the streams that follow. Null bytes alone after ``end``, where
+    it stopped, are padding; else Python's decompressor reads the file again (it reads on past
+    padding, and fails on bytes that are not bz2) and must find the ``size`` bytes of text the
+    pass found (the text of an empty stream ends the pass at byte 0, where rapidgzip runs on
+    several threads)."""
+    raw.seek(end)
+    if not any(block.strip(b"\0") for block in iter(lambda: raw.read(READ), b"")):
+        return
+    try:
+        found = sum(len(block) for block in _member_blocks(BZ2, raw, path))
+    except OSError as exc:
+        raise SourceError(
+            f"{path}: cannot decompress it (bytes after byte {end} are not bz2: {exc})"
+        ) from None
+    if found != size:
+        raise SourceError(
+            f"{path}: cannot read it whole (bz2 streams follow the null bytes at byte {end}, where "
+            f"the reader stops: {found} bytes of text in all, not {size}; remove those null bytes)"
+        )
 
 
 def _problem(codec: str, raw) -> str | None:
@@ -570,8 +600,10 @@ def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(
             data = raw.read(size)
             if not data:
                 break
-        if d is None or d.eof:  # a member begins here (null bytes between members: padding)
-            lead = len(data) - len(data.lstrip(b"\0"))
+        if d is None or d.eof:  # a member begins here
+            # null bytes between members: padding, except in zstd, whose tool refuses them and
+            # whose split tasks read across frames (``_zstd_blocks``): there, an error here
+            lead = len(data) - len(data.lstrip(b"\0")) if codec != ZSTD else 0
             pos, data = pos + lead, data[lead:]
             if not data:
                 continue
@@ -634,6 +666,20 @@ def _bounded(d, data: bytes, codec: str):
 
 
 # -- reading ----------------------------------------------------------------------------------
+def first_line(fs, path: str) -> bytes:
+    """The first line of the file's text, its newline left off (a header): decompressed a block
+    at a time, as far as its first newline (fsspec's zstd reader has no ``readline``, and stops
+    at the end of the first frame)."""
+    out = []
+    with fs.open(path, "rb") as raw:
+        for block in _member_blocks(codec_of(path), raw, path):
+            end = block.find(b"\n")
+            out.append(block if end < 0 else block[:end])
+            if end >= 0:
+                break
+    return b"".join(out)
+
+
 def read_range(fs, path: str, layout: Layout, store: IndexStore, start: int, stop: int) -> bytes:
     """Bytes ``[start, stop)`` of the file's decompressed text."""
     if frame := _frame_of(layout, start, stop):  # written again by the pass: the file is not read

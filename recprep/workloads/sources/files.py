@@ -71,9 +71,24 @@ def is_compressed(path: str) -> bool:
     return path.endswith(COMPRESSED)
 
 
+def _codec_errors() -> tuple[type[Exception], ...]:
+    """The errors of the decompressors that are not OSErrors (ISA-L's zlib, not ``zlib.error``;
+    zstandard's), those installed."""
+    errors: list[type[Exception]] = []
+    with contextlib.suppress(ImportError):
+        from isal.isal_zlib import error
+
+        errors.append(error)
+    with contextlib.suppress(ImportError):
+        from zstandard import ZstdError
+
+        errors.append(ZstdError)
+    return tuple(errors)
+
+
 #: What reading a damaged or mislabelled file raises (a plain file named .gz: BadGzipFile, an
-#: OSError; a truncated one: EOFError; a corrupt stream: zlib/lzma errors).
-READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+#: OSError; a truncated one: EOFError; a corrupt stream: zlib/lzma errors, ISA-L's, zstandard's).
+READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, *_codec_errors())
 
 
 @contextlib.contextmanager

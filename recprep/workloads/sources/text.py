@@ -23,7 +23,7 @@ import pyarrow.csv as pcsv
 
 from ...errors import SourceError, SpecError
 from .base import NULL, BadRow, ReadResult, Roles, Split, non_finite_rows, null_non_finite
-from .compressed import IndexStore, Layout, plan_files, read_range
+from .compressed import ZSTD, IndexStore, Layout, codec_of, first_line, plan_files, read_range
 from .cuts import SAMPLE, seek_bounds
 from .cuts import target as cut_rule
 from .files import is_compressed, list_files, reading
@@ -94,8 +94,12 @@ class TextSource:
         return pa.schema([(n, self.types[n]) for n in self.names])
 
     def _header_names(self, path: str) -> list[str]:
-        with reading(path, "read the header of"), self.fs.open(path, "rb", compression="infer") as f:
-            line = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+        with reading(path, "read the header of"):
+            if is_compressed(path) and codec_of(path) == ZSTD:  # fsspec's zstd reader: no readline
+                line = first_line(self.fs, path).decode("utf-8", errors="replace").rstrip("\r")
+            else:
+                with self.fs.open(path, "rb", compression="infer") as f:
+                    line = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
         if not line:
             raise SourceError(f"{path}:1: header line is empty")
         return line.split(self.delimiter)

@@ -240,6 +240,19 @@ def test_a_worker_without_the_plan_is_told_where_it_should_be(tmp_path, text):
         ("data.tsv.bz2", lambda b: b[: len(b) // 2], "ended before the end-of-stream"),
         ("data.tsv.bz2", lambda b: b"not bz2 at all\n" * 10, "Invalid data stream"),
         ("data.tsv.xz", lambda b: b[:100] + b"\0" * 50 + b[150:], "Corrupt input data"),
+        # cut in the last 8 bytes (CRC, size), or a wrong size there: rapidgzip's RuntimeError
+        # was raised as it is
+        ("data.tsv.gz", lambda b: b[:-1], "ended before the end-of-stream"),
+        ("data.tsv.gz", lambda b: b[:-4] + bytes([b[-4] ^ 1]) + b[-3:], "Incorrect length"),
+        # zstandard's ZstdError was raised as it is
+        ("data.tsv.zst", lambda b: b"not zstd at all\n" * 10, "Unknown frame descriptor"),
+        ("data.tsv.zst", lambda b: b + b"garbage", "Unknown frame descriptor"),
+        # null bytes after a frame: the planning pass read on past them, then a split task
+        # reading across frames failed on them (zstd's tool refuses them too)
+        ("data.tsv.zst", lambda b: b + b"\0" * 8, "Unknown frame descriptor"),
+        # bytes after the last bz2 stream that are not another: rapidgzip stopped there, its
+        # warning aside, as at the end of the text
+        ("data.tsv.bz2", lambda b: b + b"garbage", "not bz2"),
     ],
 )
 def test_a_damaged_compressed_file_is_one_error_naming_it(tmp_path, text, name, damage, message):
@@ -249,6 +262,48 @@ def test_a_damaged_compressed_file_is_one_error_naming_it(tmp_path, text, name, 
         src = source(path, tmp_path / "idx")
         for split in src.splits(2000):
             src.read(split)
+
+
+def test_bz2_streams_after_null_padding_are_an_error_not_left_out(tmp_path, text):
+    # rapidgzip stops at the null bytes with a warning on stderr: the job wrote the first
+    # stream's rows only, and said nothing
+    a, b, c = thirds(text)
+    path = tmp_path / "data.tsv.bz2"
+    path.write_bytes(bz2.compress(a) + b"\0" * 100 + bz2.compress(b) + bz2.compress(c))
+    with pytest.raises(SourceError, match=r"data.tsv.bz2: cannot read it whole .*null bytes at byte \d+"):
+        source(path, tmp_path / "idx").splits(2000)
+    path.write_bytes(bz2.compress(text) + b"\0" * 100)  # null bytes at the end: padding
+    assert sum(s.stop - s.start for s in source(path, tmp_path / "idx").splits(2000)) == len(text)
+
+
+@pytest.mark.parametrize("name", list(CODECS))
+def test_an_empty_file_has_no_splits(tmp_path, name):
+    # gzip: rapidgzip refused a file of 0 bytes ("Failed to detect a valid file format"), where
+    # the other codecs, and Python's gzip, read no text
+    path = tmp_path / name
+    path.write_bytes(b"")
+    assert source(path, tmp_path / "idx").splits(100) == []
+
+
+@pytest.mark.parametrize("name", ["data.csv.zst", "data.csv.gz", "data.csv.bz2", "data.csv.xz"])
+def test_the_header_of_a_compressed_csv_is_read_from_its_text(tmp_path, name):
+    # zstd: fsspec's reader has no readline ("cannot read the header of it (UnsupportedOperation)");
+    # a first frame that is a skippable one holds no text
+    rows = [f"{i % 2},{i * 3},{i:08x}" for i in range(3000)]
+    text = ("label,I1,C1\n" + "\n".join(rows) + "\n").encode()
+    data = CODECS[name.replace("csv", "tsv")](text)
+    if name.endswith(".zst"):
+        data = b"\x50\x2a\x4d\x18" + (4).to_bytes(4, "little") + b"skip" + data
+    plain, packed = tmp_path / "data.csv", tmp_path / name
+    plain.write_bytes(text)
+    packed.write_bytes(data)
+    fields = {"format": "csv", "header": True, "label": "label", "dense": ["I1"], "sparse": ["C1"]}
+    a, b = source(plain, tmp_path / "idx", **fields), source(packed, tmp_path / "idx", **fields)
+    assert b.names == a.names == ["label", "I1", "C1"]
+    ours, theirs = b.splits(500), a.splits(500)
+    assert len(ours) == len(theirs) > 3
+    for x, y in zip(ours, theirs):
+        assert b.read(x).table.equals(a.read(y).table)
 
 
 @settings(max_examples=200, deadline=None)
