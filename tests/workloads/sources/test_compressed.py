@@ -401,6 +401,45 @@ def test_a_split_task_reads_with_memory_bounded_by_its_split(tmp_path, name):
     assert baseline + 3 * size < len(text)  # less than the file's text alone
 
 
+def plan_growth(path, index_dir) -> int:
+    """Bytes a fresh process's resident memory peaks above where it was while it plans
+    ``path`` (``read_growth``'s way, for the planning pass)."""
+    script = textwrap.dedent(
+        f"""
+        import fsspec
+        from recprep.workloads.sources import compressed
+        def status(key):
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+        store = compressed.IndexStore({str(index_dir)!r})
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status("VmRSS:")
+        compressed.plan_file(fsspec.filesystem("file"), {str(path)!r}, False, 20000, store, cores=1)
+        print(status("VmHWM:") - before)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_zstd_planning_pass_holds_memory_bounded_by_its_steps(tmp_path, frames):
+    """A file of one row repeated, 57 MB of text in 60 kB of zstd: the planning pass read it a
+    64 kB of input at a time with zstandard's decompressobj, which has no bound on what a call
+    makes (the whole text at once); it now reads each frame (found from the frames' headers)
+    through the stream reader, at most ``STEP`` bytes at a time."""
+    text = criteo_text(1, seed=5) * 230_000
+    path = tmp_path / "repetitive.tsv.zst"
+    step = -(-len(text) // frames)
+    zc = zstandard.ZstdCompressor(level=3)
+    path.write_bytes(b"".join(zc.compress(text[i : i + step]) for i in range(0, len(text), step)))
+    grew = plan_growth(path, tmp_path / "idx")
+    assert grew < len(text) // 3, (grew, len(text))
+    splits = source(path, tmp_path / "idx").splits(20000)  # the plan kept: the same text's cuts
+    assert sum(s.stop - s.start for s in splits) == len(text)
+
+
 def test_the_files_of_a_source_are_planned_at_once_each_pass_with_its_share_of_the_cores(
     tmp_path, text, monkeypatch
 ):
