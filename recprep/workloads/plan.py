@@ -26,7 +26,7 @@ from ..spec import PreprocessJob
 from .ops import build_op
 from .ops.base import FLOAT, INT, LIST, STRING, Op, kind_of, null_values
 from .ops.hex_to_int import HexToInt
-from .output.dedup import Unique, first_rows, pack
+from .output.dedup import Unique, first_rows, inverse_column, pack
 from .output.derived import Derivation
 from .output.records import FeatureRoles
 from .sessions import KEY_RUN, SESSION_RUN, check_schema
@@ -464,6 +464,21 @@ def _dedup(plan: Plan, job: PreprocessJob, source_columns: set[str]) -> None:
     plan.constant = frozenset(constant) if grouped else frozenset()
     plan.constant_sources = sources
     plan.derived = _derivations(plan, job)
+    # a shard holds each group's inverse index and flags beside the output columns: a column of
+    # the same name would be overwritten by them
+    for i, (name, features) in enumerate(grouped):
+        inverse = inverse_column(name)
+        if inverse in plan.columns:
+            raise SpecError(
+                f"spec.dedup[{i}].name: group {name!r} stores its inverse index in column {inverse!r}, "
+                "which is already an output column; rename the group or the column"
+            )
+        for d in plan.derived:
+            if d.column in features and d.flags in plan.columns:
+                raise SpecError(
+                    f"spec.dedup[{i}].features: {d.column!r} stores its flags in column {d.flags!r}, "
+                    "which is already an output column; rename the column (or set deriveHistories: false)"
+                )
 
 
 def _derivations(plan: Plan, job: PreprocessJob) -> tuple[Derivation, ...]:

@@ -20,6 +20,7 @@ from recprep.workloads.output.derived import Derivation
 from recprep.workloads.runner import run_job
 from recprep.workloads.sessions import cut_points, session_starts
 from recprep.workloads.sources.session_events import COLUMNS, write_session_events
+from recprep.workloads.tasks import prepare
 
 from .test_runner import run_with_workers, shard_bytes
 
@@ -181,6 +182,24 @@ def test_dedup_and_history_errors_name_the_field(events, tmp_path):
     d["spec"]["dedup"] = [{"name": "user", "features": ["nope"]}]
     with pytest.raises(SpecError, match=r"spec.dedup\[0\].features: no output column 'nope'"):
         run_job(load_job_dict(d), workers=1)
+    # an output column named as a group's inverse index or flags would be overwritten by them
+    cross = {"op": "cross", "columns": ["user_id", "item_id"], "maxValue": 100}
+    d = doc(events, tmp_path / "o", dedup=True)
+    d["spec"]["transforms"] = [*TRANSFORMS, {**cross, "output": "_inverse.user"}]
+    with pytest.raises(
+        SpecError,
+        match=r"spec.dedup\[0\].name: group 'user' stores its inverse index in column '_inverse.user'",
+    ):
+        run_job(load_job_dict(d), workers=1)
+    d["spec"]["transforms"] = [*TRANSFORMS, {**cross, "output": "_derived.category_id_history"}]
+    with pytest.raises(
+        SpecError,
+        match=r"spec.dedup\[0\].features: 'category_id_history' stores its flags in column '_derived",
+    ):
+        run_job(load_job_dict(d), workers=1)
+    d["spec"]["dedup"] = [{**GROUP, "deriveHistories": False}]  # no flags: nothing to overwrite
+    _, plan = prepare(load_job_dict(d), index_dir=str(tmp_path / "index"))
+    assert "_derived.category_id_history" in plan.columns and not plan.derived
     d = doc(events, tmp_path / "o", key="uid")
     with pytest.raises(SpecError, match=r"spec.source.session.key: no column 'uid'"):
         run_job(load_job_dict(d), workers=1)
