@@ -175,10 +175,11 @@ def id_bounds(
     vocabularies = vocabularies or {}
     transforms = list(spec.get("transforms") or [])
     roles = _role_patterns(spec.get("source") or {})
-    made = [_generated(t, features, roles) for t in transforms]
+    wanted, features = _with_history_inputs(transforms, features, roles), list(features)
+    made = [_generated(t, wanted, roles) for t in transforms]
     generated = {f for names in made for f in names}
-    bounds: dict[str, int | None] = {f: None for f in features}
-    present = [f for f in features if f not in generated]  # the source's columns
+    bounds: dict[str, int | None] = {f: None for f in wanted}
+    present = [f for f in wanted if f not in generated]  # the source's columns
     for i, t in enumerate(transforms):
         if made[i] or getattr(_params(t), "output", None):  # a new feature; the inputs stay as they are
             for f in made[i]:
@@ -190,7 +191,25 @@ def id_bounds(
         for f in present:
             if _selects(t.get("columns"), f, roles, f not in generated):
                 bounds[f] = _bound(t, i, f, bounds[f], vocabularies)
-    return bounds
+    return {f: bounds[f] for f in features}
+
+
+def _with_history_inputs(transforms: list, features: Sequence[str], roles) -> list[str]:
+    """``features`` and the columns the history features among them list (and theirs, for a
+    history of a history): a history's bound is its input's, trained or not."""
+    wanted = list(features)
+    grew = True
+    while grew:
+        grew = False
+        for t in transforms:
+            if not isinstance(_params(t), HistoryParams):
+                continue
+            for f in _generated(t, wanted, roles):
+                source = _history_input(t, f)
+                if source and source not in wanted:
+                    wanted.append(source)
+                    grew = True
+    return wanted
 
 
 def table_rows_for(

@@ -94,3 +94,6 @@ def test_a_history_feature_has_its_inputs_bound_at_that_step():
         "recent_cat": 70,
         "user_h": None,  # user is raw 64-bit IDs by then
     }
+    # a history trained without its input: the input's bound all the same (it was None, so
+    # ``recprep train --sparse cat_history`` took the default table size)
+    assert id_bounds(s, ["cat_history", "recent_cat"]) == {"cat_history": 5000, "recent_cat": 70}
