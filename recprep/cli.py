@@ -289,12 +289,13 @@ def cmd_validate(args) -> int:
         source, plan = prepare(job, index_dir=index)
         splits = source.splits(split_rows(job))
     rows = sum(s.est_rows for s in splits)
-    # a session job's shards are cut at session boundaries once its rows are grouped
-    shards = (
-        f"{len(splits)} source splits to group, shards by session"
-        if plan.sessions
-        else f"{len(splits)} shards"
-    )
+    # a session job's shards are cut at session boundaries once its rows are grouped; a grouped
+    # source's splits are its shards, each cut at the session boundaries around it
+    grouped = plan.sessions and job.spec.source.session.grouped
+    if plan.sessions and not grouped:
+        shards = f"{len(splits)} source splits to group, shards by session"
+    else:
+        shards = f"{len(splits)} shards" + (" (cut at session boundaries)" if grouped else "")
     out.print(
         f"[green]ok[/green] {args.job}: job {job.metadata.name}, {len(plan.steps)} transforms, "
         f"{shards} (~{rows:,} rows), "
@@ -322,7 +323,9 @@ def cmd_validate(args) -> int:
             highlight=False,
             soft_wrap=True,
         )
-    out.print(f"  ISP units (spec.pools.isp): {_offload_line(plan)}", highlight=False, soft_wrap=True)
+    out.print(
+        f"  ISP units (spec.pools.isp): {_offload_line(plan, grouped)}", highlight=False, soft_wrap=True
+    )
     unhashed = [c for c in roles.sparse if plan.schema_kinds.get(c) == "string"]
     if unhashed:
         out.print(
@@ -335,9 +338,14 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def _offload_line(plan) -> str:
+def _offload_line(plan, grouped: bool = False) -> str:
     """Which transforms ISP units run (the op registry's classes) and which the CPU pool does."""
     k, n = plan.offloadable, len(plan.steps)
+    if grouped:
+        return (
+            "none: a grouped session job's shard reads the edges of the splits around it (its first "
+            "session's history, its last session's end), so the CPU pool runs them"
+        )
     if plan.sessions:
         return "none: a session job's shards are read from its staged sessions, so the CPU pool runs them"
     if n == 0:

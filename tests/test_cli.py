@@ -34,6 +34,10 @@ def test_validate_names_the_history_lists_a_deduplicated_shard_leaves_out():
         "session before gives it, not stored: item_id_history from item_id, category_id_history from "
         "category_id)"
     ) in " ".join(res.stdout.split())
+    # a grouped source's splits are its shards (it neither groups nor stages its rows)
+    said = " ".join(res.stdout.split())
+    assert "2 shards (cut at session boundaries)" in said and "to group" not in said
+    assert "ISP units (spec.pools.isp): none: a grouped session job's shard reads the edges" in said
 
 
 @pytest.mark.integration

@@ -175,7 +175,8 @@ class Plan:
     def offloadable(self) -> int:
         """How many leading steps ISP units may run: up to the first op the registry does not
         offload (``OpParams.offload``); the steps after it run on the CPU pool. A session job's
-        shards are read from the staged, sorted partitions: the CPU pool runs them whole."""
+        shards are read from the staged, sorted partitions (a grouped one's, from their split and
+        the edges of the splits around it): the CPU pool runs them whole."""
         if self.sessions:
             return 0
         for i, step in enumerate(self.steps):
