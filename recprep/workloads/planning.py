@@ -28,11 +28,11 @@ from .machine import usable_cores
 from .sources.compressed import IndexStore, Layout, plan_file
 from .sources.files import reading
 
+log = logging.getLogger(__name__)
+
 #: seconds the passes wait for a worker while the cluster has none (its first workers may still
 #: be starting: a node can take a minute or two to come) before the driver takes them
 ORPHANED = 120.0
-log = logging.getLogger(__name__)
-
 #: the failpoint (``recprep.failpoints``) in a pass, before it reads: its worker dies running it
 FAILPOINT = "planning-pass"
 #: seconds between two looks at the passes running (and at the cluster's workers)
