@@ -27,13 +27,17 @@ def local_path(uri: str) -> str | None:
 def output_location(uri: str) -> str:
     """``spec.output.uri`` as the output's location: an absolute local directory, or an object
     store URI (``s3://``, ``gs://``, ``az://``, any fsspec scheme) without a trailing slash;
-    OutputError naming the field for a URI with no bucket or a scheme that is not storage."""
+    OutputError naming the field for a URI with no bucket or a scheme that is not storage, or
+    with an empty segment (``s3://bucket//prefix``: the client writes keys starting with ``/``
+    there, but lists nothing below such a prefix, so no run, resume or reader would see them)."""
     path = local_path(uri)
     if path is not None:
         return os.path.abspath(path)
     scheme, _, rest = uri.partition("://")
     if uri.startswith(SYNTHETIC_SCHEME) or not rest.strip("/"):
         raise OutputError(f"spec.output.uri: not a place to write to: {uri!r}")
+    if "//" in "/" + rest.rstrip("/"):
+        raise OutputError(f"spec.output.uri: an empty segment ('//') in {uri!r}")
     return uri.rstrip("/")
 
 

@@ -172,6 +172,25 @@ def test_a_missing_bucket_or_missing_credentials_fail_before_any_work(s3, tmp_pa
         assert f"spec.output.uri: cannot write to '{uri}'" in lines[0] and expected in lines[0], lines[0]
 
 
+def test_an_output_uri_with_an_empty_segment_is_refused_before_any_work(s3, tmp_path):
+    """``s3://out//doubled``: s3fs would write keys starting with ``/`` but list nothing below
+    that prefix, so a resumed run would redo every shard and a reader would see none."""
+    import boto3
+
+    _, env = s3
+    for uri in ("s3://out//doubled", "s3://out/a//doubled/", "s3:///doubled"):
+        proc = subprocess.run(
+            command(tmp_path, uri), cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True
+        )
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        assert proc.returncode == 1 and lines == [
+            f"error: spec.output.uri: an empty segment ('//') in {uri!r}"
+        ], proc.stdout + proc.stderr
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="out").get("Contents", [])]
+    assert not [k for k in keys if "doubled" in k], keys  # nothing written
+
+
 def test_the_shard_service_streams_an_s3_output_while_its_driver_commits_and_keeps_its_acks_there(
     s3, reference
 ):
@@ -284,6 +303,49 @@ def test_access_denied_fails_before_any_work_naming_the_uri(s3, monkeypatch):
     monkeypatch.undo()
     s3fs.S3FileSystem.clear_instance_cache()
     assert fs.ls("out/denied", refresh=True) == ["out/denied/notes.txt"]  # nothing written, nothing lost
+
+
+def test_a_resumed_run_that_cannot_read_its_committed_shards_fails_and_drops_no_commit(s3, monkeypatch):
+    """A read error (access denied, the store unreachable) is not a lost shard: the run that
+    checks the committed shards stops naming the file, and every commit record stays."""
+    import json
+
+    import boto3
+    import moto.settings
+    import s3fs
+
+    from recprep.errors import OutputError
+
+    fs, env = s3
+    assert run_job(load_job_dict(doc_for("s3://out/unreadable")), workers=1).shards == SHARDS
+    iam = boto3.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"])
+    iam.create_user(UserName="no-shards")  # may do anything but read the shards
+    statements = [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::out/unreadable/part-*"},
+    ]
+    iam.put_user_policy(
+        UserName="no-shards",
+        PolicyName="no-shards",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
+    )
+    key = iam.create_access_key(UserName="no-shards")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks IAM now
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        with pytest.raises(OutputError) as failed:
+            run_job(load_job_dict(doc_for("s3://out/unreadable")), workers=1)
+    finally:
+        monkeypatch.undo()
+        s3fs.S3FileSystem.clear_instance_cache()
+    message = str(failed.value)
+    assert message.startswith("s3://out/unreadable/part-00000.parquet: cannot read the committed shard (")
+    assert "\n" not in message
+    versions = record_versions(fs, "out/unreadable")
+    assert len(versions) == SHARDS and set(versions.values()) == {1}, versions  # none dropped, none redone
+    assert len(read_commits("s3://out/unreadable")) == SHARDS and not fs.exists("out/unreadable/_lock")
 
 
 def test_a_session_job_stages_and_deduplicates_in_s3_as_on_a_local_path(s3, tmp_path):

@@ -19,8 +19,10 @@ releasing it delays the next run on the output by at most that long.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -40,11 +42,16 @@ DEFAULT_LEASE = 60.0
 
 
 def lease_seconds() -> float:
-    """The lease's length (``RECPREP_OUTPUT_LEASE``; at least 1 s)."""
+    """The lease's length (``RECPREP_OUTPUT_LEASE``; at least 1 s); OutputError naming the
+    variable when it is not a number of seconds a thread can wait (``inf``, ``nan``, ``1e300``
+    would kill the renewing thread with a traceback)."""
     try:
-        return max(1.0, float(os.environ.get(LEASE_ENV, DEFAULT_LEASE)))
+        seconds = float(os.environ.get(LEASE_ENV, DEFAULT_LEASE))
     except ValueError:
-        raise OutputError(f"{LEASE_ENV}: not a number of seconds: {os.environ[LEASE_ENV]!r}") from None
+        seconds = math.nan
+    if not seconds <= threading.TIMEOUT_MAX:
+        raise OutputError(f"{LEASE_ENV}: not a number of seconds: {os.environ[LEASE_ENV]!r}")
+    return max(1.0, seconds)
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
@@ -120,7 +127,12 @@ class ObjectLease:
                     )
                 seen = etag
                 self._stop.wait(min(left + 0.05, 1.0))
-            self._etag = self.store.etag(LOCK_FILE)
+            try:
+                self._etag = self.store.etag(LOCK_FILE)
+            except OSError:  # the lease is ours: given back, the next run need not wait it out
+                with contextlib.suppress(OSError):
+                    self.store.remove(LOCK_FILE)
+                raise
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot take the output's lease ({storage_error(exc)})") from None
         self._thread = threading.Thread(target=self._renew, name="recprep-output-lease", daemon=True)
@@ -136,10 +148,10 @@ class ObjectLease:
         try:
             if not self.store.replace(LOCK_FILE, self._payload(), self._etag):
                 try:
-                    other = _parse(self.store.read(LOCK_FILE))
-                except FileNotFoundError:
-                    other = {}
-                self._lost = f"the output's lease was taken over by {describe_holder(other)}"
+                    taker = f"by {describe_holder(_parse(self.store.read(LOCK_FILE)))}"
+                except FileNotFoundError:  # not "has not recorded itself yet": it is done
+                    taker = "by another run, which has released it since"
+                self._lost = f"the output's lease was taken over {taker}"
                 log.error("%s: %s", self.path, self._lost)
                 return False
             self._etag = self.store.etag(LOCK_FILE)

@@ -20,7 +20,7 @@ from ...errors import OutputError
 from .layout import FIT_FILE, JOB_FILE, LEDGER_FILE
 from .ledger import LedgerTail, ObjectLedgerTail, follow, read_records, record_name
 from .records import CommitRecord, JobRecord, decode_fit_states, parse_job
-from .store import Store, open_store
+from .store import Store, open_store, storage_error
 
 __all__ = ["LedgerTail", "ObjectLedgerTail", "follow"]
 
@@ -79,18 +79,26 @@ def read_commits(
     return [r for r in commits.values() if r.file in present]
 
 
+class ShardMismatch(OutputError):
+    """A committed shard whose file is gone, or holds other bytes than its record says (a run
+    redoes it; a file that cannot be read, access denied say, is an OutputError alone)."""
+
+
 def read_shard(directory: str | Store, record: CommitRecord, verify: bool = True) -> bytes:
     """The bytes of a committed shard, checked against the sha256 its commit record carries
-    (``verify``); OutputError naming the file when it cannot be read or does not match."""
+    (``verify``); OutputError naming the file when it cannot be read, ShardMismatch when it is
+    missing or does not match."""
     store = as_store(directory)
     path = store.path(record.file)
     try:
         payload = store.read(record.file)
+    except FileNotFoundError:
+        raise ShardMismatch(f"{path}: cannot read the committed shard (it is missing)") from None
     except OSError as exc:
-        raise OutputError(f"{path}: cannot read the committed shard ({exc.strerror or exc})") from None
+        raise OutputError(f"{path}: cannot read the committed shard ({storage_error(exc)})") from None
     if verify and record.sha256 and hashlib.sha256(payload).hexdigest() != record.sha256:
         where = LEDGER_FILE if store.local else record_name(record.shard)
-        raise OutputError(f"{path}: content does not match its sha256 in {where}")
+        raise ShardMismatch(f"{path}: content does not match its sha256 in {where}")
     return payload
 
 

@@ -63,7 +63,7 @@ from .layout import (
 )
 from .lease import ObjectLease, describe_holder
 from .ledger import ledger_of, read_records
-from .reader import as_store, read_fit, read_job_if_any, read_shard
+from .reader import ShardMismatch, as_store, read_fit, read_job_if_any, read_shard
 from .records import CommitRecord, JobRecord, encode_fit_states
 from .store import LocalStore, Store
 
@@ -267,15 +267,25 @@ class OutputWriter:
         """The ledger's commits whose file is there and matches the record; the others redone."""
         commits: dict[int, CommitRecord] = {}
         for record in read_records(self.store).values():
-            try:
-                read_shard(self.store, record, verify=True)
-            except OutputError as exc:
-                self.redone.append(Redone(record.shard, str(exc)))
-                log.warning("shard %d is redone: %s", record.shard, exc)
+            reason = self._mismatch(record)
+            if reason is not None:
+                self.redone.append(Redone(record.shard, reason))
+                log.warning("shard %d is redone: %s", record.shard, reason)
                 self.ledger.drop(record.shard)
                 continue
             commits[record.shard] = record
         return commits
+
+    def _mismatch(self, record: CommitRecord) -> str | None:
+        """Why a committed shard is redone (its file is gone, or holds other bytes than its record
+        says), or None when it matches. A file that is there but cannot be read (access denied,
+        the store unreachable) is an OutputError naming it, and its record stays: a read error is
+        no lost shard, and dropping its commit would take the shard from readers."""
+        try:
+            read_shard(self.store, record, verify=True)
+        except ShardMismatch as exc:
+            return str(exc)
+        return None
 
     def commit(self, record: CommitRecord) -> CommitRecord:
         """Record ``record`` in the ledger: from now on the shard is committed. Returns the record

@@ -175,6 +175,46 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(store_fs, locat
     assert not open_store(location).exists("_lock")
 
 
+def test_a_holder_whose_lease_was_taken_over_and_given_back_meanwhile_says_so(store_fs, location):
+    old = ObjectLease(open_store(location), seconds=1)
+    old.acquire({"job": "job", "identity": "abc"})
+    old._stop.set()  # paused past its lease
+    old._thread.join()
+    new = ObjectLease(open_store(location), seconds=30)
+    new.acquire({"job": "job", "identity": "abc"})
+    new.release()  # the run that took it over is done: no _lock names it any more
+    assert not old.renew()
+    with pytest.raises(
+        OutputError, match="lease was taken over by another run, which has released it since;"
+    ):
+        old.check()
+    old.release()
+
+
+@pytest.mark.parametrize("value", ["soon", "inf", "nan", "1e300"])
+def test_a_lease_length_that_is_no_number_of_seconds_is_refused_naming_the_variable(
+    store_fs, location, monkeypatch, value
+):
+    monkeypatch.setenv("RECPREP_OUTPUT_LEASE", value)  # inf: the renewing thread died of it
+    with pytest.raises(OutputError, match=f"^RECPREP_OUTPUT_LEASE: not a number of seconds: '{value}'$"):
+        OutputWriter(location)
+
+
+def test_a_lease_taken_but_not_readable_is_given_back(store_fs, location, monkeypatch):
+    """Credentials that may write but not read objects (no s3:GetObject): the lease is created,
+    its version cannot be read, and the run fails; the lease is not left for the next run to
+    wait out."""
+    store = open_store(location)
+
+    def denied(name):
+        raise PermissionError(13, "Access Denied")
+
+    monkeypatch.setattr(store, "etag", denied)
+    with pytest.raises(OutputError, match=r"_lock: cannot take the output's lease \(Access Denied\)"):
+        ObjectLease(store, seconds=30).acquire({"job": "job", "identity": "abc"})
+    assert not open_store(location).exists("_lock")
+
+
 def test_a_writer_that_lost_its_lease_commits_nothing_more(store_fs, location, monkeypatch):
     monkeypatch.setenv("RECPREP_OUTPUT_LEASE", "1")
     a = OutputWriter(location)
