@@ -231,8 +231,10 @@ def run_job(
     directory = output_location(job.spec.output.uri)
     source, plan = prepare(job)  # source exists, plan type-checks: before any work
     sessions = staged_sessions(job)
-    splits = _splits(source, job, client)
+    # before the splits: planning a compressed input is work (a pass over each file), and it
+    # keeps its plan in the output's _index/
     check_writable(directory)
+    splits = _splits(source, job, client)
     identity = _identity(job, splits, plan)
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()

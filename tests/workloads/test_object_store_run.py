@@ -172,6 +172,24 @@ def test_a_missing_bucket_or_missing_credentials_fail_before_any_work(s3, tmp_pa
         assert f"spec.output.uri: cannot write to '{uri}'" in lines[0] and expected in lines[0], lines[0]
 
 
+def test_a_missing_bucket_fails_before_a_compressed_source_is_planned(
+    s3, tmp_path, criteo_lines, monkeypatch
+):
+    """Planning a compressed input is work (a pass over the file, its plan kept in the output):
+    the output is checked first (it was checked after, and the error was the plan's)."""
+    import gzip
+
+    from recprep.errors import OutputError
+    from recprep.workloads.sources import compressed
+
+    source = tmp_path / "day.tsv.gz"
+    source.write_bytes(gzip.compress(b"".join(criteo_lines[:2000])))
+    monkeypatch.setattr(compressed, "_gzip_pass", lambda *a, **k: pytest.fail("planned before the check"))
+    uri = "s3://no-such-bucket/out"
+    with pytest.raises(OutputError, match=rf"^spec.output.uri: cannot write to '{uri}'"):
+        run_job(load_job_dict(job_doc(str(source), uri)), workers=1)
+
+
 def test_an_output_uri_with_an_empty_segment_is_refused_before_any_work(s3, tmp_path):
     """``s3://out//doubled``: s3fs would write keys starting with ``/`` but list nothing below
     that prefix, so a resumed run would redo every shard and a reader would see none."""

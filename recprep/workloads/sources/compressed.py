@@ -82,7 +82,7 @@ PASS_THREADS = 4
 #: where one thread took 1.0-1.3 s (bench/README.md, ``compressed.py``)
 GZIP_PARALLEL_CORES = 4
 #: memory one planning pass holds besides its index (rapidgzip's buffers, which grow with its
-#: chunks: about 220 MB measured for a gzip pass with 4 MiB chunks, 80 MB with the 1 MiB chunks
+#: chunks: about 230 MB measured for a gzip pass with 4 MiB chunks, 87 MB with the 1 MiB chunks
 #: of a pass on one thread), for how many run at once (``plan_files``)
 PASS_MEMORY = 256 << 20
 #: seconds between two looks of the thread that waits for passes running at once (a signal that
@@ -92,9 +92,10 @@ WAKE = 0.5
 #: on several threads (larger chunks, fewer decoders that start without the text before them)
 CHUNK = (1 << 20, 4 << 20)
 #: the text between two seek points of a pass on one thread: rapidgzip's memory grows with its
-#: chunks (2,000,000 Criteo rows: 81 MB with 1 MiB, 128 MB with 2 MiB, 224 MB with 4 MiB; the
-#: same time), a split's task decompresses at most one spacing before its bytes, and the
-#: temporary whole index holds a 32 KiB window per point (3% of the text)
+#: chunks (2,000,000 Criteo rows: 87 MB with 1 MiB, 134 MB with 2 MiB, 230 MB with 4 MiB, for
+#: 1.19, 1.08 and 1.00 s; a pass runs on a worker beside its shard tasks), a split's task
+#: decompresses at most one spacing before its bytes, and the temporary whole index holds a
+#: 32 KiB window per point (3% of the text)
 CHUNK_ONE_THREAD = 1 << 20
 #: what a plan file's format is (a plan of another version is rebuilt)
 VERSION = 3
