@@ -129,6 +129,31 @@ def test_a_torn_ledger_and_a_changed_shard_are_repaired_by_the_next_run(tmp_path
     assert all(line.endswith("}") for line in ledger.read_text().splitlines())
 
 
+def test_a_resumed_run_checks_its_committed_shards_several_at_once(tmp_path, dask_client, monkeypatch):
+    """The first 4 reads of its shards wait at a barrier of 4: one after another (as they were:
+    a round trip per shard in an object store), the first would wait out the barrier's timeout."""
+    import itertools
+    import threading
+
+    from recprep.workloads.output import writer
+    from recprep.workloads.output.store import LocalStore
+
+    src = write_tsv(tmp_path / "ids.tsv", [f"1\t{i}\t{i:08x}\t{i:08x}" for i in range(2000)])
+    doc = job_doc(str(src), str(tmp_path / "out"))
+    first = run_job(load_job_dict(doc), client=dask_client)
+    assert first.shards >= 8 and writer.CHECK_THREADS >= 4
+    barrier, count, read = threading.Barrier(4, timeout=20), itertools.count(), LocalStore.read
+
+    def together(self, name):
+        if name.startswith("part-") and next(count) < 4:
+            barrier.wait()
+        return read(self, name)
+
+    monkeypatch.setattr(LocalStore, "read", together)
+    second = run_job(load_job_dict(doc), client=dask_client)
+    assert second.shards_skipped == first.shards and not second.warnings
+
+
 def test_an_output_inside_the_input_directory_is_never_read_as_input(tmp_path, dask_client):
     data = tmp_path / "data"
     data.mkdir()

@@ -39,6 +39,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,6 +69,11 @@ from .records import CommitRecord, JobRecord, encode_fit_states
 from .store import LocalStore, Store
 
 log = logging.getLogger(__name__)
+
+#: committed shards a resumed run reads at once to check them against their records: one after
+#: another, the check of an output in an object store took a round trip per shard; at once, at
+#: most this many shards' bytes are held
+CHECK_THREADS = 8
 
 
 class BadRowLike(Protocol):
@@ -264,10 +270,14 @@ class OutputWriter:
         self._sweep_temporaries()
 
     def _checked_commits(self) -> dict[int, CommitRecord]:
-        """The ledger's commits whose file is there and matches the record; the others redone."""
+        """The ledger's commits whose file is there and matches the record; the others redone.
+        The files are read ``CHECK_THREADS`` at a time (an object store answers each read after a
+        round trip), and the outcome taken in the ledger's order."""
         commits: dict[int, CommitRecord] = {}
-        for record in read_records(self.store).values():
-            reason = self._mismatch(record)
+        records = list(read_records(self.store).values())
+        with ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="recprep-check") as pool:
+            reasons = list(pool.map(self._mismatch, records))  # the first read error is raised
+        for record, reason in zip(records, reasons):
             if reason is not None:
                 self.redone.append(Redone(record.shard, reason))
                 log.warning("shard %d is redone: %s", record.shard, reason)
