@@ -190,6 +190,16 @@ def test_a_missing_bucket_fails_before_a_compressed_source_is_planned(
         run_job(load_job_dict(job_doc(str(source), uri)), workers=1)
 
 
+def test_a_reader_of_an_output_in_a_missing_bucket_says_the_bucket_is_missing(s3):
+    from recprep.errors import OutputError
+    from recprep.workloads.output import read_job
+
+    with pytest.raises(OutputError, match=r"^s3://no-such-bucket/x: its bucket does not exist$"):
+        read_job("s3://no-such-bucket/x")  # (it said: not a recprep job output, no _job.json)
+    with pytest.raises(OutputError, match=r"^s3://out/nothing-here: not a recprep job output"):
+        read_job("s3://out/nothing-here")
+
+
 def test_an_output_uri_with_an_empty_segment_is_refused_before_any_work(s3, tmp_path):
     """``s3://out//doubled``: s3fs would write keys starting with ``/`` but list nothing below
     that prefix, so a resumed run would redo every shard and a reader would see none."""

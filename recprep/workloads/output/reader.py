@@ -40,6 +40,8 @@ def read_job(directory: str | Store) -> JobRecord:
     try:
         data = json.loads(store.read(JOB_FILE))
     except FileNotFoundError:
+        if not store.local and not _bucket_exists(store):
+            raise OutputError(f"{store.location}: its bucket does not exist") from None
         raise OutputError(f"{store.location}: not a recprep job output (no {JOB_FILE})") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OutputError(f"{path}: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
@@ -47,6 +49,15 @@ def read_job(directory: str | Store) -> JobRecord:
     if job is None:
         raise OutputError(f"{path}: not a recprep job file (no identity)")
     return job
+
+
+def _bucket_exists(store: Store) -> bool:
+    """Whether the bucket (container) of an object store output is there: True when the store
+    cannot tell (no right to look, say)."""
+    try:
+        return bool(store.fs.exists(store.root.split("/", 1)[0]))
+    except (OSError, ValueError):
+        return True
 
 
 def read_job_if_any(directory: str | Store) -> JobRecord | None:
