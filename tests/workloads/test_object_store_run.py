@@ -6,6 +6,8 @@ resumed or raced. The shards are byte-identical to a local run of the same job."
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -293,81 +295,63 @@ def test_a_compressed_input_is_planned_into_the_s3_output_where_its_tasks_read_t
     assert sorted(p.rsplit(".", 1)[1] for p in fs.ls(f"{prefix}/_index")) == kept  # beside the shards
 
 
-def test_access_denied_fails_before_any_work_naming_the_uri(s3, monkeypatch):
-    import json
-
+@contextlib.contextmanager
+def iam_user(s3, monkeypatch, name: str, statements: list[dict]):
+    """Within the block, this process talks to the server as a new IAM user allowed
+    ``statements`` (the server checks IAM from then on)."""
     import boto3
     import moto.settings
     import s3fs
 
+    _, env = s3
+    iam = boto3.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"])
+    iam.create_user(UserName=name)
+    document = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=document)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    with monkeypatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        patch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        patch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+        s3fs.S3FileSystem.clear_instance_cache()
+        try:
+            yield
+        finally:
+            s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_access_denied_fails_before_any_work_naming_the_uri(s3, monkeypatch):
     from recprep.errors import OutputError
 
-    fs, env = s3
-    iam = boto3.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"])
-    iam.create_user(UserName="reader")  # may read and list the bucket, not write to it
-    policy = {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}
-    iam.put_user_policy(
-        UserName="reader",
-        PolicyName="read-only",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [policy]}),
-    )
-    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    fs, _ = s3
     fs.pipe("out/denied/notes.txt", b"kept")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks IAM now
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        with pytest.raises(OutputError) as failed:
-            run_job(load_job_dict(doc_for("s3://out/denied")), workers=1)
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
+    # may read and list the bucket, not write to it
+    reader = [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}]
+    with iam_user(s3, monkeypatch, "reader", reader), pytest.raises(OutputError) as failed:
+        run_job(load_job_dict(doc_for("s3://out/denied")), workers=1)
     message = str(failed.value)
     assert (
         message.startswith("spec.output.uri: cannot write to 's3://out/denied' (")
         and "Access Denied" in message
     )
     assert "\n" not in message
-    monkeypatch.undo()
-    s3fs.S3FileSystem.clear_instance_cache()
     assert fs.ls("out/denied", refresh=True) == ["out/denied/notes.txt"]  # nothing written, nothing lost
 
 
 def test_a_resumed_run_that_cannot_read_its_committed_shards_fails_and_drops_no_commit(s3, monkeypatch):
     """A read error (access denied, the store unreachable) is not a lost shard: the run that
     checks the committed shards stops naming the file, and every commit record stays."""
-    import json
-
-    import boto3
-    import moto.settings
-    import s3fs
-
     from recprep.errors import OutputError
 
-    fs, env = s3
+    fs, _ = s3
     assert run_job(load_job_dict(doc_for("s3://out/unreadable")), workers=1).shards == SHARDS
-    iam = boto3.client("iam", endpoint_url=env["AWS_ENDPOINT_URL"])
-    iam.create_user(UserName="no-shards")  # may do anything but read the shards
-    statements = [
+    statements = [  # may do anything but read the shards
         {"Effect": "Allow", "Action": "*", "Resource": "*"},
         {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::out/unreadable/part-*"},
     ]
-    iam.put_user_policy(
-        UserName="no-shards",
-        PolicyName="no-shards",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": statements}),
-    )
-    key = iam.create_access_key(UserName="no-shards")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks IAM now
-    s3fs.S3FileSystem.clear_instance_cache()
-    try:
-        with pytest.raises(OutputError) as failed:
-            run_job(load_job_dict(doc_for("s3://out/unreadable")), workers=1)
-    finally:
-        monkeypatch.undo()
-        s3fs.S3FileSystem.clear_instance_cache()
+    with iam_user(s3, monkeypatch, "no-shards", statements), pytest.raises(OutputError) as failed:
+        run_job(load_job_dict(doc_for("s3://out/unreadable")), workers=1)
     message = str(failed.value)
     assert message.startswith("s3://out/unreadable/part-00000.parquet: cannot read the committed shard (")
     assert "\n" not in message
