@@ -69,9 +69,6 @@ _SUFFIX = {".gz": GZIP, ".bz2": BZ2, ".xz": XZ, ".zst": ZSTD, ".zstd": ZSTD}
 #: decompressed bytes per step of a pass; compressed bytes per read, and at most the text one
 #: decompressor call makes (``_bounded``), for a split task
 BLOCK, READ, STEP = 8 << 20, 1 << 20, 1 << 20
-#: compressed bytes per zstandard call in the planning pass: its decompressor has no bound on what
-#: one call makes, so the input is what bounds it (text compresses 5-20x: about 1 MiB)
-ZSTD_READ = 64 << 10
 #: threads of one planning pass, at most (rapidgzip decompresses chunks of a file in parallel),
 #: within the cores the process may use (``machine.usable_cores``), shared among the passes that
 #: run at once (``plan_files``)
@@ -569,16 +566,12 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _decompressor(codec: str, path: str):
+def _decompressor(codec: str):
     if codec == GZIP:
         from isal import isal_zlib
 
         return isal_zlib.decompressobj(wbits=31)
-    if codec == BZ2:
-        return bz2.BZ2Decompressor()
-    if codec == XZ:
-        return lzma.LZMADecompressor()
-    return _zstandard(path).ZstdDecompressor().decompressobj()
+    return bz2.BZ2Decompressor() if codec == BZ2 else lzma.LZMADecompressor()
 
 
 def _zstandard(path: str):
@@ -593,26 +586,24 @@ def _zstandard(path: str):
 
 def _member_blocks(codec: str, raw, path: str, members: list | None = None, at=(0, 0)):
     """The decompressed text of a file of independent members (gzip members, bz2 and xz
-    streams, zstd frames), from the member starting at ``at`` (compressed, decompressed
-    offsets) on, block by block; each member's start appended to ``members``."""
+    streams; zstd frames are read by :func:`_zstd_pass_blocks` and :func:`_zstd_blocks`), from
+    the member starting at ``at`` (compressed, decompressed offsets) on, block by block; each
+    member's start appended to ``members``."""
     pos, produced = at  # compressed offset of ``data``, bytes of text so far
     d = None
     raw.seek(pos)
     data = b""
-    size = ZSTD_READ if codec == ZSTD else READ
     while True:
         if not data:
-            data = raw.read(size)
+            data = raw.read(READ)
             if not data:
                 break
-        if d is None or d.eof:  # a member begins here
-            # null bytes between members: padding, except in zstd, whose tool refuses them and
-            # whose split tasks read across frames (``_zstd_blocks``): there, an error here
-            lead = len(data) - len(data.lstrip(b"\0")) if codec != ZSTD else 0
+        if d is None or d.eof:  # a member begins here (null bytes between members: padding)
+            lead = len(data) - len(data.lstrip(b"\0"))
             pos, data = pos + lead, data[lead:]
             if not data:
                 continue
-            d = _decompressor(codec, path)
+            d = _decompressor(codec)
             if members is not None:
                 members.append([pos, produced])
         for out in _bounded(d, data, codec):
@@ -728,9 +719,7 @@ def _bounded(d, data: bytes, codec: str):
     consumed (or left in ``d.unused_data`` past the end of its stream): a chunk of very
     repetitive data may stand for far more text than memory should hold at once. zlib-style
     decompressors (ISA-L's) keep what they did not read in ``unconsumed_tail``, bz2 and lzma
-    inside (``needs_input``); zstandard's has no bound (its output is what its input holds:
-    the planning pass gives it ``ZSTD_READ`` at a time, and split tasks use
-    :func:`_zstd_blocks`)."""
+    inside (``needs_input``)."""
     if codec == GZIP:
         while True:
             out = d.decompress(data, STEP)
@@ -739,17 +728,13 @@ def _bounded(d, data: bytes, codec: str):
             data = d.unconsumed_tail
             if d.eof or not data:
                 return
-    if codec in (BZ2, XZ):
-        out = d.decompress(data, max_length=STEP)
-        while True:
-            if out:
-                yield out
-            if d.eof or d.needs_input:
-                return
-            out = d.decompress(b"", max_length=STEP)
-    out = d.decompress(data)
-    if out:
-        yield out
+    out = d.decompress(data, max_length=STEP)
+    while True:
+        if out:
+            yield out
+        if d.eof or d.needs_input:
+            return
+        out = d.decompress(b"", max_length=STEP)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -757,9 +742,10 @@ def first_line(fs, path: str) -> bytes:
     """The first line of the file's text, its newline left off (a header): decompressed a block
     at a time, as far as its first newline (fsspec's zstd reader has no ``readline``, and stops
     at the end of the first frame)."""
-    out = []
+    out, codec = [], codec_of(path)
     with fs.open(path, "rb") as raw:
-        for block in _member_blocks(codec_of(path), raw, path):
+        text = _zstd_pass_blocks(raw, path, []) if codec == ZSTD else _member_blocks(codec, raw, path)
+        for block in text:
             end = block.find(b"\n")
             out.append(block if end < 0 else block[:end])
             if end >= 0:
