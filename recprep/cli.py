@@ -168,6 +168,9 @@ def cmd_run(args) -> int:
     from .workloads.runner import run_job
     from .workloads.tasks import prepare
 
+    if args.output is not None and not args.output.strip():
+        # an empty --output would silently leave spec.output.uri in force
+        raise SpecError(f"--output: give the output directory (got {args.output!r})")
     if args.job_env:
         if args.job != "-":
             raise SpecError(f"give '-' as the job file with --job-env (got {args.job!r})")

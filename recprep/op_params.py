@@ -103,7 +103,7 @@ class BucketizeParams(OpParams):
     summary = "int32 index of the bucket a value falls in (searchsorted, side left)"
 
     borders: list[float] = Field(description="Bucket borders: non-empty and non-decreasing.")
-    output: str | None = Field(None, description=_OUTPUT)
+    output: str | None = Field(None, min_length=1, description=_OUTPUT)
 
     @field_validator("borders")
     @classmethod
@@ -175,7 +175,7 @@ class IsInParams(OpParams):
         min_length=1,
         description="The values that give 1 (strings for a string column, integers for an integer one).",
     )
-    output: str | None = Field(None, description=_OUTPUT)
+    output: str | None = Field(None, min_length=1, description=_OUTPUT)
 
 
 class CrossParams(OpParams):
@@ -232,7 +232,7 @@ class TimeParams(OpParams):
         "(Avazu's hour 14102100) for string or int columns (ints are zero-padded to the pattern's "
         "width when it has only fixed-width fields). Times outside years 1-9999 are null.",
     )
-    output: str | None = Field(None, description=_OUTPUT)
+    output: str | None = Field(None, min_length=1, description=_OUTPUT)
     reference: str | int | None = Field(
         None,
         description="part age only (required there): the reference time, an ISO 8601 date-time "
@@ -342,7 +342,7 @@ class NGramParams(OpParams):
     n: int = Field(ge=1, le=16, description="Length of the n-grams (1 <= n <= 16).")
     max_value: int = Field(gt=0, le=MAX_HASH_RANGE, description="Hash n-grams into [0, maxValue).")
     salt: int = Field(0, ge=0, lt=SALT_LIMIT, description="Salt of the n-gram hash.")
-    output: str | None = Field(None, description=_OUTPUT)
+    output: str | None = Field(None, min_length=1, description=_OUTPUT)
 
 
 class HistoryParams(OpParams):
@@ -357,6 +357,7 @@ class HistoryParams(OpParams):
     )
     output: str | None = Field(
         None,
+        min_length=1,
         description="Name of the new list column (required; with several input columns use {column}, e.g. "
         '"{column}_history").',
     )

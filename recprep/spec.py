@@ -80,8 +80,9 @@ class JoinSpec(Model):
     side table gives nulls. Every worker reads the side table whole, once (a broadcast join)."""
 
     uri: str = Field(
+        min_length=1,
         description="Path or fsspec-style URI of the side table: a CSV, TSV or Parquet file, a "
-        "directory of them or a glob."
+        "directory of them or a glob.",
     )
     format: Literal["csv", "tsv", "parquet"] | None = Field(
         None, description="csv | tsv | parquet; inferred from the URI when omitted."
@@ -206,8 +207,9 @@ class SourceSpec(Model):
     """Where the raw samples are and how to read them."""
 
     uri: str = Field(
+        min_length=1,
         description="Path or fsspec-style URI of the raw data: a file, a directory of files, a glob, "
-        "or synthetic://criteo?rows=N&seed=S for generated Criteo-schema data."
+        "or synthetic://criteo?rows=N&seed=S for generated Criteo-schema data.",
     )
     format: Literal["criteo", "csv", "tsv", "parquet"] | None = Field(
         None,
@@ -258,6 +260,13 @@ class SourceSpec(Model):
     def _one_char(cls, v: str | None) -> str | None:
         return _one_char(v)
 
+    @field_validator("columns")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (any(not c for c in v) or len(set(v)) != len(v)):
+            raise ValueError("must be distinct, non-empty column names")
+        return v
+
     def role_selectors(self, fmt: str) -> dict[str, Selector]:
         """The dense and sparse selectors as written; for a ``fmt`` of criteo, the schema's
         (``CRITEO_SELECTORS``) where they are omitted, otherwise none."""
@@ -290,7 +299,8 @@ class TransformSpec(BaseModel):
 class OutputSpec(Model):
     """Where prepared shards go."""
 
-    uri: str = Field(description="Output directory (path or file:// URI).")
+    # min_length: an empty URI would be the working directory, filled with shards unasked
+    uri: str = Field(min_length=1, description="Output directory (path or file:// URI).")
     format: Literal["parquet"] = Field("parquet", description="Shard file format: parquet.")
     rows_per_shard: int = Field(
         65536,

@@ -91,6 +91,9 @@ def test_bad_cli_arguments(tmp_path):
     assert res.returncode == 2 and "expected a positive integer" in res.stderr
     res = recprep("validate", str(tmp_path / "missing.yaml"))
     assert res.returncode == 2 and "cannot read the job file" in res.stderr
+    # an empty --output used to be ignored: the run wrote to spec.output.uri instead
+    res = recprep("run", "job.yaml", "--output", "")
+    assert res.returncode == 2 and "--output: give the output directory (got '')" in res.stderr
 
 
 def test_validate_says_which_transforms_isp_units_run(tmp_path):

@@ -63,6 +63,14 @@ def test_camel_case_fields():
             "spec.transforms[0].ofset: unknown field (op log; fields: columns, offset)",
         ),
         ({"op": "clamp", "columns": "dense"}, "give at least one of min, max"),
+        (  # an empty name used to pass as no output at all: the input replaced in place
+            {"op": "bucketize", "columns": ["I1"], "borders": [1], "output": ""},
+            "spec.transforms[0].output: String should have at least 1 character (got '')",
+        ),
+        (
+            {"op": "is_in", "columns": ["C1"], "values": ["a"], "output": ""},
+            "spec.transforms[0].output: String should have at least 1 character (got '')",
+        ),
     ],
 )
 def test_bad_transform_names_index_and_field(transform, expected):
@@ -188,3 +196,27 @@ def test_autoscale_errors_name_the_field(autoscale, message):
     doc["spec"]["autoscale"] = autoscale
     with pytest.raises(SpecError, match=re.escape(message)):
         load_job_dict(doc)
+
+
+@pytest.mark.parametrize(
+    "section, field, value, message",
+    [
+        # an empty output URI was the working directory: shards and ledger written there unasked
+        ("output", "uri", "", "spec.output.uri: String should have at least 1 character (got '')"),
+        ("source", "uri", "", "spec.source.uri: String should have at least 1 character (got '')"),
+        # a repeated source column name gave the output two columns of one name
+        (
+            "source",
+            "columns",
+            ["a", "b", "a"],
+            "spec.source.columns: must be distinct, non-empty column names",
+        ),
+        ("source", "columns", ["a", ""], "spec.source.columns: must be distinct, non-empty column names"),
+    ],
+)
+def test_empty_uris_and_repeated_source_columns_are_refused(section, field, value, message):
+    doc = job_doc("x.csv", "out")
+    doc["spec"][section][field] = value
+    with pytest.raises(SpecError) as err:
+        load_job_dict(doc)
+    assert message in str(err.value)

@@ -18,6 +18,10 @@ class Clamp(ElementwiseOp):
     accepts = frozenset({INT, FLOAT, LIST})
 
     def values(self, array: pa.Array, state=None) -> pa.Array:
+        if pa.types.is_boolean(array.type) or pa.types.is_float16(array.type):
+            # no min/max kernels for these: clamp a wider copy (booleans as 0/1), then cast back
+            wider = pa.int8() if pa.types.is_boolean(array.type) else pa.float32()
+            return self.values(array.cast(wider)).cast(array.type)
         out = array
         lo, hi = self.params.min, self.params.max
         if pa.types.is_integer(array.type):

@@ -9,6 +9,31 @@ from ...op_params import FillNullParams
 from .base import FLOAT, INT, LIST, STRING, ElementwiseOp, numeric_values, validity
 
 
+def fill_scalar(value: float | int | str, dtype: pa.DataType) -> pa.Scalar:
+    """``value`` cast to ``dtype``; an integer is first made a float for a float column and its
+    decimal text for a string one (Arrow refuses an int64 beyond 2**53 as a float64, and any
+    integer beyond 64 bits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if pa.types.is_floating(dtype):
+            value = float(value)
+        elif not pa.types.is_integer(dtype):
+            value = str(value)
+    return pa.array([value]).cast(dtype)[0]
+
+
+def _kinds(value: float | int | str) -> frozenset[str]:
+    """The column kinds ``value`` can fill (so the plan refuses the others, naming the transform,
+    before any data is read); list elements are left to the run, their type being unknown."""
+    kinds = {LIST}
+    for kind, dtype in ((INT, pa.int64()), (FLOAT, pa.float64()), (STRING, pa.string())):
+        try:
+            fill_scalar(value, dtype)
+        except (pa.ArrowException, OverflowError, ValueError):
+            continue
+        kinds.add(kind)
+    return frozenset(kinds)
+
+
 class FillNull(ElementwiseOp):
     Params = FillNullParams
     name = FillNullParams.op
@@ -16,12 +41,13 @@ class FillNull(ElementwiseOp):
 
     def __init__(self, params: FillNullParams):
         super().__init__(params)
+        self.accepts = _kinds(params.value)
         self._fills: dict[pa.DataType, pa.Scalar] = {}
 
     def _fill(self, dtype: pa.DataType) -> pa.Scalar:
         # a scalar cast costs ~1 ms in pyarrow: once per type, not once per chunk
         if dtype not in self._fills:
-            self._fills[dtype] = pa.array([self.params.value]).cast(dtype)[0]
+            self._fills[dtype] = fill_scalar(self.params.value, dtype)
         return self._fills[dtype]
 
     def values(self, array: pa.Array, state=None) -> pa.Array:

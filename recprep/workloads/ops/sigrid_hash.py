@@ -54,9 +54,9 @@ class SigridHash(ElementwiseOp):
         if is_string_type(array.type):
             keys, valid = hash_strings(array)
             return from_numpy(salted_reduce(keys, salt, max_value), valid)
-        if not pa.types.is_integer(array.type):
+        if not (pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)):
             raise TypeError(f"sigrid_hash needs integer or string IDs, got {array.type}")
-        if array.type.bit_width != 64:
+        if array.type.bit_width != 64:  # narrower ints and booleans (0, 1) as int64, as cross does
             array = array.cast(pa.int64())
         raw = numeric_values(array)  # null slots hold anything: they stay null
         return with_validity_of(array, salted_reduce(raw, salt, max_value), pa.int64())

@@ -91,9 +91,14 @@ class Time(ElementwiseOp):
                 raw, ok = parse_decimal(array)
                 ok = np.ones(len(raw), bool) if ok is None else ok
             elif pa.types.is_integer(t) or pa.types.is_boolean(t):
+                fits = None
+                if pa.types.is_uint64(t):  # beyond int64 is far out of range: null, not wrapped
+                    fits = numeric_values(array) <= np.iinfo(np.int64).max
                 if t != pa.int64():
-                    array = array.cast(pa.int64())  # uint64 beyond int64 is far out of range
+                    array = array.cast(pa.int64(), safe=False)
                 raw, ok = numeric_values(array), validity(array)
+                if fits is not None:
+                    ok = ok & fits
             else:
                 raise TypeError(f"time needs integer or string values, got {t}")
             scale = 1000 if fmt == "unix" else 1
@@ -118,7 +123,8 @@ class Time(ElementwiseOp):
             return array
         if not (pa.types.is_integer(t) or pa.types.is_boolean(t)):
             raise TypeError(f"time needs integer or string values, got {t}")
-        text = array.cast(pa.int64()).cast(pa.string())
+        # an int's decimal text (a uint64 beyond int64 included); a boolean's as 0 or 1
+        text = (array if pa.types.is_integer(t) else array.cast(pa.int8())).cast(pa.string())
         if self._width:
             text = pc.utf8_lpad(text, width=self._width, padding="0")
         return text

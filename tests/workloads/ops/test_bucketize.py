@@ -77,6 +77,7 @@ def test_examples():
         {"borders": ["a"]},
         {"borders": 1.0},
         {"borders": [1], "bins": [2]},
+        {"borders": [1], "output": ""},  # used to pass as no output: the column replaced in place
     ],
 )
 def test_bad_params_rejected(params):

@@ -152,6 +152,19 @@ def test_bad_params_rejected(params):
         make("clamp", **params)
 
 
+def test_boolean_and_half_float_columns():
+    # neither has min/max kernels in Arrow: they used to fail the shard
+    assert make("clamp", max=0.5).transform(pa.array([True, None, False])).to_pylist() == [False, None, False]
+    assert make("clamp", min=1).transform(pa.array([[True], None, [False]])).to_pylist() == [
+        [True],
+        None,
+        [True],
+    ]
+    half = pa.array([1.5, None, -3.0, 0.25], pa.float32()).cast(pa.float16())
+    out = make("clamp", min=-1, max=1).transform(half)
+    assert out.type == pa.float16() and out.to_pylist() == [1.0, None, -1.0, 0.25]
+
+
 def test_equal_bounds_accepted():
     op = make("clamp", min=3, max=3)
     assert op.transform(pa.array([1, 5, None])).to_pylist() == [3, 3, None]

@@ -86,3 +86,27 @@ def test_default_value_is_zero_and_empty_arrays():
 def test_bad_params_rejected(params):
     with pytest.raises(ValidationError):
         make("fill_null", **params)
+
+
+@pytest.mark.parametrize(
+    "value, kinds",
+    [
+        (0, {"int", "float", "string", "list"}),
+        ("abc", {"string", "list"}),  # not a number: no int or float column takes it
+        ("1.5", {"float", "string", "list"}),
+        (0.5, {"float", "string", "list"}),  # would be truncated in an int column
+        (2**63, {"float", "string", "list"}),  # beyond int64
+        (2**70, {"float", "string", "list"}),
+    ],
+)
+def test_the_plan_refuses_columns_the_value_cannot_fill(value, kinds):
+    # a value the column's type cannot hold used to pass the plan and fail the shard at run time
+    assert make("fill_null", value=value).accepts == kinds
+
+
+def test_large_integers_fill_float_and_string_columns():
+    # Arrow refuses an int64 beyond 2**53 as a float64, and any integer beyond 64 bits
+    for value in (2**53 + 1, 2**63, 2**70):
+        op = make("fill_null", value=value)
+        assert op.transform(pa.array([None, 1.5])).to_pylist() == [float(value), 1.5]
+        assert op.transform(pa.array([None, "a"])).to_pylist() == [str(value), "a"]

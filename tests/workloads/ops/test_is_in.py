@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from recprep.errors import SpecError
 from recprep.spec import load_job_dict
 from recprep.workloads.plan import compile_plan
 from recprep.workloads.sources import Roles
@@ -77,3 +78,40 @@ def test_a_label_made_by_is_in_is_the_jobs_label():
     # price, bucketized in place, is an ID now: a sparse feature; ts and the raw type are left out
     assert plan.roles.dense == () and plan.roles.sparse == ("user_id", "price")
     assert plan.columns == ["user_id", "price", "engaged"] and plan.dropped == ["behavior_type", "ts"]
+
+
+def _plan_with(transform: dict, schema: pa.Schema):
+    doc = {
+        "apiVersion": "recprep.io/v1alpha1",
+        "kind": "PreprocessJob",
+        "metadata": {"name": "kinds"},
+        "spec": {
+            "source": {"uri": "x.parquet", "label": None, "sparse": ["id"]},
+            "transforms": [transform],
+            "output": {"uri": "/tmp/out"},
+        },
+    }
+    return compile_plan(load_job_dict(doc), schema, Roles(None, (), ("id",)))
+
+
+@pytest.mark.parametrize(
+    "values, column_type, kind",
+    [(["buy"], pa.int64(), "int"), ([1, 2], pa.string(), "string"), ([1], pa.large_string(), "string")],
+)
+def test_values_of_the_other_kind_are_an_invalid_job_before_any_data_is_read(values, column_type, kind):
+    # strings for an integer column (or integers for a string one) used to pass the plan and
+    # fail the first shard at run time
+    transform = {"op": "is_in", "columns": ["id"], "values": values, "output": "flag"}
+    with pytest.raises(
+        SpecError, match=rf"spec\.transforms\[0\]: op is_in cannot take column 'id' of kind {kind}"
+    ):
+        _plan_with(transform, pa.schema([("id", column_type)]))
+
+
+def test_booleans_and_values_beyond_the_column_types_range():
+    op = make("is_in", values=[1])
+    assert op.transform(pa.array([True, None, False])).to_pylist() == [1, 0, 0]
+    # a value the column's type cannot hold matches no row (it used to fail the shard)
+    op = make("is_in", values=[-1, 2**70, 3])
+    assert op.transform(pa.array([3, None, 255], pa.uint8())).to_pylist() == [1, 0, 0]
+    assert op.transform(pa.array([3, None, -1, 7]).dictionary_encode()).to_pylist() == [1, 0, 1, 0]

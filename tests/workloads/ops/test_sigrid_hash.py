@@ -99,6 +99,17 @@ def test_empty_and_nulls():
         op.transform(pa.array([1.5]))
 
 
+def test_booleans_hash_as_the_integers_0_and_1():
+    # a boolean column is of kind int (the plan lets it through): it used to fail the shard
+    op = make("sigrid_hash", salt=7, maxValue=1000)
+    want = op.transform(pa.array([1, None, 0])).to_pylist()
+    assert op.transform(pa.array([True, None, False])).to_pylist() == want
+    assert op.transform(pa.array([[True, False], None], pa.list_(pa.bool_()))).to_pylist() == [
+        [want[0], want[2]],
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -202,6 +202,15 @@ def test_examples():
         make("time", part="hour").transform(pa.array([1.5]))
 
 
+def test_uint64_beyond_int64_is_null_not_an_error():
+    # Times outside years 1-9999 are null; a uint64 above 2**63 - 1 used to fail the shard
+    values = pa.array([2**64 - 1, None, 3600, 2**63], pa.uint64())
+    assert make("time", part="hour").transform(values).to_pylist() == [None, None, 1, None]
+    assert make("time", part="hour", format="unix_ms").transform(values).to_pylist() == [None, None, 0, None]
+    hours = pa.array([14102113, 2**64 - 1], pa.uint64())
+    assert make("time", part="hour", format="%y%m%d%H").transform(hours).to_pylist() == [13, None]
+
+
 def test_fixed_width():
     assert fixed_width("%y%m%d%H") == 8 and fixed_width("%Y-%m-%d") == 10 and fixed_width("%j%%") == 4
     assert fixed_width("%b %d") is None
