@@ -87,6 +87,15 @@ class Features:
         return cls(label, tuple(dense), tuple(sparse))
 
     def check(self, schema: pa.Schema, where: str) -> None:
+        roles: dict[str, str] = {}
+        for role, names in (("label", (self.label,)), ("dense", self.dense), ("sparse", self.sparse)):
+            for name in names:
+                if name in roles:
+                    raise SourceError(
+                        f"{where}: column {name!r} is named twice (as {roles[name]} and as {role}); "
+                        "a column takes one role once"
+                    )
+                roles[name] = role
         types = dict(zip(schema.names, schema.types))
         for name in self.columns:
             if name not in types:

@@ -138,7 +138,7 @@ def run(args, out, err) -> int:
         )
         config.check()
     except TrainConfigError as exc:
-        err.print(f"[red]invalid option:[/red] {exc}", highlight=False)
+        _invalid(err, exc)
         return 2
     try:
         import torch  # noqa: F401
@@ -157,7 +157,7 @@ def run(args, out, err) -> int:
     try:
         result = train(config)
     except TrainConfigError as exc:
-        err.print(f"[red]invalid option:[/red] {exc}", highlight=False)
+        _invalid(err, exc)
         return 2
     report = result.report
     if args.json:
@@ -165,6 +165,14 @@ def run(args, out, err) -> int:
     else:
         out.print(_summary(report))
     return 0
+
+
+def _invalid(err, exc: Exception) -> None:
+    """One line whatever the terminal's width (soft_wrap), the message's brackets as text."""
+    from rich.markup import escape
+
+    message = escape(" ".join(str(exc).split()))
+    err.print(f"[red]invalid option:[/red] {message}", highlight=False, soft_wrap=True)
 
 
 def _source(args):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..delivery.batching import FeatureChoice
@@ -11,6 +12,7 @@ from .pace import Pace
 
 CACHES = ("none", "lookahead", "lru")
 OPTIMIZERS = ("adagrad", "sgd")
+DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")  #: the devices a trainer runs on (cuda:N: the Nth GPU)
 
 
 class TrainConfigError(RecprepError):
@@ -51,6 +53,8 @@ class TrainConfig:
                 raise TrainConfigError(
                     f"--{name.replace('_', '-')}: must be positive, got {getattr(self, name)}"
                 )
+        if self.device is not None and not DEVICE.fullmatch(str(self.device)):
+            raise TrainConfigError(f"--device: must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             raise TrainConfigError(f"--threads: must be positive, got {self.threads}")
         if self.steps is not None and self.steps < 1:

@@ -227,6 +227,13 @@ def train(config: TrainConfig) -> TrainResult:
     if first is None:
         raise RecprepError(f"{config.source.describe()}: no committed shards to train on")
     keys = first.sparse_keys  # one table per sparse feature, in the roles' order
+    if not keys:  # a DLRM without embedding tables has nothing to look up
+        if config.features is not None and config.features.sparse is not None:
+            raise TrainConfigError("--sparse: names no column; a DLRM needs at least one sparse feature")
+        raise RecprepError(
+            f"{config.source.describe()}: the shards have no sparse features (the job's "
+            "spec.source.sparse is empty): a DLRM needs at least one; name integer columns with --sparse"
+        )
     n_tables = len(keys)
     if config.table_rows is None:
         sized = resolve_table_rows(config.source, keys)

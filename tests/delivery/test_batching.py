@@ -178,6 +178,20 @@ def test_roles_come_from_the_shards_and_the_trainer_may_replace_them():
     assert FeatureChoice(label="click").resolve(no_label).label == "click"
 
 
+def test_a_column_in_two_roles_is_refused_naming_it():
+    """``recprep train --sparse C1,C1`` or ``--dense label``: one line naming the column, not
+    pyarrow's KeyError from selecting a column twice."""
+    from recprep.workloads.output import FeatureRoles
+
+    schema = _shard_schema(FeatureRoles("click", ("price",), ("site",)))
+    with pytest.raises(SourceError, match="column 'site' is named twice .as sparse and as sparse."):
+        FeatureChoice(sparse=("site", "site")).resolve(schema)
+    with pytest.raises(SourceError, match="column 'click' is named twice .as label and as dense."):
+        FeatureChoice(dense=("click",)).resolve(schema)
+    with pytest.raises(SourceError, match="column 'price' is named twice .as dense and as sparse."):
+        FeatureChoice(sparse=("price",)).resolve(schema)  # the shards' dense feature
+
+
 def test_shards_without_roles_fall_back_to_the_label_column_and_the_types():
     schema = pa.schema([("label", pa.int64()), ("I1", pa.float32()), ("C1", pa.list_(pa.int64()))])
     assert Features.of(schema) == Features("label", ("I1",), ("C1",))

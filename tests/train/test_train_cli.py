@@ -146,3 +146,27 @@ def test_bad_options_get_one_clear_line(criteo_job_output, args, code, message):
     assert res.returncode == code, res.stdout + res.stderr
     assert message in " ".join(res.stderr.split())
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks")
+def test_more_bad_options_get_one_line_in_process(criteo_job_output, tmp_path, capsys):
+    """In process (no torch start-up per case): an unknown device, no sparse feature (named by
+    --sparse or left by the job), a column named twice, and a message longer than the terminal
+    (tables too large) each get one line, not an internal error or a wrapped message."""
+    from recprep.cli import main
+
+    from ..shard_outputs import layout_table, write_output
+
+    no_sparse = write_output(tmp_path / "no-sparse", [layout_table(20, 1).select(["label", "row_id", "d"])])
+    cases = [
+        (("--device", "tpu"), 2, "invalid option: --device: must be cpu, cuda or cuda:N, got 'tpu'"),
+        (("--sparse", ","), 2, "invalid option: --sparse: names no column"),
+        (("--sparse", "C1,C1"), 1, "column 'C1' is named twice (as sparse and as sparse)"),
+        (("--table-rows", str(10**13)), 2, "invalid option: --table-rows: --table-rows asks for"),
+        (("--steps", "1"), 1, f"{no_sparse}: the shards have no sparse features"),
+    ]
+    for args, code, message in cases:
+        output = str(no_sparse) if args == ("--steps", "1") else str(criteo_job_output)
+        assert main(["train", output, *args, "--threads", "1"]) == code, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, (args, err)

@@ -88,7 +88,8 @@ class StateLock:
             self._fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise ShardServiceError(
-                f"{directory}: cannot create the shard service state ({exc.strerror or exc})"
+                f"{directory}: cannot create the shard service state ({exc.strerror or exc}); "
+                "a read-only output needs --state-dir"
             ) from None
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

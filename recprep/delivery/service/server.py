@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -94,6 +95,8 @@ class ShardServer(flight.FlightServerBase):
         for name, value in (("batch_rows", batch_rows), ("buffer_batches", buffer_batches)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ShardServiceError(f"{name}: expected a positive integer, got {value!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ShardServiceError(f"port: expected 0 to 65535 (0: any free port), got {port!r}")
         if not wait_timeout > 0:
             raise ShardServiceError(
                 f"wait_timeout: expected a positive number of seconds, got {wait_timeout!r}"
@@ -105,10 +108,7 @@ class ShardServer(flight.FlightServerBase):
         self.wait_timeout, self.verify = float(wait_timeout), verify
         self.state_root = state_dir or default_state_dir(self.directory)
         self.state_dir = state_path(self.state_root, self.shards.identity)
-        try:
-            self._state_lock = lock_state(self.state_dir)
-        except ShardServiceError as exc:
-            raise ShardServiceError(f"{exc} (a read-only output needs --state-dir)") from None
+        self._state_lock = lock_state(self.state_dir)
         self._lock = threading.Lock()
         self._groups: dict[str, AckLog] = {}
         self._owners: dict[tuple[int, int], np.ndarray] = {}
@@ -122,12 +122,13 @@ class ShardServer(flight.FlightServerBase):
         self.host = host
         middleware = {"auth": BearerTokenFactory(token)} if token else {}
         try:
+            if port:  # gRPC says only "Server did not start properly" (and logs lines of its own)
+                _check_bindable(host, port)
             super().__init__(f"grpc://{host}:{port}", middleware=middleware)
         except (pa.ArrowException, OSError) as exc:
             self._state_lock.release()
-            raise ShardServiceError(
-                f"cannot listen on {host}:{port} ({str(exc).split('. Detail')[0]})"
-            ) from None
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split(". Detail")[0]
+            raise ShardServiceError(f"cannot listen on {host}:{port} ({why})") from None
         self.shards.start()
         log.info(
             "serving %s (%d/%d shards committed) on %s",
@@ -528,6 +529,14 @@ class _Stream:
                 raise _Superseded()
             self._check_live()
             server._check_waiting(None, deadline)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """OSError saying why (address in use, unknown host) when ``host:port`` cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema, path: str) -> pa.RecordBatch:

@@ -185,6 +185,22 @@ def test_not_a_job_output(tmp_path):
         ShardServer(str(tmp_path / "nope"))
 
 
+def test_a_port_it_cannot_listen_on_is_one_line_saying_why(server, job_output, tmp_path):
+    """gRPC says only "Server did not start properly" for a busy port or an unknown host; the
+    state lock is released, and a second server's refusal does not blame a read-only output."""
+    state = str(tmp_path / "other")
+    with pytest.raises(
+        ShardServiceError, match=rf"cannot listen on 127.0.0.1:{server.port} \(Address already in use\)"
+    ):
+        ShardServer(str(job_output), port=server.port, state_dir=state)
+    with pytest.raises(ShardServiceError, match=r"port: expected 0 to 65535 \(0: any free port\), got 99999"):
+        ShardServer(str(job_output), port=99999, state_dir=state)
+    with pytest.raises(ShardServiceError, match="another shard server") as refused:
+        ShardServer(str(job_output), state_dir=server.state_root)
+    assert "read-only" not in str(refused.value)
+    ShardServer(str(job_output), state_dir=state).close()  # the failed tries left no lock behind
+
+
 def copy_output(src, dst, committed: int):
     """A job output as it is while the driver runs: ``committed`` ledger lines so far."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_service"))
