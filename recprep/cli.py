@@ -540,5 +540,25 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def entry() -> None:
+    """The ``recprep`` command: :func:`main`, then the process's exit. Where torch is loaded
+    (``recprep train``), the exit skips the C++ libraries' static destructors: torch 2.13's and
+    pyarrow's race there, and about one process in eight that read a shard aborted after its
+    work was done and its exit code decided ("terminate called without an active exception",
+    SIGABRT: a test of a one-line error saw exit -6 instead of 1). Python's own exit handlers
+    run first; only the C++ teardown is left to the kernel."""
+    code = main()
+    if "torch" not in sys.modules:
+        sys.exit(code)
+    import atexit
+    import os
+
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
