@@ -64,7 +64,9 @@ class LocalMonitor:
         """The run's Dask client: its dashboard's link, and the workers it starts with."""
         link = getattr(client, "dashboard_link", None)
         self.history.dask_dashboard = link if isinstance(link, str) and link.startswith("http") else None
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        # fetched here: client.scheduler_info()'s answer is an attribute the client's periodic
+        # refresh overwrites with no worker (``workloads.locality.scheduler_workers``)
+        workers = client.sync(client.scheduler.identity, n_workers=-1)["workers"].values()
         isp = sum(1 for w in workers if str(w.get("name", "")).startswith("isp/"))
         self.workers = {"cpu": len(workers) - isp, "isp": isp}
         self._look(force=True)

@@ -45,6 +45,14 @@ FETCH_POLL = 0.25
 TAKING = ("running", "paused")
 
 
+def scheduler_workers(client) -> dict[str, dict]:
+    """The scheduler's workers now, by address. Not ``client.scheduler_info()``: it fetches them
+    into an attribute that the client's periodic refresh overwrites with totals and no worker
+    (distributed 2026.8), so between its fetch and its return it gave no worker now and then (a
+    job's summary said 0 workers; a look at the cluster took every task's worker for gone)."""
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
 @dataclass
 class Topology:
     """The workers of the two pools (addresses), and their threads."""
@@ -62,7 +70,7 @@ class Topology:
         scale-down or a preemption notice) or closing is left out, so the tasks restricted to
         it are queued again for the others (``run_shards``) instead of waiting on it."""
         t = cls()
-        for addr, w in client.scheduler_info(n_workers=-1)["workers"].items():
+        for addr, w in scheduler_workers(client).items():
             if w.get("status", "running") not in TAKING:
                 continue
             node = node_of(w.get("name"))

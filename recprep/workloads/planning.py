@@ -24,6 +24,7 @@ import time
 
 from ..errors import SourceError
 from ..failpoints import failpoint
+from .locality import scheduler_workers
 from .machine import usable_cores
 from .memory import tune_allocator
 from .sources.compressed import IndexStore, Layout, plan_file
@@ -73,7 +74,7 @@ class WorkerPasses:
         self.client, self.orphaned = client, orphaned
 
     def _workers(self) -> int:
-        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        return len(scheduler_workers(self.client))
 
     def __call__(self, fs, paths, infos, header, rows_per_shard, directory) -> list[Layout] | None:
         from distributed import wait

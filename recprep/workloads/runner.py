@@ -26,6 +26,7 @@ from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
 from ..uris import output_location
 from .grouped_sessions import GroupedSessionSource, GroupingCheck, GroupingError, recall, remember
+from .locality import scheduler_workers
 from .machine import usable_cores
 from .output import (
     QUARANTINE_DIR,
@@ -257,7 +258,7 @@ def run_job(
         with _client(workers, scheduler, client, worker_log, isp) as (c, cluster):
             if monitor is not None:
                 monitor.connected(c)
-            info = c.scheduler_info(n_workers=-1)["workers"]
+            info = scheduler_workers(c)
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
             session_plan = None

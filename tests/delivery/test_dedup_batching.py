@@ -110,6 +110,9 @@ def test_the_trainer_may_choose_a_part_of_a_group(tmp_path):
     assert deduped[0].sparse_keys == ("age", "item") and deduped[0].keys == ("item",)
     assert [(g.name, g.keys) for g in deduped[0].groups] == [("user", ("age",))]  # ctx is not read
     with pytest.raises(SourceError, match="shard 0: column 'age' is in dedup group 'user': .* not the label"):
+        _batches(dedup_out, 32, FeatureChoice(dense=("d", "age"), sparse=("item",)))
+    # dense given, sparse left to the shards' roles, which name age too: two roles for one column
+    with pytest.raises(SourceError, match="column 'age' is named twice .as dense and as sparse."):
         _batches(dedup_out, 32, FeatureChoice(dense=("d", "age")))
 
 

@@ -13,6 +13,7 @@ pytest.importorskip("kubernetes")
 from recprep.operator import builders, labels, pools, scaling
 from recprep.operator import scheduler as link
 from recprep.operator.settings import Settings
+from recprep.workloads.locality import scheduler_workers
 
 # The emulated cluster's fixtures (they skip without kmock).
 from tests.cluster.conftest import cluster  # noqa: F401
@@ -78,7 +79,7 @@ def test_scale_down_retires_the_cheapest_workers_first_and_never_one_whose_data_
     api = _api(cluster)
     job = _pool(cluster, 4, {"w-a": True, "w-b": True, "w-c": True, "w-d": False})
     dask, client = dask_workers({"w-a": {"cpu": 1}, "w-b": {"cpu": 1}, "w-c": {"cpu": 1}})
-    addresses = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+    addresses = {w["name"]: a for a, w in scheduler_workers(client).items()}
     small = client.scatter(b"s" * 1_000, workers=[addresses["w-a"]])
     big = client.scatter(b"B" * 1_000_000, workers=[addresses["w-b"]])
 

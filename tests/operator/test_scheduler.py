@@ -9,6 +9,7 @@ import pytest
 
 from recprep import progress
 from recprep.operator import scheduler as link
+from recprep.workloads.locality import scheduler_workers
 
 # wait_for: the deadline-bounded poll of the cluster tests.
 from tests.cluster.conftest import wait_for  # noqa: F401
@@ -26,7 +27,7 @@ def test_state_names_workers_by_pod_with_their_pool_and_what_they_hold(dask_work
     cluster, client = dask_workers(
         {"job-worker-cpu-a": {"cpu": 1}, "job-worker-cpu-b": {"cpu": 1}, "job-worker-isp-c": {"isp": 1}}
     )
-    addr_a = next(a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "job-worker-cpu-a")
+    addr_a = next(a for a, w in scheduler_workers(client).items() if w["name"] == "job-worker-cpu-a")
     held = client.scatter(b"x" * 1_000_000, workers=[addr_a])
     state = link.state(cluster.scheduler_address)
     assert set(state.workers) == {"job-worker-cpu-a", "job-worker-cpu-b", "job-worker-isp-c"}
@@ -82,7 +83,7 @@ def test_state_survives_a_key_released_between_its_calls(dask_workers):
 
 def test_retire_moves_the_data_and_leaves_the_worker_taking_no_work(dask_workers):
     cluster, client = dask_workers({"a": {"cpu": 1}, "b": {"cpu": 1}})
-    workers = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+    workers = {w["name"]: a for a, w in scheduler_workers(client).items()}
     held = client.scatter(b"z" * 10_000, workers=[workers["a"]])
     retired = link.retire(cluster.scheduler_address, [workers["a"]], timeout=20)
     assert retired == {workers["a"]}
@@ -99,7 +100,7 @@ def test_retire_moves_the_data_and_leaves_the_worker_taking_no_work(dask_workers
 
 def test_a_worker_whose_data_has_nowhere_to_go_is_not_retired(dask_workers, wait_for):
     cluster, client = dask_workers({"only": {"cpu": 1}})
-    (addr,) = client.scheduler_info()["workers"]
+    (addr,) = scheduler_workers(client)
     held = client.scatter(b"y" * 1000)
     assert link.retire(cluster.scheduler_address, [addr], timeout=10) == set()
     # The scheduler gives the worker its status back (one round trip to the worker).

@@ -18,6 +18,7 @@ import pytest
 from recprep.isp_nodes.placement import holder, local_nodes, node_of, split_key
 from recprep.isp_nodes.worker import embedded_specs
 from recprep.spec import load_job_dict
+from recprep.workloads.locality import scheduler_workers
 from recprep.workloads.runner import run_job
 
 from ..conftest import job_doc
@@ -156,9 +157,7 @@ def test_an_isp_worker_that_dies_mid_job_loses_nothing(plain, tmp_path):
         Client(cluster) as client,
     ):
         client.wait_for_workers(3)
-        victim = next(
-            a for a, w in client.scheduler_info()["workers"].items() if w["name"] == "isp/storage-1/0"
-        )
+        victim = next(a for a, w in scheduler_workers(client).items() if w["name"] == "isp/storage-1/0")
         pid = client.run(os.getpid, workers=[victim])[victim]
         # the worker's process is killed (no goodbye) once the job is under way, two shards in its
         # hands; its nanny starts a new one under the same name

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from recprep.spec import load_job_dict
+from recprep.workloads.locality import scheduler_workers
 from recprep.workloads.runner import run_job
 
 from ..conftest import job_doc
@@ -71,7 +72,7 @@ def test_a_cpu_pool_replaced_mid_job_loses_nothing(tmp_path):
         Client(cluster) as client,
     ):
         client.wait_for_workers(2)
-        pids = {w["name"]: a for a, w in client.scheduler_info()["workers"].items()}
+        pids = {w["name"]: a for a, w in scheduler_workers(client).items()}
         pid = client.run(os.getpid, workers=[pids["old-1"]])[pids["old-1"]]
 
         def preempt() -> None:
