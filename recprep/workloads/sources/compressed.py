@@ -245,11 +245,7 @@ def plan_file(
         else:
             reframer = _Reframer(path, cutter, members)
             try:
-                if codec == ZSTD:
-                    text = _zstd_pass_blocks(raw, path, members)
-                else:
-                    text = _member_blocks(codec, raw, path, members)
-                for block in text:
+                for block in _pass_text(codec, raw, path, members):
                     cutter.feed(block)
                     reframer.feed(block)
             except BaseException:
@@ -623,47 +619,47 @@ def _zstd_frames(raw):
     """(start, end) of each zstd frame of the file, in compressed bytes, skippable frames left
     out, read from the frames' and their blocks' headers alone (RFC 8878: a block's header gives
     the bytes it takes)."""
-    pos = 0
+    pos, file_size = 0, raw.seek(0, os.SEEK_END)
     raw.seek(0)
     while head := raw.read(4):
-        magic = int.from_bytes(_exactly(raw, head, 4), "little")
+        magic = int.from_bytes(_exactly(head, 4), "little")
         if magic in _SKIPPABLE:
-            pos += 8 + int.from_bytes(_exactly(raw, raw.read(4), 4), "little")
+            pos += 8 + int.from_bytes(_exactly(raw.read(4), 4), "little")
             raw.seek(pos)
             continue
         if magic != _ZSTD_MAGIC:
             raise OSError(f"Unknown frame descriptor at byte {pos}")
-        start, fhd = pos, _exactly(raw, raw.read(1), 1)[0]
+        start, fhd = pos, _exactly(raw.read(1), 1)[0]
         single, flag = fhd >> 5 & 1, fhd >> 6
         fcs = (1 if single else 0) if flag == 0 else 1 << flag
         pos += 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3] + fcs
         last = 0
         while not last:
             raw.seek(pos)
-            header = int.from_bytes(_exactly(raw, raw.read(3), 3), "little")
+            header = int.from_bytes(_exactly(raw.read(3), 3), "little")
             last, kind, size = header & 1, header >> 1 & 3, header >> 3
             if kind == 3:
                 raise OSError(f"Corrupted block detected (a reserved block type at byte {pos})")
             pos += 3 + (1 if kind == 1 else size)
         pos += 4 if fhd & 4 else 0  # the content checksum
-        if pos > _end(raw):  # its last block, or its checksum, runs past the end of the file
+        if pos > file_size:  # its last block, or its checksum, runs past the end of the file
             raise EOFError("compressed data ends before the end of its stream (truncated?)")
         yield start, pos
         raw.seek(pos)
 
 
-def _exactly(raw, data: bytes, n: int) -> bytes:
+def _exactly(data: bytes, n: int) -> bytes:
     if len(data) < n:
         raise EOFError("compressed data ends before the end of its stream (truncated?)")
     return data
 
 
-def _end(raw) -> int:
-    """The file's size in bytes (its position is kept)."""
-    here = raw.tell()
-    end = raw.seek(0, os.SEEK_END)
-    raw.seek(here)
-    return end
+def _pass_text(codec: str, raw, path: str, members: list):
+    """The text of an xz, zstd (or, for a header, any) file from its start, block by block, each
+    member's start appended to ``members``."""
+    return (
+        _zstd_pass_blocks(raw, path, members) if codec == ZSTD else _member_blocks(codec, raw, path, members)
+    )
 
 
 def _zstd_pass_blocks(raw, path: str, members: list):
@@ -682,7 +678,6 @@ def _zstd_pass_blocks(raw, path: str, members: list):
                 yield block
         except zstandard.ZstdError as exc:
             raise OSError(_first_line(exc)) from None
-        raw.seek(end)
 
 
 class _Span:
@@ -744,8 +739,7 @@ def first_line(fs, path: str) -> bytes:
     at the end of the first frame)."""
     out, codec = [], codec_of(path)
     with fs.open(path, "rb") as raw:
-        text = _zstd_pass_blocks(raw, path, []) if codec == ZSTD else _member_blocks(codec, raw, path)
-        for block in text:
+        for block in _pass_text(codec, raw, path, []):
             end = block.find(b"\n")
             out.append(block if end < 0 else block[:end])
             if end >= 0:
