@@ -204,6 +204,7 @@ def cmd_run(args) -> int:
                 fsync=args.fsync,
                 isp_workers=args.isp_workers,
                 monitor=monitor,
+                decode=args.decode,
             )
         out.print(_summary(summary))
         return 0
@@ -265,6 +266,10 @@ def _run_on_scheduler(job, args, run_job, monitor=None) -> int:
             progress=progress,
             fsync=args.fsync,
             monitor=monitor,
+            decode=args.decode,
+            # a cluster the operator grows (its pool up to spec.pools.cpu.max workers) or the
+            # user's own: the decode policy weighs the files against the most it may have
+            threads=max(job.spec.pools.cpu.max, 1),
         )
         progress.finish()
     out.print(_summary(summary))
@@ -420,6 +425,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ISP workers (storage nodes) of the local cluster, beside --workers (default: max(1, "
         "spec.pools.isp.min) when the job names spec.pools.isp, else 0)",
+    )
+    run.add_argument(
+        "--decode",
+        choices=("auto", "once", "splits"),
+        default="auto",
+        help="compressed files: 'once' gives each file to one task that decompresses it once and "
+        "makes its shards as it goes; 'splits' plans each file's splits first (a pass over it) and "
+        "gives them out one by one (parallel within a file; decompressed twice); 'auto' (default) "
+        "decodes once when the files to plan are at least as many as the worker threads",
     )
     run.add_argument("--output", default=None, help="override spec.output.uri")
     run.add_argument("--overwrite", action="store_true", help="replace another job's shards in the output")

@@ -25,6 +25,7 @@ from ..errors import BadDataError, RecprepError
 from ..isp_nodes.placement import holder, split_key
 from ..spec import PreprocessJob
 from ..uris import output_location
+from . import decode_once
 from .grouped_sessions import GroupedSessionSource, GroupingCheck, GroupingError, recall, remember
 from .locality import scheduler_workers
 from .machine import usable_cores
@@ -48,6 +49,7 @@ from .sessions import (
 )
 from .sources import Split
 from .sources.compressed import passes_run_by
+from .sources.files import is_compressed
 from .tasks import (
     ShardError,
     ShardFailure,
@@ -115,12 +117,18 @@ class RunSummary:
         return self.rows_processed / self.seconds / max(self.cores, 1) if self.seconds else 0.0
 
 
-def _identity(job: PreprocessJob, splits: list[Split], plan: Plan) -> str:
-    """The job's identity with its split plan; and, when the source has columns in no role, the
+def _identity(job: PreprocessJob, source, splits: list[Split], plan: Plan) -> str:
+    """The job's identity with its split plan (a source of compressed text files alone: each
+    file's path and compressed size, ``decode_once.description``: the same whether its files
+    are decoded once or planned into splits); and, when the source has columns in no role, the
     columns that are left out: shards once kept every column, so an output written before that
     is another job's and is not resumed into shards of another schema. Likewise the history
     lists a deduplicated shard leaves out (its flag columns: ``output.derived``)."""
-    described = json.dumps([s.describe() for s in splits], sort_keys=True)
+    files = getattr(source, "files", None) if hasattr(source, "one_pass") else None
+    if files and all(is_compressed(p) for p in files):
+        described = json.dumps(decode_once.description(source), sort_keys=True)
+    else:
+        described = json.dumps([s.describe() for s in splits], sort_keys=True)
     dropped = f"dropped:{json.dumps(plan.dropped)}" if plan.dropped else ""
     derived = f"derived:{json.dumps([d.to_json() for d in plan.derived])}" if plan.derived else ""
     return hashlib.sha256((job.identity() + described + dropped + derived).encode()).hexdigest()
@@ -213,6 +221,8 @@ def run_job(
     fsync: bool = False,
     isp_workers: int | None = None,
     monitor=None,
+    decode: str = "auto",
+    threads: int | None = None,
 ) -> RunSummary:
     """Run ``job`` to completion and return what it did. Raises RecprepError subclasses with
     messages naming the field, file or line; committed shards are never removed by a failure.
@@ -220,7 +230,9 @@ def run_job(
     names ``spec.pools.isp`` gets max(1, min) of them (at most its max), any other none.
     ``monitor`` (``recprep.dashboard.local.LocalMonitor``) is told, from this thread, of the
     client (``connected``), the autoscaler (``autoscaled``) and the workers that take tasks at
-    every pass of the shard loop (``observed``)."""
+    every pass of the shard loop (``observed``). ``decode``: how compressed files are read
+    (``decode_once``: "auto", "once" or "splits"); ``threads``: the worker threads its policy
+    counts on (default: the cluster's, see ``_threads``)."""
     if output:
         job = job.model_copy(
             update={
@@ -235,8 +247,11 @@ def run_job(
     # before the splits: planning a compressed input is work (a pass over each file), and it
     # keeps its plan in the output's _index/
     check_writable(directory)
-    splits = _splits(source, job, client)
-    identity = _identity(job, splits, plan)
+    if threads is None:
+        threads = _threads(job, workers, scheduler, client, isp_workers)
+    once = decode_once.files_to_decode(job, source, plan, sessions, threads, isp_workers or 0, decode)
+    splits = [] if once else _splits(source, job, client)
+    identity = _identity(job, source, splits, plan)
     summary = RunSummary(job.metadata.name, directory)
     started = time.perf_counter()
     # the directory is this run's until it returns: a second run on it is refused meanwhile
@@ -245,8 +260,11 @@ def run_job(
     )
     with OutputWriter(directory, fsync=fsync) as ledger:
         # "shards": the planned shard count, how the shard service knows the job is complete (a
-        # session job knows it once its sessions are cut: _job.json is written then)
-        ledger.open(replace(record, shards=None) if sessions else record, overwrite)
+        # session job knows it once its sessions are cut, a job decoding its files once when
+        # they are counted: _job.json is written then)
+        ledger.open(replace(record, shards=None) if sessions or once else record, overwrite)
+        if once:  # its shards are committed before they are counted: the output is the job's now
+            ledger.record_job(replace(record, shards=None))
         if isinstance(source, GroupedSessionSource):
             recall(directory, identity)
         _opening_warnings(ledger, summary, progress)
@@ -261,60 +279,142 @@ def run_job(
             info = scheduler_workers(c)
             summary.workers = len(info)
             summary.cores = sum(w.get("nthreads", 1) for w in info.values()) or 1
-            session_plan = None
-            if sessions:
-                session_plan = _sessions(c, job, plan, splits, directory, ledger, identity, progress, fsync)
-                splits = session_plan.splits(history_context(plan))
-                ledger.record_job(replace(record, shards=len(splits)))
-                summary.rows_quarantined = session_plan.bad_rows
-                summary.quarantine_files += session_plan.quarantine
-            states: States = {}
-            if plan.needs_fit:
-                states = _fit(c, job, plan, splits, ledger, identity, progress)
-            wanted = isp[0] if cluster is not None else job.spec.pools.isp.min
-            scaler = None
-            if cluster is not None and _names(job, "autoscale"):
-                from ..predictor.policies import policy_from
-                from .autoscaling import EmbeddedAutoscaler
-
-                scaler = EmbeddedAutoscaler(
-                    cluster,
-                    c,
-                    job,
-                    policy_from(job.spec.autoscale),
-                    sum(s.est_rows for s in splits),
-                    local_cpu_workers(isp),
+            if once:
+                look = _looking(c, job, summary, directory, monitor)
+                shards = decode_once.run_files(
+                    c, job, source, directory, ledger, summary, progress, fsync, _result, look
                 )
-            if monitor is not None and scaler is not None:
-                monitor.autoscaled(scaler)
-            _transform(
-                c,
-                job,
-                plan,
-                splits,
-                states,
-                directory,
-                ledger,
-                summary,
-                progress,
-                fsync,
-                wanted,
-                scaler,
-                identity,
-                monitor,
-                _grouping(job, source),
-            )
-            if scaler is not None:
-                summary.scaling = scaler.summary()
-                summary.cores = max(summary.cores, scaler.peak_threads)
-            if session_plan is not None and len(ledger.commits) >= len(splits):
-                remove_pieces(directory)
-        _nulled_warnings(plan, ledger, len(splits), summary, progress)
+                ledger.record_job(replace(record, shards=shards))
+                summary.shards = shards
+            else:
+                shards = _by_splits(
+                    c,
+                    cluster,
+                    job,
+                    source,
+                    plan,
+                    splits,
+                    isp,
+                    record,
+                    directory,
+                    ledger,
+                    summary,
+                    progress,
+                    fsync,
+                    monitor,
+                    sessions,
+                    identity,
+                )
+        _nulled_warnings(plan, ledger, shards, summary, progress)
     summary.seconds = time.perf_counter() - started
     _check_bad_fraction(job, summary)
     if monitor is not None:
         monitor.finished(True)
     return summary
+
+
+def _by_splits(
+    c,
+    cluster,
+    job,
+    source,
+    plan: Plan,
+    splits,
+    isp,
+    record,
+    directory,
+    ledger,
+    summary,
+    progress,
+    fsync,
+    monitor,
+    sessions,
+    identity,
+) -> int:
+    """The shards of a job planned into splits (every job but one decoding its files once):
+    a session job's sessions first, the fit if any, then a task per shard; returns the job's
+    shard count."""
+    session_plan = None
+    if sessions:
+        session_plan = _sessions(c, job, plan, splits, directory, ledger, identity, progress, fsync)
+        splits = session_plan.splits(history_context(plan))
+        ledger.record_job(replace(record, shards=len(splits)))
+        summary.rows_quarantined = session_plan.bad_rows
+        summary.quarantine_files += session_plan.quarantine
+    states: States = {}
+    if plan.needs_fit:
+        states = _fit(c, job, plan, splits, ledger, identity, progress)
+    wanted = isp[0] if cluster is not None else job.spec.pools.isp.min
+    scaler = None
+    if cluster is not None and _names(job, "autoscale"):
+        from ..predictor.policies import policy_from
+        from .autoscaling import EmbeddedAutoscaler
+
+        scaler = EmbeddedAutoscaler(
+            cluster,
+            c,
+            job,
+            policy_from(job.spec.autoscale),
+            sum(s.est_rows for s in splits),
+            local_cpu_workers(isp),
+        )
+    if monitor is not None and scaler is not None:
+        monitor.autoscaled(scaler)
+    _transform(
+        c,
+        job,
+        plan,
+        splits,
+        states,
+        directory,
+        ledger,
+        summary,
+        progress,
+        fsync,
+        wanted,
+        scaler,
+        identity,
+        monitor,
+        _grouping(job, source),
+    )
+    if scaler is not None:
+        summary.scaling = scaler.summary()
+        summary.cores = max(summary.cores, scaler.peak_threads)
+    if session_plan is not None and len(ledger.commits) >= len(splits):
+        remove_pieces(directory)
+    return len(splits)
+
+
+def _threads(
+    job: PreprocessJob, workers: int | None, scheduler: str | None, client, isp_workers: int | None
+) -> int:
+    """The worker threads the job will have (``decode_once``'s policy weighs them against its
+    files): a client's cluster's now; a scheduler's (the operator's driver: its CPU pool grows
+    up to ``spec.pools.cpu.max``), that most; the embedded cluster's, its CPU workers."""
+    if client is not None:
+        return sum(int(w.get("nthreads", 1)) for w in scheduler_workers(client).values())
+    if scheduler:
+        return max(job.spec.pools.cpu.max, 1)
+    isp = (embedded_isp_workers(job, isp_workers), job.spec.pools.isp.units)
+    return workers if workers is not None else local_cpu_workers(isp)
+
+
+def _looking(c, job: PreprocessJob, summary: RunSummary, directory: str, monitor):
+    """What the driver does at each look while files are decoded once: stop on more bad rows
+    than the source allows (of its rows as estimated), show the workers on the local dashboard."""
+    from .locality import Topology
+
+    looked = [-math.inf]
+
+    def look(est_rows: int) -> None:
+        limit = job.spec.source.max_bad_fraction * est_rows
+        if est_rows and summary.rows_quarantined > limit and summary.rows_quarantined > 0:
+            raise BadDataError(_bad_message(job, summary, directory, estimated=True))
+        if monitor is not None and time.monotonic() - looked[0] >= 1.0:
+            looked[0] = time.monotonic()
+            monitor.observed(Topology.read(c))
+
+    return look
 
 
 def _splits(source, job: PreprocessJob, client) -> list[Split]:

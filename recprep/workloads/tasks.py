@@ -17,6 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from ..errors import RecprepError
+from ..failpoints import failpoint
 from ..isp_nodes.worker import PACED, here, pace
 from ..spec import PreprocessJob
 from ..uris import local_path, output_location
@@ -27,6 +28,7 @@ from .output.layout import INDEX_DIR
 from .plan import Plan, States, compile_plan
 from .sessions import STAGE_SHARDS, Cut, SessionSource, Staged, cut_partition, stage_split
 from .sources import Split, open_source
+from .sources.files import reading
 from .writer import shard_bytes
 
 
@@ -84,6 +86,9 @@ class ShardResult:
     ran: list[Ran] = field(default_factory=list)
     #: a grouped session job's keys of the split's rows (``grouped_sessions.SplitKeys``)
     keys: object = None
+    #: a split of a file decoded once (``transform_file``): (file, split in the file, start,
+    #: stop); ``index`` is then the split's number in its file
+    piece: tuple[int, int, int, int] | None = None
 
 
 class ShardError(RecprepError):
@@ -103,15 +108,22 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _failure(job: PreprocessJob, split: Split, stage: str, exc: Exception) -> ShardFailure:
-    what = f"{'fit of ' if stage == 'fit' else ''}shard {split.index} ({_where(split)})"
+def _failure(
+    job: PreprocessJob, split: Split, stage: str, exc: Exception, what: str | None = None, key=None
+) -> ShardFailure:
+    """``what``: the failing work as the line names it (default: the shard); ``key``: its error
+    log's (default: the shard's number)."""
+    what = what or f"{'fit of ' if stage == 'fit' else ''}shard {split.index} ({_where(split)})"
     if isinstance(exc, RecprepError):
         return ShardFailure(split.index, one_line(f"{what}: {exc}"))
     line = one_line(f"{what}: {type(exc).__name__}: {exc}")
     try:
         details = "".join(traceback.format_exception(exc))
         path = put_error_log(
-            output_location(job.spec.output.uri), split.index, stage, line + "\n\n" + details
+            output_location(job.spec.output.uri),
+            split.index if key is None else key,
+            stage,
+            line + "\n\n" + details,
         )
     except (OSError, RecprepError) as log_exc:  # the error line matters more than its log
         return ShardFailure(split.index, f"{line} (its details could not be written: {log_exc})")
@@ -256,18 +268,96 @@ def transform_shard(
     """A whole shard on one worker: read, every transform, write."""
     started, wall = time.perf_counter(), time.time()
     try:
-        source, plan, read, stored, parsed = _read(job, split)
-        nulled: dict = {}
-        table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled, context=read.context)
-        result = _write(job, split, directory, compression, fsync, table, read.bad, nulled, stored)
-        result.keys = read.keys
-        steps = (0, len(plan.steps))
-        result.ran.append(
-            _ran(job, plan, started, wall, steps, table.num_rows, stored, parsed, read=True, wrote=True)
-        )
+        _, plan, read, stored, parsed = _read(job, split)
+        args = (directory, compression, fsync, stored, parsed, started, wall)
+        return _whole(job, plan, split, read, states, *args)
     except Exception as exc:
         return _failure(job, split, "transform", exc)
+
+
+def _whole(
+    job, plan, split, read, states, directory, compression, fsync, stored, parsed, started, wall, key=None
+):
+    """Every transform of a split read, then its write (as shard ``key``, default its number)."""
+    nulled: dict = {}
+    table = plan.apply(read.table, states, nulled=nulled, source_nulled=read.nulled, context=read.context)
+    result = _write(job, split, directory, compression, fsync, table, read.bad, nulled, stored, key)
+    result.keys = read.keys
+    steps = (0, len(plan.steps))
+    result.ran.append(
+        _ran(job, plan, started, wall, steps, table.num_rows, stored, parsed, read=True, wrote=True)
+    )
     return result
+
+
+#: the failpoint (``recprep.failpoints``) in a file task, after a shard is written and reported:
+#: its worker dies mid-file
+DECODE_FAILPOINT = "decode-once-shard"
+
+
+@dataclass
+class FileDone:
+    """What :func:`transform_file` returns: the file's plan (its bounds: how many shards it
+    makes) and the shards it wrote."""
+
+    file: int
+    layout: object  #: ``compressed.Layout``
+    results: list[ShardResult]
+
+
+def transform_file(
+    job: PreprocessJob,
+    number: int,
+    path: str,
+    states: States,
+    directory: str,
+    compression: str,
+    fsync: bool,
+    skip: frozenset[int] = frozenset(),
+    queue: str | None = None,
+) -> FileDone | ShardFailure:
+    """Every shard of compressed file ``path`` (the source's file ``number``) from one pass over
+    it (``compressed.OnePass``, ``decode_once``): each split's text, as the pass finds it, read,
+    transformed and written as shard ``(number, split)``; the splits that begin at a text offset
+    in ``skip`` (committed by an earlier run) are passed over. Each shard's result is also put,
+    pickled, on the Dask queue named ``queue`` as it is written, for the driver to commit before
+    the file is done (the returned results hold them all). At the end the file's plan is kept."""
+    import pickle
+
+    from distributed import Queue
+
+    source, plan = _prepared(job)
+    stream = source.one_pass(path, job.spec.output.rows_per_shard)
+    sink = Queue(queue) if queue else None
+    results: list[ShardResult] = []
+    split, header = None, bool(job.spec.source.header)  # the split being worked on
+    started, wall = time.perf_counter(), time.time()  # a split's time: its decompression's too
+    try:
+        for piece in _decoded(stream, path):
+            if piece.start in skip:
+                started, wall = time.perf_counter(), time.time()
+                continue
+            rows = max(piece.rows - (1 if header and piece.number == 0 else 0), 1)
+            split = Split(piece.number, path, piece.start, piece.stop, rows, header and piece.number == 0)
+            read = source.read_text(split, piece.text, piece.lines + 1, plan.scan_hex)
+            args = (directory, compression, fsync, piece.stored, len(piece.text), started, wall)
+            result = _whole(job, plan, split, read, states, *args, key=(number, piece.number))
+            result.piece = (number, piece.number, piece.start, piece.stop)
+            results.append(result)
+            if sink is not None:
+                sink.put(pickle.dumps(result))
+            failpoint(DECODE_FAILPOINT)
+            # the split's text and table are let go before the pass makes the next split's
+            read = piece = result = None
+            split, started, wall = None, time.perf_counter(), time.time()
+        stream.keep(source.store)
+    except Exception as exc:
+        if split is None:  # the pass's own (it names the file): decompressing, keeping the plan
+            what, whole = f"file {number} ({path})", Split(-1, path, 0, 0, 0)
+            return _failure(job, whole, "transform", exc, what=what, key=(number, 0))
+        what = f"split {split.index} of file {number} ({_where(split)})"
+        return _failure(job, split, "transform", exc, what=what, key=(number, split.index))
+    return FileDone(number, stream.layout, results)
 
 
 def offloaded_part(job: PreprocessJob, split: Split, states: States, stop: int) -> Handoff | ShardFailure:
@@ -317,9 +407,22 @@ def finish_shard(
     return result
 
 
-def _write(job, split, directory, compression, fsync, table, bad, nulled, stored) -> ShardResult:
-    quarantine = put_quarantine(directory, split.index, bad, fsync) if bad else None
-    written = put_shard(directory, split.index, shard_bytes(table, compression), fsync)
+def _decoded(stream, path: str):
+    """The pieces of a one-pass stream, its decompression's errors as SourceErrors naming the file
+    (and not the errors of the work done between two pieces)."""
+    pieces = iter(stream)
+    while True:
+        with reading(path, "decompress"):
+            piece = next(pieces, None)
+        if piece is None:
+            return
+        yield piece
+
+
+def _write(job, split, directory, compression, fsync, table, bad, nulled, stored, key=None) -> ShardResult:
+    key = split.index if key is None else key
+    quarantine = put_quarantine(directory, key, bad, fsync) if bad else None
+    written = put_shard(directory, key, shard_bytes(table, compression), fsync)
     return ShardResult(
         split.index,
         written.name,

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import pytest
 import zstandard
 
 from recprep.spec import load_job_dict
+from recprep.workloads.output import read_commits
 from recprep.workloads.output.layout import INDEX_DIR
 from recprep.workloads.runner import run_job
 from recprep.workloads.sources import compressed
@@ -58,11 +60,14 @@ def test_a_compressed_input_writes_the_shards_of_the_same_input_uncompressed(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("decode", ["splits", "once"])
 def test_a_source_of_several_compressed_days_writes_the_shards_of_the_same_days_uncompressed(
-    criteo_lines, tmp_path, dask_client
+    criteo_lines, tmp_path, dask_client, decode
 ):
     """Three days, one each of gzip, bz2 and xz, planned at once (``compressed.plan_files``, as
-    many passes as the cores allow): the shards of the same three days uncompressed."""
+    many passes as the cores allow) or each decoded once by a task of its own
+    (``decode_once``, what the policy takes for 3 files on 2 workers): the shards of the same
+    three days uncompressed."""
     import bz2
     import lzma
 
@@ -76,11 +81,25 @@ def test_a_source_of_several_compressed_days_writes_the_shards_of_the_same_days_
     for folder in ("plain", "packed"):
         doc = job_doc(str(tmp_path / folder), str(tmp_path / f"out-{folder}"))
         doc["spec"]["output"]["rowsPerShard"] = 8192
-        summary = run_job(load_job_dict(doc), client=dask_client)
+        summary = run_job(
+            load_job_dict(doc), client=dask_client, decode="splits" if folder == "plain" else decode
+        )
         assert summary.rows_written == 120_000 and summary.rows_quarantined == 0
-        outputs.append(sorted((tmp_path / f"out-{folder}").glob("part-*.parquet")))
+        outputs.append(shards_by_number(tmp_path / f"out-{folder}"))
     plain, packed = outputs
     assert 15 <= len(packed) == len(plain) <= 21  # ~40,000 / 8,192 a day, each day cut on its own
-    for a, b in zip(plain, packed):
-        assert a.name == b.name and a.read_bytes() == b.read_bytes()
-    assert len(list((tmp_path / "out-packed" / INDEX_DIR).glob("*.json"))) == 3
+    for (a, a_bytes), (b, b_bytes) in zip(plain, packed):
+        assert a_bytes == b_bytes
+        if decode == "splits":
+            assert a == b
+        else:  # named by (day, split in the day)
+            assert re.fullmatch(r"part-0000[012]-[0-9]{5}\.parquet", b), b
+    plans = [json.loads(p.read_text()) for p in (tmp_path / "out-packed" / INDEX_DIR).glob("*.json")]
+    assert len(plans) == 3 and {p["seekable"] for p in plans} == {decode == "splits"}
+
+
+def shards_by_number(output) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each committed shard of ``output``, in shard order."""
+    records = sorted(read_commits(str(output)), key=lambda r: r.shard)
+    assert [r.shard for r in records] == list(range(len(records)))
+    return [(r.file, (output / r.file).read_bytes()) for r in records]

@@ -9,6 +9,10 @@
       _fit.json                   the fitted statistics of the job's fitted ops
       _accounting.json            the last run's accounting: bytes, busy seconds, energy, cost
       part-NNNNN.parquet          shard NNNNN, numbered in source order
+      part-FFFFF-SSSSS.parquet    split SSSSS of the source's compressed file FFFFF, written while
+                                  that file was decompressed once (``decode_once``): its number
+                                  among the job's shards, in its commit record, is known only
+                                  once the files before it are counted
       _quarantine/part-NNNNN.jsonl  the malformed input rows of shard NNNNN
       _service/                   the shard service's acknowledgements (recprep serve; in an object
                                   store too)
@@ -21,7 +25,8 @@
       .<name>.tmp-<random>        a file being written (renamed into place when complete)
 
 recprep deletes and overwrites only names of this layout: a shard is ``part-`` and five or more
-digits and ``.parquet``, a quarantine file the same with ``.jsonl``, a temporary the mark below.
+digits (or two such numbers joined by ``-``) and ``.parquet``, a quarantine file the same with
+``.jsonl``, a temporary the mark below. Readers find a shard's file by its commit record.
 """
 
 from __future__ import annotations
@@ -53,19 +58,30 @@ TEMPORARY_MARK = ".tmp-"
 CONTRACT_FILES = (JOB_FILE, LEDGER_FILE, FIT_FILE, ACCOUNTING_FILE)
 
 
-def shard_name(index: int) -> str:
-    """File name of shard ``index``, e.g. ``part-00012.parquet``."""
-    return f"{SHARD_PREFIX}{index:05d}.parquet"
+#: A shard's name: its number among the job's shards, or (file, split in the file) for a split
+#: written before that number is known (``decode_once``)
+ShardKey = int | tuple[int, int]
 
 
-def quarantine_name(index: int) -> str:
+def _label(key: ShardKey) -> str:
+    return f"{key:05d}" if isinstance(key, int) else f"{key[0]:05d}-{key[1]:05d}"
+
+
+def shard_name(index: ShardKey) -> str:
+    """File name of shard ``index``, e.g. ``part-00012.parquet`` (``part-00002-00013.parquet``:
+    split 13 of the source's file 2)."""
+    return f"{SHARD_PREFIX}{_label(index)}.parquet"
+
+
+def quarantine_name(index: ShardKey) -> str:
     """Path (relative to the output) of shard ``index``'s malformed rows."""
-    return f"{QUARANTINE_DIR}/{SHARD_PREFIX}{index:05d}.jsonl"
+    return f"{QUARANTINE_DIR}/{SHARD_PREFIX}{_label(index)}.jsonl"
 
 
-_SHARD = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.parquet")
-_QUARANTINE = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}\.jsonl")
-_ERROR_LOG = re.compile(rf"{SHARD_PREFIX}[0-9]{{5,}}(\.fit)?\.log|workers\.log")
+_NUMBER = "[0-9]{5,}(-[0-9]{5,})?"
+_SHARD = re.compile(rf"{SHARD_PREFIX}{_NUMBER}\.parquet")
+_QUARANTINE = re.compile(rf"{SHARD_PREFIX}{_NUMBER}\.jsonl")
+_ERROR_LOG = re.compile(rf"{SHARD_PREFIX}{_NUMBER}(\.fit)?\.log|workers\.log")
 #: What the workers of ``recprep run``'s embedded cluster print (kept out of the progress bar).
 WORKER_LOG = f"{ERRORS_DIR}/workers.log"
 
@@ -81,11 +97,11 @@ def is_quarantine_file(name: str) -> bool:
     return _QUARANTINE.fullmatch(name) is not None
 
 
-def error_log_name(index: int, stage: str) -> str:
+def error_log_name(index: ShardKey, stage: str) -> str:
     """Path (relative to the output) of the details of shard ``index``'s failure in ``stage``
     (``transform`` or ``fit``)."""
     suffix = ".fit" if stage == "fit" else ""
-    return f"{ERRORS_DIR}/{SHARD_PREFIX}{index:05d}{suffix}.log"
+    return f"{ERRORS_DIR}/{SHARD_PREFIX}{_label(index)}{suffix}.log"
 
 
 def is_error_log(name: str) -> bool:

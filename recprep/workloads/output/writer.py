@@ -54,6 +54,7 @@ from .layout import (
     QUARANTINE_DIR,
     SESSIONS_DIR,
     SHARD_PREFIX,
+    ShardKey,
     error_log_name,
     is_error_log,
     is_quarantine_file,
@@ -98,7 +99,7 @@ def check_writable(directory: str | Store) -> None:
     as_store(directory).check_writable()
 
 
-def put_shard(directory: str | Store, index: int, payload: bytes, fsync: bool = False) -> WrittenFile:
+def put_shard(directory: str | Store, index: ShardKey, payload: bytes, fsync: bool = False) -> WrittenFile:
     """Shard ``index``'s file put in place (not yet committed: the driver records it)."""
     name = shard_name(index)
     as_store(directory).put(name, payload, fsync)
@@ -106,7 +107,7 @@ def put_shard(directory: str | Store, index: int, payload: bytes, fsync: bool = 
 
 
 def put_quarantine(
-    directory: str | Store, index: int, rows: Iterable[BadRowLike], fsync: bool = False
+    directory: str | Store, index: ShardKey, rows: Iterable[BadRowLike], fsync: bool = False
 ) -> str:
     """Shard ``index``'s malformed rows as JSON lines (file, line, reason, text); returns the
     file's path relative to the output, as its commit record carries it."""
@@ -118,7 +119,7 @@ def put_quarantine(
     return path
 
 
-def put_error_log(directory: str | Store, index: int, stage: str, text: str) -> str:
+def put_error_log(directory: str | Store, index: ShardKey, stage: str, text: str) -> str:
     """The details of shard ``index``'s failure (``stage``: transform or fit) in the output;
     returns the file's path (absolute, or its URI), which the one-line error names."""
     store = as_store(directory)
@@ -312,10 +313,16 @@ class OutputWriter:
 
     def record_job(self, job: JobRecord) -> None:
         """Write ``_job.json`` for a job whose shard count is known only after a first pass (a
-        session job's); kept as it is when the same job's record is there."""
+        session job's), or, with ``shards`` None, before it commits shards of an unknown count (a
+        job decoding its files once); kept as it is when the same job's record is there (with a
+        count, if this one has none)."""
         self._lock.check()
         existing = read_job_if_any(self.store)
-        if existing is None or existing.identity != job.identity or existing.shards != job.shards:
+        if (
+            existing is None
+            or existing.identity != job.identity
+            or (existing.shards != job.shards and job.shards is not None)
+        ):
             self._write_json(JOB_FILE, job.to_dict())
 
     def load_fit(self, identity: str) -> dict[tuple[int, str], Any] | None:

@@ -128,6 +128,9 @@ class Layout:
     frames: list[list[int]] = field(default_factory=list)
     copy: str | None = None  #: those frames' file name in the store
     version: int = VERSION
+    #: False: the plan of a file decompressed once (``OnePass``), its bounds and lines only: no
+    #: seek point for a split task to start at (a run that reads by splits plans it again)
+    seekable: bool = True
 
     def line_of(self, start: int) -> int:
         """1-based line number of the split beginning at ``start``."""
@@ -260,14 +263,31 @@ def plan_file(
     return layout
 
 
-def _kept(fs, path: str, header: bool, rows_per_shard: int, store: IndexStore, info: dict | None):
+def _kept(
+    fs,
+    path: str,
+    header: bool,
+    rows_per_shard: int,
+    store: IndexStore,
+    info: dict | None,
+    seekable: bool = True,
+):
     """(the file's plan key, its compressed size, its plan kept in the store for this cut rule
-    or None)."""
+    or None; ``seekable``: None unless split tasks can read by it, see ``Layout.seekable``)."""
     key, stored = store.identify(fs, path, info)
     layout = store.load(key)
-    if layout is not None and (layout.rows_per_shard, layout.header) != (rows_per_shard, header):
+    if layout is not None and (
+        (layout.rows_per_shard, layout.header) != (rows_per_shard, header)
+        or (seekable and not layout.seekable)
+    ):
         layout = None
     return key, stored, layout
+
+
+def kept_plan(fs, path: str, header: bool, rows_per_shard: int, store: IndexStore, info: dict | None = None):
+    """The file's plan kept in the store for this cut rule, seekable or not (its bounds are the
+    same), or None."""
+    return _kept(fs, path, header, rows_per_shard, store, info, seekable=False)[2]
 
 
 #: Where the planning passes of :func:`plan_files` run: None, on threads of this process; else
@@ -730,6 +750,94 @@ def _bounded(d, data: bytes, codec: str):
         if d.eof or d.needs_input:
             return
         out = d.decompress(b"", max_length=STEP)
+
+
+# -- decoding once ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Piece:
+    """One split of a file decoded once, with its text."""
+
+    number: int  #: the split's number in its file
+    start: int  #: its bounds in the decompressed text
+    stop: int
+    lines: int  #: newlines before ``start``
+    rows: int  #: lines in it (its header line included)
+    stored: int  #: compressed bytes read while its text was made
+    text: bytes
+
+
+class OnePass:
+    """A compressed file's splits, with their text, from one pass over it: the cuts of
+    ``cuts.StreamCutter`` (the rule of every plan, so the same splits as a planning pass finds),
+    each split given as soon as the cut after it is found, its text held only until then (at
+    most a split's text and one decompressed block, ``STEP``). The decompressors of the split
+    tasks' reads (ISA-L's for gzip), from the file's start: no index is made. Iterate it once;
+    then :attr:`layout` is the file's plan, its bounds and lines only (``Layout.seekable``
+    False), which :meth:`keep` keeps in the store."""
+
+    def __init__(self, fs, path: str, header: bool, rows_per_shard: int):
+        self.fs, self.path, self.header, self.rows_per_shard = fs, path, header, rows_per_shard
+        self.layout: Layout | None = None
+
+    def __iter__(self):
+        codec = codec_of(self.path)
+        cutter = StreamCutter(self.rows_per_shard, self.header)
+        held: deque[bytes] = deque()
+        given, read = 0, [0]  # splits given so far; compressed bytes read when the last was
+        with self.fs.open(self.path, "rb") as raw:
+            stored = raw.seek(0, os.SEEK_END)
+            raw.seek(0)
+
+            def piece(k: int, bounds: list[int], lines: list[int]) -> Piece:
+                now = min(raw.tell(), stored)
+                done = Piece(
+                    k,
+                    bounds[k],
+                    bounds[k + 1],
+                    lines[k],
+                    lines[k + 1] - lines[k],
+                    now - read[0],
+                    _take(held, bounds[k + 1] - bounds[k]),
+                )
+                read[0] = now
+                return done
+
+            for block in _pass_text(codec, raw, self.path, []) if stored else ():
+                cutter.feed(block)
+                held.append(block)
+                while len(cutter.cuts) > given + 1:
+                    yield piece(given, cutter.cuts, cutter.lines)
+                    given += 1
+            bounds, lines = cutter.finish()
+            for k in range(given, len(bounds) - 1):
+                if bounds[k + 1] > bounds[k]:
+                    yield piece(k, bounds, lines)
+        self.layout = Layout(
+            codec, stored, cutter.size, self.rows_per_shard, self.header, bounds, lines, seekable=False
+        )
+
+    def keep(self, store: IndexStore) -> None:
+        """Keep the plan the pass found (a seekable plan of the same file is left as it is: it
+        has the same bounds and more)."""
+        key, _ = store.identify(self.fs, self.path)
+        kept = store.load(key)
+        if kept is None or not kept.seekable:
+            store.save(key, self.layout, None)
+
+
+def _take(held: deque, n: int) -> bytes:
+    """The first ``n`` bytes of the blocks ``held``, taken off them."""
+    parts = []
+    while n:
+        head = held[0]
+        if len(head) <= n:
+            parts.append(held.popleft())
+            n -= len(head)
+        else:
+            parts.append(head[:n])
+            held[0] = head[n:]
+            n = 0
+    return b"".join(parts)
 
 
 # -- reading ----------------------------------------------------------------------------------

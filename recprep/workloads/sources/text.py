@@ -23,7 +23,17 @@ import pyarrow.csv as pcsv
 
 from ...errors import SourceError, SpecError
 from .base import NULL, BadRow, ReadResult, Roles, Split, non_finite_rows, null_non_finite
-from .compressed import ZSTD, IndexStore, Layout, codec_of, first_line, plan_files, read_range
+from .compressed import (
+    ZSTD,
+    IndexStore,
+    Layout,
+    OnePass,
+    codec_of,
+    first_line,
+    kept_plan,
+    plan_files,
+    read_range,
+)
 from .cuts import SAMPLE, seek_bounds
 from .cuts import target as cut_rule
 from .files import is_compressed, list_files, reading
@@ -142,7 +152,7 @@ class TextSource:
         """A compressed file's plan, made by the run that planned the splits."""
         if path not in self._layouts:
             layout = self.store.load(self.store.key(self.fs, path))
-            if layout is None:
+            if layout is None or not layout.seekable:
                 raise SourceError(
                     f"{path}: its index is not in {self.store.directory} (the run that planned the "
                     "job writes it there: has the file changed since?)"
@@ -176,6 +186,22 @@ class TextSource:
         non-finite number unless ``spec.source.nonFinite`` is null) are quarantined: every
         non-empty line is either a row of the table or a bad row."""
         return self._parse(self._bytes(split), split, decode_hex)
+
+    def read_text(
+        self, split: Split, data: bytes, first_line: int, decode_hex: frozenset[str] = frozenset()
+    ) -> ReadResult:
+        """:meth:`read` of a split whose text the caller has (a compressed file decoded once:
+        ``compressed.OnePass``), ``first_line`` the 1-based line number of its first byte."""
+        return self._parse(data, split, decode_hex, first_line=first_line)
+
+    def one_pass(self, path: str, rows_per_shard: int) -> OnePass:
+        """The splits of compressed file ``path`` with their text, from one pass over it."""
+        return OnePass(self.fs, path, bool(self.spec.header), rows_per_shard)
+
+    def kept_plan(self, path: str, rows_per_shard: int) -> Layout | None:
+        """Compressed file ``path``'s plan kept in the store (seekable or not), or None."""
+        with reading(path, "plan the splits of"):
+            return kept_plan(self.fs, path, bool(self.spec.header), rows_per_shard, self.store)
 
     def read_piece(
         self, split: Split, nbytes: int, tail: bool = False, decode_hex: frozenset[str] = frozenset()
@@ -259,10 +285,16 @@ class TextSource:
         return own, back_table, after_table, checked
 
     def _parse(
-        self, data: bytes, split: Split, decode_hex: frozenset[str], keep_bad: bool = True
+        self,
+        data: bytes,
+        split: Split,
+        decode_hex: frozenset[str],
+        keep_bad: bool = True,
+        first_line: int | None = None,
     ) -> ReadResult:
         """:meth:`read` of ``data``, the bytes of ``split`` (``keep_bad``: False leaves the bad
-        rows out of the result, and their lines uncounted)."""
+        rows out of the result, and their lines uncounted; ``first_line``: the line number of
+        its first byte, when the caller knows it)."""
         read = None
         if _scan is not None and ord(self.delimiter) < 128:  # the scanner splits on one ASCII byte
             read = self._scan(data, split, decode_hex)
@@ -272,7 +304,7 @@ class TextSource:
         table, bad = self._finite(table, bad, data, split)
         if not bad or not keep_bad:
             return ReadResult(table, nulled=nulled)
-        first_line = self._first_line(split)
+        first_line = self._first_line(split) if first_line is None else first_line
         lines = data.split(b"\n")
         quarantined = [
             BadRow(split.path, first_line + n - 1, reason, _text(lines[n - 1])) for n, reason in sorted(bad)
