@@ -1,12 +1,15 @@
 """Compressed inputs: a gzip-compressed Criteo input against the same text uncompressed, through
 recprep's own job, on one single-threaded worker (the throughput bench's Criteo manifest).
 
-Per contender: shards and whether they are byte-identical to the uncompressed run's, rows/s
-(wall time from job submission to the last commit, on one worker: per core), and the worker
-process's peak memory: in all, and above what the idle worker process had ("job"), against the
-mean text of one shard. The gzip input runs twice: first with no
-kept plan (the planning pass over the file is in the time), then reusing the plan a first run
-kept in the output's ``_index/`` (a resumed run, a rerun with --overwrite).
+Per contender: shards and whether they are byte-identical to the uncompressed run's (shard by
+shard, in the ledger's order), rows/s (wall time from job submission to the last commit, on one
+worker: per core), and the worker process's peak memory: in all, and above what the idle worker
+process had ("job"), against the mean text of one shard. The gzip input runs three ways: as
+recprep runs it on one worker thread (its one file decoded once: ``workloads.decode_once``, one
+task that decompresses the file and makes each shard as the pass goes); read by splits
+(``--decode splits``) with no kept plan (the planning pass over the file is in the time); and
+read by splits reusing the plan that run kept in the output's ``_index/`` (a resumed run, a rerun
+with --overwrite).
 
 Planning several files (``--files N``, default 2; 0 skips it): a source of N gzip files (links
 to the gzip input, each a file of its own to the planner) planned by ``TextSource.splits``, the
@@ -112,8 +115,9 @@ def worker_peak(client, reset: bool = False) -> int:
     return max(client.run(_peak_reset if reset else _peak).values())
 
 
-def run(path: Path, out: Path, keep_plan: bool) -> dict:
-    """One timed job on one fresh worker process; its figures."""
+def run(path: Path, out: Path, keep_plan: bool, decode: str = "auto") -> dict:
+    """One timed job on one fresh worker process (``decode``: ``recprep run --decode``); its
+    figures."""
     from recprep.spec import load_job_dict
     from recprep.workloads.output.layout import INDEX_DIR
     from recprep.workloads.runner import run_job
@@ -124,7 +128,7 @@ def run(path: Path, out: Path, keep_plan: bool) -> dict:
     with fresh_client() as client:  # a fresh worker process: its peak memory is this run's
         idle = worker_peak(client, reset=True)
         started = time.perf_counter()
-        summary = run_job(job, client=client, output=str(out), overwrite=True)
+        summary = run_job(job, client=client, output=str(out), overwrite=True, decode=decode)
         seconds = time.perf_counter() - started
         peak = worker_peak(client)
     return {
@@ -156,8 +160,8 @@ def fresh_client():
         yield client
 
 
-def best(path: Path, out: Path, keep_plan: bool, repeat: int) -> dict:
-    runs = [run(path, out, keep_plan) for _ in range(repeat)]
+def best(path: Path, out: Path, keep_plan: bool, repeat: int, decode: str = "auto") -> dict:
+    runs = [run(path, out, keep_plan, decode) for _ in range(repeat)]
     top = max(runs, key=lambda r: r["rows_per_s"])
     for key in ("worker_peak_bytes", "job_peak_bytes"):
         top[key] = max(r[key] for r in runs)
@@ -165,7 +169,11 @@ def best(path: Path, out: Path, keep_plan: bool, repeat: int) -> dict:
 
 
 def shards(out: Path) -> list[Path]:
-    return sorted(out.glob("part-*.parquet"))
+    """The committed shards' files, in shard order (a file decoded once names its shards by
+    file and split: ``output.layout``)."""
+    from recprep.workloads.output import read_commits
+
+    return [out / r.file for r in sorted(read_commits(str(out)), key=lambda r: r.shard)]
 
 
 def identical(a: Path, b: Path) -> bool:
@@ -193,17 +201,22 @@ def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int, files: i
     for codec in codecs:
         path = compress(plain, codec)
         out = workdir / f"out-{codec}"
-        log(f"{codec}: {path.name}, first run (planning pass included)")
+        log(f"{codec}: {path.name}, first run (one file, one worker thread: decoded once)")
         first = best(path, out, False, repeat)
         entry = {"input_bytes": path.stat().st_size, "first": first, "shards": len(shards(out))}
         entry["identical"] = identical(out, base_out)
         if codec == "gz":
-            log(f"{codec}: plan kept from the first run")
-            entry["reused"] = best(path, out, True, repeat)
-            # a first run decompresses the file twice (the planning pass, then every task its
-            # own part): with the rest as fast as the uncompressed run, it is this fast at most
+            log(f"{codec}: read by splits, first run (planning pass included)")
+            entry["splits_first"] = best(path, out, False, repeat, "splits")
+            entry["splits_identical"] = identical(out, base_out)
+            log(f"{codec}: read by splits, plan kept from the first run")
+            entry["reused"] = best(path, out, True, repeat, "splits")
+            # decoded once, the file is decompressed once; read by splits on a first run, twice
+            # (the planning pass, then every task its own part): with the rest as fast as the
+            # uncompressed run, each is this fast at most
             entry["inflate_seconds"] = inflate_seconds(path, repeat)
             base = results["plain"]["seconds"]
+            entry["once_ceiling"] = base / (base + entry["inflate_seconds"])
             entry["first_run_ceiling"] = base / (base + 2 * entry["inflate_seconds"])
             if files:
                 log(f"{codec}: planning {files} files, one at a time and at once")
@@ -211,7 +224,7 @@ def measure(plain: Path, codecs: list[str], workdir: Path, repeat: int, files: i
         results[codec] = entry
     text = shard_text(plain, base_out)
     for entry in results.values():
-        for run_ in (entry, entry.get("first"), entry.get("reused")):
+        for run_ in (entry, entry.get("first"), entry.get("splits_first"), entry.get("reused")):
             if run_ and "worker_peak_bytes" in run_:
                 run_["job_peak_over_shard_text"] = run_["job_peak_bytes"] / text
     results["shard_text_bytes"] = text
@@ -297,13 +310,13 @@ def report(results: dict) -> None:
     plain = results["plain"]
     print(f"shard text: {results['shard_text_bytes'] / 1e6:.1f} MB (mean bytes of input text per shard)")
     print(
-        f"{'contender':<24} {'rows':>10} {'shards':>6} {'same':>5} {'rows/s':>10} {'x plain':>8} "
+        f"{'contender':<26} {'rows':>10} {'shards':>6} {'same':>5} {'rows/s':>10} {'x plain':>8} "
         f"{'peak MB':>8} {'job MB':>7} {'x shard':>8}"
     )
 
     def line(name, r, shards_, same, base):
         print(
-            f"{name:<24} {r['rows']:>10,} {shards_:>6} {same:>5} {r['rows_per_s']:>10,.0f} "
+            f"{name:<26} {r['rows']:>10,} {shards_:>6} {same:>5} {r['rows_per_s']:>10,.0f} "
             f"{r['rows_per_s'] / base:>7.2f}x {r['worker_peak_bytes'] / 1e6:>8.0f} "
             f"{r['job_peak_bytes'] / 1e6:>7.0f} {r['job_peak_over_shard_text']:>7.1f}x"
         )
@@ -314,13 +327,17 @@ def report(results: dict) -> None:
             continue
         base = plain["rows_per_s"]
         same = "yes" if entry["identical"] else "NO"
-        line(f"{codec} (first run)", entry["first"], entry["shards"], same, base)
-        if "reused" in entry:
-            line(f"{codec} (plan reused)", entry["reused"], entry["shards"], same, base)
+        once = " (decoded once)" if "splits_first" in entry else " (first run)"
+        line(f"{codec}{once}", entry["first"], entry["shards"], same, base)
+        if "splits_first" in entry:
+            same_ = "yes" if entry["splits_identical"] else "NO"
+            line(f"{codec} (splits, first run)", entry["splits_first"], entry["shards"], same_, base)
+            line(f"{codec} (splits, plan kept)", entry["reused"], entry["shards"], same_, base)
         if "inflate_seconds" in entry:
             print(
-                f"{codec}: ISA-L decompresses the file in {entry['inflate_seconds']:.2f} s; a first run "
-                f"decompresses it twice, so it reaches {entry['first_run_ceiling']:.2f}x plain at most"
+                f"{codec}: ISA-L decompresses the file in {entry['inflate_seconds']:.2f} s: decoded once, "
+                f"a run reaches {entry['once_ceiling']:.2f}x plain at most; read by splits, a first run "
+                f"decompresses it twice and reaches {entry['first_run_ceiling']:.2f}x at most"
             )
     p = results.get("planning")
     if p:

@@ -265,14 +265,15 @@ def test_the_shard_service_streams_an_s3_output_while_its_driver_commits_and_kee
 
 
 @pytest.mark.parametrize(
-    "name, kept",
+    "name, decode, kept",
     [
-        ("day.tsv.gz", ["gzidx", "json"]),  # the plan and the gzip index
-        ("day.tsv.zst", ["json", "zst"]),  # the plan and the splits written again as frames
+        ("day.tsv.gz", "splits", ["gzidx", "json"]),  # the plan and the gzip index
+        ("day.tsv.zst", "splits", ["json", "zst"]),  # the plan and the splits written again as frames
+        ("day.tsv.gz", "once", ["json"]),  # decoded once (one file, one worker): its plan's bounds
     ],
 )
 def test_a_compressed_input_is_planned_into_the_s3_output_where_its_tasks_read_the_plan(
-    s3, criteo_lines, tmp_path, name, kept
+    s3, criteo_lines, tmp_path, name, decode, kept
 ):
     import gzip
 
@@ -284,11 +285,11 @@ def test_a_compressed_input_is_planned_into_the_s3_output_where_its_tasks_read_t
     compress = gzip.compress if name.endswith(".gz") else zstandard.ZstdCompressor().compress  # one frame
     src.write_bytes(compress(text))
     outs = {}
-    prefix = f"out/{name}"  # one output per case: the bucket outlives a test
+    prefix = f"out/{name}-{decode}"  # one output per case: the bucket outlives a test
     for uri in (f"s3://{prefix}", str(tmp_path / "local")):
         doc = job_doc(str(src), uri)
         doc["spec"]["output"]["rowsPerShard"] = 4096
-        assert run_job(load_job_dict(doc), workers=1).rows_written == 30_000
+        assert run_job(load_job_dict(doc), workers=1, decode=decode).rows_written == 30_000
     outs["s3"] = shards_in(fs, prefix)
     outs["local"] = {p.name: p.read_bytes() for p in sorted((tmp_path / "local").glob("part-*.parquet"))}
     assert len(outs["s3"]) >= 6 and outs["s3"] == outs["local"]

@@ -46,9 +46,10 @@ def test_a_driver_given_a_cluster_has_its_workers_plan_the_compressed_files(
     _days(criteo_lines, tmp_path / "days")
     doc = job_doc(str(tmp_path / "days"), str(tmp_path / "out"))
     doc["spec"]["output"]["rowsPerShard"] = 4096
-    embedded = run_job(load_job_dict(doc), output=str(tmp_path / "embedded"), workers=1)
+    # read by splits (two files on two workers would each be decoded once: ``decode_once``)
+    embedded = run_job(load_job_dict(doc), output=str(tmp_path / "embedded"), workers=1, decode="splits")
     _no_pass_here(monkeypatch)
-    summary = run_job(load_job_dict(doc), client=dask_client)
+    summary = run_job(load_job_dict(doc), client=dask_client, decode="splits")
     assert summary.rows_written == embedded.rows_written == 40_000
     ours = sorted((tmp_path / "out").glob("part-*.parquet"))
     theirs = sorted((tmp_path / "embedded").glob("part-*.parquet"))

@@ -335,7 +335,7 @@ def test_derive_histories_false_stores_every_unique_row_whole_and_the_identity_s
     assert plans[None].derived == (Derivation("category_id_history", "category_id", K),)
     assert plans[False].derived == ()
     same_spec = jobs[None]
-    assert _identity(same_spec, [], plans[None]) != _identity(same_spec, [], plans[False])
+    assert _identity(same_spec, None, [], plans[None]) != _identity(same_spec, None, [], plans[False])
 
 
 @pytest.mark.integration

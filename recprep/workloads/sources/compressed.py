@@ -29,6 +29,8 @@ release the GIL), as many as the cores the process may use and half its memory h
 (``machine``: a pod's limits), the cores shared among them; or, for a driver given a cluster
 (``passes_run_by``, ``workloads.planning``), as tasks on the cluster's workers. A job on many
 files (a Criteo Terabyte month is 24 gzip days) waits for every pass before its first shard task.
+A file can also be read without a plan, its splits and their text given by one pass
+(:class:`OnePass`: ``workloads.decode_once``, where each worker thread has a file of its own).
 
 The plan (cuts, newlines before each cut, members, frames) and the gzip index or the frames are
 kept in an

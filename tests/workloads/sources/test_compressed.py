@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import fsspec
 import fsspec.implementations.local
 import numpy as np
 import pytest
@@ -573,3 +574,62 @@ def test_an_interrupt_while_files_are_planned_stops_every_pass(tmp_path, text, m
         if thread.name.startswith("recprep-plan"):
             thread.join(60)
     assert ended == {"a.tsv.gz": "PassStopped", "b.tsv.gz": "PassStopped"}
+
+
+def _one_pass_growth(path) -> int:
+    """Bytes a fresh process's peak memory grows by while it iterates a ``OnePass`` over
+    ``path`` in splits of 20,000 rows, holding each split's text as a file task does."""
+    script = textwrap.dedent(
+        f"""
+        import fsspec
+        from recprep.workloads.sources import compressed
+
+        def status(key):
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status("VmRSS:")
+        for piece in compressed.OnePass(fsspec.filesystem("file"), {str(path)!r}, False, 20000):
+            text = piece.text
+        print(status("VmHWM:") - before)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+def test_one_pass_holds_one_split_of_text_whatever_the_file_size(tmp_path):
+    """A file decoded once (``decode_once``) holds a split's text, the text the pass has made
+    past its end (at most a block) and the next split's as it is joined, not the file."""
+    text = criteo_text(24000, seed=5) * 8  # 51 MB; splits of 20,000 rows: ~5.3 MB of text
+    grew = []
+    for copies in (1, 2):
+        path = tmp_path / f"data-{copies}.tsv.gz"
+        path.write_bytes(gzip.compress(text * copies, 1))
+        grew.append(_one_pass_growth(path))
+    assert grew[1] < grew[0] + (8 << 20), grew  # not the file's size
+    # 25 MB measured: a few splits' text and the decompressor's buffers, of 103 MB of text
+    assert grew[1] < 40 << 20, grew
+
+
+def test_one_pass_gives_the_splits_a_plan_finds_with_their_text(tmp_path, text):
+    """Every codec: the same bounds and line counts as the planning pass, each split's text the
+    file's bytes between them, and a plan kept that a run by splits does not take for its own."""
+    fs = fsspec.filesystem("file")
+    for name, pack in CODECS.items():
+        path = tmp_path / name
+        path.write_bytes(pack(text))
+        stream = compressed.OnePass(fs, str(path), False, 1000)
+        pieces = list(stream)
+        store = compressed.IndexStore(str(tmp_path / f"idx-{name}"))
+        stream.keep(store)
+        assert compressed.kept_plan(fs, str(path), False, 1000, store).bounds == stream.layout.bounds
+        assert compressed._kept(fs, str(path), False, 1000, store, None)[2] is None  # not seekable
+        layout = compressed.plan_file(fs, str(path), False, 1000, store)
+        assert (layout.bounds, layout.lines) == (stream.layout.bounds, stream.layout.lines), name
+        assert [(p.start, p.stop) for p in pieces] == list(zip(layout.bounds, layout.bounds[1:]))
+        assert all(p.text == text[p.start : p.stop] for p in pieces)
+        assert [p.lines for p in pieces] == layout.lines[:-1]
+        stream.keep(store)  # a seekable plan of the same file stays
+        assert compressed._kept(fs, str(path), False, 1000, store, None)[2].seekable
