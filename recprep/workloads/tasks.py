@@ -12,6 +12,7 @@ holding the traceback. The driver raises the line as a :class:`ShardError`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -357,6 +358,10 @@ def transform_file(
             return _failure(job, whole, "transform", exc, what=what, key=(number, 0))
         what = f"split {split.index} of file {number} ({_where(split)})"
         return _failure(job, split, "transform", exc, what=what, key=(number, split.index))
+    finally:
+        if sink is not None:  # the scheduler drops the queue once every holder let it go
+            with contextlib.suppress(Exception):  # (the shards are the task's result)
+                sink.close()
     return FileDone(number, stream.layout, results)
 
 
