@@ -128,3 +128,24 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, message: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def failpoint_cluster(tmp_path, failpoint: str, allowed_failures: int):
+    """A local cluster of 2 single-threaded worker processes whose first to reach ``failpoint``
+    (``recprep.failpoints``) dies there; a task may kill ``allowed_failures`` workers before it
+    fails (``KilledWorker``). The mark is ``tmp_path / "fired"``."""
+    import dask
+    from distributed import LocalCluster
+
+    from recprep.failpoints import ENV, MARK_ENV
+
+    env = {ENV: failpoint, MARK_ENV: str(tmp_path / "fired")}
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        return LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+            env=env,
+        )

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from ..errors import SpecError
 from ..isp_nodes.accounting import Account, placement_record
 from ..spec import PreprocessJob
-from .output import CommitRecord, OutputWriter
+from .landing import land
+from .output import OutputWriter
 from .plan import Plan
 from .sources.files import is_compressed
 from .tasks import FileDone, ShardResult, transform_file
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 #: seconds between two looks at the tasks and the queue of shards written
 LOOK = 0.25
 #: why the shards of each file are made by one task
-REASON = "decoded once: one task per compressed file (no more files than worker threads)"
+REASON = "decoded once: one task per compressed file, each shard made as its pass goes"
 
 
 def why_not(job: PreprocessJob, source, plan: Plan, sessions: bool, isp_workers: int) -> str | None:
@@ -276,27 +277,5 @@ def _started(summary, ledger: OutputWriter, progress, files: Files) -> None:
 
 def _commit(ledger: OutputWriter, files: Files, r: ShardResult, summary, account: Account, progress) -> None:
     number, _, start, stop = r.piece
-    placement = placement_record(r, None, REASON)
-    ledger.commit(
-        CommitRecord(
-            r.index,
-            r.file,
-            r.rows,
-            r.bad_rows,
-            r.bytes,
-            r.sha256,
-            r.quarantine,
-            {"path": files.paths[number], "start": start, "stop": stop},
-            r.nulled or None,
-            placement,
-        )
-    )
-    account.add(r.rows + r.bad_rows, r.bytes, placement, {})
-    summary.rows_written += r.rows
-    summary.rows_quarantined += r.bad_rows
-    summary.rows_read += r.rows + r.bad_rows
-    summary.rows_processed += r.rows + r.bad_rows
-    if r.quarantine:
-        summary.quarantine_files.append(r.quarantine)
-    if progress:
-        progress.advance(r)
+    source = {"path": files.paths[number], "start": start, "stop": stop}
+    land(ledger, r, source, placement_record(r, None, REASON), summary, account, {}, progress)

@@ -27,12 +27,12 @@ from ..spec import PreprocessJob
 from ..uris import output_location
 from . import decode_once
 from .grouped_sessions import GroupedSessionSource, GroupingCheck, GroupingError, recall, remember
+from .landing import land
 from .locality import scheduler_workers
 from .machine import usable_cores
 from .output import (
     QUARANTINE_DIR,
     WORKER_LOG,
-    CommitRecord,
     JobRecord,
     OutputWriter,
     check_writable,
@@ -673,29 +673,8 @@ def _transform(
         placement = placement_record(r, landed.holder, landed.reason)
         if grouping is not None:
             grouping.add(r.index, r.keys)
-        ledger.commit(
-            CommitRecord(
-                r.index,
-                r.file,
-                r.rows,
-                r.bad_rows,
-                r.bytes,
-                r.sha256,
-                r.quarantine,
-                splits[r.index].describe(),
-                r.nulled or None,
-                placement,
-            )
-        )
-        account.add(r.rows + r.bad_rows, r.bytes, placement, topology.worker_units)
-        summary.rows_written += r.rows
-        summary.rows_quarantined += r.bad_rows
-        summary.rows_read += r.rows + r.bad_rows
-        summary.rows_processed += r.rows + r.bad_rows
-        if r.quarantine:
-            summary.quarantine_files.append(r.quarantine)
-        if progress:
-            progress.advance(r)
+        described = splits[r.index].describe()
+        land(ledger, r, described, placement, summary, account, topology.worker_units, progress)
         if summary.rows_quarantined > limit and summary.rows_quarantined > 0:
             landed_shards.close()
             raise BadDataError(_bad_message(job, summary, directory, estimated=True))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from recprep.workloads.output import read_commits
 from recprep.workloads.runner import run_job
 from recprep.workloads.tasks import DECODE_FAILPOINT, ShardError, prepare, staged_sessions
 
-from ..conftest import REPO, job_doc, wait_for
+from ..conftest import REPO, failpoint_cluster, job_doc, wait_for
 
 ROWS = 8_000  # rows per day
 PER_SHARD = 1_000
@@ -113,23 +112,11 @@ def test_files_decoded_once_write_the_shards_of_the_files_uncompressed(
 def test_a_worker_killed_mid_file_has_the_file_done_again_and_each_shard_committed_once(
     criteo_lines, tmp_path, reference
 ):
-    import dask
-    from distributed import Client, LocalCluster
-
-    from recprep.failpoints import ENV, MARK_ENV
+    from distributed import Client
 
     source = _days(criteo_lines, tmp_path / "gz")
-    env = {ENV: DECODE_FAILPOINT, MARK_ENV: str(tmp_path / "fired")}
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": 3}),
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.CRITICAL,
-            env=env,
-        ) as cluster,
+        failpoint_cluster(tmp_path, DECODE_FAILPOINT, 3) as cluster,
         Client(cluster) as client,
     ):
         summary = run_job(load_job_dict(_job(source, tmp_path / "out")), client=client, decode="once")

@@ -18,7 +18,7 @@ from recprep.workloads.runner import run_job
 from recprep.workloads.sources import compressed
 from recprep.workloads.sources.compressed import IndexStore, passes_run_by, plan_files
 
-from ..conftest import job_doc
+from ..conftest import failpoint_cluster, job_doc
 
 
 def _days(criteo_lines, folder, n=2, rows=20_000):
@@ -124,22 +124,9 @@ def test_a_damaged_file_planned_on_a_worker_is_named_in_the_error(criteo_lines, 
 
 
 def _cluster_whose_first_pass_kills_its_worker(tmp_path, allowed_failures: int):
-    import dask
-    from distributed import LocalCluster
-
-    from recprep.failpoints import ENV, MARK_ENV
     from recprep.workloads.planning import FAILPOINT
 
-    env = {ENV: FAILPOINT, MARK_ENV: str(tmp_path / "fired")}
-    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
-        return LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.CRITICAL,
-            env=env,
-        )
+    return failpoint_cluster(tmp_path, FAILPOINT, allowed_failures)
 
 
 @pytest.mark.integration
