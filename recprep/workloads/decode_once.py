@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from ..errors import SpecError
 from ..isp_nodes.accounting import Account, placement_record
 from ..spec import PreprocessJob
-from .landing import land
+from .landing import accounted, land, landed_before
 from .output import OutputWriter
 from .plan import Plan
 from .sources.files import is_compressed
@@ -49,13 +49,19 @@ LOOK = 0.25
 REASON = "decoded once: one task per compressed file, each shard made as its pass goes"
 
 
+def compressed_text(source) -> bool:
+    """The source is text files, compressed every one (what a file task reads)."""
+    files = getattr(source, "files", None) if hasattr(source, "one_pass") else None
+    return bool(files) and all(is_compressed(p) for p in files)
+
+
 def why_not(job: PreprocessJob, source, plan: Plan, sessions: bool, isp_workers: int) -> str | None:
     """Why ``job`` cannot have its files decoded once, or None when it can."""
-    files = getattr(source, "files", None)
-    if not hasattr(source, "one_pass") or not files:
-        return "the source is not compressed text files alone"
-    if not all(is_compressed(p) for p in files):
-        return "the source has uncompressed files"
+    if not compressed_text(source):
+        text = hasattr(source, "one_pass") and getattr(source, "files", None)
+        return (
+            "the source has uncompressed files" if text else "the source is not compressed text files alone"
+        )
     if plan.needs_fit:
         return "a fitted op needs every split before the first shard"
     if sessions or job.spec.source.session is not None:
@@ -94,9 +100,14 @@ def _seekable(layout) -> bool:
     return layout is not None and layout.seekable
 
 
+def _starts(layout) -> list[int]:
+    """Where the splits of a file's plan that hold text begin (one shard each)."""
+    return [a for a, b in zip(layout.bounds, layout.bounds[1:]) if b > a]
+
+
 def _count(layout) -> int:
-    """The shards of a file's plan (its splits that hold text)."""
-    return sum(1 for a, b in zip(layout.bounds, layout.bounds[1:]) if b > a)
+    """The shards of a file's plan."""
+    return len(_starts(layout))
 
 
 def description(source) -> list[dict]:
@@ -177,8 +188,7 @@ def run_files(
         layout = source.kept_plan(path, rows)
         if layout is not None:
             files.counts[number] = _count(layout)
-            starts = [a for a, b in zip(layout.bounds, layout.bounds[1:]) if b > a]
-            if all(a in done.get(path, ()) for a in starts):
+            if all(a in done.get(path, ()) for a in _starts(layout)):
                 continue
         todo.append(number)
     _started(summary, ledger, progress, files)
@@ -188,10 +198,7 @@ def run_files(
         _run(c, job, files, todo, done, directory, ledger, summary, account, progress, fsync, result, look)
     account.wall_seconds = time.perf_counter() - started
     account.workers = {"isp": 0, "cpu": summary.cores}
-    summary.accounting = account.to_json()
-    ledger.save_accounting(summary.accounting)
-    if progress and hasattr(progress, "accounted"):
-        progress.accounted(summary.accounting)
+    accounted(account, summary, ledger, progress)
     return files.total
 
 
@@ -256,13 +263,7 @@ def _run(
 
 def _started(summary, ledger: OutputWriter, progress, files: Files) -> None:
     """The summary and progress of what earlier runs committed."""
-    summary.shards_skipped = len(ledger.commits)
-    for e in ledger.commits.values():
-        summary.rows_written += e.rows
-        summary.rows_quarantined += e.bad_rows
-        if e.quarantine:
-            summary.quarantine_files.append(e.quarantine)
-    summary.rows_read = summary.rows_written + summary.rows_quarantined
+    landed_before(summary, list(ledger.commits.values()))
     if progress:
         progress.phase("transform")
         shards, rows = files.estimate()

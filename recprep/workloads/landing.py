@@ -45,3 +45,24 @@ def land(
         summary.quarantine_files.append(r.quarantine)
     if progress:
         progress.advance(r)
+
+
+def landed_before(summary, records) -> None:
+    """Count in ``summary`` the shards earlier runs committed (``records``: their commit
+    records), which this run skips."""
+    summary.shards_skipped = len(records)
+    for e in records:
+        summary.rows_written += e.rows
+        summary.rows_quarantined += e.bad_rows
+        if e.quarantine:
+            summary.quarantine_files.append(e.quarantine)
+    summary.rows_read = summary.rows_written + summary.rows_quarantined
+
+
+def accounted(account: Account, summary, ledger: OutputWriter, progress) -> None:
+    """The run's accounting, once every shard has landed: in the summary, the output
+    (``_accounting.json``) and the progress."""
+    summary.accounting = account.to_json()
+    ledger.save_accounting(summary.accounting)
+    if progress and hasattr(progress, "accounted"):
+        progress.accounted(summary.accounting)

@@ -27,7 +27,7 @@ from ..spec import PreprocessJob
 from ..uris import output_location
 from . import decode_once
 from .grouped_sessions import GroupedSessionSource, GroupingCheck, GroupingError, recall, remember
-from .landing import land
+from .landing import accounted, land, landed_before
 from .locality import scheduler_workers
 from .machine import usable_cores
 from .output import (
@@ -49,7 +49,6 @@ from .sessions import (
 )
 from .sources import Split
 from .sources.compressed import passes_run_by
-from .sources.files import is_compressed
 from .tasks import (
     ShardError,
     ShardFailure,
@@ -124,8 +123,7 @@ def _identity(job: PreprocessJob, source, splits: list[Split], plan: Plan) -> st
     columns that are left out: shards once kept every column, so an output written before that
     is another job's and is not resumed into shards of another schema. Likewise the history
     lists a deduplicated shard leaves out (its flag columns: ``output.derived``)."""
-    files = getattr(source, "files", None) if hasattr(source, "one_pass") else None
-    if files and all(is_compressed(p) for p in files):
+    if decode_once.compressed_text(source):
         described = json.dumps(decode_once.description(source), sort_keys=True)
     else:
         described = json.dumps([s.describe() for s in splits], sort_keys=True)
@@ -622,13 +620,7 @@ def _transform(
 
     done = {i: e for i, e in ledger.commits.items() if i < len(splits)}
     summary.shards = len(splits)
-    summary.shards_skipped = len(done)
-    for e in done.values():
-        summary.rows_written += e.rows
-        summary.rows_quarantined += e.bad_rows
-        if e.quarantine:
-            summary.quarantine_files.append(e.quarantine)
-    summary.rows_read = summary.rows_written + summary.rows_quarantined
+    landed_before(summary, list(done.values()))
     todo = [s for s in splits if s.index not in done]
     est_total = sum(s.est_rows for s in splits)
     if progress:
@@ -683,10 +675,7 @@ def _transform(
     if grouping is not None:
         _check_grouping(grouping, directory, identity, fsync)
     account.wall_seconds = time.perf_counter() - started
-    summary.accounting = account.to_json()
-    ledger.save_accounting(summary.accounting)
-    if progress and hasattr(progress, "accounted"):
-        progress.accounted(summary.accounting)
+    accounted(account, summary, ledger, progress)
     if _names_isp(job) and not topology.isp:
         _warn(
             summary,
